@@ -1,0 +1,87 @@
+import type { BlockHash, CommitRequest, Cursor, FilePath, JournalPage, NamespaceId } from '../protocol/index.ts';
+
+/**
+ * Ports of the sync engine. The engine is platform-free: the browser worker plugs in
+ * IndexedDB and fetch, the LAN daemon plugs in files and TCP. Nothing here names a platform.
+ */
+
+/** SHA-256 of some bytes, as lower-case hex (WebCrypto in browsers, node:crypto in Node). */
+export type Sha256 = (bytes: Uint8Array) => Promise<BlockHash>;
+
+/** The latest entry of one live (not deleted) path. */
+export interface FileRecord {
+  path: FilePath;
+  size: number;
+  mtime: number;
+  blocks: BlockHash[];
+  /** The journal entry that last wrote this path. */
+  sjid: number;
+}
+
+/** Content-addressed block bytes kept on this device. */
+export interface LocalBlockStore {
+  /** The subset of `hashes` stored here. */
+  hasBlocks(hashes: readonly BlockHash[]): Promise<Set<BlockHash>>;
+  /** Stores bytes whose hash the caller has already verified. Idempotent. */
+  putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void>;
+  getBlock(hash: BlockHash): Promise<Uint8Array | null>;
+}
+
+/** Journal state of one namespace on this device: the file table and the cursors. */
+export interface NamespaceState {
+  /** Last journal entry folded into `files`. */
+  cursor: Cursor;
+  /** Last cursor at which every block of every live file was stored (what an advert may claim). */
+  syncedCursor: Cursor;
+  files: FileRecord[];
+}
+
+export interface SyncStateStore {
+  load(ns: NamespaceId): Promise<NamespaceState>;
+  /** Folds a page into the file table and moves the cursor, atomically (all or nothing). */
+  applyPage(ns: NamespaceId, changed: FileRecord[], removed: FilePath[], cursor: Cursor): Promise<void>;
+  setSyncedCursor(ns: NamespaceId, cursor: Cursor): Promise<void>;
+}
+
+export interface JournalReadOptions {
+  limit?: number;
+  waitSeconds?: number;
+  signal?: AbortSignal;
+}
+
+/** Reads one namespace's journal; implementations validate every page (parseJournalPage). */
+export interface JournalClient {
+  readPage(cursor: Cursor, options?: JournalReadOptions): Promise<JournalPage>;
+}
+
+/** One block the engine wants, and the newest journal entry that needs it. */
+export interface WantedBlock {
+  ns: NamespaceId;
+  hash: BlockHash;
+  sjid: number;
+  /** Expected length when known from the file layout (4 MiB cut), for progress only. */
+  sizeHint: number;
+}
+
+/**
+ * Anything that can hand over a block: the server, a WebRTC peer, a LAN peer through the
+ * bridge. The scheduler treats them alike (WebTorrent's web seed is just another peer).
+ */
+export interface BlockSource {
+  readonly id: string;
+  readonly kind: 'server' | 'peer';
+  /** Requests this source may have in flight at once. */
+  readonly maxInFlight: number;
+  /** Whether the source claims to hold this block (for a peer: its advert covers `sjid`). */
+  canServe(want: WantedBlock): boolean;
+  /** The block's bytes, unverified: the scheduler checks the hash. */
+  fetchBlock(want: WantedBlock, signal: AbortSignal): Promise<Uint8Array>;
+}
+
+/** The server calls the uploader needs. */
+export interface UploadApi {
+  missingBlocks(hashes: BlockHash[]): Promise<BlockHash[]>;
+  putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void>;
+  /** `{sjid}` on success, `{need}` when the server lacks blocks (nothing committed). */
+  commit(ns: NamespaceId, request: CommitRequest): Promise<{ sjid: number } | { need: BlockHash[] }>;
+}

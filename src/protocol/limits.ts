@@ -1,0 +1,15 @@
+/** Hard limits shared by every party; a value past one is rejected, never truncated. */
+export const MAX_BLOCK_SIZE = 4 * 1024 * 1024;
+/** 65,536 blocks of 4 MiB = 256 GiB per file; bounds commit bodies to about 4.5 MB of JSON. */
+export const MAX_BLOCKS_PER_FILE = 65_536;
+export const MAX_FILE_SIZE = MAX_BLOCKS_PER_FILE * MAX_BLOCK_SIZE;
+export const MAX_PATH_BYTES = 4096;
+export const MAX_SEGMENT_BYTES = 255;
+export const MAX_WORKSPACE_NAME_LENGTH = 200;
+export const DEFAULT_JOURNAL_PAGE = 200;
+export const MAX_JOURNAL_PAGE = 1000;
+export const MAX_LONG_POLL_SECONDS = 60;
+/** Block existence queries per request. */
+export const MAX_MISSING_QUERY = 10_000;
+/** Largest cursor a JSON number carries exactly. */
+export const MAX_CURSOR = Number.MAX_SAFE_INTEGER;
