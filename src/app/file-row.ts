@@ -1,0 +1,187 @@
+import type { FileSyncStatus, FileView } from '../../workers/sync-api.ts';
+import { normaliseUserPath } from '../protocol/index.ts';
+import { h, setAttribute, setText } from './dom.ts';
+import { formatBytes, formatPercent, formatRate, formatTime } from './format.ts';
+import { errorMessage } from './message-page.ts';
+import { ProgressBar } from './progress-bar.ts';
+
+export interface FileActions {
+  open(path: string): Promise<void>;
+  save(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  remove(path: string): Promise<void>;
+}
+
+const STATUS_LABELS: Record<FileSyncStatus, string> = {
+  synced: 'Synced',
+  syncing: 'Syncing',
+  waiting: 'Waiting',
+};
+
+/** One row of the file table, keyed by path; `update` writes only what changed. */
+export class FileRow {
+  readonly element: HTMLTableRowElement;
+  private readonly nameCell: HTMLTableCellElement;
+  private readonly nameLabel: HTMLElement;
+  private readonly sizeCell: HTMLTableCellElement;
+  private readonly timeCell: HTMLTableCellElement;
+  private readonly statusLabel: HTMLElement;
+  private readonly progress: ProgressBar;
+  private readonly openButton: HTMLButtonElement;
+  private readonly saveButton: HTMLButtonElement;
+  private readonly renameButton: HTMLButtonElement;
+  private renameForm: HTMLFormElement | null = null;
+  private last: FileView | null = null;
+
+  constructor(
+    readonly path: string,
+    private readonly actions: FileActions,
+  ) {
+    const slash = path.lastIndexOf('/');
+    this.nameLabel = h(
+      'span',
+      { class: 'file-name' },
+      slash === -1 ? null : h('span', { class: 'folder-prefix' }, path.slice(0, slash + 1)),
+      h('span', { class: 'base-name' }, path.slice(slash + 1)),
+    );
+    this.nameCell = h('th', { scope: 'row', class: 'cell-name' }, this.nameLabel);
+    this.sizeCell = h('td', { class: 'cell-size' });
+    this.timeCell = h('td', { class: 'cell-time' });
+    this.progress = new ProgressBar(`Sync progress of ${path}`, 'bar bar-small');
+    this.statusLabel = h('span', { class: 'status-label', 'data-testid': 'file-status' });
+    this.openButton = this.actionButton('Open', 'open-file', () => this.actions.open(this.path));
+    this.saveButton = this.actionButton('Save', 'save-file', () => this.actions.save(this.path));
+    this.renameButton = this.actionButton('Rename', 'rename-file', async () => this.startRename());
+    const deleteButton = this.actionButton('Delete', 'delete-file', () => this.confirmDelete());
+    deleteButton.classList.add('is-danger');
+    this.element = h(
+      'tr',
+      { 'data-testid': 'file-row', 'data-path': path },
+      this.nameCell,
+      this.sizeCell,
+      this.timeCell,
+      h('td', { class: 'cell-status' }, this.progress.element, this.statusLabel),
+      h('td', { class: 'cell-actions' }, this.openButton, this.saveButton, this.renameButton, deleteButton),
+    );
+  }
+
+  update(file: FileView): void {
+    const last = this.last;
+    this.last = file;
+    if (last?.size !== file.size) setText(this.sizeCell, formatBytes(file.size));
+    if (last?.mtime !== file.mtime) setText(this.timeCell, formatTime(file.mtime));
+    if (last?.status !== file.status) {
+      setAttribute(this.element, 'data-status', file.status);
+      const synced = file.status === 'synced';
+      this.openButton.disabled = !synced;
+      this.saveButton.disabled = !synced;
+      this.progress.element.hidden = synced;
+    }
+    if (
+      last?.status !== file.status ||
+      last.bytesDone !== file.bytesDone ||
+      last.bytesPerSecond !== file.bytesPerSecond ||
+      last.size !== file.size
+    ) {
+      this.progress.update(file.status === 'synced' ? file.size : file.bytesDone, file.size);
+      setText(this.statusLabel, statusText(file));
+    }
+  }
+
+  private actionButton(label: string, testId: string, run: () => Promise<void>): HTMLButtonElement {
+    const button = h('button', { type: 'button', class: 'small', 'data-testid': testId, 'aria-label': `${label} ${this.path}` }, label);
+    button.addEventListener('click', () => {
+      run().catch((error: unknown) => this.reportError(`${label} failed`, error));
+    });
+    return button;
+  }
+
+  private async confirmDelete(): Promise<void> {
+    if (!confirm(`Delete “${this.path}” for everyone in this workspace?`)) return;
+    await this.actions.remove(this.path);
+  }
+
+  private startRename(): void {
+    if (this.renameForm) return;
+    const input = h('input', {
+      type: 'text',
+      value: this.path,
+      class: 'rename-input',
+      'data-testid': 'rename-input',
+      'aria-label': `New name for ${this.path}`,
+      autocomplete: 'off',
+    });
+    input.spellcheck = false;
+    const problem = h('span', { class: 'field-error', 'aria-live': 'polite' });
+    const cancel = h('button', { type: 'button', class: 'small' }, 'Cancel');
+    const form = h(
+      'form',
+      { class: 'rename-form' },
+      input,
+      h('button', { type: 'submit', class: 'small primary', 'data-testid': 'rename-confirm' }, 'Rename'),
+      cancel,
+      problem,
+    );
+    cancel.addEventListener('click', () => this.endRename());
+    input.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') this.endRename();
+    });
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      void this.submitRename(input, problem);
+    });
+    this.renameForm = form;
+    this.nameCell.replaceChildren(form);
+    this.renameButton.disabled = true;
+    input.focus();
+    // Select the base name without its extension, as file managers do.
+    const start = this.path.lastIndexOf('/') + 1;
+    const dot = this.path.lastIndexOf('.');
+    input.setSelectionRange(start, dot > start ? dot : this.path.length);
+  }
+
+  private async submitRename(input: HTMLInputElement, problem: HTMLElement): Promise<void> {
+    let target: string;
+    try {
+      target = normaliseUserPath(input.value);
+    } catch (error) {
+      input.setAttribute('aria-invalid', 'true');
+      problem.textContent = `Not a valid name: ${errorMessage(error)}`;
+      return;
+    }
+    if (target === this.path) {
+      this.endRename();
+      return;
+    }
+    input.disabled = true;
+    try {
+      await this.actions.rename(this.path, target);
+      this.endRename();
+    } catch (error) {
+      input.disabled = false;
+      input.setAttribute('aria-invalid', 'true');
+      problem.textContent = `Rename failed: ${errorMessage(error)}`;
+    }
+  }
+
+  private endRename(): void {
+    if (!this.renameForm) return;
+    this.renameForm = null;
+    this.nameCell.replaceChildren(this.nameLabel);
+    this.renameButton.disabled = false;
+    this.renameButton.focus();
+  }
+
+  private reportError(title: string, error: unknown): void {
+    this.element.dispatchEvent(
+      new CustomEvent('file-action-error', { bubbles: true, detail: `${title}: ${errorMessage(error)}` }),
+    );
+  }
+}
+
+function statusText(file: FileView): string {
+  if (file.status === 'synced') return STATUS_LABELS.synced;
+  const parts = [STATUS_LABELS[file.status], formatPercent(file.bytesDone, file.size)];
+  if (file.status === 'syncing' && file.bytesPerSecond > 0) parts.push(formatRate(file.bytesPerSecond));
+  return parts.join(' · ');
+}

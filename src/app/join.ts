@@ -1,0 +1,43 @@
+import type { WorkspaceSummary } from '../../workers/sync-api.ts';
+import { inviteFromLink } from '../protocol/index.ts';
+import { errorMessage, messagePage } from './message-page.ts';
+import type { Page } from './page.ts';
+import type { SyncApi } from './sync-client.ts';
+
+export type JoinOutcome = { kind: 'no-invite' } | { kind: 'joined'; workspace: WorkspaceSummary } | { kind: 'failed'; page: Page };
+
+/** Joins the workspace whose invite the URL fragment carries, if any. */
+export async function joinFromLocation(api: SyncApi, href: string): Promise<JoinOutcome> {
+  const fragment = new URL(href).hash;
+  if (!/[#&]invite=/.test(fragment)) return { kind: 'no-invite' };
+  const invite = inviteFromLink(href);
+  if (!invite) {
+    return {
+      kind: 'failed',
+      page: messagePage({
+        title: 'This link is incomplete',
+        body: 'The share link seems to be cut short. Copy the whole link again and open it.',
+        testId: 'join-error',
+        tone: 'error',
+      }),
+    };
+  }
+  try {
+    return { kind: 'joined', workspace: await api.joinWorkspace(invite) };
+  } catch (error) {
+    const detail = errorMessage(error);
+    const refused = /\b(403|401|404)\b|revoked|invalid|forbidden|not found|expired/i.test(detail);
+    return {
+      kind: 'failed',
+      page: messagePage({
+        title: refused ? 'This link no longer works' : 'Could not join the workspace',
+        body: refused
+          ? 'The link is invalid or was reset by someone in the team. Ask them for the current link.'
+          : 'The server could not be reached or refused the request. Check your connection and open the link again.',
+        detail,
+        testId: 'join-error',
+        tone: 'error',
+      }),
+    };
+  }
+}

@@ -1,0 +1,36 @@
+import { h } from './dom.ts';
+
+/**
+ * A short list of messages for the user (action failures, rejected names, "copied").
+ * Errors stay until dismissed; confirmations fade on their own.
+ */
+export class Notices {
+  readonly element = h('div', { class: 'notices', 'aria-live': 'polite', 'data-testid': 'notices' });
+
+  info(text: string): void {
+    const notice = this.add(text, 'info');
+    setTimeout(() => notice.remove(), 4000);
+  }
+
+  error(title: string, lines: string[] = []): void {
+    this.add(title, 'error', lines);
+  }
+
+  clear(): void {
+    this.element.replaceChildren();
+  }
+
+  private add(text: string, tone: 'info' | 'error', lines: string[] = []): HTMLElement {
+    const notice = h(
+      'div',
+      { class: `notice is-${tone}`, role: tone === 'error' ? 'alert' : 'status', 'data-testid': `notice-${tone}` },
+      h('p', {}, text),
+      lines.length > 0 ? h('ul', {}, ...lines.map((line) => h('li', {}, line))) : null,
+    );
+    const dismiss = h('button', { type: 'button', class: 'link-button', 'aria-label': 'Dismiss message' }, '×');
+    dismiss.addEventListener('click', () => notice.remove());
+    notice.prepend(dismiss);
+    this.element.append(notice);
+    return notice;
+  }
+}

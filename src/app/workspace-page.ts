@@ -1,0 +1,118 @@
+import * as Comlink from 'comlink';
+import type { WorkspaceView } from '../../workers/sync-api.ts';
+import type { NamespaceId } from '../protocol/index.ts';
+import { openBlobInNewTab, saveBlob } from './blob-urls.ts';
+import { h, setText } from './dom.ts';
+import type { PickedFile } from './dropped-files.ts';
+import { DropZone } from './drop-zone.ts';
+import { createFilePickers } from './file-pickers.ts';
+import type { FileActions } from './file-row.ts';
+import { FileTable } from './file-table.ts';
+import { errorMessage } from './message-page.ts';
+import { Notices } from './notices.ts';
+import type { Page } from './page.ts';
+import { createShareLinkBox } from './share-link-box.ts';
+import { SyncSummary } from './sync-summary.ts';
+import type { SyncApi } from './sync-client.ts';
+import { prepareUploads } from './upload-paths.ts';
+import { UploadList } from './upload-list.ts';
+import { LatestValueRenderer } from './view-scheduler.ts';
+
+export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
+  const notices = new Notices();
+  const title = h('h1', { class: 'workspace-name', 'data-testid': 'workspace-name' }, 'Opening workspace…');
+  const summary = new SyncSummary();
+  const viewError = h('div', { class: 'banner is-error', role: 'alert', 'data-testid': 'view-error', hidden: true });
+  const uploads = new UploadList();
+
+  const actions: FileActions = {
+    open: (path) => openBlobInNewTab(path, () => api.fileBlob(namespaceId, path)),
+    save: async (path) => saveBlob(path, await api.fileBlob(namespaceId, path)),
+    rename: (from, to) => api.rename(namespaceId, from, to),
+    remove: (path) => api.remove(namespaceId, path),
+  };
+  const files = new FileTable(actions);
+  const emptyState = h(
+    'div',
+    { class: 'empty-state', 'data-testid': 'empty-state', hidden: true },
+    h('p', {}, 'Drop files here to share them with everyone who has the link.'),
+  );
+  const filesSection = h('section', { class: 'files', 'aria-label': 'Files', 'aria-busy': 'true' }, files.element, emptyState);
+  files.element.hidden = true;
+
+  function uploadPicked(picked: PickedFile[]): void {
+    const { accepted, rejected } = prepareUploads(picked);
+    if (rejected.length > 0) {
+      notices.error(
+        `${rejected.length === 1 ? 'One file was' : `${rejected.length} files were`} not uploaded because of its name:`,
+        rejected.map(({ name, reason }) => `${name} — ${reason}`),
+      );
+    }
+    if (accepted.length === 0) return;
+    api.upload(namespaceId, accepted).catch((error: unknown) => notices.error(`Upload failed: ${errorMessage(error)}`));
+  }
+
+  const dropZone = new DropZone(uploadPicked, (error) => notices.error(`Could not read the dropped files: ${errorMessage(error)}`));
+
+  const element = h(
+    'section',
+    { class: 'workspace' },
+    h('header', { class: 'workspace-header' }, title, summary.element),
+    viewError,
+    createShareLinkBox(api, namespaceId, notices),
+    createFilePickers(uploadPicked),
+    notices.element,
+    uploads.element,
+    filesSection,
+    dropZone.overlay,
+  );
+  element.addEventListener('file-action-error', (event) => notices.error((event as CustomEvent<string>).detail));
+
+  let lastName = '';
+  function render(view: WorkspaceView): void {
+    if (view.name !== lastName) {
+      lastName = view.name;
+      setText(title, view.name);
+      document.title = `${view.name} — nearsync`;
+    }
+    summary.update(view);
+    viewError.hidden = !view.error;
+    setText(viewError, view.error ?? '');
+    uploads.update(view.uploads);
+    files.update(view.files);
+    files.element.hidden = view.files.length === 0;
+    emptyState.hidden = view.files.length > 0;
+    filesSection.removeAttribute('aria-busy');
+  }
+
+  const renderer = new LatestValueRenderer(render);
+  let closed = false;
+  api.open(namespaceId, Comlink.proxy((view: WorkspaceView) => renderer.push(view))).catch((error: unknown) => {
+    if (closed) return;
+    renderer.stop();
+    setText(title, 'Workspace unavailable');
+    element.replaceChildren(
+      title,
+      h(
+        'div',
+        { class: 'banner is-error', role: 'alert', 'data-testid': 'open-error' },
+        h('p', {}, 'This workspace is not available on this device. Open its share link to join it.'),
+        h('p', { class: 'detail' }, errorMessage(error)),
+        h('p', {}, h('a', { href: '/', class: 'button', 'data-testid': 'go-home' }, 'Go to your workspaces')),
+      ),
+    );
+    dropZone.dispose();
+  });
+
+  return {
+    element,
+    dispose() {
+      closed = true;
+      renderer.stop();
+      dropZone.dispose();
+      api.close(namespaceId).catch(() => {
+        // The worker may already be gone (page unloading); nothing is left to close then.
+      });
+    },
+  };
+}
