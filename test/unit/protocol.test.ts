@@ -99,7 +99,7 @@ describe('journal pages', () => {
     [{ entries: [], cursor: 2, more: false }, 'cursor goes back'],
     [{ entries: [entry(4)], cursor: 4 }, 'no more'],
     [{ entries: [{ ...entry(4), path: '/abs' }], cursor: 4, more: false }, 'bad path'],
-  ])('rejects %j (%s)', (page) => {
+  ] as Array<[unknown, string]>)('rejects %j (%s)', (page) => {
     expect(() => parseJournalPage(page, 3)).toThrow(ValidationError);
   });
 });

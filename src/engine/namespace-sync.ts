@@ -1,0 +1,255 @@
+import type { BlockHash, FilePath, NamespaceId } from '../protocol/index.ts';
+import { foldEntries } from './file-table.ts';
+import { bytesPresent, planMissingBlocks } from './planner.ts';
+import { RateMeter } from './rate-meter.ts';
+import { BlockScheduler } from './scheduler.ts';
+import type { BlockSource, FileRecord, JournalClient, LocalBlockStore, Sha256, SyncStateStore } from './types.ts';
+
+export interface NamespaceSyncOptions {
+  ns: NamespaceId;
+  journal: JournalClient;
+  state: SyncStateStore;
+  blocks: LocalBlockStore;
+  sha256: Sha256;
+  sources: () => readonly BlockSource[];
+  maxInFlight?: number;
+  longPollSeconds?: number;
+  pageLimit?: number;
+  /** Something a view shows has changed. Called often: throttle downstream. */
+  onChange?: () => void;
+  /** Every block of every live file up to `cursor` is stored (what an advert may claim). */
+  onSynced?: (cursor: number) => void;
+  now?: () => number;
+}
+
+export type FileStatus = 'synced' | 'syncing' | 'waiting';
+
+export interface FileProgress {
+  file: FileRecord;
+  bytesDone: number;
+  status: FileStatus;
+  bytesPerSecond: number;
+}
+
+export interface EngineSnapshot {
+  cursor: number;
+  syncedCursor: number;
+  files: FileProgress[];
+  totalBytes: number;
+  doneBytes: number;
+  bytesPerSecond: number;
+  bytesFromServer: number;
+  bytesFromPeers: number;
+  error: string | null;
+}
+
+/**
+ * Keeps one namespace in sync: long-polls the journal, folds it into the file table,
+ * and fetches the blocks live files lack through the scheduler. Its state survives a
+ * restart through the SyncStateStore, so a reload resumes where it stopped.
+ */
+export class NamespaceSync {
+  private files = new Map<FilePath, FileRecord>();
+  private have = new Set<BlockHash>();
+  private pathsByBlock = new Map<BlockHash, FilePath[]>();
+  private fileRates = new Map<FilePath, RateMeter>();
+  private totalRate = new RateMeter();
+  private cursor = 0;
+  private syncedCursor = 0;
+  private bytesFromServer = 0;
+  private bytesFromPeers = 0;
+  private error: string | null = null;
+  private stopped = false;
+  private readonly pollAbort = new AbortController();
+  private readonly scheduler: BlockScheduler;
+  private readonly now: () => number;
+  private journalLoop: Promise<void> | null = null;
+
+  constructor(private readonly options: NamespaceSyncOptions) {
+    this.now = options.now ?? (() => Date.now());
+    this.scheduler = new BlockScheduler({
+      store: options.blocks,
+      sha256: options.sha256,
+      sources: options.sources,
+      maxInFlight: options.maxInFlight ?? 6,
+      events: {
+        stored: (want, bytes, source) => this.onBlockStored(want.hash, bytes, source),
+        failed: (_want, source, error) => {
+          if (source.kind === 'server') this.error = `Could not fetch from the server: ${messageOf(error)}`;
+          this.options.onChange?.();
+        },
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    const state = await this.options.state.load(this.options.ns);
+    this.cursor = state.cursor;
+    this.syncedCursor = state.syncedCursor;
+    this.files = new Map(state.files.map((file) => [file.path, file]));
+    await this.learnStoredBlocks(state.files);
+    this.replan();
+    this.journalLoop = this.followJournal();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.pollAbort.abort();
+    this.scheduler.stop();
+    await this.journalLoop;
+  }
+
+  /** New sources (peers) are usable: start fetches that were waiting for one. */
+  sourcesChanged(): void {
+    this.scheduler.wake();
+  }
+
+  file(path: string): FileRecord | undefined {
+    return this.files.get(path as FilePath);
+  }
+
+  /** Blocks stored on this device by someone else (an upload in this or another tab). */
+  async noteStoredBlocks(hashes: readonly BlockHash[]): Promise<void> {
+    for (const hash of hashes) this.have.add(hash);
+    this.replan();
+  }
+
+  snapshot(): EngineSnapshot {
+    const now = this.now();
+    const inFlight = this.scheduler.inFlight();
+    const files: FileProgress[] = [];
+    let totalBytes = 0;
+    let doneBytes = 0;
+    for (const file of this.files.values()) {
+      const bytesDone = bytesPresent(file, this.have);
+      const complete = file.blocks.every((hash) => this.have.has(hash));
+      const status: FileStatus = complete ? 'synced' : file.blocks.some((hash) => inFlight.has(hash)) ? 'syncing' : 'waiting';
+      const rate = complete ? 0 : (this.fileRates.get(file.path)?.bytesPerSecond(now) ?? 0);
+      files.push({ file, bytesDone: complete ? file.size : bytesDone, status, bytesPerSecond: rate });
+      totalBytes += file.size;
+      doneBytes += complete ? file.size : bytesDone;
+    }
+    return {
+      cursor: this.cursor,
+      syncedCursor: this.syncedCursor,
+      files,
+      totalBytes,
+      doneBytes,
+      bytesPerSecond: this.totalRate.bytesPerSecond(now),
+      bytesFromServer: this.bytesFromServer,
+      bytesFromPeers: this.bytesFromPeers,
+      error: this.error,
+    };
+  }
+
+  private async followJournal(): Promise<void> {
+    let caughtUp = false;
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        const page = await this.options.journal.readPage(this.cursor, {
+          limit: this.options.pageLimit,
+          waitSeconds: caughtUp ? (this.options.longPollSeconds ?? 25) : 0,
+          signal: this.pollAbort.signal,
+        });
+        if (page.entries.length > 0) await this.applyPage(page.entries);
+        caughtUp = !page.more;
+        failures = 0;
+        if (this.error?.startsWith('Journal')) this.error = null;
+        this.options.onChange?.();
+      } catch (error) {
+        if (this.stopped) return;
+        failures += 1;
+        caughtUp = false;
+        this.error = `Journal unavailable: ${messageOf(error)}`;
+        this.options.onChange?.();
+        await delay(Math.min(30_000, 500 * 2 ** Math.min(failures, 6)), this.pollAbort.signal);
+      }
+    }
+  }
+
+  private async applyPage(entries: Parameters<typeof foldEntries>[1]): Promise<void> {
+    const { changed, removed } = foldEntries(this.files, entries);
+    const cursor = entries[entries.length - 1].sjid;
+    try {
+      await this.options.state.applyPage(this.options.ns, changed, removed, cursor);
+    } catch (error) {
+      // The in-memory table ran ahead of what was persisted: reload the truth and retry later.
+      const state = await this.options.state.load(this.options.ns);
+      this.files = new Map(state.files.map((file) => [file.path, file]));
+      this.cursor = state.cursor;
+      throw error;
+    }
+    this.cursor = cursor;
+    for (const path of removed) this.fileRates.delete(path);
+    await this.learnStoredBlocks(changed);
+    this.replan();
+  }
+
+  private async learnStoredBlocks(files: readonly FileRecord[]): Promise<void> {
+    const unknown = new Set<BlockHash>();
+    for (const file of files) for (const hash of file.blocks) if (!this.have.has(hash)) unknown.add(hash);
+    if (unknown.size === 0) return;
+    for (const hash of await this.options.blocks.hasBlocks([...unknown])) this.have.add(hash);
+  }
+
+  private replan(): void {
+    const wanted = planMissingBlocks(this.options.ns, this.files.values(), this.have);
+    this.pathsByBlock.clear();
+    const wantedSet = new Set(wanted.map((want) => want.hash));
+    for (const file of this.files.values()) {
+      for (const hash of file.blocks) {
+        if (!wantedSet.has(hash)) continue;
+        const paths = this.pathsByBlock.get(hash);
+        if (paths) paths.push(file.path);
+        else this.pathsByBlock.set(hash, [file.path]);
+      }
+    }
+    this.scheduler.setWanted(wanted);
+    if (wanted.length === 0) void this.markSynced();
+    else void this.scheduler.whenIdle().then(() => this.markSyncedIfComplete());
+  }
+
+  private onBlockStored(hash: BlockHash, bytes: number, source: BlockSource): void {
+    this.have.add(hash);
+    const now = this.now();
+    this.totalRate.add(bytes, now);
+    if (source.kind === 'server') this.bytesFromServer += bytes;
+    else this.bytesFromPeers += bytes;
+    for (const path of this.pathsByBlock.get(hash) ?? []) {
+      let meter = this.fileRates.get(path);
+      if (!meter) this.fileRates.set(path, (meter = new RateMeter()));
+      meter.add(bytes, now);
+    }
+    if (this.error?.startsWith('Could not fetch')) this.error = null;
+    this.options.onChange?.();
+  }
+
+  private markSyncedIfComplete(): void {
+    if (planMissingBlocks(this.options.ns, this.files.values(), this.have).length === 0) void this.markSynced();
+  }
+
+  private async markSynced(): Promise<void> {
+    const cursor = this.cursor;
+    if (cursor <= this.syncedCursor || this.stopped) return;
+    this.syncedCursor = cursor;
+    this.fileRates.clear();
+    await this.options.state.setSyncedCursor(this.options.ns, cursor);
+    this.options.onSynced?.(cursor);
+    this.options.onChange?.();
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+}

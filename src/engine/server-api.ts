@@ -1,0 +1,194 @@
+import {
+  MAX_BLOCK_SIZE,
+  ValidationError,
+  expectArray,
+  expectRecord,
+  expectString,
+  parseBlockHash,
+  parseCursor,
+  parseJournalPage,
+  parseNamespaceId,
+  type BlockHash,
+  type CommitRequest,
+  type Cursor,
+  type JournalPage,
+  type NamespaceId,
+} from '../protocol/index.ts';
+import type { JournalClient, JournalReadOptions, UploadApi } from './types.ts';
+
+/** An HTTP answer other than success, with the server's error code when it sent one. */
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+/**
+ * Client of the nearsync HTTP API (docs/protocol.md). Every response body is validated
+ * before it is believed.
+ */
+export class ServerApi implements UploadApi {
+  constructor(
+    readonly base: string,
+    private readonly token: string | null = null,
+    private readonly fetchImpl: FetchLike = (input, init) => fetch(input, init),
+  ) {}
+
+  withToken(token: string): ServerApi {
+    return new ServerApi(this.base, token, this.fetchImpl);
+  }
+
+  async createWorkspace(name: string): Promise<{ namespaceId: NamespaceId; name: string; inviteUrl: string; token: string }> {
+    const body = expectRecord(await this.json('POST', '/api/v1/workspaces', { name }), 'response');
+    return {
+      namespaceId: parseNamespaceId(body.namespaceId),
+      name: expectString(body.name, 'name', 1000),
+      inviteUrl: expectString(body.inviteUrl, 'inviteUrl', 2000),
+      token: expectString(body.token, 'token', 200),
+    };
+  }
+
+  async join(invite: string): Promise<{ namespaceId: NamespaceId; name: string; token: string }> {
+    const body = expectRecord(await this.json('POST', '/api/v1/join', { invite }), 'response');
+    return {
+      namespaceId: parseNamespaceId(body.namespaceId),
+      name: expectString(body.name, 'name', 1000),
+      token: expectString(body.token, 'token', 200),
+    };
+  }
+
+  async rotateInvite(ns: NamespaceId): Promise<string> {
+    const body = expectRecord(await this.json('POST', `/api/v1/ns/${ns}/invite`, {}), 'response');
+    return expectString(body.inviteUrl, 'inviteUrl', 2000);
+  }
+
+  journal(ns: NamespaceId): JournalClient {
+    return {
+      readPage: (cursor, options) => this.readJournal(ns, cursor, options),
+    };
+  }
+
+  async readJournal(ns: NamespaceId, cursor: Cursor, options: JournalReadOptions = {}): Promise<JournalPage> {
+    const query = new URLSearchParams({ cursor: String(parseCursor(cursor)) });
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.waitSeconds) query.set('wait', String(options.waitSeconds));
+    const body = await this.json('GET', `/api/v1/ns/${ns}/journal?${query}`, undefined, options.signal);
+    return parseJournalPage(body, cursor);
+  }
+
+  async missingBlocks(hashes: BlockHash[]): Promise<BlockHash[]> {
+    if (hashes.length === 0) return [];
+    const body = expectRecord(await this.json('POST', '/api/v1/blocks/missing', { hashes }), 'response');
+    const asked = new Set(hashes);
+    return expectArray(body.missing, 'missing', hashes.length).map((hash, i) => {
+      const parsed = parseBlockHash(hash, `missing[${i}]`);
+      if (!asked.has(parsed)) throw new ValidationError(`missing[${i}]`, 'names a block that was not asked about');
+      return parsed;
+    });
+  }
+
+  async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
+    const response = await this.request('PUT', `/api/v1/blocks/${hash}`, {
+      body: bytes as Uint8Array<ArrayBuffer>,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    await response.body?.cancel();
+  }
+
+  async commit(ns: NamespaceId, request: CommitRequest): Promise<{ sjid: number } | { need: BlockHash[] }> {
+    try {
+      const body = expectRecord(await this.json('POST', `/api/v1/ns/${ns}/commit`, request), 'response');
+      return { sjid: parseCursor(body.sjid, 'sjid') };
+    } catch (error) {
+      if (error instanceof NeedBlocksError) return { need: error.need };
+      throw error;
+    }
+  }
+
+  /** One block's bytes, refusing bodies over the block limit before reading them whole. */
+  async getBlock(ns: NamespaceId, hash: BlockHash, signal?: AbortSignal): Promise<Uint8Array> {
+    const response = await this.request('GET', `/api/v1/blocks/${hash}?ns=${encodeURIComponent(ns)}`, { signal });
+    return readBoundedBody(response, MAX_BLOCK_SIZE);
+  }
+
+  private async json(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<unknown> {
+    const init: RequestInit = { signal };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { 'content-type': 'application/json' };
+    }
+    const response = await this.request(method, path, init);
+    return response.json();
+  }
+
+  private async request(method: string, path: string, init: RequestInit): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.token) headers.set('authorization', `Bearer ${this.token}`);
+    const response = await this.fetchImpl(this.base + path, { ...init, method, headers });
+    if (response.ok) return response;
+    let code = `http_${response.status}`;
+    let message = `${method} ${path.split('?')[0]} failed with HTTP ${response.status}`;
+    let need: BlockHash[] | null = null;
+    try {
+      const body = expectRecord(await response.json(), 'error');
+      if (typeof body.error === 'string') code = body.error.slice(0, 100);
+      if (typeof body.message === 'string') message = body.message.slice(0, 500);
+      if (response.status === 409 && Array.isArray(body.need)) {
+        need = expectArray(body.need, 'need', 100_000).map((hash, i) => parseBlockHash(hash, `need[${i}]`));
+      }
+    } catch {
+      // A body that is not our JSON error still leaves a useful status.
+    }
+    if (need) throw new NeedBlocksError(need);
+    throw new ApiError(response.status, code, message);
+  }
+}
+
+class NeedBlocksError extends ApiError {
+  constructor(readonly need: BlockHash[]) {
+    super(409, 'need_blocks', 'server lacks blocks');
+  }
+}
+
+async function readBoundedBody(response: Response, limit: number): Promise<Uint8Array> {
+  const declared = Number(response.headers.get('content-length') ?? NaN);
+  if (declared > limit) {
+    await response.body?.cancel();
+    throw new ValidationError('block', `response of ${declared} bytes is over the ${limit}-byte block limit`);
+  }
+  if (!response.body) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > limit) {
+      await reader.cancel();
+      throw new ValidationError('block', `response is over the ${limit}-byte block limit`);
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
+/** True for failures worth retrying later (network down, server overloaded or restarting). */
+export function isTransient(error: unknown): boolean {
+  if (error instanceof ApiError) return error.status >= 500 || error.status === 429 || error.status === 408;
+  return !(error instanceof ValidationError);
+}

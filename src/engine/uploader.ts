@@ -1,0 +1,98 @@
+import type { BlockHash, CommitRequest, FilePath, NamespaceId } from '../protocol/index.ts';
+import { cutBlocks } from './chunker.ts';
+import type { LocalBlockStore, Sha256, UploadApi } from './types.ts';
+
+export interface UploadProgress {
+  bytesHashed: number;
+  bytesUploaded: number;
+  phase: 'hashing' | 'uploading' | 'committing' | 'done';
+}
+
+export interface UploadFileOptions {
+  ns: NamespaceId;
+  path: FilePath;
+  mtime: number;
+  stream: ReadableStream<Uint8Array>;
+  api: UploadApi;
+  blocks: LocalBlockStore;
+  sha256: Sha256;
+  onProgress?: (progress: UploadProgress) => void;
+  /** Block uploads in flight while the next blocks are read and hashed. */
+  parallel?: number;
+}
+
+const COMMIT_ATTEMPTS = 4;
+
+/**
+ * Uploads one file as it is read: each 4 MiB block is hashed, kept locally (so this device
+ * never downloads its own upload), sent to the server unless it already has it, and the
+ * file is committed once every block is there. Memory stays at about `parallel + 1` blocks.
+ */
+export async function uploadFile(options: UploadFileOptions): Promise<{ sjid: number; blocks: BlockHash[]; size: number }> {
+  const { api, blocks: store, sha256 } = options;
+  const parallel = options.parallel ?? 3;
+  const progress: UploadProgress = { bytesHashed: 0, bytesUploaded: 0, phase: 'hashing' };
+  const report = () => options.onProgress?.({ ...progress });
+  const hashes: BlockHash[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown = null;
+
+  const send = async (hash: BlockHash, bytes: Uint8Array) => {
+    const missing = await api.missingBlocks([hash]);
+    if (missing.length > 0) await api.putBlock(hash, bytes);
+    progress.bytesUploaded += bytes.length;
+    report();
+  };
+
+  let size = 0;
+  for await (const block of cutBlocks(options.stream)) {
+    if (failure) break;
+    const hash = await sha256(block);
+    hashes.push(hash);
+    size += block.length;
+    progress.bytesHashed += block.length;
+    progress.phase = 'uploading';
+    report();
+    await store.putBlock(hash, block);
+    const task: Promise<void> = send(hash, block)
+      .catch((error: unknown) => {
+        failure ??= error;
+      })
+      .finally(() => inFlight.delete(task));
+    inFlight.add(task);
+    if (inFlight.size >= parallel) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  if (failure) throw failure;
+
+  progress.phase = 'committing';
+  report();
+  const request: CommitRequest = { path: options.path, size, mtime: options.mtime, blocks: hashes, deleted: false };
+  const sjid = await commitWithBlocks(options.ns, request, api, store);
+  progress.phase = 'done';
+  report();
+  return { sjid, blocks: hashes, size };
+}
+
+/**
+ * Commits, and on a 409 uploads the blocks the server says it lacks (from the local
+ * store) and tries again: blocks can vanish between check and commit (server restore,
+ * garbage collection), and a rename may reference blocks the server never had.
+ */
+export async function commitWithBlocks(
+  ns: NamespaceId,
+  request: CommitRequest,
+  api: UploadApi,
+  store: LocalBlockStore,
+): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const result = await api.commit(ns, request);
+    if ('sjid' in result) return result.sjid;
+    if (attempt >= COMMIT_ATTEMPTS) throw new Error(`server still lacks ${result.need.length} block(s) after ${attempt} attempts`);
+    for (const hash of result.need) {
+      const bytes = await store.getBlock(hash);
+      if (!bytes) throw new Error(`block ${hash.slice(0, 12)}… is needed by the server but not stored on this device`);
+      await api.putBlock(hash, bytes);
+    }
+  }
+}

@@ -1,0 +1,220 @@
+import { describe, expect, it } from 'vitest';
+import { cutBlocks } from '../../src/engine/chunker.ts';
+import { expectedBlockSize } from '../../src/engine/block-layout.ts';
+import { foldEntries } from '../../src/engine/file-table.ts';
+import { bytesPresent, planMissingBlocks } from '../../src/engine/planner.ts';
+import { BlockScheduler } from '../../src/engine/scheduler.ts';
+import type { BlockSource, FileRecord, WantedBlock } from '../../src/engine/types.ts';
+import { MAX_BLOCK_SIZE, type BlockHash, type FilePath, type JournalEntry, type NamespaceId } from '../../src/protocol/index.ts';
+import { MemoryBlockStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
+
+const NS = 'nsnsnsnsnsnsnsnsnsnsns' as NamespaceId;
+const h = (c: string) => c.repeat(64) as BlockHash;
+const entry = (sjid: number, path: string, blocks: BlockHash[], deleted = false): JournalEntry => ({
+  sjid,
+  path: path as FilePath,
+  size: deleted ? 0 : blocks.length,
+  mtime: 1,
+  blocks,
+  deleted,
+});
+
+function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      for (const chunk of chunks) controller.enqueue(chunk);
+      controller.close();
+    },
+  });
+}
+
+describe('journal fold', () => {
+  it('keeps the latest entry per path and drops deleted paths', () => {
+    const files = new Map<FilePath, FileRecord>();
+    const result = foldEntries(files, [
+      entry(1, 'a', [h('1')]),
+      entry(2, 'b', [h('2')]),
+      entry(3, 'a', [h('3')]),
+      entry(4, 'b', [], true),
+    ]);
+    expect([...files.keys()]).toEqual(['a']);
+    expect(files.get('a' as FilePath)?.blocks).toEqual([h('3')]);
+    expect(files.get('a' as FilePath)?.sjid).toBe(3);
+    expect(result.changed.map((f) => f.path)).toEqual(['a']);
+    expect(result.removed).toEqual(['b']);
+  });
+  it('recreates a path deleted earlier', () => {
+    const files = new Map<FilePath, FileRecord>();
+    foldEntries(files, [entry(1, 'a', [h('1')]), entry(2, 'a', [], true)]);
+    const result = foldEntries(files, [entry(3, 'a', [h('4')])]);
+    expect(result.changed[0].blocks).toEqual([h('4')]);
+    expect(result.removed).toEqual([]);
+  });
+});
+
+describe('planner', () => {
+  const file = (path: string, sjid: number, blocks: BlockHash[], size = blocks.length * MAX_BLOCK_SIZE): FileRecord => ({
+    path: path as FilePath,
+    size,
+    mtime: 0,
+    blocks,
+    sjid,
+  });
+  it('wants each missing block once, oldest entry first, in block order', () => {
+    const files = [file('late', 9, [h('c'), h('a')]), file('early', 2, [h('a'), h('b')]), file('dup', 5, [h('b'), h('b')])];
+    const wanted = planMissingBlocks(NS, files, new Set([h('b')]));
+    expect(wanted.map((w) => [w.hash, w.sjid])).toEqual([
+      [h('a'), 2],
+      [h('c'), 9],
+    ]);
+  });
+  it('wants nothing when every block is here, and nothing for empty files', () => {
+    expect(planMissingBlocks(NS, [file('e', 1, [], 0), file('x', 2, [h('d')])], new Set([h('d')]))).toEqual([]);
+  });
+  it('estimates progress by the fixed block layout', () => {
+    const f = file('f', 1, [h('1'), h('2'), h('3')], 2 * MAX_BLOCK_SIZE + 10);
+    expect(expectedBlockSize(f.size, 3, 2)).toBe(10);
+    expect(bytesPresent(f, new Set([h('1'), h('3')]))).toBe(MAX_BLOCK_SIZE + 10);
+  });
+});
+
+describe('block cutting', () => {
+  it('cuts a stream of odd chunk sizes into exact blocks whose hashes match the whole', async () => {
+    const data = new Uint8Array(10 * 1000 + 7).map((_, i) => (i * 31) & 255);
+    const chunks = [data.subarray(0, 3), data.subarray(3, 4000), data.subarray(4000, 4001), data.subarray(4001)];
+    const blocks: Uint8Array[] = [];
+    for await (const block of cutBlocks(streamOf(chunks), 1000)) blocks.push(block.slice());
+    expect(blocks.map((b) => b.length)).toEqual([...Array(10).fill(1000), 7]);
+    const joined = new Uint8Array(blocks.reduce((n, b) => n + b.length, 0));
+    let offset = 0;
+    for (const block of blocks) {
+      joined.set(block, offset);
+      offset += block.length;
+    }
+    expect(hashOf(joined)).toBe(hashOf(data));
+    expect(await nodeSha256(blocks[0])).toBe(hashOf(data.subarray(0, 1000)));
+  });
+  it('yields nothing for an empty stream and one block for an exact fit', async () => {
+    const none: Uint8Array[] = [];
+    for await (const block of cutBlocks(streamOf([]), 8)) none.push(block);
+    expect(none).toEqual([]);
+    const exact: Uint8Array[] = [];
+    for await (const block of cutBlocks(streamOf([new Uint8Array(8)]), 8)) exact.push(block);
+    expect(exact.map((b) => b.length)).toEqual([8]);
+  });
+});
+
+/** A source serving from a map, optionally lying or failing, counting what it was asked. */
+class TableSource implements BlockSource {
+  asked: BlockHash[] = [];
+  inFlightNow = 0;
+  maxSeen = 0;
+  constructor(
+    readonly id: string,
+    readonly kind: 'server' | 'peer',
+    private readonly table: Map<BlockHash, Uint8Array>,
+    readonly maxInFlight = 2,
+    private readonly behaviour: 'honest' | 'lies' | 'fails' = 'honest',
+    private readonly serves: (want: WantedBlock) => boolean = () => true,
+  ) {}
+  canServe(want: WantedBlock): boolean {
+    return this.serves(want);
+  }
+  async fetchBlock(want: WantedBlock): Promise<Uint8Array> {
+    this.asked.push(want.hash);
+    this.inFlightNow += 1;
+    this.maxSeen = Math.max(this.maxSeen, this.inFlightNow);
+    await new Promise((r) => setTimeout(r, 2));
+    this.inFlightNow -= 1;
+    if (this.behaviour === 'fails') throw new TypeError('network down');
+    const bytes = this.table.get(want.hash);
+    if (!bytes) throw new Error('no such block');
+    return this.behaviour === 'lies' ? bytes.map((b) => b ^ 1) : bytes;
+  }
+}
+
+function makeBlocks(count: number): Map<BlockHash, Uint8Array> {
+  const table = new Map<BlockHash, Uint8Array>();
+  for (let i = 0; i < count; i++) {
+    const bytes = new Uint8Array(64).fill(i);
+    table.set(hashOf(bytes), bytes);
+  }
+  return table;
+}
+const wantAll = (table: Map<BlockHash, Uint8Array>, sjid = 1): WantedBlock[] =>
+  [...table.keys()].map((hash) => ({ ns: NS, hash, sjid, sizeHint: 64 }));
+
+describe('block scheduler', () => {
+  it('fetches every wanted block once, within the concurrency bounds, and verifies before storing', async () => {
+    const table = makeBlocks(20);
+    const server = new TableSource('server', 'server', table, 3);
+    const store = new MemoryBlockStore();
+    const scheduler = new BlockScheduler({ store, sha256: nodeSha256, sources: () => [server], maxInFlight: 8, events: {} });
+    scheduler.setWanted(wantAll(table));
+    await scheduler.whenIdle();
+    expect(store.blocks.size).toBe(20);
+    expect(server.asked.length).toBe(20);
+    expect(server.maxSeen).toBeLessThanOrEqual(3);
+  });
+
+  it('prefers a peer that claims the block and uses the server only for what no peer has', async () => {
+    const table = makeBlocks(10);
+    const server = new TableSource('server', 'server', table, 4);
+    const peer = new TableSource('peer-1', 'peer', table, 8, 'honest', (want) => want.sjid <= 5);
+    const store = new MemoryBlockStore();
+    const scheduler = new BlockScheduler({ store, sha256: nodeSha256, sources: () => [server, peer], maxInFlight: 8, events: {} });
+    const wanted = wantAll(table).map((want, i) => ({ ...want, sjid: i < 6 ? 5 : 9 }));
+    scheduler.setWanted(wanted);
+    await scheduler.whenIdle();
+    expect(store.blocks.size).toBe(10);
+    expect(peer.asked.length).toBe(6);
+    expect(server.asked.length).toBe(4);
+  });
+
+  it('penalises a lying peer, never stores its bytes, and refetches from the server', async () => {
+    const table = makeBlocks(6);
+    const server = new TableSource('server', 'server', table, 4);
+    const liar = new TableSource('liar', 'peer', table, 8, 'lies');
+    const store = new MemoryBlockStore();
+    const penalised: string[] = [];
+    const scheduler = new BlockScheduler({
+      store,
+      sha256: nodeSha256,
+      sources: () => [server, liar],
+      maxInFlight: 8,
+      events: { penalised: (source) => penalised.push(source.id) },
+    });
+    scheduler.setWanted(wantAll(table));
+    await scheduler.whenIdle();
+    expect(penalised).toEqual(['liar']);
+    expect(scheduler.isPenalised('liar')).toBe(true);
+    for (const [hash, bytes] of store.blocks) expect(hashOf(bytes)).toBe(hash);
+    expect(store.blocks.size).toBe(6);
+    // Only requests already in flight when it was caught went to the liar.
+    expect(liar.asked.length).toBeLessThanOrEqual(6);
+    expect(server.asked.length).toBe(6);
+  });
+
+  it('moves a block to the next source when one fails', async () => {
+    const table = makeBlocks(4);
+    const broken = new TableSource('broken', 'peer', table, 8, 'fails');
+    const server = new TableSource('server', 'server', table, 4);
+    const store = new MemoryBlockStore();
+    const scheduler = new BlockScheduler({ store, sha256: nodeSha256, sources: () => [broken, server], maxInFlight: 8, events: {} });
+    scheduler.setWanted(wantAll(table));
+    await scheduler.whenIdle();
+    expect(store.blocks.size).toBe(4);
+    expect(scheduler.isPenalised('broken')).toBe(false);
+  });
+
+  it('drops blocks that stop being wanted', async () => {
+    const table = makeBlocks(30);
+    const server = new TableSource('server', 'server', table, 1);
+    const store = new MemoryBlockStore();
+    const scheduler = new BlockScheduler({ store, sha256: nodeSha256, sources: () => [server], maxInFlight: 1, events: {} });
+    scheduler.setWanted(wantAll(table));
+    scheduler.setWanted([]);
+    await scheduler.whenIdle();
+    expect(server.asked.length).toBeLessThanOrEqual(1);
+  });
+});

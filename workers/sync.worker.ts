@@ -1,0 +1,151 @@
+/// <reference lib="webworker" />
+import * as Comlink from 'comlink';
+import { ServerApi } from '../src/engine/server-api.ts';
+import { inviteFromLink, parseNamespaceId, type NamespaceId } from '../src/protocol/index.ts';
+import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
+import type { SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
+import { WorkspaceSession } from './workspace-session.ts';
+
+/**
+ * The sync worker: owns IndexedDB, the tokens, the engine and every block byte. The UI
+ * reaches it only through the comlink interface below.
+ */
+
+interface WorkerContext {
+  base: string;
+  db: NearsyncDb;
+  registry: WorkspaceRegistry;
+  blocks: IdbBlockStore;
+  state: IdbStateStore;
+}
+
+let context: WorkerContext | null = null;
+const sessions = new Map<NamespaceId, WorkspaceSession>();
+
+function ready(): WorkerContext {
+  if (!context) throw new Error('the sync worker is not initialised');
+  return context;
+}
+
+async function apiFor(ns: NamespaceId): Promise<ServerApi> {
+  const { base, registry } = ready();
+  const record = await registry.get(ns);
+  if (!record) throw new Error('this workspace is not known on this device');
+  return new ServerApi(base, record.token);
+}
+
+async function sessionFor(ns: NamespaceId): Promise<WorkspaceSession> {
+  const existing = sessions.get(ns);
+  if (existing) return existing;
+  const { registry, blocks, state } = ready();
+  const record = await registry.get(ns);
+  if (!record) throw new Error('this workspace is not known on this device');
+  const session = new WorkspaceSession({ record, api: await apiFor(ns), blocks, state });
+  sessions.set(ns, session);
+  session.start();
+  return session;
+}
+
+const api: SyncWorkerApi = {
+  async init(apiBase: string) {
+    if (context) return;
+    const db = await openNearsyncDb();
+    context = {
+      base: apiBase.replace(/\/+$/, ''),
+      db,
+      registry: new WorkspaceRegistry(db),
+      blocks: new IdbBlockStore(db),
+      state: new IdbStateStore(db),
+    };
+  },
+
+  async listWorkspaces() {
+    const records = await ready().registry.list();
+    return records
+      .sort((a, b) => a.addedAt - b.addedAt)
+      .map(({ namespaceId, name }) => ({ namespaceId, name }));
+  },
+
+  async createWorkspace(name: string) {
+    const { base, registry } = ready();
+    const created = await new ServerApi(base).createWorkspace(name);
+    await registry.remember({
+      namespaceId: created.namespaceId,
+      name: created.name,
+      token: created.token,
+      shareLink: created.inviteUrl,
+    });
+    return { namespaceId: created.namespaceId, shareLink: created.inviteUrl };
+  },
+
+  async joinWorkspace(invite: string) {
+    const { base, registry } = ready();
+    const joined = await new ServerApi(base).join(invite);
+    const existing = await registry.get(joined.namespaceId);
+    await registry.remember({
+      namespaceId: joined.namespaceId,
+      name: joined.name,
+      // Keep the token this device already had: sessions in other tabs use it.
+      token: existing?.token ?? joined.token,
+      shareLink: `${base}/w/${joined.namespaceId}#invite=${invite}`,
+    });
+    return { namespaceId: joined.namespaceId, name: joined.name };
+  },
+
+  async shareLink(ns: NamespaceId) {
+    const record = await ready().registry.get(parseNamespaceId(ns));
+    return record?.shareLink ?? null;
+  },
+
+  async resetShareLink(ns: NamespaceId) {
+    const id = parseNamespaceId(ns);
+    const link = await (await apiFor(id)).rotateInvite(id);
+    if (!inviteFromLink(link)) throw new Error('the server returned a share link without an invite');
+    await ready().registry.setShareLink(id, link);
+    return link;
+  },
+
+  async open(ns: NamespaceId, onView: (view: WorkspaceView) => void) {
+    (await sessionFor(parseNamespaceId(ns))).subscribe(onView);
+  },
+
+  async close(ns: NamespaceId) {
+    const session = sessions.get(ns);
+    sessions.delete(ns);
+    await session?.close();
+  },
+
+  async upload(ns: NamespaceId, files: UploadInput[]) {
+    (await sessionFor(parseNamespaceId(ns))).upload(files);
+  },
+
+  async rename(ns: NamespaceId, from: string, to: string) {
+    await (await sessionFor(parseNamespaceId(ns))).rename(from, to);
+  },
+
+  async remove(ns: NamespaceId, path: string) {
+    await (await sessionFor(parseNamespaceId(ns))).remove(path);
+  },
+
+  async fileBlob(ns: NamespaceId, path: string) {
+    const { state, blocks } = ready();
+    const file = await state.file(parseNamespaceId(ns), path);
+    if (!file) throw new Error(`${path} is not in this workspace`);
+    const parts: Blob[] = [];
+    for (const hash of file.blocks) {
+      const blob = await blocks.getBlob(hash);
+      if (!blob) throw new Error(`${path} is not fully synced yet`);
+      parts.push(blob);
+    }
+    // Blobs compose by reference: the file is never copied into one buffer.
+    return new Blob(parts);
+  },
+
+  async forget(ns: NamespaceId) {
+    const id = parseNamespaceId(ns);
+    await api.close(id);
+    await ready().registry.forget(id);
+  },
+};
+
+Comlink.expose(api);

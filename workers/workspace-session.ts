@@ -1,0 +1,183 @@
+import { NamespaceSync } from '../src/engine/namespace-sync.ts';
+import type { ServerApi } from '../src/engine/server-api.ts';
+import { ServerBlockSource } from '../src/engine/server-source.ts';
+import { commitWithBlocks } from '../src/engine/uploader.ts';
+import type { BlockSource } from '../src/engine/types.ts';
+import { parseFilePath, type NamespaceId } from '../src/protocol/index.ts';
+import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
+import type { SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
+import { UploadQueue } from './upload-queue.ts';
+import { sha256 } from './web-crypto.ts';
+import { emptySharedView, fullView, sharedViewOf, type SharedView } from './workspace-view.ts';
+
+export interface WorkspaceSessionDeps {
+  record: WorkspaceRecord;
+  api: ServerApi;
+  blocks: IdbBlockStore;
+  state: IdbStateStore;
+}
+
+type TabMessage = { type: 'view'; view: SharedView } | { type: 'hello' };
+
+const VIEW_INTERVAL_MS = 200;
+const TICK_MS = 1000;
+
+/**
+ * One open workspace in this tab. Tabs of one browser share IndexedDB, so only the tab
+ * holding the workspace's Web Lock syncs (leader); the others mirror the leader's view
+ * over a BroadcastChannel (followers) and take over when the leader goes away.
+ * Uploads, renames and deletes work from any tab: they talk to the server directly.
+ */
+export class WorkspaceSession {
+  private role: SyncRole = 'connecting';
+  private engine: NamespaceSync | null = null;
+  private shared: SharedView;
+  private readonly listeners = new Set<(view: WorkspaceView) => void>();
+  private readonly channel: BroadcastChannel;
+  private readonly lockAbort = new AbortController();
+  private releaseLeadership: (() => void) | null = null;
+  private pushTimer: ReturnType<typeof setTimeout> | null = null;
+  private tickTimer: ReturnType<typeof setInterval> | null = null;
+  private readonly uploads: UploadQueue;
+  private readonly sources: BlockSource[];
+  private closed = false;
+
+  constructor(private readonly deps: WorkspaceSessionDeps) {
+    const ns = deps.record.namespaceId;
+    this.shared = emptySharedView(deps.record);
+    this.sources = [new ServerBlockSource(deps.api)];
+    this.uploads = new UploadQueue({
+      ns,
+      api: deps.api,
+      blocks: deps.blocks,
+      sha256,
+      onChange: () => this.schedulePush(),
+      onCommitted: (hashes) => void this.engine?.noteStoredBlocks(hashes),
+    });
+    this.channel = new BroadcastChannel(`nearsync:workspace:${ns}`);
+    this.channel.onmessage = (event: MessageEvent<TabMessage>) => this.onTabMessage(event.data);
+  }
+
+  get namespaceId(): NamespaceId {
+    return this.deps.record.namespaceId;
+  }
+
+  start(): void {
+    const lockName = `nearsync:sync:${this.namespaceId}`;
+    void navigator.locks
+      .request(lockName, { ifAvailable: true }, (lock) => {
+        if (lock) return this.lead();
+        this.follow();
+        return navigator.locks.request(lockName, { signal: this.lockAbort.signal }, () => this.lead());
+      })
+      .catch(() => {
+        // Aborted on close while queued for the lock: nothing to release.
+      });
+    this.tickTimer = setInterval(() => this.schedulePush(), TICK_MS);
+  }
+
+  subscribe(listener: (view: WorkspaceView) => void): void {
+    this.listeners.add(listener);
+    listener(this.view());
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.lockAbort.abort();
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    if (this.pushTimer) clearTimeout(this.pushTimer);
+    this.channel.close();
+    this.listeners.clear();
+    await this.engine?.stop();
+    this.engine = null;
+    this.releaseLeadership?.();
+  }
+
+  upload(inputs: UploadInput[]): void {
+    this.uploads.add(inputs);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    const source = parseFilePath(from, 'from');
+    const target = parseFilePath(to, 'to');
+    if (source === target) return;
+    const file = this.engine?.file(source) ?? (await this.deps.state.file(this.namespaceId, source));
+    if (!file) throw new Error(`${source} is not in this workspace`);
+    // Write the new name first: a crash between the two commits leaves a copy, never a loss.
+    await commitWithBlocks(
+      this.namespaceId,
+      { path: target, size: file.size, mtime: file.mtime, blocks: file.blocks, deleted: false },
+      this.deps.api,
+      this.deps.blocks,
+    );
+    await this.remove(source);
+  }
+
+  async remove(path: string): Promise<void> {
+    const target = parseFilePath(path);
+    await commitWithBlocks(
+      this.namespaceId,
+      { path: target, size: 0, mtime: Date.now(), blocks: [], deleted: true },
+      this.deps.api,
+      this.deps.blocks,
+    );
+  }
+
+  private async lead(): Promise<void> {
+    if (this.closed) return;
+    this.role = 'leader';
+    const engine = new NamespaceSync({
+      ns: this.namespaceId,
+      journal: this.deps.api.journal(this.namespaceId),
+      state: this.deps.state,
+      blocks: this.deps.blocks,
+      sha256,
+      sources: () => this.sources,
+      onChange: () => this.schedulePush(),
+    });
+    this.engine = engine;
+    await engine.start();
+    this.schedulePush();
+    // Hold the lock until this session closes (or the tab goes away).
+    await new Promise<void>((resolve) => (this.releaseLeadership = resolve));
+  }
+
+  private follow(): void {
+    this.role = 'follower';
+    this.channel.postMessage({ type: 'hello' } satisfies TabMessage);
+    this.schedulePush();
+  }
+
+  private onTabMessage(message: TabMessage): void {
+    if (message.type === 'hello' && this.role === 'leader') this.push();
+    if (message.type === 'view' && this.role === 'follower') {
+      this.shared = message.view;
+      this.schedulePush();
+    }
+  }
+
+  private view(): WorkspaceView {
+    return fullView(this.shared, this.role, this.uploads.list());
+  }
+
+  private schedulePush(): void {
+    if (this.pushTimer || this.closed) return;
+    this.pushTimer = setTimeout(() => {
+      this.pushTimer = null;
+      this.push();
+    }, VIEW_INTERVAL_MS);
+  }
+
+  private push(): void {
+    if (this.closed) return;
+    if (this.role === 'leader' && this.engine) {
+      this.shared = sharedViewOf(this.deps.record, this.engine.snapshot());
+      this.channel.postMessage({ type: 'view', view: this.shared } satisfies TabMessage);
+    }
+    const view = this.view();
+    for (const listener of this.listeners) {
+      Promise.resolve(listener(view)).catch(() => this.listeners.delete(listener));
+    }
+  }
+}
+
