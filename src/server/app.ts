@@ -1,0 +1,231 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { ValidationError, type ServerMetrics } from '../protocol/index.ts';
+import type { Handler, RequestContext, ServerDeps } from './context.ts';
+import { EgressLimiter } from './egress.ts';
+import { HttpError } from './http/errors.ts';
+import { BodyAbortedError } from './http/read-body.ts';
+import { sendError, setCommonHeaders } from './http/respond.ts';
+import { Router } from './http/router.ts';
+import { silentLogger, type Logger } from './log.ts';
+import { Metrics } from './metrics.ts';
+import { InProcessJournalNotifier, type JournalNotifier } from './notifier.ts';
+import { blockRoutes } from './routes/blocks.ts';
+import { commitRoutes } from './routes/commit.ts';
+import { journalRoutes } from './routes/journal.ts';
+import { metricsRoutes } from './routes/metrics.ts';
+import { workspaceRoutes } from './routes/workspaces.ts';
+import { serveStatic } from './static.ts';
+import { FsBlockStore } from './storage/fs-block-store.ts';
+import { SqliteMetadataStore } from './storage/sqlite-metadata-store.ts';
+
+export interface ServerOptions {
+  /** Listen address; default 127.0.0.1. */
+  host?: string;
+  /** Listen port; 0 (the default) picks a free one. */
+  port?: number;
+  /** Holds nearsync.db and blocks/. */
+  dataDir: string;
+  /** The built web app to serve at /, or null/undefined for the API only. */
+  staticDir?: string | null;
+  /** Origin for share links, e.g. https://sync.example.com; default: from the Host header. */
+  publicUrl?: string;
+  /** Pace block downloads to this many bytes per second in total (a stand-in WAN link). */
+  egressBytesPerSecond?: number;
+  /** Serve HTTPS with this PEM certificate and key. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  logger?: Logger;
+  /** Replaces the in-process long-poll notifier (e.g. Redis or PostgreSQL LISTEN). */
+  notifier?: JournalNotifier;
+}
+
+export interface RunningServer {
+  /** Base URL, e.g. http://127.0.0.1:40123 (no trailing slash). */
+  url: string;
+  port: number;
+  metrics(): ServerMetrics;
+  /** Stops accepting, answers open long polls, waits for requests in flight (bounded), closes the stores. */
+  close(): Promise<void>;
+}
+
+/** How long close() waits for requests in flight before cutting connections. */
+const CLOSE_GRACE_MS = 5_000;
+/** After an error response, read at most this much of an unread request body before hanging up. */
+const DRAIN_LIMIT_BYTES = 8 * 1024 * 1024;
+const DRAIN_LIMIT_MS = 5_000;
+const HOST_HEADER = /^[A-Za-z0-9.\-:[\]]+$/;
+
+export function buildRouter(): Router<Handler> {
+  const router = new Router<Handler>();
+  workspaceRoutes(router);
+  journalRoutes(router);
+  commitRoutes(router);
+  blockRoutes(router);
+  metricsRoutes(router);
+  return router;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const logger = options.logger ?? silentLogger;
+  const dataDir = resolve(options.dataDir);
+  const staticDir = options.staticDir ? resolve(options.staticDir) : null;
+  const host = options.host ?? '127.0.0.1';
+  const scheme = options.tls ? 'https' : 'http';
+  const metadata = SqliteMetadataStore.open(dataDir);
+  const blocks = await FsBlockStore.open(join(dataDir, 'blocks'));
+  const metrics = new Metrics();
+  const shutdown = new AbortController();
+  let listenOrigin = '';
+  const configuredOrigin = options.publicUrl?.replace(/\/+$/, '');
+
+  const deps: ServerDeps = {
+    metadata,
+    blocks,
+    notifier: options.notifier ?? new InProcessJournalNotifier(),
+    metrics,
+    egress: options.egressBytesPerSecond ? new EgressLimiter(options.egressBytesPerSecond) : null,
+    logger,
+    shutdown: shutdown.signal,
+    publicUrl(req) {
+      if (configuredOrigin) return configuredOrigin;
+      const hostHeader = req.headers.host;
+      if (hostHeader && HOST_HEADER.test(hostHeader)) return `${scheme}://${hostHeader}`;
+      return listenOrigin;
+    },
+  };
+  const router = buildRouter();
+  let inFlight = 0;
+  let onIdle: (() => void) | null = null;
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const started = performance.now();
+    const gone = new AbortController();
+    const ctx: RequestContext = {
+      req,
+      res,
+      url: new URL('http://localhost/'),
+      params: {},
+      clientGone: gone.signal,
+      stats: { bytesOut: 0 },
+    };
+    let route = '-';
+    inFlight++;
+    res.on('finish', () => {
+      if (!req.complete) drainBounded(req);
+    });
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort();
+      inFlight--;
+      if (inFlight === 0) onIdle?.();
+      logger.info('request', {
+        method: req.method,
+        route,
+        status: res.writableFinished ? res.statusCode : 0,
+        ms: Math.round((performance.now() - started) * 10) / 10,
+        bytes: ctx.stats.bytesOut,
+      });
+    });
+    setCommonHeaders(res);
+    try {
+      const rawUrl = req.url ?? '';
+      if (!rawUrl.startsWith('/')) throw new HttpError(400, 'bad_request', 'request target must be a path');
+      ctx.url = new URL(`http://localhost${rawUrl}`);
+      const pathname = ctx.url.pathname;
+      if (pathname === '/api' || pathname.startsWith('/api/')) {
+        const match = router.match(req.method ?? 'GET', pathname);
+        if (!match) throw new HttpError(404, 'not_found', `no route for ${pathname}`);
+        route = match.pattern;
+        ctx.params = match.params;
+        await match.handler(ctx, deps);
+      } else if (staticDir) {
+        route = 'static';
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          throw new HttpError(405, 'method_not_allowed', 'use GET or HEAD', { headers: { Allow: 'GET, HEAD' } });
+        }
+        await serveStatic(ctx, staticDir);
+      } else {
+        throw new HttpError(404, 'not_found', `no route for ${pathname}`);
+      }
+    } catch (err) {
+      respondToError(ctx, err, logger);
+    }
+  };
+
+  const server: Server = options.tls
+    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handle)
+    : createHttpServer(handle);
+  // Clients poll the journal back to back: keep idle connections a little longer than the default.
+  server.keepAliveTimeout = 10_000;
+
+  await new Promise<void>((resolvePromise, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port: options.port ?? 0 }, () => {
+      server.off('error', reject);
+      resolvePromise();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  listenOrigin = `${scheme}://${urlHost}:${address.port}`;
+  logger.info('listening', { url: listenOrigin, dataDir, staticDir });
+
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      const closed = new Promise<void>((done) => server.close(() => done()));
+      shutdown.abort();
+      server.closeIdleConnections();
+      if (inFlight > 0) {
+        await new Promise<void>((done) => {
+          const timer = setTimeout(done, CLOSE_GRACE_MS);
+          onIdle = () => {
+            clearTimeout(timer);
+            done();
+          };
+        });
+      }
+      server.closeAllConnections();
+      await closed;
+      await metadata.close();
+      await blocks.close();
+      logger.info('closed');
+    })();
+    return closing;
+  };
+
+  return { url: listenOrigin, port: address.port, metrics: () => metrics.snapshot(), close };
+}
+
+function respondToError(ctx: RequestContext, err: unknown, logger: Logger): void {
+  const { res } = ctx;
+  if (err instanceof BodyAbortedError || res.headersSent || res.destroyed) {
+    if (!(err instanceof BodyAbortedError) && !res.headersSent) logger.warn('request failed', { err });
+    res.destroy();
+    return;
+  }
+  if (err instanceof HttpError) {
+    ctx.stats.bytesOut = sendError(res, err.status, err.code, err.message, err.options.extra, err.options.headers);
+  } else if (err instanceof ValidationError) {
+    ctx.stats.bytesOut = sendError(res, 400, 'invalid', err.message, { field: err.field });
+  } else {
+    logger.error('internal error', { err, url: ctx.url.pathname });
+    ctx.stats.bytesOut = sendError(res, 500, 'internal', 'internal server error');
+  }
+}
+
+/** Reads and drops what is left of a request body after an early response, within bounds. */
+function drainBounded(req: IncomingMessage): void {
+  if (req.complete || req.destroyed) return;
+  let bytes = 0;
+  const timer = setTimeout(() => req.socket.destroy(), DRAIN_LIMIT_MS);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    bytes += chunk.length;
+    if (bytes > DRAIN_LIMIT_BYTES) req.socket.destroy();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
+}

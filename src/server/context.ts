@@ -1,0 +1,35 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { EgressLimiter } from './egress.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+import type { JournalNotifier } from './notifier.ts';
+import type { BlockStore } from './storage/block-store.ts';
+import type { MetadataStore } from './storage/metadata-store.ts';
+
+/** What every route handler can reach: the stores and the server-wide services. */
+export interface ServerDeps {
+  metadata: MetadataStore;
+  blocks: BlockStore;
+  notifier: JournalNotifier;
+  metrics: Metrics;
+  egress: EgressLimiter | null;
+  logger: Logger;
+  /** Aborted when the server starts shutting down (long polls answer at once). */
+  shutdown: AbortSignal;
+  /** The origin share links point at, for this request. */
+  publicUrl(req: IncomingMessage): string;
+}
+
+/** One request as a handler sees it. */
+export interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  params: Record<string, string>;
+  /** Aborted when the client disconnects before the response is complete. */
+  clientGone: AbortSignal;
+  /** Response body bytes, for the request log. */
+  stats: { bytesOut: number };
+}
+
+export type Handler = (ctx: RequestContext, deps: ServerDeps) => Promise<void>;

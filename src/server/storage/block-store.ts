@@ -1,0 +1,38 @@
+import type { Readable } from 'node:stream';
+import type { BlockHash } from '../../protocol/index.ts';
+
+/** Why a block upload was refused. Nothing is stored when one is thrown. */
+export class BlockRejectedError extends Error {
+  override readonly name = 'BlockRejectedError';
+  constructor(
+    readonly reason: 'too_large' | 'hash_mismatch' | 'empty',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type PutResult = { status: 'created' | 'exists'; size: number };
+
+/**
+ * Content-addressed block bytes, shared by all namespaces. Blocks are immutable: once a
+ * hash is stored, its bytes never change.
+ */
+export interface BlockStore {
+  /** Stored size of a block, or null when it is not stored. */
+  stat(hash: BlockHash): Promise<number | null>;
+  /** stat() for many hashes, aligned with the input. */
+  statMany(hashes: readonly BlockHash[]): Promise<(number | null)[]>;
+  /**
+   * Receives a block: hashes while reading `body`, at most `maxBytes`, and stores it
+   * atomically only when the SHA-256 equals `hash`. Throws BlockRejectedError for a bad
+   * block, or the body's own error when the upload breaks off; either way nothing is kept.
+   */
+  put(hash: BlockHash, body: BlockBody, maxBytes: number): Promise<PutResult>;
+  /** A stream of the block's bytes and their count, or null when not stored. */
+  openRead(hash: BlockHash): Promise<{ size: number; stream: Readable } | null>;
+  close(): Promise<void>;
+}
+
+/** Feeds a body's chunks to `onChunk` (awaiting it for backpressure); resolves with the byte count. */
+export type BlockBody = (onChunk: (chunk: Buffer) => void | Promise<void>) => Promise<number>;

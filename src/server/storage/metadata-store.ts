@@ -1,0 +1,54 @@
+import type { BlockHash, CommitRequest, JournalEntry, NamespaceId } from '../../protocol/index.ts';
+
+/**
+ * Workspace metadata: workspaces, member tokens, invites, the journal and which blocks each
+ * namespace references. Tokens and invites arrive here only as SHA-256 hashes (hex).
+ * Async so that a PostgreSQL implementation can follow the SQLite one.
+ */
+export interface Workspace {
+  namespaceId: NamespaceId;
+  name: string;
+  /** The latest sjid, 0 before the first commit. */
+  head: number;
+}
+
+export interface NewWorkspace {
+  namespaceId: NamespaceId;
+  name: string;
+  /** The creator's member token. */
+  tokenHash: string;
+  inviteHash: string;
+}
+
+export interface JournalRead {
+  entries: JournalEntry[];
+  /** True when entries exist past the last one returned. */
+  more: boolean;
+}
+
+export type CommitResult = { ok: true; sjid: number } | { ok: false; reason: 'not_live' | 'no_namespace' };
+
+export interface MetadataStore {
+  createWorkspace(workspace: NewWorkspace): Promise<void>;
+  /** Adds a member token for the namespace of a valid (unrevoked) invite; null when the invite is unknown or revoked. */
+  joinByInviteHash(inviteHash: string, tokenHash: string): Promise<Workspace | null>;
+  /** Revokes every live invite of the namespace and records the new one. */
+  rotateInvite(ns: NamespaceId, inviteHash: string): Promise<void>;
+  authenticate(tokenHash: string): Promise<{ namespaceId: NamespaceId } | null>;
+  getWorkspace(ns: NamespaceId): Promise<Workspace | null>;
+  /**
+   * Entries with sjid > afterSjid, ascending, at most `limit`. An implementation may return
+   * fewer (never zero when more exist) to bound the page's size; `more` tells the caller.
+   */
+  readJournal(ns: NamespaceId, afterSjid: number, limit: number): Promise<JournalRead>;
+  headSjid(ns: NamespaceId): Promise<number>;
+  /**
+   * Appends one entry with the next sjid, in one transaction: sjids stay gapless and ordered
+   * under concurrent commits. Records that the namespace references the entry's blocks.
+   * A deletion of a path that is not live changes nothing and returns `not_live`.
+   * The caller has already checked that every block is stored.
+   */
+  commit(ns: NamespaceId, request: CommitRequest): Promise<CommitResult>;
+  namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean>;
+  close(): Promise<void>;
+}

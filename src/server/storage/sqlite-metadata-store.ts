@@ -1,0 +1,247 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BlockHash, CommitRequest, FilePath, JournalEntry, NamespaceId } from '../../protocol/index.ts';
+import type { CommitResult, JournalRead, MetadataStore, NewWorkspace, Workspace } from './metadata-store.ts';
+
+/**
+ * Ordered schema migrations. Append only: a released version is never edited, so an
+ * existing database upgrades in place by running the versions it has not seen.
+ */
+export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  {
+    version: 1,
+    name: 'initial',
+    sql: `
+      CREATE TABLE workspaces (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        head_sjid  INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE TABLE members (
+        token_hash TEXT PRIMARY KEY,
+        ns         TEXT NOT NULL REFERENCES workspaces(id),
+        created_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE invites (
+        invite_hash TEXT PRIMARY KEY,
+        ns          TEXT NOT NULL REFERENCES workspaces(id),
+        created_at  INTEGER NOT NULL,
+        revoked_at  INTEGER
+      ) WITHOUT ROWID;
+      CREATE INDEX invites_live ON invites(ns) WHERE revoked_at IS NULL;
+      -- blocks: the concatenated 32-byte SHA-256 digests, in file order.
+      CREATE TABLE journal (
+        ns           TEXT NOT NULL REFERENCES workspaces(id),
+        sjid         INTEGER NOT NULL,
+        path         TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        mtime        INTEGER NOT NULL,
+        blocks       BLOB NOT NULL,
+        deleted      INTEGER NOT NULL,
+        committed_at INTEGER NOT NULL,
+        PRIMARY KEY (ns, sjid)
+      );
+      -- The newest entry of every live path (deletes remove the row).
+      CREATE TABLE files_live (
+        ns   TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sjid INTEGER NOT NULL,
+        PRIMARY KEY (ns, path)
+      ) WITHOUT ROWID;
+      -- Blocks a namespace has ever referenced: what its tokens may read.
+      CREATE TABLE ns_blocks (
+        ns         TEXT NOT NULL,
+        hash       BLOB NOT NULL,
+        first_sjid INTEGER NOT NULL,
+        PRIMARY KEY (ns, hash)
+      ) WITHOUT ROWID;
+    `,
+  },
+];
+
+/** Stop filling a journal page once it carries this many block hashes (about 13 MB of JSON). */
+const PAGE_BLOCK_BUDGET = 200_000;
+
+interface JournalRow {
+  sjid: number;
+  path: string;
+  size: number;
+  mtime: number;
+  blocks: Buffer;
+  deleted: number;
+}
+
+export class SqliteMetadataStore implements MetadataStore {
+  private readonly db: Database.Database;
+  private readonly stmts: ReturnType<typeof prepareStatements>;
+  private readonly commitTx: Database.Transaction<(ns: NamespaceId, request: CommitRequest) => CommitResult>;
+
+  private constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    // FULL: an acknowledged commit survives power loss (clients move their cursors past it).
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
+    this.stmts = prepareStatements(this.db);
+    this.commitTx = this.db.transaction((ns: NamespaceId, request: CommitRequest): CommitResult => {
+      const s = this.stmts;
+      const head = s.head.get(ns) as number | undefined;
+      if (head === undefined) return { ok: false, reason: 'no_namespace' };
+      const sjid = head + 1;
+      if (request.deleted) {
+        if (s.liveFile.get(ns, request.path) === undefined) return { ok: false, reason: 'not_live' };
+        s.deleteLive.run(ns, request.path);
+      } else {
+        s.upsertLive.run(ns, request.path, sjid);
+      }
+      const digests = request.blocks.map((hash) => Buffer.from(hash, 'hex'));
+      s.insertEntry.run(ns, sjid, request.path, request.size, request.mtime, Buffer.concat(digests), request.deleted ? 1 : 0, Date.now());
+      for (const digest of digests) s.addBlockRef.run(ns, digest, sjid);
+      s.setHead.run(sjid, ns);
+      return { ok: true, sjid };
+    });
+  }
+
+  /** Opens (creating if needed) `${dataDir}/nearsync.db` and brings its schema up to date. */
+  static open(dataDir: string): SqliteMetadataStore {
+    mkdirSync(dataDir, { recursive: true });
+    return new SqliteMetadataStore(join(dataDir, 'nearsync.db'));
+  }
+
+  async createWorkspace(w: NewWorkspace): Promise<void> {
+    const now = Date.now();
+    this.db.transaction(() => {
+      this.stmts.insertWorkspace.run(w.namespaceId, w.name, now);
+      this.stmts.insertMember.run(w.tokenHash, w.namespaceId, now);
+      this.stmts.insertInvite.run(w.inviteHash, w.namespaceId, now);
+    }).immediate();
+  }
+
+  async joinByInviteHash(inviteHash: string, tokenHash: string): Promise<Workspace | null> {
+    return this.db.transaction((): Workspace | null => {
+      const ns = this.stmts.liveInvite.get(inviteHash) as NamespaceId | undefined;
+      if (ns === undefined) return null;
+      this.stmts.insertMember.run(tokenHash, ns, Date.now());
+      return this.workspaceSync(ns);
+    }).immediate();
+  }
+
+  async rotateInvite(ns: NamespaceId, inviteHash: string): Promise<void> {
+    const now = Date.now();
+    this.db.transaction(() => {
+      this.stmts.revokeInvites.run(now, ns);
+      this.stmts.insertInvite.run(inviteHash, ns, now);
+    }).immediate();
+  }
+
+  async authenticate(tokenHash: string): Promise<{ namespaceId: NamespaceId } | null> {
+    const ns = this.stmts.member.get(tokenHash) as NamespaceId | undefined;
+    return ns === undefined ? null : { namespaceId: ns };
+  }
+
+  async getWorkspace(ns: NamespaceId): Promise<Workspace | null> {
+    return this.workspaceSync(ns);
+  }
+
+  async readJournal(ns: NamespaceId, afterSjid: number, limit: number): Promise<JournalRead> {
+    const entries: JournalEntry[] = [];
+    let blockCount = 0;
+    let more = false;
+    for (const row of this.stmts.readJournal.iterate(ns, afterSjid, limit + 1) as IterableIterator<JournalRow>) {
+      const hashes = row.blocks.length / 32;
+      if (entries.length === limit || (entries.length > 0 && blockCount + hashes > PAGE_BLOCK_BUDGET)) {
+        more = true;
+        break;
+      }
+      blockCount += hashes;
+      entries.push(toEntry(row));
+    }
+    return { entries, more };
+  }
+
+  async headSjid(ns: NamespaceId): Promise<number> {
+    return (this.stmts.head.get(ns) as number | undefined) ?? 0;
+  }
+
+  async commit(ns: NamespaceId, request: CommitRequest): Promise<CommitResult> {
+    return this.commitTx.immediate(ns, request);
+  }
+
+  async namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean> {
+    return this.stmts.hasBlockRef.get(ns, Buffer.from(hash, 'hex')) !== undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  private workspaceSync(ns: NamespaceId): Workspace | null {
+    const row = this.stmts.workspace.get(ns) as { id: NamespaceId; name: string; head_sjid: number } | undefined;
+    return row ? { namespaceId: row.id, name: row.name, head: row.head_sjid } : null;
+  }
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    insertWorkspace: db.prepare('INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?)'),
+    insertMember: db.prepare('INSERT INTO members (token_hash, ns, created_at) VALUES (?, ?, ?)'),
+    insertInvite: db.prepare('INSERT INTO invites (invite_hash, ns, created_at) VALUES (?, ?, ?)'),
+    liveInvite: db.prepare('SELECT ns FROM invites WHERE invite_hash = ? AND revoked_at IS NULL').pluck(),
+    revokeInvites: db.prepare('UPDATE invites SET revoked_at = ? WHERE ns = ? AND revoked_at IS NULL'),
+    member: db.prepare('SELECT ns FROM members WHERE token_hash = ?').pluck(),
+    workspace: db.prepare('SELECT id, name, head_sjid FROM workspaces WHERE id = ?'),
+    head: db.prepare('SELECT head_sjid FROM workspaces WHERE id = ?').pluck(),
+    setHead: db.prepare('UPDATE workspaces SET head_sjid = ? WHERE id = ?'),
+    readJournal: db.prepare(
+      'SELECT sjid, path, size, mtime, blocks, deleted FROM journal WHERE ns = ? AND sjid > ? ORDER BY sjid LIMIT ?',
+    ),
+    insertEntry: db.prepare(
+      'INSERT INTO journal (ns, sjid, path, size, mtime, blocks, deleted, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    liveFile: db.prepare('SELECT sjid FROM files_live WHERE ns = ? AND path = ?').pluck(),
+    upsertLive: db.prepare(
+      'INSERT INTO files_live (ns, path, sjid) VALUES (?, ?, ?) ON CONFLICT (ns, path) DO UPDATE SET sjid = excluded.sjid',
+    ),
+    deleteLive: db.prepare('DELETE FROM files_live WHERE ns = ? AND path = ?'),
+    addBlockRef: db.prepare('INSERT OR IGNORE INTO ns_blocks (ns, hash, first_sjid) VALUES (?, ?, ?)'),
+    hasBlockRef: db.prepare('SELECT 1 FROM ns_blocks WHERE ns = ? AND hash = ?').pluck(),
+  };
+}
+
+function toEntry(row: JournalRow): JournalEntry {
+  const blocks: BlockHash[] = [];
+  for (let i = 0; i < row.blocks.length; i += 32) blocks.push(row.blocks.toString('hex', i, i + 32) as BlockHash);
+  return {
+    sjid: row.sjid,
+    path: row.path as FilePath,
+    size: row.size,
+    mtime: row.mtime,
+    blocks,
+    deleted: row.deleted === 1,
+  };
+}
+
+function migrate(db: Database.Database): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+  )`);
+  const current = (db.prepare('SELECT MAX(version) FROM schema_migrations').pluck().get() as number | null) ?? 0;
+  const latest = MIGRATIONS[MIGRATIONS.length - 1].version;
+  if (current > latest) {
+    throw new Error(`database schema version ${current} is newer than this server knows (${latest}); refusing to start`);
+  }
+  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  for (const migration of MIGRATIONS) {
+    if (migration.version <= current) continue;
+    db.transaction(() => {
+      db.exec(migration.sql);
+      record.run(migration.version, migration.name, Date.now());
+    }).immediate();
+  }
+}
