@@ -11,12 +11,13 @@ function revokeLater(url: string): void {
  * A blob: URL runs with this page's origin, so a teammate's HTML or SVG opened inline could
  * script this origin. Only types that cannot run script are shown inline; the rest download.
  */
+const TEXT = 'text/plain;charset=utf-8';
 const INLINE_TYPES: Record<string, string> = {
-  txt: 'text/plain',
-  md: 'text/plain',
-  csv: 'text/plain',
-  log: 'text/plain',
-  json: 'text/plain',
+  txt: TEXT,
+  md: TEXT,
+  csv: TEXT,
+  log: TEXT,
+  json: TEXT,
   png: 'image/png',
   jpg: 'image/jpeg',
   jpeg: 'image/jpeg',

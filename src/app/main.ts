@@ -52,20 +52,26 @@ async function start(shell: Shell): Promise<void> {
     }
   }
 
-  if (location.hash.includes('invite=')) shell.show(loadingPage('Joining the workspace…'));
-  const joined = await joinFromLocation(api, location.href);
-  switch (joined.kind) {
-    case 'no-invite':
-      router.start({ showCurrent: true });
-      break;
-    case 'joined':
-      // The invite leaves the address bar and history once used.
-      history.replaceState(null, '', workspacePath(joined.workspace.namespaceId));
-      router.start({ showCurrent: true });
-      break;
-    case 'failed':
-      router.start({ showCurrent: false });
+  async function followInvite(): Promise<void> {
+    shell.show(loadingPage('Joining the workspace…'));
+    const joined = await joinFromLocation(api, location.href);
+    if (joined.kind === 'joined') {
+      // Replacing the entry takes the used invite out of the address bar and history.
+      router.navigate(workspacePath(joined.workspace.namespaceId), { replace: true });
+    } else if (joined.kind === 'failed') {
       shell.show(joined.page);
-      break;
+    }
+  }
+
+  // Opening a share link while this app is already open at the same path only changes the fragment.
+  window.addEventListener('hashchange', () => {
+    if (location.hash.includes('invite=')) void followInvite();
+  });
+
+  if (location.hash.includes('invite=')) {
+    router.start({ showCurrent: false });
+    await followInvite();
+  } else {
+    router.start({ showCurrent: true });
   }
 }

@@ -83,6 +83,13 @@ export class E2eHarness {
     };
   }
 
+  /** Another Chromium with extra flags (e.g. host resolver rules), torn down with the rest. */
+  async launchExtraBrowser(extraArgs: string[]): Promise<Browser> {
+    const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, ...extraArgs] });
+    this.cleanups.push(() => browser.close());
+    return browser;
+  }
+
   /** A separate "browser": its own storage, so its own IndexedDB and Web Locks. */
   async newBrowser(): Promise<BrowserContext> {
     const context = await this.browser.newContext({ acceptDownloads: true });

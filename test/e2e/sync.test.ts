@@ -4,6 +4,7 @@ import { E2eHarness, randomBuffer, sha256, type TestServer } from './harness.ts'
 import {
   createWorkspace,
   deleteFile,
+  fileRow,
   fileRowPaths,
   joinWithLink,
   overallProgress,
@@ -96,6 +97,16 @@ describe('two browsers share a workspace', () => {
     expect(saved.sha256).toBe(sha256(text.bytes));
   });
 
+  test('Open shows a synced file in a new tab', { timeout: 60_000 }, async () => {
+    const [tab] = await Promise.all([
+      pageB.context().waitForEvent('page'),
+      fileRow(pageB, 'docs/meeting notes.txt').getByTestId('open-file').click(),
+    ]);
+    await tab.waitForURL(/^blob:/);
+    expect(await tab.evaluate(() => document.body.innerText)).toBe(text.bytes.toString('utf8'));
+    await tab.close();
+  });
+
   test('a delete in A removes the file in B', { timeout: 60_000 }, async () => {
     await deleteFile(pageA, 'empty.txt');
     await waitForFileGone(pageA, 'empty.txt', 10_000);
@@ -126,6 +137,40 @@ describe('two browsers share a workspace', () => {
 
     await joinWithLink(pageC, newLink, namespaceId);
     await waitForFileStatus(pageC, 'docs/meeting notes.txt', 'synced');
+  });
+
+  test('a link opened over the app already open at that address still joins (fragment-only navigation)', { timeout: 60_000 }, async () => {
+    const page = await (await harness.newBrowser()).newPage();
+    reportPageErrors(page, 'D');
+    await page.goto(`${server.origin}/`);
+    await page.getByTestId('create-workspace').waitFor();
+    // A well-formed invite the server never issued.
+    await page.goto(`${server.origin}/#invite=AAAAAAAAAAAAAAAAAAAAAA`);
+    await page.getByTestId('join-error').waitFor({ timeout: 20_000 });
+
+    const link = new URL(await readShareLink(pageA));
+    await page.goto(`${server.origin}${link.pathname}`);
+    await page.getByTestId('open-error').waitFor({ timeout: 20_000 });
+    await page.goto(link.href);
+    await page.waitForURL((url) => url.pathname === link.pathname && url.hash === '');
+    await waitForFileStatus(page, 'big.bin', 'synced');
+  });
+});
+
+describe('insecure context', () => {
+  test('a page opened over plain http on a non-local name explains why it cannot work, and starts no worker', { timeout: 60_000 }, async () => {
+    const server = await harness.startServer();
+    const port = new URL(server.origin).port;
+    const browser = await harness.launchExtraBrowser(['--host-resolver-rules=MAP nearsync.test 127.0.0.1']);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`http://nearsync.test:${port}/`);
+    const banner = page.getByTestId('insecure-context');
+    await banner.waitFor();
+    expect(await banner.textContent()).toMatch(/https:\/\/.*localhost/);
+    expect(await page.evaluate(() => window.isSecureContext)).toBe(false);
+    expect(page.workers()).toHaveLength(0);
+    await context.close();
   });
 });
 
