@@ -74,7 +74,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const host = options.host ?? '127.0.0.1';
   const scheme = options.tls ? 'https' : 'http';
   const metadata = SqliteMetadataStore.open(dataDir);
-  const blocks = await FsBlockStore.open(join(dataDir, 'blocks'));
+  const blocks = await FsBlockStore.open(join(dataDir, 'blocks')).catch(async (err) => {
+    await metadata.close();
+    throw err;
+  });
   const metrics = new Metrics();
   const shutdown = new AbortController();
   let listenOrigin = '';
@@ -106,6 +109,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       req,
       res,
       url: new URL('http://localhost/'),
+      rawPath: '/',
       params: {},
       clientGone: gone.signal,
       stats: { bytesOut: 0 },
@@ -129,9 +133,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
     setCommonHeaders(res);
     try {
-      const rawUrl = req.url ?? '';
-      if (!rawUrl.startsWith('/')) throw new HttpError(400, 'bad_request', 'request target must be a path');
-      ctx.url = new URL(`http://localhost${rawUrl}`);
+      ctx.rawPath = requestPath(req.url ?? '');
+      ctx.url = new URL(`http://localhost${ctx.rawPath}`);
       const pathname = ctx.url.pathname;
       if (pathname === '/api' || pathname.startsWith('/api/')) {
         const match = router.match(req.method ?? 'GET', pathname);
@@ -159,13 +162,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Clients poll the journal back to back: keep idle connections a little longer than the default.
   server.keepAliveTimeout = 10_000;
 
-  await new Promise<void>((resolvePromise, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port: options.port ?? 0 }, () => {
-      server.off('error', reject);
-      resolvePromise();
+  try {
+    await new Promise<void>((resolvePromise, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port: options.port ?? 0 }, () => {
+        server.off('error', reject);
+        resolvePromise();
+      });
     });
-  });
+  } catch (err) {
+    await metadata.close();
+    await blocks.close();
+    throw err;
+  }
   const address = server.address() as AddressInfo;
   const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
   listenOrigin = `${scheme}://${urlHost}:${address.port}`;
@@ -213,6 +222,17 @@ function respondToError(ctx: RequestContext, err: unknown, logger: Logger): void
     logger.error('internal error', { err, url: ctx.url.pathname });
     ctx.stats.bytesOut = sendError(res, 500, 'internal', 'internal server error');
   }
+}
+
+/**
+ * The origin-form part of a request target: `/path?query` as sent, or taken from an
+ * absolute-form target (`http://host/path?query`, which servers must accept).
+ */
+function requestPath(target: string): string {
+  if (target.startsWith('/')) return target;
+  const absolute = /^https?:\/\/[^/?#]*(\/[^#]*)?$/i.exec(target);
+  if (absolute) return absolute[1] ?? '/';
+  throw new HttpError(400, 'bad_request', 'request target must be a path or an absolute http URL');
 }
 
 /** Reads and drops what is left of a request body after an early response, within bounds. */

@@ -25,6 +25,8 @@ export interface RequestContext {
   req: IncomingMessage;
   res: ServerResponse;
   url: URL;
+  /** The request path and query as sent (not normalised), e.g. for static path checks. */
+  rawPath: string;
   params: Record<string, string>;
   /** Aborted when the client disconnects before the response is complete. */
   clientGone: AbortSignal;

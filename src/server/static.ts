@@ -33,7 +33,7 @@ const TYPES: Record<string, string> = {
  * percent-encoded, are refused before the path touches the file system.
  */
 export async function serveStatic(ctx: RequestContext, root: string): Promise<void> {
-  const rawPath = (ctx.req.url ?? '/').split('?')[0];
+  const rawPath = ctx.rawPath.split('?')[0];
   const segments: string[] = [];
   for (const raw of rawPath.split('/').slice(1)) {
     let segment: string;

@@ -85,7 +85,12 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
-    migrate(this.db);
+    try {
+      migrate(this.db);
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
     this.stmts = prepareStatements(this.db);
     this.commitTx = this.db.transaction((ns: NamespaceId, request: CommitRequest): CommitResult => {
       const s = this.stmts;
