@@ -18,13 +18,13 @@ const STATUS_LABELS: Record<FileSyncStatus, string> = {
   waiting: 'Waiting',
 };
 
-/** One row of the file table, keyed by path; `update` writes only what changed. */
+/** One row of the file table (ARIA table roles on divs), keyed by path; `update` writes only what changed. */
 export class FileRow {
-  readonly element: HTMLTableRowElement;
-  private readonly nameCell: HTMLTableCellElement;
+  readonly element: HTMLElement;
+  private readonly nameCell: HTMLElement;
   private readonly nameLabel: HTMLElement;
-  private readonly sizeCell: HTMLTableCellElement;
-  private readonly timeCell: HTMLTableCellElement;
+  private readonly sizeCell: HTMLElement;
+  private readonly timeCell: HTMLElement;
   private readonly statusLabel: HTMLElement;
   private readonly progress: ProgressBar;
   private readonly openButton: HTMLButtonElement;
@@ -44,9 +44,9 @@ export class FileRow {
       slash === -1 ? null : h('span', { class: 'folder-prefix' }, path.slice(0, slash + 1)),
       h('span', { class: 'base-name' }, path.slice(slash + 1)),
     );
-    this.nameCell = h('th', { scope: 'row', class: 'cell-name' }, this.nameLabel);
-    this.sizeCell = h('td', { class: 'cell-size' });
-    this.timeCell = h('td', { class: 'cell-time' });
+    this.nameCell = h('div', { role: 'rowheader', class: 'cell-name' }, this.nameLabel);
+    this.sizeCell = h('div', { role: 'cell', class: 'cell-size' });
+    this.timeCell = h('div', { role: 'cell', class: 'cell-time' });
     this.progress = new ProgressBar(`Sync progress of ${path}`, 'bar bar-small');
     this.statusLabel = h('span', { class: 'status-label', 'data-testid': 'file-status' });
     this.openButton = this.actionButton('Open', 'open-file', () => this.actions.open(this.path));
@@ -55,13 +55,13 @@ export class FileRow {
     const deleteButton = this.actionButton('Delete', 'delete-file', () => this.confirmDelete());
     deleteButton.classList.add('is-danger');
     this.element = h(
-      'tr',
-      { 'data-testid': 'file-row', 'data-path': path },
+      'div',
+      { role: 'row', class: 'file-row', 'data-testid': 'file-row', 'data-path': path },
       this.nameCell,
       this.sizeCell,
       this.timeCell,
-      h('td', { class: 'cell-status' }, this.progress.element, this.statusLabel),
-      h('td', { class: 'cell-actions' }, this.openButton, this.saveButton, this.renameButton, deleteButton),
+      h('div', { role: 'cell', class: 'cell-status' }, this.progress.element, this.statusLabel),
+      h('div', { role: 'cell', class: 'cell-actions' }, this.openButton, this.saveButton, this.renameButton, deleteButton),
     );
   }
 

@@ -26,13 +26,16 @@ export async function joinFromLocation(api: SyncApi, href: string): Promise<Join
     return { kind: 'joined', workspace: await api.joinWorkspace(invite) };
   } catch (error) {
     const detail = errorMessage(error);
-    const refused = /\b(403|401|404)\b|revoked|invalid|forbidden|not found|expired/i.test(detail);
+    // The worker's ApiError (its name survives comlink) means the server answered and said no;
+    // anything else (a TypeError from fetch) means it was not reached.
+    const answered = error instanceof Error && error.name === 'ApiError';
+    const refused = (answered && !/\b5\d\d\b/.test(detail)) || /\b(401|403|404)\b|revoked|invalid|unknown|replaced|expired/i.test(detail);
     return {
       kind: 'failed',
       page: messagePage({
         title: refused ? 'This link no longer works' : 'Could not join the workspace',
         body: refused
-          ? 'The link is invalid or was reset by someone in the team. Ask them for the current link.'
+          ? 'The server did not accept this link: it may be cut short, or someone in the team reset it. Ask them for the current link.'
           : 'The server could not be reached or refused the request. Check your connection and open the link again.',
         detail,
         testId: 'join-error',

@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 import { build } from 'vite';
@@ -103,6 +103,17 @@ export class E2eHarness {
     const path = join(dir, name);
     await writeFile(path, bytes);
     return path;
+  }
+
+  /** Writes files under a fresh `<temp>/<name>/` folder and returns that folder's path. */
+  async writeTempTree(name: string, files: Record<string, Uint8Array>): Promise<string> {
+    const root = join(await makeTempDir('nearsync-e2e-tree-', this.cleanups), name);
+    for (const [relativePath, bytes] of Object.entries(files)) {
+      const path = join(root, relativePath);
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, bytes);
+    }
+    return root;
   }
 
   async close(): Promise<void> {

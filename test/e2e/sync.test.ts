@@ -107,11 +107,43 @@ describe('two browsers share a workspace', () => {
     await tab.close();
   });
 
+  test('a picked folder keeps its structure; a dropped file is uploaded; invalid names are reported, not sent', { timeout: 60_000 }, async () => {
+    const folder = await harness.writeTempTree('project', {
+      'readme.md': Buffer.from('# Project\n'),
+      'src/main.c': Buffer.from('int main(void) { return 0; }\n'),
+    });
+    await pageA.getByTestId('folder-input').setInputFiles(folder);
+    await waitForFileStatus(pageB, 'project/readme.md', 'synced');
+    await waitForFileStatus(pageB, 'project/src/main.c', 'synced');
+
+    await pageA.evaluate(() => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(['dropped bytes'], 'dropped.txt', { type: 'text/plain' }));
+      for (const type of ['dragenter', 'dragover', 'drop']) {
+        document.body.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: transfer }));
+      }
+    });
+    await waitForFileStatus(pageB, 'dropped.txt', 'synced');
+    expect((await saveFileAndHash(pageB, 'dropped.txt')).sha256).toBe(sha256(Buffer.from('dropped bytes')));
+
+    await pageA.getByTestId('file-input').setInputFiles([{ name: 'bell\u0007.txt', mimeType: 'text/plain', buffer: Buffer.from('x') }]);
+    const notice = pageA.getByTestId('notice-error').filter({ hasText: 'bell' });
+    await notice.waitFor();
+    expect(await notice.textContent()).toMatch(/control characters/);
+    expect(await pageA.locator('[data-testid="upload-row"][data-path^="bell"]').count()).toBe(0);
+  });
+
   test('a delete in A removes the file in B', { timeout: 60_000 }, async () => {
     await deleteFile(pageA, 'empty.txt');
     await waitForFileGone(pageA, 'empty.txt', 10_000);
     await waitForFileGone(pageB, 'empty.txt', 10_000);
-    expect(await fileRowPaths(pageB)).toEqual(['big.bin', 'docs/meeting notes.txt']);
+    expect(await fileRowPaths(pageB)).toEqual([
+      'big.bin',
+      'docs/meeting notes.txt',
+      'dropped.txt',
+      'project/readme.md',
+      'project/src/main.c',
+    ]);
   });
 
   test('a reset link stops working and the old one shows a clear message', { timeout: 60_000 }, async () => {
@@ -130,7 +162,7 @@ describe('two browsers share a workspace', () => {
     await pageC.goto(oldLink);
     const joinError = pageC.getByTestId('join-error');
     await joinError.waitFor({ timeout: 20_000 });
-    expect(await joinError.textContent()).toMatch(/no longer works|could not join/i);
+    expect(await joinError.textContent()).toMatch(/this link no longer works/i);
     await pageC.getByTestId('go-home').click();
     await pageC.waitForURL((url) => url.pathname === '/' && url.hash === '');
     await pageC.getByTestId('create-workspace').waitFor();
