@@ -29,20 +29,25 @@ export class Router<H> {
     return this;
   }
 
-  /** The route for a path, or null when no pattern fits; throws 405 when only the method is wrong. */
+  /**
+   * The route for a method and path, or null when no pattern fits the path; throws 405
+   * (with Allow) when patterns fit but none takes this method.
+   */
   match(method: string, pathname: string): RouteMatch<H> | null {
     const parts = pathname.split('/').slice(1);
+    const allowed = new Set<string>();
     for (const route of this.routes) {
       const params = matchSegments(route.segments, parts);
       if (!params) continue;
       const handler = route.handlers.get(method.toUpperCase());
       if (handler) return { pattern: route.pattern, handler, params };
-      const allow = [...route.handlers.keys()].join(', ');
-      throw new HttpError(405, 'method_not_allowed', `${method} is not allowed here; use ${allow}`, {
-        headers: { Allow: allow },
-      });
+      for (const name of route.handlers.keys()) allowed.add(name);
     }
-    return null;
+    if (allowed.size === 0) return null;
+    const allow = [...allowed].join(', ');
+    throw new HttpError(405, 'method_not_allowed', `${method} is not allowed here; use ${allow}`, {
+      headers: { Allow: allow },
+    });
   }
 }
 
