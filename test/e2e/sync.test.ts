@@ -148,6 +148,11 @@ describe('two browsers share a workspace', () => {
 
   test('a reset link stops working and the old one shows a clear message', { timeout: 60_000 }, async () => {
     const oldLink = await readShareLink(pageA);
+    await pageA.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.origin });
+    await pageA.getByTestId('copy-share-link').click();
+    await pageA.getByTestId('notice-info').filter({ hasText: 'copied' }).waitFor();
+    expect(await pageA.evaluate(() => navigator.clipboard.readText())).toBe(oldLink);
+
     pageA.once('dialog', (dialog) => void dialog.accept());
     await pageA.getByTestId('reset-share-link').click();
     await pageA.waitForFunction(
@@ -300,5 +305,9 @@ describe('sync over a slow server link', () => {
 
     const saved = await saveFileAndHash(secondTab, 'shared.bin');
     expect(saved.sha256).toBe(sha256(bytes));
+
+    // When the syncing tab goes away, the other one takes over.
+    await firstTab.close();
+    await waitForRole(secondTab, 'leader', 30_000);
   });
 });
