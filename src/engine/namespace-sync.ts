@@ -95,8 +95,7 @@ export class NamespaceSync {
   async stop(): Promise<void> {
     this.stopped = true;
     this.pollAbort.abort();
-    this.scheduler.stop();
-    await this.journalLoop;
+    await Promise.all([this.scheduler.stop(), this.journalLoop]);
   }
 
   /** New sources (peers) are usable: start fetches that were waiting for one. */

@@ -38,6 +38,7 @@ interface ActiveFetch {
   controller: AbortController;
   /** Set when the block stopped being wanted, so its failure is not retried. */
   unwanted: boolean;
+  settled: Promise<void>;
 }
 
 class HashMismatchError extends Error {
@@ -108,11 +109,13 @@ export class BlockScheduler {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  stop(): void {
+  /** Aborts every fetch and resolves once none can still write to the store. */
+  async stop(): Promise<void> {
     this.stopped = true;
     for (const fetch of this.active.values()) fetch.controller.abort();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    await Promise.all([...this.active.values()].map((fetch) => fetch.settled));
   }
 
   private pump(): void {
@@ -168,11 +171,11 @@ export class BlockScheduler {
 
   private start(block: PendingBlock, source: BlockSource): void {
     const controller = new AbortController();
-    const fetch: ActiveFetch = { want: block.want, source, controller, unwanted: false };
+    const fetch: ActiveFetch = { want: block.want, source, controller, unwanted: false, settled: Promise.resolve() };
     this.active.set(block.want.hash, fetch);
     this.loadBySource.set(source.id, (this.loadBySource.get(source.id) ?? 0) + 1);
     const timeout = setTimeout(() => controller.abort(new Error('request timed out')), this.options.requestTimeoutMs ?? 120_000);
-    this.fetchVerifyStore(block.want, source, controller.signal)
+    fetch.settled = this.fetchVerifyStore(block.want, source, controller.signal)
       .then((bytes) => {
         this.options.events.stored?.(block.want, bytes, source);
       })

@@ -103,8 +103,13 @@ export class ServerApi implements UploadApi {
   }
 
   async commit(ns: NamespaceId, request: CommitRequest): Promise<{ sjid: number } | { need: BlockHash[] }> {
+    // Only the commit's own fields: callers often hold a FileRecord with more on it.
+    const { path, size, mtime, blocks, deleted } = request;
     try {
-      const body = expectRecord(await this.json('POST', `/api/v1/ns/${ns}/commit`, request), 'response');
+      const body = expectRecord(
+        await this.json('POST', `/api/v1/ns/${ns}/commit`, { path, size, mtime, blocks, deleted }),
+        'response',
+      );
       return { sjid: parseCursor(body.sjid, 'sjid') };
     } catch (error) {
       if (error instanceof NeedBlocksError) return { need: error.need };
