@@ -37,6 +37,7 @@ export class WorkspaceSession {
   private readonly lockAbort = new AbortController();
   private releaseLeadership: (() => void) | null = null;
   private pushTimer: ReturnType<typeof setTimeout> | null = null;
+  private lastPushAt = -Infinity;
   private tickTimer: ReturnType<typeof setInterval> | null = null;
   private readonly uploads: UploadQueue;
   private readonly sources: BlockSource[];
@@ -160,16 +161,19 @@ export class WorkspaceSession {
     return fullView(this.shared, this.role, this.uploads.list());
   }
 
+  /** At most one view per interval; the first change after a quiet spell goes out at once. */
   private schedulePush(): void {
     if (this.pushTimer || this.closed) return;
+    const wait = Math.max(0, this.lastPushAt + VIEW_INTERVAL_MS - performance.now());
     this.pushTimer = setTimeout(() => {
       this.pushTimer = null;
       this.push();
-    }, VIEW_INTERVAL_MS);
+    }, wait);
   }
 
   private push(): void {
     if (this.closed) return;
+    this.lastPushAt = performance.now();
     if (this.role === 'leader' && this.engine) {
       this.shared = sharedViewOf(this.deps.record, this.engine.snapshot());
       this.channel.postMessage({ type: 'view', view: this.shared } satisfies TabMessage);

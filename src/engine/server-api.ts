@@ -96,7 +96,9 @@ export class ServerApi implements UploadApi {
 
   async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
     const response = await this.request('PUT', `/api/v1/blocks/${hash}`, {
-      body: bytes as Uint8Array<ArrayBuffer>,
+      // A Blob body, not the bytes: Chromium uploads an ArrayBuffer body about 8x slower
+      // (measured: 25 vs 220 MB/s on loopback), and Node accepts either.
+      body: new Blob([bytes as Uint8Array<ArrayBuffer>]),
       headers: { 'content-type': 'application/octet-stream' },
     });
     await response.body?.cancel();

@@ -26,11 +26,11 @@ const COMMIT_ATTEMPTS = 4;
 /**
  * Uploads one file as it is read: each 4 MiB block is hashed, kept locally (so this device
  * never downloads its own upload), sent to the server unless it already has it, and the
- * file is committed once every block is there. Memory stays at about `parallel + 1` blocks.
+ * file is committed once every block is there. Memory stays at about `parallel + 2` blocks.
  */
 export async function uploadFile(options: UploadFileOptions): Promise<{ sjid: number; blocks: BlockHash[]; size: number }> {
   const { api, blocks: store, sha256 } = options;
-  const parallel = options.parallel ?? 3;
+  const parallel = options.parallel ?? 4;
   const progress: UploadProgress = { bytesHashed: 0, bytesUploaded: 0, phase: 'hashing' };
   const report = () => options.onProgress?.({ ...progress });
   const hashes: BlockHash[] = [];
@@ -45,16 +45,22 @@ export async function uploadFile(options: UploadFileOptions): Promise<{ sjid: nu
   };
 
   let size = 0;
-  for await (const block of cutBlocks(options.stream)) {
-    if (failure) break;
+  const reader = cutBlocks(options.stream);
+  // Read one block ahead, so reading the file overlaps hashing and uploading.
+  let ahead = reader.next();
+  for (;;) {
+    const { done, value: block } = await ahead;
+    if (done || failure) break;
+    ahead = reader.next();
     const hash = await sha256(block);
     hashes.push(hash);
     size += block.length;
     progress.bytesHashed += block.length;
     progress.phase = 'uploading';
     report();
-    await store.putBlock(hash, block);
-    const task: Promise<void> = send(hash, block)
+    // Keeping the block locally and sending it overlap with reading the next one.
+    const task: Promise<void> = Promise.all([store.putBlock(hash, block), send(hash, block)])
+      .then(() => undefined)
       .catch((error: unknown) => {
         failure ??= error;
       })
@@ -62,6 +68,7 @@ export async function uploadFile(options: UploadFileOptions): Promise<{ sjid: nu
     inFlight.add(task);
     if (inFlight.size >= parallel) await Promise.race(inFlight);
   }
+  await reader.return(undefined);
   await Promise.all(inFlight);
   if (failure) throw failure;
 
