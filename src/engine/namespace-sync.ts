@@ -1,5 +1,6 @@
 import type { BlockHash, FilePath, NamespaceId } from '../protocol/index.ts';
 import { foldEntries } from './file-table.ts';
+import { spreadFetchOrder } from './fetch-order.ts';
 import { bytesPresent, planMissingBlocks } from './planner.ts';
 import { RateMeter } from './rate-meter.ts';
 import { BlockScheduler } from './scheduler.ts';
@@ -19,6 +20,13 @@ export interface NamespaceSyncOptions {
   onChange?: () => void;
   /** Every block of every live file up to `cursor` is stored (what an advert may claim). */
   onSynced?: (cursor: number) => void;
+  /** A block was stored (from any source): peers syncing alongside may want to hear of it. */
+  onBlockStored?: (hash: BlockHash) => void;
+  /**
+   * Seed of this device's server fetch order (0 keeps journal order). Devices with
+   * different seeds fetch different blocks first and trade the rest.
+   */
+  fetchOrderSeed?: number;
   now?: () => number;
 }
 
@@ -52,6 +60,8 @@ export class NamespaceSync {
   private files = new Map<FilePath, FileRecord>();
   private have = new Set<BlockHash>();
   private pathsByBlock = new Map<BlockHash, FilePath[]>();
+  /** Blocks of live files, whether stored yet or not. */
+  private liveBlocks = new Set<BlockHash>();
   private fileRates = new Map<FilePath, RateMeter>();
   private totalRate = new RateMeter();
   private cursor = 0;
@@ -101,6 +111,11 @@ export class NamespaceSync {
   /** New sources (peers) are usable: start fetches that were waiting for one. */
   sourcesChanged(): void {
     this.scheduler.wake();
+  }
+
+  /** Whether this device may hand `hash` to a peer: stored, and part of a live file. */
+  holdsLiveBlock(hash: BlockHash): boolean {
+    return this.liveBlocks.has(hash) && this.have.has(hash);
   }
 
   file(path: string): FileRecord | undefined {
@@ -193,8 +208,12 @@ export class NamespaceSync {
   }
 
   private replan(): void {
-    const wanted = planMissingBlocks(this.options.ns, this.files.values(), this.have);
+    const wanted = spreadFetchOrder(
+      planMissingBlocks(this.options.ns, this.files.values(), this.have),
+      this.options.fetchOrderSeed ?? 0,
+    );
     this.pathsByBlock.clear();
+    this.liveBlocks = new Set([...this.files.values()].flatMap((file) => file.blocks));
     const wantedSet = new Set(wanted.map((want) => want.hash));
     for (const file of this.files.values()) {
       for (const hash of file.blocks) {
@@ -221,6 +240,7 @@ export class NamespaceSync {
       meter.add(bytes, now);
     }
     if (this.error?.startsWith('Could not fetch')) this.error = null;
+    this.options.onBlockStored?.(hash);
     this.options.onChange?.();
   }
 

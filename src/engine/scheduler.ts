@@ -48,6 +48,8 @@ class HashMismatchError extends Error {
 }
 
 const MAX_BACKOFF_MS = 30_000;
+/** Bytes/s assumed for a source not measured yet. */
+const NOMINAL_RATE = 10_000_000;
 
 /**
  * Fetches wanted blocks from whichever sources can serve them, with bounded concurrency
@@ -121,14 +123,17 @@ export class BlockScheduler {
   private pump(): void {
     if (this.stopped) return;
     const now = this.now();
+    const sources = this.options.sources().filter((source) => !this.penalisedSources.has(source.id));
     let earliestRetry = Infinity;
     for (const [hash, block] of this.pending) {
       if (this.active.size >= this.options.maxInFlight) break;
+      // Nobody can take another request: scanning further would only find more waiting.
+      if (!sources.some((source) => this.hasCapacity(source))) break;
       if (block.notBefore > now) {
         earliestRetry = Math.min(earliestRetry, block.notBefore);
         continue;
       }
-      const source = this.chooseSource(block);
+      const source = this.chooseSource(block, sources);
       if (source === 'wait') continue;
       if (source === 'retry-later') {
         earliestRetry = Math.min(earliestRetry, block.notBefore);
@@ -141,27 +146,36 @@ export class BlockScheduler {
     this.notifyIfIdle();
   }
 
+  private hasCapacity(source: BlockSource): boolean {
+    return (this.loadBySource.get(source.id) ?? 0) < source.maxInFlight;
+  }
+
   /**
-   * Picks the least-loaded untried source that claims the block, peers before the server.
-   * When every source has been tried, starts a new round after a backoff.
+   * Picks a source for one block. Peers that claim it come first, even when they are busy:
+   * the block then waits for a free slot rather than costing the server (offloading the
+   * server is the point). Among peers, the one with the most measured throughput per
+   * outstanding request wins. The server serves only what no untried peer claims. When
+   * every source has been tried, a new round starts after a backoff.
    */
-  private chooseSource(block: PendingBlock): BlockSource | 'wait' | 'retry-later' {
-    const able = this.options
-      .sources()
-      .filter((source) => !this.penalisedSources.has(source.id) && source.canServe(block.want));
+  private chooseSource(block: PendingBlock, sources: readonly BlockSource[]): BlockSource | 'wait' | 'retry-later' {
+    const able = sources.filter((source) => source.canServe(block.want));
     const untried = able.filter((source) => !block.tried.has(source.id));
     if (able.length > 0 && untried.length === 0) {
       block.tried.clear();
       block.notBefore = this.now() + Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(block.attempts, 6));
       return 'retry-later';
     }
+    const peers = untried.filter((source) => source.kind === 'peer');
+    const candidates = peers.length > 0 ? peers : untried;
     let best: BlockSource | null = null;
-    let bestScore = Infinity;
-    for (const source of untried) {
+    let bestScore = -Infinity;
+    for (const source of candidates) {
+      if (!this.hasCapacity(source)) continue;
       const load = this.loadBySource.get(source.id) ?? 0;
-      if (load >= source.maxInFlight) continue;
-      const score = (source.kind === 'server' ? 1 : 0) + load / source.maxInFlight;
-      if (score < bestScore) {
+      // Unmeasured sources get a nominal rate so that new peers are tried.
+      const rate = source.bytesPerSecond?.() || NOMINAL_RATE;
+      const score = rate / (load + 1);
+      if (score > bestScore) {
         best = source;
         bestScore = score;
       }

@@ -74,6 +74,8 @@ export interface BlockSource {
   readonly maxInFlight: number;
   /** Whether the source claims to hold this block (for a peer: its advert covers `sjid`). */
   canServe(want: WantedBlock): boolean;
+  /** Measured recent throughput, when the source keeps one (weighs peers against each other). */
+  bytesPerSecond?(): number;
   /** The block's bytes, unverified: the scheduler checks the hash. */
   fetchBlock(want: WantedBlock, signal: AbortSignal): Promise<Uint8Array>;
 }

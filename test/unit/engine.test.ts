@@ -218,3 +218,46 @@ describe('block scheduler', () => {
     expect(server.asked.length).toBeLessThanOrEqual(1);
   });
 });
+
+describe('source choice', () => {
+  it('lets a block wait for a busy peer that claims it rather than ask the server', async () => {
+    const table = makeBlocks(12);
+    const server = new TableSource('server', 'server', table, 4);
+    const peer = new TableSource('peer-1', 'peer', table, 1);
+    const store = new MemoryBlockStore();
+    const scheduler = new BlockScheduler({ store, sha256: nodeSha256, sources: () => [server, peer], maxInFlight: 8, events: {} });
+    scheduler.setWanted(wantAll(table));
+    await scheduler.whenIdle();
+    expect(store.blocks.size).toBe(12);
+    expect(peer.asked.length).toBe(12);
+    expect(server.asked.length).toBe(0);
+    expect(peer.maxSeen).toBe(1);
+  });
+
+  it('gives more requests to the peer with more measured throughput per outstanding request', async () => {
+    const table = makeBlocks(40);
+    const fast = Object.assign(new TableSource('fast', 'peer', table, 4), { bytesPerSecond: () => 40e6 });
+    const slow = Object.assign(new TableSource('slow', 'peer', table, 4), { bytesPerSecond: () => 4e6 });
+    const store = new MemoryBlockStore();
+    const scheduler = new BlockScheduler({ store, sha256: nodeSha256, sources: () => [slow, fast], maxInFlight: 4, events: {} });
+    scheduler.setWanted(wantAll(table));
+    await scheduler.whenIdle();
+    expect(store.blocks.size).toBe(40);
+    expect(fast.asked.length).toBeGreaterThan(slow.asked.length);
+  });
+});
+
+describe('fetch order', () => {
+  it('scatters blocks differently per seed, stays stable for one seed, and keeps windows in journal order', async () => {
+    const { spreadFetchOrder } = await import('../../src/engine/fetch-order.ts');
+    const wanted = wantAll(makeBlocks(128));
+    const a = spreadFetchOrder(wanted, 11).map((w) => w.hash);
+    const b = spreadFetchOrder(wanted, 22).map((w) => w.hash);
+    expect(new Set(a)).toEqual(new Set(wanted.map((w) => w.hash)));
+    expect(a).not.toEqual(b);
+    expect(spreadFetchOrder(wanted, 11).map((w) => w.hash)).toEqual(a);
+    // The first window holds exactly the first 64 blocks of the journal order.
+    expect(new Set(a.slice(0, 64))).toEqual(new Set(wanted.slice(0, 64).map((w) => w.hash)));
+    expect(spreadFetchOrder(wanted, 0).map((w) => w.hash)).toEqual(wanted.map((w) => w.hash));
+  });
+});
