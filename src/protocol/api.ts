@@ -40,6 +40,12 @@ export interface ServerMetrics {
   blockBytesReceived: number;
   commits: number;
   journalLongPollsOpen: number;
+  /** Relay sockets connected now. */
+  relaySockets: number;
+  /** Adverts broadcast to a namespace (each counted once, however many members receive it). */
+  advertsRelayed: number;
+  /** Signals delivered to a peer. */
+  signalsRelayed: number;
 }
 
 const NAMESPACE_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;

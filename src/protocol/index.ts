@@ -5,3 +5,4 @@ export * from './fields.ts';
 export * from './file-path.ts';
 export * from './journal.ts';
 export * from './limits.ts';
+export * from './relay.ts';

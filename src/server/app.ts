@@ -2,7 +2,8 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
-import { ValidationError, type ServerMetrics } from '../protocol/index.ts';
+import { ValidationError, parseIceServers, type IceServer, type ServerMetrics } from '../protocol/index.ts';
+import { namespaceOfToken } from './auth.ts';
 import type { Handler, RequestContext, ServerDeps } from './context.ts';
 import { EgressLimiter } from './egress.ts';
 import { HttpError } from './http/errors.ts';
@@ -12,8 +13,10 @@ import { Router } from './http/router.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { InProcessJournalNotifier, type JournalNotifier } from './notifier.ts';
+import { RelayServer, type RelayOptions } from './relay/relay-server.ts';
 import { blockRoutes } from './routes/blocks.ts';
 import { commitRoutes } from './routes/commit.ts';
+import { configRoutes } from './routes/config.ts';
 import { journalRoutes } from './routes/journal.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { workspaceRoutes } from './routes/workspaces.ts';
@@ -39,6 +42,10 @@ export interface ServerOptions {
   logger?: Logger;
   /** Replaces the in-process long-poll notifier (e.g. Redis or PostgreSQL LISTEN). */
   notifier?: JournalNotifier;
+  /** ICE servers handed to browsers by GET /api/v1/config; default none (host candidates, enough on a LAN). */
+  iceServers?: IceServer[];
+  /** socket.io relay at /socket.io: limits and advert expiry. */
+  relay?: RelayOptions;
 }
 
 export interface RunningServer {
@@ -64,6 +71,7 @@ export function buildRouter(): Router<Handler> {
   commitRoutes(router);
   blockRoutes(router);
   metricsRoutes(router);
+  configRoutes(router);
   return router;
 }
 
@@ -73,6 +81,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const staticDir = options.staticDir ? resolve(options.staticDir) : null;
   const host = options.host ?? '127.0.0.1';
   const scheme = options.tls ? 'https' : 'http';
+  const iceServers = parseIceServers(options.iceServers ?? [], 'iceServers');
   const metadata = SqliteMetadataStore.open(dataDir);
   const blocks = await FsBlockStore.open(join(dataDir, 'blocks')).catch(async (err) => {
     await metadata.close();
@@ -91,6 +100,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     egress: options.egressBytesPerSecond ? new EgressLimiter(options.egressBytesPerSecond) : null,
     logger,
     shutdown: shutdown.signal,
+    clientConfig: { iceServers },
     publicUrl(req) {
       if (configuredOrigin) return configuredOrigin;
       const hostHeader = req.headers.host;
@@ -161,6 +171,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     : createHttpServer(handle);
   // Clients poll the journal back to back: keep idle connections a little longer than the default.
   server.keepAliveTimeout = 10_000;
+  const relay = new RelayServer(server, { namespaceOfToken: (token) => namespaceOfToken(metadata, token), metrics, logger }, options.relay);
 
   try {
     await new Promise<void>((resolvePromise, reject) => {
@@ -171,6 +182,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
     });
   } catch (err) {
+    await relay.close();
     await metadata.close();
     await blocks.close();
     throw err;
@@ -185,6 +197,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     closing ??= (async () => {
       const closed = new Promise<void>((done) => server.close(() => done()));
       shutdown.abort();
+      const relayClosed = relay.close();
       server.closeIdleConnections();
       if (inFlight > 0) {
         await new Promise<void>((done) => {
@@ -196,6 +209,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         });
       }
       server.closeAllConnections();
+      await relayClosed;
       await closed;
       await metadata.close();
       await blocks.close();

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientConfig } from '../protocol/index.ts';
 import type { EgressLimiter } from './egress.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
@@ -16,6 +17,8 @@ export interface ServerDeps {
   logger: Logger;
   /** Aborted when the server starts shutting down (long polls answer at once). */
   shutdown: AbortSignal;
+  /** What GET /api/v1/config hands to browsers (ICE servers). */
+  clientConfig: ClientConfig;
   /** The origin share links point at, for this request. */
   publicUrl(req: IncomingMessage): string;
 }

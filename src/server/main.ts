@@ -2,13 +2,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from './app.ts';
-import { envEgressBytesPerSecond, envPort } from './config.ts';
+import { envEgressBytesPerSecond, envIceServers, envPort } from './config.ts';
 import { createLogger, parseLogLevel } from './log.ts';
 
 /**
  * `npm start`: the API plus the built web app (dist/). Settings from the environment:
  * PORT (8080), HOST (0.0.0.0), DATA_DIR (./data), PUBLIC_URL, TLS_CERT + TLS_KEY (PEM
- * files: serve HTTPS), EGRESS_MBPS (pace block downloads), LOG_LEVEL (info).
+ * files: serve HTTPS), EGRESS_MBPS (pace block downloads), ICE_SERVERS (JSON array of
+ * RTCIceServer-like objects for browsers; default none), LOG_LEVEL (info).
  */
 async function main(): Promise<void> {
   const env = process.env;
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
     staticDir,
     publicUrl: env.PUBLIC_URL || undefined,
     egressBytesPerSecond: envEgressBytesPerSecond(),
+    iceServers: envIceServers(),
     tls,
     logger,
   });

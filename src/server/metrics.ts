@@ -12,6 +12,12 @@ export class Metrics implements ServerMetrics {
   commits = 0;
   /** Journal long polls waiting right now. */
   journalLongPollsOpen = 0;
+  /** Relay sockets connected right now. */
+  relaySockets = 0;
+  /** Adverts broadcast to the members of a namespace (a refresh with an unchanged cursor is not). */
+  advertsRelayed = 0;
+  /** Signals delivered from one peer to another. */
+  signalsRelayed = 0;
 
   snapshot(): ServerMetrics {
     return {
@@ -20,6 +26,9 @@ export class Metrics implements ServerMetrics {
       blockBytesReceived: this.blockBytesReceived,
       commits: this.commits,
       journalLongPollsOpen: this.journalLongPollsOpen,
+      relaySockets: this.relaySockets,
+      advertsRelayed: this.advertsRelayed,
+      signalsRelayed: this.signalsRelayed,
     };
   }
 }

@@ -246,7 +246,16 @@ describe('metrics', () => {
     const m = await createWorkspace(h.url);
     const block = makeBlock(123_456);
     const start = (await api(h.url, 'GET', '/api/v1/metrics')).body;
-    expect(Object.keys(start).sort()).toEqual(['blockBytesReceived', 'blockBytesServed', 'blockRequestsServed', 'commits', 'journalLongPollsOpen']);
+    expect(Object.keys(start).sort()).toEqual([
+      'advertsRelayed',
+      'blockBytesReceived',
+      'blockBytesServed',
+      'blockRequestsServed',
+      'commits',
+      'journalLongPollsOpen',
+      'relaySockets',
+      'signalsRelayed',
+    ]);
 
     await commitFile(h.url, m, 'm.bin', [block]);
     await put(m.token, block.hash, block.bytes); // known: 200, counted too

@@ -1,0 +1,377 @@
+import { isTokenFormat, parseNamespaceId, type NamespaceId } from './api.ts';
+import { ValidationError } from './errors.ts';
+import { expectArray, expectInteger, expectOnlyKeys, expectRecord, expectString } from './fields.ts';
+import { parseCursor, type Cursor } from './journal.ts';
+
+/**
+ * The relay's socket.io events (docs/protocol.md, "Relay events"). The server checks what
+ * peers send with the *In parsers; a client checks what the relay sends with the *Out ones.
+ * Every parser rejects unknown fields and returns a fresh object holding only known ones.
+ */
+
+export const RELAY_PATH = '/socket.io';
+/** Event names, exactly as on the wire. */
+export const RelayEvent = {
+  welcome: 'welcome',
+  advert: 'advert',
+  peers: 'peers',
+  signal: 'signal',
+  peerLeft: 'peer-left',
+  error: 'relay-error',
+} as const;
+
+/** Workspace tokens one socket may present. */
+export const MAX_RELAY_TOKENS = 64;
+export const MAX_PEER_LABEL_LENGTH = 40;
+export const DEFAULT_PEER_LABEL = 'Browser';
+/** A signal's `data` as JSON (UTF-8 bytes), and an SDP inside it. */
+export const MAX_SIGNAL_BYTES = 64 * 1024;
+export const MAX_SDP_LENGTH = 64 * 1024;
+export const MAX_ICE_CANDIDATE_LENGTH = 4096;
+/** Adverts in one `peers` list (the most recently heard ones). */
+export const MAX_PEERS_LISTED = 1000;
+export const MAX_RELAY_ERROR_MESSAGE = 500;
+/** A peer re-sends its advert this often; the relay drops an advert unheard for ADVERT_TTL_MS. */
+export const ADVERT_INTERVAL_MS = 30_000;
+export const ADVERT_TTL_MS = 90_000;
+export const MAX_ICE_SERVERS = 16;
+
+/** Relay-assigned peer id: "p_" + 16 base64url characters (96 random bits). */
+export type PeerId = string & { readonly __brand: 'PeerId' };
+
+/** The socket.io handshake's `auth` object. */
+export interface RelayAuth {
+  tokens: string[];
+  label: string;
+}
+
+/** Relay → peer on connect: who it is and which namespaces its tokens granted. */
+export interface Welcome {
+  peerId: PeerId;
+  namespaces: NamespaceId[];
+}
+
+/** Peer → relay: "I hold every block of every live file of `ns` up to journal entry `cursor`." */
+export interface AdvertIn {
+  ns: NamespaceId;
+  cursor: Cursor;
+}
+
+/** Relay → the other members of `ns`: a peer download advertisement; `at` is server time (ms). */
+export interface AdvertOut {
+  peerId: PeerId;
+  label: string;
+  ns: NamespaceId;
+  cursor: Cursor;
+  at: number;
+}
+
+/** Peer → relay: ask for the current adverts of `ns`. */
+export interface PeersIn {
+  ns: NamespaceId;
+}
+
+/** Relay → peer: the current adverts of `ns`, the receiver's own excluded. */
+export interface PeersOut {
+  ns: NamespaceId;
+  peers: AdvertOut[];
+}
+
+export interface IceCandidateData {
+  candidate: string;
+  sdpMLineIndex?: number | null;
+  sdpMid?: string | null;
+  usernameFragment?: string | null;
+}
+
+export type TransceiverDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
+
+/**
+ * A simple-peer signal object (an SDP, an ICE candidate, a renegotiation request), or
+ * `{type: 'connect'}`: "please offer to me" from the peer that, by the fixed rule, does not offer.
+ */
+export type SignalData =
+  | { type: 'offer' | 'answer'; sdp: string }
+  | { type: 'connect' }
+  | { type?: 'candidate'; candidate: IceCandidateData }
+  | { type: 'renegotiate'; renegotiate: true }
+  | { type: 'transceiverRequest'; transceiverRequest: { kind: 'audio' | 'video'; init?: { direction?: TransceiverDirection } } };
+
+/** Peer → relay: deliver `data` to peer `to`. */
+export interface SignalIn {
+  to: PeerId;
+  data: SignalData;
+}
+
+/** Relay → peer: `data` from the authenticated peer `from`; `namespaces` are the ones the two share. */
+export interface SignalOut {
+  from: PeerId;
+  namespaces: NamespaceId[];
+  data: SignalData;
+}
+
+/** Relay → members of `ns`: the peer's advert for `ns` is gone (disconnected or unheard for too long). */
+export interface PeerLeft {
+  peerId: PeerId;
+  ns: NamespaceId;
+}
+
+export const RELAY_ERROR_CODES = ['invalid', 'unknown_event', 'forbidden', 'no_shared_namespace', 'rate_limited', 'too_many_errors'] as const;
+export type RelayErrorCode = (typeof RELAY_ERROR_CODES)[number];
+
+/** Relay → peer: an event was refused (and dropped). */
+export interface RelayError {
+  code: RelayErrorCode;
+  message: string;
+}
+
+/** One RTCIceServer as GET /api/v1/config hands it out. */
+export interface IceServer {
+  urls: string | string[];
+  username?: string;
+  credential?: string;
+}
+
+/** GET /api/v1/config */
+export interface ClientConfig {
+  iceServers: IceServer[];
+}
+
+const PEER_ID_PATTERN = /^p_[A-Za-z0-9_-]{16}$/;
+// C0/C1 controls, line/paragraph separators and bidi embeddings, overrides and isolates:
+// a label is shown to other people, so it must not break lines or reorder the text around it.
+const LABEL_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+const MAX_TIMESTAMP_MS = 10_000_000_000_000;
+const ICE_URL_PATTERN = /^(stun|stuns|turn|turns):[^\s]+$/;
+
+export function parsePeerId(value: unknown, field = 'peerId'): PeerId {
+  if (typeof value !== 'string' || !PEER_ID_PATTERN.test(value)) {
+    throw new ValidationError(field, 'must be "p_" followed by 16 characters of [A-Za-z0-9_-]');
+  }
+  return value as PeerId;
+}
+
+/** A display name: NFC, trimmed, 1 to 40 characters, no control or bidi-control characters. */
+export function parsePeerLabel(value: unknown, field = 'label'): string {
+  if (typeof value !== 'string') throw new ValidationError(field, 'must be a string');
+  // Bound the work before normalising: NFC never grows a string past 3x (and trimming shrinks it).
+  if (value.length > MAX_PEER_LABEL_LENGTH * 8) throw new ValidationError(field, `must be at most ${MAX_PEER_LABEL_LENGTH} characters`);
+  const label = value.normalize('NFC').trim();
+  if (label.length === 0) throw new ValidationError(field, 'must not be empty');
+  if ([...label].length > MAX_PEER_LABEL_LENGTH) throw new ValidationError(field, `must be at most ${MAX_PEER_LABEL_LENGTH} characters`);
+  if (LABEL_FORBIDDEN.test(label)) throw new ValidationError(field, 'must not contain control characters');
+  return label;
+}
+
+/**
+ * The handshake `auth`: `{tokens: [token, …], label?}`. Tokens are checked for format only
+ * (the server looks them up) and deduplicated; a missing or blank label becomes "Browser".
+ */
+export function parseRelayAuth(value: unknown): RelayAuth {
+  const record = expectRecord(value, 'auth');
+  expectOnlyKeys(record, 'auth', ['tokens', 'label']);
+  const list = expectArray(record.tokens, 'auth.tokens', MAX_RELAY_TOKENS);
+  if (list.length === 0) throw new ValidationError('auth.tokens', 'must hold at least one token');
+  const tokens = list.map((token, i) => {
+    if (!isTokenFormat(token)) throw new ValidationError(`auth.tokens[${i}]`, 'must be a member token (43 characters of [A-Za-z0-9_-])');
+    return token;
+  });
+  const blank = record.label === undefined || (typeof record.label === 'string' && record.label.trim() === '');
+  const label = blank ? DEFAULT_PEER_LABEL : parsePeerLabel(record.label, 'auth.label');
+  return { tokens: [...new Set(tokens)], label };
+}
+
+function parseNamespaceList(value: unknown, field: string): NamespaceId[] {
+  const list = expectArray(value, field, MAX_RELAY_TOKENS);
+  if (list.length === 0) throw new ValidationError(field, 'must not be empty');
+  const namespaces = list.map((ns, i) => parseNamespaceId(ns, `${field}[${i}]`));
+  if (new Set(namespaces).size !== namespaces.length) throw new ValidationError(field, 'must not repeat a namespace');
+  return namespaces;
+}
+
+export function parseWelcome(value: unknown): Welcome {
+  const record = expectRecord(value, 'welcome');
+  expectOnlyKeys(record, 'welcome', ['peerId', 'namespaces']);
+  return {
+    peerId: parsePeerId(record.peerId, 'welcome.peerId'),
+    namespaces: parseNamespaceList(record.namespaces, 'welcome.namespaces'),
+  };
+}
+
+export function parseAdvertIn(value: unknown): AdvertIn {
+  const record = expectRecord(value, 'advert');
+  expectOnlyKeys(record, 'advert', ['ns', 'cursor']);
+  return { ns: parseNamespaceId(record.ns, 'advert.ns'), cursor: parseCursor(record.cursor, 'advert.cursor') };
+}
+
+export function parseAdvertOut(value: unknown, field = 'advert'): AdvertOut {
+  const record = expectRecord(value, field);
+  expectOnlyKeys(record, field, ['peerId', 'label', 'ns', 'cursor', 'at']);
+  return {
+    peerId: parsePeerId(record.peerId, `${field}.peerId`),
+    label: parsePeerLabel(record.label, `${field}.label`),
+    ns: parseNamespaceId(record.ns, `${field}.ns`),
+    cursor: parseCursor(record.cursor, `${field}.cursor`),
+    at: expectInteger(record.at, `${field}.at`, 0, MAX_TIMESTAMP_MS),
+  };
+}
+
+export function parsePeersIn(value: unknown): PeersIn {
+  const record = expectRecord(value, 'peers');
+  expectOnlyKeys(record, 'peers', ['ns']);
+  return { ns: parseNamespaceId(record.ns, 'peers.ns') };
+}
+
+/** A peers list: every advert of the list's namespace, each peer once. */
+export function parsePeersOut(value: unknown): PeersOut {
+  const record = expectRecord(value, 'peers');
+  expectOnlyKeys(record, 'peers', ['ns', 'peers']);
+  const ns = parseNamespaceId(record.ns, 'peers.ns');
+  const seen = new Set<string>();
+  const peers = expectArray(record.peers, 'peers.peers', MAX_PEERS_LISTED).map((item, i) => {
+    const advert = parseAdvertOut(item, `peers.peers[${i}]`);
+    if (advert.ns !== ns) throw new ValidationError(`peers.peers[${i}].ns`, 'must be the namespace of the list');
+    if (seen.has(advert.peerId)) throw new ValidationError(`peers.peers[${i}].peerId`, 'must not repeat a peer');
+    seen.add(advert.peerId);
+    return advert;
+  });
+  return { ns, peers };
+}
+
+function parseNullableString(value: unknown, field: string, maxLength: number): string | null | undefined {
+  if (value === undefined || value === null) return value;
+  return expectString(value, field, maxLength);
+}
+
+function parseCandidate(value: unknown, field: string): IceCandidateData {
+  const record = expectRecord(value, field);
+  expectOnlyKeys(record, field, ['candidate', 'sdpMLineIndex', 'sdpMid', 'usernameFragment']);
+  // An empty candidate string is the end-of-candidates marker.
+  const candidate: IceCandidateData = { candidate: expectString(record.candidate, `${field}.candidate`, MAX_ICE_CANDIDATE_LENGTH) };
+  if (record.sdpMLineIndex !== undefined) {
+    candidate.sdpMLineIndex = record.sdpMLineIndex === null ? null : expectInteger(record.sdpMLineIndex, `${field}.sdpMLineIndex`, 0, 65_535);
+  }
+  const sdpMid = parseNullableString(record.sdpMid, `${field}.sdpMid`, 256);
+  if (sdpMid !== undefined) candidate.sdpMid = sdpMid;
+  const ufrag = parseNullableString(record.usernameFragment, `${field}.usernameFragment`, 256);
+  if (ufrag !== undefined) candidate.usernameFragment = ufrag;
+  return candidate;
+}
+
+function utf8Length(text: string): number {
+  return new TextEncoder().encode(text).length;
+}
+
+/** A signal object (see SignalData), rebuilt from its known fields; at most 64 KiB as JSON. */
+export function parseSignalData(value: unknown, field = 'data'): SignalData {
+  const record = expectRecord(value, field);
+  const type = record.type;
+  let data: SignalData;
+  if (type === 'offer' || type === 'answer') {
+    expectOnlyKeys(record, field, ['type', 'sdp']);
+    const sdp = expectString(record.sdp, `${field}.sdp`, MAX_SDP_LENGTH);
+    if (sdp.length === 0) throw new ValidationError(`${field}.sdp`, 'must not be empty');
+    data = { type, sdp };
+  } else if (type === 'candidate' || (type === undefined && record.candidate !== undefined)) {
+    expectOnlyKeys(record, field, ['type', 'candidate']);
+    const candidate = parseCandidate(record.candidate, `${field}.candidate`);
+    data = type === undefined ? { candidate } : { type, candidate };
+  } else if (type === 'connect') {
+    expectOnlyKeys(record, field, ['type']);
+    data = { type };
+  } else if (type === 'renegotiate') {
+    expectOnlyKeys(record, field, ['type', 'renegotiate']);
+    if (record.renegotiate !== true) throw new ValidationError(`${field}.renegotiate`, 'must be true');
+    data = { type, renegotiate: true };
+  } else if (type === 'transceiverRequest') {
+    expectOnlyKeys(record, field, ['type', 'transceiverRequest']);
+    const request = expectRecord(record.transceiverRequest, `${field}.transceiverRequest`);
+    expectOnlyKeys(request, `${field}.transceiverRequest`, ['kind', 'init']);
+    if (request.kind !== 'audio' && request.kind !== 'video') {
+      throw new ValidationError(`${field}.transceiverRequest.kind`, 'must be "audio" or "video"');
+    }
+    const out: { kind: 'audio' | 'video'; init?: { direction?: TransceiverDirection } } = { kind: request.kind };
+    if (request.init !== undefined) {
+      const init = expectRecord(request.init, `${field}.transceiverRequest.init`);
+      expectOnlyKeys(init, `${field}.transceiverRequest.init`, ['direction']);
+      out.init = {};
+      if (init.direction !== undefined) {
+        if (!['sendrecv', 'sendonly', 'recvonly', 'inactive'].includes(init.direction as string)) {
+          throw new ValidationError(`${field}.transceiverRequest.init.direction`, 'must be sendrecv, sendonly, recvonly or inactive');
+        }
+        out.init.direction = init.direction as TransceiverDirection;
+      }
+    }
+    data = { type, transceiverRequest: out };
+  } else {
+    throw new ValidationError(`${field}.type`, 'must be offer, answer, candidate, connect, renegotiate or transceiverRequest');
+  }
+  if (utf8Length(JSON.stringify(data)) > MAX_SIGNAL_BYTES) {
+    throw new ValidationError(field, `must be at most ${MAX_SIGNAL_BYTES} bytes as JSON`);
+  }
+  return data;
+}
+
+export function parseSignalIn(value: unknown): SignalIn {
+  const record = expectRecord(value, 'signal');
+  expectOnlyKeys(record, 'signal', ['to', 'data']);
+  return { to: parsePeerId(record.to, 'signal.to'), data: parseSignalData(record.data, 'signal.data') };
+}
+
+export function parseSignalOut(value: unknown): SignalOut {
+  const record = expectRecord(value, 'signal');
+  expectOnlyKeys(record, 'signal', ['from', 'namespaces', 'data']);
+  return {
+    from: parsePeerId(record.from, 'signal.from'),
+    namespaces: parseNamespaceList(record.namespaces, 'signal.namespaces'),
+    data: parseSignalData(record.data, 'signal.data'),
+  };
+}
+
+export function parsePeerLeft(value: unknown): PeerLeft {
+  const record = expectRecord(value, 'peer-left');
+  expectOnlyKeys(record, 'peer-left', ['peerId', 'ns']);
+  return { peerId: parsePeerId(record.peerId, 'peer-left.peerId'), ns: parseNamespaceId(record.ns, 'peer-left.ns') };
+}
+
+export function parseRelayError(value: unknown): RelayError {
+  const record = expectRecord(value, 'relay-error');
+  expectOnlyKeys(record, 'relay-error', ['code', 'message']);
+  if (!(RELAY_ERROR_CODES as readonly unknown[]).includes(record.code)) {
+    throw new ValidationError('relay-error.code', `must be one of ${RELAY_ERROR_CODES.join(', ')}`);
+  }
+  return { code: record.code as RelayErrorCode, message: expectString(record.message, 'relay-error.message', MAX_RELAY_ERROR_MESSAGE) };
+}
+
+function parseIceServer(value: unknown, field: string): IceServer {
+  const record = expectRecord(value, field);
+  expectOnlyKeys(record, field, ['urls', 'username', 'credential']);
+  const parseUrl = (url: unknown, at: string): string => {
+    const text = expectString(url, at, 512);
+    if (!ICE_URL_PATTERN.test(text)) throw new ValidationError(at, 'must be a stun:, stuns:, turn: or turns: URL');
+    return text;
+  };
+  let urls: string | string[];
+  if (Array.isArray(record.urls)) {
+    const list = expectArray(record.urls, `${field}.urls`, 16);
+    if (list.length === 0) throw new ValidationError(`${field}.urls`, 'must not be empty');
+    urls = list.map((url, i) => parseUrl(url, `${field}.urls[${i}]`));
+  } else {
+    urls = parseUrl(record.urls, `${field}.urls`);
+  }
+  const server: IceServer = { urls };
+  if (record.username !== undefined) server.username = expectString(record.username, `${field}.username`, 256);
+  if (record.credential !== undefined) server.credential = expectString(record.credential, `${field}.credential`, 256);
+  return server;
+}
+
+/** A list of RTCIceServer-like objects: `{urls, username?, credential?}`, at most 16. */
+export function parseIceServers(value: unknown, field = 'iceServers'): IceServer[] {
+  return expectArray(value, field, MAX_ICE_SERVERS).map((server, i) => parseIceServer(server, `${field}[${i}]`));
+}
+
+export function parseClientConfig(value: unknown): ClientConfig {
+  const record = expectRecord(value, 'config');
+  expectOnlyKeys(record, 'config', ['iceServers']);
+  return { iceServers: parseIceServers(record.iceServers, 'config.iceServers') };
+}
