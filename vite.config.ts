@@ -10,6 +10,7 @@ export default defineConfig({
     proxy: {
       // `npm run dev` starts the API on API_PORT (default 8081) and Vite in front of it.
       '/api': { target: `http://127.0.0.1:${process.env.API_PORT ?? '8081'}`, changeOrigin: false },
+      '/socket.io': { target: `http://127.0.0.1:${process.env.API_PORT ?? '8081'}`, ws: true },
     },
   },
 });
