@@ -18,8 +18,8 @@ import { silentLogger } from '../../src/server/log.ts';
  */
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const CHROMIUM_PATH = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
+export const CHROMIUM_PATH = '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
   '--no-sandbox',
   '--disable-gpu',
   '--disable-background-networking',
@@ -121,7 +121,7 @@ export class E2eHarness {
   }
 }
 
-async function buildApp(outDir: string): Promise<void> {
+export async function buildApp(outDir: string): Promise<void> {
   await build({
     root: REPO_ROOT,
     configFile: join(REPO_ROOT, 'vite.config.ts'),
@@ -131,13 +131,13 @@ async function buildApp(outDir: string): Promise<void> {
   });
 }
 
-async function makeTempDir(prefix: string, cleanups: (() => Promise<void>)[]): Promise<string> {
+export async function makeTempDir(prefix: string, cleanups: (() => Promise<void>)[]): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   return dir;
 }
 
-async function runCleanups(cleanups: (() => Promise<void>)[]): Promise<void> {
+export async function runCleanups(cleanups: (() => Promise<void>)[]): Promise<void> {
   const failures: unknown[] = [];
   while (cleanups.length > 0) {
     const cleanup = cleanups.pop()!;
