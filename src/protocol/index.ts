@@ -3,6 +3,7 @@ export * from './block-hash.ts';
 export * from './errors.ts';
 export * from './fields.ts';
 export * from './file-path.ts';
+export * from './frames.ts';
 export * from './journal.ts';
 export * from './limits.ts';
 export * from './relay.ts';

@@ -1,0 +1,87 @@
+/**
+ * A message-oriented duplex carrying block frames: what an RTCDataChannel gives (in the
+ * worker after transfer, or in Node through @roamhq/wrtc), or a MessagePort relay. The
+ * engine depends only on this shape, never on a DOM type.
+ */
+export interface FrameChannel {
+  /** True once messages can be sent, false before and after. */
+  readonly isOpen: boolean;
+  send(bytes: Uint8Array<ArrayBuffer>): void;
+  /** Bytes queued by `send` and not yet handed to the network. */
+  readonly bufferedAmount: number;
+  bufferedAmountLowThreshold: number;
+  onopen: (() => void) | null;
+  /** One whole message. A message that was not binary arrives as an empty array. */
+  onmessage: ((bytes: Uint8Array) => void) | null;
+  /** May never fire (@roamhq/wrtc does not): callers also poll `bufferedAmount`. */
+  onbufferedamountlow: (() => void) | null;
+  /** Fires once, after which nothing is delivered. */
+  onclose: (() => void) | null;
+  close(): void;
+}
+
+/** The part of RTCDataChannel that `frameChannelOf` uses (structural, so no DOM import). */
+export interface DataChannelLike {
+  binaryType: string;
+  readonly readyState: string;
+  readonly bufferedAmount: number;
+  bufferedAmountLowThreshold: number;
+  send(data: Uint8Array<ArrayBuffer>): void;
+  close(): void;
+  addEventListener(type: string, listener: (event: { data?: unknown }) => void): void;
+}
+
+/** Wraps a data channel (open or still connecting) as a FrameChannel. */
+export function frameChannelOf(dc: DataChannelLike): FrameChannel {
+  dc.binaryType = 'arraybuffer';
+  let closed = dc.readyState === 'closing' || dc.readyState === 'closed';
+  const channel: FrameChannel = {
+    get isOpen() {
+      return !closed && dc.readyState === 'open';
+    },
+    send: (bytes) => dc.send(bytes),
+    get bufferedAmount() {
+      return dc.bufferedAmount;
+    },
+    get bufferedAmountLowThreshold() {
+      return dc.bufferedAmountLowThreshold ?? 0;
+    },
+    set bufferedAmountLowThreshold(value: number) {
+      dc.bufferedAmountLowThreshold = value;
+    },
+    onopen: null,
+    onmessage: null,
+    onbufferedamountlow: null,
+    onclose: null,
+    close: () => {
+      dc.close();
+      markClosed();
+    },
+  };
+  const markClosed = () => {
+    if (closed) return;
+    closed = true;
+    channel.onclose?.();
+  };
+  dc.addEventListener('open', () => channel.onopen?.());
+  dc.addEventListener('message', (event) => {
+    if (closed) return;
+    const data = event.data;
+    let bytes: Uint8Array;
+    if (data instanceof ArrayBuffer) bytes = new Uint8Array(data);
+    else if (ArrayBuffer.isView(data)) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    else bytes = new Uint8Array(0);
+    channel.onmessage?.(bytes);
+  });
+  dc.addEventListener('bufferedamountlow', () => channel.onbufferedamountlow?.());
+  dc.addEventListener('close', markClosed);
+  dc.addEventListener('error', () => {
+    if (closed) return;
+    try {
+      dc.close();
+    } finally {
+      markClosed();
+    }
+  });
+  return channel;
+}

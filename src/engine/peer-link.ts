@@ -1,0 +1,531 @@
+import {
+  BLOCK_CHUNK_SIZE,
+  MAX_BLOCK_SIZE,
+  MAX_DATA_BYTES,
+  MAX_HAVE_HASHES,
+  MAX_REQUEST_ID,
+  ValidationError,
+  decodeFrame,
+  encodeFrame,
+  type BlockHash,
+  type DataFrame,
+  type EndFrame,
+  type Frame,
+  type NackReason,
+  type NamespaceId,
+} from '../protocol/index.ts';
+import type { BlockLookup, BlockServer } from './block-server.ts';
+import type { FrameChannel } from './frame-channel.ts';
+
+/** The peer refused a request (NACK). */
+export class PeerNackError extends Error {
+  override readonly name = 'PeerNackError';
+  constructor(readonly reason: NackReason) {
+    super(`peer refused the block: ${reason}`);
+  }
+}
+
+/** The link could not complete a request: not open, closed, stalled, or too many requests. */
+export class PeerLinkError extends Error {
+  override readonly name = 'PeerLinkError';
+  constructor(
+    readonly code: 'not_open' | 'closed' | 'stalled' | 'too_many',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface PeerLinkOptions {
+  channel: FrameChannel;
+  /** Namespaces the relay said this device and the peer share (update with setSharedNamespaces). */
+  sharedNamespaces?: Iterable<NamespaceId>;
+  /** Answers the peer's requests; without one every request is refused as forbidden. */
+  server?: BlockServer | null;
+  /** A request fails when nothing arrived for it (or, while queued, on the link) this long. */
+  stallTimeoutMs?: number;
+  /** Requests from the peer queued or being served at once; more are refused as busy. */
+  maxServing?: number;
+  /** Our own requests outstanding at once. */
+  maxRequests?: number;
+  /** Stop sending block data while the channel buffers more than this… */
+  highWaterMark?: number;
+  /** …and resume once it is down to this (also the channel's bufferedAmountLowThreshold). */
+  lowWaterMark?: number;
+  /** How often to poll bufferedAmount while paused (some channels never fire the event). */
+  pollMs?: number;
+  /** Payload bytes per DATA frame when serving. */
+  chunkSize?: number;
+  /** Block hashes remembered from the peer's HAVE frames (oldest forgotten first). */
+  maxAnnounced?: number;
+  /** The peer sent something malformed; the link is closed already. Penalise the peer. */
+  onProtocolError?: (error: ValidationError) => void;
+  /** The peer announced blocks of a shared namespace (already recorded for `peerHas`). */
+  onHave?: (ns: NamespaceId, hashes: readonly BlockHash[]) => void;
+  onOpen?: () => void;
+  onClose?: () => void;
+  now?: () => number;
+}
+
+interface ClientRequest {
+  id: number;
+  sizeHint: number;
+  buffer: Uint8Array | null;
+  received: number;
+  sentAt: number;
+  lastFrameAt: number;
+  resolve: (bytes: Uint8Array) => void;
+  reject: (error: unknown) => void;
+  cleanup: () => void;
+}
+
+interface ServedRequest {
+  id: number;
+  ns: NamespaceId;
+  hash: BlockHash;
+  cancelled: boolean;
+  lookup: Promise<BlockLookup> | null;
+}
+
+const DEFAULTS = {
+  stallTimeoutMs: 15_000,
+  maxServing: 16,
+  maxRequests: 16,
+  highWaterMark: 1024 * 1024,
+  lowWaterMark: 256 * 1024,
+  pollMs: 5,
+  maxAnnounced: 100_000,
+};
+
+/**
+ * One link to one remote peer over a FrameChannel, both ways at once. As a client it
+ * fetches blocks (`request`), several multiplexed by id; as a server it answers the peer's
+ * requests through the BlockServer rule, one block at a time in arrival order (the next
+ * one read ahead), pausing while the channel's buffer is full. Every frame from the peer
+ * is decoded strictly; anything malformed closes the link and is reported.
+ */
+export class PeerLink {
+  private readonly channel: FrameChannel;
+  private readonly opts: typeof DEFAULTS & { chunkSize: number };
+  private readonly now: () => number;
+  private shared: Set<NamespaceId>;
+  private closed = false;
+
+  private nextId = 1;
+  private idsWrapped = false;
+  private readonly requests = new Map<number, ClientRequest>();
+  private stallTimer: ReturnType<typeof setInterval> | null = null;
+  private lastFrameAt: number;
+
+  private readonly serveQueue: ServedRequest[] = [];
+  private readonly serving = new Map<number, ServedRequest>();
+  private serveLoopRunning = false;
+  private drainWaiters: Array<() => void> = [];
+  private drainTimer: ReturnType<typeof setTimeout> | null = null;
+
+  /** `${ns}/${hash}` of blocks the peer announced, oldest first. */
+  private readonly announced = new Set<string>();
+
+  bytesReceived = 0;
+  bytesSent = 0;
+  blocksServed = 0;
+
+  constructor(private readonly options: PeerLinkOptions) {
+    this.channel = options.channel;
+    this.now = options.now ?? (() => Date.now());
+    this.opts = {
+      stallTimeoutMs: options.stallTimeoutMs ?? DEFAULTS.stallTimeoutMs,
+      maxServing: options.maxServing ?? DEFAULTS.maxServing,
+      maxRequests: options.maxRequests ?? DEFAULTS.maxRequests,
+      highWaterMark: options.highWaterMark ?? DEFAULTS.highWaterMark,
+      lowWaterMark: options.lowWaterMark ?? DEFAULTS.lowWaterMark,
+      pollMs: options.pollMs ?? DEFAULTS.pollMs,
+      maxAnnounced: options.maxAnnounced ?? DEFAULTS.maxAnnounced,
+      chunkSize: Math.max(1, Math.min(MAX_DATA_BYTES, options.chunkSize ?? BLOCK_CHUNK_SIZE)),
+    };
+    this.shared = new Set(options.sharedNamespaces ?? []);
+    this.lastFrameAt = this.now();
+    this.channel.bufferedAmountLowThreshold = this.opts.lowWaterMark;
+    this.channel.onmessage = (bytes) => this.receive(bytes);
+    this.channel.onbufferedamountlow = () => this.checkDrained();
+    this.channel.onclose = () => this.teardown();
+    this.channel.onopen = () => {
+      if (!this.closed) this.options.onOpen?.();
+    };
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && this.channel.isOpen;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Our requests waiting for an answer. */
+  get pendingRequests(): number {
+    return this.requests.size;
+  }
+
+  /** The peer's requests queued or being served. */
+  get servingRequests(): number {
+    return this.serving.size;
+  }
+
+  sharedNamespaces(): ReadonlySet<NamespaceId> {
+    return this.shared;
+  }
+
+  /** The relay's latest word on what we share; requests for other namespaces are refused. */
+  setSharedNamespaces(namespaces: Iterable<NamespaceId>): void {
+    this.shared = new Set(namespaces);
+    for (const key of this.announced) {
+      if (!this.shared.has(key.slice(0, key.indexOf('/')) as NamespaceId)) this.announced.delete(key);
+    }
+  }
+
+  /** Whether the peer announced (HAVE) that it holds this block. */
+  peerHas(ns: NamespaceId, hash: BlockHash): boolean {
+    return this.announced.has(`${ns}/${hash}`);
+  }
+
+  /**
+   * Fetches one block's bytes (unverified: the caller checks the hash). Rejects with
+   * PeerNackError, PeerLinkError, or the signal's reason on abort (the peer is told to stop).
+   */
+  request(ns: NamespaceId, hash: BlockHash, signal?: AbortSignal, sizeHint = 0): Promise<Uint8Array> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (!this.isOpen) return Promise.reject(new PeerLinkError(this.closed ? 'closed' : 'not_open', 'peer link is not open'));
+    if (this.requests.size >= this.opts.maxRequests) {
+      return Promise.reject(new PeerLinkError('too_many', `at most ${this.opts.maxRequests} requests per peer`));
+    }
+    const id = this.takeId();
+    let frame: Uint8Array<ArrayBuffer>;
+    try {
+      frame = encodeFrame({ type: 'request', id, ns, hash });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const now = this.now();
+      const onAbort = () => {
+        if (this.requests.get(id) !== request) return;
+        this.finishRequest(request);
+        this.sendQuietly({ type: 'cancel', id });
+        reject(signal!.reason);
+      };
+      const request: ClientRequest = {
+        id,
+        sizeHint: Number.isInteger(sizeHint) && sizeHint > 0 ? Math.min(sizeHint, MAX_BLOCK_SIZE) : 0,
+        buffer: null,
+        received: 0,
+        sentAt: now,
+        lastFrameAt: now,
+        resolve,
+        reject,
+        cleanup: () => signal?.removeEventListener('abort', onAbort),
+      };
+      this.requests.set(id, request);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.armStallTimer();
+      if (!this.sendRaw(frame)) {
+        this.finishRequest(request);
+        reject(new PeerLinkError('closed', 'peer link closed'));
+      }
+    });
+  }
+
+  /** Tells the peer we hold these blocks of a shared namespace (beyond our advertised cursor). */
+  sendHave(ns: NamespaceId, hashes: readonly BlockHash[]): void {
+    if (!this.isOpen || !this.shared.has(ns)) return;
+    for (let i = 0; i < hashes.length; i += MAX_HAVE_HASHES) {
+      if (!this.sendRaw(encodeFrame({ type: 'have', ns, hashes: hashes.slice(i, i + MAX_HAVE_HASHES) }))) return;
+    }
+  }
+
+  /** Refuses what the peer still waits for (shutting_down), rejects our requests, closes. */
+  close(): void {
+    if (this.closed) return;
+    if (this.channel.isOpen) {
+      for (const served of [...this.serving.values()]) this.sendQuietly({ type: 'nack', id: served.id, reason: 'shutting_down' });
+    }
+    this.teardown();
+  }
+
+  // ------------------------------------------------------------ receiving
+
+  private receive(message: Uint8Array): void {
+    if (this.closed) return;
+    this.lastFrameAt = this.now();
+    try {
+      this.dispatch(decodeFrame(message));
+    } catch (error) {
+      if (error instanceof ValidationError) return this.fail(error);
+      // A fault of ours (say, out of memory), not the peer's: close without blaming it.
+      this.teardown();
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+
+  private dispatch(frame: Frame): void {
+    switch (frame.type) {
+      case 'request':
+        return this.onRequest(frame.id, frame.ns, frame.hash);
+      case 'cancel':
+        return this.onCancel(frame.id);
+      case 'data':
+        return this.onData(frame);
+      case 'end':
+        return this.onEnd(frame);
+      case 'nack': {
+        const request = this.answeredRequest(frame.id, 'nack');
+        if (!request) return;
+        this.finishRequest(request);
+        request.reject(new PeerNackError(frame.reason));
+        return;
+      }
+      case 'have':
+        return this.onHaveFrame(frame.ns, frame.hashes);
+    }
+  }
+
+  /** The request an answer is for; null for one we gave up on; throws for ids never issued. */
+  private answeredRequest(id: number, kind: string): ClientRequest | null {
+    const request = this.requests.get(id);
+    if (request) return request;
+    if (!this.idsWrapped && id >= this.nextId) throw new ValidationError(`${kind}.id`, 'answers a request never made');
+    return null;
+  }
+
+  private onData(frame: DataFrame): void {
+    const request = this.answeredRequest(frame.id, 'data');
+    if (!request) return;
+    if (frame.offset !== request.received) {
+      throw new ValidationError('data.offset', `must be ${request.received}: chunks arrive in order without gaps`);
+    }
+    const end = request.received + frame.bytes.length;
+    let buffer = request.buffer;
+    if (!buffer || end > buffer.length) {
+      const size = Math.min(MAX_BLOCK_SIZE, Math.max(end, request.sizeHint, buffer ? buffer.length * 2 : 0));
+      const grown = new Uint8Array(size);
+      if (buffer) grown.set(buffer.subarray(0, request.received));
+      buffer = request.buffer = grown;
+    }
+    buffer.set(frame.bytes, request.received);
+    request.received = end;
+    request.lastFrameAt = this.lastFrameAt;
+    this.bytesReceived += frame.bytes.length;
+  }
+
+  private onEnd(frame: EndFrame): void {
+    const request = this.answeredRequest(frame.id, 'end');
+    if (!request) return;
+    if (frame.totalLength !== request.received) {
+      throw new ValidationError('end.totalLength', `is ${frame.totalLength} but ${request.received} bytes arrived`);
+    }
+    const buffer = request.buffer!;
+    this.finishRequest(request);
+    request.resolve(buffer.length === request.received ? buffer : buffer.slice(0, request.received));
+  }
+
+  private onHaveFrame(ns: NamespaceId, hashes: readonly BlockHash[]): void {
+    // The relay may tell the two sides about a namespace at slightly different moments.
+    if (!this.shared.has(ns)) return;
+    for (const hash of hashes) {
+      const key = `${ns}/${hash}`;
+      this.announced.delete(key);
+      this.announced.add(key);
+    }
+    while (this.announced.size > this.opts.maxAnnounced) {
+      this.announced.delete(this.announced.values().next().value!);
+    }
+    try {
+      this.options.onHave?.(ns, hashes);
+    } catch (error) {
+      // Our own callback failing is no fault of the peer's: report it elsewhere.
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+
+  // ------------------------------------------------------------ client bookkeeping
+
+  private takeId(): number {
+    const id = this.nextId;
+    if (id >= MAX_REQUEST_ID) {
+      this.nextId = 1;
+      this.idsWrapped = true;
+    } else {
+      this.nextId = id + 1;
+    }
+    return id;
+  }
+
+  private finishRequest(request: ClientRequest): void {
+    this.requests.delete(request.id);
+    request.cleanup();
+    request.buffer = null;
+    if (this.requests.size === 0 && this.stallTimer) {
+      clearInterval(this.stallTimer);
+      this.stallTimer = null;
+    }
+  }
+
+  private armStallTimer(): void {
+    if (this.stallTimer) return;
+    const period = Math.max(10, Math.min(1000, Math.floor(this.opts.stallTimeoutMs / 4)));
+    this.stallTimer = setInterval(() => this.checkStalls(), period);
+  }
+
+  private checkStalls(): void {
+    const now = this.now();
+    for (const request of [...this.requests.values()]) {
+      // Before its first chunk a request waits its turn behind others: the link's activity
+      // counts. Once started, only its own frames do.
+      const since = request.received > 0 ? request.lastFrameAt : Math.max(request.sentAt, this.lastFrameAt);
+      if (now - since < this.opts.stallTimeoutMs) continue;
+      this.finishRequest(request);
+      this.sendQuietly({ type: 'cancel', id: request.id });
+      request.reject(new PeerLinkError('stalled', `no data from the peer for ${this.opts.stallTimeoutMs} ms`));
+    }
+  }
+
+  // ------------------------------------------------------------ serving
+
+  private onRequest(id: number, ns: NamespaceId, hash: BlockHash): void {
+    if (this.serving.has(id)) throw new ValidationError('request.id', 'is already in use');
+    if (!this.options.server) return this.sendQuietly({ type: 'nack', id, reason: 'forbidden' });
+    if (!this.shared.has(ns)) return this.sendQuietly({ type: 'nack', id, reason: 'forbidden' });
+    if (this.serving.size >= this.opts.maxServing) return this.sendQuietly({ type: 'nack', id, reason: 'busy' });
+    const served: ServedRequest = { id, ns, hash, cancelled: false, lookup: null };
+    this.serving.set(id, served);
+    this.serveQueue.push(served);
+    void this.serveLoop();
+  }
+
+  private onCancel(id: number): void {
+    const served = this.serving.get(id);
+    if (!served) return; // finished already, or never accepted
+    served.cancelled = true;
+    this.serving.delete(id);
+    const index = this.serveQueue.indexOf(served);
+    if (index >= 0) this.serveQueue.splice(index, 1);
+  }
+
+  private startLookup(served: ServedRequest): Promise<BlockLookup> {
+    if (!served.lookup) {
+      served.lookup = this.options.server!
+        .lookup(served.ns, served.hash, this.shared)
+        .catch((): BlockLookup => ({ ok: false, reason: 'busy' }));
+    }
+    return served.lookup;
+  }
+
+  private async serveLoop(): Promise<void> {
+    if (this.serveLoopRunning) return;
+    this.serveLoopRunning = true;
+    try {
+      while (!this.closed && this.serveQueue.length > 0) {
+        const served = this.serveQueue.shift()!;
+        const lookup = this.startLookup(served);
+        // Read the next block while this one is on the wire.
+        if (this.serveQueue.length > 0) void this.startLookup(this.serveQueue[0]);
+        const result = await lookup;
+        if (served.cancelled || this.closed) continue;
+        if (!this.shared.has(served.ns)) this.sendQuietly({ type: 'nack', id: served.id, reason: 'forbidden' });
+        else if (!result.ok) this.sendQuietly({ type: 'nack', id: served.id, reason: result.reason });
+        else await this.sendBlock(served, result.bytes);
+        if (this.serving.get(served.id) === served) this.serving.delete(served.id);
+      }
+    } finally {
+      this.serveLoopRunning = false;
+    }
+  }
+
+  private async sendBlock(served: ServedRequest, bytes: Uint8Array): Promise<void> {
+    const { chunkSize, highWaterMark } = this.opts;
+    for (let offset = 0; offset < bytes.length; offset += chunkSize) {
+      if (this.channel.bufferedAmount > highWaterMark) await this.drained();
+      if (served.cancelled || this.closed) return;
+      const chunk = bytes.subarray(offset, Math.min(bytes.length, offset + chunkSize));
+      if (!this.sendRaw(encodeFrame({ type: 'data', id: served.id, offset, bytes: chunk }))) return;
+      this.bytesSent += chunk.length;
+    }
+    if (this.sendRaw(encodeFrame({ type: 'end', id: served.id, totalLength: bytes.length }))) this.blocksServed += 1;
+  }
+
+  /** Resolves once the channel's buffer is down to the low-water mark, or the link closed. */
+  private drained(): Promise<void> {
+    return new Promise((resolve) => {
+      this.drainWaiters.push(resolve);
+      this.pollDrain();
+    });
+  }
+
+  private pollDrain(): void {
+    if (this.drainTimer) return;
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = null;
+      this.checkDrained();
+      if (this.drainWaiters.length > 0) this.pollDrain();
+    }, this.opts.pollMs);
+  }
+
+  private checkDrained(): void {
+    if (!this.closed && this.channel.bufferedAmount > this.opts.lowWaterMark) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
+    for (const resolve of waiters) resolve();
+  }
+
+  // ------------------------------------------------------------ sending and closing
+
+  /** Sends one encoded frame; on a channel failure closes the link and returns false. */
+  private sendRaw(bytes: Uint8Array<ArrayBuffer>): boolean {
+    if (this.closed) return false;
+    try {
+      this.channel.send(bytes);
+      return true;
+    } catch {
+      this.teardown();
+      return false;
+    }
+  }
+
+  private sendQuietly(frame: Frame): void {
+    if (this.channel.isOpen) this.sendRaw(encodeFrame(frame));
+  }
+
+  private fail(error: ValidationError): void {
+    if (this.closed) return;
+    this.teardown();
+    this.options.onProtocolError?.(error);
+  }
+
+  private teardown(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.channel.close();
+    } catch {
+      // closing an already failed channel
+    }
+    for (const request of [...this.requests.values()]) {
+      this.finishRequest(request);
+      request.reject(new PeerLinkError('closed', 'peer link closed'));
+    }
+    for (const served of this.serving.values()) served.cancelled = true;
+    this.serving.clear();
+    this.serveQueue.length = 0;
+    this.announced.clear();
+    this.checkDrained();
+    if (this.stallTimer) clearInterval(this.stallTimer);
+    this.stallTimer = null;
+    this.options.onClose?.();
+  }
+}
