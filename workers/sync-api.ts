@@ -42,6 +42,33 @@ export interface UploadView {
  */
 export type SyncRole = 'leader' | 'follower' | 'connecting';
 
+/** A peer of the workspace as this device sees it. */
+export interface PeerView {
+  peerId: string;
+  label: string;
+  /** Its advertised journal cursor (everything up to it is on that device), if it sent one. */
+  cursor: number | null;
+  /** A block channel to it is open. */
+  connected: boolean;
+  bytesReceived: number;
+}
+
+/** A peer download advertisement relayed to this page, for the open workspace. */
+export interface PeerAdvert {
+  peerId: string;
+  label: string;
+  cursor: number;
+  at: number;
+}
+
+/** What the worker asks of the page's peer transport (relay socket + WebRTC). */
+export interface PeerTransport {
+  /** Tell the workspace's peers that this device holds everything up to `cursor`. */
+  advertise(cursor: number): void;
+  /** Connect to these peers (most wanted first); the transport caps how many. */
+  wantPeers(peerIds: string[]): void;
+}
+
 export interface WorkspaceView {
   namespaceId: NamespaceId;
   name: string;
@@ -55,6 +82,7 @@ export interface WorkspaceView {
   bytesFromServer: number;
   bytesFromPeers: number;
   uploads: UploadView[];
+  peers: PeerView[];
   /** Last problem worth showing (network down, server error); cleared when it recovers. */
   error: string | null;
 }
@@ -83,6 +111,18 @@ export interface SyncWorkerApi {
   remove(ns: NamespaceId, path: string): Promise<void>;
   /** The file's bytes, assembled from stored blocks without one big buffer. */
   fileBlob(ns: NamespaceId, path: string): Promise<Blob>;
+  /** Tokens for the relay handshake of `ns` (the transport runs on the page's thread). */
+  relayCredentials(ns: NamespaceId): Promise<{ tokens: string[] }>;
+  /** The page's transport for `ns`; replaces an earlier one. */
+  attachTransport(ns: NamespaceId, transport: PeerTransport): Promise<void>;
+  /** The current adverts of `ns` (the whole list, replacing the last one). */
+  setAdverts(ns: NamespaceId, adverts: PeerAdvert[]): Promise<void>;
+  /**
+   * A block channel to a peer of `ns`: an RTCDataChannel transferred while still connecting,
+   * or a MessagePort relayed by the page where channels cannot be transferred.
+   */
+  attachPeerChannel(ns: NamespaceId, peer: { peerId: string; label: string }, channel: RTCDataChannel | MessagePort): Promise<void>;
+  peerClosed(ns: NamespaceId, peerId: string): Promise<void>;
   /** Forgets the workspace on this device (blocks other workspaces use are kept). */
   forget(ns: NamespaceId): Promise<void>;
 }

@@ -3,7 +3,7 @@ import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
 import { inviteFromLink, parseNamespaceId, type NamespaceId } from '../src/protocol/index.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
-import type { SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
+import type { PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
 import { WorkspaceSession } from './workspace-session.ts';
 
 /**
@@ -139,6 +139,28 @@ const api: SyncWorkerApi = {
     }
     // Blobs compose by reference: the file is never copied into one buffer.
     return new Blob(parts);
+  },
+
+  async relayCredentials(ns: NamespaceId) {
+    const record = await ready().registry.get(parseNamespaceId(ns));
+    if (!record) throw new Error('this workspace is not known on this device');
+    return { tokens: [record.token] };
+  },
+
+  async attachTransport(ns: NamespaceId, transport: PeerTransport) {
+    (await sessionFor(parseNamespaceId(ns))).attachTransport(transport);
+  },
+
+  async setAdverts(ns: NamespaceId, adverts: PeerAdvert[]) {
+    (await sessionFor(parseNamespaceId(ns))).setAdverts(adverts);
+  },
+
+  async attachPeerChannel(ns: NamespaceId, peer: { peerId: string; label: string }, channel: RTCDataChannel | MessagePort) {
+    (await sessionFor(parseNamespaceId(ns))).attachPeerChannel(peer, channel);
+  },
+
+  async peerClosed(ns: NamespaceId, peerId: string) {
+    sessions.get(parseNamespaceId(ns))?.peerClosed(peerId);
   },
 
   async forget(ns: NamespaceId) {

@@ -5,7 +5,8 @@ import { commitWithBlocks } from '../src/engine/uploader.ts';
 import type { BlockSource } from '../src/engine/types.ts';
 import { parseFilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
-import type { SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
+import type { PeerAdvert, PeerTransport, SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
+import { PeerHub } from './peer-hub.ts';
 import { UploadQueue } from './upload-queue.ts';
 import { sha256 } from './web-crypto.ts';
 import { emptySharedView, fullView, sharedViewOf, type SharedView } from './workspace-view.ts';
@@ -40,13 +41,21 @@ export class WorkspaceSession {
   private lastPushAt = -Infinity;
   private tickTimer: ReturnType<typeof setInterval> | null = null;
   private readonly uploads: UploadQueue;
-  private readonly sources: BlockSource[];
+  private readonly server: BlockSource;
+  private readonly peers: PeerHub;
   private closed = false;
 
   constructor(private readonly deps: WorkspaceSessionDeps) {
     const ns = deps.record.namespaceId;
     this.shared = emptySharedView(deps.record);
-    this.sources = [new ServerBlockSource(deps.api)];
+    this.peers = new PeerHub({
+      ns,
+      blocks: deps.blocks,
+      engine: () => this.engine,
+      onSourcesChanged: () => this.engine?.sourcesChanged(),
+      onChange: () => this.schedulePush(),
+    });
+    this.server = this.peers.gateServer(new ServerBlockSource(deps.api));
     this.uploads = new UploadQueue({
       ns,
       api: deps.api,
@@ -89,6 +98,7 @@ export class WorkspaceSession {
     if (this.pushTimer) clearTimeout(this.pushTimer);
     this.channel.close();
     this.listeners.clear();
+    this.peers.close();
     await this.engine?.stop();
     this.engine = null;
     this.releaseLeadership?.();
@@ -124,6 +134,22 @@ export class WorkspaceSession {
     );
   }
 
+  attachTransport(transport: PeerTransport): void {
+    this.peers.attachTransport(transport);
+  }
+
+  setAdverts(adverts: PeerAdvert[]): void {
+    this.peers.setAdverts(adverts);
+  }
+
+  attachPeerChannel(peer: { peerId: string; label: string }, channel: RTCDataChannel | MessagePort): void {
+    this.peers.attachChannel(peer, channel);
+  }
+
+  peerClosed(peerId: string): void {
+    this.peers.detach(peerId);
+  }
+
   private async lead(): Promise<void> {
     if (this.closed) return;
     this.role = 'leader';
@@ -133,11 +159,17 @@ export class WorkspaceSession {
       state: this.deps.state,
       blocks: this.deps.blocks,
       sha256,
-      sources: () => this.sources,
+      sources: () => [...this.peers.sources(), this.server],
       onChange: () => this.schedulePush(),
+      onSynced: (cursor) => this.peers.advertise(cursor),
+      onBlockStored: (hash) => this.peers.blockStored(hash),
+      // Per-device order, so devices syncing together fetch different blocks from the server.
+      fetchOrderSeed: 1 + Math.floor(Math.random() * 0x7ffffffe),
     });
     this.engine = engine;
     await engine.start();
+    // Announce on join: what this device already holds (cursor 0 when it holds nothing).
+    this.peers.advertise(engine.snapshot().syncedCursor);
     this.schedulePush();
     // Hold the lock until this session closes (or the tab goes away).
     await new Promise<void>((resolve) => (this.releaseLeadership = resolve));
@@ -175,7 +207,7 @@ export class WorkspaceSession {
     if (this.closed) return;
     this.lastPushAt = performance.now();
     if (this.role === 'leader' && this.engine) {
-      this.shared = sharedViewOf(this.deps.record, this.engine.snapshot());
+      this.shared = sharedViewOf(this.deps.record, this.engine.snapshot(), this.peers.views());
       this.channel.postMessage({ type: 'view', view: this.shared } satisfies TabMessage);
     }
     const view = this.view();

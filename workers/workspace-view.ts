@@ -1,11 +1,11 @@
 import type { EngineSnapshot } from '../src/engine/namespace-sync.ts';
-import type { FileView, SyncRole, UploadView, WorkspaceView } from './sync-api.ts';
+import type { FileView, PeerView, SyncRole, UploadView, WorkspaceView } from './sync-api.ts';
 import type { WorkspaceRecord } from './idb-store.ts';
 
 /** The part of a view that every tab of this browser shares (the leader broadcasts it). */
 export type SharedView = Omit<WorkspaceView, 'role' | 'uploads'>;
 
-export function sharedViewOf(record: WorkspaceRecord, snapshot: EngineSnapshot): SharedView {
+export function sharedViewOf(record: WorkspaceRecord, snapshot: EngineSnapshot, peers: PeerView[]): SharedView {
   const files: FileView[] = snapshot.files
     .map(({ file, bytesDone, status, bytesPerSecond }) => ({
       path: file.path,
@@ -27,6 +27,7 @@ export function sharedViewOf(record: WorkspaceRecord, snapshot: EngineSnapshot):
     bytesPerSecond: snapshot.bytesPerSecond,
     bytesFromServer: snapshot.bytesFromServer,
     bytesFromPeers: snapshot.bytesFromPeers,
+    peers,
     error: snapshot.error,
   };
 }
@@ -43,6 +44,7 @@ export function emptySharedView(record: WorkspaceRecord): SharedView {
     bytesPerSecond: 0,
     bytesFromServer: 0,
     bytesFromPeers: 0,
+    peers: [],
     error: null,
   };
 }

@@ -10,6 +10,9 @@ import type { FileActions } from './file-row.ts';
 import { FileTable } from './file-table.ts';
 import { errorMessage } from './message-page.ts';
 import { Notices } from './notices.ts';
+import { PeerList } from './peer-list.ts';
+import { peerLabel } from './peer-label.ts';
+import { PeerNetwork } from './peers/peer-network.ts';
 import type { Page } from './page.ts';
 import { createShareLinkBox } from './share-link-box.ts';
 import { SyncSummary } from './sync-summary.ts';
@@ -24,6 +27,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
   const summary = new SyncSummary();
   const viewError = h('div', { class: 'banner is-error', role: 'alert', 'data-testid': 'view-error', hidden: true });
   const uploads = new UploadList();
+  const peers = new PeerList();
 
   const actions: FileActions = {
     open: (path) => openBlobInNewTab(path, () => api.fileBlob(namespaceId, path)),
@@ -64,6 +68,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     notices.element,
     uploads.element,
     filesSection,
+    peers.element,
     dropZone.overlay,
   );
   element.addEventListener('file-action-error', (event) => notices.error((event as CustomEvent<string>).detail));
@@ -83,6 +88,27 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     files.element.hidden = view.files.length === 0;
     emptyState.hidden = view.files.length > 0;
     filesSection.removeAttribute('aria-busy');
+    peers.update(view.peers);
+    followRole(view.role);
+  }
+
+  // Only the tab that syncs talks to peers; other tabs of this browser mirror it.
+  let network: PeerNetwork | null = null;
+  let networkStarting = false;
+  function followRole(role: WorkspaceView['role']): void {
+    if (role === 'leader' && !network && !networkStarting && !closed) {
+      networkStarting = true;
+      PeerNetwork.start(api, namespaceId, peerLabel())
+        .then((started) => {
+          if (closed) started.stop();
+          else network = started;
+        })
+        .catch((error: unknown) => notices.error(`Peers are unavailable; syncing from the server only: ${errorMessage(error)}`))
+        .finally(() => (networkStarting = false));
+    } else if (role !== 'leader' && network) {
+      network.stop();
+      network = null;
+    }
   }
 
   const renderer = new LatestValueRenderer(render);
@@ -108,6 +134,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     element,
     dispose() {
       closed = true;
+      network?.stop();
       renderer.stop();
       dropZone.dispose();
       api.close(namespaceId).catch(() => {

@@ -113,9 +113,24 @@ export class NamespaceSync {
     this.scheduler.wake();
   }
 
+  /** A peer misbehaved (malformed frames): stop asking it for blocks this session. */
+  penalise(sourceId: string): void {
+    this.scheduler.penalise(sourceId);
+  }
+
   /** Whether this device may hand `hash` to a peer: stored, and part of a live file. */
   holdsLiveBlock(hash: BlockHash): boolean {
     return this.liveBlocks.has(hash) && this.have.has(hash);
+  }
+
+  /** True while some live file lacks blocks here (what peers are worth connecting for). */
+  isMissingBlocks(): boolean {
+    return this.syncedCursor < this.cursor || !this.scheduler.idle;
+  }
+
+  /** Stored blocks of live files: what a peer syncing alongside may fetch from us. */
+  heldLiveBlocks(): BlockHash[] {
+    return [...this.liveBlocks].filter((hash) => this.have.has(hash));
   }
 
   file(path: string): FileRecord | undefined {

@@ -94,6 +94,11 @@ export class BlockScheduler {
     this.pump();
   }
 
+  /** Never ask this source again this session (it broke the protocol, or lied). */
+  penalise(sourceId: string): void {
+    this.penalisedSources.add(sourceId);
+  }
+
   isPenalised(sourceId: string): boolean {
     return this.penalisedSources.has(sourceId);
   }

@@ -1,0 +1,55 @@
+import type { PeerView } from '../../workers/sync-api.ts';
+import { h, setAttribute, setText } from './dom.ts';
+import { formatBytes } from './format.ts';
+
+interface PeerRow {
+  element: HTMLElement;
+  label: HTMLElement;
+  state: HTMLElement;
+  cursor: HTMLElement;
+  received: HTMLElement;
+}
+
+/** The workspace's peers: label, advertised cursor, connected or not, bytes received. */
+export class PeerList {
+  readonly element: HTMLElement;
+  private readonly list = h('ul', { class: 'peer-list', 'data-testid': 'peer-list' });
+  private readonly rows = new Map<string, PeerRow>();
+
+  constructor() {
+    this.element = h('section', { class: 'peers', 'aria-label': 'Peers', hidden: true }, h('h2', {}, 'Nearby peers'), this.list);
+  }
+
+  update(peers: PeerView[]): void {
+    this.element.hidden = peers.length === 0;
+    const seen = new Set<string>();
+    for (const peer of peers) {
+      seen.add(peer.peerId);
+      let row = this.rows.get(peer.peerId);
+      if (!row) {
+        row = {
+          element: h('li', { class: 'peer-row', 'data-testid': 'peer-row', 'data-peer-id': peer.peerId }),
+          label: h('span', { class: 'peer-label' }),
+          state: h('span', { class: 'peer-state' }),
+          cursor: h('span', { class: 'peer-cursor' }),
+          received: h('span', { class: 'peer-received', 'data-testid': 'peer-bytes-received' }),
+        };
+        row.element.append(row.label, row.state, row.cursor, row.received);
+        this.rows.set(peer.peerId, row);
+        this.list.append(row.element);
+      }
+      setText(row.label, peer.label);
+      setAttribute(row.element, 'data-connected', String(peer.connected));
+      setAttribute(row.element, 'data-cursor', peer.cursor === null ? '' : String(peer.cursor));
+      setText(row.state, peer.connected ? 'connected' : 'not connected');
+      setText(row.cursor, peer.cursor === null ? 'no advert yet' : `synced to #${peer.cursor}`);
+      setAttribute(row.received, 'data-bytes', String(peer.bytesReceived));
+      setText(row.received, `${formatBytes(peer.bytesReceived)} received`);
+    }
+    for (const [peerId, row] of this.rows) {
+      if (seen.has(peerId)) continue;
+      row.element.remove();
+      this.rows.delete(peerId);
+    }
+  }
+}

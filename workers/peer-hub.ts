@@ -1,0 +1,272 @@
+import { BlockServer } from '../src/engine/block-server.ts';
+import { frameChannelOf, type DataChannelLike } from '../src/engine/frame-channel.ts';
+import type { NamespaceSync } from '../src/engine/namespace-sync.ts';
+import { PeerLink } from '../src/engine/peer-link.ts';
+import { PeerBlockSource } from '../src/engine/peer-source.ts';
+import type { BlockSource, LocalBlockStore, WantedBlock } from '../src/engine/types.ts';
+import type { BlockHash, NamespaceId } from '../src/protocol/index.ts';
+import { frameChannelOfPort } from './port-frame-channel.ts';
+import type { PeerAdvert, PeerTransport, PeerView } from './sync-api.ts';
+
+const MAX_CONNECTIONS = 8;
+const HAVE_BATCH_MS = 100;
+const WANT_INTERVAL_MS = 1_000;
+/** How long the server waits for the relay's first list of peers before serving anyway. */
+const DISCOVERY_GRACE_MS = 3_000;
+/** How long blocks an advertising peer can serve wait for the connection to it. */
+const CONNECT_GRACE_MS = 10_000;
+/** A peer whose connection failed is not waited for again for this long. */
+const RETRY_AFTER_MS = 30_000;
+
+/**
+ * A peer that advertised blocks we lack but is not connected yet. It claims those blocks
+ * with no capacity, so the scheduler keeps them waiting for the connection instead of
+ * asking the server, until the grace period ends or the connection fails.
+ */
+class ProspectivePeer implements BlockSource {
+  readonly kind = 'peer' as const;
+  readonly maxInFlight = 0;
+  constructor(
+    readonly id: string,
+    private readonly ns: NamespaceId,
+    private readonly cursor: number,
+  ) {}
+  canServe(want: WantedBlock): boolean {
+    return want.ns === this.ns && this.cursor >= want.sjid;
+  }
+  fetchBlock(): Promise<Uint8Array> {
+    return Promise.reject(new Error('not connected yet'));
+  }
+}
+
+interface ConnectedPeer {
+  label: string;
+  link: PeerLink;
+  source: PeerBlockSource;
+}
+
+export interface PeerHubOptions {
+  ns: NamespaceId;
+  blocks: LocalBlockStore;
+  /** The engine of this workspace, once this tab leads. */
+  engine: () => NamespaceSync | null;
+  /** Peers came or went: the scheduler should look at its sources again. */
+  onSourcesChanged: () => void;
+  onChange: () => void;
+}
+
+/**
+ * The workspace's peers inside the sync worker: one PeerLink + PeerBlockSource per block
+ * channel the page hands over, the adverts the relay reported, which peers to ask the page
+ * to connect to, and HAVE announcements of blocks stored while a sync is under way.
+ */
+export class PeerHub {
+  private readonly connected = new Map<string, ConnectedPeer>();
+  private adverts = new Map<string, PeerAdvert>();
+  private transport: PeerTransport | null = null;
+  private readonly server: BlockServer;
+  private pendingHave: BlockHash[] = [];
+  private haveTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly wantTimer: ReturnType<typeof setInterval>;
+  private lastAdvertised: number | null = null;
+  /** Until the relay lists the peers (or the grace ends), the server waits. */
+  private discovered = false;
+  private readonly discoveryTimer: ReturnType<typeof setTimeout>;
+  /** When each advertising, unconnected peer was first waited for. */
+  private readonly waitingSince = new Map<string, number>();
+  /** Peers whose connection failed, and when. */
+  private readonly failedAt = new Map<string, number>();
+
+  constructor(private readonly options: PeerHubOptions) {
+    this.discoveryTimer = setTimeout(() => this.markDiscovered(), DISCOVERY_GRACE_MS);
+    this.server = new BlockServer(options.blocks, async (ns, hash) => {
+      return ns === options.ns && (options.engine()?.holdsLiveBlock(hash) ?? false);
+    });
+    this.wantTimer = setInterval(() => this.askForPeers(), WANT_INTERVAL_MS);
+  }
+
+  /** Connected peers, then peers still worth waiting for. */
+  sources(): BlockSource[] {
+    const open = [...this.connected.values()].filter((peer) => peer.link.isOpen);
+    const sources: BlockSource[] = open.map((peer) => peer.source);
+    const now = Date.now();
+    for (const advert of this.adverts.values()) {
+      // Connecting counts as not connected yet: its channel is handed over before it opens.
+      if (this.connected.get(advert.peerId)?.link.isOpen || !this.worthWaitingFor(advert.peerId, now)) continue;
+      sources.push(new ProspectivePeer(advert.peerId, this.options.ns, advert.cursor));
+    }
+    return sources;
+  }
+
+  /** The server as a source that holds back until the peers are known. */
+  gateServer(server: BlockSource): BlockSource {
+    return {
+      id: server.id,
+      kind: server.kind,
+      maxInFlight: server.maxInFlight,
+      canServe: (want) => this.discovered && server.canServe(want),
+      fetchBlock: (want, signal) => server.fetchBlock(want, signal),
+    };
+  }
+
+  attachTransport(transport: PeerTransport): void {
+    this.transport = transport;
+    if (this.lastAdvertised !== null) transport.advertise(this.lastAdvertised);
+    this.askForPeers();
+  }
+
+  /** Sends our download advertisement (called on start and whenever the synced cursor moves). */
+  advertise(cursor: number): void {
+    this.lastAdvertised = cursor;
+    this.transport?.advertise(cursor);
+  }
+
+  setAdverts(adverts: PeerAdvert[]): void {
+    this.adverts = new Map(adverts.map((advert) => [advert.peerId, advert]));
+    this.markDiscovered();
+    for (const [peerId, peer] of this.connected) {
+      const advert = this.adverts.get(peerId);
+      if (advert) {
+        peer.source.setAdvert(this.options.ns, advert.cursor);
+        peer.label = advert.label;
+      } else peer.source.clearAdvert(this.options.ns);
+    }
+    this.options.onSourcesChanged();
+    this.askForPeers();
+    this.options.onChange();
+  }
+
+  attachChannel(peer: { peerId: string; label: string }, channel: RTCDataChannel | MessagePort): void {
+    // A new connection replaces an old one; that is no failure of the peer's.
+    this.connected.get(peer.peerId)?.link.close();
+    this.connected.delete(peer.peerId);
+    this.failedAt.delete(peer.peerId);
+    const frames =
+      channel instanceof MessagePort ? frameChannelOfPort(channel) : frameChannelOf(channel as unknown as DataChannelLike);
+    const ns = this.options.ns;
+    const link = new PeerLink({
+      channel: frames,
+      sharedNamespaces: [ns],
+      server: this.server,
+      onOpen: () => {
+        this.announceHeldBlocks(link);
+        this.options.onSourcesChanged();
+        this.options.onChange();
+      },
+      onHave: () => this.options.onSourcesChanged(),
+      onProtocolError: (error) => {
+        console.warn(`nearsync: peer ${peer.peerId} sent a malformed frame: ${error.message}`);
+        this.options.engine()?.penalise(peer.peerId);
+      },
+      onClose: () => {
+        if (this.connected.get(peer.peerId)?.link === link) this.connected.delete(peer.peerId);
+        this.failedAt.set(peer.peerId, Date.now());
+        this.options.onSourcesChanged();
+        this.options.onChange();
+      },
+    });
+    const source = new PeerBlockSource(peer.peerId, link);
+    const advert = this.adverts.get(peer.peerId);
+    if (advert) source.setAdvert(ns, advert.cursor);
+    this.connected.set(peer.peerId, { label: advert?.label ?? peer.label, link, source });
+    this.options.onChange();
+  }
+
+  detach(peerId: string): void {
+    const peer = this.connected.get(peerId);
+    this.failedAt.set(peerId, Date.now());
+    if (!peer) {
+      this.options.onSourcesChanged();
+      return;
+    }
+    this.connected.delete(peerId);
+    peer.link.close();
+    this.options.onSourcesChanged();
+  }
+
+  /** A block was stored here: tell connected peers, batched, so joiners can trade. */
+  blockStored(hash: BlockHash): void {
+    if (this.connected.size === 0) return;
+    this.pendingHave.push(hash);
+    this.haveTimer ??= setTimeout(() => {
+      this.haveTimer = null;
+      const hashes = this.pendingHave;
+      this.pendingHave = [];
+      for (const peer of this.connected.values()) peer.link.sendHave(this.options.ns, hashes);
+    }, HAVE_BATCH_MS);
+  }
+
+  views(): PeerView[] {
+    const ids = new Set([...this.adverts.keys(), ...this.connected.keys()]);
+    return [...ids]
+      .map((peerId) => {
+        const advert = this.adverts.get(peerId);
+        const peer = this.connected.get(peerId);
+        return {
+          peerId,
+          label: advert?.label ?? peer?.label ?? 'Browser',
+          cursor: advert?.cursor ?? null,
+          connected: peer?.link.isOpen ?? false,
+          bytesReceived: peer?.source.bytesReceived ?? 0,
+        };
+      })
+      .sort((a, b) => a.label.localeCompare(b.label) || a.peerId.localeCompare(b.peerId));
+  }
+
+  close(): void {
+    clearInterval(this.wantTimer);
+    clearTimeout(this.discoveryTimer);
+    if (this.haveTimer) clearTimeout(this.haveTimer);
+    for (const peerId of [...this.connected.keys()]) this.detach(peerId);
+    this.transport = null;
+  }
+
+  /**
+   * While this device lacks blocks, ask the page to connect to the workspace's peers, the
+   * furthest ahead first: those ahead can serve by advert, and those syncing alongside
+   * trade what each fetched (HAVE). Once synced, peers come to us instead.
+   */
+  private askForPeers(): void {
+    // Waits that ran out let the server take over the blocks they held back.
+    this.options.onSourcesChanged();
+    const engine = this.options.engine();
+    if (!this.transport || !engine || !engine.isMissingBlocks()) return;
+    const room = MAX_CONNECTIONS - this.connected.size;
+    if (room <= 0) return;
+    const candidates = [...this.adverts.values()]
+      .filter((advert) => !this.connected.has(advert.peerId) && this.mayRetry(advert.peerId, Date.now()))
+      .sort((a, b) => b.cursor - a.cursor)
+      .slice(0, room)
+      .map((advert) => advert.peerId);
+    if (candidates.length > 0) this.transport.wantPeers(candidates);
+  }
+
+  private markDiscovered(): void {
+    if (this.discovered) return;
+    this.discovered = true;
+    clearTimeout(this.discoveryTimer);
+    this.options.onSourcesChanged();
+  }
+
+  private mayRetry(peerId: string, now: number): boolean {
+    const failed = this.failedAt.get(peerId);
+    return failed === undefined || now - failed > RETRY_AFTER_MS;
+  }
+
+  private worthWaitingFor(peerId: string, now: number): boolean {
+    if (!this.mayRetry(peerId, now)) return false;
+    const since = this.waitingSince.get(peerId);
+    if (since === undefined) {
+      this.waitingSince.set(peerId, now);
+      return true;
+    }
+    return now - since < CONNECT_GRACE_MS;
+  }
+
+  private announceHeldBlocks(link: PeerLink): void {
+    const engine = this.options.engine();
+    if (!engine || !engine.isMissingBlocks()) return;
+    const held = engine.heldLiveBlocks();
+    if (held.length > 0) link.sendHave(this.options.ns, held);
+  }
+}
