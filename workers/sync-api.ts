@@ -93,6 +93,11 @@ export interface UploadInput {
   path: string;
 }
 
+export interface OpenOptions {
+  /** False: sync from the server only (no relay, no WebRTC), and do not wait for peers. */
+  peers?: boolean;
+}
+
 export interface SyncWorkerApi {
   /** `apiBase` is the server origin, e.g. "http://localhost:8080". */
   init(apiBase: string): Promise<void>;
@@ -104,7 +109,7 @@ export interface SyncWorkerApi {
   /** Revokes the current share link and returns a new one. */
   resetShareLink(ns: NamespaceId): Promise<string>;
   /** Starts syncing `ns` (or mirroring it when another tab syncs) and pushes views to `onView`. */
-  open(ns: NamespaceId, onView: (view: WorkspaceView) => void): Promise<void>;
+  open(ns: NamespaceId, onView: (view: WorkspaceView) => void, options?: OpenOptions): Promise<void>;
   close(ns: NamespaceId): Promise<void>;
   upload(ns: NamespaceId, files: UploadInput[]): Promise<void>;
   rename(ns: NamespaceId, from: string, to: string): Promise<void>;

@@ -3,7 +3,7 @@ import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
 import { inviteFromLink, parseNamespaceId, type NamespaceId } from '../src/protocol/index.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
-import type { PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
+import type { OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
 import { WorkspaceSession } from './workspace-session.ts';
 
 /**
@@ -105,8 +105,10 @@ const api: SyncWorkerApi = {
     return link;
   },
 
-  async open(ns: NamespaceId, onView: (view: WorkspaceView) => void) {
-    (await sessionFor(parseNamespaceId(ns))).subscribe(onView);
+  async open(ns: NamespaceId, onView: (view: WorkspaceView) => void, options: OpenOptions = {}) {
+    const session = await sessionFor(parseNamespaceId(ns));
+    if (options.peers === false) session.withoutPeers();
+    session.subscribe(onView);
   },
 
   async close(ns: NamespaceId) {

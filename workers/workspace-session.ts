@@ -134,6 +134,11 @@ export class WorkspaceSession {
     );
   }
 
+  /** This page will not connect to peers: the server need not wait for them. */
+  withoutPeers(): void {
+    this.peers.setAdverts([]);
+  }
+
   attachTransport(transport: PeerTransport): void {
     this.peers.attachTransport(transport);
   }

@@ -11,7 +11,7 @@ import { FileTable } from './file-table.ts';
 import { errorMessage } from './message-page.ts';
 import { Notices } from './notices.ts';
 import { PeerList } from './peer-list.ts';
-import { peerLabel } from './peer-label.ts';
+import { peerLabel, peerSyncEnabled } from './peer-settings.ts';
 import { PeerNetwork } from './peers/peer-network.ts';
 import type { Page } from './page.ts';
 import { createShareLinkBox } from './share-link-box.ts';
@@ -96,14 +96,18 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
   let network: PeerNetwork | null = null;
   let networkStarting = false;
   function followRole(role: WorkspaceView['role']): void {
-    if (role === 'leader' && !network && !networkStarting && !closed) {
+    if (role === 'leader' && peersEnabled && !network && !networkStarting && !closed) {
       networkStarting = true;
       PeerNetwork.start(api, namespaceId, peerLabel())
         .then((started) => {
           if (closed) started.stop();
           else network = started;
         })
-        .catch((error: unknown) => notices.error(`Peers are unavailable; syncing from the server only: ${errorMessage(error)}`))
+        .catch((error: unknown) => {
+          notices.error(`Peers are unavailable; syncing from the server only: ${errorMessage(error)}`);
+          // Tell the worker that no peer list is coming, so the server serves at once.
+          void api.setAdverts(namespaceId, []);
+        })
         .finally(() => (networkStarting = false));
     } else if (role !== 'leader' && network) {
       network.stop();
@@ -113,7 +117,8 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
 
   const renderer = new LatestValueRenderer(render);
   let closed = false;
-  api.open(namespaceId, Comlink.proxy((view: WorkspaceView) => renderer.push(view))).catch((error: unknown) => {
+  const peersEnabled = peerSyncEnabled();
+  api.open(namespaceId, Comlink.proxy((view: WorkspaceView) => renderer.push(view)), { peers: peersEnabled }).catch((error: unknown) => {
     if (closed) return;
     renderer.stop();
     setText(title, 'Workspace unavailable');

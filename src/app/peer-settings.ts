@@ -1,4 +1,14 @@
 const STORAGE_KEY = 'nearsync:peer-label';
+const PEERS_KEY = 'nearsync:peers';
+
+/** Peer-to-peer sync is on unless this browser profile turned it off (`nearsync:peers` = `off`). */
+export function peerSyncEnabled(): boolean {
+  try {
+    return localStorage.getItem(PEERS_KEY) !== 'off';
+  } catch {
+    return true;
+  }
+}
 
 /** How this browser appears in other people's peer lists: kept per browser profile. */
 export function peerLabel(): string {
