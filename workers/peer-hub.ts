@@ -17,6 +17,8 @@ const DISCOVERY_GRACE_MS = 3_000;
 const CONNECT_GRACE_MS = 10_000;
 /** A peer whose connection failed is not waited for again for this long. */
 const RETRY_AFTER_MS = 30_000;
+/** How long a block a connected peer said it is fetching from the server waits for its HAVE. */
+const FETCHING_GRACE_MS = 60_000;
 
 /**
  * A peer that advertised blocks we lack but is not connected yet. It claims those blocks
@@ -36,6 +38,25 @@ class ProspectivePeer implements BlockSource {
   }
   fetchBlock(): Promise<Uint8Array> {
     return Promise.reject(new Error('not connected yet'));
+  }
+}
+
+/**
+ * Blocks connected peers are fetching from the server right now (their FETCHING frames):
+ * claimed with no capacity, so this device waits for the peer's HAVE instead of pulling the
+ * same block from the server too. That is what makes joiners starting together pull each
+ * block from the server about once.
+ */
+class PeersFetching implements BlockSource {
+  readonly id = 'peers-fetching';
+  readonly kind = 'peer' as const;
+  readonly maxInFlight = 0;
+  constructor(private readonly claims: (want: WantedBlock) => boolean) {}
+  canServe(want: WantedBlock): boolean {
+    return this.claims(want);
+  }
+  fetchBlock(): Promise<Uint8Array> {
+    return Promise.reject(new Error('the peer has not got it yet'));
   }
 }
 
@@ -76,6 +97,11 @@ export class PeerHub {
   private readonly waitingSince = new Map<string, number>();
   /** Peers whose connection failed, and when. */
   private readonly failedAt = new Map<string, number>();
+  /** Blocks peers announced they are fetching from the server: hash → peer and when. */
+  private readonly fetchingByPeers = new Map<BlockHash, { peerId: string; at: number }>();
+  private pendingFetching: BlockHash[] = [];
+  private fetchingScheduled = false;
+  private readonly peersFetching = new PeersFetching((want) => this.peerIsFetching(want.hash));
 
   constructor(private readonly options: PeerHubOptions) {
     this.discoveryTimer = setTimeout(() => this.markDiscovered(), DISCOVERY_GRACE_MS);
@@ -95,6 +121,7 @@ export class PeerHub {
       if (this.connected.get(advert.peerId)?.link.isOpen || !this.worthWaitingFor(advert.peerId, now)) continue;
       sources.push(new ProspectivePeer(advert.peerId, this.options.ns, advert.cursor));
     }
+    if (this.fetchingByPeers.size > 0) sources.push(this.peersFetching);
     return sources;
   }
 
@@ -153,13 +180,22 @@ export class PeerHub {
         this.options.onSourcesChanged();
         this.options.onChange();
       },
-      onHave: () => this.options.onSourcesChanged(),
+      onHave: (_ns, hashes) => {
+        for (const hash of hashes) this.fetchingByPeers.delete(hash);
+        this.options.onSourcesChanged();
+      },
+      onFetching: (_ns, hashes) => {
+        const at = Date.now();
+        for (const hash of hashes) if (!this.fetchingByPeers.has(hash)) this.fetchingByPeers.set(hash, { peerId: peer.peerId, at });
+        this.options.onSourcesChanged();
+      },
       onProtocolError: (error) => {
         console.warn(`nearsync: peer ${peer.peerId} sent a malformed frame: ${error.message}`);
         this.options.engine()?.penalise(peer.peerId);
       },
       onClose: () => {
         if (this.connected.get(peer.peerId)?.link === link) this.connected.delete(peer.peerId);
+        this.forgetFetchingBy(peer.peerId);
         this.failedAt.set(peer.peerId, Date.now());
         this.options.onSourcesChanged();
         this.options.onChange();
@@ -175,6 +211,7 @@ export class PeerHub {
   detach(peerId: string): void {
     const peer = this.connected.get(peerId);
     this.failedAt.set(peerId, Date.now());
+    this.forgetFetchingBy(peerId);
     if (!peer) {
       this.options.onSourcesChanged();
       return;
@@ -182,6 +219,21 @@ export class PeerHub {
     this.connected.delete(peerId);
     peer.link.close();
     this.options.onSourcesChanged();
+  }
+
+  /** This device began fetching a block from the server: tell connected peers at once. */
+  serverFetchStarted(hash: BlockHash): void {
+    if (this.connected.size === 0) return;
+    this.pendingFetching.push(hash);
+    if (this.fetchingScheduled) return;
+    this.fetchingScheduled = true;
+    // Same-tick starts travel in one frame; later is too late (others would start too).
+    queueMicrotask(() => {
+      this.fetchingScheduled = false;
+      const hashes = this.pendingFetching;
+      this.pendingFetching = [];
+      for (const peer of this.connected.values()) peer.link.sendFetching(this.options.ns, hashes);
+    });
   }
 
   /** A block was stored here: tell connected peers, batched, so joiners can trade. */
@@ -239,6 +291,20 @@ export class PeerHub {
       .slice(0, room)
       .map((advert) => advert.peerId);
     if (candidates.length > 0) this.transport.wantPeers(candidates);
+  }
+
+  private peerIsFetching(hash: BlockHash): boolean {
+    const claim = this.fetchingByPeers.get(hash);
+    if (!claim) return false;
+    if (Date.now() - claim.at > FETCHING_GRACE_MS || !this.connected.get(claim.peerId)?.link.isOpen) {
+      this.fetchingByPeers.delete(hash);
+      return false;
+    }
+    return true;
+  }
+
+  private forgetFetchingBy(peerId: string): void {
+    for (const [hash, claim] of this.fetchingByPeers) if (claim.peerId === peerId) this.fetchingByPeers.delete(hash);
   }
 
   private markDiscovered(): void {

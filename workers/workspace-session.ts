@@ -168,6 +168,7 @@ export class WorkspaceSession {
       onChange: () => this.schedulePush(),
       onSynced: (cursor) => this.peers.advertise(cursor),
       onBlockStored: (hash) => this.peers.blockStored(hash),
+      onServerFetch: (hash) => this.peers.serverFetchStarted(hash),
       // Per-device order, so devices syncing together fetch different blocks from the server.
       fetchOrderSeed: 1 + Math.floor(Math.random() * 0x7ffffffe),
     });

@@ -20,6 +20,8 @@ export interface NamespaceSyncOptions {
   onChange?: () => void;
   /** Every block of every live file up to `cursor` is stored (what an advert may claim). */
   onSynced?: (cursor: number) => void;
+  /** A block is being fetched from the server: peers syncing alongside may wait for it. */
+  onServerFetch?: (hash: BlockHash) => void;
   /** A block was stored (from any source): peers syncing alongside may want to hear of it. */
   onBlockStored?: (hash: BlockHash) => void;
   /**
@@ -84,6 +86,9 @@ export class NamespaceSync {
       maxInFlight: options.maxInFlight ?? 6,
       events: {
         stored: (want, bytes, source) => this.onBlockStored(want.hash, bytes, source),
+        started: (want, source) => {
+          if (source.kind === 'server') this.options.onServerFetch?.(want.hash);
+        },
         failed: (_want, source, error) => {
           if (source.kind === 'server') this.error = `Could not fetch from the server: ${messageOf(error)}`;
           this.options.onChange?.();

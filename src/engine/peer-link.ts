@@ -62,6 +62,8 @@ export interface PeerLinkOptions {
   onProtocolError?: (error: ValidationError) => void;
   /** The peer announced blocks of a shared namespace (already recorded for `peerHas`). */
   onHave?: (ns: NamespaceId, hashes: readonly BlockHash[]) => void;
+  /** The peer is fetching these blocks of a shared namespace from the server (FETCHING). */
+  onFetching?: (ns: NamespaceId, hashes: readonly BlockHash[]) => void;
   onOpen?: () => void;
   onClose?: () => void;
   now?: () => number;
@@ -243,6 +245,14 @@ export class PeerLink {
     }
   }
 
+  /** Tells the peer we are fetching these blocks from the server: it may wait for our HAVE. */
+  sendFetching(ns: NamespaceId, hashes: readonly BlockHash[]): void {
+    if (!this.isOpen || !this.shared.has(ns)) return;
+    for (let i = 0; i < hashes.length; i += MAX_HAVE_HASHES) {
+      if (!this.sendRaw(encodeFrame({ type: 'fetching', ns, hashes: hashes.slice(i, i + MAX_HAVE_HASHES) }))) return;
+    }
+  }
+
   /** Refuses what the peer still waits for (shutting_down), rejects our requests, closes. */
   close(): void {
     if (this.closed) return;
@@ -288,6 +298,16 @@ export class PeerLink {
       }
       case 'have':
         return this.onHaveFrame(frame.ns, frame.hashes);
+      case 'fetching':
+        if (!this.shared.has(frame.ns)) return;
+        try {
+          this.options.onFetching?.(frame.ns, frame.hashes);
+        } catch (error) {
+          queueMicrotask(() => {
+            throw error;
+          });
+        }
+        return;
     }
   }
 

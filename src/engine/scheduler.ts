@@ -7,6 +7,8 @@ export interface SchedulerEvents {
   stored(want: WantedBlock, bytes: number, source: BlockSource): void;
   /** A fetch failed; the block goes back to the queue for another source or a later try. */
   failed(want: WantedBlock, source: BlockSource, error: unknown): void;
+  /** A fetch of `want` from `source` began. */
+  started(want: WantedBlock, source: BlockSource): void;
   /** A source was caught sending bytes that do not match their hash. */
   penalised(source: BlockSource): void;
 }
@@ -193,6 +195,7 @@ export class BlockScheduler {
     const fetch: ActiveFetch = { want: block.want, source, controller, unwanted: false, settled: Promise.resolve() };
     this.active.set(block.want.hash, fetch);
     this.loadBySource.set(source.id, (this.loadBySource.get(source.id) ?? 0) + 1);
+    this.options.events.started?.(block.want, source);
     const timeout = setTimeout(() => controller.abort(new Error('request timed out')), this.options.requestTimeoutMs ?? 120_000);
     fetch.settled = this.fetchVerifyStore(block.want, source, controller.signal)
       .then((bytes) => {

@@ -14,6 +14,7 @@ import { MAX_BLOCK_SIZE } from './limits.ts';
  *   NACK     id u32, reason u8
  *   CANCEL   id u32
  *   HAVE     nsLength u8, ns (ASCII), count u16 (1 … MAX_HAVE_HASHES), count × hash (32 bytes)
+ *   FETCHING same body as HAVE: "I am fetching these from the server; ask me after my HAVE"
  *
  * The decoder checks every field and throws only ValidationError; it never reads past the
  * input and refuses trailing bytes, so a peer cannot smuggle anything through a frame.
@@ -28,6 +29,7 @@ export const FrameType = {
   nack: 4,
   cancel: 5,
   have: 6,
+  fetching: 7,
 } as const;
 
 export const NACK_REASONS = ['not_found', 'forbidden', 'busy', 'shutting_down', 'bad_request'] as const;
@@ -79,8 +81,9 @@ export interface CancelFrame {
   type: 'cancel';
   id: number;
 }
+/** HAVE: blocks held beyond the advertised cursor. FETCHING: blocks being fetched from the server. */
 export interface HaveFrame {
-  type: 'have';
+  type: 'have' | 'fetching';
   ns: NamespaceId;
   hashes: BlockHash[];
 }
@@ -169,11 +172,12 @@ export function encodeFrame(frame: Frame): Uint8Array<ArrayBuffer> {
       view.setUint32(2, frame.id);
       return bytes;
     }
-    case 'have': {
+    case 'have':
+    case 'fetching': {
       checkNamespace(frame.ns, 'have.ns');
       const count = frame.hashes.length;
       if (count < 1 || count > MAX_HAVE_HASHES) throw new ValidationError('have.hashes', `must hold 1 to ${MAX_HAVE_HASHES} hashes`);
-      const { bytes, view } = frameBuffer(FrameType.have, 1 + frame.ns.length + 2 + count * HASH_BYTES);
+      const { bytes, view } = frameBuffer(FrameType[frame.type], 1 + frame.ns.length + 2 + count * HASH_BYTES);
       let at = writeNamespace(bytes, 2, frame.ns);
       view.setUint16(at, count);
       at += 2;
@@ -309,7 +313,8 @@ export function decodeFrame(message: Uint8Array): Frame {
       r.end();
       break;
     }
-    case FrameType.have: {
+    case FrameType.have:
+    case FrameType.fetching: {
       const r = new Reader(message, 'have');
       const ns = r.namespace();
       const count = r.u16('count');
@@ -321,7 +326,7 @@ export function decodeFrame(message: Uint8Array): Frame {
       const hashes: BlockHash[] = [];
       for (let i = 0; i < count; i++) hashes.push(r.hash(`hashes[${i}]`));
       r.end();
-      frame = { type: 'have', ns, hashes };
+      frame = { type: message[1] === FrameType.have ? 'have' : 'fetching', ns, hashes };
       break;
     }
     default:

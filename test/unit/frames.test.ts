@@ -44,6 +44,7 @@ const samples: Frame[] = [
   ...NACK_REASONS.map((reason): Frame => ({ type: 'nack', id: 3, reason })),
   { type: 'cancel', id: 42 },
   { type: 'have', ns: NS, hashes: [HASH] },
+  { type: 'fetching', ns: NS, hashes: [HASH] },
   { type: 'have', ns: NS, hashes: Array.from({ length: MAX_HAVE_HASHES }, (_, i) => i.toString(16).padStart(64, '0') as BlockHash) },
 ];
 
@@ -112,7 +113,7 @@ describe('block frames: malformed input', () => {
   it('rejects an unknown version or type', () => {
     const bytes = encodeFrame({ type: 'cancel', id: 1 });
     for (const version of [0, 2, 255]) rejects(Uint8Array.of(version, ...bytes.subarray(1)));
-    for (const type of [0, 7, 255]) expect(rejects(Uint8Array.of(1, type, 0, 0, 0, 1)).field).toBe('frame.type');
+    for (const type of [0, 8, 255]) expect(rejects(Uint8Array.of(1, type, 0, 0, 0, 1)).field).toBe('frame.type');
   });
 
   it('rejects a frame larger than the maximum', () => {

@@ -413,6 +413,19 @@ describe('peer link: HAVE', () => {
     expect(ca.peer.sent.length).toBe(2);
   });
 
+  it('tells the peer which blocks it is fetching from the server, without claiming to hold them', async () => {
+    const device = new Device();
+    const fetching: Array<[NamespaceId, readonly BlockHash[]]> = [];
+    const { a } = connected(device, { a: { onFetching: (ns, hashes) => fetching.push([ns, hashes]) } });
+    const hashes = [hashOf(blockOf(4, 1)), hashOf(blockOf(4, 2))];
+    const b = links[1];
+    b.sendFetching(OTHER, hashes); // not shared: nothing is sent
+    b.sendFetching(NS, hashes);
+    await until(() => fetching.length === 1);
+    expect(fetching).toEqual([[NS, hashes]]);
+    expect(a.peerHas(NS, hashes[0])).toBe(false);
+  });
+
   it('remembers a bounded number of announced blocks, forgetting the oldest', async () => {
     const { subject, send } = facingRaw({ maxAnnounced: 3 });
     const hashes = Array.from({ length: 5 }, (_, i) => hashOf(blockOf(4, i)));
