@@ -3,10 +3,16 @@ export type BenchRow = Record<string, string | number | null>;
 
 export function printRows(rows: BenchRow[]): void {
   for (const row of rows) console.log(JSON.stringify(row));
+  printTable(rows);
+}
+
+/** A table of rows (columns: the union of their keys, in first-seen order). */
+export function printTable(rows: BenchRow[]): void {
+  if (rows.length === 0) return;
   const columns = [...new Set(rows.flatMap((row) => Object.keys(row)))];
   const cell = (value: unknown) => (typeof value === 'number' ? formatNumber(value) : String(value ?? ''));
   const widths = columns.map((column) => Math.max(column.length, ...rows.map((row) => cell(row[column]).length)));
-  const line = (values: string[]) => values.map((value, i) => value.padEnd(widths[i])).join('  ');
+  const line = (values: string[]) => values.map((value, i) => value.padEnd(widths[i])).join('  ').trimEnd();
   console.log('');
   console.log(line(columns));
   console.log(line(widths.map((width) => '-'.repeat(width))));
@@ -22,17 +28,4 @@ export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
-
-/** Parses `--name value` flags with numeric defaults. */
-export function numericFlags<T extends Record<string, number>>(argv: string[], defaults: T): T {
-  const result: Record<string, number> = { ...defaults };
-  for (let i = 0; i < argv.length; i++) {
-    const match = /^--([a-z-]+)$/.exec(argv[i]);
-    if (!match || !(match[1] in defaults)) continue;
-    const value = Number(argv[++i]);
-    if (!Number.isFinite(value) || value <= 0) throw new Error(`--${match[1]} needs a positive number`);
-    result[match[1]] = value;
-  }
-  return result as T;
 }

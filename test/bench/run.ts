@@ -1,16 +1,109 @@
+import { appendFileSync } from 'node:fs';
 import { E2eHarness } from '../e2e/harness.ts';
+import { NetnsHarness } from '../netns/harness.ts';
+import { netnsSupport } from '../netns/netns.ts';
 import { benchAppTransfer } from './app-transfer.ts';
-import { numericFlags, printRows } from './report.ts';
+import { parseBenchFlags, type Scenario } from './flags.ts';
+import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
+import { measureRawChannel } from './raw-channel.ts';
+import { printTable, type BenchRow } from './report.ts';
 
 /**
- * `npm run bench [-- --size-mib 64 --repeats 3]`: real server on loopback, real Chromium.
+ * `npm run bench [-- --scenario office-warm,office-cold,app-transfer --size-mib 128
+ * --joiners 3 --egress-mbps 100 --browsers processes|contexts --repeats 3]` (see flags.ts;
+ * `--size-mib 32` for a quick run).
+ *
+ * Real server, real Chromium. The office scenarios run in a network namespace (real WebRTC
+ * between browsers) with the server's block egress capped; app-transfer runs on loopback.
  * Figures are reported, never asserted: these machines are shared and noisy, so every row
- * carries a baseline measured in the same run.
+ * carries a baseline measured in the same run. Progress and diagnostics go to stderr; stdout
+ * gets one JSON object per row, then a table per scenario group.
  */
-const flags = numericFlags(process.argv.slice(2), { 'size-mib': 64, repeats: 3 });
-const harness = await E2eHarness.start();
-try {
-  printRows(await benchAppTransfer(harness, flags['size-mib'], flags.repeats));
-} finally {
-  await harness.close();
+
+const MiB = 1024 * 1024;
+const OFFICE_DEFAULT_MIB = 128;
+const APP_TRANSFER_DEFAULT_MIB = 64;
+
+const flags = parseBenchFlags(process.argv.slice(2));
+const began = performance.now();
+const log = (message: string) => process.stderr.write(`[bench ${((performance.now() - began) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
+const groups: BenchRow[][] = [];
+const failures: string[] = [];
+const wants = (scenario: Scenario) => flags.scenarios.includes(scenario);
+
+async function attempt(name: string, work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (error) {
+    failures.push(name);
+    log(`${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  }
 }
+
+if (wants('office-warm') || wants('office-cold')) {
+  const support = netnsSupport();
+  if (!support.ok) {
+    failures.push('office');
+    log(`office scenarios need network namespaces: ${support.reason}`);
+  } else {
+    await attempt('office', async () => {
+      const harness = await NetnsHarness.start();
+      try {
+        const egressBytesPerSecond = (flags.egressMbps * 1e6) / 8;
+        const server = await harness.startServer({ egressBytesPerSecond });
+        log(`server block egress capped at ${flags.egressMbps} Mbit/s (${(egressBytesPerSecond / 1e6).toFixed(2)} MB/s); browsers: ${flags.browsers}`);
+        // A stalled or failed measurement gets one more try with fresh browsers.
+        const measureRawChannelOnce = async (): Promise<number | null> => {
+          for (let attempt = 1; attempt <= 2; attempt++) {
+            try {
+              const raw = await measureRawChannel(harness, flags.browsers, Math.round(flags.channelMiB * MiB));
+              log(
+                `bare data channel (${flags.browsers}, ${raw.messageBytes / 1024} KiB messages, worker to worker` +
+                  `${raw.transferred ? '' : ', MessagePort relay'}): ${raw.samples.map((mbps) => mbps.toFixed(1)).join(', ')} MB/s, ` +
+                  `median ${raw.mbps.toFixed(1)}`,
+              );
+              return raw.mbps;
+            } catch (error) {
+              log(`bare data channel, attempt ${attempt} failed: ${error instanceof Error ? error.message : String(error)}`);
+            }
+          }
+          return null;
+        };
+        const ctx: OfficeContext = {
+          harness,
+          server,
+          egressBytesPerSecond,
+          sizeMiB: flags.sizeMiB ?? OFFICE_DEFAULT_MIB,
+          joiners: flags.joiners,
+          browsers: flags.browsers,
+          measureRawChannel: measureRawChannelOnce,
+          log,
+          trace: flags.trace ? (record) => appendFileSync(flags.trace!, `${JSON.stringify(record)}\n`) : undefined,
+        };
+        const rows: BenchRow[] = [];
+        groups.push(rows);
+        if (wants('office-warm')) await attempt('office-warm', async () => void rows.push(await benchOfficeWarm(ctx)));
+        if (wants('office-cold')) await attempt('office-cold', async () => void rows.push(await benchOfficeCold(ctx)));
+      } finally {
+        await harness.close();
+      }
+    });
+  }
+}
+
+if (wants('app-transfer')) {
+  await attempt('app-transfer', async () => {
+    log('app-transfer: app upload/download vs plain fetch on loopback');
+    const harness = await E2eHarness.start();
+    try {
+      groups.push(await benchAppTransfer(harness, flags.sizeMiB ?? APP_TRANSFER_DEFAULT_MIB, flags.repeats));
+    } finally {
+      await harness.close();
+    }
+  });
+}
+
+for (const row of groups.flat()) console.log(JSON.stringify(row));
+for (const rows of groups) printTable(rows);
+log(`done in ${((performance.now() - began) / 1000).toFixed(0)} s${failures.length ? `; failed: ${failures.join(', ')}` : ''}`);
+if (failures.length > 0) process.exitCode = 1;

@@ -1,0 +1,82 @@
+/**
+ * Command-line flags of `npm run bench`:
+ *
+ *   --scenario office-warm,office-cold,app-transfer   which scenarios (default: all)
+ *   --size-mib N        workspace size S for the office scenarios (default 128) and file
+ *                       size for app-transfer (default 64 there when not given)
+ *   --joiners K         joining browsers in the office scenarios (default 3)
+ *   --egress-mbps M     server block egress cap in megabits/s (default 100)
+ *   --browsers processes|contexts
+ *                       each joiner its own Chromium process (default) or a context of one
+ *   --repeats N         app-transfer rounds (default 3)
+ *   --channel-mib N     MiB per bare data-channel transfer (default 32; three transfers)
+ *   --trace FILE        append what each office run recorded (per-joiner timelines, block
+ *                       GETs with timing, server egress timeline) to FILE as JSON lines
+ */
+
+export const SCENARIOS = ['office-warm', 'office-cold', 'app-transfer'] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+export type BrowserKind = 'processes' | 'contexts';
+
+export interface BenchFlags {
+  scenarios: Scenario[];
+  /** Undefined when not given: each scenario has its own default. */
+  sizeMiB: number | undefined;
+  joiners: number;
+  egressMbps: number;
+  browsers: BrowserKind;
+  repeats: number;
+  channelMiB: number;
+  trace: string | undefined;
+}
+
+const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib']);
+
+export function parseBenchFlags(argv: string[]): BenchFlags {
+  const flags: BenchFlags = {
+    scenarios: [...SCENARIOS],
+    sizeMiB: undefined,
+    joiners: 3,
+    egressMbps: 100,
+    browsers: 'processes',
+    repeats: 3,
+    channelMiB: 32,
+    trace: undefined,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const inline = /^--([a-z-]+)=(.*)$/.exec(arg);
+    const name = inline ? inline[1] : /^--([a-z-]+)$/.exec(arg)?.[1];
+    if (!name) throw new Error(`unexpected argument ${JSON.stringify(arg)} (flags look like --joiners 3)`);
+    const value = inline ? inline[2] : argv[++i];
+    if (value === undefined) throw new Error(`--${name} needs a value`);
+    if (NUMERIC.has(name)) {
+      const number = Number(value);
+      if (!Number.isFinite(number) || number <= 0) throw new Error(`--${name} needs a positive number, not ${JSON.stringify(value)}`);
+      if (name === 'size-mib') flags.sizeMiB = number;
+      else if (name === 'egress-mbps') flags.egressMbps = number;
+      else if (name === 'channel-mib') flags.channelMiB = number;
+      else {
+        if (!Number.isInteger(number)) throw new Error(`--${name} needs a whole number`);
+        if (name === 'joiners') flags.joiners = number;
+        else flags.repeats = number;
+      }
+    } else if (name === 'scenario' || name === 'scenarios') {
+      const names = value.split(',').map((part) => part.trim()).filter(Boolean);
+      const unknown = names.filter((part) => !(SCENARIOS as readonly string[]).includes(part));
+      if (names.length === 0 || unknown.length > 0) {
+        throw new Error(`--scenario takes a comma-separated list of ${SCENARIOS.join(', ')}; unknown: ${unknown.join(', ') || '(empty)'}`);
+      }
+      // Run in the canonical order whatever order they were given in.
+      flags.scenarios = SCENARIOS.filter((scenario) => names.includes(scenario));
+    } else if (name === 'browsers') {
+      if (value !== 'processes' && value !== 'contexts') throw new Error('--browsers is processes or contexts');
+      flags.browsers = value;
+    } else if (name === 'trace') {
+      flags.trace = value;
+    } else {
+      throw new Error(`unknown flag --${name}`);
+    }
+  }
+  return flags;
+}

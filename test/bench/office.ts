@@ -1,0 +1,531 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { io } from 'socket.io-client';
+import { ServerApi } from '../../src/engine/server-api.ts';
+import type { LocalBlockStore } from '../../src/engine/types.ts';
+import { uploadFile } from '../../src/engine/uploader.ts';
+import { MAX_BLOCK_SIZE, RELAY_PATH, RelayEvent, parseFilePath, parseNamespaceId, type BlockHash, type NamespaceId } from '../../src/protocol/index.ts';
+import { createWorkspace, joinWithLink, uploadThroughPicker, waitForAllSynced, waitForUploadsDone } from '../e2e/ui.ts';
+import type { NetnsHarness, NetnsTestServer } from '../netns/harness.ts';
+import { nodeSha256 } from '../support/memory-stores.ts';
+import type { BrowserKind } from './flags.ts';
+import { closeProfiles, collectPageErrors, openProfile, openProfiles, type Profile } from './profiles.ts';
+import type { BenchRow } from './report.ts';
+
+/**
+ * An office pulling a workspace through a WAN link (the server's block egress capped by its
+ * app-level token bucket), inside the network-namespace harness so that browsers connect to
+ * each other over real WebRTC:
+ *
+ * - office-warm: one browser already holds the workspace (it uploaded it through the UI and
+ *   is online, its download advertisement on the relay); K joiners open the share link
+ *   together.
+ * - office-cold: nobody holds it (uploaded from Node); K joiners with empty stores open the
+ *   share link together and must share the server's bytes among themselves.
+ *
+ * Each is followed by its baseline: K fresh joiners with peer sync turned off
+ * (localStorage `nearsync:peers` = `off`), same workspace, same egress cap, same run.
+ */
+
+const MiB = 1024 * 1024;
+const FILES = 4;
+
+export interface OfficeContext {
+  harness: NetnsHarness;
+  /** One server for the office scenarios, started with the egress cap. */
+  server: NetnsTestServer;
+  egressBytesPerSecond: number;
+  sizeMiB: number;
+  joiners: number;
+  browsers: BrowserKind;
+  /**
+   * Measures the bare data channel between two profiles of the same kind (MB/s), or null if
+   * that failed. Each scenario calls it first, with no other browser running.
+   */
+  measureRawChannel(): Promise<number | null>;
+  /** Progress and diagnostics (stderr). */
+  log(message: string): void;
+  /** Everything recorded in each joining run (timelines, block GETs), for --trace. */
+  trace?(record: { name: string; run: unknown }): void;
+}
+
+interface WorkspaceFile {
+  name: string;
+  path: string;
+  bytes: Buffer;
+}
+
+/** What the recorder (RECORDER_SCRIPT) collected in one joiner's page. */
+interface Recorded {
+  /** Wall-clock ms when the page first listed the workspace's bytes, stored its first byte, got its first peer byte, was complete. */
+  known: number | null;
+  firstByte: number | null;
+  firstPeer: number | null;
+  /** Peer bytes at the first sample that showed any. */
+  peerAtFirst: number;
+  done: number | null;
+  /** First time every other joiner showed as connected (peers on). */
+  allConnected: number | null;
+  final: { done: number; total: number; peer: number; peers: number; fromPeersText: string; fromServerText: string } | null;
+  /** [ms, done bytes, peer bytes, connected peers] every ~500 ms. */
+  timeline: [number, number, number, number][];
+}
+
+interface BlockGet {
+  joiner: number;
+  hash: BlockHash;
+  start: number;
+  end: number | null;
+  outcome: 'ok' | 'failed' | 'open';
+}
+
+interface JoinRun {
+  startedAt: number;
+  /** Seconds until the last joiner was complete. */
+  seconds: number;
+  serverBytes: number;
+  serverRequests: number;
+  joiners: Recorded[];
+  gets: BlockGet[];
+  /** [ms, server block bytes served since the start] every 250 ms. */
+  serverTimeline: [number, number][];
+}
+
+export async function benchOfficeWarm(ctx: OfficeContext): Promise<BenchRow> {
+  const dir = await mkdtemp(join(tmpdir(), 'nearsync-bench-office-'));
+  try {
+    const files = await writeWorkspaceFiles(dir, ctx.sizeMiB);
+    const total = files.reduce((sum, file) => sum + file.bytes.length, 0);
+    const errors: string[] = [];
+    const rawChannelMbps = await ctx.measureRawChannel();
+
+    ctx.log(`office-warm: seeder uploads ${FILES} files (${mib(total)} MiB) through the UI`);
+    const seeder = await openProfile(ctx.harness, ctx.browsers);
+    collectPageErrors(seeder.page, 'seeder', errors);
+    let run: JoinRun;
+    let namespaceId: NamespaceId;
+    let shareLink: string;
+    try {
+      const created = await createWorkspace(seeder.page, ctx.server.origin, 'bench office-warm');
+      namespaceId = parseNamespaceId(created.namespaceId);
+      shareLink = created.shareLink;
+      const uploadStarted = performance.now();
+      await uploadThroughPicker(seeder.page, files.map((file) => file.path));
+      await waitForUploadsDone(seeder.page, files.map((file) => file.name), 300_000);
+      await waitForAllSynced(seeder.page, total, 120_000);
+      ctx.log(`office-warm: seeder holds everything after ${((performance.now() - uploadStarted) / 1000).toFixed(1)} s; waiting for its advert`);
+      const lastEntry = await waitForAdvert(ctx.server, shareLink, namespaceId, FILES);
+      ctx.log(`office-warm: the relay lists the seeder at cursor ${lastEntry}; ${ctx.joiners} joiners start`);
+      run = await runJoiners(ctx, { shareLink, namespaceId, total, peers: true, online: 1, name: 'office-warm', errors });
+      reportDuplicates(ctx, 'office-warm', run, total);
+    } finally {
+      await seeder.close();
+    }
+    const baseline = await runJoiners(ctx, { shareLink, namespaceId, total, peers: false, online: 0, name: 'office-warm baseline', errors });
+    reportErrors(ctx, 'office-warm', errors);
+    return officeRow(ctx, 'office-warm', total, run, baseline, rawChannelMbps);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export async function benchOfficeCold(ctx: OfficeContext): Promise<BenchRow> {
+  const dir = await mkdtemp(join(tmpdir(), 'nearsync-bench-office-'));
+  try {
+    const files = await writeWorkspaceFiles(dir, ctx.sizeMiB);
+    const total = files.reduce((sum, file) => sum + file.bytes.length, 0);
+    const errors: string[] = [];
+    const rawChannelMbps = await ctx.measureRawChannel();
+
+    ctx.log(`office-cold: uploading ${FILES} files (${mib(total)} MiB) from Node; no browser holds them`);
+    const writer = await new ServerApi(ctx.server.hostUrl).createWorkspace('bench office-cold');
+    const api = new ServerApi(ctx.server.hostUrl, writer.token);
+    for (const file of files) {
+      await uploadFile({
+        ns: writer.namespaceId,
+        path: parseFilePath(file.name),
+        mtime: Date.now(),
+        stream: new Blob([new Uint8Array(file.bytes)]).stream(),
+        api,
+        blocks: DISCARD_STORE,
+        sha256: nodeSha256,
+      });
+    }
+    // The invite names the address Node used; pages open the same server at http://localhost.
+    const shareLink = onOrigin(writer.inviteUrl, ctx.server.origin);
+    ctx.log(`office-cold: ${ctx.joiners} joiners start together`);
+    const run = await runJoiners(ctx, { shareLink, namespaceId: writer.namespaceId, total, peers: true, online: 0, name: 'office-cold', errors });
+    reportDuplicates(ctx, 'office-cold', run, total);
+    const baseline = await runJoiners(ctx, {
+      shareLink,
+      namespaceId: writer.namespaceId,
+      total,
+      peers: false,
+      online: 0,
+      name: 'office-cold baseline',
+      errors,
+    });
+    reportErrors(ctx, 'office-cold', errors);
+    return officeRow(ctx, 'office-cold', total, run, baseline, rawChannelMbps);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The upload from Node keeps no blocks: nothing is read back unless the server asks (it never does here). */
+const DISCARD_STORE: LocalBlockStore = {
+  hasBlocks: async () => new Set(),
+  putBlock: async () => undefined,
+  getBlock: async () => null,
+};
+
+async function writeWorkspaceFiles(dir: string, sizeMiB: number): Promise<WorkspaceFile[]> {
+  const total = Math.round(sizeMiB * MiB);
+  const files: WorkspaceFile[] = [];
+  for (let i = 0; i < FILES; i++) {
+    // Equal shares; the last file takes the remainder. Fresh random bytes every time.
+    const size = i < FILES - 1 ? Math.floor(total / FILES) : total - Math.floor(total / FILES) * (FILES - 1);
+    const name = `office-${i + 1}.bin`;
+    const path = join(dir, name);
+    const bytes = randomBytes(size);
+    await writeFile(path, bytes);
+    files.push({ name, path, bytes });
+  }
+  return files;
+}
+
+/**
+ * Samples a joiner's page every 100 ms, from the UI's own attributes: overall progress
+ * (`data-done-bytes` / `data-total-bytes`), the peer list (`data-bytes` received from each
+ * peer, `data-connected`), and the text of the bytes-from-peers / bytes-from-server counters
+ * at completion. A plain script (not a serialised function) so no build helper leaks in.
+ */
+function recorderScript(total: number, expectPeers: number): string {
+  return `(() => {
+  if (window !== window.top || window.__nearsyncBench) return;
+  const expected = ${total};
+  const expectPeers = ${expectPeers};
+  const rec = { known: null, firstByte: null, firstPeer: null, peerAtFirst: 0, done: null, allConnected: null, final: null, timeline: [] };
+  Object.defineProperty(window, '__nearsyncBench', { value: rec });
+  let lastSample = 0;
+  const timer = setInterval(() => {
+    const overall = document.querySelector('[data-testid="overall-progress"]');
+    if (!overall) return;
+    const total = Number(overall.getAttribute('data-total-bytes')) || 0;
+    const done = Number(overall.getAttribute('data-done-bytes')) || 0;
+    let peer = 0;
+    const cells = document.querySelectorAll('[data-testid="peer-bytes-received"]');
+    for (const cell of cells) peer += Number(cell.getAttribute('data-bytes')) || 0;
+    const connected = document.querySelectorAll('[data-testid="peer-row"][data-connected="true"]').length;
+    const now = Date.now();
+    if (rec.known === null && total > 0) rec.known = now;
+    if (rec.firstByte === null && done > 0) rec.firstByte = now;
+    if (rec.firstPeer === null && peer > 0) { rec.firstPeer = now; rec.peerAtFirst = peer; }
+    if (rec.allConnected === null && expectPeers > 0 && connected >= expectPeers) rec.allConnected = now;
+    const complete = total === expected && done === expected;
+    if (now - lastSample >= 500 || complete) { lastSample = now; rec.timeline.push([now, done, peer, connected]); }
+    if (complete) {
+      const text = (id) => (document.querySelector('[data-testid="' + id + '"]') || { textContent: '' }).textContent;
+      rec.done = now;
+      rec.final = { done, total, peer, peers: cells.length, fromPeersText: text('bytes-from-peers'), fromServerText: text('bytes-from-server') };
+      clearInterval(timer);
+    }
+  }, 100);
+})();`;
+}
+
+const PEERS_OFF_SCRIPT = `try { localStorage.setItem('nearsync:peers', 'off'); } catch {}`;
+
+/**
+ * Opens K fresh profiles, has them open the share link at the same moment, and waits until
+ * every one shows the whole workspace stored. Returns the server's block bytes served in
+ * between, the time until the last joiner completed, and what each page recorded.
+ */
+async function runJoiners(
+  ctx: OfficeContext,
+  options: {
+    shareLink: string;
+    namespaceId: NamespaceId;
+    total: number;
+    peers: boolean;
+    /** Browsers already online with the workspace (the seeder of office-warm). */
+    online: number;
+    name: string;
+    errors: string[];
+  },
+): Promise<JoinRun> {
+  const { shareLink, namespaceId, total, peers, name, errors } = options;
+  // Peers each joiner can connect to: the other joiners and whoever is online already.
+  const expectPeers = peers ? ctx.joiners - 1 + options.online : 0;
+  const scripts = [recorderScript(total, expectPeers)];
+  if (!peers) scripts.unshift(PEERS_OFF_SCRIPT);
+  const profiles = await openProfiles(ctx.harness, ctx.browsers, ctx.joiners, { initScripts: scripts });
+  const gets: BlockGet[] = [];
+  const serverTimeline: [number, number][] = [];
+  let sampler: ReturnType<typeof setInterval> | undefined;
+  try {
+    profiles.forEach((profile, index) => {
+      collectPageErrors(profile.page, `${name} joiner ${index + 1}`, errors);
+      watchBlockGets(profile, index, gets);
+    });
+    // Time for the whole download at the capped rate, once per joiner, with generous slack.
+    const timeout = Math.max(120_000, (4 * ctx.joiners * total * 1000) / ctx.egressBytesPerSecond);
+    const before = ctx.server.server.metrics();
+    const startedAt = Date.now();
+    sampler = setInterval(() => {
+      serverTimeline.push([Date.now(), ctx.server.server.metrics().blockBytesServed - before.blockBytesServed]);
+    }, 250);
+    await Promise.all(profiles.map((profile) => joinWithLink(profile.page, shareLink, namespaceId)));
+    try {
+      await Promise.all(
+        profiles.map((profile) =>
+          profile.page.waitForFunction('Boolean(window.__nearsyncBench && window.__nearsyncBench.done)', undefined, {
+            polling: 250,
+            timeout,
+          }),
+        ),
+      );
+    } catch (error) {
+      const progress = await Promise.all(profiles.map((profile) => readRecorded(profile).catch((e: unknown) => String(e))));
+      const last = progress.map((p, i) => `joiner ${i + 1}: ${typeof p === 'string' ? p : JSON.stringify(p.timeline.at(-1))}`);
+      throw new Error(`${name}: not every joiner synced within ${Math.round(timeout / 1000)} s (${last.join('; ')}): ${String(error)}`);
+    }
+    const joiners = await Promise.all(profiles.map(readRecorded));
+    const doneAt = Math.max(...joiners.map((joiner) => joiner.done!));
+    // Let the last write callbacks of the server's block responses land before reading.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    clearInterval(sampler);
+    const after = ctx.server.server.metrics();
+    const run: JoinRun = {
+      startedAt,
+      seconds: (doneAt - startedAt) / 1000,
+      serverBytes: after.blockBytesServed - before.blockBytesServed,
+      serverRequests: after.blockRequestsServed - before.blockRequestsServed,
+      joiners,
+      gets,
+      serverTimeline,
+    };
+    logJoiners(ctx, name, run, total);
+    ctx.trace?.({ name, run });
+    return run;
+  } finally {
+    clearInterval(sampler);
+    await closeProfiles(profiles);
+  }
+}
+
+/** Block GETs to the server from any of the profile's pages or workers, with their timing. */
+function watchBlockGets(profile: Profile, joiner: number, into: BlockGet[]): void {
+  const open = new Map<object, BlockGet>();
+  const blockUrl = /\/api\/v1\/blocks\/([0-9a-f]{64})(?:\?|$)/;
+  profile.context.on('request', (request) => {
+    const hash = blockUrl.exec(request.url())?.[1];
+    if (!hash || request.method() !== 'GET') return;
+    const get: BlockGet = { joiner, hash: hash as BlockHash, start: Date.now(), end: null, outcome: 'open' };
+    open.set(request, get);
+    into.push(get);
+  });
+  const settle = (request: object, outcome: 'ok' | 'failed') => {
+    const get = open.get(request);
+    if (!get) return;
+    open.delete(request);
+    get.end = Date.now();
+    get.outcome = outcome;
+  };
+  profile.context.on('requestfinished', (request) => settle(request, 'ok'));
+  profile.context.on('requestfailed', (request) => settle(request, 'failed'));
+}
+
+async function readRecorded(profile: Profile): Promise<Recorded> {
+  return profile.page.evaluate('window.__nearsyncBench') as Promise<Recorded>;
+}
+
+/** Waits until the relay lists a peer of `ns` advertising at least the journal's last entry; returns that entry. */
+async function waitForAdvert(server: NetnsTestServer, shareLink: string, ns: NamespaceId, minCursor: number): Promise<number> {
+  const invite = new URL(shareLink).hash.replace(/^#invite=/, '');
+  const { token } = await new ServerApi(server.hostUrl).join(invite);
+  const page = await new ServerApi(server.hostUrl, token).readJournal(ns, 0, { limit: 1000 });
+  const lastEntry = Math.max(minCursor, ...page.entries.map((entry) => entry.sjid));
+  // A listener only: it never advertises, so no joiner sees it as a peer.
+  const socket = io(server.hostUrl, { path: RELAY_PATH, auth: { tokens: [token], label: 'bench probe' }, transports: ['websocket'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no peer of ${ns} advertised cursor ${lastEntry} within 30 s`)), 30_000);
+      const check = (adverts: { cursor: number }[]) => {
+        if (adverts.some((advert) => advert.cursor >= lastEntry)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      socket.on(RelayEvent.peers, (list: { ns: string; peers: { cursor: number }[] }) => list.ns === ns && check(list.peers));
+      socket.on(RelayEvent.advert, (advert: { ns: string; cursor: number }) => advert.ns === ns && check([advert]));
+      socket.on('connect_error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+    });
+  } finally {
+    socket.close();
+  }
+  return lastEntry;
+}
+
+function onOrigin(link: string, origin: string): string {
+  const url = new URL(link);
+  return `${origin}${url.pathname}${url.search}${url.hash}`;
+}
+
+function officeRow(
+  ctx: OfficeContext,
+  scenario: 'office-warm' | 'office-cold',
+  total: number,
+  run: JoinRun,
+  baseline: JoinRun,
+  rawChannelMbps: number | null,
+): BenchRow {
+  const idealSeconds = total / ctx.egressBytesPerSecond;
+  const egressRatio = run.serverBytes / total;
+  const peerBytes = run.joiners.map((joiner) => joiner.final!.peer);
+  const peerMbps = meanOf(run.joiners.map(peerRate).filter((rate): rate is number => rate !== null));
+  // All joiners together: peer bytes over the span from the first peer byte anywhere to the last completion.
+  const firstPeer = Math.min(...run.joiners.map((joiner) => joiner.firstPeer ?? Infinity));
+  const lastDone = Math.max(...run.joiners.map((joiner) => joiner.done!));
+  const peerTotal = peerBytes.reduce((sum, bytes) => sum + bytes, 0);
+  const aggregate = Number.isFinite(firstPeer) && lastDone > firstPeer ? peerTotal / 1e6 / ((lastDone - firstPeer) / 1000) : null;
+  const throughputRatio = peerMbps === null || rawChannelMbps === null ? null : peerMbps / rawChannelMbps;
+  const timeGoal = 1.25 * idealSeconds;
+  const goal =
+    scenario === 'office-warm'
+      ? 'egress_ratio <= 0.02; peer_throughput_ratio >= 0.85'
+      : `egress_ratio <= 1.05; sync_seconds <= ${timeGoal.toFixed(1)} (1.25 x S / egress rate; without peers ${ctx.joiners} x that); ` +
+        'peer_throughput_ratio >= 0.85';
+  const met = [
+    `egress ${egressRatio <= (scenario === 'office-warm' ? 0.02 : 1.05) ? 'met' : 'missed'}`,
+    ...(scenario === 'office-cold' ? [`time ${run.seconds <= timeGoal ? 'met' : 'missed'}`] : []),
+    `peer ${throughputRatio !== null && throughputRatio >= 0.85 ? 'met' : 'missed'}`,
+  ].join(', ');
+  return {
+    scenario,
+    browsers: ctx.browsers,
+    joiners: ctx.joiners,
+    workspace_bytes: total,
+    egress_mbps: ctx.egressBytesPerSecond * 8 / 1e6,
+    server_block_bytes: run.serverBytes,
+    server_block_requests: run.serverRequests,
+    egress_ratio: round(egressRatio),
+    sync_seconds: round(run.seconds),
+    ideal_seconds: round(idealSeconds),
+    baseline_seconds: round(baseline.seconds),
+    baseline_egress_ratio: round(baseline.serverBytes / total),
+    peer_bytes: peerTotal,
+    peer_mbps: peerMbps === null ? null : round(peerMbps),
+    peer_aggregate_mbps: aggregate === null ? null : round(aggregate),
+    raw_channel_mbps: rawChannelMbps === null ? null : round(rawChannelMbps),
+    peer_throughput_ratio: throughputRatio === null ? null : round(throughputRatio),
+    goal,
+    goal_status: met,
+  };
+}
+
+/**
+ * One joiner's rate of receiving from peers (MB/s): peer bytes from its first sample showing
+ * any to completion, over that time. The first block's own transfer time is not seen, so its
+ * bytes are left out too. Null when it took (almost) nothing from peers.
+ */
+function peerRate(joiner: Recorded): number | null {
+  if (joiner.firstPeer === null || joiner.done === null || joiner.done <= joiner.firstPeer) return null;
+  const bytes = joiner.final!.peer - joiner.peerAtFirst;
+  if (bytes <= 0) return null;
+  return bytes / 1e6 / ((joiner.done - joiner.firstPeer) / 1000);
+}
+
+function logJoiners(ctx: OfficeContext, name: string, run: JoinRun, total: number): void {
+  ctx.log(
+    `${name}: all ${run.joiners.length} synced in ${run.seconds.toFixed(1)} s; server sent ${mib(run.serverBytes)} MiB ` +
+      `(${(run.serverBytes / total).toFixed(3)} x S) in ${run.serverRequests} block responses`,
+  );
+  run.joiners.forEach((joiner, index) => {
+    const at = (t: number | null) => (t === null ? '-' : `${((t - run.startedAt) / 1000).toFixed(1)}s`);
+    const rate = peerRate(joiner);
+    const gets = run.gets.filter((get) => get.joiner === index);
+    ctx.log(
+      `  joiner ${index + 1}: listed ${at(joiner.known)}, first byte ${at(joiner.firstByte)}, first peer byte ${at(joiner.firstPeer)}, ` +
+        `peers connected ${at(joiner.allConnected)}, done ${at(joiner.done)}; from peers ${mib(joiner.final!.peer)} MiB ` +
+        `(UI: ${joiner.final!.fromPeersText} from peers, ${joiner.final!.fromServerText} from the server)` +
+        `${rate === null ? '' : `, ${rate.toFixed(1)} MB/s from peers`}; block GETs ${gets.filter((g) => g.outcome === 'ok').length} ok, ` +
+        `${gets.filter((g) => g.outcome !== 'ok').length} failed/aborted`,
+    );
+    // The per-peer cells and the bytes-from-peers counter should tell the same story.
+    const counter = uiBytes(joiner.final!.fromPeersText);
+    if (counter === null || Math.abs(counter - joiner.final!.peer) > Math.max(0.01 * joiner.final!.peer, 1000)) {
+      ctx.log(`  joiner ${index + 1}: WARNING bytes-from-peers says ${joiner.final!.fromPeersText} but the peer list sums to ${joiner.final!.peer} bytes`);
+    }
+  });
+}
+
+/**
+ * Why the server sent more than S in office-cold: which blocks it sent to more than one
+ * joiner, and whether the later GET started while the earlier one was still under way (the
+ * block was in flight elsewhere, which nobody announces) or after it had finished (the
+ * holder had it, but the asker had not heard of it or did not use it).
+ */
+function reportDuplicates(ctx: OfficeContext, name: string, run: JoinRun, total: number): void {
+  const byHash = new Map<string, BlockGet[]>();
+  for (const get of run.gets) {
+    if (get.outcome !== 'ok') continue;
+    const list = byHash.get(get.hash) ?? [];
+    list.push(get);
+    byHash.set(get.hash, list);
+  }
+  const blocks = Math.ceil(total / MAX_BLOCK_SIZE);
+  let duplicates = 0;
+  let overlapping = 0;
+  let afterFirstDone = 0;
+  const lags: number[] = [];
+  for (const list of byHash.values()) {
+    list.sort((a, b) => a.start - b.start);
+    const firstEnd = Math.min(...list.map((get) => get.end ?? Infinity));
+    for (const later of list.slice(1)) {
+      duplicates++;
+      if (later.start < firstEnd) overlapping++;
+      else {
+        afterFirstDone++;
+        lags.push(later.start - firstEnd);
+      }
+    }
+  }
+  const seen = run.gets.filter((get) => get.outcome === 'ok').length;
+  ctx.log(
+    `${name}: block GETs seen in the browsers: ${seen} complete for ${byHash.size} distinct of ${blocks} blocks; ` +
+      `${duplicates} duplicates: ${overlapping} started while another joiner's GET of the same block was under way, ` +
+      `${afterFirstDone} after one had completed (start lag after that completion: ${lags.map((ms) => `${ms} ms`).join(', ') || 'none'})`,
+  );
+}
+
+/** The UI's "83.9 MB" as bytes (decimal units, as src/app/format.ts writes them); null when unreadable. */
+function uiBytes(text: string): number | null {
+  const match = /^([\d.]+) (B|kB|MB|GB|TB)$/.exec(text.trim());
+  if (!match) return null;
+  return Number(match[1]) * 1000 ** ['B', 'kB', 'MB', 'GB', 'TB'].indexOf(match[2]);
+}
+
+function reportErrors(ctx: OfficeContext, name: string, errors: string[]): void {
+  if (errors.length === 0) return;
+  const unique = [...new Set(errors)];
+  ctx.log(`${name}: ${unique.length} distinct page error(s):\n  ${unique.slice(0, 20).join('\n  ')}`);
+}
+
+function meanOf(values: number[]): number | null {
+  return values.length === 0 ? null : values.reduce((sum, value) => sum + value, 0) / values.length;
+}
+
+function round(value: number, digits = 3): number {
+  const factor = 10 ** digits;
+  return Math.round(value * factor) / factor;
+}
+
+function mib(bytes: number): string {
+  return (bytes / MiB).toFixed(1);
+}

@@ -1,0 +1,60 @@
+import type { BrowserContext, Page } from 'playwright-core';
+import type { NetnsHarness } from '../netns/harness.ts';
+import type { BrowserKind } from './flags.ts';
+
+/**
+ * One browser profile of a benchmark (own IndexedDB, localStorage and Web Locks): its own
+ * Chromium process inside the namespace (`processes`, the realistic case: one machine per
+ * person), or a context of one shared Chromium process (`contexts`, lighter on a small
+ * machine). Both kinds are closed by `close()` and, failing that, by the harness.
+ */
+export interface Profile {
+  context: BrowserContext;
+  page: Page;
+  close(): Promise<void>;
+}
+
+export interface ProfileOptions {
+  /** JavaScript run in every document of the profile before the page's own scripts. */
+  initScripts?: string[];
+}
+
+export async function openProfile(harness: NetnsHarness, kind: BrowserKind, options: ProfileOptions = {}): Promise<Profile> {
+  let context: BrowserContext;
+  let close: () => Promise<void>;
+  if (kind === 'processes') {
+    const browser = await harness.launchSeparateBrowser();
+    context = await browser.newContext({ acceptDownloads: false });
+    close = () => browser.close();
+  } else {
+    context = await harness.newBrowser();
+    close = () => context.close();
+  }
+  for (const content of options.initScripts ?? []) await context.addInitScript({ content });
+  const page = await context.newPage();
+  return { context, page, close };
+}
+
+export async function openProfiles(harness: NetnsHarness, kind: BrowserKind, count: number, options: ProfileOptions = {}): Promise<Profile[]> {
+  // One at a time: launching several Chromium processes at once on two cores only slows each.
+  const profiles: Profile[] = [];
+  try {
+    for (let i = 0; i < count; i++) profiles.push(await openProfile(harness, kind, options));
+  } catch (error) {
+    await closeProfiles(profiles);
+    throw error;
+  }
+  return profiles;
+}
+
+export async function closeProfiles(profiles: Profile[]): Promise<void> {
+  await Promise.all(profiles.map((profile) => profile.close().catch(() => undefined)));
+}
+
+/** Collects uncaught page errors and console errors of a profile's page, for failure reports. */
+export function collectPageErrors(page: Page, name: string, into: string[]): void {
+  page.on('pageerror', (error) => into.push(`${name}: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') into.push(`${name} console: ${message.text()}`);
+  });
+}
