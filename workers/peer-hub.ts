@@ -18,7 +18,12 @@ const CONNECT_GRACE_MS = 10_000;
 /** A peer whose connection failed is not waited for again for this long. */
 const RETRY_AFTER_MS = 30_000;
 /** How long a block a connected peer said it is fetching from the server waits for its HAVE. */
-const FETCHING_GRACE_MS = 60_000;
+const FETCHING_GRACE_MS = 30_000;
+/**
+ * Outstanding FETCHING claims honoured per peer. An honest peer has a few server fetches in
+ * flight; the cap bounds what a peer that never follows with HAVE can hold back.
+ */
+const MAX_FETCHING_CLAIMS_PER_PEER = 16;
 
 /**
  * A peer that advertised blocks we lack but is not connected yet. It claims those blocks
@@ -99,6 +104,10 @@ export class PeerHub {
   private readonly failedAt = new Map<string, number>();
   /** Blocks peers announced they are fetching from the server: hash → peer and when. */
   private readonly fetchingByPeers = new Map<BlockHash, { peerId: string; at: number }>();
+  /** Peers caught lying or breaking the protocol: their claims count for nothing. */
+  private readonly penalisedPeers = new Set<string>();
+  /** Verified bytes stored from each peer. */
+  private readonly acceptedBytes = new Map<string, number>();
   private pendingFetching: BlockHash[] = [];
   private fetchingScheduled = false;
   private readonly peersFetching = new PeersFetching((want) => this.peerIsFetching(want.hash));
@@ -185,8 +194,15 @@ export class PeerHub {
         this.options.onSourcesChanged();
       },
       onFetching: (_ns, hashes) => {
+        if (this.penalisedPeers.has(peer.peerId)) return;
         const at = Date.now();
-        for (const hash of hashes) if (!this.fetchingByPeers.has(hash)) this.fetchingByPeers.set(hash, { peerId: peer.peerId, at });
+        let claims = this.claimsOf(peer.peerId);
+        for (const hash of hashes) {
+          if (claims >= MAX_FETCHING_CLAIMS_PER_PEER) break;
+          if (this.fetchingByPeers.has(hash)) continue;
+          this.fetchingByPeers.set(hash, { peerId: peer.peerId, at });
+          claims += 1;
+        }
         this.options.onSourcesChanged();
       },
       onProtocolError: (error) => {
@@ -236,8 +252,17 @@ export class PeerHub {
     });
   }
 
+  /** A peer was caught lying or breaking the protocol: forget what it claimed to be fetching. */
+  penalised(peerId: string): void {
+    this.penalisedPeers.add(peerId);
+    this.forgetFetchingBy(peerId);
+    this.options.onSourcesChanged();
+    this.options.onChange();
+  }
+
   /** A block was stored here: tell connected peers, batched, so joiners can trade. */
-  blockStored(hash: BlockHash): void {
+  blockStored(hash: BlockHash, bytes: number, sourceId: string): void {
+    if (this.connected.has(sourceId)) this.acceptedBytes.set(sourceId, (this.acceptedBytes.get(sourceId) ?? 0) + bytes);
     if (this.connected.size === 0) return;
     this.pendingHave.push(hash);
     this.haveTimer ??= setTimeout(() => {
@@ -259,7 +284,8 @@ export class PeerHub {
           label: advert?.label ?? peer?.label ?? 'Browser',
           cursor: advert?.cursor ?? null,
           connected: peer?.link.isOpen ?? false,
-          bytesReceived: peer?.source.bytesReceived ?? 0,
+          bytesReceived: this.acceptedBytes.get(peerId) ?? 0,
+          penalised: this.penalisedPeers.has(peerId),
         };
       })
       .sort((a, b) => a.label.localeCompare(b.label) || a.peerId.localeCompare(b.peerId));
@@ -301,6 +327,12 @@ export class PeerHub {
       return false;
     }
     return true;
+  }
+
+  private claimsOf(peerId: string): number {
+    let claims = 0;
+    for (const claim of this.fetchingByPeers.values()) if (claim.peerId === peerId) claims += 1;
+    return claims;
   }
 
   private forgetFetchingBy(peerId: string): void {

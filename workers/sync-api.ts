@@ -50,7 +50,10 @@ export interface PeerView {
   cursor: number | null;
   /** A block channel to it is open. */
   connected: boolean;
+  /** Bytes of blocks from it that passed the hash check and were stored. */
   bytesReceived: number;
+  /** It sent a block that failed its hash, or broke the protocol: not asked again this session. */
+  penalised: boolean;
 }
 
 /** A peer download advertisement relayed to this page, for the open workspace. */

@@ -167,7 +167,8 @@ export class WorkspaceSession {
       sources: () => [...this.peers.sources(), this.server],
       onChange: () => this.schedulePush(),
       onSynced: (cursor) => this.peers.advertise(cursor),
-      onBlockStored: (hash) => this.peers.blockStored(hash),
+      onBlockStored: (hash, bytes, sourceId) => this.peers.blockStored(hash, bytes, sourceId),
+      onPenalised: (sourceId) => this.peers.penalised(sourceId),
       onServerFetch: (hash) => this.peers.serverFetchStarted(hash),
       // Per-device order, so devices syncing together fetch different blocks from the server.
       fetchOrderSeed: 1 + Math.floor(Math.random() * 0x7ffffffe),

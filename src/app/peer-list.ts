@@ -41,7 +41,8 @@ export class PeerList {
       setText(row.label, peer.label);
       setAttribute(row.element, 'data-connected', String(peer.connected));
       setAttribute(row.element, 'data-cursor', peer.cursor === null ? '' : String(peer.cursor));
-      setText(row.state, peer.connected ? 'connected' : 'not connected');
+      setAttribute(row.element, 'data-penalised', String(peer.penalised));
+      setText(row.state, peer.penalised ? 'sent bad data: ignored' : peer.connected ? 'connected' : 'not connected');
       setText(row.cursor, peer.cursor === null ? 'no advert yet' : `synced to #${peer.cursor}`);
       setAttribute(row.received, 'data-bytes', String(peer.bytesReceived));
       setText(row.received, `${formatBytes(peer.bytesReceived)} received`);

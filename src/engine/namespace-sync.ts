@@ -23,7 +23,9 @@ export interface NamespaceSyncOptions {
   /** A block is being fetched from the server: peers syncing alongside may wait for it. */
   onServerFetch?: (hash: BlockHash) => void;
   /** A block was stored (from any source): peers syncing alongside may want to hear of it. */
-  onBlockStored?: (hash: BlockHash) => void;
+  onBlockStored?: (hash: BlockHash, bytes: number, sourceId: string) => void;
+  /** A source is no longer asked this session (it sent bytes that fail their hash, or broke the protocol). */
+  onPenalised?: (sourceId: string) => void;
   /**
    * Seed of this device's server fetch order (0 keeps journal order). Devices with
    * different seeds fetch different blocks first and trade the rest.
@@ -86,6 +88,7 @@ export class NamespaceSync {
       maxInFlight: options.maxInFlight ?? 6,
       events: {
         stored: (want, bytes, source) => this.onBlockStored(want.hash, bytes, source),
+        penalised: (source) => this.options.onPenalised?.(source.id),
         started: (want, source) => {
           if (source.kind === 'server') this.options.onServerFetch?.(want.hash);
         },
@@ -121,6 +124,7 @@ export class NamespaceSync {
   /** A peer misbehaved (malformed frames): stop asking it for blocks this session. */
   penalise(sourceId: string): void {
     this.scheduler.penalise(sourceId);
+    this.options.onPenalised?.(sourceId);
   }
 
   /** Whether this device may hand `hash` to a peer: stored, and part of a live file. */
@@ -260,7 +264,7 @@ export class NamespaceSync {
       meter.add(bytes, now);
     }
     if (this.error?.startsWith('Could not fetch')) this.error = null;
-    this.options.onBlockStored?.(hash);
+    this.options.onBlockStored?.(hash, bytes, source.id);
     this.options.onChange?.();
   }
 

@@ -8,8 +8,10 @@ export interface PeerRowView {
   connected: boolean;
   /** The advertised cursor, or null before an advert. */
   cursor: number | null;
-  /** Block bytes received from that peer (the row's data-bytes). */
+  /** Verified block bytes stored from that peer (the row's data-bytes). */
   bytesReceived: number;
+  /** Caught sending bad data: not asked again. */
+  penalised: boolean;
 }
 
 export async function peerRows(page: Page): Promise<PeerRowView[]> {
@@ -22,6 +24,7 @@ export async function peerRows(page: Page): Promise<PeerRowView[]> {
         connected: row.getAttribute('data-connected') === 'true',
         cursor: cursor === null || cursor === '' ? null : Number(cursor),
         bytesReceived: Number(row.querySelector('[data-testid="peer-bytes-received"]')?.getAttribute('data-bytes') ?? 'NaN'),
+        penalised: row.getAttribute('data-penalised') === 'true',
       };
     }),
   );
