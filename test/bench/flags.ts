@@ -9,7 +9,7 @@
  *   --browsers processes|contexts
  *                       each joiner its own Chromium process (default) or a context of one
  *   --repeats N         app-transfer rounds (default 3)
- *   --channel-mib N     MiB per bare data-channel transfer (default 32; three transfers)
+ *   --channel-mib N     MiB per bare data-channel transfer (default 32; five, after a warm-up)
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */

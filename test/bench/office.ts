@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { io } from 'socket.io-client';
 import { ServerApi } from '../../src/engine/server-api.ts';
@@ -91,6 +91,8 @@ interface JoinRun {
   gets: BlockGet[];
   /** [ms, server block bytes served since the start] every 250 ms. */
   serverTimeline: [number, number][];
+  /** Share of the machine's CPU time busy (all processes, all cores) from start to the last completion; null off Linux. */
+  cpuBusy: number | null;
 }
 
 export async function benchOfficeWarm(ctx: OfficeContext): Promise<BenchRow> {
@@ -273,6 +275,7 @@ async function runJoiners(
     // Time for the whole download at the capped rate, once per joiner, with generous slack.
     const timeout = Math.max(120_000, (4 * ctx.joiners * total * 1000) / ctx.egressBytesPerSecond);
     const before = ctx.server.server.metrics();
+    const cpuBefore = await cpuTimes();
     const startedAt = Date.now();
     sampler = setInterval(() => {
       serverTimeline.push([Date.now(), ctx.server.server.metrics().blockBytesServed - before.blockBytesServed]);
@@ -292,6 +295,7 @@ async function runJoiners(
       const last = progress.map((p, i) => `joiner ${i + 1}: ${typeof p === 'string' ? p : JSON.stringify(p.timeline.at(-1))}`);
       throw new Error(`${name}: not every joiner synced within ${Math.round(timeout / 1000)} s (${last.join('; ')}): ${String(error)}`);
     }
+    const cpuAfter = await cpuTimes();
     const joiners = await Promise.all(profiles.map(readRecorded));
     const doneAt = Math.max(...joiners.map((joiner) => joiner.done!));
     // Let the last write callbacks of the server's block responses land before reading.
@@ -306,6 +310,7 @@ async function runJoiners(
       joiners,
       gets,
       serverTimeline,
+      cpuBusy: cpuBefore && cpuAfter ? (cpuAfter.busy - cpuBefore.busy) / (cpuAfter.total - cpuBefore.total) : null,
     };
     logJoiners(ctx, name, run, total);
     ctx.trace?.({ name, run });
@@ -313,6 +318,18 @@ async function runJoiners(
   } finally {
     clearInterval(sampler);
     await closeProfiles(profiles);
+  }
+}
+
+/** Cumulative CPU time of the whole machine from /proc/stat (all cores; busy = not idle or waiting for I/O). */
+async function cpuTimes(): Promise<{ busy: number; total: number } | null> {
+  try {
+    const fields = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.reduce((sum, value) => sum + value, 0);
+    const idle = fields[3] + (fields[4] ?? 0);
+    return { busy: total - idle, total };
+  } catch {
+    return null;
   }
 }
 
@@ -377,6 +394,22 @@ function onOrigin(link: string, origin: string): string {
   return `${origin}${url.pathname}${url.search}${url.hash}`;
 }
 
+/**
+ * One row. Times run from the moment the joiners open the share link (pages already loaded
+ * with nothing) to the last one showing every byte stored.
+ *
+ * - server_block_bytes / server_block_requests: the server's blockBytesServed and
+ *   blockRequestsServed counters over that span; egress_ratio = server_block_bytes / S.
+ * - ideal_seconds: S / egress rate, the least time for one copy through the capped link.
+ * - baseline_*: the same number of fresh joiners with peer sync off, same workspace and cap.
+ * - peer_mbps: per joiner, the bytes its peer list says it received, from its first sample
+ *   showing any to completion, over that time (MB/s = 1e6 B/s); averaged over joiners.
+ *   peer_aggregate_mbps: all joiners' peer bytes over the span from the first peer byte
+ *   anywhere to the last completion.
+ * - raw_channel_mbps: median of the bare data channel between two profiles of the same kind,
+ *   measured just before; peer_throughput_ratio = peer_mbps / raw_channel_mbps.
+ * - cpu_busy: the machine's CPU busy share over the span (all processes, `cores` cores).
+ */
 function officeRow(
   ctx: OfficeContext,
   scenario: 'office-warm' | 'office-cold',
@@ -418,12 +451,15 @@ function officeRow(
     sync_seconds: round(run.seconds),
     ideal_seconds: round(idealSeconds),
     baseline_seconds: round(baseline.seconds),
+    speedup: round(baseline.seconds / run.seconds),
     baseline_egress_ratio: round(baseline.serverBytes / total),
     peer_bytes: peerTotal,
     peer_mbps: peerMbps === null ? null : round(peerMbps),
     peer_aggregate_mbps: aggregate === null ? null : round(aggregate),
     raw_channel_mbps: rawChannelMbps === null ? null : round(rawChannelMbps),
     peer_throughput_ratio: throughputRatio === null ? null : round(throughputRatio),
+    cpu_busy: run.cpuBusy === null ? null : round(run.cpuBusy, 2),
+    cores: cpus().length,
     goal,
     goal_status: met,
   };
@@ -444,7 +480,8 @@ function peerRate(joiner: Recorded): number | null {
 function logJoiners(ctx: OfficeContext, name: string, run: JoinRun, total: number): void {
   ctx.log(
     `${name}: all ${run.joiners.length} synced in ${run.seconds.toFixed(1)} s; server sent ${mib(run.serverBytes)} MiB ` +
-      `(${(run.serverBytes / total).toFixed(3)} x S) in ${run.serverRequests} block responses`,
+      `(${(run.serverBytes / total).toFixed(3)} x S) in ${run.serverRequests} block responses; ` +
+      `machine CPU ${run.cpuBusy === null ? '?' : `${Math.round(run.cpuBusy * 100)}%`} busy`,
   );
   run.joiners.forEach((joiner, index) => {
     const at = (t: number | null) => (t === null ? '-' : `${((t - run.startedAt) / 1000).toFixed(1)}s`);
