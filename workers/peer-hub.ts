@@ -109,6 +109,8 @@ export class PeerHub {
   /** Verified bytes stored from each peer. */
   private readonly acceptedBytes = new Map<string, number>();
   private pendingFetching: BlockHash[] = [];
+  /** This page's relay id: decides which of two devices fetching the same block gives way. */
+  private selfId: string | null = null;
   private fetchingScheduled = false;
   private readonly peersFetching = new PeersFetching((want) => this.peerIsFetching(want.hash));
 
@@ -186,6 +188,9 @@ export class PeerHub {
       server: this.server,
       onOpen: () => {
         this.announceHeldBlocks(link);
+        // Server fetches that began before this link opened were announced to nobody here.
+        const fetching = this.options.engine()?.serverFetchesInFlight() ?? [];
+        if (fetching.length > 0) link.sendFetching(ns, fetching);
         this.options.onSourcesChanged();
         this.options.onChange();
       },
@@ -197,11 +202,19 @@ export class PeerHub {
         if (this.penalisedPeers.has(peer.peerId)) return;
         const at = Date.now();
         let claims = this.claimsOf(peer.peerId);
+        const accepted: BlockHash[] = [];
         for (const hash of hashes) {
           if (claims >= MAX_FETCHING_CLAIMS_PER_PEER) break;
           if (this.fetchingByPeers.has(hash)) continue;
           this.fetchingByPeers.set(hash, { peerId: peer.peerId, at });
+          accepted.push(hash);
           claims += 1;
+        }
+        // Both of us started the same block from the server: by a rule both sides apply
+        // alike, the larger relay id gives way and waits for the other's HAVE.
+        const engine = this.options.engine();
+        if (engine && this.selfId !== null && this.selfId > peer.peerId) {
+          for (const hash of accepted) engine.yieldServerFetch(hash);
         }
         this.options.onSourcesChanged();
       },
@@ -235,6 +248,10 @@ export class PeerHub {
     this.connected.delete(peerId);
     peer.link.close();
     this.options.onSourcesChanged();
+  }
+
+  setSelfId(peerId: string): void {
+    this.selfId = peerId;
   }
 
   /** This device began fetching a block from the server: tell connected peers at once. */

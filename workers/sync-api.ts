@@ -131,6 +131,8 @@ export interface SyncWorkerApi {
    */
   attachPeerChannel(ns: NamespaceId, peer: { peerId: string; label: string }, channel: RTCDataChannel | MessagePort): Promise<void>;
   peerClosed(ns: NamespaceId, peerId: string): Promise<void>;
+  /** This page's peer id on the relay (it changes when the relay connection is renewed). */
+  setSelfPeerId(ns: NamespaceId, peerId: string): Promise<void>;
   /** Forgets the workspace on this device (blocks other workspaces use are kept). */
   forget(ns: NamespaceId): Promise<void>;
 }

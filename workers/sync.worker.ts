@@ -165,6 +165,10 @@ const api: SyncWorkerApi = {
     sessions.get(parseNamespaceId(ns))?.peerClosed(peerId);
   },
 
+  async setSelfPeerId(ns: NamespaceId, peerId: string) {
+    (await sessionFor(parseNamespaceId(ns))).setSelfPeerId(peerId);
+  },
+
   async forget(ns: NamespaceId) {
     const id = parseNamespaceId(ns);
     await api.close(id);

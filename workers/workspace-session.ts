@@ -151,6 +151,10 @@ export class WorkspaceSession {
     this.peers.attachChannel(peer, channel);
   }
 
+  setSelfPeerId(peerId: string): void {
+    this.peers.setSelfId(peerId);
+  }
+
   peerClosed(peerId: string): void {
     this.peers.detach(peerId);
   }

@@ -137,6 +137,16 @@ export class NamespaceSync {
     return this.syncedCursor < this.cursor || !this.scheduler.idle;
   }
 
+  /** Blocks being fetched from the server right now (what a peer that just connected should hear as FETCHING). */
+  serverFetchesInFlight(): BlockHash[] {
+    return this.scheduler.inFlightFrom('server');
+  }
+
+  /** Stops fetching `hash` from the server (a peer is fetching it too); it waits for another source. */
+  yieldServerFetch(hash: BlockHash): boolean {
+    return this.scheduler.yieldFetch(hash, 'server');
+  }
+
   /** Stored blocks of live files: what a peer syncing alongside may fetch from us. */
   heldLiveBlocks(): BlockHash[] {
     return [...this.liveBlocks].filter((hash) => this.have.has(hash));

@@ -40,6 +40,8 @@ interface ActiveFetch {
   controller: AbortController;
   /** Set when the block stopped being wanted, so its failure is not retried. */
   unwanted: boolean;
+  /** Set when the fetch was given up for someone else's (yieldFetch): back to the queue, no failure. */
+  yielded: boolean;
   settled: Promise<void>;
 }
 
@@ -107,6 +109,23 @@ export class BlockScheduler {
 
   inFlight(): ReadonlySet<BlockHash> {
     return new Set(this.active.keys());
+  }
+
+  /**
+   * Gives up the fetch of `hash` from a source of `kind` (another device is fetching the
+   * same block): it goes back to the queue as if never started. Returns whether it was.
+   */
+  yieldFetch(hash: BlockHash, kind: BlockSource['kind']): boolean {
+    const fetch = this.active.get(hash);
+    if (!fetch || fetch.source.kind !== kind || fetch.unwanted) return false;
+    fetch.yielded = true;
+    fetch.controller.abort(new Error('another device is fetching this block'));
+    return true;
+  }
+
+  /** Blocks being fetched from sources of one kind right now. */
+  inFlightFrom(kind: BlockSource['kind']): BlockHash[] {
+    return [...this.active.values()].filter((fetch) => fetch.source.kind === kind).map((fetch) => fetch.want.hash);
   }
 
   get idle(): boolean {
@@ -192,7 +211,7 @@ export class BlockScheduler {
 
   private start(block: PendingBlock, source: BlockSource): void {
     const controller = new AbortController();
-    const fetch: ActiveFetch = { want: block.want, source, controller, unwanted: false, settled: Promise.resolve() };
+    const fetch: ActiveFetch = { want: block.want, source, controller, unwanted: false, yielded: false, settled: Promise.resolve() };
     this.active.set(block.want.hash, fetch);
     this.loadBySource.set(source.id, (this.loadBySource.get(source.id) ?? 0) + 1);
     this.options.events.started?.(block.want, source);
@@ -208,6 +227,10 @@ export class BlockScheduler {
           this.options.events.penalised?.(source);
         }
         if (fetch.unwanted) return;
+        if (fetch.yielded) {
+          if (!this.pending.has(block.want.hash)) this.pending.set(block.want.hash, block);
+          return;
+        }
         this.options.events.failed?.(block.want, source, error);
         block.tried.add(source.id);
         block.attempts += 1;

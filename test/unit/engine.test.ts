@@ -261,3 +261,50 @@ describe('fetch order', () => {
     expect(spreadFetchOrder(wanted, 0).map((w) => w.hash)).toEqual(wanted.map((w) => w.hash));
   });
 });
+
+describe('yielding a server fetch', () => {
+  it('puts the block back in the queue without counting a failure, and it waits for a peer that claims it', async () => {
+    const table = makeBlocks(1);
+    const [hash] = [...table.keys()];
+    let release: (() => void) | null = null;
+    const slowServer: BlockSource = {
+      id: 'server',
+      kind: 'server',
+      maxInFlight: 4,
+      canServe: () => !peerClaims,
+      fetchBlock: (_want, signal) =>
+        new Promise((resolve, reject) => {
+          release = () => resolve(table.get(hash)!);
+          signal.addEventListener('abort', () => reject(signal.reason));
+        }),
+    };
+    let peerClaims = false;
+    const peer = new TableSource('peer-1', 'peer', table, 2, 'honest', () => peerClaims);
+    const store = new MemoryBlockStore();
+    const failures: string[] = [];
+    const scheduler = new BlockScheduler({
+      store,
+      sha256: nodeSha256,
+      sources: () => [slowServer, peer],
+      maxInFlight: 4,
+      events: { failed: (_w, source) => failures.push(source.id) },
+    });
+    scheduler.setWanted(wantAll(table));
+    await until(() => scheduler.inFlightFrom('server').length === 1);
+    // Another device fetches it too; it has the block soon, so this one gives way.
+    peerClaims = true;
+    expect(scheduler.yieldFetch(hash, 'server')).toBe(true);
+    scheduler.wake();
+    await scheduler.whenIdle();
+    expect(release).not.toBeNull();
+    expect(failures).toEqual([]);
+    expect(peer.asked).toEqual([hash]);
+    expect(store.blocks.has(hash)).toBe(true);
+    expect(scheduler.yieldFetch(hash, 'server')).toBe(false);
+  });
+});
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 2));
+  if (!check()) throw new Error('condition not met');
+}

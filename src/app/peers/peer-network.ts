@@ -71,6 +71,7 @@ export class PeerNetwork {
           closed: (peerId) => void this.api.peerClosed(this.ns, peerId),
         });
         if (this.lastCursor !== null) this.relay?.advertise(this.ns, this.lastCursor);
+        void this.api.setSelfPeerId(this.ns, welcome.peerId);
         // No publish here: the relay's `peers` list follows, and the worker holds server
         // fetches until it hears that list.
       },
