@@ -85,7 +85,8 @@ export class NamespaceSync {
       store: options.blocks,
       sha256: options.sha256,
       sources: options.sources,
-      maxInFlight: options.maxInFlight ?? 6,
+      // Room for the server (4) and a full pipeline to a peer or two at once.
+      maxInFlight: options.maxInFlight ?? 12,
       events: {
         stored: (want, bytes, source) => this.onBlockStored(want.hash, bytes, source),
         penalised: (source) => this.options.onPenalised?.(source.id),
