@@ -11,8 +11,12 @@ import { MAX_BLOCK_SIZE, parseFilePath, type FilePath, type NamespaceId } from '
 import { startServer, type RunningServer } from '../../src/server/app.ts';
 import { silentLogger } from '../../src/server/log.ts';
 import { MemoryBlockStore, MemoryStateStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
+import { until } from '../support/until.ts';
 
 /** The engine as the LAN daemon will run it (memory adapters), against the real server. */
+
+/** Generous: CI machines are shared and slow at times. */
+const SYNC_TIMEOUT_MS = 15_000;
 
 let server: RunningServer;
 let dataDir: string;
@@ -72,13 +76,6 @@ function syncOf(device: Device, ns: NamespaceId, onChange?: () => void): Namespa
   });
 }
 
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 async function assemble(device: Device, sync: NamespaceSync, path: string): Promise<Uint8Array> {
   const file = sync.file(path);
@@ -109,7 +106,7 @@ describe('engine against the real server', () => {
       await until(() => {
         const snap = sync.snapshot();
         return snap.files.length === 3 && snap.files.every((f) => f.status === 'synced') && snap.syncedCursor === 3;
-      });
+      }, SYNC_TIMEOUT_MS);
       expect(hashOf(await assemble(b, sync, 'docs/big.bin'))).toBe(hashOf(big));
       expect(hashOf(await assemble(b, sync, 'small.txt'))).toBe(hashOf(small));
       expect(sync.file('empty')?.size).toBe(0);
@@ -117,12 +114,12 @@ describe('engine against the real server', () => {
 
       // The server counts a request when its response has flushed, which can trail the
       // client's read by a moment: wait for the four distinct blocks to be counted.
-      await until(() => server.metrics().blockRequestsServed - start >= 4);
+      await until(() => server.metrics().blockRequestsServed - start >= 4, SYNC_TIMEOUT_MS);
       // Rename = new path with the same blocks, then delete the old path; B fetches nothing new.
       const file = sync.file('small.txt')!;
       await a.api.commit(ns, { ...file, path: 'renamed.txt' as FilePath, deleted: false });
       await a.api.commit(ns, { path: 'small.txt' as FilePath, size: 0, mtime: 1, blocks: [], deleted: true });
-      await until(() => sync.file('renamed.txt') !== undefined && sync.file('small.txt') === undefined);
+      await until(() => sync.file('renamed.txt') !== undefined && sync.file('small.txt') === undefined, SYNC_TIMEOUT_MS);
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(server.metrics().blockRequestsServed - start).toBe(4);
       expect((await b.state.load(ns)).files.map((f) => f.path).sort()).toEqual(['docs/big.bin', 'empty', 'renamed.txt']);
@@ -139,7 +136,7 @@ describe('engine against the real server', () => {
     const start = server.metrics().blockRequestsServed;
     const first = syncOf(b, ns);
     await first.start();
-    await until(() => b.blocks.blocks.size >= 2);
+    await until(() => b.blocks.blocks.size >= 2, SYNC_TIMEOUT_MS);
     await first.stop();
     const storedAtStop = b.blocks.blocks.size;
     expect(storedAtStop).toBeLessThan(8);
@@ -147,7 +144,7 @@ describe('engine against the real server', () => {
     const second = syncOf(b, ns);
     await second.start();
     try {
-      await until(() => second.snapshot().syncedCursor === 1);
+      await until(() => second.snapshot().syncedCursor === 1, SYNC_TIMEOUT_MS);
       expect(hashOf(await assemble(b, second, 'eight-blocks.bin'))).toBe(hashOf(big));
       // Requests cut short by the stop may repeat; stored blocks never do.
       const served = server.metrics().blockRequestsServed - start;

@@ -7,6 +7,7 @@ import { join, relative } from 'node:path';
 import type { BlockHash, NamespaceId } from '../../src/protocol/index.ts';
 import { startServer, type RunningServer, type ServerOptions } from '../../src/server/app.ts';
 import { silentLogger } from '../../src/server/log.ts';
+import { until } from '../support/until.ts';
 
 /** A real server on loopback over a temp data dir, restartable on the same dir. */
 export interface Harness {
@@ -177,10 +178,4 @@ export function rawRequest(
   });
 }
 
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+export { until };

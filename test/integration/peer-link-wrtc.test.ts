@@ -6,6 +6,7 @@ import { PeerLink, PeerNackError, type PeerLinkOptions } from '../../src/engine/
 import { PeerBlockSource } from '../../src/engine/peer-source.ts';
 import { BLOCK_CHUNK_SIZE, MAX_BLOCK_SIZE, MAX_DATA_BYTES, type BlockHash, type NamespaceId } from '../../src/protocol/index.ts';
 import { MemoryBlockStore, hashOf } from '../support/memory-stores.ts';
+import { until } from '../support/until.ts';
 
 /**
  * Two real WebRTC peer connections (@roamhq/wrtc) in this process, joined over loopback
@@ -145,13 +146,6 @@ function stuckAfterFirstSend(inner: FrameChannel): FrameChannel {
   return outer;
 }
 
-async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const started = Date.now();
-  while (!condition()) {
-    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 beforeAll(async () => {
   [left, right] = await connectOverLoopback();
@@ -219,7 +213,7 @@ describe('peer link over @roamhq/wrtc data channels', () => {
     // The serving side sees its buffer full after the first chunk, so the block stays unfinished.
     const serving = new PeerLink({ channel: stuckAfterFirstSend(frameChannelOf(b)), sharedNamespaces: [NS], server: honest });
     const pending = client.request(NS, hashes[3]);
-    await until(() => client.bytesReceived > 0);
+    await until(() => client.bytesReceived > 0, 10_000);
     if (what === 'link') serving.close();
     else b.close();
     const error = await pending.then(
@@ -230,7 +224,7 @@ describe('peer link over @roamhq/wrtc data channels', () => {
     if (what === 'link' && error instanceof PeerNackError) expect(error.reason).toBe('shutting_down');
     else expect(error).toMatchObject({ code: 'closed' });
     expect(client.bytesReceived).toBe(BLOCK_CHUNK_SIZE);
-    await until(() => client.isClosed && serving.isClosed);
+    await until(() => client.isClosed && serving.isClosed, 10_000);
   });
 
   it('measures chunk sizes against a bare channel (reported, not asserted)', async () => {

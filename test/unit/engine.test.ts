@@ -7,6 +7,7 @@ import { BlockScheduler } from '../../src/engine/scheduler.ts';
 import type { BlockSource, FileRecord, WantedBlock } from '../../src/engine/types.ts';
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath, type JournalEntry, type NamespaceId } from '../../src/protocol/index.ts';
 import { MemoryBlockStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
+import { until } from '../support/until.ts';
 
 const NS = 'nsnsnsnsnsnsnsnsnsnsns' as NamespaceId;
 const h = (c: string) => c.repeat(64) as BlockHash;
@@ -303,8 +304,3 @@ describe('yielding a server fetch', () => {
     expect(scheduler.yieldFetch(hash, 'server')).toBe(false);
   });
 });
-
-async function until(check: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 2));
-  if (!check()) throw new Error('condition not met');
-}

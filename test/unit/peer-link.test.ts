@@ -15,6 +15,7 @@ import {
 } from '../../src/protocol/index.ts';
 import { MemoryChannel } from '../support/memory-channel.ts';
 import { MemoryBlockStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
+import { until } from '../support/until.ts';
 
 const NS = 'nsnsnsnsnsnsnsnsnsnsns' as NamespaceId;
 const OTHER = 'otherotherotherother12' as NamespaceId;
@@ -53,13 +54,6 @@ class Device {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const start = Date.now();
-  while (!condition()) {
-    if (Date.now() - start > timeoutMs) throw new Error('condition not met in time');
-    await sleep(1);
-  }
-}
 
 const links: PeerLink[] = [];
 afterEach(() => {
