@@ -1,7 +1,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { ValidationError, parseIceServers, type IceServer, type ServerMetrics } from '../protocol/index.ts';
 import { namespaceOfToken } from './auth.ts';
 import type { Handler, RequestContext, ServerDeps } from './context.ts';
@@ -12,7 +12,8 @@ import { sendError, setCommonHeaders } from './http/respond.ts';
 import { Router } from './http/router.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
-import { InProcessJournalNotifier, type JournalNotifier } from './notifier.ts';
+import { openBackends, type BackendConfig } from './backends/index.ts';
+import type { JournalNotifier } from './notifier.ts';
 import { RelayServer, type RelayOptions } from './relay/relay-server.ts';
 import { blockRoutes } from './routes/blocks.ts';
 import { commitRoutes } from './routes/commit.ts';
@@ -21,16 +22,17 @@ import { journalRoutes } from './routes/journal.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { workspaceRoutes } from './routes/workspaces.ts';
 import { serveStatic } from './static.ts';
-import { FsBlockStore } from './storage/fs-block-store.ts';
-import { SqliteMetadataStore } from './storage/sqlite-metadata-store.ts';
+import { StoreUnavailableError } from './storage/store-errors.ts';
 
 export interface ServerOptions {
   /** Listen address; default 127.0.0.1. */
   host?: string;
   /** Listen port; 0 (the default) picks a free one. */
   port?: number;
-  /** Holds nearsync.db and blocks/. */
+  /** Holds nearsync.db and blocks/ (those the back ends keep on disk). */
   dataDir: string;
+  /** PostgreSQL, Redis, S3: which engines hold the state; default SQLite and block files in dataDir. */
+  backends?: BackendConfig;
   /** The built web app to serve at /, or null/undefined for the API only. */
   staticDir?: string | null;
   /** Origin for share links, e.g. https://sync.example.com; default: from the Host header. */
@@ -82,11 +84,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const host = options.host ?? '127.0.0.1';
   const scheme = options.tls ? 'https' : 'http';
   const iceServers = parseIceServers(options.iceServers ?? [], 'iceServers');
-  const metadata = SqliteMetadataStore.open(dataDir);
-  const blocks = await FsBlockStore.open(join(dataDir, 'blocks')).catch(async (err) => {
-    await metadata.close();
-    throw err;
-  });
+  const backends = await openBackends(options.backends ?? {}, dataDir, logger);
+  const { metadata, blocks } = backends;
   const metrics = new Metrics();
   const shutdown = new AbortController();
   let listenOrigin = '';
@@ -95,7 +94,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const deps: ServerDeps = {
     metadata,
     blocks,
-    notifier: options.notifier ?? new InProcessJournalNotifier(),
+    notifier: options.notifier ?? backends.notifier,
     metrics,
     egress: options.egressBytesPerSecond ? new EgressLimiter(options.egressBytesPerSecond) : null,
     logger,
@@ -171,7 +170,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     : createHttpServer(handle);
   // Clients poll the journal back to back: keep idle connections a little longer than the default.
   server.keepAliveTimeout = 10_000;
-  const relay = new RelayServer(server, { namespaceOfToken: (token) => namespaceOfToken(metadata, token), metrics, logger }, options.relay);
+  const relay = new RelayServer(
+    server,
+    { namespaceOfToken: (token) => namespaceOfToken(metadata, token), metrics, logger, shared: backends.relay },
+    options.relay,
+  );
 
   try {
     await new Promise<void>((resolvePromise, reject) => {
@@ -183,14 +186,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   } catch (err) {
     await relay.close();
-    await metadata.close();
-    await blocks.close();
+    await backends.close();
     throw err;
   }
   const address = server.address() as AddressInfo;
   const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
   listenOrigin = `${scheme}://${urlHost}:${address.port}`;
-  logger.info('listening', { url: listenOrigin, dataDir, staticDir });
+  logger.info('listening', { url: listenOrigin, dataDir, staticDir, engines: backends.engines });
 
   let closing: Promise<void> | null = null;
   const close = () => {
@@ -211,8 +213,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       server.closeAllConnections();
       await relayClosed;
       await closed;
-      await metadata.close();
-      await blocks.close();
+      await backends.close();
       logger.info('closed');
     })();
     return closing;
@@ -230,6 +231,9 @@ function respondToError(ctx: RequestContext, err: unknown, logger: Logger): void
   }
   if (err instanceof HttpError) {
     ctx.stats.bytesOut = sendError(res, err.status, err.code, err.message, err.options.extra, err.options.headers);
+  } else if (err instanceof StoreUnavailableError) {
+    logger.warn('back end unavailable', { engine: err.engine, err: err.message, url: ctx.url.pathname });
+    ctx.stats.bytesOut = sendError(res, 503, 'unavailable', `${err.engine} is unavailable; retry shortly`, undefined, { 'Retry-After': '1' });
   } else if (err instanceof ValidationError) {
     ctx.stats.bytesOut = sendError(res, 400, 'invalid', err.message, { field: err.field });
   } else {

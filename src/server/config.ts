@@ -1,4 +1,5 @@
 import { parseIceServers, type IceServer } from '../protocol/index.ts';
+import type { BackendConfig } from './backends/index.ts';
 
 /** Reads server settings from the environment; throws a readable Error for a bad value. */
 export function envPort(name: string, fallback: number, env: NodeJS.ProcessEnv = process.env): number {
@@ -32,4 +33,46 @@ export function envIceServers(env: NodeJS.ProcessEnv = process.env): IceServer[]
   } catch (err) {
     throw new Error(`ICE_SERVERS is not valid: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/**
+ * DATABASE_URL, REDIS_URL, BLOCK_STORE and the S3 settings (S3_ENDPOINT, AWS_REGION,
+ * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_FORCE_PATH_STYLE). Each is independent; with
+ * none set the server keeps everything in DATA_DIR.
+ */
+export function envBackends(env: NodeJS.ProcessEnv = process.env): BackendConfig {
+  const text = (name: string) => (env[name] === undefined || env[name].trim() === '' ? undefined : env[name].trim());
+  const databaseUrl = text('DATABASE_URL');
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new Error(`DATABASE_URL must be a postgres:// URL (unset it for the embedded SQLite), not ${JSON.stringify(redactUrl(databaseUrl))}`);
+  }
+  const redisUrl = text('REDIS_URL');
+  if (redisUrl && !/^rediss?:\/\//.test(redisUrl)) throw new Error(`REDIS_URL must be a redis:// or rediss:// URL, not ${JSON.stringify(redactUrl(redisUrl))}`);
+  const blockStore = text('BLOCK_STORE');
+  if (blockStore && !/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^\s]*)?$/.test(blockStore)) {
+    throw new Error(`BLOCK_STORE must be s3://bucket or s3://bucket/prefix (unset it for block files in DATA_DIR), not ${JSON.stringify(blockStore)}`);
+  }
+  const pathStyle = text('S3_FORCE_PATH_STYLE');
+  if (pathStyle !== undefined && pathStyle !== '0' && pathStyle !== '1' && pathStyle !== 'true' && pathStyle !== 'false') {
+    throw new Error(`S3_FORCE_PATH_STYLE must be 1/true or 0/false, not ${JSON.stringify(pathStyle)}`);
+  }
+  return {
+    databaseUrl,
+    redisUrl,
+    blockStore,
+    s3: blockStore
+      ? {
+          endpoint: text('S3_ENDPOINT'),
+          region: text('AWS_REGION') ?? text('AWS_DEFAULT_REGION'),
+          accessKeyId: text('AWS_ACCESS_KEY_ID'),
+          secretAccessKey: text('AWS_SECRET_ACCESS_KEY'),
+          forcePathStyle: pathStyle === undefined ? undefined : pathStyle === '1' || pathStyle === 'true',
+        }
+      : undefined,
+  };
+}
+
+/** A URL with its password replaced, for error messages and logs. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
 }

@@ -2,14 +2,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from './app.ts';
-import { envEgressBytesPerSecond, envIceServers, envPort } from './config.ts';
+import { envBackends, envEgressBytesPerSecond, envIceServers, envPort } from './config.ts';
 import { createLogger, parseLogLevel } from './log.ts';
 
 /**
  * `npm start`: the API plus the built web app (dist/). Settings from the environment:
  * PORT (8080), HOST (0.0.0.0), DATA_DIR (./data), PUBLIC_URL, TLS_CERT + TLS_KEY (PEM
  * files: serve HTTPS), EGRESS_MBPS (pace block downloads), ICE_SERVERS (JSON array of
- * RTCIceServer-like objects for browsers; default none), LOG_LEVEL (info).
+ * RTCIceServer-like objects for browsers; default none), LOG_LEVEL (info), and the scale-out
+ * engines (README "Scaling out"): DATABASE_URL, REDIS_URL, BLOCK_STORE with S3_ENDPOINT,
+ * AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_FORCE_PATH_STYLE.
  */
 async function main(): Promise<void> {
   const env = process.env;
@@ -27,6 +29,7 @@ async function main(): Promise<void> {
     host: env.HOST || '0.0.0.0',
     port: envPort('PORT', 8080),
     dataDir,
+    backends: envBackends(),
     staticDir,
     publicUrl: env.PUBLIC_URL || undefined,
     egressBytesPerSecond: envEgressBytesPerSecond(),

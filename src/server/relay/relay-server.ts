@@ -25,7 +25,9 @@ import {
 } from '../../protocol/index.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { RelayBackend } from '../backends/index.ts';
 import { InMemoryAdvertTable, type AdvertTable } from './advert-table.ts';
+import { InMemoryPeerDirectory, type PeerDirectory } from './peer-directory.ts';
 import { TokenBucket } from './rate-limit.ts';
 
 /** Relay settings (ServerOptions.relay); every field has a default. */
@@ -41,8 +43,6 @@ export interface RelayOptions {
   maxStrikes?: number;
   /** Largest socket.io message (bytes); a bigger one closes the connection. Default 128 KiB. */
   maxPayloadBytes?: number;
-  /** Replaces the in-process advert table (e.g. a Redis one shared by several relays). */
-  advertTable?: AdvertTable;
 }
 
 export interface RelayDeps {
@@ -50,6 +50,8 @@ export interface RelayDeps {
   namespaceOfToken(token: string): Promise<NamespaceId | null>;
   metrics: Metrics;
   logger: Logger;
+  /** Adverts, peers and room broadcasts: in process, or shared with other instances (Redis). */
+  shared?: RelayBackend;
 }
 
 interface ServerToClientEvents {
@@ -113,6 +115,7 @@ export class RelayServer {
   private readonly io: Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
   private readonly peers = new Map<PeerId, Peer>();
   private readonly table: AdvertTable;
+  private readonly directory: PeerDirectory;
   private readonly ttlMs: number;
   private readonly eventsPerSecond: number;
   private readonly eventBurst: number;
@@ -131,7 +134,8 @@ export class RelayServer {
     private readonly deps: RelayDeps,
     options: RelayOptions = {},
   ) {
-    this.table = options.advertTable ?? new InMemoryAdvertTable();
+    this.table = deps.shared?.advertTable ?? new InMemoryAdvertTable();
+    this.directory = deps.shared?.peerDirectory ?? new InMemoryPeerDirectory();
     this.ttlMs = positive(options.advertTtlMs, ADVERT_TTL_MS, 'advertTtlMs');
     this.eventsPerSecond = positive(options.eventsPerSecond, 50, 'eventsPerSecond');
     this.eventBurst = positive(options.eventBurst, 200, 'eventBurst');
@@ -142,6 +146,7 @@ export class RelayServer {
       serveClient: false,
       maxHttpBufferSize: positive(options.maxPayloadBytes, 128 * 1024, 'maxPayloadBytes'),
       connectTimeout: 10_000,
+      ...(deps.shared?.adapter ? { adapter: deps.shared.adapter } : {}),
     });
     httpServer.on('upgrade', this.onUpgrade);
     this.io.use((socket, next) => {
@@ -214,11 +219,17 @@ export class RelayServer {
     this.deps.metrics.relaySockets++;
     this.deps.logger.debug('relay peer connected', { peerId: peer.id, namespaces: peer.namespaces.length });
     socket.join([peerRoom(peer.id), ...peer.namespaces.map(nsRoom)]);
+    const registered = this.directory.register(peer.id, peer.namespaces).catch((err: unknown) => {
+      this.deps.logger.error('relay peer registration failed', { err, peerId: peer.id });
+    });
     socket.on('disconnect', (reason) => {
       this.peers.delete(peer.id);
       this.deps.metrics.relaySockets--;
       this.deps.logger.debug('relay peer disconnected', { peerId: peer.id, reason });
-      this.dropPeer(peer.id).catch((err: unknown) => this.deps.logger.error('relay drop failed', { err }));
+      registered
+        .then(() => this.directory.unregister(peer.id))
+        .then(() => this.dropPeer(peer.id))
+        .catch((err: unknown) => this.deps.logger.error('relay drop failed', { err }));
     });
     socket.onAny((event: unknown, ...args: unknown[]) => this.onEvent(peer, event, args));
 
@@ -287,13 +298,16 @@ export class RelayServer {
   private async onSignal(peer: Peer, payload: unknown): Promise<void> {
     const { to, data } = parseSignalIn(payload);
     if (to === peer.id) throw new Refusal('invalid', 'signal.to: is this peer itself');
-    const target = this.peers.get(to);
-    const shared = target ? peer.namespaces.filter((ns) => target.namespaces.includes(ns)) : [];
+    // A peer on this instance is known at once; one on another instance is in the shared directory.
+    const targetNamespaces = this.peers.get(to)?.namespaces ?? (await this.directory.namespacesOf(to)) ?? [];
+    const shared = peer.namespaces.filter((ns) => targetNamespaces.includes(ns));
     // An unknown peer and a peer of other namespaces get the same answer: ids reveal nothing.
     // Not a strike: the target may just have left while signals were on their way.
-    if (!target || shared.length === 0) throw new Refusal('no_shared_namespace', `peer ${to} shares no namespace with this peer`, false);
+    if (shared.length === 0) throw new Refusal('no_shared_namespace', `peer ${to} shares no namespace with this peer`, false);
+    if (!peer.socket.connected) return;
     const signal: SignalOut = { from: peer.id, namespaces: shared, data };
-    target.socket.emit(RelayEvent.signal, signal);
+    // The target's own room: delivered on whichever instance holds its socket.
+    this.io.to(peerRoom(to)).emit(RelayEvent.signal, signal);
     this.deps.metrics.signalsRelayed++;
   }
 
