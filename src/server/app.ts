@@ -12,6 +12,7 @@ import { sendError, setCommonHeaders } from './http/respond.ts';
 import { Router } from './http/router.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
+import { PrometheusExporter } from './prometheus.ts';
 import { openBackends, type BackendConfig } from './backends/index.ts';
 import type { JournalNotifier } from './notifier.ts';
 import { RelayServer, type RelayOptions } from './relay/relay-server.ts';
@@ -87,6 +88,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const backends = await openBackends(options.backends ?? {}, dataDir, logger);
   const { metadata, blocks } = backends;
   const metrics = new Metrics();
+  const prometheus = new PrometheusExporter(metrics, backends.engines);
   const shutdown = new AbortController();
   let listenOrigin = '';
   const configuredOrigin = options.publicUrl?.replace(/\/+$/, '');
@@ -132,13 +134,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (!res.writableFinished) gone.abort();
       inFlight--;
       if (inFlight === 0) onIdle?.();
-      logger.info('request', {
-        method: req.method,
-        route,
-        status: res.writableFinished ? res.statusCode : 0,
-        ms: Math.round((performance.now() - started) * 10) / 10,
-        bytes: ctx.stats.bytesOut,
-      });
+      const ms = performance.now() - started;
+      const status = res.writableFinished ? res.statusCode : 0;
+      prometheus.observeRequest(req.method ?? 'GET', route, status, ms / 1000);
+      logger.info('request', { method: req.method, route, status, ms: Math.round(ms * 10) / 10, bytes: ctx.stats.bytesOut });
     });
     setCommonHeaders(res);
     try {
@@ -151,6 +150,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         route = match.pattern;
         ctx.params = match.params;
         await match.handler(ctx, deps);
+      } else if (pathname === '/metrics') {
+        route = '/metrics';
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          throw new HttpError(405, 'method_not_allowed', 'use GET or HEAD', { headers: { Allow: 'GET, HEAD' } });
+        }
+        const { contentType, body } = await prometheus.render();
+        res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(body) });
+        res.end(req.method === 'HEAD' ? undefined : body);
+        ctx.stats.bytesOut = Buffer.byteLength(body);
       } else if (staticDir) {
         route = 'static';
         if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -1,0 +1,84 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Metrics } from './metrics.ts';
+
+/** Engines in use, exported as labels of nearsync_info. */
+export interface EngineLabels {
+  metadata: string;
+  blocks: string;
+  relay: string;
+}
+
+/**
+ * GET /metrics in the Prometheus text format, per server instance. Each instance owns its
+ * registry (not prom-client's global one), so several servers in one process (tests, the
+ * multi-instance harness) do not mix their figures. The counters the JSON endpoint already
+ * keeps are read at scrape time rather than counted twice.
+ */
+export class PrometheusExporter {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'method' | 'route' | 'status'>;
+  private readonly durations: Histogram<'route'>;
+
+  constructor(metrics: Metrics, engines: EngineLabels) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'nearsync_' });
+    new Gauge({
+      name: 'nearsync_info',
+      help: 'Always 1; the labels name the engines this instance runs on',
+      labelNames: ['metadata', 'blocks', 'relay'],
+      registers,
+    }).set({ ...engines }, 1);
+    this.requests = new Counter({
+      name: 'nearsync_http_requests_total',
+      help: 'HTTP requests answered, by route pattern and status (status 0: the client went away first)',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
+    this.durations = new Histogram({
+      name: 'nearsync_http_request_duration_seconds',
+      help: 'Time from request to response end, by route pattern (long polls included)',
+      labelNames: ['route'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers,
+    });
+    const counterOf = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    const gaugeOf = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    counterOf('nearsync_block_bytes_served_total', 'Block bytes flushed to clients by block GETs', () => metrics.blockBytesServed);
+    counterOf('nearsync_block_requests_served_total', 'Block GETs whose whole body was sent', () => metrics.blockRequestsServed);
+    counterOf('nearsync_block_bytes_received_total', 'Verified block upload bytes', () => metrics.blockBytesReceived);
+    counterOf('nearsync_commits_total', 'Journal entries appended', () => metrics.commits);
+    gaugeOf('nearsync_journal_long_polls_open', 'Journal long polls waiting now', () => metrics.journalLongPollsOpen);
+    gaugeOf('nearsync_relay_sockets', 'Relay sockets connected to this instance now', () => metrics.relaySockets);
+    counterOf('nearsync_adverts_relayed_total', 'Adverts broadcast to the members of a namespace', () => metrics.advertsRelayed);
+    counterOf('nearsync_signals_relayed_total', 'WebRTC signals delivered from one peer to another', () => metrics.signalsRelayed);
+  }
+
+  /** Counts one answered request; `route` is the matched pattern, never the raw path (bounded label values). */
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    this.requests.inc({ method: KNOWN_METHODS.has(method) ? method : 'other', route, status: String(status) });
+    this.durations.observe({ route }, seconds);
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
