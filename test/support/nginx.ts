@@ -71,7 +71,7 @@ ${options.relayBalancing === 'least_conn' ? '    least_conn;\n' : ''}${servers('
       proxy_http_version 1.1;
       proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection "upgrade";
-      proxy_set_header Host $host;
+      proxy_set_header Host $http_host;
       proxy_read_timeout 120s;
     }
 
@@ -79,7 +79,7 @@ ${options.relayBalancing === 'least_conn' ? '    least_conn;\n' : ''}${servers('
       proxy_pass http://nearsync_http;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_set_header Host $host;
+      proxy_set_header Host $http_host;
       # Long polls hold up to 60 s; blocks stream both ways without being spooled to disk.
       proxy_read_timeout 90s;
       proxy_buffering off;
