@@ -1,10 +1,12 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { BlockHash } from '../../protocol/index.ts';
-import { BlockRejectedError, type BlockBody, type BlockStore, type PutResult } from './block-store.ts';
+import type { BlockBody, BlockStore, PutResult } from './block-store.ts';
+import { BlockVerifier } from './block-verifier.ts';
+import { mapBounded } from './bounded-map.ts';
 
 const STAT_CONCURRENCY = 64;
 const SIZE_CACHE_LIMIT = 100_000;
@@ -50,48 +52,28 @@ export class FsBlockStore implements BlockStore {
   }
 
   async statMany(hashes: readonly BlockHash[]): Promise<(number | null)[]> {
-    const result = new Array<number | null>(hashes.length);
-    let next = 0;
-    const worker = async () => {
-      while (next < hashes.length) {
-        const i = next++;
-        result[i] = await this.stat(hashes[i]);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(STAT_CONCURRENCY, hashes.length) }, worker));
-    return result;
+    return mapBounded(hashes, STAT_CONCURRENCY, (hash) => this.stat(hash));
   }
 
   async put(hash: BlockHash, body: BlockBody, maxBytes: number): Promise<PutResult> {
     const known = await this.stat(hash);
-    const hasher = createHash('sha256');
-    let size = 0;
-    const count = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxBytes) throw new BlockRejectedError('too_large', `block is larger than ${maxBytes} bytes`);
-      hasher.update(chunk);
-    };
-    const verify = () => {
-      if (size === 0) throw new BlockRejectedError('empty', 'a block is never empty');
-      const actual = hasher.digest('hex');
-      if (actual !== hash) throw new BlockRejectedError('hash_mismatch', `body hashes to ${actual}, not ${hash}`);
-    };
+    const verifier = new BlockVerifier(hash, maxBytes);
 
     if (known !== null) {
       // Already stored: read and check the body, keep nothing.
-      await body(count);
-      verify();
-      return { status: 'exists', size };
+      await body((chunk) => verifier.update(chunk));
+      verifier.verify();
+      return { status: 'exists', size: verifier.size };
     }
 
     const tmp = join(this.tmpDir, `${hash}.${randomBytes(6).toString('hex')}`);
     let file: FileHandle | null = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
     try {
       await body(async (chunk) => {
-        count(chunk);
+        verifier.update(chunk);
         await file!.write(chunk);
       });
-      verify();
+      verifier.verify();
       await file.sync();
       await file.close();
       file = null;
@@ -106,12 +88,12 @@ export class FsBlockStore implements BlockStore {
       if ((await this.stat(hash)) !== null) {
         // A concurrent upload of the same block won the race.
         await unlink(tmp);
-        return { status: 'exists', size };
+        return { status: 'exists', size: verifier.size };
       }
       await rename(tmp, final);
       await fsyncDir(dir);
-      this.remember(hash, size);
-      return { status: 'created', size };
+      this.remember(hash, verifier.size);
+      return { status: 'created', size: verifier.size };
     } catch (err) {
       if (file) await file.close().catch(() => {});
       await unlink(tmp).catch(() => {});

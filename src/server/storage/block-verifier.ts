@@ -1,0 +1,36 @@
+import { createHash, type Hash } from 'node:crypto';
+import type { BlockHash } from '../../protocol/index.ts';
+import { BlockRejectedError } from './block-store.ts';
+
+/**
+ * Counts and hashes an upload as it arrives, and decides whether it is the block it claims
+ * to be. Every BlockStore uses it, so all of them reject the same bodies for the same reasons.
+ */
+export class BlockVerifier {
+  private readonly hasher: Hash = createHash('sha256');
+  private received = 0;
+
+  constructor(
+    private readonly hash: BlockHash,
+    private readonly maxBytes: number,
+  ) {}
+
+  /** Bytes seen so far. */
+  get size(): number {
+    return this.received;
+  }
+
+  /** Takes the next chunk; throws `too_large` as soon as the body passes the limit. */
+  update(chunk: Buffer): void {
+    this.received += chunk.length;
+    if (this.received > this.maxBytes) throw new BlockRejectedError('too_large', `block is larger than ${this.maxBytes} bytes`);
+    this.hasher.update(chunk);
+  }
+
+  /** Call once, after the last chunk: throws `empty` or `hash_mismatch` unless the body is the block. */
+  verify(): void {
+    if (this.received === 0) throw new BlockRejectedError('empty', 'a block is never empty');
+    const actual = this.hasher.digest('hex');
+    if (actual !== this.hash) throw new BlockRejectedError('hash_mismatch', `body hashes to ${actual}, not ${this.hash}`);
+  }
+}

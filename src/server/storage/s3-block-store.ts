@@ -1,0 +1,218 @@
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Readable } from 'node:stream';
+import type { BlockHash } from '../../protocol/index.ts';
+import type { BlockBody, BlockStore, PutResult } from './block-store.ts';
+import { BlockVerifier } from './block-verifier.ts';
+import { mapBounded } from './bounded-map.ts';
+import { guardReadStall, type NetworkBody } from './read-stall-guard.ts';
+import { asStoreError, isS3NotFound, s3Status } from './s3-errors.ts';
+
+export interface S3BlockStoreOptions {
+  bucket: string;
+  /** Key prefix, '' or ending in '/'; blocks go to `${prefix}blocks/ab/<hash>`. */
+  prefix: string;
+  /** HeadObject requests one statMany() keeps outstanding. */
+  statConcurrency?: number;
+  /** How many sizes of blocks known to be stored are remembered. */
+  sizeCacheLimit?: number;
+  /** A download whose endpoint sends nothing for this long, while the reader waits, is cut. */
+  readStallMs?: number;
+}
+
+const DEFAULT_STAT_CONCURRENCY = 32;
+const DEFAULT_SIZE_CACHE_LIMIT = 100_000;
+const DEFAULT_READ_STALL_MS = 30_000;
+
+/**
+ * Blocks as objects in an S3-compatible bucket, one object per hash. An upload is received
+ * into memory (one block, at most `maxBytes`) while it is hashed, and sent to S3 only once
+ * its SHA-256 is verified, so the bucket never holds a wrong or partial block: S3 makes a
+ * PUT visible whole or not at all. Blocks are immutable, so a known block is not sent again
+ * and the sizes of stored blocks can be cached; absence never is, since another instance
+ * may store the block at any moment.
+ */
+export class S3BlockStore implements BlockStore {
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly statConcurrency: number;
+  private readonly sizeCacheLimit: number;
+  private readonly readStallMs: number;
+  /** Sizes of blocks known to be stored (insertion order = eviction order). */
+  private readonly sizes = new Map<string, number>();
+  /** HeadObject requests under way, shared by every caller asking about the same block. */
+  private readonly statsInFlight = new Map<string, Promise<number | null>>();
+  /** PutObject requests under way: a second upload of the same block waits for the first. */
+  private readonly uploadsInFlight = new Map<string, Promise<void>>();
+
+  private constructor(
+    private readonly client: S3Client,
+    options: S3BlockStoreOptions,
+  ) {
+    this.bucket = options.bucket;
+    this.prefix = options.prefix;
+    this.statConcurrency = options.statConcurrency ?? DEFAULT_STAT_CONCURRENCY;
+    this.sizeCacheLimit = options.sizeCacheLimit ?? DEFAULT_SIZE_CACHE_LIMIT;
+    this.readStallMs = options.readStallMs ?? DEFAULT_READ_STALL_MS;
+  }
+
+  /**
+   * Checks that the bucket exists and these credentials reach it, so a misconfiguration
+   * stops the server at start instead of failing its first upload. The store owns `client`
+   * from here on and destroys it on close (or at once, when the check fails).
+   */
+  static async open(client: S3Client, options: S3BlockStoreOptions): Promise<S3BlockStore> {
+    try {
+      await client.send(new HeadBucketCommand({ Bucket: options.bucket }));
+    } catch (err) {
+      client.destroy();
+      const status = s3Status(err);
+      if (status === 404 || (err as { name?: unknown })?.name === 'NoSuchBucket') {
+        throw new Error(`BLOCK_STORE: bucket "${options.bucket}" does not exist (create it first)`, { cause: err });
+      }
+      if (status === 403 || status === 401) {
+        throw new Error(`BLOCK_STORE: access to bucket "${options.bucket}" was denied (check the credentials)`, { cause: err });
+      }
+      const detail = err instanceof Error ? err.message : String(err);
+      throw new Error(`BLOCK_STORE: cannot reach bucket "${options.bucket}": ${detail}`, { cause: err });
+    }
+    return new S3BlockStore(client, options);
+  }
+
+  keyOf(hash: BlockHash): string {
+    return `${this.prefix}blocks/${hash.slice(0, 2)}/${hash}`;
+  }
+
+  async stat(hash: BlockHash): Promise<number | null> {
+    const cached = this.sizes.get(hash);
+    if (cached !== undefined) return cached;
+    let pending = this.statsInFlight.get(hash);
+    if (!pending) {
+      pending = this.headObject(hash).finally(() => this.statsInFlight.delete(hash));
+      this.statsInFlight.set(hash, pending);
+    }
+    return pending;
+  }
+
+  async statMany(hashes: readonly BlockHash[]): Promise<(number | null)[]> {
+    return mapBounded(hashes, this.statConcurrency, (hash) => this.stat(hash));
+  }
+
+  async put(hash: BlockHash, body: BlockBody, maxBytes: number): Promise<PutResult> {
+    const known = await this.stat(hash);
+    const verifier = new BlockVerifier(hash, maxBytes);
+    if (known !== null) {
+      // Already stored: check the body, send nothing.
+      await body((chunk) => verifier.update(chunk));
+      verifier.verify();
+      return { status: 'exists', size: verifier.size };
+    }
+
+    const chunks: Buffer[] = [];
+    await body((chunk) => {
+      verifier.update(chunk);
+      chunks.push(chunk);
+    });
+    verifier.verify();
+    const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, verifier.size);
+    chunks.length = 0;
+    return { status: await this.upload(hash, bytes), size: bytes.length };
+  }
+
+  async openRead(hash: BlockHash): Promise<{ size: number; stream: Readable } | null> {
+    let response;
+    try {
+      response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(hash) }));
+    } catch (err) {
+      if (isS3NotFound(err)) return null;
+      throw asStoreError(err, `reading block ${hash}`);
+    }
+    const stream = response.Body;
+    if (!(stream instanceof Readable)) throw new Error(`S3 GetObject for ${hash} returned no body stream`);
+    let size: number;
+    try {
+      size = storedSize(response.ContentLength, 'GetObject', hash);
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+    this.remember(hash, size);
+    guardReadStall(stream as NetworkBody, this.readStallMs);
+    return { size, stream };
+  }
+
+  async close(): Promise<void> {
+    this.sizes.clear();
+    this.client.destroy();
+  }
+
+  private async headObject(hash: BlockHash): Promise<number | null> {
+    let response;
+    try {
+      response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(hash) }));
+    } catch (err) {
+      if (isS3NotFound(err)) return null;
+      throw asStoreError(err, `checking block ${hash}`);
+    }
+    const size = storedSize(response.ContentLength, 'HeadObject', hash);
+    this.remember(hash, size);
+    return size;
+  }
+
+  /** Sends a verified block, unless another upload of it in this process gets there first. */
+  private async upload(hash: BlockHash, bytes: Buffer): Promise<PutResult['status']> {
+    const running = this.uploadsInFlight.get(hash);
+    if (running) {
+      try {
+        await running;
+        return 'exists';
+      } catch {
+        // That upload failed; this one tries on its own.
+      }
+    }
+    if (this.sizes.has(hash)) return 'exists';
+    const sending = this.putObject(hash, bytes);
+    this.uploadsInFlight.set(hash, sending);
+    try {
+      await sending;
+    } finally {
+      if (this.uploadsInFlight.get(hash) === sending) this.uploadsInFlight.delete(hash);
+    }
+    this.remember(hash, bytes.length);
+    return 'created';
+  }
+
+  private async putObject(hash: BlockHash, bytes: Buffer): Promise<void> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.keyOf(hash),
+          Body: bytes,
+          ContentLength: bytes.length,
+          ContentType: 'application/octet-stream',
+          // The hash is already verified: S3 checks the bytes it receives against it.
+          ChecksumSHA256: Buffer.from(hash, 'hex').toString('base64'),
+        }),
+      );
+    } catch (err) {
+      throw asStoreError(err, `storing block ${hash}`);
+    }
+  }
+
+  private remember(hash: string, size: number): void {
+    if (this.sizes.has(hash)) return;
+    if (this.sizes.size >= this.sizeCacheLimit) {
+      const oldest = this.sizes.keys().next().value;
+      if (oldest !== undefined) this.sizes.delete(oldest);
+    }
+    this.sizes.set(hash, size);
+  }
+}
+
+/** The object's byte count from S3's Content-Length, checked before anyone relies on it. */
+function storedSize(contentLength: unknown, operation: string, hash: BlockHash): number {
+  if (typeof contentLength !== 'number' || !Number.isSafeInteger(contentLength) || contentLength <= 0) {
+    throw new Error(`S3 ${operation} for block ${hash} gave no valid Content-Length (${String(contentLength)})`);
+  }
+  return contentLength;
+}
