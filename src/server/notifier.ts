@@ -48,6 +48,14 @@ export class InProcessJournalNotifier implements JournalNotifier {
     for (const waiter of [...set]) if (sjid > waiter.afterSjid) waiter.wake(true);
   }
 
+  /**
+   * Wakes every waiter of every namespace. For a shared notifier whose feed was cut: commits
+   * may have landed unseen meanwhile, so each long poll re-reads the journal.
+   */
+  wakeAll(): void {
+    for (const set of [...this.waiters.values()]) for (const waiter of [...set]) waiter.wake(true);
+  }
+
   /** Waiters currently registered (for tests and metrics). */
   get size(): number {
     let n = 0;

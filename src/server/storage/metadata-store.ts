@@ -26,6 +26,12 @@ export interface JournalRead {
   more: boolean;
 }
 
+/**
+ * A journal page stops filling once it carries this many block hashes (about 13 MB of
+ * JSON); every store applies the same budget, so pages look alike whatever the engine.
+ */
+export const PAGE_BLOCK_BUDGET = 200_000;
+
 export type CommitResult = { ok: true; sjid: number } | { ok: false; reason: 'not_live' | 'no_namespace' };
 
 export interface MetadataStore {

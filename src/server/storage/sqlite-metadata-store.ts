@@ -2,67 +2,27 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BlockHash, CommitRequest, FilePath, JournalEntry, NamespaceId } from '../../protocol/index.ts';
-import type { CommitResult, JournalRead, MetadataStore, NewWorkspace, Workspace } from './metadata-store.ts';
+import { PAGE_BLOCK_BUDGET, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
+import { migrateSqlite } from './sqlite-migrations.ts';
 
-/**
- * Ordered schema migrations. Append only: a released version is never edited, so an
- * existing database upgrades in place by running the versions it has not seen.
- */
-export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
-  {
-    version: 1,
-    name: 'initial',
-    sql: `
-      CREATE TABLE workspaces (
-        id         TEXT PRIMARY KEY,
-        name       TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        head_sjid  INTEGER NOT NULL DEFAULT 0
-      );
-      CREATE TABLE members (
-        token_hash TEXT PRIMARY KEY,
-        ns         TEXT NOT NULL REFERENCES workspaces(id),
-        created_at INTEGER NOT NULL
-      ) WITHOUT ROWID;
-      CREATE TABLE invites (
-        invite_hash TEXT PRIMARY KEY,
-        ns          TEXT NOT NULL REFERENCES workspaces(id),
-        created_at  INTEGER NOT NULL,
-        revoked_at  INTEGER
-      ) WITHOUT ROWID;
-      CREATE INDEX invites_live ON invites(ns) WHERE revoked_at IS NULL;
-      -- blocks: the concatenated 32-byte SHA-256 digests, in file order.
-      CREATE TABLE journal (
-        ns           TEXT NOT NULL REFERENCES workspaces(id),
-        sjid         INTEGER NOT NULL,
-        path         TEXT NOT NULL,
-        size         INTEGER NOT NULL,
-        mtime        INTEGER NOT NULL,
-        blocks       BLOB NOT NULL,
-        deleted      INTEGER NOT NULL,
-        committed_at INTEGER NOT NULL,
-        PRIMARY KEY (ns, sjid)
-      );
-      -- The newest entry of every live path (deletes remove the row).
-      CREATE TABLE files_live (
-        ns   TEXT NOT NULL,
-        path TEXT NOT NULL,
-        sjid INTEGER NOT NULL,
-        PRIMARY KEY (ns, path)
-      ) WITHOUT ROWID;
-      -- Blocks a namespace has ever referenced: what its tokens may read.
-      CREATE TABLE ns_blocks (
-        ns         TEXT NOT NULL,
-        hash       BLOB NOT NULL,
-        first_sjid INTEGER NOT NULL,
-        PRIMARY KEY (ns, hash)
-      ) WITHOUT ROWID;
-    `,
-  },
-];
+export { MIGRATIONS } from './sqlite-migrations.ts';
 
-/** Stop filling a journal page once it carries this many block hashes (about 13 MB of JSON). */
-const PAGE_BLOCK_BUDGET = 200_000;
+/** Where the metadata database of a data directory lives; creates the directory. */
+export function sqliteDatabaseFile(dataDir: string): string {
+  mkdirSync(dataDir, { recursive: true });
+  return join(dataDir, 'nearsync.db');
+}
+
+/** Opens the database file with the settings every connection of the server uses. */
+export function openSqliteDatabase(file: string): Database.Database {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  // FULL: an acknowledged commit survives power loss (clients move their cursors past it).
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  return db;
+}
 
 interface JournalRow {
   sjid: number;
@@ -79,14 +39,9 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly commitTx: Database.Transaction<(ns: NamespaceId, request: CommitRequest) => CommitResult>;
 
   private constructor(file: string) {
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    // FULL: an acknowledged commit survives power loss (clients move their cursors past it).
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
+    this.db = openSqliteDatabase(file);
     try {
-      migrate(this.db);
+      migrateSqlite(this.db);
     } catch (err) {
       this.db.close();
       throw err;
@@ -113,8 +68,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   /** Opens (creating if needed) `${dataDir}/nearsync.db` and brings its schema up to date. */
   static open(dataDir: string): SqliteMetadataStore {
-    mkdirSync(dataDir, { recursive: true });
-    return new SqliteMetadataStore(join(dataDir, 'nearsync.db'));
+    return new SqliteMetadataStore(sqliteDatabaseFile(dataDir));
   }
 
   async createWorkspace(w: NewWorkspace): Promise<void> {
@@ -228,25 +182,4 @@ function toEntry(row: JournalRow): JournalEntry {
     blocks,
     deleted: row.deleted === 1,
   };
-}
-
-function migrate(db: Database.Database): void {
-  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL,
-    applied_at INTEGER NOT NULL
-  )`);
-  const current = (db.prepare('SELECT MAX(version) FROM schema_migrations').pluck().get() as number | null) ?? 0;
-  const latest = MIGRATIONS[MIGRATIONS.length - 1].version;
-  if (current > latest) {
-    throw new Error(`database schema version ${current} is newer than this server knows (${latest}); refusing to start`);
-  }
-  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
-  for (const migration of MIGRATIONS) {
-    if (migration.version <= current) continue;
-    db.transaction(() => {
-      db.exec(migration.sql);
-      record.run(migration.version, migration.name, Date.now());
-    }).immediate();
-  }
 }

@@ -1,0 +1,254 @@
+import pg from 'pg';
+import type { BlockHash, CommitRequest, FilePath, JournalEntry, NamespaceId } from '../../protocol/index.ts';
+import type { Logger } from '../log.ts';
+import { journalPayload } from './pg-journal-notifier.ts';
+import { asStoreError, errorMessage, isConnectionError } from './pg-errors.ts';
+import { migratePostgres } from './pg-migrations.ts';
+import type { PostgresTarget } from './pg-target.ts';
+import { PAGE_BLOCK_BUDGET, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
+
+/** Pool settings: bounded waits, so a PostgreSQL outage turns into 503s within seconds, not hangs. */
+const POOL_SETTINGS: pg.PoolConfig = {
+  max: 10,
+  connectionTimeoutMillis: 5_000,
+  idleTimeoutMillis: 30_000,
+  // A server that stops answering (not refusing) must not hold requests forever.
+  query_timeout: 30_000,
+  keepAlive: true,
+  application_name: 'nearsync',
+};
+
+interface JournalRow {
+  sjid: number;
+  path: string;
+  size: number;
+  mtime: number;
+  blocks: Buffer;
+  deleted: boolean;
+  candidates: number;
+}
+
+/**
+ * Workspace metadata and the journal in PostgreSQL, shared by any number of server
+ * instances. Same contract as the SQLite store; what differs is how order is kept across
+ * processes: a commit first increments its workspace's head_sjid, and that row lock makes
+ * the commits of one namespace take turns (gapless, ordered sjids) while other namespaces
+ * commit in parallel. The commit also sends NOTIFY, delivered only if it commits, which
+ * wakes long polls on every instance (see PgJournalNotifier).
+ *
+ * Every failure to reach PostgreSQL surfaces as StoreUnavailableError (HTTP 503); the pool
+ * drops broken connections and opens new ones when the server is back.
+ */
+export class PgMetadataStore implements MetadataStore {
+  private closed = false;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly channel: string,
+  ) {}
+
+  /** Connects, brings the schema up to date (refusing a newer one) and returns the store. */
+  static async open(target: PostgresTarget, logger: Logger): Promise<PgMetadataStore> {
+    const pool = new pg.Pool({ ...POOL_SETTINGS, ...target.clientConfig });
+    // Without these, a connection dropped by the server would be an unhandled 'error' event
+    // and end the process. The pool discards such clients and opens new ones on demand.
+    pool.on('error', (err) => logger.warn('postgres: idle connection lost', { err: err.message }));
+    pool.on('connect', (client) => {
+      client.on('error', (err) => logger.debug('postgres: connection error', { err: err.message }));
+    });
+    try {
+      const client = await pool.connect();
+      try {
+        const { from, to } = await migratePostgres(client, target.schema);
+        if (from !== to) logger.info('postgres: schema migrated', { from, to, schema: target.schema });
+      } finally {
+        client.release();
+      }
+    } catch (err) {
+      await pool.end().catch(() => {});
+      throw new Error(`PostgreSQL at ${target.display}: ${errorMessage(err)}`, { cause: err });
+    }
+    return new PgMetadataStore(pool, target.channel);
+  }
+
+  async createWorkspace(w: NewWorkspace): Promise<void> {
+    // One statement is one transaction; the foreign keys are checked at its end.
+    await this.query(
+      `WITH workspace AS (INSERT INTO workspaces (id, name) VALUES ($1, $2)),
+            member AS (INSERT INTO members (token_hash, ns) VALUES ($3, $1))
+       INSERT INTO invites (invite_hash, ns) VALUES ($4, $1)`,
+      [w.namespaceId, w.name, digest(w.tokenHash), digest(w.inviteHash)],
+    );
+  }
+
+  async joinByInviteHash(inviteHash: string, tokenHash: string): Promise<Workspace | null> {
+    const result = await this.query<{ id: NamespaceId; name: string; head_sjid: number }>(
+      `WITH joined AS (
+         INSERT INTO members (token_hash, ns)
+         SELECT $2, ns FROM invites WHERE invite_hash = $1 AND revoked_at IS NULL
+         RETURNING ns
+       )
+       SELECT w.id, w.name, w.head_sjid FROM workspaces w JOIN joined ON w.id = joined.ns`,
+      [digest(inviteHash), digest(tokenHash)],
+    );
+    const row = result.rows[0];
+    return row ? { namespaceId: row.id, name: row.name, head: row.head_sjid } : null;
+  }
+
+  async rotateInvite(ns: NamespaceId, inviteHash: string): Promise<void> {
+    await this.transaction(async (client) => {
+      // Two rotations at once would each miss the other's new invite: take turns on the workspace row.
+      await client.query('SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE', [ns]);
+      await client.query('UPDATE invites SET revoked_at = now() WHERE ns = $1 AND revoked_at IS NULL', [ns]);
+      await client.query('INSERT INTO invites (invite_hash, ns) VALUES ($1, $2)', [digest(inviteHash), ns]);
+    });
+  }
+
+  async authenticate(tokenHash: string): Promise<{ namespaceId: NamespaceId } | null> {
+    const result = await this.query<{ ns: NamespaceId }>('SELECT ns FROM members WHERE token_hash = $1', [digest(tokenHash)]);
+    return result.rows[0] ? { namespaceId: result.rows[0].ns } : null;
+  }
+
+  async getWorkspace(ns: NamespaceId): Promise<Workspace | null> {
+    const result = await this.query<{ id: NamespaceId; name: string; head_sjid: number }>(
+      'SELECT id, name, head_sjid FROM workspaces WHERE id = $1',
+      [ns],
+    );
+    const row = result.rows[0];
+    return row ? { namespaceId: row.id, name: row.name, head: row.head_sjid } : null;
+  }
+
+  async readJournal(ns: NamespaceId, afterSjid: number, limit: number): Promise<JournalRead> {
+    // The running count of hashes is taken from the stored lengths, without reading the
+    // digests, so a page is cut at the block budget before any large row is fetched. An
+    // entry is kept while the page is under `limit` and, after the first, within the budget.
+    const result = await this.query<JournalRow>(
+      `WITH candidates AS (
+         SELECT sjid,
+                row_number() OVER running AS n,
+                sum(octet_length(blocks) / 32) OVER running AS hashes
+         FROM journal
+         WHERE ns = $1 AND sjid > $2
+         WINDOW running AS (ORDER BY sjid ROWS UNBOUNDED PRECEDING)
+         ORDER BY sjid
+         LIMIT $3::integer + 1
+       )
+       SELECT j.sjid, j.path, j.size, j.mtime, j.blocks, j.deleted, (SELECT count(*) FROM candidates) AS candidates
+       FROM candidates c JOIN journal j ON j.ns = $1 AND j.sjid = c.sjid
+       WHERE c.n <= $3::integer AND (c.n = 1 OR c.hashes <= $4::integer)
+       ORDER BY j.sjid`,
+      [ns, afterSjid, limit, PAGE_BLOCK_BUDGET],
+    );
+    const rows = result.rows;
+    return { entries: rows.map(toEntry), more: rows.length > 0 && rows[0].candidates > rows.length };
+  }
+
+  async headSjid(ns: NamespaceId): Promise<number> {
+    const result = await this.query<{ head_sjid: number }>('SELECT head_sjid FROM workspaces WHERE id = $1', [ns]);
+    return result.rows[0]?.head_sjid ?? 0;
+  }
+
+  async commit(ns: NamespaceId, request: CommitRequest): Promise<CommitResult> {
+    return this.transaction(
+      async (client): Promise<CommitResult> => {
+        const head = await client.query<{ head_sjid: number }>(
+          'UPDATE workspaces SET head_sjid = head_sjid + 1 WHERE id = $1 RETURNING head_sjid',
+          [ns],
+        );
+        if (head.rowCount === 0) return { ok: false, reason: 'no_namespace' };
+        const sjid = head.rows[0].head_sjid;
+        if (request.deleted) {
+          const removed = await client.query('DELETE FROM files_live WHERE ns = $1 AND path = $2', [ns, request.path]);
+          if (removed.rowCount === 0) return { ok: false, reason: 'not_live' };
+        } else {
+          await client.query(
+            `INSERT INTO files_live (ns, path, sjid) VALUES ($1, $2, $3)
+             ON CONFLICT (ns, path) DO UPDATE SET sjid = excluded.sjid`,
+            [ns, request.path, sjid],
+          );
+        }
+        const blocks = Buffer.concat(request.blocks.map(digest));
+        // The entry, the namespace's block references (split from the same digests) and the
+        // notification in one round trip. NOTIFY is delivered only when the transaction commits.
+        await client.query(
+          `WITH entry AS (
+             INSERT INTO journal (ns, sjid, path, size, mtime, blocks, deleted) VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ), refs AS (
+             INSERT INTO ns_blocks (ns, hash, first_sjid)
+             SELECT $1, substring($6::bytea FROM i * 32 + 1 FOR 32), $2
+             FROM generate_series(0, octet_length($6::bytea) / 32 - 1) AS i
+             ON CONFLICT (ns, hash) DO NOTHING
+           )
+           SELECT pg_notify($8, $9)`,
+          [ns, sjid, request.path, request.size, request.mtime, blocks, request.deleted, this.channel, journalPayload(ns, sjid)],
+        );
+        return { ok: true, sjid };
+      },
+      (result) => result.ok,
+    );
+  }
+
+  async namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean> {
+    const result = await this.query('SELECT 1 FROM ns_blocks WHERE ns = $1 AND hash = $2', [ns, digest(hash)]);
+    return result.rowCount !== 0;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+
+  /** One statement on any pooled connection (pg releases, and on error discards, it). */
+  private async query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(text, values);
+    } catch (err) {
+      throw asStoreError(err);
+    }
+  }
+
+  /**
+   * Runs `work` in a transaction on one connection; commits when `keep(result)` holds, else
+   * rolls back. A connection that failed mid-way is discarded, never returned to the pool.
+   */
+  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>, keep: (result: T) => boolean = () => true): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw asStoreError(err);
+    }
+    let discard = false;
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query(keep(result) ? 'COMMIT' : 'ROLLBACK');
+      return result;
+    } catch (err) {
+      discard = true;
+      if (!isConnectionError(err)) {
+        // A failed statement aborts the transaction; end it so the connection can be reused.
+        discard = await client.query('ROLLBACK').then(
+          () => false,
+          () => true,
+        );
+      }
+      throw asStoreError(err);
+    } finally {
+      client.release(discard);
+    }
+  }
+}
+
+/** A hex SHA-256 digest (block hash, token or invite hash) as the 32 bytes stored. */
+function digest(hex: string): Buffer {
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new TypeError('expected a lower-case hex SHA-256 digest');
+  return Buffer.from(hex, 'hex');
+}
+
+function toEntry(row: JournalRow): JournalEntry {
+  const blocks: BlockHash[] = [];
+  for (let i = 0; i < row.blocks.length; i += 32) blocks.push(row.blocks.toString('hex', i, i + 32) as BlockHash);
+  return { sjid: row.sjid, path: row.path as FilePath, size: row.size, mtime: row.mtime, blocks, deleted: row.deleted };
+}
