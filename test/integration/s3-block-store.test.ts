@@ -336,6 +336,39 @@ describe('S3BlockStore', () => {
     }
   });
 
+  it('answers 5xx and throttling with StoreUnavailableError, and a refusal (403) with a plain error', async () => {
+    // An endpoint whose answers the test sets: the bucket check passes, the rest as told.
+    let answers: { head: number; other: [number, string] } = { head: 503, other: [500, 'InternalError'] };
+    const endpointServer: Server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (req.method === 'HEAD') return void res.writeHead(req.url === '/struggling/' ? 200 : answers.head).end();
+        const [status, code] = answers.other;
+        res.writeHead(status, { 'Content-Type': 'application/xml' });
+        res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>test endpoint</Message></Error>`);
+      });
+    });
+    await new Promise<void>((resolve) => endpointServer.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(endpointServer.address() as AddressInfo).port}`;
+    const store = await S3BlockStore.open(new S3Client(s3ClientConfig({ ...s3.settings, endpoint }, silentLogger)), { bucket: 'struggling', prefix: '' });
+    const failure = (promise: Promise<unknown>) => promise.then(() => null, (e: unknown) => e);
+    try {
+      const block = makeBlock(1000);
+      expect(await failure(store.stat(block.hash))).toBeInstanceOf(StoreUnavailableError);
+      expect(await failure(store.openRead(block.hash))).toBeInstanceOf(StoreUnavailableError);
+      answers = { head: 404, other: [503, 'SlowDown'] };
+      expect(await failure(put(store, block))).toBeInstanceOf(StoreUnavailableError);
+      answers = { head: 404, other: [403, 'AccessDenied'] };
+      const refused = await failure(put(store, block));
+      expect(refused).not.toBeInstanceOf(StoreUnavailableError);
+      expect(refused).toMatchObject({ name: 'AccessDenied' });
+    } finally {
+      await store.close();
+      endpointServer.closeAllConnections();
+      await new Promise((resolve) => endpointServer.close(resolve));
+    }
+  });
+
   it('cuts a download whose endpoint stops sending while the reader waits', async () => {
     // An endpoint that answers the bucket check, then sends a block's headers and its first bytes only.
     const stalling: Server = createServer((req, res) => {
