@@ -1,42 +1,89 @@
-import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import type { BlockHash, NamespaceId } from '../../src/protocol/index.ts';
 import { startServer, type RunningServer, type ServerOptions } from '../../src/server/app.ts';
+import type { BackendConfig } from '../../src/server/backends/index.ts';
 import { silentLogger } from '../../src/server/log.ts';
+import { sqliteFiles, type BackendCase, type ProvisionedBackends, type StoredState } from '../support/backend-cases.ts';
 import { until } from '../support/until.ts';
 
-/** A real server on loopback over a temp data dir, restartable on the same dir. */
+export { blockFiles, tempFiles, type StoredState } from '../support/backend-cases.ts';
+
+/** A real server on loopback over a temp data dir and fresh engines, restartable on both. */
 export interface Harness {
   server: RunningServer;
   readonly url: string;
   dataDir: string;
+  /** The engine combination under test. */
+  backendCase: BackendCase;
+  /** The engines' settings this harness runs with (e.g. its DATABASE_URL). */
+  backends: BackendConfig;
+  /** What the server has stored, read beside it (tables, blocks, partial uploads). */
+  storedState(): Promise<StoredState>;
+  /** Everything the metadata engine holds, as bytes. */
+  metadataBytes(): Promise<Buffer>;
   restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startHarness(options: Partial<ServerOptions> = {}): Promise<Harness> {
-  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'nearsync-it-')));
-  const start = () => startServer({ host: '127.0.0.1', port: 0, staticDir: null, logger: silentLogger, ...options, dataDir });
+export type HarnessOptions = Omit<Partial<ServerOptions>, 'backends'> & {
+  /** Which engines: provisioned fresh for this harness, dropped by stop(). Default SQLite + block files. */
+  backends?: BackendCase;
+};
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const { backends: backendCase = sqliteFiles, ...serverOptions } = options;
+  const dataDir = serverOptions.dataDir ?? (await mkdtemp(join(tmpdir(), 'nearsync-it-')));
+  const removeDataDir = () => (serverOptions.dataDir ? Promise.resolve() : rm(dataDir, { recursive: true, force: true }));
+  let provisioned: ProvisionedBackends;
+  try {
+    provisioned = await backendCase.provision();
+  } catch (err) {
+    await removeDataDir();
+    throw err;
+  }
+  const start = () =>
+    startServer({ host: '127.0.0.1', port: 0, staticDir: null, logger: silentLogger, ...serverOptions, dataDir, backends: provisioned.backends });
+  let server: RunningServer;
+  try {
+    server = await start();
+  } catch (err) {
+    await provisioned.teardown();
+    await removeDataDir();
+    throw err;
+  }
   const harness: Harness = {
-    server: await start(),
+    server,
     get url() {
       return this.server.url;
     },
     dataDir,
+    backendCase,
+    backends: provisioned.backends,
+    storedState: () => provisioned.storedState(dataDir),
+    metadataBytes: () => provisioned.metadataBytes(dataDir),
     async restart() {
       await harness.server.close();
       harness.server = await start();
     },
     async stop() {
-      await harness.server.close();
-      if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+      try {
+        await harness.server.close();
+      } finally {
+        await provisioned.teardown();
+        await removeDataDir();
+      }
     },
   };
   return harness;
+}
+
+/** What the harness's server has stored: compare before and after a bad request. */
+export function storedState(h: Harness): Promise<StoredState> {
+  return h.storedState();
 }
 
 export interface ApiResult<T = any> {
@@ -119,36 +166,6 @@ export async function head(base: string, member: Member): Promise<number> {
   const res = await api(base, 'GET', `/api/v1/ns/${member.ns}`, { token: member.token });
   if (res.status !== 200) throw new Error(`head: ${res.status}`);
   return res.body.cursor;
-}
-
-/** Every block file under the data dir (relative paths), sorted. */
-export async function blockFiles(dataDir: string): Promise<string[]> {
-  const root = join(dataDir, 'blocks');
-  const entries = await readdir(root, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((e) => e.isFile() && !relative(root, join(e.parentPath, e.name)).startsWith('tmp'))
-    .map((e) => relative(root, join(e.parentPath, e.name)))
-    .sort();
-}
-
-export async function tempFiles(dataDir: string): Promise<string[]> {
-  return readdir(join(dataDir, 'blocks', 'tmp'));
-}
-
-/** Row counts of every table, read through a second (read-only) connection. */
-export function tableCounts(dataDir: string): Record<string, number> {
-  const db = new Database(join(dataDir, 'nearsync.db'), { readonly: true });
-  try {
-    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[];
-    return Object.fromEntries(tables.map((t) => [t, db.prepare(`SELECT count(*) FROM "${t}"`).pluck().get() as number]));
-  } finally {
-    db.close();
-  }
-}
-
-/** What the server has stored: compare before and after a bad request. */
-export async function storedState(dataDir: string): Promise<{ tables: Record<string, number>; blocks: string[]; temp: string[] }> {
-  return { tables: tableCounts(dataDir), blocks: await blockFiles(dataDir), temp: await tempFiles(dataDir) };
 }
 
 export interface RawResponse {
