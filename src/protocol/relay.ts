@@ -116,7 +116,7 @@ export interface PeerLeft {
   ns: NamespaceId;
 }
 
-export const RELAY_ERROR_CODES = ['invalid', 'unknown_event', 'forbidden', 'no_shared_namespace', 'rate_limited', 'too_many_errors'] as const;
+export const RELAY_ERROR_CODES = ['invalid', 'unknown_event', 'forbidden', 'no_shared_namespace', 'rate_limited', 'too_many_errors', 'unavailable'] as const;
 export type RelayErrorCode = (typeof RELAY_ERROR_CODES)[number];
 
 /** Relay → peer: an event was refused (and dropped). */

@@ -33,6 +33,7 @@ export class RelayClient {
   readonly malformed: Array<{ event: string; args: unknown[]; error: string }> = [];
   disconnectReason: string | null = null;
   private waiters: Array<() => void> = [];
+  private readonly timers = new Set<ReturnType<typeof setInterval>>();
 
   private constructor(
     readonly socket: Socket,
@@ -133,12 +134,28 @@ export class RelayClient {
     this.socket.emit('advert', { ns, cursor });
   }
 
+  /**
+   * Advertises `cursor` now and again every `intervalMs`, as a browser does (every 30 s);
+   * returns a function that stops it (close() stops it too).
+   */
+  keepAdvertising(ns: NamespaceId | string, cursor: number, intervalMs: number): () => void {
+    this.advert(ns, cursor);
+    const timer = setInterval(() => this.advert(ns, cursor), intervalMs);
+    this.timers.add(timer);
+    return () => {
+      clearInterval(timer);
+      this.timers.delete(timer);
+    };
+  }
+
   /** A round trip through the relay: the `peers` list of `ns` by acknowledgement. */
   peers(ns: NamespaceId | string, timeoutMs = 3000): Promise<any> {
     return this.socket.timeout(timeoutMs).emitWithAck('peers', { ns }).then((reply: unknown) => parsePeersOut(reply));
   }
 
   close(): void {
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers.clear();
     this.socket.close();
   }
 }

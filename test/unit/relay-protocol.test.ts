@@ -297,10 +297,10 @@ describe('in-memory advert table', () => {
   const advert = (peerId: string, ns: string, at: number, cursor = 1) => ({ peerId, label: 'L', ns, cursor, at }) as ReturnType<typeof parseAdvertOut>;
   it('keeps one advert per peer and namespace, newest first', async () => {
     const table = new InMemoryAdvertTable();
-    expect(await table.put(advert(PEER, NS, 10, 1))).toBeNull();
-    expect(await table.put(advert(PEER, NS, 20, 2))).toEqual(advert(PEER, NS, 10, 1));
-    await table.put(advert(PEER2, NS, 30));
-    await table.put(advert(PEER, NS2, 15));
+    expect(await table.put(advert(PEER, NS, 10, 1), 90_000)).toBeNull();
+    expect(await table.put(advert(PEER, NS, 20, 2), 90_000)).toEqual(advert(PEER, NS, 10, 1));
+    await table.put(advert(PEER2, NS, 30), 90_000);
+    await table.put(advert(PEER, NS2, 15), 90_000);
     expect((await table.list(NS, 10)).map((a) => [a.peerId, a.cursor])).toEqual([
       [PEER2, 1],
       [PEER, 2],
@@ -310,9 +310,9 @@ describe('in-memory advert table', () => {
   });
   it('removes a peer everywhere, and expires by time', async () => {
     const table = new InMemoryAdvertTable();
-    await table.put(advert(PEER, NS, 10));
-    await table.put(advert(PEER, NS2, 50));
-    await table.put(advert(PEER2, NS, 40));
+    await table.put(advert(PEER, NS, 10), 90_000);
+    await table.put(advert(PEER, NS2, 50), 90_000);
+    await table.put(advert(PEER2, NS, 40), 90_000);
     expect((await table.expire(45)).map((a) => [a.peerId, a.ns])).toEqual([
       [PEER, NS],
       [PEER2, NS],

@@ -7,8 +7,13 @@ import type { AdvertOut, NamespaceId, PeerId } from '../../protocol/index.ts';
  * a single process.
  */
 export interface AdvertTable {
-  /** Stores the advert as its peer's current one for its namespace; resolves to the one it replaced, or null. */
-  put(advert: AdvertOut): Promise<AdvertOut | null>;
+  /**
+   * Stores the advert as its peer's current one for its namespace; resolves to the one it
+   * replaced, or null. `leaseMs` is how long the relay keeps it unheard before expire() drops
+   * it: a shared store lets its copy lapse on its own some time after that, in case no relay
+   * is left to sweep.
+   */
+  put(advert: AdvertOut, leaseMs: number): Promise<AdvertOut | null>;
   /** The adverts of `ns`, most recently heard first, at most `limit`. */
   list(ns: NamespaceId, limit: number): Promise<AdvertOut[]>;
   /** Removes every advert of the peer; resolves to the removed ones. */
@@ -20,7 +25,8 @@ export interface AdvertTable {
 export class InMemoryAdvertTable implements AdvertTable {
   private readonly byNamespace = new Map<NamespaceId, Map<PeerId, AdvertOut>>();
 
-  async put(advert: AdvertOut): Promise<AdvertOut | null> {
+  // The lease is kept by the relay's sweep; a process's memory cannot outlive it anyway.
+  async put(advert: AdvertOut, _leaseMs: number): Promise<AdvertOut | null> {
     let adverts = this.byNamespace.get(advert.ns);
     if (!adverts) this.byNamespace.set(advert.ns, (adverts = new Map()));
     const previous = adverts.get(advert.peerId) ?? null;

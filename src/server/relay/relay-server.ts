@@ -26,6 +26,7 @@ import {
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RelayBackend } from '../backends/index.ts';
+import { StoreUnavailableError } from '../storage/store-errors.ts';
 import { InMemoryAdvertTable, type AdvertTable } from './advert-table.ts';
 import { InMemoryPeerDirectory, type PeerDirectory } from './peer-directory.ts';
 import { TokenBucket } from './rate-limit.ts';
@@ -128,6 +129,8 @@ export class RelayServer {
     socket.once('close', () => this.upgraded.delete(socket));
   };
   private closing: Promise<void> | null = null;
+  /** Clean-ups of departed peers still under way (directory, adverts, peer-left), which close() lets finish. */
+  private readonly departures = new Set<Promise<void>>();
 
   constructor(
     private readonly httpServer: HttpServer,
@@ -174,13 +177,20 @@ export class RelayServer {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.sweepTimer);
-      this.io.disconnectSockets(true);
+      // Local: with a cross-instance adapter, io.disconnectSockets() would disconnect every instance's sockets.
+      this.io.local.disconnectSockets(true);
       // Not io.close(): that also closes the HTTP server, which app.ts closes in its own order.
       this.io.engine.close();
       const deadline = Date.now() + CLOSE_GRACE_MS;
       while (this.upgraded.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       for (const socket of this.upgraded) socket.destroy();
       this.httpServer.off('upgrade', this.onUpgrade);
+      // The peers' adverts and directory entries go now, while the stores are still open, so
+      // peers on other instances hear peer-left at once rather than at expiry.
+      const departed = Date.now() + CLOSE_GRACE_MS;
+      while (this.departures.size > 0 && Date.now() < departed) {
+        await Promise.race([Promise.allSettled([...this.departures]), new Promise((r) => setTimeout(r, Math.max(1, departed - Date.now())))]);
+      }
     })();
     return this.closing;
   }
@@ -226,10 +236,12 @@ export class RelayServer {
       this.peers.delete(peer.id);
       this.deps.metrics.relaySockets--;
       this.deps.logger.debug('relay peer disconnected', { peerId: peer.id, reason });
-      registered
+      const departure = registered
         .then(() => this.directory.unregister(peer.id))
         .then(() => this.dropPeer(peer.id))
-        .catch((err: unknown) => this.deps.logger.error('relay drop failed', { err }));
+        .catch((err: unknown) => this.deps.logger.error('relay drop failed', { err }))
+        .finally(() => this.departures.delete(departure));
+      this.departures.add(departure);
     });
     socket.onAny((event: unknown, ...args: unknown[]) => this.onEvent(peer, event, args));
 
@@ -241,7 +253,12 @@ export class RelayServer {
         if (!socket.connected) return;
         socket.emit(RelayEvent.peers, list);
       }
-    })().catch((err: unknown) => this.deps.logger.error('relay peers list failed', { err }));
+    })().catch((err: unknown) => {
+      if (!(err instanceof StoreUnavailableError)) return this.deps.logger.error('relay peers list failed', { err });
+      this.deps.logger.warn('relay peers list failed: store unavailable', { err: err.message });
+      // The peer can ask again with a `peers` request.
+      if (socket.connected) this.sendError(peer, 'unavailable', 'the relay cannot list peers right now; ask again shortly');
+    });
   }
 
   private onEvent(peer: Peer, event: unknown, args: unknown[]): void {
@@ -256,6 +273,11 @@ export class RelayServer {
     this.handle(peer, event, args, ack).catch((err: unknown) => {
       if (err instanceof Refusal) return this.refuse(peer, err);
       if (err instanceof ValidationError) return this.refuse(peer, new Refusal('invalid', err.message));
+      if (err instanceof StoreUnavailableError) {
+        this.deps.logger.warn('relay event failed: store unavailable', { event: String(event), err: err.message });
+        // Not a strike: the peer did nothing wrong, and its next advert or request may get through.
+        return this.refuse(peer, new Refusal('unavailable', `the relay cannot handle ${String(event)} right now; retry shortly`, false));
+      }
       this.deps.logger.error('relay event failed', { err, event: String(event) });
     });
   }
@@ -274,7 +296,7 @@ export class RelayServer {
     const { ns, cursor } = parseAdvertIn(payload);
     this.requireMember(peer, ns);
     const advert: AdvertOut = { peerId: peer.id, label: peer.label, ns, cursor, at: Date.now() };
-    const previous = await this.table.put(advert);
+    const previous = await this.table.put(advert, this.ttlMs);
     if (!peer.socket.connected) {
       // Disconnected while the table was writing: undo, the drop may have run before the put.
       await this.dropPeer(peer.id);
