@@ -141,8 +141,9 @@ describe.each(BACKEND_CASES)('blocks API on $name', (backendCase) => {
         headers: { authorization: `Bearer ${a.token}`, 'content-length': block.bytes.length },
       });
       req.on('error', () => {});
-      req.write(block.bytes.subarray(0, 1024 * 1024));
-      await until(async () => (await storedState(h)).partial.length === 1, 5000, 'the upload to start');
+      await new Promise<void>((resolve) => req.write(block.bytes.subarray(0, 1024 * 1024), () => resolve()));
+      // Block files show an upload under way as a temp file; S3 uploads wait in memory until verified.
+      if (h.backendCase.blocks === 'files') await until(async () => (await storedState(h)).partial.length === 1, 5000, 'the upload to start');
       req.socket!.destroy();
       await until(async () => (await storedState(h)).partial.length === 0, 5000, 'the partial upload to go');
       expect(await storedState(h)).toEqual(before);

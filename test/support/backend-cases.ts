@@ -4,6 +4,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { BackendConfig } from '../../src/server/backends/index.ts';
 import { createTestSchema } from './pg-test-db.ts';
+import { s3Blocks } from './s3-block-engine.ts';
 
 /**
  * The engine combinations the HTTP API suite runs against (parametrised, not copied).
@@ -183,5 +184,6 @@ export async function tempFiles(dataDir: string): Promise<string[]> {
 
 export const sqliteFiles = combine(sqliteMetadata, fileBlocks);
 export const postgresFiles = combine(postgresMetadata, fileBlocks);
+export const sqliteS3 = combine(sqliteMetadata, s3Blocks);
 
-export const BACKEND_CASES: readonly BackendCase[] = [sqliteFiles, postgresFiles];
+export const BACKEND_CASES: readonly BackendCase[] = [sqliteFiles, postgresFiles, sqliteS3];
