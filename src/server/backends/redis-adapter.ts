@@ -1,16 +1,16 @@
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Logger } from '../log.ts';
 import type { RedisClient } from '../relay/redis-calls.ts';
-
-/** How often a stream of failed publishes is logged while Redis is away. */
-const FAILURE_LOG_INTERVAL_MS = 10_000;
+import { throttledLog } from '../relay/throttled-log.ts';
 
 /**
  * The socket.io Redis (pub/sub) adapter over two node-redis clients: room broadcasts of one
  * instance reach the sockets of every other instance. Channels start with `key`.
  */
 export function createRelayAdapter(publisher: RedisClient, subscriber: RedisClient, key: string, logger: Logger): ReturnType<typeof createAdapter> {
-  const onFailure = failureLog(logger);
+  const log = throttledLog((msg, fields) => logger.warn(msg, fields));
+  const onFailure = (operation: string, err: unknown) =>
+    log(`relay ${operation} to other instances failed`, { err: err instanceof Error ? err.message : String(err) });
   return createAdapter(guarded(publisher, onFailure), guarded(subscriber, onFailure), { key });
 }
 
@@ -48,20 +48,4 @@ function guarded(client: RedisClient, onFailure: (operation: string, err: unknow
     listenerCount: (event: string) => client.listenerCount(event),
   };
   return facade;
-}
-
-/** Logs the first failure at once and then at most one line per interval, with how many were left out. */
-function failureLog(logger: Logger): (operation: string, err: unknown) => void {
-  let lastLogged = 0;
-  let suppressed = 0;
-  return (operation, err) => {
-    const now = Date.now();
-    if (now - lastLogged < FAILURE_LOG_INTERVAL_MS) {
-      suppressed++;
-      return;
-    }
-    logger.warn('relay broadcast to other instances failed', { operation, err: err instanceof Error ? err.message : String(err), suppressed });
-    lastLogged = now;
-    suppressed = 0;
-  };
 }

@@ -30,6 +30,7 @@ import { StoreUnavailableError } from '../storage/store-errors.ts';
 import { InMemoryAdvertTable, type AdvertTable } from './advert-table.ts';
 import { InMemoryPeerDirectory, type PeerDirectory } from './peer-directory.ts';
 import { TokenBucket } from './rate-limit.ts';
+import { throttledLog } from './throttled-log.ts';
 
 /** Relay settings (ServerOptions.relay); every field has a default. */
 export interface RelayOptions {
@@ -131,6 +132,8 @@ export class RelayServer {
   private closing: Promise<void> | null = null;
   /** Clean-ups of departed peers still under way (directory, adverts, peer-left), which close() lets finish. */
   private readonly departures = new Set<Promise<void>>();
+  /** While the shared store is away every event fails alike: say so without a line per event. */
+  private readonly storeUnavailable = throttledLog((msg, fields) => this.deps.logger.warn(msg, fields));
 
   constructor(
     private readonly httpServer: HttpServer,
@@ -168,7 +171,7 @@ export class RelayServer {
     });
     this.io.on('connection', (socket) => this.onConnection(socket));
     this.sweepTimer = setInterval(() => {
-      this.sweep().catch((err: unknown) => this.deps.logger.error('relay sweep failed', { err }));
+      this.sweep().catch((err: unknown) => this.logFailure('relay sweep failed', err));
     }, sweepMs);
     this.sweepTimer.unref();
   }
@@ -239,7 +242,7 @@ export class RelayServer {
       const departure = registered
         .then(() => this.directory.unregister(peer.id))
         .then(() => this.dropPeer(peer.id))
-        .catch((err: unknown) => this.deps.logger.error('relay drop failed', { err }))
+        .catch((err: unknown) => this.logFailure('relay drop failed', err))
         .finally(() => this.departures.delete(departure));
       this.departures.add(departure);
     });
@@ -254,8 +257,8 @@ export class RelayServer {
         socket.emit(RelayEvent.peers, list);
       }
     })().catch((err: unknown) => {
-      if (!(err instanceof StoreUnavailableError)) return this.deps.logger.error('relay peers list failed', { err });
-      this.deps.logger.warn('relay peers list failed: store unavailable', { err: err.message });
+      this.logFailure('relay peers list failed', err);
+      if (!(err instanceof StoreUnavailableError)) return;
       // The peer can ask again with a `peers` request.
       if (socket.connected) this.sendError(peer, 'unavailable', 'the relay cannot list peers right now; ask again shortly');
     });
@@ -274,7 +277,7 @@ export class RelayServer {
       if (err instanceof Refusal) return this.refuse(peer, err);
       if (err instanceof ValidationError) return this.refuse(peer, new Refusal('invalid', err.message));
       if (err instanceof StoreUnavailableError) {
-        this.deps.logger.warn('relay event failed: store unavailable', { event: String(event), err: err.message });
+        this.logFailure('relay event failed', err);
         // Not a strike: the peer did nothing wrong, and its next advert or request may get through.
         return this.refuse(peer, new Refusal('unavailable', `the relay cannot handle ${String(event)} right now; retry shortly`, false));
       }
@@ -331,6 +334,12 @@ export class RelayServer {
     // The target's own room: delivered on whichever instance holds its socket.
     this.io.to(peerRoom(to)).emit(RelayEvent.signal, signal);
     this.deps.metrics.signalsRelayed++;
+  }
+
+  /** A store that is away is an outage (warned, throttled); anything else is a bug (an error with its stack). */
+  private logFailure(msg: string, err: unknown): void {
+    if (err instanceof StoreUnavailableError) this.storeUnavailable(`${msg}: ${err.engine} unavailable`, { err: err.message });
+    else this.deps.logger.error(msg, { err });
   }
 
   private requireMember(peer: Peer, ns: NamespaceId): void {
