@@ -180,9 +180,11 @@ export class RelayServer {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.sweepTimer);
-      // Local: with a cross-instance adapter, io.disconnectSockets() would disconnect every instance's sockets.
-      this.io.local.disconnectSockets(true);
-      // Not io.close(): that also closes the HTTP server, which app.ts closes in its own order.
+      // Closing the transports, not disconnectSockets(): clients read "io server disconnect" as
+      // being sent away and stay away, while a closed transport makes them reconnect, which
+      // behind a load balancer lands them on another instance. (Only this instance's
+      // sockets: the engine is local.) Not io.close(): that also closes the HTTP server,
+      // which app.ts closes in its own order.
       this.io.engine.close();
       const deadline = Date.now() + CLOSE_GRACE_MS;
       while (this.upgraded.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
