@@ -1,0 +1,44 @@
+/**
+ * Everything the bench must undo (child processes, a PostgreSQL schema, Redis keys), in
+ * reverse order of creation, once, even when a scenario fails or the bench is interrupted.
+ */
+export class Teardown {
+  private steps: Array<{ name: string; undo: () => Promise<void>; killNow?: () => void }> = [];
+
+  /** Registers an undo step; the returned function runs it early (and forgets it). */
+  add(name: string, undo: () => Promise<void>, killNow?: () => void): () => Promise<void> {
+    const step = { name, undo, killNow };
+    this.steps.push(step);
+    return async () => {
+      this.steps = this.steps.filter((s) => s !== step);
+      await undo();
+    };
+  }
+
+  /** Runs every step, newest first; a failing or hanging step is reported and the rest still run. */
+  async runAll(log: (message: string) => void, stepTimeoutMs = 20_000): Promise<void> {
+    const steps = this.steps.reverse();
+    this.steps = [];
+    for (const step of steps) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        await Promise.race([
+          step.undo(),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error('timed out')), stepTimeoutMs);
+          }),
+        ]);
+      } catch (err) {
+        log(`teardown of ${step.name} failed: ${err instanceof Error ? err.message : String(err)}`);
+        step.killNow?.();
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
+
+  /** For a process exit handler, which cannot wait: kill what can be killed at once. */
+  killAllNow(): void {
+    for (const step of this.steps) step.killNow?.();
+  }
+}
