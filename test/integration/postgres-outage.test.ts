@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -222,5 +223,28 @@ describe('the HTTP API across a PostgreSQL outage (two instances)', () => {
     const woken = await poll;
     expect(woken.body.entries.map((e: JournalEntry) => e.path)).toEqual(['after.txt']);
     expect(Date.now() - started).toBeLessThan(HANG_MS);
+  });
+
+  it('answers 503 too when PostgreSQL accepts connections but never answers, and recovers', async () => {
+    const m = await createWorkspace(a.url, 'Silent');
+    await pgServer.stop('immediate');
+    // Something holds the port and says nothing: a hung server, or a proxy to a dead one.
+    const accepted = new Set<Socket>();
+    const silent = createServer((socket) => {
+      accepted.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(pgServer.port, '127.0.0.1', resolve));
+    try {
+      const res = await api(a.url, 'GET', `/api/v1/ns/${m.ns}`, { token: m.token, signal: AbortSignal.timeout(3 * HANG_MS) });
+      expect(res.status).toBe(503);
+      expect(res.body.error).toBe('unavailable');
+      expect(accepted.size).toBeGreaterThan(0);
+    } finally {
+      for (const socket of accepted) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+    await pgServer.start();
+    await until(async () => (await api(a.url, 'GET', `/api/v1/ns/${m.ns}`, { token: m.token })).status === 200, 30_000, 'recovery');
   });
 });

@@ -69,6 +69,8 @@ describe('PostgreSQL connection errors', () => {
     withCode('53300', 'too many connections'),
     new Error('Connection terminated unexpectedly'),
     new Error('timeout exceeded when trying to connect'),
+    new Error('timeout expired'),
+    new Error('Connection terminated due to connection timeout'),
     new Error('Client has encountered a connection error and is not queryable'),
     new AggregateError([withCode('ECONNREFUSED')], ''),
   ])('counts %s as unavailable', (err) => {

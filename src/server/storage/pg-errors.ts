@@ -28,6 +28,7 @@ const UNAVAILABLE_STATES = new Set(['57P01', '57P02', '57P03', '53300', '25006']
 const PG_CLIENT_MESSAGES = [
   /^Connection terminated/,
   /^timeout exceeded when trying to connect$/,
+  /^timeout expired$/, // the client's own connect timeout
   /^Query read timeout$/,
   /is not queryable$/,
 ];

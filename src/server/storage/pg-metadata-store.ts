@@ -7,12 +7,27 @@ import { migratePostgres } from './pg-migrations.ts';
 import type { PostgresTarget } from './pg-target.ts';
 import { PAGE_BLOCK_BUDGET, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
 
-/** Pool settings: bounded waits, so a PostgreSQL outage turns into 503s within seconds, not hangs. */
+/** Opening one connection: a server that does not answer (rather than refusing) costs this much. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * pg-pool uses one `connectionTimeoutMillis` both for opening a connection and for waiting
+ * for a free one. The two want different bounds: an unreachable server should turn into
+ * 503s within seconds, while a burst of requests (200 commits at once) may queue longer.
+ */
+class PooledClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super({ ...(typeof config === 'string' ? { connectionString: config } : config), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  }
+}
+
 const POOL_SETTINGS: pg.PoolConfig = {
+  Client: PooledClient,
   max: 10,
-  connectionTimeoutMillis: 5_000,
+  // Waiting for a free connection when all are busy.
+  connectionTimeoutMillis: 30_000,
   idleTimeoutMillis: 30_000,
-  // A server that stops answering (not refusing) must not hold requests forever.
+  // A server that stops answering mid-query must not hold requests forever.
   query_timeout: 30_000,
   keepAlive: true,
   application_name: 'nearsync',
