@@ -16,7 +16,7 @@ export async function benchCommits(ctx: ScenarioContext): Promise<BenchRow[]> {
   const { deployment, pool, flags, log } = ctx;
   const url = deployment.urls[0];
   const members = await createWorkspaces(url, flags.commitNamespaces);
-  const block = await uploadSmallBlock(url, members[0]);
+  const block = await uploadSmallBlock([url], members[0]);
   const rows: BenchRow[] = [];
   for (const committers of flags.committers) {
     const creds: Credentials[] = Array.from({ length: committers }, (_, i) => credentials(url, members[i % members.length]));

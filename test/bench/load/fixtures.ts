@@ -20,10 +20,13 @@ export async function createWorkspaces(url: string, count: number, concurrency =
   return members;
 }
 
-/** A small block uploaded once; every benchmark commit names it ("blocks already uploaded"). */
-export async function uploadSmallBlock(url: string, member: Member, bytes = 1024): Promise<TestBlock> {
+/**
+ * A small block, uploaded to every instance (each keeps block files in its own data dir);
+ * every benchmark commit names it ("blocks already uploaded").
+ */
+export async function uploadSmallBlock(urls: string[], member: Member, bytes = 1024): Promise<TestBlock> {
   const block = makeBlock(bytes);
-  await putBlock(url, member.token, block);
+  for (const url of urls) await putBlock(url, member.token, block);
   return block;
 }
 

@@ -22,7 +22,7 @@ export async function benchIdle(ctx: ScenarioContext): Promise<BenchRow> {
   const { deployment, pool, flags, log } = ctx;
   const urls = deployment.urls;
   const members = await createWorkspaces(urls[0], flags.namespaces);
-  const block = await uploadSmallBlock(urls[0], members[0]);
+  const block = await uploadSmallBlock(urls, members[0]);
   // Each namespace's polls and sockets are spread over every instance, so a commit on one must wake polls on the other.
   const instanceOf = (i: number) => Math.floor(i / members.length) % urls.length;
   const pollTargets: PollTarget[] = Array.from({ length: flags.polls }, (_, i) => ({
