@@ -1,5 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +28,36 @@ beforeAll(async () => {
 afterAll(async () => {
   await pgServer?.destroy();
 });
+
+/** A loopback TCP proxy whose open connections can be frozen: kept open, forwarding nothing. */
+async function freezableProxy(targetPort: number): Promise<{ port: number; freeze(): void; close(): void }> {
+  const live: Array<[Socket, Socket]> = [];
+  const frozen: Socket[] = [];
+  const server = createServer((downstream) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    for (const socket of [downstream, upstream]) socket.on('error', () => {});
+    downstream.pipe(upstream);
+    upstream.pipe(downstream);
+    live.push([downstream, upstream]);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    freeze() {
+      for (const [downstream, upstream] of live.splice(0)) {
+        downstream.unpipe(upstream);
+        upstream.unpipe(downstream);
+        downstream.pause();
+        upstream.pause();
+        frozen.push(downstream, upstream);
+      }
+    },
+    close() {
+      for (const socket of [...frozen, ...live.flat()]) socket.destroy();
+      server.close();
+    },
+  };
+}
 
 /** A logger that keeps its records, so a test can wait for one. */
 function recordingLogger(): Logger & { has(msg: string): boolean; count(msg: string): number } {
@@ -70,6 +100,29 @@ describe('PgJournalNotifier across a PostgreSQL restart', () => {
       await notifier.close();
     }
     expect(notifier.listening).toBe(false);
+  });
+
+  it('notices a listening connection that stops answering, and reconnects', async () => {
+    const proxy = await freezableProxy(pgServer.port);
+    const url = `postgres://postgres@127.0.0.1:${proxy.port}/postgres?schema=notifier_frozen`;
+    const target = parsePostgresUrl(url);
+    const logger = recordingLogger();
+    const notifier = await PgJournalNotifier.open(target, logger, { heartbeatMs: 200, heartbeatTimeoutMs: 500 });
+    try {
+      const ns = 'FFFFFFFFFFFFFFFFFFFFFF' as NamespaceId;
+      const waiting = notifier.wait(ns, 0, 30_000);
+      // The link goes silent without closing: no FIN, no RST, nothing delivered either way.
+      proxy.freeze();
+      await until(() => logger.has('postgres: journal listener stopped answering'), HANG_MS, 'the heartbeat to fail');
+      expect(await waiting).toBe(true);
+      expect(logger.has('postgres: journal listener reconnected')).toBe(true);
+      const after = notifier.wait(ns, 0, 30_000);
+      await runStatement(pgServer.url(), 'SELECT pg_notify($1, $2)', [target.channel, `${ns}:1`]);
+      expect(await after).toBe(true);
+    } finally {
+      await notifier.close();
+      proxy.close();
+    }
   });
 
   it('ignores payloads that are not journal notifications', async () => {

@@ -7,6 +7,18 @@ import type { PostgresTarget } from './pg-target.ts';
 /** Reconnect delays of the listener: doubling from the first to the last, with jitter. */
 const RECONNECT_FIRST_MS = 100;
 const RECONNECT_MAX_MS = 5_000;
+
+export interface ListenerOptions {
+  /**
+   * How often the idle listening connection is checked with a `SELECT 1`, and how long the
+   * answer may take. A LISTEN connection carries nothing for long stretches; a peer or a
+   * middlebox that vanished without closing it would otherwise go unnoticed for hours (TCP
+   * keepalive defaults), and the check's traffic also keeps idle-timeout proxies from
+   * dropping it. Defaults 30 s and 10 s.
+   */
+  heartbeatMs?: number;
+  heartbeatTimeoutMs?: number;
+}
 const SJID_TEXT = /^[1-9][0-9]{0,15}$/;
 
 /** The NOTIFY payload a commit sends: `<namespace id>:<sjid>`. */
@@ -44,15 +56,22 @@ export class PgJournalNotifier implements JournalNotifier {
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private reconnectDelay = RECONNECT_FIRST_MS;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private readonly heartbeatMs: number;
+  private readonly heartbeatTimeoutMs: number;
 
   private constructor(
     private readonly target: PostgresTarget,
     private readonly logger: Logger,
-  ) {}
+    options: ListenerOptions,
+  ) {
+    this.heartbeatMs = options.heartbeatMs ?? 30_000;
+    this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 10_000;
+  }
 
   /** Starts listening; fails when PostgreSQL cannot be reached now (later losses are retried). */
-  static async open(target: PostgresTarget, logger: Logger): Promise<PgJournalNotifier> {
-    const notifier = new PgJournalNotifier(target, logger);
+  static async open(target: PostgresTarget, logger: Logger, options: ListenerOptions = {}): Promise<PgJournalNotifier> {
+    const notifier = new PgJournalNotifier(target, logger, options);
     await notifier.listen();
     return notifier;
   }
@@ -78,6 +97,7 @@ export class PgJournalNotifier implements JournalNotifier {
     this.closed = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
+    this.stopHeartbeat();
     const client = this.client;
     this.client = null;
     await client?.end().catch(() => {});
@@ -89,6 +109,8 @@ export class PgJournalNotifier implements JournalNotifier {
       application_name: 'nearsync-listener',
       keepAlive: true,
       connectionTimeoutMillis: 5_000,
+      // Bounds LISTEN and the heartbeat alike.
+      query_timeout: this.heartbeatTimeoutMs,
     });
     client.on('error', (err) => this.logger.debug('postgres: journal listener error', { err: err.message }));
     client.on('end', () => this.lost(client));
@@ -110,11 +132,32 @@ export class PgJournalNotifier implements JournalNotifier {
       return;
     }
     this.client = client;
+    this.startHeartbeat(client);
+  }
+
+  private startHeartbeat(client: pg.Client): void {
+    this.stopHeartbeat();
+    this.heartbeatTimer = setInterval(() => {
+      client.query('SELECT 1').catch((err: unknown) => {
+        if (client !== this.client) return;
+        this.logger.warn('postgres: journal listener stopped answering', { err: err instanceof Error ? err.message : String(err) });
+        this.lost(client);
+        // Ending may never complete on a dead link; the client is already forgotten.
+        void client.end().catch(() => {});
+      });
+    }, this.heartbeatMs);
+    this.heartbeatTimer.unref();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
   }
 
   private lost(client: pg.Client): void {
     if (client !== this.client || this.closed) return;
     this.client = null;
+    this.stopHeartbeat();
     this.logger.warn('postgres: journal listener lost its connection; reconnecting', { channel: this.target.channel });
     this.reconnectDelay = RECONNECT_FIRST_MS;
     this.scheduleReconnect();
