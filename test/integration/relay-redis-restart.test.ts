@@ -115,7 +115,7 @@ describe('relay on Redis: outage and restart', () => {
     expect((await api(B.url, 'GET', `/api/v1/ns/${X.ns}`, { token: X.token })).status).toBe(200);
     // An instance shuts down without hanging on the missing Redis.
     await C.close();
-    expect(await onC.disconnected()).toBe('io server disconnect');
+    expect(await onC.disconnected()).toBe('transport close');
 
     const advertsBefore = p2.all('advert').filter((a) => a.peerId === p1.peerId).length;
     await redis.start();
