@@ -173,18 +173,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
   };
 
-  const server: Server = options.tls
-    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handle)
-    : createHttpServer(handle);
-  // Clients poll the journal back to back: keep idle connections a little longer than the default.
-  server.keepAliveTimeout = 10_000;
-  const relay = new RelayServer(
-    server,
-    { namespaceOfToken: (token) => namespaceOfToken(metadata, token), metrics, logger, shared: backends.relay },
-    options.relay,
-  );
-
+  let server: Server;
+  let relay: RelayServer | null = null;
   try {
+    // Inside the try: a bad certificate or relay option must not leave the back ends open
+    // (a Redis or PostgreSQL connection would keep the process alive).
+    server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handle) : createHttpServer(handle);
+    // Clients poll the journal back to back: keep idle connections a little longer than the default.
+    server.keepAliveTimeout = 10_000;
+    relay = new RelayServer(
+      server,
+      { namespaceOfToken: (token) => namespaceOfToken(metadata, token), metrics, logger, shared: backends.relay },
+      options.relay,
+    );
     await new Promise<void>((resolvePromise, reject) => {
       server.once('error', reject);
       server.listen({ host, port: options.port ?? 0 }, () => {
@@ -193,10 +194,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
     });
   } catch (err) {
-    await relay.close();
+    await relay?.close();
     await backends.close();
     throw err;
   }
+  const startedRelay = relay;
   const address = server.address() as AddressInfo;
   const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
   listenOrigin = `${scheme}://${urlHost}:${address.port}`;
@@ -207,7 +209,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     closing ??= (async () => {
       const closed = new Promise<void>((done) => server.close(() => done()));
       shutdown.abort();
-      const relayClosed = relay.close();
+      const relayClosed = startedRelay.close();
       server.closeIdleConnections();
       if (inFlight > 0) {
         await new Promise<void>((done) => {
