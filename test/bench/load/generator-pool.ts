@@ -25,6 +25,8 @@ class Generator {
       if (reply.ok) waiter.resolve(reply.result);
       else waiter.reject(new Error(`generator ${index}: ${reply.error}`));
     });
+    // A send to a generator that just exited fails through send()'s callback; nothing else may throw.
+    child.on('error', () => {});
     child.once('exit', (code, signal) => {
       this.exited = true;
       for (const waiter of this.pending.values()) waiter.reject(new Error(`generator ${index} exited (${code ?? signal})`));
@@ -37,12 +39,16 @@ class Generator {
   }
 
   send<T>(body: CommandBody, timeoutMs: number): Promise<T> {
-    if (this.exited) return Promise.reject(new Error(`generator ${this.index} has exited`));
+    if (this.exited || !this.child.connected) return Promise.reject(new Error(`generator ${this.index} has exited`));
     const id = this.nextId++;
     const reply = new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
     });
-    this.child.send({ ...body, id });
+    this.child.send({ ...body, id }, (err) => {
+      if (!err) return;
+      this.pending.get(id)?.reject(new Error(`generator ${this.index}: ${err.message}`));
+      this.pending.delete(id);
+    });
     return withTimeout(reply, timeoutMs, `generator ${this.index} to answer ${body.cmd}`).finally(() => this.pending.delete(id));
   }
 
@@ -50,7 +56,7 @@ class Generator {
     if (this.exited) return;
     const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
     // Disconnecting is the generator's signal to close its connections and exit.
-    this.child.disconnect();
+    if (this.child.connected) this.child.disconnect();
     const done = await Promise.race([gone.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5_000))]);
     if (!done) {
       this.child.kill('SIGKILL');

@@ -28,7 +28,7 @@ const began = performance.now();
 const log = (message: string) => process.stderr.write(`[bench:load ${((performance.now() - began) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 const rows: BenchRow[] = [];
 const failures: string[] = [];
-const teardown = new Teardown();
+const teardown = new Teardown(log);
 
 // Interrupted: undo what was made (servers, generators, schema, keys), then leave.
 let interrupted = false;
@@ -37,7 +37,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     if (interrupted) return;
     interrupted = true;
     log(`${signal}: tearing down`);
-    teardown.runAll(log).finally(() => process.exit(130));
+    teardown.runAll().finally(() => process.exit(130));
   });
 }
 process.on('exit', () => teardown.killAllNow());
@@ -83,7 +83,7 @@ async function runPlan(plan: Plan, pool: GeneratorPool): Promise<void> {
     if (reason) throw new Error(`Redis at ${flags.redisUrl} does not answer (${reason}); give --redis-url or --instances 1`);
   }
   // The deployment's own teardown steps run when it is done, before the next one starts.
-  const scoped = new Teardown();
+  const scoped = teardown.scope(name);
   try {
     const deployment = await Deployment.start(plan.spec, { databaseUrl: flags.databaseUrl, redis: () => sharedRedis(flags.redisUrl) }, scoped, log);
     const ctx: ScenarioContext = { deployment, pool, flags, log };
@@ -95,7 +95,7 @@ async function runPlan(plan: Plan, pool: GeneratorPool): Promise<void> {
       });
     }
   } finally {
-    await scoped.runAll(log);
+    await scoped.runAll();
   }
 }
 
@@ -118,7 +118,7 @@ try {
   failures.push('setup');
   log(`setup failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
 } finally {
-  await teardown.runAll(log);
+  await teardown.runAll();
 }
 
 for (const row of rows) console.log(JSON.stringify(row));

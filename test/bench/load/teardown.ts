@@ -5,6 +5,18 @@
 export class Teardown {
   private steps: Array<{ name: string; undo: () => Promise<void>; killNow?: () => void }> = [];
 
+  constructor(private readonly log: (message: string) => void) {}
+
+  /**
+   * A teardown of its own for part of the run (one deployment), to undo early; whatever it
+   * still holds is undone with this one (an interrupted run drops that deployment's schema too).
+   */
+  scope(name: string): Teardown {
+    const child = new Teardown(this.log);
+    this.add(name, () => child.runAll(), () => child.killAllNow());
+    return child;
+  }
+
   /** Registers an undo step; the returned function runs it early (and forgets it). */
   add(name: string, undo: () => Promise<void>, killNow?: () => void): () => Promise<void> {
     const step = { name, undo, killNow };
@@ -16,7 +28,7 @@ export class Teardown {
   }
 
   /** Runs every step, newest first; a failing or hanging step is reported and the rest still run. */
-  async runAll(log: (message: string) => void, stepTimeoutMs = 20_000): Promise<void> {
+  async runAll(stepTimeoutMs = 20_000): Promise<void> {
     const steps = this.steps.reverse();
     this.steps = [];
     for (const step of steps) {
@@ -29,7 +41,7 @@ export class Teardown {
           }),
         ]);
       } catch (err) {
-        log(`teardown of ${step.name} failed: ${err instanceof Error ? err.message : String(err)}`);
+        this.log(`teardown of ${step.name} failed: ${err instanceof Error ? err.message : String(err)}`);
         step.killNow?.();
       } finally {
         clearTimeout(timer);
