@@ -12,6 +12,8 @@ const SOCKET_HANDSHAKES_PER_GENERATOR = 50;
 const DRAIN_MS = 15_000;
 /** Time for the adverts sent on connecting (cursor 0) to settle before measuring. */
 const SETTLE_MS = 1_000;
+/** Per sending socket, under the relay's limit of 50 events a second. */
+const MAX_ADVERTS_PER_SENDER_PER_SECOND = 20;
 
 /**
  * Advert fan-out: `sockets` relay sockets in namespaces of 20, all sockets of a namespace in
@@ -46,9 +48,13 @@ export async function benchFanout(ctx: ScenarioContext): Promise<BenchRow[]> {
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
 
     const senderInstance = urls.length > 1 ? 0 : null;
+    // The relay disconnects a socket over 50 events a second: keep every sender well below.
+    const senders = Math.ceil(connected / urls.length);
+    const advertRate = Math.min(flags.advertRate, senders * MAX_ADVERTS_PER_SENDER_PER_SECOND);
+    if (advertRate < flags.advertRate) log(`  --advert-rate ${flags.advertRate} would push senders past the relay's rate limit: ${advertRate}/s`);
     const rows: BenchRow[] = [];
     const plans: Array<[string, AdvertPlan]> = [
-      ['fanout-steady', { mode: 'steady', ratePerSecond: flags.advertRate / pool.size, durationMs: flags.seconds * 1000, drainMs: DRAIN_MS, senderInstance }],
+      ['fanout-steady', { mode: 'steady', ratePerSecond: advertRate / pool.size, durationMs: flags.seconds * 1000, drainMs: DRAIN_MS, senderInstance }],
       ['fanout-burst', { mode: 'burst', ratePerSecond: 0, durationMs: 0, drainMs: DRAIN_MS, senderInstance }],
     ];
     for (const [scenario, plan] of plans) {

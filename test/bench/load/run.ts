@@ -10,6 +10,7 @@ import { benchFanout } from './fanout.ts';
 import { benchIdle } from './idle.ts';
 import { fitToFileLimit } from './limits.ts';
 import { Teardown } from './teardown.ts';
+import { withTimeout } from './timeouts.ts';
 
 /**
  * `npm run bench:load [-- --polls 10000 --sockets 2000 --seconds 5 …]` (flags.ts).
@@ -24,6 +25,7 @@ import { Teardown } from './teardown.ts';
  */
 
 const flags = parseLoadFlags(process.argv.slice(2));
+const SCENARIO_TIMEOUT_MS = 300_000 + flags.seconds * 10_000;
 const began = performance.now();
 const log = (message: string) => process.stderr.write(`[bench:load ${((performance.now() - began) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 const rows: BenchRow[] = [];
@@ -87,12 +89,11 @@ async function runPlan(plan: Plan, pool: GeneratorPool): Promise<void> {
   try {
     const deployment = await Deployment.start(plan.spec, { databaseUrl: flags.databaseUrl, redis: () => sharedRedis(flags.redisUrl) }, scoped, log);
     const ctx: ScenarioContext = { deployment, pool, flags, log };
+    const run = { idle: async () => [await benchIdle(ctx)], fanout: () => benchFanout(ctx), commits: () => benchCommits(ctx) };
     for (const scenario of plan.scenarios) {
-      await attempt(`${scenario} on ${name}`, async () => {
-        if (scenario === 'idle') rows.push(await benchIdle(ctx));
-        if (scenario === 'fanout') rows.push(...(await benchFanout(ctx)));
-        if (scenario === 'commits') rows.push(...(await benchCommits(ctx)));
-      });
+      if (interrupted) break;
+      // Every phase inside has its own timeout; this one also bounds the HTTP set-up calls.
+      await attempt(`${scenario} on ${name}`, async () => void rows.push(...(await withTimeout(run[scenario](), SCENARIO_TIMEOUT_MS, `${scenario} on ${name}`))));
     }
   } finally {
     await scoped.runAll();
@@ -107,8 +108,7 @@ async function main(): Promise<void> {
   log(`${pool.size} load generators up (pids ${pool.pids.join(', ')})`);
   for (const plan of plans()) {
     if (interrupted) break;
-    const scoped = `${plan.spec.metadata} x${plan.spec.instances}`;
-    await attempt(scoped, () => runPlan(plan, pool));
+    await attempt(`${plan.spec.metadata} x${plan.spec.instances}`, () => runPlan(plan, pool));
   }
 }
 
