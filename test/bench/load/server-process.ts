@@ -80,7 +80,7 @@ export class ServerProcess {
       server.url = await withTimeout(server.listening(), START_TIMEOUT_MS, `server ${name} to start`);
     } catch (err) {
       await server.stop();
-      throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- server output ---\n${server.output}`);
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- server output (tail) ---\n${server.recentOutput}`);
     }
     return server;
   }
@@ -101,7 +101,7 @@ export class ServerProcess {
 
   rss(): number {
     const bytes = rssBytes(this.pid);
-    if (bytes === null) throw new Error(`server ${this.name} is gone\n${this.output}`);
+    if (bytes === null) throw new Error(`server ${this.name} is gone\n${this.recentOutput}`);
     return bytes;
   }
 
@@ -122,9 +122,13 @@ export class ServerProcess {
     );
   }
 
-  /** The tail of what the server printed (for failures). */
+  /** The last lines the server printed, each cut short (a stack may quote a whole bundled module), for failures. */
   get recentOutput(): string {
-    return this.output;
+    return this.output
+      .split('\n')
+      .slice(-15)
+      .map((line) => (line.length > 240 ? `${line.slice(0, 240)}…` : line))
+      .join('\n');
   }
 
   /** SIGTERM, then SIGKILL after a grace period; removes the data dir. Safe to call twice. */
