@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { parseJournalPage, type JournalEntry, type NamespaceId } from '../../src/protocol/index.ts';
 import { startServer, type RunningServer } from '../../src/server/app.ts';
 import { createLogger, type Logger } from '../../src/server/log.ts';
@@ -11,6 +11,8 @@ import { parsePostgresUrl } from '../../src/server/storage/pg-target.ts';
 import { runStatement } from '../support/pg-test-db.ts';
 import { startPrivatePostgres, type PrivatePostgres } from '../support/private-postgres.ts';
 import { api, createWorkspace, makeBlock, putBlock, until, type Member } from './helpers.ts';
+import { refusal } from './relay-helpers.ts';
+import { RelayClient as AppRelayClient } from '../../src/app/peers/relay-client.ts';
 
 /**
  * PostgreSQL goes away under running servers and comes back: requests answer 503 quickly
@@ -241,11 +243,29 @@ describe('the HTTP API across a PostgreSQL outage (two instances)', () => {
         expect(res.headers.get('retry-after')).toBe('1');
       }
     }
+    // The relay cannot look tokens up either: it refuses the handshake as temporary, and the
+    // app's relay client keeps trying until it is let in.
+    expect((await refusal(a.url, { tokens: [m.token] })).message).toBe('unavailable');
+    const refusals: string[] = [];
+    let welcomed = false;
+    const appRelay = new AppRelayClient(a.url, [m.token], 'outage test', {
+      welcome: () => (welcomed = true),
+      peers: () => undefined,
+      advert: () => undefined,
+      peerLeft: () => undefined,
+      signal: () => undefined,
+      relayError: () => undefined,
+      disconnected: (reason) => refusals.push(reason),
+    });
+    onTestFinished(() => appRelay.close());
+    await until(() => refusals.includes('unavailable'), 10_000, 'the app relay client refused as unavailable');
     // Health does not touch the database.
     expect((await api(a.url, 'GET', '/api/v1/health')).status).toBe(200);
     await until(() => attempts > duringOutage + 4, 20_000, 'commits refused during the outage');
 
     await pgServer.start();
+    await until(() => welcomed, 30_000, 'the app relay client let in after the outage');
+    appRelay.close();
     for (const server of [a, b]) {
       await until(async () => (await api(server.url, 'GET', `/api/v1/ns/${m.ns}`, { token: m.token })).status === 200, 20_000, 'recovery');
     }

@@ -24,9 +24,9 @@ import {
   type Welcome,
 } from '../../protocol/index.ts';
 import type { Logger } from '../log.ts';
+import { StoreUnavailableError } from '../storage/store-errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RelayBackend } from '../backends/index.ts';
-import { StoreUnavailableError } from '../storage/store-errors.ts';
 import { InMemoryAdvertTable, type AdvertTable } from './advert-table.ts';
 import { InMemoryPeerDirectory, type PeerDirectory } from './peer-directory.ts';
 import { TokenBucket } from './rate-limit.ts';
@@ -96,7 +96,7 @@ class Refusal extends Error {
 /** Extra message when a handshake is refused; clients read it as `connect_error` `err.data`. */
 class HandshakeError extends Error {
   constructor(
-    message: 'unauthorized' | 'invalid' | 'internal',
+    message: 'unauthorized' | 'invalid' | 'internal' | 'unavailable',
     readonly data?: { field?: string; message: string },
   ) {
     super(message);
@@ -159,7 +159,10 @@ export class RelayServer {
       this.handshake(socket).then(
         () => next(),
         (err: unknown) => {
-          if (!(err instanceof HandshakeError)) {
+          if (err instanceof StoreUnavailableError) {
+            // The token lookup's database is away: a retry later will do, unlike a refusal.
+            err = new HandshakeError('unavailable');
+          } else if (!(err instanceof HandshakeError)) {
             this.deps.logger.error('relay handshake failed', { err });
             err = new HandshakeError('internal');
           }
