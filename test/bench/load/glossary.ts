@@ -8,7 +8,7 @@ const COMMON: Record<string, string> = {
   serverLoopP99Ms: 'event-loop delay p99 inside the busiest server (a probe preloaded into the bench servers)',
   clientCpuPct: 'CPU of the busiest load-generator process, % of one core',
   otherCpuPct: "the machine's CPU used by processes outside this bench (a shared machine), % of one core; when high, every figure is low",
-  bound: "what limited the figure, read from the CPU columns: a process at >= 85 % of a core, or the machine's two cores, else not CPU",
+  bound: "what limited the figure, read from the CPU columns: the first process at >= 85 % of a core (server, database, redis, generator), else the machine's two cores (with '(others)' when mostly taken by processes outside the bench), else 'not CPU': waiting on fsync (SQLite commits), database round trips and pool queues, or the offered load itself (a steady stream)",
 };
 
 const BY_SCENARIO: Record<string, Record<string, string>> = {
