@@ -58,15 +58,17 @@ export async function benchIdle(ctx: ScenarioContext): Promise<BenchRow> {
     const withSockets = await serverRssAfterGc(deployment);
     log(`  ${connected} sockets in ${connectUsage.seconds} s; RSS ${withSockets.each} MiB; opening ${flags.polls} long polls`);
 
+    // A busy machine opens polls slowly (each is a read and a poll, several queries each): allow 10 ms a poll on top.
+    const openTimeoutMs = PHASE_TIMEOUT_MS + flags.polls * 10;
     const opening = await Measurement.open(deployment, pool);
     const pollParts = splitEvenly(pollTargets, pool.size);
     await pool.all<PollsStarted>(
       (g) => ({ cmd: 'polls.start', targets: pollParts[g], waitSeconds: POLL_WAIT_SECONDS, openPerSecond: flags.openRate / pool.size }),
-      PHASE_TIMEOUT_MS,
+      openTimeoutMs,
     );
     await pollUntil(
       async () => ((await openCount(urls, 'journalLongPollsOpen')) >= flags.polls ? true : undefined),
-      PHASE_TIMEOUT_MS,
+      openTimeoutMs,
       `${flags.polls} long polls to be waiting on the server`,
     );
     const openUsage = await opening.close();
