@@ -66,8 +66,9 @@ export async function benchIdle(ctx: ScenarioContext): Promise<BenchRow> {
       (g) => ({ cmd: 'polls.start', targets: pollParts[g], waitSeconds: POLL_WAIT_SECONDS, openPerSecond: flags.openRate / pool.size }),
       openTimeoutMs,
     );
+    // 99 %: when opening outlasts the 60 s wait, a few polls are always between an answer and the next poll.
     await pollUntil(
-      async () => ((await openCount(urls, 'journalLongPollsOpen')) >= flags.polls ? true : undefined),
+      async () => ((await openCount(urls, 'journalLongPollsOpen')) >= Math.ceil(flags.polls * 0.99) ? true : undefined),
       openTimeoutMs,
       `${flags.polls} long polls to be waiting on the server`,
     );
