@@ -22,6 +22,7 @@ import { configRoutes } from './routes/config.ts';
 import { journalRoutes } from './routes/journal.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { workspaceRoutes } from './routes/workspaces.ts';
+import { SharedReads } from './shared-reads.ts';
 import { serveStatic } from './static.ts';
 import { StoreUnavailableError } from './storage/store-errors.ts';
 
@@ -97,6 +98,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     metadata,
     blocks,
     notifier: options.notifier ?? backends.notifier,
+    journalReads: new SharedReads(),
     metrics,
     egress: options.egressBytesPerSecond ? new EgressLimiter(options.egressBytesPerSecond) : null,
     logger,

@@ -5,13 +5,16 @@ import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { JournalNotifier } from './notifier.ts';
 import type { BlockStore } from './storage/block-store.ts';
-import type { MetadataStore } from './storage/metadata-store.ts';
+import type { SharedReads } from './shared-reads.ts';
+import type { JournalRead, MetadataStore } from './storage/metadata-store.ts';
 
 /** What every route handler can reach: the stores and the server-wide services. */
 export interface ServerDeps {
   metadata: MetadataStore;
   blocks: BlockStore;
   notifier: JournalNotifier;
+  /** Identical journal reads in flight share one query (many long polls wake together). */
+  journalReads: SharedReads<JournalRead>;
   metrics: Metrics;
   egress: EgressLimiter | null;
   logger: Logger;
