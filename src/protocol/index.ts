@@ -7,3 +7,4 @@ export * from './frames.ts';
 export * from './journal.ts';
 export * from './limits.ts';
 export * from './relay.ts';
+export * from './lan-key.ts';

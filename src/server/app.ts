@@ -20,6 +20,7 @@ import { blockRoutes } from './routes/blocks.ts';
 import { commitRoutes } from './routes/commit.ts';
 import { configRoutes } from './routes/config.ts';
 import { journalRoutes } from './routes/journal.ts';
+import { lanRoutes } from './routes/lan.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { workspaceRoutes } from './routes/workspaces.ts';
 import { SharedReads } from './shared-reads.ts';
@@ -76,6 +77,7 @@ export function buildRouter(): Router<Handler> {
   blockRoutes(router);
   metricsRoutes(router);
   configRoutes(router);
+  lanRoutes(router);
   return router;
 }
 

@@ -56,5 +56,12 @@ export interface MetadataStore {
    */
   commit(ns: NamespaceId, request: CommitRequest): Promise<CommitResult>;
   namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean>;
+  /**
+   * The namespace's secret LAN key (LAN_KEY_BYTES random bytes), created on first use. LAN
+   * peers derive their UDP advert tags and TCP pre-shared key from it, so every caller, on
+   * every instance, must get the same bytes: creation only fills a key that is still unset.
+   * Throws when the namespace does not exist.
+   */
+  lanKey(ns: NamespaceId): Promise<Buffer>;
   close(): Promise<void>;
 }

@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import type { BlockHash, CommitRequest, FilePath, JournalEntry, NamespaceId } from '../../protocol/index.ts';
+import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type FilePath, type JournalEntry, type NamespaceId } from '../../protocol/index.ts';
 import type { Logger } from '../log.ts';
 import { journalPayload } from './pg-journal-notifier.ts';
 import { asStoreError, errorMessage, isConnectionError } from './pg-errors.ts';
@@ -206,6 +207,20 @@ export class PgMetadataStore implements MetadataStore {
   async namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean> {
     const result = await this.query('SELECT 1 FROM ns_blocks WHERE ns = $1 AND hash = $2', [ns, digest(hash)]);
     return result.rowCount !== 0;
+  }
+
+  async lanKey(ns: NamespaceId): Promise<Buffer> {
+    const read = () => this.query<{ lan_key: Buffer | null }>('SELECT lan_key FROM workspaces WHERE id = $1', [ns]);
+    let row = (await read()).rows[0];
+    if (row === undefined) throw new Error(`no workspace ${ns}`);
+    if (row.lan_key !== null) return row.lan_key;
+    // Two instances may both find it unset: the row lock makes the second update wait for the
+    // first, then find the key set and change nothing. Read again in a new statement (a new
+    // snapshot under READ COMMITTED) to see whichever key won.
+    await this.query('UPDATE workspaces SET lan_key = $2 WHERE id = $1 AND lan_key IS NULL', [ns, randomBytes(LAN_KEY_BYTES)]);
+    row = (await read()).rows[0];
+    if (row?.lan_key == null) throw new Error(`no workspace ${ns}`);
+    return row.lan_key;
   }
 
   async close(): Promise<void> {

@@ -60,6 +60,12 @@ export const PG_MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'lan key',
+    // Filled on first request (MetadataStore.lanKey), so existing workspaces get one too.
+    sql: `ALTER TABLE workspaces ADD COLUMN lan_key bytea CHECK (octet_length(lan_key) = 32);`,
+  },
 ];
 
 /** First key of nearsync's advisory locks ('nsyn'); the second is the schema's hash. */

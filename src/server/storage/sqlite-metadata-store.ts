@@ -1,7 +1,8 @@
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BlockHash, CommitRequest, FilePath, JournalEntry, NamespaceId } from '../../protocol/index.ts';
+import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type FilePath, type JournalEntry, type NamespaceId } from '../../protocol/index.ts';
 import { PAGE_BLOCK_BUDGET, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
 import { migrateSqlite } from './sqlite-migrations.ts';
 
@@ -134,6 +135,17 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.stmts.hasBlockRef.get(ns, Buffer.from(hash, 'hex')) !== undefined;
   }
 
+  async lanKey(ns: NamespaceId): Promise<Buffer> {
+    let key = this.stmts.lanKey.get(ns) as Buffer | null | undefined;
+    if (key === null) {
+      // Another process on the same file may set it first: the conditional update keeps theirs.
+      this.stmts.setLanKeyIfUnset.run(randomBytes(LAN_KEY_BYTES), ns);
+      key = this.stmts.lanKey.get(ns) as Buffer | null | undefined;
+    }
+    if (!key) throw new Error(`no workspace ${ns}`);
+    return key;
+  }
+
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
@@ -168,6 +180,8 @@ function prepareStatements(db: Database.Database) {
     deleteLive: db.prepare('DELETE FROM files_live WHERE ns = ? AND path = ?'),
     addBlockRef: db.prepare('INSERT OR IGNORE INTO ns_blocks (ns, hash, first_sjid) VALUES (?, ?, ?)'),
     hasBlockRef: db.prepare('SELECT 1 FROM ns_blocks WHERE ns = ? AND hash = ?').pluck(),
+    lanKey: db.prepare('SELECT lan_key FROM workspaces WHERE id = ?').pluck(),
+    setLanKeyIfUnset: db.prepare('UPDATE workspaces SET lan_key = ? WHERE id = ? AND lan_key IS NULL'),
   };
 }
 

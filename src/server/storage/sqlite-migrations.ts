@@ -56,6 +56,12 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    name: 'lan key',
+    // Filled on first request (MetadataStore.lanKey), so existing workspaces get one too.
+    sql: `ALTER TABLE workspaces ADD COLUMN lan_key BLOB CHECK (lan_key IS NULL OR length(lan_key) = 32);`,
+  },
 ];
 
 /** The highest version recorded in the database, 0 for a database never migrated. */
