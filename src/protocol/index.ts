@@ -8,3 +8,4 @@ export * from './journal.ts';
 export * from './limits.ts';
 export * from './relay.ts';
 export * from './lan-key.ts';
+export * from './lan-advert.ts';
