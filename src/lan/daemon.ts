@@ -1,0 +1,211 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BlockServer } from '../engine/block-server.ts';
+import { NamespaceSync } from '../engine/namespace-sync.ts';
+import { ServerApi } from '../engine/server-api.ts';
+import { ServerBlockSource } from '../engine/server-source.ts';
+import type { BlockSource } from '../engine/types.ts';
+import { expectRecord, parseCursor, type BlockHash, type FilePath, type NamespaceId } from '../protocol/index.ts';
+import { FolderWatcher } from './folder/folder-watcher.ts';
+import { LocalChanges } from './folder/local-changes.ts';
+import { FolderMaterialiser, printable, type JournalView } from './folder/materialiser.ts';
+import { TaskRunner } from './folder/task-runner.ts';
+import { TolerantJournalClient } from './tolerant-journal.ts';
+import type { Membership } from './membership.ts';
+import { DiskBlockStore } from './store/disk-block-store.ts';
+import { nodeSha256 } from './store/node-sha256.ts';
+import { SqliteStateStore } from './store/sqlite-state-store.ts';
+
+export interface PeerDaemonOptions {
+  membership: Membership;
+  dir: string;
+  stateDir: string;
+  cacheOnly: boolean;
+  log: (line: string) => void;
+  /** Safety-net rescan of the folder (the watcher is the fast path). */
+  rescanMs?: number;
+  /** Quiet time after a folder event before the folder is scanned. */
+  debounceMs?: number;
+  longPollSeconds?: number;
+}
+
+/** Fired whenever every block of every live file is stored up to `cursor` (what a LAN advert may claim). */
+export type SyncedListener = (ns: NamespaceId, cursor: number) => void;
+
+/**
+ * The native peer: one workspace, the engine with on-disk adapters, and (unless
+ * cache-only) the folder kept in step both ways. It exposes what the LAN transports need:
+ * `blockServer` to answer block requests, `addSource`/`removeSource` for LAN peers as block
+ * sources, and `syncedCursor` / `onSynced` for adverts.
+ */
+export class PeerDaemon {
+  readonly ns: NamespaceId;
+  readonly api: ServerApi;
+  /** The serving rule for LAN peers: live blocks of this workspace that are stored here. */
+  readonly blockServer: BlockServer;
+  private readonly sync: NamespaceSync;
+  private readonly extraSources = new Map<string, BlockSource>();
+  private readonly serverSource: ServerBlockSource;
+  private readonly syncedListeners = new Set<SyncedListener>();
+  private readonly runner: TaskRunner;
+  private readonly materialiser: FolderMaterialiser | null;
+  private readonly localChanges: LocalChanges | null;
+  private watcher: FolderWatcher | null = null;
+  private lastSynced = 0;
+
+  private constructor(
+    private readonly options: PeerDaemonOptions,
+    readonly blocks: DiskBlockStore,
+    readonly state: SqliteStateStore,
+  ) {
+    const { membership, log } = options;
+    this.ns = membership.namespaceId;
+    this.api = new ServerApi(membership.server, membership.token);
+    this.serverSource = new ServerBlockSource(this.api);
+    this.sync = new NamespaceSync({
+      ns: this.ns,
+      journal: new TolerantJournalClient(membership.server, this.ns, membership.token, (sjid, path, reason) =>
+        log(`refused journal entry ${sjid} (${printable(String(path)).slice(0, 200)}): ${reason}`),
+      ),
+      state,
+      blocks,
+      sha256: nodeSha256,
+      sources: () => [...this.extraSources.values(), this.serverSource],
+      longPollSeconds: options.longPollSeconds ?? 25,
+      // Each device its own fetch order, so peers starting together fetch different blocks first.
+      fetchOrderSeed: Math.floor(Math.random() * 2 ** 31) + 1,
+      onChange: () => this.runner.request('materialise', 50),
+      onSynced: (cursor) => this.synced(cursor),
+    });
+    this.blockServer = new BlockServer(blocks, async (ns, hash) => ns === this.ns && this.sync.holdsLiveBlock(hash));
+    this.materialiser = options.cacheOnly ? null : new FolderMaterialiser({ root: options.dir, state, blocks, log });
+    this.localChanges = options.cacheOnly
+      ? null
+      : new LocalChanges({
+          ns: this.ns,
+          root: options.dir,
+          api: this.api,
+          state,
+          blocks,
+          liveFile: (path) => this.sync.file(path),
+          cursor: () => this.sync.snapshot().cursor,
+          log,
+        });
+    this.runner = new TaskRunner(
+      {
+        materialise: () => this.materialise(),
+        scan: () => this.localChanges?.scan() ?? Promise.resolve(),
+      },
+      (job, error) => log(`${job === 'scan' ? 'uploading local changes' : 'writing the folder'} failed: ${(error as Error).message}; will retry`),
+    );
+  }
+
+  static async open(options: PeerDaemonOptions): Promise<PeerDaemon> {
+    const blocks = await DiskBlockStore.open(join(options.stateDir, 'blocks'));
+    const state = new SqliteStateStore(join(options.stateDir, 'state.db'));
+    if (!options.cacheOnly) await mkdir(options.dir, { recursive: true });
+    return new PeerDaemon(options, blocks, state);
+  }
+
+  async start(): Promise<void> {
+    const { log } = this.options;
+    await this.sync.start();
+    const before = this.sync.snapshot();
+    log(`resuming at journal entry ${before.cursor} (${before.files.length} files known)`);
+    if (this.options.cacheOnly) {
+      log('cache-only: keeping blocks, writing no files');
+      return;
+    }
+    // Local edits are judged against the journal as it is now, not as it was when we stopped.
+    await this.waitForJournalHead();
+    await this.runner.runNow('materialise');
+    await this.runner.runNow('scan');
+    const rescanMs = this.options.rescanMs ?? 30_000;
+    this.watcher = new FolderWatcher(this.options.dir, () => this.runner.request('scan', this.options.debounceMs ?? 300), rescanMs, log);
+    log(`watching ${this.options.dir}`);
+  }
+
+  async stop(): Promise<void> {
+    this.watcher?.close();
+    await this.sync.stop();
+    await this.runner.stop();
+    this.state.close();
+  }
+
+  /** A LAN peer (or the bridge) as one more block source; the scheduler weighs it by throughput. */
+  addSource(source: BlockSource): void {
+    this.extraSources.set(source.id, source);
+    this.sync.sourcesChanged();
+  }
+
+  removeSource(id: string): void {
+    this.extraSources.delete(id);
+  }
+
+  /** A source broke the protocol: stop asking it this session. */
+  penalise(sourceId: string): void {
+    this.sync.penalise(sourceId);
+  }
+
+  get syncedCursor(): number {
+    return this.sync.snapshot().syncedCursor;
+  }
+
+  onSynced(listener: SyncedListener): () => void {
+    this.syncedListeners.add(listener);
+    return () => this.syncedListeners.delete(listener);
+  }
+
+  /** Stored blocks of live files (what a LAN peer may fetch from us; for HAVE announcements). */
+  heldLiveBlocks(): BlockHash[] {
+    return this.sync.heldLiveBlocks();
+  }
+
+  /** Whether a block belongs to a live file of this workspace and is stored here. */
+  holdsLiveBlock(hash: BlockHash): boolean {
+    return this.sync.holdsLiveBlock(hash);
+  }
+
+  snapshot() {
+    return this.sync.snapshot();
+  }
+
+  refusedPaths(): ReadonlyMap<FilePath, string> {
+    return this.materialiser?.refusedPaths() ?? new Map();
+  }
+
+  private async materialise(): Promise<void> {
+    if (!this.materialiser) return;
+    const snapshot = this.sync.snapshot();
+    const view: JournalView = {
+      cursor: snapshot.cursor,
+      files: snapshot.files.map((progress) => ({ file: progress.file, complete: progress.status === 'synced' })),
+    };
+    await this.materialiser.apply(view);
+  }
+
+  private synced(cursor: number): void {
+    if (cursor > this.lastSynced) {
+      const snapshot = this.sync.snapshot();
+      this.options.log(`in sync at journal entry ${cursor}: ${snapshot.files.length} files, ${snapshot.totalBytes} bytes`);
+    }
+    this.lastSynced = cursor;
+    for (const listener of this.syncedListeners) listener(this.ns, cursor);
+  }
+
+  private async waitForJournalHead(): Promise<void> {
+    let head: number;
+    try {
+      const response = await fetch(`${this.options.membership.server}/api/v1/ns/${this.ns}`, {
+        headers: { authorization: `Bearer ${this.options.membership.token}` },
+      });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      head = parseCursor(expectRecord(await response.json(), 'workspace').cursor);
+    } catch (error) {
+      this.options.log(`could not read the journal head (${(error as Error).message}); scanning the folder anyway`);
+      return;
+    }
+    const deadline = Date.now() + 30_000;
+    while (this.sync.snapshot().cursor < head && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

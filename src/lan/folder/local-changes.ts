@@ -1,0 +1,161 @@
+import type { Dirent } from 'node:fs';
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ApiError } from '../../engine/server-api.ts';
+import type { FileRecord, UploadApi } from '../../engine/types.ts';
+import { commitWithBlocks } from '../../engine/uploader.ts';
+import { MAX_MISSING_QUERY, parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../../protocol/index.ts';
+import type { DiskBlockStore } from '../store/disk-block-store.ts';
+import type { SqliteStateStore } from '../store/sqlite-state-store.ts';
+import { cutFile, sameBlocks } from './file-blocks.ts';
+import { matches, printable } from './materialiser.ts';
+import { isTempName } from './safe-path.ts';
+
+export interface LocalChangesOptions {
+  ns: NamespaceId;
+  root: string;
+  api: UploadApi;
+  state: SqliteStateStore;
+  blocks: DiskBlockStore;
+  /** The engine's live entry for a path, and how far it has read the journal. */
+  liveFile: (path: FilePath) => FileRecord | undefined;
+  cursor: () => number;
+  log: (line: string) => void;
+}
+
+/**
+ * Finds what changed in the folder since the daemon last wrote or committed it, and
+ * commits it: new and edited files are cut into blocks, kept locally, uploaded where the
+ * server lacks them and committed; vanished files are committed as deletions. A rename is
+ * the two (the new path's blocks are already on the server, so nothing is sent again).
+ * A path whose journal entry moved on since the local version was based on it is left to
+ * the materialiser, which keeps both versions.
+ */
+export class LocalChanges {
+  private readonly warned = new Set<string>();
+
+  constructor(private readonly options: LocalChangesOptions) {}
+
+  async scan(): Promise<void> {
+    const seen = new Set<FilePath>();
+    for await (const { path, absolute } of this.walk(this.options.root, '')) {
+      seen.add(path);
+      await this.checkFile(path, absolute);
+    }
+    for (const record of this.options.state.folderRecords()) {
+      if (!seen.has(record.path)) await this.checkDeleted(record.path);
+    }
+  }
+
+  private async checkFile(path: FilePath, absolute: string): Promise<void> {
+    const { state, log } = this.options;
+    const before = await lstat(absolute).catch(() => null);
+    if (!before || !before.isFile()) return;
+    const record = state.folderRecord(path);
+    if (record && matches(before, record)) return;
+    // The journal has a version this file was not based on: the materialiser decides (conflict or same bytes).
+    if (this.remoteMovedOn(path, record?.sjid)) return;
+
+    const { blocks, size } = await cutFile(absolute, (hash, bytes) => this.options.blocks.putBlock(hash, bytes));
+    const after = await lstat(absolute).catch(() => null);
+    if (!after || after.size !== before.size || after.mtimeMs !== before.mtimeMs || size !== before.size) {
+      return; // Still being written: the watcher or the next rescan comes back to it.
+    }
+    if (record && !record.deleted && sameBlocks(record.blocks, blocks)) {
+      state.putFolderRecord({ ...record, size, mtimeMs: after.mtimeMs });
+      return;
+    }
+    await this.uploadMissing(blocks);
+    // Checked again: a remote version may have arrived while the blocks went up. (The server
+    // has no compare-and-swap commit, so a commit racing in from elsewhere right now still wins.)
+    if (this.remoteMovedOn(path, record?.sjid)) return;
+    const sjid = await commitWithBlocks(
+      this.options.ns,
+      { path, size, mtime: Math.max(0, Math.floor(after.mtimeMs)), blocks, deleted: false },
+      this.options.api,
+      this.options.blocks,
+    );
+    state.putFolderRecord({ path, size, mtimeMs: after.mtimeMs, blocks, sjid, deleted: false });
+    log(`uploaded ${printable(path)} (${size} bytes, entry ${sjid})`);
+  }
+
+  private remoteMovedOn(path: FilePath, basedOn: number | undefined): boolean {
+    const live = this.options.liveFile(path);
+    return live !== undefined && (basedOn === undefined || live.sjid > basedOn);
+  }
+
+  private async checkDeleted(path: FilePath): Promise<void> {
+    const { state, log } = this.options;
+    const record = state.folderRecord(path);
+    if (!record) return;
+    if (record.deleted) {
+      // Our deletion: forget it once the engine has read past it.
+      if (this.options.cursor() >= record.sjid) state.deleteFolderRecord(path);
+      return;
+    }
+    const live = this.options.liveFile(path);
+    if (live && live.sjid > record.sjid) return; // A newer remote version wins over the local delete.
+    if (!live && this.options.cursor() >= record.sjid) {
+      state.deleteFolderRecord(path);
+      return;
+    }
+    let result;
+    try {
+      result = await this.options.api.commit(this.options.ns, { path, size: 0, mtime: Date.now(), blocks: [], deleted: true });
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === 'not_live')) throw error;
+      state.deleteFolderRecord(path);
+      return;
+    }
+    if (!('sjid' in result)) throw new Error('the server asked for blocks for a deletion');
+    state.putFolderRecord({ ...record, sjid: result.sjid, deleted: true });
+    log(`deleted ${printable(path)} on the server (entry ${result.sjid})`);
+  }
+
+  private async uploadMissing(blocks: readonly BlockHash[]): Promise<void> {
+    const unique = [...new Set(blocks)];
+    for (let i = 0; i < unique.length; i += MAX_MISSING_QUERY) {
+      for (const hash of await this.options.api.missingBlocks(unique.slice(i, i + MAX_MISSING_QUERY))) {
+        const bytes = await this.options.blocks.getBlock(hash);
+        if (!bytes) throw new Error(`block ${hash.slice(0, 12)}… vanished from the block cache`);
+        await this.options.api.putBlock(hash, bytes);
+      }
+    }
+  }
+
+  /** Regular files under `dir`; symlinks, temp files and names the protocol refuses are skipped. */
+  private async *walk(dir: string, prefix: string): AsyncGenerator<{ path: FilePath; absolute: string }> {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    for (const entry of entries) {
+      if (isTempName(entry.name)) continue;
+      const relative = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
+      const absolute = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        yield* this.walk(absolute, relative);
+      } else if (entry.isFile()) {
+        let path: FilePath;
+        try {
+          path = parseFilePath(relative);
+        } catch (error) {
+          this.warnOnce(relative, `not synced: "${printable(relative)}" ${(error as Error).message}`);
+          continue;
+        }
+        yield { path, absolute };
+      } else if (entry.isSymbolicLink()) {
+        this.warnOnce(relative, `not synced: "${printable(relative)}" is a symlink`);
+      }
+    }
+  }
+
+  private warnOnce(key: string, line: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.options.log(line);
+  }
+}

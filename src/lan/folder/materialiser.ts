@@ -1,0 +1,159 @@
+import { randomBytes } from 'node:crypto';
+import { open, readdir, rename, rmdir, stat, unlink, utimes } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import type { FileRecord } from '../../engine/types.ts';
+import type { FilePath } from '../../protocol/index.ts';
+import { fsyncDir, type DiskBlockStore } from '../store/disk-block-store.ts';
+import type { FolderRecord, SqliteStateStore } from '../store/sqlite-state-store.ts';
+import { conflictedCopyName } from './conflict-name.ts';
+import { cutFile, sameBlocks } from './file-blocks.ts';
+import { TEMP_PREFIX, UnsafePathError, lstatOrNull, resolveInFolder } from './safe-path.ts';
+
+/** What the engine knows right now: the live file table and which files have every block. */
+export interface JournalView {
+  cursor: number;
+  /** Live files, each with whether all its blocks are stored here. */
+  files: { file: FileRecord; complete: boolean }[];
+}
+
+export interface MaterialiserOptions {
+  root: string;
+  state: SqliteStateStore;
+  blocks: DiskBlockStore;
+  log: (line: string) => void;
+  host?: string;
+  now?: () => Date;
+}
+
+/**
+ * Writes the journal's live files into the folder and removes the deleted ones. Every
+ * file is assembled into a temp file beside its target, fsynced, and renamed into place.
+ * A local version that was never committed is kept under a conflicted-copy name before
+ * the remote one replaces it. Paths are hostile: refused ones are logged once and skipped.
+ */
+export class FolderMaterialiser {
+  private readonly refused = new Map<FilePath, string>();
+  private readonly host: string;
+  private readonly now: () => Date;
+
+  constructor(private readonly options: MaterialiserOptions) {
+    this.host = options.host ?? hostname();
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** Paths refused since start, with the reason (tests and status lines read it). */
+  refusedPaths(): ReadonlyMap<FilePath, string> {
+    return this.refused;
+  }
+
+  async apply(view: JournalView): Promise<void> {
+    const live = new Map(view.files.map((entry) => [entry.file.path, entry]));
+    for (const record of this.options.state.folderRecords()) {
+      // A record past the engine's cursor is our own commit the journal has not shown yet.
+      if (!live.has(record.path) && view.cursor >= record.sjid) await this.removeDeleted(record);
+    }
+    const ordered = [...view.files].sort((a, b) => a.file.sjid - b.file.sjid);
+    for (const { file, complete } of ordered) {
+      if (!complete) continue;
+      const record = this.options.state.folderRecord(file.path);
+      if (record && record.sjid >= file.sjid) continue;
+      try {
+        await this.write(file, record);
+        this.refused.delete(file.path);
+      } catch (error) {
+        if (!(error instanceof UnsafePathError)) throw error;
+        if (this.refused.get(file.path) !== error.message) {
+          this.options.log(`refused "${printable(file.path)}" from the journal: ${error.message}`);
+        }
+        this.refused.set(file.path, error.message);
+      }
+    }
+  }
+
+  private async removeDeleted(record: FolderRecord): Promise<void> {
+    const { state, root, log } = this.options;
+    let target;
+    try {
+      target = await resolveInFolder(root, record.path, { createParents: false });
+    } catch (error) {
+      if (!(error instanceof UnsafePathError)) throw error;
+      state.deleteFolderRecord(record.path);
+      return;
+    }
+    const info = await lstatOrNull(target.absolute);
+    if (info && !record.deleted && info.isFile() && matches(info, record)) {
+      await unlink(target.absolute);
+      await this.pruneEmptyParents(target.parent);
+      log(`deleted ${printable(record.path)}`);
+    } else if (info && !record.deleted) {
+      // Edited here since: the edit survives the remote delete and is uploaded as a new file.
+      log(`kept ${printable(record.path)}: deleted remotely but changed here`);
+    }
+    state.deleteFolderRecord(record.path);
+  }
+
+  private async write(file: FileRecord, record: FolderRecord | undefined): Promise<void> {
+    const { root, state, log } = this.options;
+    const target = await resolveInFolder(root, file.path, { createParents: true });
+    const existing = await lstatOrNull(target.absolute);
+    if (existing && !(record && !record.deleted && matches(existing, record))) {
+      // Something here the journal does not know: the same bytes need no write, other bytes are kept aside.
+      const local = await cutFile(target.absolute);
+      const after = await lstatOrNull(target.absolute);
+      if (after && sameBlocks(local.blocks, file.blocks) && after.size === existing.size && after.mtimeMs === existing.mtimeMs) {
+        state.putFolderRecord({ path: file.path, size: after.size, mtimeMs: after.mtimeMs, blocks: file.blocks, sjid: file.sjid, deleted: false });
+        return;
+      }
+      const names = new Set(await readdir(target.parent));
+      const base = target.absolute.slice(target.parent.length + 1);
+      const copy = conflictedCopyName(base, this.now(), this.host, (candidate) => names.has(candidate));
+      await rename(target.absolute, join(target.parent, copy));
+      log(`conflict on ${printable(file.path)}: kept the local version as ${printable(relative(root, join(target.parent, copy)))}`);
+    }
+    const temp = join(target.parent, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const handle = await open(temp, 'wx', 0o644);
+    try {
+      for (const hash of file.blocks) {
+        const bytes = await this.options.blocks.getBlock(hash);
+        if (!bytes) throw new Error(`block ${hash.slice(0, 12)}… of ${file.path} is not stored`);
+        await handle.write(bytes);
+      }
+      await handle.sync();
+    } catch (error) {
+      await handle.close();
+      await unlink(temp).catch(() => undefined);
+      throw error;
+    }
+    await handle.close();
+    const mtime = new Date(file.mtime);
+    await utimes(temp, mtime, mtime);
+    await rename(temp, target.absolute);
+    await fsyncDir(target.parent);
+    const written = await stat(target.absolute);
+    state.putFolderRecord({ path: file.path, size: written.size, mtimeMs: written.mtimeMs, blocks: file.blocks, sjid: file.sjid, deleted: false });
+    log(`${record || existing ? 'updated' : 'wrote'} ${printable(file.path)} (${file.size} bytes)`);
+  }
+
+  /** Directories emptied by deletes go too (the journal has no directories), up to the root. */
+  private async pruneEmptyParents(dir: string): Promise<void> {
+    while (dir !== this.options.root && dir.startsWith(`${this.options.root}/`)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        return;
+      }
+      dir = dirname(dir);
+    }
+  }
+}
+
+/** The file still is what the daemon last wrote or committed there. */
+export function matches(info: { size: number; mtimeMs: number }, record: FolderRecord): boolean {
+  return !record.deleted && info.size === record.size && info.mtimeMs === record.mtimeMs;
+}
+
+/** Paths in log lines: JSON-quoted content, so a hostile name cannot forge a log line. */
+export function printable(path: string): string {
+  return JSON.stringify(path).slice(1, -1);
+}

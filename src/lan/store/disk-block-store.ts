@@ -1,0 +1,113 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LocalBlockStore } from '../../engine/types.ts';
+import { MAX_BLOCK_SIZE, isBlockHash, type BlockHash } from '../../protocol/index.ts';
+import { sha256Hex } from './node-sha256.ts';
+
+/**
+ * Blocks as files under `<root>/ab/<hash>`: the directory is the block index. A block is
+ * written to `<root>/tmp`, fsynced and renamed into place (then the directory fsynced), so
+ * a block file is complete or absent and a killed daemon never trusts a torn one. Blocks
+ * are kept after their files change or go away, so the daemon can serve old and new ones.
+ */
+export class DiskBlockStore implements LocalBlockStore {
+  private readonly known = new Set<BlockHash>();
+  private readonly tmpDir: string;
+  private readonly madeDirs = new Set<string>();
+
+  private constructor(readonly root: string) {
+    this.tmpDir = join(root, 'tmp');
+  }
+
+  static async open(root: string): Promise<DiskBlockStore> {
+    const store = new DiskBlockStore(root);
+    await mkdir(root, { recursive: true, mode: 0o700 });
+    // Temp files are writes a crash cut short: never blocks.
+    await rm(store.tmpDir, { recursive: true, force: true });
+    await mkdir(store.tmpDir, { mode: 0o700 });
+    return store;
+  }
+
+  pathOf(hash: BlockHash): string {
+    return join(this.root, hash.slice(0, 2), hash);
+  }
+
+  async hasBlocks(hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
+    const found = new Set<BlockHash>();
+    for (const hash of hashes) {
+      if (this.known.has(hash)) found.add(hash);
+      else if (await this.exists(hash)) {
+        this.known.add(hash);
+        found.add(hash);
+      }
+    }
+    return found;
+  }
+
+  /** Verifies the hash itself: a block from any source is checked once more before it is kept. */
+  async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
+    if (!isBlockHash(hash)) throw new Error('not a block hash');
+    if (bytes.length === 0 || bytes.length > MAX_BLOCK_SIZE) throw new Error(`block of ${bytes.length} bytes is out of range`);
+    if (sha256Hex(bytes) !== hash) throw new Error(`block bytes do not hash to ${hash.slice(0, 12)}…`);
+    if (this.known.has(hash) || (await this.exists(hash))) {
+      this.known.add(hash);
+      return;
+    }
+    const dir = join(this.root, hash.slice(0, 2));
+    if (!this.madeDirs.has(dir)) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      this.madeDirs.add(dir);
+    }
+    const temp = join(this.tmpDir, `${hash}.${randomBytes(6).toString('hex')}`);
+    const file = await open(temp, 'wx', 0o600);
+    try {
+      await file.writeFile(bytes);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temp, this.pathOf(hash));
+    await fsyncDir(dir);
+    this.known.add(hash);
+  }
+
+  async getBlock(hash: BlockHash): Promise<Uint8Array | null> {
+    if (!isBlockHash(hash)) return null;
+    try {
+      return new Uint8Array(await readFile(this.pathOf(hash)));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+  }
+
+  /** Every stored block (for tests and the cache box's report). */
+  async list(): Promise<BlockHash[]> {
+    const hashes: BlockHash[] = [];
+    for (const prefix of await readdir(this.root)) {
+      if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
+      for (const name of await readdir(join(this.root, prefix))) if (isBlockHash(name)) hashes.push(name);
+    }
+    return hashes;
+  }
+
+  private async exists(hash: BlockHash): Promise<boolean> {
+    try {
+      return (await stat(this.pathOf(hash))).isFile();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw error;
+    }
+  }
+}
+
+/** Makes a rename in `dir` durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,73 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { until } from './until.ts';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface DaemonArgs {
+  server: string;
+  invite?: string;
+  dir: string;
+  state?: string;
+  cacheOnly?: boolean;
+}
+
+/** `node bin/nearsync.mjs peer …` as a child process, with its output collected. */
+export class DaemonProcess {
+  output = '';
+  readonly exited: Promise<number | null>;
+  private readonly child: ChildProcess;
+
+  constructor(args: DaemonArgs) {
+    const argv = ['bin/nearsync.mjs', 'peer', '--server', args.server, '--dir', args.dir];
+    if (args.invite) argv.push('--invite', args.invite);
+    if (args.state) argv.push('--state', args.state);
+    if (args.cacheOnly) argv.push('--cache-only');
+    this.child = spawn(process.execPath, argv, {
+      cwd: REPO,
+      // Short long polls and rescans keep tests quick; the watcher still does the real work.
+      env: { ...process.env, NEARSYNC_LONG_POLL_SECONDS: '2', NEARSYNC_RESCAN_MS: '1000', NEARSYNC_DEBOUNCE_MS: '100' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    this.child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async waitFor(pattern: RegExp, timeoutMs = 20_000): Promise<void> {
+    await until(() => pattern.test(this.output), timeoutMs, `daemon output ${pattern}`).catch((error: Error) => {
+      throw new Error(`${error.message}\n--- daemon output ---\n${this.output}`);
+    });
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (this.running) this.child.kill(signal);
+  }
+
+  /** SIGTERM and wait; SIGKILL if it does not stop in time. */
+  async stop(): Promise<number | null> {
+    if (!this.running) return this.exited;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.kill('SIGKILL'), 10_000);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+/** Every daemon a test file starts, so afterEach can stop them whatever happened. */
+export class DaemonPool {
+  private readonly daemons: DaemonProcess[] = [];
+  start(args: DaemonArgs): DaemonProcess {
+    const daemon = new DaemonProcess(args);
+    this.daemons.push(daemon);
+    return daemon;
+  }
+  async stopAll(): Promise<void> {
+    await Promise.all(this.daemons.splice(0).map((daemon) => daemon.stop()));
+  }
+}
