@@ -13,6 +13,7 @@ import {
 } from '../../src/protocol/index.ts';
 import { AdvertKeyring, advertTag, deriveAdvertKey } from '../../src/lan/discovery/index.ts';
 import { LanAdvertListener, type LanPeerAdvert } from '../../src/lan/discovery/index.ts';
+import { WorkBudget } from '../../src/lan/discovery/work-budget.ts';
 
 const NS_A = 'nsAAAAAAAAAAAAAAAAAAAA' as NamespaceId;
 const NS_B = 'nsBBBBBBBBBBBBBBBBBBBB' as NamespaceId;
@@ -204,6 +205,17 @@ describe('LanAdvertListener checks (without a socket)', () => {
     expect(l.counters()).toMatchObject({ unknown_tag: 1, accepted: 1 });
   });
 
+  it('stops checking tags when the budget per second is spent, and counts the datagrams refused', () => {
+    const heard: LanPeerAdvert[] = [];
+    const l = new LanAdvertListener({ onAdvert: (a) => heard.push(a), now: () => NOW, tagChecksPerSecond: 3 });
+    l.setNamespace(NS_A, KEY_A);
+    for (let sequence = 1; sequence <= 10; sequence++) l.receive(signed([{ lanKey: KEY_A, cursor: sequence }], { sequence }), from);
+    // A burst of 3 checks, then a trickle of 3 a second: the machine running this test may let one more through.
+    expect(heard.length).toBeGreaterThanOrEqual(3);
+    expect(heard.length).toBeLessThan(10);
+    expect(l.counters().rate_limited).toBe(10 - heard.length);
+  });
+
   it('forgets a peer unheard for 90 s', () => {
     let now = NOW;
     const expired: LanPeerAdvert[] = [];
@@ -217,5 +229,20 @@ describe('LanAdvertListener checks (without a socket)', () => {
     l.sweep();
     expect(l.peers()).toEqual([]);
     expect(expired.map((a) => a.ns)).toEqual([NS_A]);
+  });
+});
+
+describe('WorkBudget', () => {
+  it('allows a burst, then refills at its rate up to the burst', () => {
+    let now = 0;
+    const budget = new WorkBudget(10, 20, () => now);
+    expect(budget.take(20)).toBe(true);
+    expect(budget.take(1)).toBe(false);
+    now += 500;
+    expect(budget.take(5)).toBe(true);
+    expect(budget.take(1)).toBe(false);
+    now += 60_000;
+    expect(budget.take(20)).toBe(true);
+    expect(budget.take(1)).toBe(false);
   });
 });

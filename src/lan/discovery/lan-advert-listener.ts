@@ -36,6 +36,8 @@ export interface LanAdvertListenerOptions {
   /** Wall clock (ms since the Unix epoch); tests move it. */
   now?: () => number;
   ttlMs?: number;
+  /** Tag checks (HMACs) allowed per second across all datagrams; default 20,000. */
+  tagChecksPerSecond?: number;
 }
 
 /**
@@ -46,7 +48,7 @@ export interface LanAdvertListenerOptions {
 export class LanAdvertListener {
   private readonly keyring = new AdvertKeyring();
   private readonly table: LanPeerTable;
-  private readonly budget = new WorkBudget(MAX_TAG_CHECKS_PER_SECOND, MAX_TAG_CHECKS_PER_SECOND);
+  private readonly budget: WorkBudget;
   private readonly counts: ListenerCounters = { accepted: 0, ...Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) } as ListenerCounters;
   private readonly now: () => number;
   private readonly ownPeerId: string | null;
@@ -56,6 +58,8 @@ export class LanAdvertListener {
   constructor(private readonly options: LanAdvertListenerOptions) {
     this.now = options.now ?? Date.now;
     this.table = new LanPeerTable(options.ttlMs ?? LAN_PEER_TTL_MS);
+    const perSecond = options.tagChecksPerSecond ?? MAX_TAG_CHECKS_PER_SECOND;
+    this.budget = new WorkBudget(perSecond, perSecond);
     this.ownPeerId = options.ownPeerId ? Buffer.from(options.ownPeerId).toString('hex') : null;
   }
 
