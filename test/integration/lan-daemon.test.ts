@@ -3,8 +3,9 @@ import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_BLOCK_SIZE } from '../../src/protocol/index.ts';
 import { DaemonPool } from '../support/lan-daemon.ts';
-import { api, createWorkspace, sha256, startHarness, until, type Harness, type Member } from './helpers.ts';
+import { api, commitFile, createWorkspace, makeBlock, sha256, startHarness, until, type Harness, type Member } from './helpers.ts';
 
 /** The native peer (`nearsync peer`) as a child process against the real server on loopback. */
 
@@ -115,5 +116,109 @@ describe('nearsync peer: folder sync through the server', () => {
     expect(again.output).toMatch(/using workspace "lan daemon"/);
     expect(again.output).not.toMatch(/uploaded|wrote/);
     expect(a.output).not.toMatch(/failed/);
+  });
+});
+
+/** Block files in a daemon's state dir (`blocks/ab/<hash>`), not counting temp files. */
+async function storedBlocks(stateDir: string): Promise<string[]> {
+  const root = join(stateDir, 'blocks');
+  const hashes: string[] = [];
+  for (const prefix of await readdir(root).catch(() => [] as string[])) {
+    if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
+    for (const name of await readdir(join(root, prefix))) if (/^[0-9a-f]{64}$/.test(name)) hashes.push(name);
+  }
+  return hashes.sort();
+}
+
+describe('nearsync peer: restarts, conflicts, cache-only', () => {
+  it('resumes after SIGKILL mid-download without fetching a stored block again', async () => {
+    // Paced downloads (8 MB/s) so the kill lands mid-transfer on any machine.
+    const slow = await startHarness({ egressBytesPerSecond: 8_000_000 });
+    try {
+      const member = await createWorkspace(slow.url, 'resume');
+      const blocks = Array.from({ length: 8 }, () => makeBlock(MAX_BLOCK_SIZE));
+      await commitFile(slow.url, member, 'eight.bin', blocks);
+      const dir = await folder('resume/b');
+      const state = `${dir}.nearsync`;
+
+      const first = daemons.start({ server: slow.url, invite: member.inviteUrl, dir });
+      await until(async () => (await storedBlocks(state)).length >= 2, SYNC_MS, 'two blocks stored');
+      first.kill('SIGKILL');
+      await first.exited;
+      const storedAtKill = (await storedBlocks(state)).length;
+      expect(storedAtKill).toBeLessThan(8);
+      expect(await exists(join(dir, 'eight.bin'))).toBe(false);
+      // Let the server count the requests the kill cut short.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const before = slow.server.metrics().blockRequestsServed;
+
+      const second = daemons.start({ server: slow.url, dir });
+      const whole = sha256(Buffer.concat(blocks.map((block) => block.bytes)));
+      await until(async () => (await contentOf(join(dir, 'eight.bin'))) === whole, SYNC_MS, 'eight.bin complete');
+      expect(second.output).toMatch(/resuming at journal entry 1/);
+      await until(() => slow.server.metrics().blockRequestsServed - before >= 8 - storedAtKill, SYNC_MS, 'requests counted');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(slow.server.metrics().blockRequestsServed - before).toBe(8 - storedAtKill);
+      expect(await storedBlocks(state)).toEqual(blocks.map((block) => block.hash).sort());
+      await second.stop();
+    } finally {
+      await daemons.stopAll();
+      await slow.stop();
+    }
+  });
+
+  it('keeps both versions when a local edit meets a different remote version', async () => {
+    const member = await createWorkspace(harness.url, 'conflict');
+    const dirA = await folder('conflict/a');
+    const dirB = await folder('conflict/b');
+    await writeFile(join(dirA, 'plan.txt'), 'base\n');
+    const a = daemons.start({ server: harness.url, invite: member.inviteUrl, dir: dirA });
+    await a.waitFor(/uploaded plan\.txt/);
+    const b = daemons.start({ server: harness.url, invite: member.inviteUrl, dir: dirB });
+    await until(async () => (await readFile(join(dirB, 'plan.txt'), 'utf8').catch(() => '')) === 'base\n', SYNC_MS, 'base at B');
+    await b.stop();
+
+    // While B is away, both sides change the same file differently.
+    await writeFile(join(dirB, 'plan.txt'), 'edited at B\n');
+    await writeFile(join(dirA, 'plan.txt'), 'edited at A\n');
+    await until(async () => (await liveJournal(member)).get('plan.txt')?.[0] === sha256(Buffer.from('edited at A\n')), SYNC_MS, 'A committed');
+
+    const again = daemons.start({ server: harness.url, dir: dirB });
+    await again.waitFor(/conflict on plan\.txt/);
+    const visible = async () => (await readdir(dirB)).filter((name) => !name.startsWith('.nearsync-tmp-')).sort();
+    await until(async () => (await visible()).length === 2 && (await readFile(join(dirB, 'plan.txt'), 'utf8').catch(() => '')) === 'edited at A\n', SYNC_MS, 'two files at B');
+    const names = await visible();
+    expect(names[0]).toMatch(/^plan \(conflicted copy \d{4}-\d\d-\d\d \d{6} [A-Za-z0-9._-]+\)\.txt$/);
+    expect(names[1]).toBe('plan.txt');
+    expect(await readFile(join(dirB, 'plan.txt'), 'utf8')).toBe('edited at A\n');
+    expect(await readFile(join(dirB, names[0]), 'utf8')).toBe('edited at B\n');
+    // The copy is a new file of the workspace: it reaches A, whose own version stays.
+    await until(async () => (await readFile(join(dirA, names[0]), 'utf8').catch(() => '')) === 'edited at B\n', SYNC_MS, 'copy at A');
+    expect(await readFile(join(dirA, 'plan.txt'), 'utf8')).toBe('edited at A\n');
+    expect([...(await liveJournal(member)).keys()].sort()).toEqual([names[0], 'plan.txt']);
+  });
+
+  it('cache-only keeps every block of every live file and writes no files', async () => {
+    const member = await createWorkspace(harness.url, 'cache box');
+    const one = [makeBlock(MAX_BLOCK_SIZE), makeBlock(1000)];
+    const two = [makeBlock(5000)];
+    const gone = [makeBlock(700)];
+    await commitFile(harness.url, member, 'one.bin', one);
+    await commitFile(harness.url, member, 'sub/two.bin', two);
+    await commitFile(harness.url, member, 'gone.bin', gone);
+    await api(harness.url, 'POST', `/api/v1/ns/${member.ns}/commit`, {
+      token: member.token,
+      json: { path: 'gone.bin', size: 0, mtime: 1, blocks: [], deleted: true },
+    });
+    // A folder with a file in it: cache-only neither writes into it nor uploads from it.
+    const dir = await folder('cache/box');
+    await writeFile(join(dir, 'local.txt'), 'not for the workspace\n');
+
+    const cache = daemons.start({ server: harness.url, invite: member.inviteUrl, dir, cacheOnly: true });
+    await cache.waitFor(/in sync at journal entry 4/);
+    expect(await storedBlocks(`${dir}.nearsync`)).toEqual([...one, ...two].map((block) => block.hash).sort());
+    expect(await readdir(dir)).toEqual(['local.txt']);
+    expect(cache.output).toMatch(/cache-only/);
+    expect([...(await liveJournal(member)).keys()].sort()).toEqual(['one.bin', 'sub/two.bin']);
   });
 });
