@@ -160,6 +160,17 @@ describe('LAN advert tags', () => {
     expect(matches(keyring([NS_B, KEY_B]), signed([{ lanKey: KEY_A, cursor: 5 }]))).toEqual([null]);
   });
 
+  it('matches the known-answer vector of docs/protocol.md', () => {
+    const lanKey = Uint8Array.from({ length: 32 }, (_, i) => i);
+    const h = { peerId: Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i), tcpPort: 17600, epoch: 58_333_333, sequence: 1 };
+    const tag = advertTag(deriveAdvertKey(lanKey), h, 42);
+    expect(Buffer.from(deriveAdvertKey(lanKey).export()).toString('hex')).toBe('2667385599e8ab001259f856db4443e4c2d7d405145eced7dd0dba3d42061909');
+    expect(Buffer.from(tag).toString('hex')).toBe('c0a98334accfb8a347685f31b4830773');
+    expect(Buffer.from(encodeLanAdvert({ ...h, entries: [{ tag, cursor: 42 }] })).toString('hex')).toBe(
+      '4e534c41' + '01' + '00' + 'a0a1a2a3a4a5a6a7a8a9aaabacadaeaf' + '44c0' + '037a1895' + '00000001' + '01' + 'c0a98334accfb8a347685f31b4830773' + '000000000000002a',
+    );
+  });
+
   it('derives advert keys from LAN keys of exactly 32 bytes', () => {
     expect(() => deriveAdvertKey(new Uint8Array(31))).toThrow(TypeError);
   });
