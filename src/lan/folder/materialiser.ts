@@ -8,7 +8,7 @@ import { fsyncDir, type DiskBlockStore } from '../store/disk-block-store.ts';
 import type { FolderRecord, SqliteStateStore } from '../store/sqlite-state-store.ts';
 import { conflictedCopyName } from './conflict-name.ts';
 import { cutFile, sameBlocks } from './file-blocks.ts';
-import { TEMP_PREFIX, UnsafePathError, lstatOrNull, resolveInFolder } from './safe-path.ts';
+import { TEMP_PREFIX, UnsafePathError, foldName, lstatOrNull, resolveInFolder } from './safe-path.ts';
 
 /** What the engine knows right now: the live file table and which files have every block. */
 export interface JournalView {
@@ -54,11 +54,19 @@ export class FolderMaterialiser {
       if (!live.has(record.path) && view.cursor >= record.sjid) await this.removeDeleted(record);
     }
     const ordered = [...view.files].sort((a, b) => a.file.sjid - b.file.sjid);
+    // Of live paths that a case-insensitive or normalising filesystem would merge, the oldest
+    // entry wins, whatever order their blocks arrive in.
+    const owners = new Map<string, FilePath>();
+    for (const { file } of ordered) if (!owners.has(foldName(file.path))) owners.set(foldName(file.path), file.path);
     for (const { file, complete } of ordered) {
       if (!complete) continue;
       const record = this.options.state.folderRecord(file.path);
       if (record && record.sjid >= file.sjid) continue;
       try {
+        const owner = owners.get(foldName(file.path));
+        if (owner !== file.path) {
+          throw new UnsafePathError(`differs only by case or Unicode form from "${printable(owner ?? '')}", an older entry of the journal`);
+        }
         await this.write(file, record);
         this.refused.delete(file.path);
       } catch (error) {

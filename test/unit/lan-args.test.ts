@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { UsageError, parseCommand } from '../../src/lan/args.ts';
+import { conflictedCopyName } from '../../src/lan/folder/conflict-name.ts';
+import { namespaceOfLink, parseInvite } from '../../src/lan/membership.ts';
+
+const base = ['peer', '--server', 'http://127.0.0.1:8080', '--dir', 'work'];
+
+describe('nearsync peer arguments', () => {
+  it('parses a full command line, with the state dir beside the folder by default', () => {
+    const parsed = parseCommand([...base, '--invite', 'http://h/w/abcdefghijklmnop#invite=AAAAAAAAAAAAAAAAAAAAAA', '--lan', '--port=17601'], '/home/u');
+    expect(parsed).toEqual({
+      kind: 'peer',
+      options: {
+        server: 'http://127.0.0.1:8080',
+        invite: 'http://h/w/abcdefghijklmnop#invite=AAAAAAAAAAAAAAAAAAAAAA',
+        dir: '/home/u/work',
+        stateDir: '/home/u/work.nearsync',
+        cacheOnly: false,
+        lan: true,
+        port: 17601,
+      },
+    });
+    expect(parseCommand(['peer', '--help'])).toEqual({ kind: 'help' });
+  });
+
+  it.each([
+    [[], /missing command/],
+    [['sync'], /unknown command/],
+    [['peer', '--dir', 'x'], /--server URL is required/],
+    [['peer', '--server', 'http://h'], /--dir PATH is required/],
+    [[...base, '--port', '0'], /--port/],
+    [[...base, '--port', '70000'], /--port/],
+    [[...base, '--port', '1e3'], /--port/],
+    [[...base, '--dir', 'again'], /given twice/],
+    [[...base, '--lan=yes'], /takes no value/],
+    [[...base, '--invite'], /needs a value/],
+    [[...base, '--verbose'], /unknown option/],
+    [['peer', '--server', 'ftp://h', '--dir', 'x'], /http/],
+    [['peer', '--server', 'http://u:p@h', '--dir', 'x'], /user name/],
+    [[...base, '--state', 'work/state'], /must not be PATH or inside it/],
+    [['peer', '--server', 'http://h', '--dir', '/'], /root directory/],
+  ])('refuses %j', (argv, message) => {
+    expect(() => parseCommand(argv as string[], '/home/u')).toThrow(UsageError);
+    expect(() => parseCommand(argv as string[], '/home/u')).toThrow(message);
+  });
+
+  it('reads invites from share links or bare, and the namespace from the link', () => {
+    expect(parseInvite('https://h/w/abcdefghijklmnop#invite=AAAAAAAAAAAAAAAAAAAAAA')).toBe('AAAAAAAAAAAAAAAAAAAAAA');
+    expect(parseInvite('BBBBBBBBBBBBBBBBBBBBBB')).toBe('BBBBBBBBBBBBBBBBBBBBBB');
+    expect(parseInvite('https://h/w/abcdefghijklmnop')).toBeNull();
+    expect(namespaceOfLink('https://h/w/abcdefghijklmnop#invite=AAAAAAAAAAAAAAAAAAAAAA')).toBe('abcdefghijklmnop');
+  });
+});
+
+describe('conflicted copy names', () => {
+  const date = new Date(2024, 4, 1, 14, 22, 33);
+  it('keeps the extension and finds a free name', () => {
+    expect(conflictedCopyName('plan.txt', date, 'desk-1', () => false)).toBe('plan (conflicted copy 2024-05-01 142233 desk-1).txt');
+    expect(conflictedCopyName('.bashrc', date, 'h', () => false)).toBe('.bashrc (conflicted copy 2024-05-01 142233 h)');
+    const taken = new Set(['a (conflicted copy 2024-05-01 142233 h).md']);
+    expect(conflictedCopyName('a.md', date, 'h', (name) => taken.has(name))).toBe('a (conflicted copy 2024-05-01 142233 h 2).md');
+  });
+  it('stays within a 255-byte segment and strips odd host characters', () => {
+    const name = conflictedCopyName(`${'é'.repeat(200)}.bin`, date, 'bad/host name', () => false);
+    expect(new TextEncoder().encode(name).length).toBeLessThanOrEqual(255);
+    expect(name).toMatch(/ badhostname\)\.bin$/);
+  });
+});
