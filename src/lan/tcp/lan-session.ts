@@ -1,0 +1,164 @@
+import type { BlockServer } from '../../engine/block-server.ts';
+import { PeerLink, type PeerLinkOptions } from '../../engine/peer-link.ts';
+import { PeerBlockSource, type PeerBlockSourceOptions } from '../../engine/peer-source.ts';
+import { ValidationError, type Cursor, type NamespaceId } from '../../protocol/index.ts';
+import { decodeHello, encodeHello, isHelloMessage, type LanHello } from '../../protocol/lan-stream.ts';
+import type { SocketFrameChannel } from './socket-channel.ts';
+
+/** Why a LAN connection was dropped after TLS (the server counts each). */
+export type SessionFailure = 'bad_hello' | 'hello_timeout' | 'oversize' | 'bad_stream' | 'bad_frame' | 'backlog';
+
+/** A proven, hello-exchanged link to one LAN peer for one namespace. */
+export interface LanPeer {
+  readonly ns: NamespaceId;
+  /** The remote's LAN peer id, hex (as in its UDP adverts). */
+  readonly remotePeerId: string;
+  readonly remoteAddress: string;
+  /** Both ways: fetch with `link.request` (or through `source`), serve the remote's requests. */
+  readonly link: PeerLink;
+  /** The remote as a scheduler block source; its advert follows the remote's hellos. */
+  readonly source: PeerBlockSource;
+  /** The remote's latest cursor for `ns`. */
+  readonly remoteCursor: Cursor;
+  /** Tells the remote our cursor moved (a new hello). */
+  sendCursor(cursor: Cursor): void;
+  close(): void;
+}
+
+export interface LanSessionOptions {
+  channel: SocketFrameChannel;
+  ns: NamespaceId;
+  localPeerId: Uint8Array;
+  localCursor: Cursor;
+  remoteAddress: string;
+  /** Serves the remote's requests for `ns`; null refuses them all (forbidden). */
+  blocks: BlockServer | null;
+  helloTimeoutMs: number;
+  link?: Partial<Omit<PeerLinkOptions, 'channel' | 'sharedNamespaces' | 'server' | 'onProtocolError' | 'onClose'>>;
+  source?: PeerBlockSourceOptions;
+  /** The session failed for this reason; the connection is closed already. */
+  onFailure: (reason: SessionFailure, error?: Error) => void;
+  onClose?: () => void;
+}
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+
+/**
+ * Runs the LAN session on a TLS connection proven for `ns`: sends our hello, waits for the
+ * remote's (it must name exactly `ns`), then hands the channel to a PeerLink that shares
+ * only `ns`. Later hellos from the remote (same peer id, same namespace) update its
+ * cursor; anything else malformed closes the connection and is reported once.
+ * Resolves with the peer, or rejects once the connection failed or closed first.
+ */
+export function startLanSession(options: LanSessionOptions): Promise<LanPeer> {
+  const { channel, ns } = options;
+  return new Promise<LanPeer>((resolve, reject) => {
+    let peer: LanPeerImpl | null = null;
+    let failed = false;
+    const fail = (reason: SessionFailure, error?: Error) => {
+      if (failed) return;
+      failed = true;
+      clearTimeout(timer);
+      channel.destroy();
+      options.onFailure(reason, error);
+      reject(error ?? new Error(`LAN session failed: ${reason}`));
+    };
+    const timer = setTimeout(() => fail('hello_timeout'), options.helloTimeoutMs);
+    timer.unref?.();
+
+    channel.onstreamerror = (error) => fail(error.field === 'stream.length' ? 'oversize' : 'bad_stream', error);
+    channel.onbacklog = () => fail('backlog');
+    channel.onclose = () => {
+      clearTimeout(timer);
+      if (!peer && !failed) {
+        failed = true;
+        reject(new Error('the LAN connection closed before the hello'));
+      }
+    };
+
+    channel.intercept = (message) => {
+      if (peer) {
+        if (!isHelloMessage(message)) return false;
+        try {
+          peer.onHello(checkHello(decodeHello(message), ns, peer.remotePeerId));
+        } catch (error) {
+          if (!(error instanceof ValidationError)) throw error;
+          fail('bad_hello', error);
+        }
+        return true;
+      }
+      let hello: LanHello;
+      try {
+        if (!isHelloMessage(message)) throw new ValidationError('hello', 'the first message must be a hello');
+        hello = checkHello(decodeHello(message), ns, null);
+      } catch (error) {
+        if (!(error instanceof ValidationError)) throw error;
+        fail('bad_hello', error);
+        return true;
+      }
+      clearTimeout(timer);
+      peer = new LanPeerImpl(options, hello, (error) => fail('bad_frame', error));
+      resolve(peer);
+      return true;
+    };
+
+    try {
+      channel.send(encodeHello({ peerId: options.localPeerId, cursors: [{ ns, cursor: options.localCursor }] }));
+    } catch (error) {
+      fail('backlog', error as Error);
+    }
+  });
+}
+
+/** The hello must name exactly the proven namespace, and keep the peer id it started with. */
+function checkHello(hello: LanHello, ns: NamespaceId, peerId: string | null): LanHello {
+  if (hello.cursors.length !== 1 || hello.cursors[0].ns !== ns) {
+    throw new ValidationError('hello.cursors', 'must name exactly the namespace this connection proved');
+  }
+  if (peerId !== null && hex(hello.peerId) !== peerId) throw new ValidationError('hello.peerId', 'changed within a connection');
+  return hello;
+}
+
+class LanPeerImpl implements LanPeer {
+  readonly ns: NamespaceId;
+  readonly remotePeerId: string;
+  readonly remoteAddress: string;
+  readonly link: PeerLink;
+  readonly source: PeerBlockSource;
+  remoteCursor: Cursor;
+
+  constructor(
+    private readonly options: LanSessionOptions,
+    hello: LanHello,
+    onBadFrame: (error: ValidationError) => void,
+  ) {
+    this.ns = options.ns;
+    this.remotePeerId = hex(hello.peerId);
+    this.remoteAddress = options.remoteAddress;
+    this.remoteCursor = hello.cursors[0].cursor;
+    this.link = new PeerLink({
+      ...options.link,
+      channel: options.channel,
+      sharedNamespaces: [options.ns],
+      server: options.blocks,
+      onProtocolError: onBadFrame,
+      onClose: () => options.onClose?.(),
+    });
+    this.source = new PeerBlockSource(`lan:${this.remotePeerId}`, this.link, options.source);
+    this.source.setAdvert(this.ns, this.remoteCursor);
+  }
+
+  onHello(hello: LanHello): void {
+    this.remoteCursor = hello.cursors[0].cursor;
+    this.source.setAdvert(this.ns, this.remoteCursor);
+  }
+
+  sendCursor(cursor: Cursor): void {
+    if (!this.link.isOpen) return;
+    this.options.channel.send(encodeHello({ peerId: this.options.localPeerId, cursors: [{ ns: this.ns, cursor }] }));
+  }
+
+  close(): void {
+    this.link.close();
+  }
+}

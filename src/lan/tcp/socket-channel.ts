@@ -1,0 +1,137 @@
+import type { Socket } from 'node:net';
+import type { FrameChannel } from '../../engine/frame-channel.ts';
+import { ValidationError } from '../../protocol/index.ts';
+import { MAX_STREAM_MESSAGE, StreamDecoder, streamHeader } from '../../protocol/lan-stream.ts';
+
+export interface SocketChannelOptions {
+  /**
+   * Stop reading from the peer while our unsent bytes exceed this: a peer that does not read
+   * our answers gets no more of its requests read (TCP pushes back on it).
+   */
+  readPauseBytes?: number;
+  /** Unsent bytes past this close the connection (a peer that never reads). */
+  maxBufferedBytes?: number;
+}
+
+const DEFAULTS = {
+  // Above the engine's serving high-water mark (1 MiB plus a frame), so serving alone never pauses.
+  readPauseBytes: 4 * 1024 * 1024,
+  maxBufferedBytes: 16 * 1024 * 1024,
+};
+
+/**
+ * A FrameChannel over a connected stream socket (the TLS socket of a LAN link): each
+ * message travels with a length prefix (lan-stream.ts). `bufferedAmount` is the socket's
+ * unsent bytes. `close()` flushes what was sent and ends the connection; `onclose` fires
+ * once, on close() or when the socket closes, and nothing is delivered after it.
+ *
+ * `intercept` sees each message before `onmessage`; returning true consumes it (the LAN
+ * session takes its hello messages this way).
+ */
+export class SocketFrameChannel implements FrameChannel {
+  bufferedAmountLowThreshold = 0;
+  onopen: (() => void) | null = null;
+  onmessage: ((bytes: Uint8Array) => void) | null = null;
+  onbufferedamountlow: (() => void) | null = null;
+  onclose: (() => void) | null = null;
+  intercept: ((bytes: Uint8Array) => boolean) | null = null;
+  /** The byte stream broke its framing (declared length 0 or too large); the channel is closed already. */
+  onstreamerror: ((error: ValidationError) => void) | null = null;
+  /** Our unsent bytes passed maxBufferedBytes; the channel is closed already. */
+  onbacklog: (() => void) | null = null;
+
+  private readonly decoder = new StreamDecoder();
+  private readonly limits: typeof DEFAULTS;
+  private closed = false;
+  private readPaused = false;
+
+  constructor(
+    private readonly socket: Socket,
+    options: SocketChannelOptions = {},
+  ) {
+    this.limits = {
+      readPauseBytes: options.readPauseBytes ?? DEFAULTS.readPauseBytes,
+      maxBufferedBytes: options.maxBufferedBytes ?? DEFAULTS.maxBufferedBytes,
+    };
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('drain', () => this.drained());
+    socket.on('close', () => this.markClosed());
+    socket.on('end', () => this.close());
+    // Errors end in 'close'; the listener keeps them from being thrown.
+    socket.on('error', () => this.markClosed());
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && !this.socket.destroyed && this.socket.writable;
+  }
+
+  get bufferedAmount(): number {
+    return this.closed ? 0 : this.socket.writableLength;
+  }
+
+  send(bytes: Uint8Array<ArrayBuffer>): void {
+    if (!this.isOpen) throw new Error('InvalidStateError: channel is not open');
+    if (bytes.length < 1 || bytes.length > MAX_STREAM_MESSAGE) throw new ValidationError('stream.length', 'message out of range');
+    this.socket.cork();
+    this.socket.write(streamHeader(bytes.length));
+    this.socket.write(bytes);
+    this.socket.uncork();
+    if (this.socket.writableLength > this.limits.maxBufferedBytes) {
+      this.destroy();
+      this.onbacklog?.();
+    }
+  }
+
+  /** Flushes what was sent, then ends the connection (destroyed if the peer does not finish). */
+  close(): void {
+    if (this.closed) return;
+    this.socket.end();
+    const timer = setTimeout(() => this.socket.destroy(), 5000);
+    timer.unref();
+    this.socket.once('close', () => clearTimeout(timer));
+    this.markClosed();
+  }
+
+  /** Drops the connection at once, unsent bytes and all. */
+  destroy(): void {
+    this.socket.destroy();
+    this.markClosed();
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.closed) return;
+    let messages: Uint8Array[];
+    try {
+      messages = this.decoder.push(chunk);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      this.destroy();
+      this.onstreamerror?.(error);
+      return;
+    }
+    for (const message of messages) {
+      if (this.closed) return;
+      if (this.intercept?.(message)) continue;
+      this.onmessage?.(message);
+    }
+    if (!this.closed && !this.readPaused && this.socket.writableLength > this.limits.readPauseBytes) {
+      this.readPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  private drained(): void {
+    if (this.closed) return;
+    if (this.readPaused && this.socket.writableLength <= this.limits.readPauseBytes) {
+      this.readPaused = false;
+      this.socket.resume();
+    }
+    if (this.socket.writableLength <= this.bufferedAmountLowThreshold) this.onbufferedamountlow?.();
+  }
+
+  private markClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onclose?.();
+  }
+}
