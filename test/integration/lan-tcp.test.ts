@@ -345,6 +345,61 @@ describe('LAN block service over TLS-PSK', () => {
     await servedMore(served);
   }, 30_000);
 
+  it('stops reading a client that floods requests and never reads the answers', async () => {
+    const served = background.fetched;
+    const peerId = randomBytes(16);
+    const socket = await memberTls(NS, nsKey);
+    socket.write(encodeStreamMessage(encodeHello({ peerId, cursors: [{ ns: NS, cursor: 1 }] })));
+    await until(() => serverPeers.some((peer) => peer.remotePeerId === peerId.toString('hex')), 5000, 'the flooder session');
+    const onServer = serverPeers.find((peer) => peer.remotePeerId === peerId.toString('hex'))!;
+
+    // 600,000 requests (39 MB): answered, each would queue a 4 MiB block or an 11-byte NACK.
+    const one = encodeStreamMessage(encodeFrame({ type: 'request', id: 1, ns: NS, hash: nsHashes[0] }));
+    const count = 600_000;
+    const flood = Buffer.alloc(one.length * count);
+    for (let i = 0; i < count; i++) {
+      flood.set(one, i * one.length);
+      flood.writeUInt32BE(i + 1, i * one.length + 4 + 2);
+    }
+    socket.write(flood);
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, onServer.bufferedBytes)), 2);
+    try {
+      await until(() => onServer.bufferedBytes > 4 * 1024 * 1024, 15_000, 'the server buffering its answers');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(onServer.link.isOpen).toBe(true);
+    } finally {
+      clearInterval(sampler);
+    }
+    // Reading stops once 4 MiB of answers wait: at most one more read's worth of NACKs follows.
+    expect(peak).toBeLessThan(4 * 1024 * 1024 + 256 * 1024);
+    expect(socket.writableLength).toBeGreaterThan(0); // the flood backs up on the client's side
+    socket.destroy();
+    await until(() => !onServer.link.isOpen, 5000, 'the flooder gone');
+    await servedMore(served);
+  }, 60_000);
+
+  it('closes the connections made with a replaced key or of a namespace it stops serving', async () => {
+    const served = background.fetched;
+    const newKey = randomBytes(32);
+    const old = await honest({ ns: OTHER, lanKey: otherKey });
+    server.setNamespace(OTHER, newKey);
+    await until(() => old.link.isClosed, 5000, 'the connection on the old key closed');
+    let before = refusals('unknown_identity');
+    await expect(honest({ ns: OTHER, lanKey: otherKey })).rejects.toBeInstanceOf(LanConnectError);
+    await expectRefused('unknown_identity', before);
+
+    const current = await honest({ ns: OTHER, lanKey: newKey });
+    server.removeNamespace(OTHER);
+    await until(() => current.link.isClosed, 5000, 'the OTHER connection closed');
+    before = refusals('unknown_identity');
+    await expect(honest({ ns: OTHER, lanKey: newKey })).rejects.toBeInstanceOf(LanConnectError);
+    await expectRefused('unknown_identity', before);
+
+    server.setNamespace(OTHER, otherKey);
+    await servedMore(served);
+  });
+
   it('kept serving the concurrent honest client through everything', () => {
     expect(background.failures).toEqual([]);
     expect(background.fetched).toBeGreaterThan(5);

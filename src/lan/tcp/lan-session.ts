@@ -20,6 +20,8 @@ export interface LanPeer {
   readonly source: PeerBlockSource;
   /** The remote's latest cursor for `ns`. */
   readonly remoteCursor: Cursor;
+  /** Our bytes written and not yet taken by the network (bounded by the channel's limits). */
+  readonly bufferedBytes: number;
   /** Tells the remote our cursor moved (a new hello). */
   sendCursor(cursor: Cursor): void;
   close(): void;
@@ -146,6 +148,10 @@ class LanPeerImpl implements LanPeer {
     });
     this.source = new PeerBlockSource(`lan:${this.remotePeerId}`, this.link, options.source);
     this.source.setAdvert(this.ns, this.remoteCursor);
+  }
+
+  get bufferedBytes(): number {
+    return this.options.channel.bufferedAmount;
   }
 
   onHello(hello: LanHello): void {
