@@ -83,14 +83,16 @@ export function connectLanPeer(options: ConnectLanPeerOptions): Promise<LanPeer>
       connected = true;
       socket.setKeepAlive(true, 30_000);
     });
-    socket.on('error', (error) => settle(new LanConnectError(connected ? 'handshake' : 'connect', error.message, { cause: error })));
+    const onHandshakeError = (error: Error) =>
+      settle(new LanConnectError(connected ? 'handshake' : 'connect', error.message, { cause: error }));
+    socket.on('error', onHandshakeError);
     socket.once('close', () => settle(new LanConnectError(connected ? 'handshake' : 'connect', 'the LAN peer closed the connection')));
     socket.once('secureConnect', () => {
       if (socket.getProtocol() !== LAN_TLS_VERSION) {
         return settle(new LanConnectError('handshake', `negotiated ${socket.getProtocol()}, not ${LAN_TLS_VERSION}`));
       }
       clearTimeout(timer);
-      socket.removeAllListeners('error');
+      socket.off('error', onHandshakeError);
       startLanSession({
         channel: new SocketFrameChannel(socket, options.channel),
         ns: options.ns,

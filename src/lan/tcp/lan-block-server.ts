@@ -223,13 +223,20 @@ export class LanBlockServer {
       refuseOnce('handshake_timeout');
       socket.destroy();
     }, this.limits.handshakeTimeoutMs);
-    socket.on('error', () => {
+    let secured = false;
+    const onHandshakeError = () => {
       clearTimeout(timer);
       refuseOnce('handshake_failed');
       socket.destroy();
+    };
+    socket.on('error', onHandshakeError);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      // Left during the handshake without an error (a port scan, a client giving up).
+      if (!secured) refuseOnce('handshake_failed');
     });
-    socket.once('close', () => clearTimeout(timer));
     socket.once('secure', () => {
+      secured = true;
       clearTimeout(timer);
       // Only a handshake that went through our callback, on a key still current, names a namespace.
       if (ns === null || psk === null || !psk.equals(this.keyring.pskOf(ns) ?? Buffer.alloc(0))) {
@@ -237,7 +244,7 @@ export class LanBlockServer {
         socket.destroy();
         return;
       }
-      socket.removeAllListeners('error');
+      socket.off('error', onHandshakeError);
       this.startSession(socket, ns, raw.remoteAddress ?? '?');
     });
     return socket;
