@@ -9,3 +9,4 @@ export * from './limits.ts';
 export * from './relay.ts';
 export * from './lan-key.ts';
 export * from './lan-advert.ts';
+export * from './lan-stream.ts';

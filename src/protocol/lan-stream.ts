@@ -1,6 +1,7 @@
 import { parseNamespaceId, type NamespaceId } from './api.ts';
 import { ValidationError } from './errors.ts';
 import { MAX_FRAME_SIZE } from './frames.ts';
+import { LAN_PEER_ID_BYTES } from './lan-advert.ts';
 import type { Cursor } from './journal.ts';
 import { MAX_CURSOR } from './limits.ts';
 
@@ -121,7 +122,8 @@ export class StreamDecoder {
 /** First byte of a hello message; block frames start with FRAME_VERSION (1). */
 export const HELLO_KIND = 0x80;
 export const HELLO_VERSION = 1;
-export const LAN_PEER_ID_BYTES = 16;
+// The same peer id as in the UDP advert.
+export { LAN_PEER_ID_BYTES };
 /** Namespaces one hello may name (one TLS connection proves one today). */
 export const MAX_HELLO_NAMESPACES = 16;
 
