@@ -4,9 +4,11 @@ import {
   expectArray,
   expectRecord,
   expectString,
+  lanKeyBytes,
   parseBlockHash,
   parseCursor,
   parseJournalPage,
+  parseLanKeyResponse,
   parseNamespaceId,
   type BlockHash,
   type CommitRequest,
@@ -67,6 +69,11 @@ export class ServerApi implements UploadApi {
   async rotateInvite(ns: NamespaceId): Promise<string> {
     const body = expectRecord(await this.json('POST', `/api/v1/ns/${ns}/invite`, {}), 'response');
     return expectString(body.inviteUrl, 'inviteUrl', 2000);
+  }
+
+  /** The namespace's LAN key (members only): the secret behind LAN advert tags and the LAN TCP pre-shared key. */
+  async lanKey(ns: NamespaceId): Promise<Uint8Array> {
+    return lanKeyBytes(parseLanKeyResponse(await this.json('GET', `/api/v1/ns/${ns}/lan-key`)));
   }
 
   journal(ns: NamespaceId): JournalClient {

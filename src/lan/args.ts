@@ -11,8 +11,12 @@ export interface PeerOptions {
   stateDir: string;
   cacheOnly: boolean;
   lan: boolean;
-  /** UDP/TCP port for LAN discovery and block service (used with --lan). */
+  /** UDP port of LAN discovery (used with --lan). */
   port: number;
+  /** TCP port of the LAN block service; 0 picks a free one (the adverts carry the real one). */
+  tcpPort: number;
+  /** Where adverts are sent; null: the broadcast address of every IPv4 LAN interface. */
+  lanBroadcast: string | null;
 }
 
 export type ParsedCommand = { kind: 'help' } | { kind: 'peer'; options: PeerOptions };
@@ -39,12 +43,17 @@ Options:
   --cache-only     keep every block of every live file without writing files into PATH:
                    an on-premises cache for the peers around it
   --lan            take part in LAN discovery and serve blocks to LAN peers
-  --port N         UDP/TCP port for --lan (default ${DEFAULT_LAN_PORT})
+  --port N         UDP port of LAN discovery for --lan (default ${DEFAULT_LAN_PORT})
+  --tcp-port N     TCP port of the LAN block service (default: the --port number;
+                   0 picks a free port, which the adverts then carry)
+  --lan-broadcast ADDR
+                   send adverts to this IPv4 address only (default: the broadcast
+                   address of every IPv4 network interface except loopback)
   -h, --help       show this text
 
 Stop with Ctrl-C (SIGINT) or SIGTERM; a restart resumes where it stopped.`;
 
-const VALUE_FLAGS = new Set(['--server', '--invite', '--dir', '--state', '--port']);
+const VALUE_FLAGS = new Set(['--server', '--invite', '--dir', '--state', '--port', '--tcp-port', '--lan-broadcast']);
 const BOOLEAN_FLAGS = new Set(['--cache-only', '--lan']);
 
 /** Parses `argv` after the program name (e.g. ["peer", "--server", …]). Throws UsageError. */
@@ -91,14 +100,10 @@ export function parseCommand(argv: readonly string[], cwd = process.cwd()): Pars
     throw new UsageError('--state must not be PATH or inside it (the state dir is never synced)');
   }
   if (isInside(dir, stateDir)) throw new UsageError('--dir must not be inside the state dir');
-  const portText = values.get('--port');
-  let port = DEFAULT_LAN_PORT;
-  if (portText !== undefined) {
-    if (!/^[1-9][0-9]{0,4}$/.test(portText) || Number(portText) > 65535) {
-      throw new UsageError('--port must be a whole number from 1 to 65535');
-    }
-    port = Number(portText);
-  }
+  const port = parsePort(values.get('--port'), '--port', 1) ?? DEFAULT_LAN_PORT;
+  const tcpPort = parsePort(values.get('--tcp-port'), '--tcp-port', 0) ?? port;
+  const broadcastText = values.get('--lan-broadcast');
+  if (broadcastText !== undefined && !isIpv4(broadcastText)) throw new UsageError('--lan-broadcast must be an IPv4 address such as 192.168.1.255');
   return {
     kind: 'peer',
     options: {
@@ -109,8 +114,22 @@ export function parseCommand(argv: readonly string[], cwd = process.cwd()): Pars
       cacheOnly: flags.has('--cache-only'),
       lan: flags.has('--lan'),
       port,
+      tcpPort,
+      lanBroadcast: broadcastText ?? null,
     },
   };
+}
+
+function parsePort(text: string | undefined, flag: string, min: 0 | 1): number | undefined {
+  if (text === undefined) return undefined;
+  const value = /^(0|[1-9][0-9]{0,4})$/.test(text) ? Number(text) : -1;
+  if (value < min || value > 65535) throw new UsageError(`${flag} must be a whole number from ${min} to 65535`);
+  return value;
+}
+
+function isIpv4(text: string): boolean {
+  const parts = text.split('.');
+  return parts.length === 4 && parts.every((part) => /^(0|[1-9][0-9]{0,2})$/.test(part) && Number(part) <= 255);
 }
 
 function parseServerUrl(text: string | undefined): string {

@@ -1,9 +1,11 @@
 /**
- * `nearsync peer --server URL --invite LINK --dir PATH [--state DIR] [--cache-only] [--lan] [--port N]`:
+ * `nearsync peer --server URL --invite LINK --dir PATH [--state DIR] [--cache-only] [--lan] [--port N] [--tcp-port N] [--lan-broadcast ADDR]`:
  * the native peer. Output is plain lines on stdout; problems go to stderr.
  */
 import { USAGE, UsageError, parseCommand, type PeerOptions } from './args.ts';
+import { broadcastAddresses } from './broadcast-addresses.ts';
 import { PeerDaemon } from './daemon.ts';
+import { LanPeering } from './lan-peering.ts';
 import { ensureMembership, prepareStateDir } from './membership.ts';
 
 const log = (line: string): void => {
@@ -23,6 +25,7 @@ async function runPeer(options: PeerOptions): Promise<void> {
     ...tuningFromEnvironment(),
   });
 
+  let lan: LanPeering | null = null;
   let stopping: Promise<void> | null = null;
   const stop = (signal: string) => {
     if (stopping) {
@@ -30,7 +33,7 @@ async function runPeer(options: PeerOptions): Promise<void> {
       process.exit(130);
     }
     log(`${signal}: stopping`);
-    stopping = daemon.stop().then(
+    stopping = (lan?.close() ?? Promise.resolve()).then(() => daemon.stop()).then(
       () => log('stopped'),
       (error: unknown) => {
         process.stderr.write(`nearsync peer: stopping failed: ${(error as Error).message}\n`);
@@ -41,12 +44,38 @@ async function runPeer(options: PeerOptions): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 
-  await daemon.start();
   if (options.lan) {
-    // Discovery (UDP) and the block service (TCP) attach to daemon.blockServer / addSource.
-    log(`--lan on port ${options.port}: LAN discovery and block service are not wired into this build yet`);
+    // Before the engine starts: a LAN peer found in the first moments takes the initial
+    // download off the server (the scheduler prefers peers that claim a block).
+    lan = await startLan(daemon, options);
+    if (lan && !(await lan.waitForPeer(LAN_DISCOVERY_WAIT_MS))) log(`LAN: no peer ahead of us yet; fetching from the server meanwhile`);
   }
+  await daemon.start();
   log(options.cacheOnly ? `caching workspace "${membership.name}"` : `syncing workspace "${membership.name}" with ${options.dir}`);
+}
+
+/** How long a --lan daemon listens for peers before its engine starts fetching. */
+const LAN_DISCOVERY_WAIT_MS = 1_500;
+
+/** Starts LAN peering; without the LAN key (server unreachable) the daemon runs without it. */
+async function startLan(daemon: PeerDaemon, options: PeerOptions): Promise<LanPeering | null> {
+  let lanKey: Uint8Array;
+  try {
+    lanKey = await daemon.api.lanKey(daemon.ns);
+  } catch (error) {
+    process.stderr.write(`nearsync peer: LAN off: could not get the workspace's LAN key: ${(error as Error).message}\n`);
+    return null;
+  }
+  const peering = new LanPeering({
+    host: daemon,
+    lanKey,
+    udpPort: options.port,
+    tcpPort: options.tcpPort,
+    broadcastAddresses: options.lanBroadcast ? [options.lanBroadcast] : broadcastAddresses(),
+    log,
+  });
+  await peering.start();
+  return peering;
 }
 
 /** Test and operator knobs that are not worth flags: the folder rescan period and debounce. */

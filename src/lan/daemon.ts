@@ -47,6 +47,7 @@ export class PeerDaemon {
   private readonly extraSources = new Map<string, BlockSource>();
   private readonly serverSource: ServerBlockSource;
   private readonly syncedListeners = new Set<SyncedListener>();
+  private readonly penalisedListeners = new Set<(sourceId: string) => void>();
   private readonly runner: TaskRunner;
   private readonly materialiser: FolderMaterialiser | null;
   private readonly localChanges: LocalChanges | null;
@@ -76,6 +77,9 @@ export class PeerDaemon {
       fetchOrderSeed: Math.floor(Math.random() * 2 ** 31) + 1,
       onChange: () => this.runner.request('materialise', 50),
       onSynced: (cursor) => this.synced(cursor),
+      onPenalised: (sourceId) => {
+        for (const listener of this.penalisedListeners) listener(sourceId);
+      },
     });
     this.blockServer = new BlockServer(blocks, async (ns, hash) => ns === this.ns && this.sync.holdsLiveBlock(hash));
     this.materialiser = options.cacheOnly ? null : new FolderMaterialiser({ root: options.dir, state, blocks, log });
@@ -154,6 +158,12 @@ export class PeerDaemon {
   onSynced(listener: SyncedListener): () => void {
     this.syncedListeners.add(listener);
     return () => this.syncedListeners.delete(listener);
+  }
+
+  /** A source was caught lying (bytes failing their hash) or breaking the protocol: it is not asked again. */
+  onPenalised(listener: (sourceId: string) => void): () => void {
+    this.penalisedListeners.add(listener);
+    return () => this.penalisedListeners.delete(listener);
   }
 
   /** Stored blocks of live files (what a LAN peer may fetch from us; for HAVE announcements). */

@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { Netns } from '../netns/netns.ts';
 import { until } from './until.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -10,6 +11,10 @@ export interface DaemonArgs {
   dir: string;
   state?: string;
   cacheOnly?: boolean;
+  /** `--lan` with these ports (tcpPort 0: any free one) and, if given, `--lan-broadcast`. */
+  lan?: { port: number; tcpPort?: number; broadcast?: string };
+  /** Run inside this network namespace (through `ip netns exec`, which execs in place). */
+  netns?: Netns;
 }
 
 /** `node bin/nearsync.mjs peer …` as a child process, with its output collected. */
@@ -23,12 +28,18 @@ export class DaemonProcess {
     if (args.invite) argv.push('--invite', args.invite);
     if (args.state) argv.push('--state', args.state);
     if (args.cacheOnly) argv.push('--cache-only');
-    this.child = spawn(process.execPath, argv, {
+    if (args.lan) {
+      argv.push('--lan', '--port', String(args.lan.port));
+      if (args.lan.tcpPort !== undefined) argv.push('--tcp-port', String(args.lan.tcpPort));
+      if (args.lan.broadcast) argv.push('--lan-broadcast', args.lan.broadcast);
+    }
+    const options: SpawnOptions = {
       cwd: REPO,
       // Short long polls and rescans keep tests quick; the watcher still does the real work.
       env: { ...process.env, NEARSYNC_LONG_POLL_SECONDS: '2', NEARSYNC_RESCAN_MS: '1000', NEARSYNC_DEBOUNCE_MS: '100' },
       stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    };
+    this.child = args.netns ? args.netns.spawn(process.execPath, argv, options) : spawn(process.execPath, argv, options);
     this.child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     this.child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));

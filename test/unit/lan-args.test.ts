@@ -18,9 +18,18 @@ describe('nearsync peer arguments', () => {
         cacheOnly: false,
         lan: true,
         port: 17601,
+        tcpPort: 17601,
+        lanBroadcast: null,
       },
     });
     expect(parseCommand(['peer', '--help'])).toEqual({ kind: 'help' });
+  });
+
+  it('takes a separate TCP port (0: any free one) and an explicit broadcast address', () => {
+    const parsed = parseCommand([...base, '--lan', '--tcp-port', '0', '--lan-broadcast', '10.213.4.3'], '/home/u');
+    expect(parsed.kind === 'peer' && parsed.options).toMatchObject({ port: 17600, tcpPort: 0, lanBroadcast: '10.213.4.3' });
+    const defaults = parseCommand([...base, '--port', '17700'], '/home/u');
+    expect(defaults.kind === 'peer' && defaults.options).toMatchObject({ port: 17700, tcpPort: 17700, lanBroadcast: null });
   });
 
   it.each([
@@ -31,6 +40,12 @@ describe('nearsync peer arguments', () => {
     [[...base, '--port', '0'], /--port/],
     [[...base, '--port', '70000'], /--port/],
     [[...base, '--port', '1e3'], /--port/],
+    [[...base, '--port', '017600'], /--port/],
+    [[...base, '--tcp-port', '65536'], /--tcp-port/],
+    [[...base, '--tcp-port', '-1'], /--tcp-port/],
+    [[...base, '--lan-broadcast', '10.0.0.256'], /--lan-broadcast/],
+    [[...base, '--lan-broadcast', 'lan.example'], /--lan-broadcast/],
+    [[...base, '--lan-broadcast', '10.0.0'], /--lan-broadcast/],
     [[...base, '--dir', 'again'], /given twice/],
     [[...base, '--lan=yes'], /takes no value/],
     [[...base, '--invite'], /needs a value/],

@@ -20,8 +20,13 @@ export const LAN_ADVERT_INTERVAL_MS = 30_000;
 export interface LanAdvertiserOptions {
   /** Where our block service listens; carried in every advert. */
   tcpPort: number;
-  /** Destination of the datagrams, e.g. the LAN's broadcast address (192.168.1.255). */
-  broadcastAddress: string;
+  /**
+   * Destination of the datagrams, e.g. the LAN's broadcast address (192.168.1.255), or one
+   * per interface: each datagram goes to all of them under one sequence number (a listener
+   * hearing two copies keeps the first, so two advertisers with one peer id would silence
+   * each other).
+   */
+  broadcastAddress: string | readonly string[];
   /** Destination UDP port; default 17600. */
   port?: number;
   /** Local address to send from (picks the interface); default any. */
@@ -127,8 +132,11 @@ export class LanAdvertiser {
       const header = { peerId: this.peerId, tcpPort: this.options.tcpPort, epoch: lanAdvertEpoch(this.now()), sequence: ++this.sequence };
       const entries: LanAdvertEntry[] = all.slice(i, i + LAN_ADVERT_MAX_ENTRIES).map(({ key, cursor }) => ({ tag: advertTag(key, header, cursor), cursor }));
       const datagram = encodeLanAdvert({ ...header, entries });
-      await new Promise<void>((resolve) => socket.send(datagram, this.options.port ?? LAN_DISCOVERY_PORT, this.options.broadcastAddress, () => resolve()));
-      this.sent++;
+      const destinations = typeof this.options.broadcastAddress === 'string' ? [this.options.broadcastAddress] : this.options.broadcastAddress;
+      for (const address of destinations) {
+        await new Promise<void>((resolve) => socket.send(datagram, this.options.port ?? LAN_DISCOVERY_PORT, address, () => resolve()));
+        this.sent++;
+      }
     }
   }
 }

@@ -1,0 +1,371 @@
+import { randomBytes } from 'node:crypto';
+import type { BlockSource, LocalBlockStore } from '../engine/types.ts';
+import { LAN_PEER_ID_BYTES, type BlockHash, type NamespaceId } from '../protocol/index.ts';
+import type { SyncedListener } from './daemon.ts';
+import { LanAdvertListener, LanAdvertiser, type LanPeerAdvert } from './discovery/index.ts';
+import { connectLanPeer } from './tcp/connect.ts';
+import { LanBlockServer } from './tcp/lan-block-server.ts';
+import type { LanPeer } from './tcp/lan-session.ts';
+
+/** What LAN peering needs of the daemon (PeerDaemon has it all). */
+export interface LanPeeringHost {
+  readonly ns: NamespaceId;
+  readonly blocks: LocalBlockStore;
+  readonly syncedCursor: number;
+  holdsLiveBlock(hash: BlockHash): boolean;
+  onSynced(listener: SyncedListener): () => void;
+  onPenalised(listener: (sourceId: string) => void): () => void;
+  addSource(source: BlockSource): void;
+  removeSource(id: string): void;
+}
+
+export interface LanPeeringOptions {
+  host: LanPeeringHost;
+  /** The workspace's LAN key (ServerApi.lanKey). */
+  lanKey: Uint8Array;
+  /** UDP port adverts are sent to and heard on. */
+  udpPort: number;
+  /** TCP port of our block service; 0 picks a free one (the adverts carry the real one). */
+  tcpPort: number;
+  /** Where adverts go (one datagram to each); empty: we only listen. */
+  broadcastAddresses: readonly string[];
+  log: (line: string) => void;
+  /** LAN peers used as block sources at once. */
+  maxPeers?: number;
+  /** Address the block service binds; default all interfaces (the PSK handshake keeps strangers out). */
+  tcpHost?: string;
+  /** First reconnect delay; doubles per failure up to maxBackoffMs. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  /** How often closed connections are noticed (connectLanPeer reports no close event). */
+  checkMs?: number;
+}
+
+/** One remote LAN peer: what it last advertised and the connections we have with it. */
+interface RemotePeer {
+  readonly peerId: string;
+  advert: LanPeerAdvert | null;
+  /** Open sessions, dialled or accepted (a simultaneous dial both ways gives two). */
+  readonly links: Set<LanPeer>;
+  /** The link whose source the engine uses. */
+  active: LanPeer | null;
+  dialling: AbortController | null;
+  retry: NodeJS.Timeout | null;
+  failures: number;
+  /** Caught lying or breaking the protocol: never used again this run. */
+  banned: boolean;
+}
+
+const DEFAULT_MAX_PEERS = 8;
+/** A newcomer's first advert is answered with ours at once, but not more often than this. */
+const ANSWER_INTERVAL_MS = 1_000;
+
+const short = (peerId: string) => peerId.slice(0, 8);
+const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+
+/**
+ * Puts a started (or starting) daemon on the LAN: serves its blocks over TCP to members who
+ * prove the workspace's LAN key, advertises its synced cursor over UDP, and, for each peer
+ * whose advert covers journal entries we have not synced, connects and hands the peer to
+ * the engine as a block source. One connection per peer (an accepted one counts), at most
+ * `maxPeers` used as sources, reconnects with backoff while the peer keeps advertising,
+ * dropped when its adverts stop (expiry) or when the engine penalises it.
+ */
+export class LanPeering {
+  readonly peerId = new Uint8Array(randomBytes(LAN_PEER_ID_BYTES));
+  private readonly server: LanBlockServer;
+  private readonly listener: LanAdvertListener;
+  private advertiser: LanAdvertiser | null = null;
+  private readonly remotes = new Map<string, RemotePeer>();
+  /** Blocks of each link already reported in the log. */
+  private readonly reported = new Map<LanPeer, number>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private readonly peerWaiters = new Set<() => void>();
+  private checker: NodeJS.Timeout | null = null;
+  private answer: NodeJS.Timeout | null = null;
+  private lastAnswerAt = 0;
+  private closed = false;
+  private boundTcpPort = 0;
+
+  constructor(private readonly options: LanPeeringOptions) {
+    const { host } = options;
+    this.server = new LanBlockServer({
+      host: options.tcpHost ?? '0.0.0.0',
+      port: options.tcpPort,
+      peerId: this.peerId,
+      store: host.blocks,
+      isLiveBlock: async (ns, hash) => ns === host.ns && host.holdsLiveBlock(hash),
+      cursorOf: () => host.syncedCursor,
+      onPeer: (peer) => this.accepted(peer),
+    });
+    this.server.setNamespace(host.ns, options.lanKey);
+    this.listener = new LanAdvertListener({
+      port: options.udpPort,
+      ownPeerId: this.peerId,
+      onAdvert: (advert) => this.heard(advert),
+      onExpired: (advert) => this.expired(advert),
+    });
+    this.listener.setNamespace(host.ns, options.lanKey);
+  }
+
+  /** The TCP port the block service listens on (after start). */
+  get tcpPort(): number {
+    return this.boundTcpPort;
+  }
+
+  /** Connections used as block sources now. */
+  connectedPeers(): string[] {
+    return [...this.remotes.values()].filter((remote) => remote.active).map((remote) => remote.peerId);
+  }
+
+  async start(): Promise<void> {
+    const { host, log } = this.options;
+    this.boundTcpPort = (await this.server.listen()).port;
+    // Listen before the first advert goes out, so the peers' answers to it are heard.
+    await this.listener.start();
+    this.advertiser = new LanAdvertiser({
+      tcpPort: this.boundTcpPort,
+      broadcastAddress: this.options.broadcastAddresses,
+      port: this.options.udpPort,
+      peerId: this.peerId,
+    });
+    this.advertiser.setNamespace(host.ns, this.options.lanKey, host.syncedCursor);
+    this.unsubscribe.push(
+      host.onSynced((_ns, cursor) => this.synced(cursor)),
+      host.onPenalised((sourceId) => this.penalised(sourceId)),
+    );
+    this.checker = setInterval(() => this.checkLinks(), this.options.checkMs ?? 1_000);
+    this.checker.unref();
+    const to = this.options.broadcastAddresses.length > 0 ? this.options.broadcastAddresses.join(', ') : 'nowhere (no IPv4 LAN interface)';
+    log(`LAN: serving blocks on tcp/${this.boundTcpPort}; adverts on udp/${this.options.udpPort} to ${to}`);
+    if (this.options.broadcastAddresses.length > 0) await this.advertiser.start();
+  }
+
+  /** Resolves once a LAN peer is a block source, or after `timeoutMs`; says which. */
+  waitForPeer(timeoutMs: number): Promise<boolean> {
+    if (this.connectedPeers().length > 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (found: boolean) => {
+        clearTimeout(timer);
+        this.peerWaiters.delete(waiter);
+        resolve(found);
+      };
+      const waiter = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.peerWaiters.add(waiter);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const stop of this.unsubscribe.splice(0)) stop();
+    if (this.checker) clearInterval(this.checker);
+    if (this.answer) clearTimeout(this.answer);
+    for (const remote of this.remotes.values()) this.disconnect(remote);
+    this.remotes.clear();
+    await Promise.all([this.advertiser?.close(), this.listener.close(), this.server.close()]);
+  }
+
+  // ------------------------------------------------------------ discovery
+
+  private heard(advert: LanPeerAdvert): void {
+    if (this.closed || advert.ns !== this.options.host.ns) return;
+    let remote = this.remotes.get(advert.peerId);
+    const before = remote?.advert ?? null;
+    if (!remote) {
+      remote = { peerId: advert.peerId, advert: null, links: new Set(), active: null, dialling: null, retry: null, failures: 0, banned: false };
+      this.remotes.set(advert.peerId, remote);
+    }
+    if (before === null) this.answerNewcomer();
+    remote.advert = advert;
+    if (before === null || before.cursor !== advert.cursor || before.address !== advert.address || before.tcpPort !== advert.tcpPort) {
+      this.options.log(`LAN: peer ${short(advert.peerId)} at ${advert.address}:${advert.tcpPort} cursor ${advert.cursor}`);
+    }
+    for (const link of remote.links) if (advert.cursor > (link.source.advert(link.ns) ?? -1)) link.source.setAdvert(link.ns, advert.cursor);
+    this.maybeDial(remote);
+  }
+
+  /** A peer we had not heard learns of us now rather than at our next periodic advert. */
+  private answerNewcomer(): void {
+    if (this.answer || !this.advertiser) return;
+    const wait = Math.max(0, this.lastAnswerAt + ANSWER_INTERVAL_MS - Date.now());
+    this.answer = setTimeout(() => {
+      this.answer = null;
+      this.lastAnswerAt = Date.now();
+      void this.advertiser?.send();
+    }, wait);
+    this.answer.unref();
+  }
+
+  private expired(advert: LanPeerAdvert): void {
+    const remote = this.remotes.get(advert.peerId);
+    if (!remote || advert.ns !== this.options.host.ns) return;
+    this.options.log(`LAN: peer ${short(remote.peerId)} not heard for a while: dropped`);
+    this.disconnect(remote);
+    this.remotes.delete(remote.peerId);
+  }
+
+  // ------------------------------------------------------------ connections
+
+  private usedSlots(): number {
+    let used = 0;
+    for (const remote of this.remotes.values()) if (remote.active || remote.dialling) used++;
+    return used;
+  }
+
+  private maybeDial(remote: RemotePeer): void {
+    const { host } = this.options;
+    const advert = remote.advert;
+    if (this.closed || remote.banned || remote.dialling || remote.retry || remote.links.size > 0 || !advert) return;
+    // Only a peer that holds what we lack is worth a connection; it may dial us later for the reverse.
+    if (advert.cursor <= host.syncedCursor) return;
+    if (this.usedSlots() >= (this.options.maxPeers ?? DEFAULT_MAX_PEERS)) return;
+    const controller = new AbortController();
+    remote.dialling = controller;
+    connectLanPeer({
+      host: advert.address,
+      port: advert.tcpPort,
+      ns: host.ns,
+      lanKey: this.options.lanKey,
+      peerId: this.peerId,
+      cursor: host.syncedCursor,
+      serve: { store: host.blocks, isLiveBlock: async (ns, hash) => ns === host.ns && host.holdsLiveBlock(hash) },
+      signal: controller.signal,
+    }).then(
+      (peer) => {
+        remote.dialling = null;
+        if (this.closed || remote.banned || this.remotes.get(remote.peerId) !== remote) return peer.close();
+        if (peer.remotePeerId !== remote.peerId) {
+          peer.close();
+          return this.dialFailed(remote, `it answered as peer ${short(peer.remotePeerId)}`);
+        }
+        remote.failures = 0;
+        this.attach(remote, peer, 'connected to');
+      },
+      (error: Error) => {
+        remote.dialling = null;
+        if (!this.closed && !controller.signal.aborted) this.dialFailed(remote, error.message);
+      },
+    );
+  }
+
+  private dialFailed(remote: RemotePeer, why: string): void {
+    remote.failures += 1;
+    const delay = this.backoff(remote);
+    this.options.log(`LAN: could not connect to ${short(remote.peerId)}: ${why}; trying again in ${Math.round(delay / 1000)} s`);
+    this.scheduleRetry(remote, delay);
+  }
+
+  private backoff(remote: RemotePeer): number {
+    const first = this.options.backoffMs ?? 1_000;
+    return Math.min(this.options.maxBackoffMs ?? 60_000, first * 2 ** Math.min(Math.max(0, remote.failures - 1), 16));
+  }
+
+  private scheduleRetry(remote: RemotePeer, delay: number): void {
+    if (remote.retry || this.closed) return;
+    remote.retry = setTimeout(() => {
+      remote.retry = null;
+      this.maybeDial(remote);
+    }, delay);
+    remote.retry.unref();
+  }
+
+  /** A peer dialled us and proved the key: use the same connection both ways. */
+  private accepted(peer: LanPeer): void {
+    if (this.closed) return peer.close();
+    let remote = this.remotes.get(peer.remotePeerId);
+    if (!remote) {
+      remote = { peerId: peer.remotePeerId, advert: null, links: new Set(), active: null, dialling: null, retry: null, failures: 0, banned: false };
+      this.remotes.set(peer.remotePeerId, remote);
+    }
+    if (remote.banned) return peer.close();
+    this.attach(remote, peer, 'accepted');
+  }
+
+  private attach(remote: RemotePeer, peer: LanPeer, how: string): void {
+    remote.links.add(peer);
+    this.reported.set(peer, 0);
+    const advert = remote.advert;
+    if (advert && advert.cursor > peer.remoteCursor) peer.source.setAdvert(peer.ns, advert.cursor);
+    this.options.log(`LAN: ${how} ${short(remote.peerId)} at ${peer.remoteAddress} cursor ${peer.remoteCursor}`);
+    // An accepted connection beyond the limit still serves the remote; we just do not fetch on it.
+    if (!remote.active && (this.usedSlots() < (this.options.maxPeers ?? DEFAULT_MAX_PEERS))) this.activate(remote, peer);
+  }
+
+  private activate(remote: RemotePeer, peer: LanPeer): void {
+    remote.active = peer;
+    this.options.host.addSource(peer.source);
+    for (const waiter of [...this.peerWaiters]) waiter();
+  }
+
+  /** Notices closed links (connectLanPeer has no close callback), promotes a spare, schedules a reconnect. */
+  private checkLinks(): void {
+    for (const remote of this.remotes.values()) {
+      for (const peer of [...remote.links]) {
+        if (!peer.link.isClosed) continue;
+        remote.links.delete(peer);
+        this.report(remote, peer);
+        this.reported.delete(peer);
+        if (remote.active !== peer) continue;
+        remote.active = null;
+        this.options.host.removeSource(peer.source.id);
+        const spare = [...remote.links][0];
+        if (spare) this.activate(remote, spare);
+        else {
+          this.options.log(`LAN: connection to ${short(remote.peerId)} closed`);
+          remote.failures += 1;
+          this.scheduleRetry(remote, this.backoff(remote));
+        }
+      }
+    }
+  }
+
+  private disconnect(remote: RemotePeer): void {
+    remote.dialling?.abort();
+    remote.dialling = null;
+    if (remote.retry) clearTimeout(remote.retry);
+    remote.retry = null;
+    if (remote.active) this.options.host.removeSource(remote.active.source.id);
+    remote.active = null;
+    for (const peer of remote.links) {
+      this.report(remote, peer);
+      this.reported.delete(peer);
+      peer.close();
+    }
+    remote.links.clear();
+  }
+
+  private penalised(sourceId: string): void {
+    const remote = [...this.remotes.values()].find((r) => `lan:${r.peerId}` === sourceId);
+    if (!remote || remote.banned) return;
+    remote.banned = true;
+    this.options.log(`LAN: peer ${short(remote.peerId)} sent bad data: disconnected for this run`);
+    this.disconnect(remote);
+  }
+
+  // ------------------------------------------------------------ progress
+
+  private synced(cursor: number): void {
+    if (this.closed) return;
+    this.advertiser?.setCursor(this.options.host.ns, cursor);
+    for (const remote of this.remotes.values()) {
+      for (const peer of remote.links) {
+        this.report(remote, peer);
+        try {
+          peer.sendCursor(cursor);
+        } catch {
+          // A link over its send budget is being closed by its channel; the checker notices.
+        }
+      }
+    }
+  }
+
+  private report(remote: RemotePeer, peer: LanPeer): void {
+    const before = this.reported.get(peer) ?? 0;
+    const blocks = peer.source.blocksReceived;
+    if (blocks <= before) return;
+    this.reported.set(peer, blocks);
+    this.options.log(`LAN: fetched ${blocks - before} blocks from ${short(remote.peerId)} at ${peer.remoteAddress} (${mib(peer.source.bytesReceived)} on this connection)`);
+  }
+}
