@@ -29,6 +29,9 @@ export interface PeerDaemonOptions {
   longPollSeconds?: number;
 }
 
+/** Fired when this daemon committed a local file: its blocks are servable from now on. */
+export type CommittedListener = (ns: NamespaceId, sjid: number, blocks: readonly BlockHash[]) => void;
+
 /** Fired whenever every block of every live file is stored up to `cursor` (what a LAN advert may claim). */
 export type SyncedListener = (ns: NamespaceId, cursor: number) => void;
 
@@ -48,6 +51,9 @@ export class PeerDaemon {
   private readonly serverSource: ServerBlockSource;
   private readonly syncedListeners = new Set<SyncedListener>();
   private readonly penalisedListeners = new Set<(sourceId: string) => void>();
+  private readonly committedListeners = new Set<CommittedListener>();
+  /** Blocks of our own commits whose entries the engine has not synced past yet: hash → sjid. */
+  private readonly ownCommits = new Map<BlockHash, number>();
   private readonly runner: TaskRunner;
   private readonly materialiser: FolderMaterialiser | null;
   private readonly localChanges: LocalChanges | null;
@@ -81,7 +87,7 @@ export class PeerDaemon {
         for (const listener of this.penalisedListeners) listener(sourceId);
       },
     });
-    this.blockServer = new BlockServer(blocks, async (ns, hash) => ns === this.ns && this.sync.holdsLiveBlock(hash));
+    this.blockServer = new BlockServer(blocks, async (ns, hash) => ns === this.ns && this.holdsLiveBlock(hash));
     this.materialiser = options.cacheOnly ? null : new FolderMaterialiser({ root: options.dir, state, blocks, log });
     this.localChanges = options.cacheOnly
       ? null
@@ -93,6 +99,7 @@ export class PeerDaemon {
           blocks,
           liveFile: (path) => this.sync.file(path),
           cursor: () => this.sync.snapshot().cursor,
+          onCommitted: (sjid, hashes) => this.committed(sjid, hashes),
           log,
         });
     this.runner = new TaskRunner(
@@ -171,9 +178,23 @@ export class PeerDaemon {
     return this.sync.heldLiveBlocks();
   }
 
-  /** Whether a block belongs to a live file of this workspace and is stored here. */
+  /**
+   * Whether a block belongs to a live file of this workspace and is stored here. A block we
+   * just committed counts before the engine reads the entry back, so a LAN peer that hears
+   * of the commit first is served rather than sent to the server.
+   */
   holdsLiveBlock(hash: BlockHash): boolean {
-    return this.sync.holdsLiveBlock(hash);
+    return this.sync.holdsLiveBlock(hash) || this.ownCommits.has(hash);
+  }
+
+  onCommitted(listener: CommittedListener): () => void {
+    this.committedListeners.add(listener);
+    return () => this.committedListeners.delete(listener);
+  }
+
+  private committed(sjid: number, hashes: readonly BlockHash[]): void {
+    for (const hash of hashes) this.ownCommits.set(hash, Math.max(sjid, this.ownCommits.get(hash) ?? 0));
+    for (const listener of this.committedListeners) listener(this.ns, sjid, hashes);
   }
 
   snapshot() {
@@ -200,6 +221,8 @@ export class PeerDaemon {
       this.options.log(`in sync at journal entry ${cursor}: ${snapshot.files.length} files, ${snapshot.totalBytes} bytes`);
     }
     this.lastSynced = cursor;
+    // From here the engine's own live table answers for these blocks (they may since be overwritten).
+    for (const [hash, sjid] of this.ownCommits) if (sjid <= cursor) this.ownCommits.delete(hash);
     for (const listener of this.syncedListeners) listener(this.ns, cursor);
   }
 

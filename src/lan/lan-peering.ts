@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { BlockSource, LocalBlockStore } from '../engine/types.ts';
 import { LAN_PEER_ID_BYTES, type BlockHash, type NamespaceId } from '../protocol/index.ts';
-import type { SyncedListener } from './daemon.ts';
+import type { CommittedListener, SyncedListener } from './daemon.ts';
 import { LanAdvertListener, LanAdvertiser, type LanPeerAdvert } from './discovery/index.ts';
 import { connectLanPeer } from './tcp/connect.ts';
 import { LanBlockServer } from './tcp/lan-block-server.ts';
@@ -15,6 +15,7 @@ export interface LanPeeringHost {
   holdsLiveBlock(hash: BlockHash): boolean;
   onSynced(listener: SyncedListener): () => void;
   onPenalised(listener: (sourceId: string) => void): () => void;
+  onCommitted(listener: CommittedListener): () => void;
   addSource(source: BlockSource): void;
   removeSource(id: string): void;
 }
@@ -133,6 +134,7 @@ export class LanPeering {
     this.unsubscribe.push(
       host.onSynced((_ns, cursor) => this.synced(cursor)),
       host.onPenalised((sourceId) => this.penalised(sourceId)),
+      host.onCommitted((ns, _sjid, blocks) => this.announce(ns, blocks)),
     );
     this.checker = setInterval(() => this.checkLinks(), this.options.checkMs ?? 1_000);
     this.checker.unref();
@@ -359,6 +361,15 @@ export class LanPeering {
         }
       }
     }
+  }
+
+  /**
+   * Our commit reaches the peers' engines through the server's journal, our synced cursor
+   * only after ours reads it back: a HAVE now lets them fetch the blocks from us, not the server.
+   */
+  private announce(ns: NamespaceId, blocks: readonly BlockHash[]): void {
+    if (this.closed) return;
+    for (const remote of this.remotes.values()) for (const peer of remote.links) peer.link.sendHave(ns, blocks);
   }
 
   private report(remote: RemotePeer, peer: LanPeer): void {

@@ -20,6 +20,8 @@ export interface LocalChangesOptions {
   /** The engine's live entry for a path, and how far it has read the journal. */
   liveFile: (path: FilePath) => FileRecord | undefined;
   cursor: () => number;
+  /** A file was committed with these blocks (all stored here), before the engine reads its entry. */
+  onCommitted?: (sjid: number, blocks: readonly BlockHash[]) => void;
   log: (line: string) => void;
 }
 
@@ -76,6 +78,7 @@ export class LocalChanges {
       this.options.blocks,
     );
     state.putFolderRecord({ path, size, mtimeMs: after.mtimeMs, blocks, sjid, deleted: false });
+    this.options.onCommitted?.(sjid, blocks);
     log(`uploaded ${printable(path)} (${size} bytes, entry ${sjid})`);
   }
 
