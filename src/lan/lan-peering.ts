@@ -3,9 +3,9 @@ import type { BlockSource, LocalBlockStore } from '../engine/types.ts';
 import { LAN_PEER_ID_BYTES, type BlockHash, type NamespaceId } from '../protocol/index.ts';
 import type { CommittedListener, SyncedListener } from './daemon.ts';
 import { LanAdvertListener, LanAdvertiser, type LanPeerAdvert } from './discovery/index.ts';
-import { connectLanPeer } from './tcp/connect.ts';
+import { connectLanPeer, LanConnectError } from './tcp/connect.ts';
 import { LanBlockServer } from './tcp/lan-block-server.ts';
-import type { LanPeer } from './tcp/lan-session.ts';
+import { isProtocolFailure, type LanPeer, type SessionFailure } from './tcp/lan-session.ts';
 
 /** What LAN peering needs of the daemon (PeerDaemon has it all). */
 export interface LanPeeringHost {
@@ -38,8 +38,6 @@ export interface LanPeeringOptions {
   /** First reconnect delay; doubles per failure up to maxBackoffMs. */
   backoffMs?: number;
   maxBackoffMs?: number;
-  /** How often closed connections are noticed (connectLanPeer reports no close event). */
-  checkMs?: number;
 }
 
 /** One remote LAN peer: what it last advertised and the connections we have with it. */
@@ -53,7 +51,7 @@ interface RemotePeer {
   dialling: AbortController | null;
   retry: NodeJS.Timeout | null;
   failures: number;
-  /** Caught lying or breaking the protocol: never used again this run. */
+  /** Sent bad blocks or broke the protocol: never used again this run. */
   banned: boolean;
 }
 
@@ -70,7 +68,8 @@ const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
  * whose advert covers journal entries we have not synced, connects and hands the peer to
  * the engine as a block source. One connection per peer (an accepted one counts), at most
  * `maxPeers` used as sources, reconnects with backoff while the peer keeps advertising,
- * dropped when its adverts stop (expiry) or when the engine penalises it.
+ * dropped when its adverts stop (expiry); banned for the run when the engine penalises it or
+ * a link with it fails for a protocol error (garbage, a lying hello), either direction.
  */
 export class LanPeering {
   readonly peerId = new Uint8Array(randomBytes(LAN_PEER_ID_BYTES));
@@ -82,7 +81,6 @@ export class LanPeering {
   private readonly reported = new Map<LanPeer, number>();
   private readonly unsubscribe: (() => void)[] = [];
   private readonly peerWaiters = new Set<() => void>();
-  private checker: NodeJS.Timeout | null = null;
   private answer: NodeJS.Timeout | null = null;
   private lastAnswerAt = 0;
   private closed = false;
@@ -98,6 +96,7 @@ export class LanPeering {
       isLiveBlock: async (ns, hash) => ns === host.ns && host.holdsLiveBlock(hash),
       cursorOf: () => host.syncedCursor,
       onPeer: (peer) => this.accepted(peer),
+      onPeerClosed: (peer, failure) => this.linkClosed(peer.remotePeerId, peer, failure),
     });
     this.server.setNamespace(host.ns, options.lanKey);
     this.listener = new LanAdvertListener({
@@ -136,8 +135,6 @@ export class LanPeering {
       host.onPenalised((sourceId) => this.penalised(sourceId)),
       host.onCommitted((ns, _sjid, blocks) => this.announce(ns, blocks)),
     );
-    this.checker = setInterval(() => this.checkLinks(), this.options.checkMs ?? 1_000);
-    this.checker.unref();
     const to = this.options.broadcastAddresses.length > 0 ? this.options.broadcastAddresses.join(', ') : 'nowhere (no IPv4 LAN interface)';
     log(`LAN: serving blocks on tcp/${this.boundTcpPort}; adverts on udp/${this.options.udpPort} to ${to}`);
     if (this.options.broadcastAddresses.length > 0) await this.advertiser.start();
@@ -162,7 +159,6 @@ export class LanPeering {
     if (this.closed) return;
     this.closed = true;
     for (const stop of this.unsubscribe.splice(0)) stop();
-    if (this.checker) clearInterval(this.checker);
     if (this.answer) clearTimeout(this.answer);
     for (const remote of this.remotes.values()) this.disconnect(remote);
     this.remotes.clear();
@@ -225,6 +221,7 @@ export class LanPeering {
     if (this.usedSlots() >= (this.options.maxPeers ?? DEFAULT_MAX_PEERS)) return;
     const controller = new AbortController();
     remote.dialling = controller;
+    let dialled: LanPeer | null = null;
     connectLanPeer({
       host: advert.address,
       port: advert.tcpPort,
@@ -234,20 +231,27 @@ export class LanPeering {
       cursor: host.syncedCursor,
       serve: { store: host.blocks, isLiveBlock: async (ns, hash) => ns === host.ns && host.holdsLiveBlock(hash) },
       signal: controller.signal,
+      // Keyed by the id we dialled: a peer that answers as another id is never attached.
+      onClose: (failure) => this.linkClosed(remote.peerId, dialled, failure),
     }).then(
       (peer) => {
+        dialled = peer;
         remote.dialling = null;
         if (this.closed || remote.banned || this.remotes.get(remote.peerId) !== remote) return peer.close();
         if (peer.remotePeerId !== remote.peerId) {
           peer.close();
           return this.dialFailed(remote, `it answered as peer ${short(peer.remotePeerId)}`);
         }
+        // Closed between the hello and now: its close was reported before we knew the link.
+        if (peer.link.isClosed) return this.dialFailed(remote, 'the connection closed right after the hello');
         remote.failures = 0;
         this.attach(remote, peer, 'connected to');
       },
       (error: Error) => {
         remote.dialling = null;
-        if (!this.closed && !controller.signal.aborted) this.dialFailed(remote, error.message);
+        if (this.closed || controller.signal.aborted) return;
+        if (error instanceof LanConnectError && isProtocolFailure(error.failure)) return this.ban(remote, `broke the LAN protocol (${error.failure})`);
+        this.dialFailed(remote, error.message);
       },
     );
   }
@@ -301,26 +305,22 @@ export class LanPeering {
     for (const waiter of [...this.peerWaiters]) waiter();
   }
 
-  /** Notices closed links (connectLanPeer has no close callback), promotes a spare, schedules a reconnect. */
-  private checkLinks(): void {
-    for (const remote of this.remotes.values()) {
-      for (const peer of [...remote.links]) {
-        if (!peer.link.isClosed) continue;
-        remote.links.delete(peer);
-        this.report(remote, peer);
-        this.reported.delete(peer);
-        if (remote.active !== peer) continue;
-        remote.active = null;
-        this.options.host.removeSource(peer.source.id);
-        const spare = [...remote.links][0];
-        if (spare) this.activate(remote, spare);
-        else {
-          this.options.log(`LAN: connection to ${short(remote.peerId)} closed`);
-          remote.failures += 1;
-          this.scheduleRetry(remote, this.backoff(remote));
-        }
-      }
-    }
+  /** A link closed: promotes a spare or schedules a reconnect; a protocol failure bans the peer. */
+  private linkClosed(peerId: string, peer: LanPeer | null, failure: SessionFailure | null): void {
+    const remote = this.remotes.get(peerId);
+    if (this.closed || !remote) return;
+    if (isProtocolFailure(failure)) return this.ban(remote, `broke the LAN protocol (${failure})`);
+    if (!peer || !remote.links.delete(peer)) return;
+    this.report(remote, peer);
+    this.reported.delete(peer);
+    if (remote.active !== peer) return;
+    remote.active = null;
+    this.options.host.removeSource(peer.source.id);
+    const spare = [...remote.links][0];
+    if (spare) return this.activate(remote, spare);
+    this.options.log(`LAN: connection to ${short(remote.peerId)} closed`);
+    remote.failures += 1;
+    this.scheduleRetry(remote, this.backoff(remote));
   }
 
   private disconnect(remote: RemotePeer): void {
@@ -340,9 +340,13 @@ export class LanPeering {
 
   private penalised(sourceId: string): void {
     const remote = [...this.remotes.values()].find((r) => `lan:${r.peerId}` === sourceId);
-    if (!remote || remote.banned) return;
+    if (remote) this.ban(remote, 'sent bad data');
+  }
+
+  private ban(remote: RemotePeer, why: string): void {
+    if (remote.banned) return;
     remote.banned = true;
-    this.options.log(`LAN: peer ${short(remote.peerId)} sent bad data: disconnected for this run`);
+    this.options.log(`LAN: peer ${short(remote.peerId)} ${why}: disconnected for this run`);
     this.disconnect(remote);
   }
 
@@ -357,7 +361,7 @@ export class LanPeering {
         try {
           peer.sendCursor(cursor);
         } catch {
-          // A link over its send budget is being closed by its channel; the checker notices.
+          // A link over its send budget is being closed by its channel; its onClose follows.
         }
       }
     }

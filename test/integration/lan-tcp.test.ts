@@ -6,9 +6,9 @@ import { PeerNackError } from '../../src/engine/peer-link.ts';
 import { BlockScheduler } from '../../src/engine/scheduler.ts';
 import { connectLanPeer, LanConnectError, type ConnectLanPeerOptions } from '../../src/lan/tcp/connect.ts';
 import { LanBlockServer, type LanRefusal } from '../../src/lan/tcp/lan-block-server.ts';
-import type { LanPeer } from '../../src/lan/tcp/lan-session.ts';
+import { isProtocolFailure, type LanPeer, type SessionFailure } from '../../src/lan/tcp/lan-session.ts';
 import { makePskIdentity, namespaceSecrets } from '../../src/lan/tcp/psk.ts';
-import { lanTlsOptions } from '../../src/lan/tcp/tls-profile.ts';
+import { lanServerSecureOptions, lanTlsOptions } from '../../src/lan/tcp/tls-profile.ts';
 import { MAX_BLOCK_SIZE, encodeFrame, type BlockHash, type NamespaceId } from '../../src/protocol/index.ts';
 import { decodeHello, encodeHello, encodeStreamMessage, StreamDecoder } from '../../src/protocol/lan-stream.ts';
 import { MemoryBlockStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
@@ -398,6 +398,57 @@ describe('LAN block service over TLS-PSK', () => {
 
     server.setNamespace(OTHER, otherKey);
     await servedMore(served);
+  });
+
+  it('tells the dialling side whether its link closed for a protocol error or plainly', async () => {
+    // A member's server that says hello, then does what `after` says.
+    const secrets = namespaceSecrets(NS, nsKey);
+    const rogueId = randomBytes(16);
+    const dialClosing = async (after: (socket: tls.TLSSocket) => void): Promise<SessionFailure | null> => {
+      const rogue = tls.createServer({
+        ...lanTlsOptions,
+        secureOptions: lanServerSecureOptions,
+        pskCallback: (_socket, identity) => (identity.length === 64 ? secrets.psk : null),
+      });
+      rogue.on('secureConnection', (socket) => {
+        socket.on('error', () => {});
+        socket.resume(); // the client's hello, unread
+        socket.write(encodeStreamMessage(encodeHello({ peerId: rogueId, cursors: [{ ns: NS, cursor: 50 }] })));
+        setTimeout(() => after(socket), 100);
+      });
+      await new Promise<void>((resolve) => rogue.listen(0, '127.0.0.1', resolve));
+      try {
+        let onClose: (failure: SessionFailure | null) => void = () => {};
+        const closedWith = new Promise<SessionFailure | null>((resolve) => (onClose = resolve));
+        const peer = await connectLanPeer({
+          host: '127.0.0.1',
+          port: (rogue.address() as net.AddressInfo).port,
+          ns: NS,
+          lanKey: nsKey,
+          peerId: randomBytes(16),
+          cursor: 3,
+          onClose,
+        });
+        expect(peer.remoteCursor).toBe(50);
+        const failure = await closedWith;
+        expect(peer.link.isClosed).toBe(true);
+        return failure;
+      } finally {
+        await new Promise((resolve) => rogue.close(resolve));
+      }
+    };
+
+    // A well-framed message that is no block frame; a declared length past the limit.
+    const badFrame = await dialClosing((socket) => socket.write(encodeStreamMessage(new Uint8Array([1, 99, 0, 0, 0, 0]))));
+    expect(badFrame).toBe('bad_frame');
+    expect(isProtocolFailure(badFrame)).toBe(true);
+    const oversize = await dialClosing((socket) => socket.write(Buffer.from([0x7f, 0xff, 0xff, 0xff])));
+    expect(oversize).toBe('oversize');
+    expect(isProtocolFailure(oversize)).toBe(true);
+    // The server just leaves.
+    const plain = await dialClosing((socket) => socket.end());
+    expect(plain).toBeNull();
+    expect(isProtocolFailure(plain)).toBe(false);
   });
 
   it('kept serving the concurrent honest client through everything', () => {

@@ -5,7 +5,7 @@ import type { Cursor, NamespaceId } from '../../protocol/index.ts';
 import { LAN_PEER_ID_BYTES } from '../../protocol/lan-stream.ts';
 import { makePskIdentity, namespaceSecrets } from './psk.ts';
 import { SocketFrameChannel, type SocketChannelOptions } from './socket-channel.ts';
-import { startLanSession, type LanPeer, type LanSessionOptions } from './lan-session.ts';
+import { startLanSession, type LanPeer, type LanSessionOptions, type SessionFailure } from './lan-session.ts';
 import { LAN_TLS_VERSION, lanTlsOptions } from './tls-profile.ts';
 
 export interface ConnectLanPeerOptions {
@@ -27,6 +27,11 @@ export interface ConnectLanPeerOptions {
   link?: LanSessionOptions['link'];
   source?: LanSessionOptions['source'];
   signal?: AbortSignal;
+  /**
+   * Once, when the link closed after the promise resolved: with the failure that closed it
+   * (`isProtocolFailure` tells a remote that broke the protocol), or null for a plain close.
+   */
+  onClose?: (failure: SessionFailure | null) => void;
 }
 
 /** The connection could not be set up; `stage` says how far it got. */
@@ -35,10 +40,13 @@ export class LanConnectError extends Error {
   constructor(
     readonly stage: 'connect' | 'handshake' | 'hello',
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; failure?: SessionFailure },
   ) {
     super(message, options);
+    this.failure = options?.failure ?? null;
   }
+  /** At the hello stage: why the session failed, if it failed rather than closed. */
+  readonly failure: SessionFailure | null;
 }
 
 /**
@@ -93,6 +101,7 @@ export function connectLanPeer(options: ConnectLanPeerOptions): Promise<LanPeer>
       }
       clearTimeout(timer);
       socket.off('error', onHandshakeError);
+      let failure: SessionFailure | null = null;
       startLanSession({
         channel: new SocketFrameChannel(socket, options.channel),
         ns: options.ns,
@@ -103,10 +112,12 @@ export function connectLanPeer(options: ConnectLanPeerOptions): Promise<LanPeer>
         helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
         link: options.link,
         source: options.source,
-        onFailure: () => {},
+        onFailure: (reason) => (failure = reason),
+        onClose: options.onClose,
       }).then(
         (peer) => settle(null, peer),
-        (error: unknown) => settle(new LanConnectError('hello', error instanceof Error ? error.message : String(error), { cause: error })),
+        (error: unknown) =>
+          settle(new LanConnectError('hello', error instanceof Error ? error.message : String(error), { cause: error, failure: failure ?? undefined })),
       );
     });
   });

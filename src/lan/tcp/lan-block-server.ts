@@ -47,6 +47,8 @@ export interface LanBlockServerOptions {
   cursorOf: (ns: NamespaceId) => Cursor;
   /** A session is up: the daemon may also fetch from the remote through `peer.source`. */
   onPeer?: (peer: LanPeer) => void;
+  /** A peer handed to `onPeer` closed: with the failure that closed it, or null for a plain close. */
+  onPeerClosed?: (peer: LanPeer, failure: SessionFailure | null) => void;
   /** Open connections, handshaking or not. */
   maxConnections?: number;
   maxConnectionsPerAddress?: number;
@@ -253,6 +255,7 @@ export class LanBlockServer {
   private startSession(socket: tls.TLSSocket, ns: NamespaceId, address: string): void {
     const channel = new SocketFrameChannel(socket, this.options.channel);
     let peer: LanPeer | null = null;
+    let handedOut = false;
     startLanSession({
       channel,
       ns,
@@ -263,8 +266,9 @@ export class LanBlockServer {
       helloTimeoutMs: this.limits.helloTimeoutMs,
       link: { maxServing: this.limits.maxServingPerConnection, ...this.options.link },
       onFailure: (reason) => this.refuse(reason),
-      onClose: () => {
+      onClose: (failure) => {
         if (peer) this.peers.delete(peer);
+        if (peer && handedOut) this.options.onPeerClosed?.(peer, failure);
       },
     }).then(
       (started) => {
@@ -272,6 +276,7 @@ export class LanBlockServer {
         if (!started.link.isOpen) return;
         this.peers.add(started);
         this.stats.sessions += 1;
+        handedOut = true;
         this.options.onPeer?.(started);
       },
       () => {

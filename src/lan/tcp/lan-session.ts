@@ -8,6 +8,14 @@ import type { SocketFrameChannel } from './socket-channel.ts';
 /** Why a LAN connection was dropped after TLS (the server counts each). */
 export type SessionFailure = 'bad_hello' | 'hello_timeout' | 'oversize' | 'bad_stream' | 'bad_frame' | 'backlog';
 
+/**
+ * Failures only a remote that breaks the protocol causes (garbage, lies in a hello). A
+ * timeout or a full send buffer can happen to an honest peer on a bad network.
+ */
+export function isProtocolFailure(reason: SessionFailure | null | undefined): boolean {
+  return reason === 'bad_hello' || reason === 'oversize' || reason === 'bad_stream' || reason === 'bad_frame';
+}
+
 /** A proven, hello-exchanged link to one LAN peer for one namespace. */
 export interface LanPeer {
   readonly ns: NamespaceId;
@@ -40,7 +48,11 @@ export interface LanSessionOptions {
   source?: PeerBlockSourceOptions;
   /** The session failed for this reason; the connection is closed already. */
   onFailure: (reason: SessionFailure, error?: Error) => void;
-  onClose?: () => void;
+  /**
+   * Once, when the link of a started session closed: with the failure that closed it, or
+   * null for a plain close (either end, or the connection dropped).
+   */
+  onClose?: (failure: SessionFailure | null) => void;
 }
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
@@ -57,9 +69,11 @@ export function startLanSession(options: LanSessionOptions): Promise<LanPeer> {
   return new Promise<LanPeer>((resolve, reject) => {
     let peer: LanPeerImpl | null = null;
     let failed = false;
+    let failure: SessionFailure | null = null;
     const fail = (reason: SessionFailure, error?: Error) => {
       if (failed) return;
       failed = true;
+      failure = reason;
       clearTimeout(timer);
       channel.destroy();
       options.onFailure(reason, error);
@@ -99,7 +113,7 @@ export function startLanSession(options: LanSessionOptions): Promise<LanPeer> {
         return true;
       }
       clearTimeout(timer);
-      peer = new LanPeerImpl(options, hello, (error) => fail('bad_frame', error));
+      peer = new LanPeerImpl(options, hello, (error) => fail('bad_frame', error), () => failure);
       resolve(peer);
       return true;
     };
@@ -133,6 +147,7 @@ class LanPeerImpl implements LanPeer {
     private readonly options: LanSessionOptions,
     hello: LanHello,
     onBadFrame: (error: ValidationError) => void,
+    failureOf: () => SessionFailure | null,
   ) {
     this.ns = options.ns;
     this.remotePeerId = hex(hello.peerId);
@@ -144,7 +159,9 @@ class LanPeerImpl implements LanPeer {
       sharedNamespaces: [options.ns],
       server: options.blocks,
       onProtocolError: onBadFrame,
-      onClose: () => options.onClose?.(),
+      // PeerLink closes before it reports a bad frame, and a stream error closes the socket
+      // before it is reported: wait a tick so the failure that closed the link is known.
+      onClose: () => queueMicrotask(() => options.onClose?.(failureOf())),
     });
     this.source = new PeerBlockSource(`lan:${this.remotePeerId}`, this.link, options.source);
     this.source.setAdvert(this.ns, this.remoteCursor);
