@@ -1,7 +1,9 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
 import { isRoot } from '../netns/netns.ts';
@@ -16,6 +18,15 @@ import { createWorkspace, sha256, until } from './helpers.ts';
 
 const SYNC_MS = 60_000;
 const MiB = 1024 * 1024;
+
+/** Blocks a daemon has stored: `<state>/blocks/ab/<hash>`, a file only once complete. */
+async function storedBlocks(stateDir: string): Promise<number> {
+  const root = join(stateDir, 'blocks');
+  const shards = (await readdir(root).catch(() => [] as string[])).filter((name) => /^[0-9a-f]{2}$/.test(name));
+  let count = 0;
+  for (const shard of shards) count += (await readdir(join(root, shard)).catch(() => [] as string[])).length;
+  return count;
+}
 
 describe.skipIf(!isRoot())('nearsync peer --lan: two daemons on one LAN', () => {
   let harness: NetnsHarness;
@@ -40,6 +51,10 @@ describe.skipIf(!isRoot())('nearsync peer --lan: two daemons on one LAN', () => 
   const broadcast = () => harness.ns.hostAddress.replace(/\.(\d+)$/, (_, last) => `.${Number(last) + 2}`);
   const contentOf = (path: string) => readFile(path).then(sha256, () => null);
   const served = () => server.server.metrics().blockBytesServed;
+  /** Runs `tc` inside the namespace (its loopback carries the daemons' LAN TCP, not the server's traffic). */
+  const tc = (...args: string[]) => promisify(execFile)('ip', ['netns', 'exec', harness.ns.name, 'tc', ...args]);
+  const withOutput = (error: Error, ...named: [string, { output: string }][]) =>
+    new Error(`${error.message}${named.map(([name, daemon]) => `\n--- ${name} ---\n${daemon.output}`).join('')}`);
 
   it('a joining daemon gets every block from the LAN peer, none from the server; its own file reaches the peer', async () => {
     const member = await createWorkspace(server.hostUrl, 'lan peering');
@@ -85,4 +100,79 @@ describe.skipIf(!isRoot())('nearsync peer --lan: two daemons on one LAN', () => 
     expect(await b.stop()).toBe(0);
     expect(await a.stop()).toBe(0);
   }, 180_000);
+
+  it('a daemon killed mid-transfer: the joining one finishes from the other LAN peer; the killed one restarts and resumes', async () => {
+    const member = await createWorkspace(server.hostUrl, 'lan kill');
+    const dirA = join(scratch, 'kill-a');
+    const dirB = join(scratch, 'kill-b');
+    const dirC = join(scratch, 'kill-c');
+    await mkdir(dirA, { recursive: true });
+    // 48 MiB in six files of two blocks each.
+    const files = new Map<string, Buffer>(Array.from({ length: 6 }, (_, i) => [`part-${i}.bin`, randomBytes(8 * MiB - 1000 * i)]));
+    for (const [path, bytes] of files) await writeFile(join(dirA, path), bytes);
+    const blockCount = files.size * 2;
+    const lan = { port: udpPort + 1, tcpPort: 0, broadcast: broadcast() };
+    const start = (dir: string, invite?: string) =>
+      daemons.start({ netns: harness.ns, server: server.hostUrl, invite, dir, lan });
+    const allAt = async (dir: string, who: string, peers: [string, { output: string }][]) => {
+      for (const [path, bytes] of files) {
+        await until(async () => (await contentOf(join(dir, path))) === sha256(bytes), SYNC_MS, `${path} at ${who}`).catch((error: Error) => {
+          throw withOutput(error, ...peers);
+        });
+      }
+    };
+
+    let a = start(dirA, member.inviteUrl);
+    await a.waitFor(new RegExp(`in sync at journal entry ${files.size}\\b`), SYNC_MS);
+    const c = start(dirC, member.inviteUrl);
+    await allAt(dirC, 'C', [['A', a], ['C', c]]);
+    await c.waitFor(new RegExp(`in sync at journal entry ${files.size}\\b`), SYNC_MS);
+
+    // Slow the namespace's loopback (the daemons' LAN links) so B's transfer lasts a few seconds.
+    await tc('qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', '100mbit', 'burst', '256kb', 'latency', '200ms');
+    try {
+      const servedBefore = served();
+      const b = start(dirB, member.inviteUrl);
+      // Both peers are sources, and some but not all blocks are stored: then A dies.
+      let storedAtKill = 0;
+      await until(
+        async () => {
+          if ((b.output.match(/LAN: connected to /g) ?? []).length < 2) return false;
+          storedAtKill = await storedBlocks(`${dirB}.nearsync`);
+          return storedAtKill > 0;
+        },
+        SYNC_MS,
+        'B fetching from both peers',
+      ).catch((error: Error) => {
+        throw withOutput(error, ['A', a], ['B', b], ['C', c]);
+      });
+      a.kill('SIGKILL');
+      await a.exited;
+      expect(storedAtKill).toBeLessThan(blockCount);
+
+      await allAt(dirB, 'B', [['B', b], ['C', c]]);
+      const serverBytes = served() - servedBefore;
+      console.log(`kill mid-transfer: B had ${storedAtKill} of ${blockCount} blocks at the kill; server sent ${serverBytes} block bytes during B's sync`);
+      expect(serverBytes).toBe(0);
+      expect(b.output).toMatch(/LAN: connection to [0-9a-f]{8} closed/);
+      const portOfC = /LAN: serving blocks on tcp\/(\d+)/.exec(c.output)![1];
+      await b.waitFor(new RegExp(`LAN: fetched \\d+ blocks from [0-9a-f]{8} at [\\d.]+:${portOfC} `));
+    } finally {
+      // A failure here must not hide the test's own; the namespace goes with the harness anyway.
+      await tc('qdisc', 'del', 'dev', 'lo', 'root').catch(() => undefined);
+    }
+
+    // A restarts on its folder and state dir (no invite: it is a member already) and stays in sync.
+    a = start(dirA);
+    await a.waitFor(new RegExp(`resuming at journal entry ${files.size}\\b`), SYNC_MS);
+    await a.waitFor(/syncing workspace/, SYNC_MS);
+    const fromC = randomBytes(3 * MiB + 17);
+    await writeFile(join(dirC, 'from-c.bin'), fromC);
+    await until(async () => (await contentOf(join(dirA, 'from-c.bin'))) === sha256(fromC), SYNC_MS, 'from-c.bin at A').catch((error: Error) => {
+      throw withOutput(error, ['A', a], ['C', c]);
+    });
+    await allAt(dirA, 'A', [['A', a]]);
+    expect(a.output).not.toMatch(/uploaded part-/); // its files were in step: nothing uploaded again
+    expect(await a.stop()).toBe(0);
+  }, 90_000);
 });
