@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { BlockHash } from '../../protocol/index.ts';
-import { BlockRejectedError } from './block-store.ts';
+import { BlockRejectedError, type BlockBody, type PutResult } from './block-store.ts';
 
 /**
  * Counts and hashes an upload as it arrives, and decides whether it is the block it claims
@@ -33,4 +33,14 @@ export class BlockVerifier {
     const actual = this.hasher.digest('hex');
     if (actual !== this.hash) throw new BlockRejectedError('hash_mismatch', `body hashes to ${actual}, not ${this.hash}`);
   }
+}
+
+/**
+ * The answer to an upload of a block already stored: the body is still read and checked
+ * (a wrong body is refused the same way as for a new block), and nothing is kept.
+ */
+export async function verifyKnownBlock(verifier: BlockVerifier, body: BlockBody): Promise<PutResult> {
+  await body((chunk) => verifier.update(chunk));
+  verifier.verify();
+  return { status: 'exists', size: verifier.size };
 }

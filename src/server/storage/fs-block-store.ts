@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { BlockHash } from '../../protocol/index.ts';
 import type { BlockBody, BlockStore, PutResult } from './block-store.ts';
-import { BlockVerifier } from './block-verifier.ts';
+import { BlockVerifier, verifyKnownBlock } from './block-verifier.ts';
 import { mapBounded } from './bounded-map.ts';
 
 const STAT_CONCURRENCY = 64;
@@ -59,12 +59,7 @@ export class FsBlockStore implements BlockStore {
     const known = await this.stat(hash);
     const verifier = new BlockVerifier(hash, maxBytes);
 
-    if (known !== null) {
-      // Already stored: read and check the body, keep nothing.
-      await body((chunk) => verifier.update(chunk));
-      verifier.verify();
-      return { status: 'exists', size: verifier.size };
-    }
+    if (known !== null) return verifyKnownBlock(verifier, body);
 
     const tmp = join(this.tmpDir, `${hash}.${randomBytes(6).toString('hex')}`);
     let file: FileHandle | null = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);

@@ -2,7 +2,7 @@ import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectComman
 import { Readable } from 'node:stream';
 import type { BlockHash } from '../../protocol/index.ts';
 import type { BlockBody, BlockStore, PutResult } from './block-store.ts';
-import { BlockVerifier } from './block-verifier.ts';
+import { BlockVerifier, verifyKnownBlock } from './block-verifier.ts';
 import { mapBounded } from './bounded-map.ts';
 import { guardReadStall, type NetworkBody } from './read-stall-guard.ts';
 import { asStoreError, isS3NotFound, s3Status } from './s3-errors.ts';
@@ -100,12 +100,7 @@ export class S3BlockStore implements BlockStore {
   async put(hash: BlockHash, body: BlockBody, maxBytes: number): Promise<PutResult> {
     const known = await this.stat(hash);
     const verifier = new BlockVerifier(hash, maxBytes);
-    if (known !== null) {
-      // Already stored: check the body, send nothing.
-      await body((chunk) => verifier.update(chunk));
-      verifier.verify();
-      return { status: 'exists', size: verifier.size };
-    }
+    if (known !== null) return verifyKnownBlock(verifier, body);
 
     const chunks: Buffer[] = [];
     await body((chunk) => {
