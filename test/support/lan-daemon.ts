@@ -29,6 +29,8 @@ export class DaemonProcess {
     if (args.state) argv.push('--state', args.state);
     if (args.cacheOnly) argv.push('--cache-only');
     if (args.lan) {
+      // LAN broadcast leaves the machine unless it is confined to a network namespace the test made.
+      if (!args.netns) throw new Error('a --lan daemon in a test must run inside the test\'s network namespace (netns)');
       argv.push('--lan', '--port', String(args.lan.port));
       if (args.lan.tcpPort !== undefined) argv.push('--tcp-port', String(args.lan.tcpPort));
       if (args.lan.broadcast) argv.push('--lan-broadcast', args.lan.broadcast);
