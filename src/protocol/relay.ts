@@ -1,7 +1,9 @@
 import { isTokenFormat, parseNamespaceId, type NamespaceId } from './api.ts';
 import { ValidationError } from './errors.ts';
 import { expectArray, expectInteger, expectOnlyKeys, expectRecord, expectString } from './fields.ts';
+import { parseBlockHash, type BlockHash } from './block-hash.ts';
 import { parseCursor, type Cursor } from './journal.ts';
+import { MAX_BLOCK_SIZE } from './limits.ts';
 
 /**
  * The relay's socket.io events (docs/protocol.md, "Relay events"). The server checks what
@@ -18,6 +20,8 @@ export const RelayEvent = {
   signal: 'signal',
   peerLeft: 'peer-left',
   error: 'relay-error',
+  bridgeFetch: 'bridge-fetch',
+  bridgeRead: 'bridge-read',
 } as const;
 
 /** Workspace tokens one socket may present. */
@@ -64,6 +68,11 @@ export interface AdvertOut {
   ns: NamespaceId;
   cursor: Cursor;
   at: number;
+  /**
+   * Set (always `true`) when the advertiser is a LAN peer behind the server's LAN bridge: its
+   * blocks are fetched with `bridge-fetch`, and it is never signalled.
+   */
+  lan?: true;
 }
 
 /** Peer → relay: ask for the current adverts of `ns`. */
@@ -115,6 +124,48 @@ export interface PeerLeft {
   peerId: PeerId;
   ns: NamespaceId;
 }
+
+/**
+ * Peer → relay, with an acknowledgement: fetch block `hash` of `ns` from the LAN peer `peerId`
+ * (an advert marked `lan`) through the server's bridge. The ack is a BridgeFetchReply.
+ */
+export interface BridgeFetchIn {
+  ns: NamespaceId;
+  peerId: PeerId;
+  hash: BlockHash;
+}
+
+export const BRIDGE_ERROR_CODES = ['invalid', 'forbidden', 'not_found', 'busy', 'unavailable', 'bad_block'] as const;
+export type BridgeErrorCode = (typeof BRIDGE_ERROR_CODES)[number];
+
+export interface BridgeFailure {
+  ok: false;
+  code: BridgeErrorCode;
+  message: string;
+}
+
+/** The ack of `bridge-fetch`: the block's bytes (hash checked by the bridge, and again by the peer), or why not. */
+export type BridgeFetchReply = { ok: true; data: Uint8Array } | BridgeFailure;
+
+/**
+ * Relay → peer, with an acknowledgement: the bridge reads part of block `hash` of `ns` for a
+ * LAN peer that asked it. The ack is a BridgeReadReply; a peer answers only for blocks of live
+ * files of `ns` it holds.
+ */
+export interface BridgeReadOut {
+  ns: NamespaceId;
+  hash: BlockHash;
+  offset: number;
+  length: number;
+}
+
+/** The ack of `bridge-read`: `length` bytes from `offset` (fewer at the block's end) and the block's size. */
+export type BridgeReadReply = { ok: true; data: Uint8Array; size: number } | BridgeFailure;
+
+/** Blocks one socket may be fetching through the bridge at once (more are answered `busy`). */
+export const MAX_BRIDGE_FETCHES_PER_SOCKET = 8;
+/** The most one `bridge-read` asks for: the reply stays under the relay's 128 KiB message limit (the bridge keeps several in flight). */
+export const MAX_BRIDGE_READ_BYTES = 64 * 1024;
 
 export const RELAY_ERROR_CODES = ['invalid', 'unknown_event', 'forbidden', 'no_shared_namespace', 'rate_limited', 'too_many_errors', 'unavailable'] as const;
 export type RelayErrorCode = (typeof RELAY_ERROR_CODES)[number];
@@ -206,14 +257,85 @@ export function parseAdvertIn(value: unknown): AdvertIn {
 
 export function parseAdvertOut(value: unknown, field = 'advert'): AdvertOut {
   const record = expectRecord(value, field);
-  expectOnlyKeys(record, field, ['peerId', 'label', 'ns', 'cursor', 'at']);
-  return {
+  expectOnlyKeys(record, field, ['peerId', 'label', 'ns', 'cursor', 'at', 'lan']);
+  const advert: AdvertOut = {
     peerId: parsePeerId(record.peerId, `${field}.peerId`),
     label: parsePeerLabel(record.label, `${field}.label`),
     ns: parseNamespaceId(record.ns, `${field}.ns`),
     cursor: parseCursor(record.cursor, `${field}.cursor`),
     at: expectInteger(record.at, `${field}.at`, 0, MAX_TIMESTAMP_MS),
   };
+  if (record.lan !== undefined) {
+    if (record.lan !== true) throw new ValidationError(`${field}.lan`, 'must be true when present');
+    advert.lan = true;
+  }
+  return advert;
+}
+
+export function parseBridgeFetchIn(value: unknown): BridgeFetchIn {
+  const record = expectRecord(value, 'bridge-fetch');
+  expectOnlyKeys(record, 'bridge-fetch', ['ns', 'peerId', 'hash']);
+  return {
+    ns: parseNamespaceId(record.ns, 'bridge-fetch.ns'),
+    peerId: parsePeerId(record.peerId, 'bridge-fetch.peerId'),
+    hash: parseBlockHash(record.hash, 'bridge-fetch.hash'),
+  };
+}
+
+export function parseBridgeReadOut(value: unknown): BridgeReadOut {
+  const record = expectRecord(value, 'bridge-read');
+  expectOnlyKeys(record, 'bridge-read', ['ns', 'hash', 'offset', 'length']);
+  return {
+    ns: parseNamespaceId(record.ns, 'bridge-read.ns'),
+    hash: parseBlockHash(record.hash, 'bridge-read.hash'),
+    offset: expectInteger(record.offset, 'bridge-read.offset', 0, MAX_BLOCK_SIZE - 1),
+    length: expectInteger(record.length, 'bridge-read.length', 1, MAX_BRIDGE_READ_BYTES),
+  };
+}
+
+/** socket.io hands binary over as a Buffer in Node and an ArrayBuffer in a browser. */
+function parseBinary(value: unknown, field: string, maxBytes: number): Uint8Array {
+  let bytes: Uint8Array;
+  if (value instanceof ArrayBuffer) bytes = new Uint8Array(value);
+  else if (ArrayBuffer.isView(value)) bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  else throw new ValidationError(field, 'must be binary');
+  if (bytes.byteLength > maxBytes) throw new ValidationError(field, `must be at most ${maxBytes} bytes`);
+  return bytes;
+}
+
+function parseBridgeFailure(record: Record<string, unknown>, field: string): BridgeFailure {
+  expectOnlyKeys(record, field, ['ok', 'code', 'message']);
+  if (!(BRIDGE_ERROR_CODES as readonly unknown[]).includes(record.code)) {
+    throw new ValidationError(`${field}.code`, `must be one of ${BRIDGE_ERROR_CODES.join(', ')}`);
+  }
+  return { ok: false, code: record.code as BridgeErrorCode, message: expectString(record.message, `${field}.message`, MAX_RELAY_ERROR_MESSAGE) };
+}
+
+function expectOk(record: Record<string, unknown>, field: string): boolean {
+  if (typeof record.ok !== 'boolean') throw new ValidationError(`${field}.ok`, 'must be true or false');
+  return record.ok;
+}
+
+export function parseBridgeFetchReply(value: unknown): BridgeFetchReply {
+  const field = 'bridge-fetch reply';
+  const record = expectRecord(value, field);
+  if (!expectOk(record, field)) return parseBridgeFailure(record, field);
+  expectOnlyKeys(record, field, ['ok', 'data']);
+  return { ok: true, data: parseBinary(record.data, `${field}.data`, MAX_BLOCK_SIZE) };
+}
+
+export function parseBridgeReadReply(value: unknown, asked: BridgeReadOut): BridgeReadReply {
+  const field = 'bridge-read reply';
+  const record = expectRecord(value, field);
+  if (!expectOk(record, field)) return parseBridgeFailure(record, field);
+  expectOnlyKeys(record, field, ['ok', 'data', 'size']);
+  const size = expectInteger(record.size, `${field}.size`, 1, MAX_BLOCK_SIZE);
+  const data = parseBinary(record.data, `${field}.data`, asked.length);
+  if (asked.offset >= size) throw new ValidationError(`${field}.size`, 'must be past the offset asked for');
+  if (data.byteLength !== Math.min(asked.length, size - asked.offset)) {
+    throw new ValidationError(`${field}.data`, 'must hold the bytes asked for, fewer only at the end of the block');
+  }
+  return { ok: true, data, size };
 }
 
 export function parsePeersIn(value: unknown): PeersIn {
