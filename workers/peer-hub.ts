@@ -4,7 +4,9 @@ import type { NamespaceSync } from '../src/engine/namespace-sync.ts';
 import { PeerLink } from '../src/engine/peer-link.ts';
 import { PeerBlockSource } from '../src/engine/peer-source.ts';
 import type { BlockSource, LocalBlockStore, WantedBlock } from '../src/engine/types.ts';
-import type { BlockHash, NamespaceId } from '../src/protocol/index.ts';
+import type { BlockHash, BridgeReadOut, BridgeReadReply, NamespaceId } from '../src/protocol/index.ts';
+import { BridgeReads } from './bridge-reads.ts';
+import { BridgedPeers } from './bridged-peers.ts';
 import { frameChannelOfPort } from './port-frame-channel.ts';
 import type { PeerAdvert, PeerTransport, PeerView } from './sync-api.ts';
 
@@ -113,6 +115,9 @@ export class PeerHub {
   private selfId: string | null = null;
   private fetchingScheduled = false;
   private readonly peersFetching = new PeersFetching((want) => this.peerIsFetching(want.hash));
+  /** LAN peers reached through the server's bridge (adverts marked `lan`). */
+  private readonly bridged: BridgedPeers;
+  private readonly bridgeReads: BridgeReads;
 
   constructor(private readonly options: PeerHubOptions) {
     this.discoveryTimer = setTimeout(() => this.markDiscovered(), DISCOVERY_GRACE_MS);
@@ -120,14 +125,17 @@ export class PeerHub {
       return ns === options.ns && (options.engine()?.holdsLiveBlock(hash) ?? false);
     });
     this.wantTimer = setInterval(() => this.askForPeers(), WANT_INTERVAL_MS);
+    this.bridged = new BridgedPeers(options.ns);
+    this.bridgeReads = new BridgeReads(options.ns, options.blocks, (hash) => options.engine()?.holdsLiveBlock(hash) ?? false);
   }
 
   /** Connected peers, then peers still worth waiting for. */
   sources(): BlockSource[] {
     const open = [...this.connected.values()].filter((peer) => peer.link.isOpen);
-    const sources: BlockSource[] = open.map((peer) => peer.source);
+    const sources: BlockSource[] = [...open.map((peer) => peer.source), ...this.bridged.list()];
     const now = Date.now();
     for (const advert of this.adverts.values()) {
+      if (advert.lan) continue;
       // Connecting counts as not connected yet: its channel is handed over before it opens.
       if (this.connected.get(advert.peerId)?.link.isOpen || !this.worthWaitingFor(advert.peerId, now)) continue;
       sources.push(new ProspectivePeer(advert.peerId, this.options.ns, advert.cursor));
@@ -149,6 +157,8 @@ export class PeerHub {
 
   attachTransport(transport: PeerTransport): void {
     this.transport = transport;
+    this.bridged.attachTransport(transport);
+    this.options.onSourcesChanged();
     if (this.lastAdvertised !== null) transport.advertise(this.lastAdvertised);
     this.askForPeers();
   }
@@ -161,6 +171,7 @@ export class PeerHub {
 
   setAdverts(adverts: PeerAdvert[]): void {
     this.adverts = new Map(adverts.map((advert) => [advert.peerId, advert]));
+    this.bridged.update(adverts);
     this.markDiscovered();
     for (const [peerId, peer] of this.connected) {
       const advert = this.adverts.get(peerId);
@@ -279,7 +290,7 @@ export class PeerHub {
 
   /** A block was stored here: tell connected peers, batched, so joiners can trade. */
   blockStored(hash: BlockHash, bytes: number, sourceId: string): void {
-    if (this.connected.has(sourceId)) this.acceptedBytes.set(sourceId, (this.acceptedBytes.get(sourceId) ?? 0) + bytes);
+    if (this.connected.has(sourceId) || this.bridged.has(sourceId)) this.acceptedBytes.set(sourceId, (this.acceptedBytes.get(sourceId) ?? 0) + bytes);
     if (this.connected.size === 0) return;
     this.pendingHave.push(hash);
     this.haveTimer ??= setTimeout(() => {
@@ -300,7 +311,8 @@ export class PeerHub {
           peerId,
           label: advert?.label ?? peer?.label ?? 'Browser',
           cursor: advert?.cursor ?? null,
-          connected: peer?.link.isOpen ?? false,
+          connected: advert?.lan ? this.transport !== null : (peer?.link.isOpen ?? false),
+          lan: advert?.lan === true,
           bytesReceived: this.acceptedBytes.get(peerId) ?? 0,
           penalised: this.penalisedPeers.has(peerId),
         };
@@ -314,6 +326,12 @@ export class PeerHub {
     if (this.haveTimer) clearTimeout(this.haveTimer);
     for (const peerId of [...this.connected.keys()]) this.detach(peerId);
     this.transport = null;
+    this.bridged.attachTransport(null);
+  }
+
+  /** The server's LAN bridge reads part of a block for a LAN peer. */
+  bridgeRead(read: BridgeReadOut): Promise<BridgeReadReply> {
+    return this.bridgeReads.read(read);
   }
 
   /**
@@ -329,7 +347,7 @@ export class PeerHub {
     const room = MAX_CONNECTIONS - this.connected.size;
     if (room <= 0) return;
     const candidates = [...this.adverts.values()]
-      .filter((advert) => !this.connected.has(advert.peerId) && this.mayRetry(advert.peerId, Date.now()))
+      .filter((advert) => !advert.lan && !this.connected.has(advert.peerId) && this.mayRetry(advert.peerId, Date.now()))
       .sort((a, b) => b.cursor - a.cursor)
       .slice(0, room)
       .map((advert) => advert.peerId);

@@ -1,4 +1,4 @@
-import type { NamespaceId } from '../src/protocol/index.ts';
+import type { BridgeReadOut, BridgeReadReply, NamespaceId } from '../src/protocol/index.ts';
 
 /**
  * The sync worker's interface as the UI sees it through comlink. The UI never touches
@@ -48,8 +48,10 @@ export interface PeerView {
   label: string;
   /** Its advertised journal cursor (everything up to it is on that device), if it sent one. */
   cursor: number | null;
-  /** A block channel to it is open. */
+  /** A block channel to it is open (for a LAN peer: the server's bridge reaches it). */
   connected: boolean;
+  /** A LAN peer (a native daemon) reached through the server's LAN bridge. */
+  lan: boolean;
   /** Bytes of blocks from it that passed the hash check and were stored. */
   bytesReceived: number;
   /** It sent a block that failed its hash, or broke the protocol: not asked again this session. */
@@ -62,6 +64,8 @@ export interface PeerAdvert {
   label: string;
   cursor: number;
   at: number;
+  /** A LAN peer behind the server's bridge: fetched through the relay, never connected to. */
+  lan?: boolean;
 }
 
 /** What the worker asks of the page's peer transport (relay socket + WebRTC). */
@@ -70,6 +74,8 @@ export interface PeerTransport {
   advertise(cursor: number): void;
   /** Connect to these peers (most wanted first); the transport caps how many. */
   wantPeers(peerIds: string[]): void;
+  /** One block from a LAN peer through the server's bridge (bytes unverified: the engine checks them). */
+  bridgeFetch(peerId: string, hash: string): Promise<Uint8Array>;
 }
 
 export interface WorkspaceView {
@@ -131,6 +137,8 @@ export interface SyncWorkerApi {
    */
   attachPeerChannel(ns: NamespaceId, peer: { peerId: string; label: string }, channel: RTCDataChannel | MessagePort): Promise<void>;
   peerClosed(ns: NamespaceId, peerId: string): Promise<void>;
+  /** The server's LAN bridge reads part of a block of `ns` for a LAN peer. */
+  bridgeRead(ns: NamespaceId, read: BridgeReadOut): Promise<BridgeReadReply>;
   /** This page's peer id on the relay (it changes when the relay connection is renewed). */
   setSelfPeerId(ns: NamespaceId, peerId: string): Promise<void>;
   /** Forgets the workspace on this device (blocks other workspaces use are kept). */

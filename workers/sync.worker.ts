@@ -1,7 +1,7 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
-import { inviteFromLink, parseNamespaceId, type NamespaceId } from '../src/protocol/index.ts';
+import { inviteFromLink, parseBridgeReadOut, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
 import type { OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
 import { WorkspaceSession } from './workspace-session.ts';
@@ -159,6 +159,13 @@ const api: SyncWorkerApi = {
 
   async attachPeerChannel(ns: NamespaceId, peer: { peerId: string; label: string }, channel: RTCDataChannel | MessagePort) {
     (await sessionFor(parseNamespaceId(ns))).attachPeerChannel(peer, channel);
+  },
+
+  async bridgeRead(ns: NamespaceId, read: BridgeReadOut): Promise<BridgeReadReply> {
+    const session = sessions.get(parseNamespaceId(ns));
+    if (!session) return { ok: false, code: 'not_found', message: 'this workspace is not open here' };
+    const reply = await session.bridgeRead(parseBridgeReadOut(read));
+    return reply.ok ? Comlink.transfer(reply, [reply.data.buffer]) : reply;
   },
 
   async peerClosed(ns: NamespaceId, peerId: string) {

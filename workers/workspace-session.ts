@@ -3,7 +3,7 @@ import type { ServerApi } from '../src/engine/server-api.ts';
 import { ServerBlockSource } from '../src/engine/server-source.ts';
 import { commitWithBlocks } from '../src/engine/uploader.ts';
 import type { BlockSource } from '../src/engine/types.ts';
-import { parseFilePath, type NamespaceId } from '../src/protocol/index.ts';
+import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
 import type { PeerAdvert, PeerTransport, SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
 import { PeerHub } from './peer-hub.ts';
@@ -153,6 +153,10 @@ export class WorkspaceSession {
 
   setSelfPeerId(peerId: string): void {
     this.peers.setSelfId(peerId);
+  }
+
+  bridgeRead(read: BridgeReadOut): Promise<BridgeReadReply> {
+    return this.peers.bridgeRead(read);
   }
 
   peerClosed(peerId: string): void {

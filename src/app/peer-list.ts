@@ -10,7 +10,7 @@ interface PeerRow {
   received: HTMLElement;
 }
 
-/** The workspace's peers: label, advertised cursor, connected or not, bytes received. */
+/** The workspace's peers (browsers, and LAN peers behind the server's bridge): label, advertised cursor, reachable or not, bytes received. */
 export class PeerList {
   readonly element: HTMLElement;
   private readonly list = h('ul', { class: 'peer-list', 'data-testid': 'peer-list' });
@@ -42,7 +42,9 @@ export class PeerList {
       setAttribute(row.element, 'data-connected', String(peer.connected));
       setAttribute(row.element, 'data-cursor', peer.cursor === null ? '' : String(peer.cursor));
       setAttribute(row.element, 'data-penalised', String(peer.penalised));
-      setText(row.state, peer.penalised ? 'sent bad data: ignored' : peer.connected ? 'connected' : 'not connected');
+      setAttribute(row.element, 'data-lan', String(peer.lan));
+      const reach = peer.lan ? 'on the office network, through the server' : 'connected';
+      setText(row.state, peer.penalised ? 'sent bad data: ignored' : peer.connected ? reach : 'not connected');
       setText(row.cursor, peer.cursor === null ? 'no advert yet' : `synced to #${peer.cursor}`);
       setAttribute(row.received, 'data-bytes', String(peer.bytesReceived));
       setText(row.received, `${formatBytes(peer.bytesReceived)} received`);

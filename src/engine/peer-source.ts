@@ -1,5 +1,6 @@
 import type { Cursor, NamespaceId } from '../protocol/index.ts';
 import type { PeerLink } from './peer-link.ts';
+import { PipelineThroughput } from './pipeline-throughput.ts';
 import type { BlockSource, WantedBlock } from './types.ts';
 
 export interface PeerBlockSourceOptions {
@@ -19,12 +20,8 @@ export class PeerBlockSource implements BlockSource {
   readonly kind = 'peer' as const;
   readonly maxInFlight: number;
   private readonly adverts = new Map<NamespaceId, Cursor>();
-  private readonly smoothing: number;
+  private readonly throughput: PipelineThroughput;
   private readonly now: () => number;
-  private rate = 0;
-  private lastDoneAt = 0;
-  private blocks = 0;
-  private bytes = 0;
 
   constructor(
     readonly id: string,
@@ -32,7 +29,7 @@ export class PeerBlockSource implements BlockSource {
     options: PeerBlockSourceOptions = {},
   ) {
     this.maxInFlight = options.maxInFlight ?? 6;
-    this.smoothing = options.smoothing ?? 0.3;
+    this.throughput = new PipelineThroughput(options.smoothing);
     this.now = options.now ?? (() => Date.now());
   }
 
@@ -59,36 +56,21 @@ export class PeerBlockSource implements BlockSource {
   async fetchBlock(want: WantedBlock, signal: AbortSignal): Promise<Uint8Array> {
     const started = this.now();
     const bytes = await this.link.request(want.ns, want.hash, signal, want.sizeHint);
-    this.record(bytes.length, started);
+    this.throughput.record(bytes.length, started, this.now());
     return bytes;
   }
 
   /** Block bytes received from this peer (before the scheduler's hash check). */
   get bytesReceived(): number {
-    return this.bytes;
+    return this.throughput.bytes;
   }
 
   get blocksReceived(): number {
-    return this.blocks;
+    return this.throughput.blocks;
   }
 
   /** Smoothed transfer rate in bytes per second; 0 until a block arrived (BlockSource). */
   bytesPerSecond(): number {
-    return this.rate;
-  }
-
-  /**
-   * Requests overlap, so a block's own duration includes its wait in the peer's queue.
-   * Measure instead from the later of its start and the previous block's end: on a busy
-   * pipeline that is the time the link spent on this block.
-   */
-  private record(length: number, started: number): void {
-    const done = this.now();
-    const elapsedMs = Math.max(1, done - Math.max(started, this.lastDoneAt));
-    const sample = (length * 1000) / elapsedMs;
-    this.rate = this.blocks === 0 ? sample : this.rate + this.smoothing * (sample - this.rate);
-    this.lastDoneAt = done;
-    this.blocks += 1;
-    this.bytes += length;
+    return this.throughput.bytesPerSecond;
   }
 }

@@ -3,6 +3,7 @@ import {
   ADVERT_INTERVAL_MS,
   parseClientConfig,
   type AdvertOut,
+  type BlockHash,
   type NamespaceId,
   type PeerId,
   type SignalData,
@@ -55,7 +56,13 @@ export class PeerNetwork {
           this.relay?.advertise(this.ns, cursor);
         },
         wantPeers: (peerIds: string[]) => {
-          for (const peerId of peerIds) this.connections?.want(peerId);
+          for (const peerId of peerIds) if (!this.adverts.get(peerId as PeerId)?.lan) this.connections?.want(peerId);
+        },
+        // The page only passes the bytes on: the worker verifies and stores them.
+        bridgeFetch: async (peerId: string, hash: string) => {
+          if (!this.relay) throw new Error('not connected to the relay');
+          const bytes = await this.relay.bridgeFetch(this.ns, peerId as PeerId, hash as BlockHash);
+          return Comlink.transfer(bytes, [bytes.buffer]);
         },
       }),
     );
@@ -97,6 +104,10 @@ export class PeerNetwork {
         if (!signal.namespaces.includes(this.ns)) return;
         this.connections?.onSignal(signal.from, signal.data as Record<string, unknown>);
       },
+      bridgeRead: async (read) => {
+        if (read.ns !== this.ns) return { ok: false, code: 'not_found', message: 'not this workspace' };
+        return this.api.bridgeRead(this.ns, read);
+      },
       relayError: (error) => console.warn(`nearsync relay: ${error.code}: ${error.message}`),
       disconnected: () => undefined,
     });
@@ -107,7 +118,7 @@ export class PeerNetwork {
   }
 
   private publishAdverts(): void {
-    const list = [...this.adverts.values()].map(({ peerId, label, cursor, at }) => ({ peerId, label, cursor, at }));
+    const list = [...this.adverts.values()].map(({ peerId, label, cursor, at, lan }) => ({ peerId, label, cursor, at, lan: lan === true }));
     for (const advert of list) this.labels.set(advert.peerId, advert.label);
     void this.api.setAdverts(this.ns, list);
   }

@@ -1,15 +1,22 @@
 import { io, type Socket } from 'socket.io-client';
 import {
+  MAX_BRIDGE_FETCHES_PER_SOCKET,
   RELAY_PATH,
   RelayEvent,
   ValidationError,
   parseAdvertOut,
+  parseBridgeFetchReply,
+  parseBridgeReadOut,
   parsePeerLeft,
   parsePeersOut,
   parseRelayError,
   parseSignalOut,
   parseWelcome,
   type AdvertOut,
+  type BlockHash,
+  type BridgeErrorCode,
+  type BridgeReadOut,
+  type BridgeReadReply,
   type Cursor,
   type NamespaceId,
   type PeerId,
@@ -30,7 +37,23 @@ export interface RelayClientEvents {
   relayError(error: RelayError): void;
   /** The socket dropped; socket.io reconnects by itself and a new `welcome` follows. */
   disconnected(reason: string): void;
+  /** The bridge reads part of a block this device holds, for a LAN peer. */
+  bridgeRead?(read: BridgeReadOut): Promise<BridgeReadReply>;
 }
+
+/** A block fetch through the LAN bridge failed; `code` is the bridge's (or `timeout`). */
+export class BridgeFetchError extends Error {
+  override readonly name = 'BridgeFetchError';
+  constructor(
+    readonly code: BridgeErrorCode | 'timeout' | 'malformed',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A bridge fetch carries one block (≤ 4 MiB) from a LAN peer through the server. */
+const BRIDGE_FETCH_TIMEOUT_MS = 60_000;
 
 /**
  * The page's connection to the relay: adverts and WebRTC signalling. Every event the relay
@@ -45,6 +68,9 @@ export class RelayClient {
   private readonly socket: Socket;
   private retryMs = RETRY_FIRST_MS;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Bridge fetches in flight, and those waiting for a slot (the relay allows 8 per socket). */
+  private bridgeFetches = 0;
+  private readonly bridgeQueue: Array<() => void> = [];
 
   constructor(origin: string, tokens: string[], label: string, events: RelayClientEvents) {
     this.socket = io(origin, { path: RELAY_PATH, auth: { tokens, label }, transports: ['websocket'] });
@@ -67,6 +93,25 @@ export class RelayClient {
     on(RelayEvent.peerLeft, parsePeerLeft, (value) => events.peerLeft(value));
     on(RelayEvent.signal, parseSignalOut, (value) => events.signal(value));
     on(RelayEvent.error, parseRelayError, (value) => events.relayError(value));
+    this.socket.on(RelayEvent.bridgeRead, (payload: unknown, ack: unknown) => {
+      if (typeof ack !== 'function') return;
+      const reply = (value: BridgeReadReply) => (ack as (value: unknown) => void)(value);
+      let read: BridgeReadOut;
+      try {
+        read = parseBridgeReadOut(payload);
+      } catch (error) {
+        if (!(error instanceof ValidationError)) throw error;
+        reply({ ok: false, code: 'invalid', message: error.message });
+        return;
+      }
+      if (!events.bridgeRead) {
+        reply({ ok: false, code: 'not_found', message: 'this device serves no blocks' });
+        return;
+      }
+      events.bridgeRead(read).then(reply, (error: unknown) =>
+        reply({ ok: false, code: 'unavailable', message: error instanceof Error ? error.message : String(error) }),
+      );
+    });
     this.socket.on('disconnect', (reason) => events.disconnected(String(reason)));
     this.socket.on('connect', () => (this.retryMs = RETRY_FIRST_MS));
     this.socket.on('connect_error', (error) => {
@@ -89,6 +134,32 @@ export class RelayClient {
 
   signal(to: PeerId, data: SignalData): void {
     this.socket.emit(RelayEvent.signal, { to, data });
+  }
+
+  /** One block from LAN peer `peerId` through the server's bridge; queued beyond the relay's per-socket limit. */
+  async bridgeFetch(ns: NamespaceId, peerId: PeerId, hash: BlockHash): Promise<Uint8Array> {
+    if (this.bridgeFetches >= MAX_BRIDGE_FETCHES_PER_SOCKET) await new Promise<void>((resolve) => this.bridgeQueue.push(resolve));
+    this.bridgeFetches += 1;
+    try {
+      let answer: unknown;
+      try {
+        answer = await this.socket.timeout(BRIDGE_FETCH_TIMEOUT_MS).emitWithAck(RelayEvent.bridgeFetch, { ns, peerId, hash });
+      } catch {
+        throw new BridgeFetchError('timeout', `the bridge did not answer within ${BRIDGE_FETCH_TIMEOUT_MS / 1000} s`);
+      }
+      let reply;
+      try {
+        reply = parseBridgeFetchReply(answer);
+      } catch (error) {
+        if (!(error instanceof ValidationError)) throw error;
+        throw new BridgeFetchError('malformed', `malformed bridge-fetch reply: ${error.message}`);
+      }
+      if (!reply.ok) throw new BridgeFetchError(reply.code, reply.message);
+      return reply.data;
+    } finally {
+      this.bridgeFetches -= 1;
+      this.bridgeQueue.shift()?.();
+    }
   }
 
   close(): void {

@@ -1,0 +1,149 @@
+import { describe, expect, it } from 'vitest';
+import { BridgedBlockSource } from '../../src/engine/bridged-source.ts';
+import { PipelineThroughput } from '../../src/engine/pipeline-throughput.ts';
+import {
+  MAX_BLOCK_SIZE,
+  MAX_BRIDGE_READ_BYTES,
+  ValidationError,
+  parseAdvertOut,
+  parseBridgeFetchIn,
+  parseBridgeFetchReply,
+  parseBridgeReadOut,
+  parseBridgeReadReply,
+  type BlockHash,
+  type NamespaceId,
+} from '../../src/protocol/index.ts';
+import { BridgeReads } from '../../workers/bridge-reads.ts';
+import { MemoryBlockStore, hashOf } from '../support/memory-stores.ts';
+
+const NS = 'gLYh2GuQa-XXMRoUUKJCRg' as NamespaceId;
+const OTHER_NS = 'hMZi3HvRb-YYNSpVVLKDSh' as NamespaceId;
+const PEER = 'p_ZiqhjNqqU5qtr-04';
+const HASH = 'ab'.repeat(32) as BlockHash;
+
+describe('bridge relay events', () => {
+  it('accepts an advert marked lan, and only with true', () => {
+    const advert = { peerId: PEER, label: 'LAN peer 1a2b3c4d', ns: NS, cursor: 7, at: 1 };
+    expect(parseAdvertOut(advert).lan).toBeUndefined();
+    expect(parseAdvertOut({ ...advert, lan: true }).lan).toBe(true);
+    expect(() => parseAdvertOut({ ...advert, lan: false })).toThrow(ValidationError);
+    expect(() => parseAdvertOut({ ...advert, lan: 'yes' })).toThrow(ValidationError);
+  });
+
+  it('parses a bridge-fetch request and refuses extra or malformed fields', () => {
+    expect(parseBridgeFetchIn({ ns: NS, peerId: PEER, hash: HASH })).toEqual({ ns: NS, peerId: PEER, hash: HASH });
+    expect(() => parseBridgeFetchIn({ ns: NS, peerId: PEER, hash: HASH, extra: 1 })).toThrow(ValidationError);
+    expect(() => parseBridgeFetchIn({ ns: NS, peerId: 'peer', hash: HASH })).toThrow(ValidationError);
+    expect(() => parseBridgeFetchIn({ ns: NS, peerId: PEER, hash: 'AB'.repeat(32) })).toThrow(ValidationError);
+    expect(() => parseBridgeFetchIn(null)).toThrow(ValidationError);
+  });
+
+  it('reads a fetch reply from a Buffer or an ArrayBuffer, and a failure only with a known code', () => {
+    const bytes = new Uint8Array([1, 2, 3]);
+    const fromBuffer = parseBridgeFetchReply({ ok: true, data: Buffer.from(bytes) });
+    expect(fromBuffer.ok && [...fromBuffer.data]).toEqual([1, 2, 3]);
+    const fromArrayBuffer = parseBridgeFetchReply({ ok: true, data: bytes.slice().buffer });
+    expect(fromArrayBuffer.ok && [...fromArrayBuffer.data]).toEqual([1, 2, 3]);
+    expect(parseBridgeFetchReply({ ok: false, code: 'busy', message: 'later' })).toEqual({ ok: false, code: 'busy', message: 'later' });
+    expect(() => parseBridgeFetchReply({ ok: false, code: 'teapot', message: 'x' })).toThrow(ValidationError);
+    expect(() => parseBridgeFetchReply({ ok: true, data: 'AQID' })).toThrow(ValidationError);
+    expect(() => parseBridgeFetchReply({ ok: true, data: new Uint8Array(MAX_BLOCK_SIZE + 1) })).toThrow(ValidationError);
+    expect(() => parseBridgeFetchReply({ ok: 1, data: bytes })).toThrow(ValidationError);
+  });
+
+  it('bounds a bridge-read to one piece inside one block', () => {
+    expect(parseBridgeReadOut({ ns: NS, hash: HASH, offset: 0, length: MAX_BRIDGE_READ_BYTES })).toMatchObject({ offset: 0 });
+    expect(() => parseBridgeReadOut({ ns: NS, hash: HASH, offset: 0, length: MAX_BRIDGE_READ_BYTES + 1 })).toThrow(ValidationError);
+    expect(() => parseBridgeReadOut({ ns: NS, hash: HASH, offset: MAX_BLOCK_SIZE, length: 1 })).toThrow(ValidationError);
+    expect(() => parseBridgeReadOut({ ns: NS, hash: HASH, offset: -1, length: 1 })).toThrow(ValidationError);
+    expect(() => parseBridgeReadOut({ ns: NS, hash: HASH, offset: 0, length: 0 })).toThrow(ValidationError);
+  });
+
+  it('holds a bridge-read reply to the bytes asked for: fewer only at the end of the block', () => {
+    const asked = { ns: NS, hash: HASH, offset: 100, length: 50 };
+    expect(parseBridgeReadReply({ ok: true, data: new Uint8Array(50), size: 1000 }, asked).ok).toBe(true);
+    expect(parseBridgeReadReply({ ok: true, data: new Uint8Array(20), size: 120 }, asked).ok).toBe(true);
+    expect(() => parseBridgeReadReply({ ok: true, data: new Uint8Array(20), size: 1000 }, asked)).toThrow(/bytes asked for/);
+    expect(() => parseBridgeReadReply({ ok: true, data: new Uint8Array(60), size: 1000 }, asked)).toThrow(ValidationError);
+    expect(() => parseBridgeReadReply({ ok: true, data: new Uint8Array(1), size: 100 }, asked)).toThrow(/past the offset/);
+    expect(parseBridgeReadReply({ ok: false, code: 'not_found', message: 'no' }, asked).ok).toBe(false);
+  });
+});
+
+describe('BridgedBlockSource', () => {
+  const want = (sjid: number, ns = NS) => ({ ns, hash: HASH, sjid, sizeHint: 4 });
+
+  it('claims what its advert covers in its namespace, and follows the advert', () => {
+    const source = new BridgedBlockSource(PEER, NS, 5, async () => new Uint8Array(4));
+    expect(source.kind).toBe('peer');
+    expect(source.canServe(want(5))).toBe(true);
+    expect(source.canServe(want(6))).toBe(false);
+    expect(source.canServe(want(1, OTHER_NS))).toBe(false);
+    source.setCursor(6);
+    expect(source.canServe(want(6))).toBe(true);
+  });
+
+  it('measures throughput from the blocks it fetched', async () => {
+    let now = 0;
+    const source = new BridgedBlockSource(PEER, NS, 5, async () => {
+      now += 100;
+      return new Uint8Array(1000);
+    }, { now: () => now });
+    expect(source.bytesPerSecond()).toBe(0);
+    await source.fetchBlock(want(1), new AbortController().signal);
+    expect(source.bytesPerSecond()).toBe(10_000);
+    expect(source.bytesReceived).toBe(1000);
+  });
+
+  it('gives up at once when the scheduler aborts, though the bridge has not answered', async () => {
+    const source = new BridgedBlockSource(PEER, NS, 5, () => new Promise<Uint8Array>(() => undefined));
+    const controller = new AbortController();
+    const fetching = source.fetchBlock(want(1), controller.signal);
+    controller.abort(new Error('unwanted'));
+    await expect(fetching).rejects.toThrow('unwanted');
+  });
+});
+
+describe('PipelineThroughput', () => {
+  it('times overlapping blocks from the end of the previous one', () => {
+    const meter = new PipelineThroughput(1);
+    meter.record(1000, 0, 100); // 10 kB/s
+    meter.record(1000, 0, 150); // queued since 0, but the source spent 50 ms on it
+    expect(meter.bytesPerSecond).toBe(20_000);
+    expect(meter.blocks).toBe(2);
+    expect(meter.bytes).toBe(2000);
+  });
+});
+
+describe('BridgeReads', () => {
+  async function setup(live: boolean) {
+    const store = new MemoryBlockStore();
+    const block = new Uint8Array(150_000).map((_, i) => i % 251);
+    const hash = hashOf(block);
+    await store.putBlock(hash, block);
+    let reads = 0;
+    const counting = { ...store, hasBlocks: store.hasBlocks.bind(store), putBlock: store.putBlock.bind(store), getBlock: (h: BlockHash) => (reads++, store.getBlock(h)) };
+    return { reads: () => reads, hash, block, bridge: new BridgeReads(NS, counting, (h) => live && h === hash) };
+  }
+
+  it('serves a held live block in pieces, reading it from the store once', async () => {
+    const { bridge, hash, block, reads } = await setup(true);
+    const pieces: Uint8Array[] = [];
+    for (let offset = 0; offset < block.length; offset += MAX_BRIDGE_READ_BYTES) {
+      const reply = await bridge.read({ ns: NS, hash, offset, length: MAX_BRIDGE_READ_BYTES });
+      if (!reply.ok) throw new Error(reply.message);
+      expect(reply.size).toBe(block.length);
+      pieces.push(reply.data);
+    }
+    expect(Buffer.concat(pieces).equals(Buffer.from(block))).toBe(true);
+    expect(reads()).toBe(1);
+  });
+
+  it('refuses a block that is not live here, another namespace, and an offset past the end', async () => {
+    const notLive = await setup(false);
+    expect(await notLive.bridge.read({ ns: NS, hash: notLive.hash, offset: 0, length: 10 })).toMatchObject({ ok: false, code: 'not_found' });
+    const live = await setup(true);
+    expect(await live.bridge.read({ ns: OTHER_NS, hash: live.hash, offset: 0, length: 10 })).toMatchObject({ ok: false, code: 'not_found' });
+    expect(await live.bridge.read({ ns: NS, hash: live.hash, offset: 150_000, length: 10 })).toMatchObject({ ok: false, code: 'invalid' });
+  });
+});
