@@ -66,6 +66,10 @@ export class NamespaceSync {
   private pathsByBlock = new Map<BlockHash, FilePath[]>();
   /** Blocks of live files, whether stored yet or not. */
   private liveBlocks = new Set<BlockHash>();
+  /** Blocks of live files not stored yet: when the last one arrives, this device is in sync. */
+  private missing = new Set<BlockHash>();
+  /** The cursor whose live files `missing` was planned from (a page may be folding in meanwhile). */
+  private plannedCursor = 0;
   private fileRates = new Map<FilePath, RateMeter>();
   private totalRate = new RateMeter();
   private cursor = 0;
@@ -258,13 +262,17 @@ export class NamespaceSync {
         else this.pathsByBlock.set(hash, [file.path]);
       }
     }
+    this.missing = wantedSet;
+    this.plannedCursor = this.cursor;
     this.scheduler.setWanted(wanted);
-    if (wanted.length === 0) void this.markSynced();
-    else void this.scheduler.whenIdle().then(() => this.markSyncedIfComplete());
+    // In sync is decided by the blocks stored, not by the scheduler going idle: a fetch it
+    // still waits for (say, from a peer that vanished) must not hold back the advert.
+    if (wanted.length === 0) void this.markSynced(this.plannedCursor);
   }
 
   private onBlockStored(hash: BlockHash, bytes: number, source: BlockSource): void {
     this.have.add(hash);
+    if (this.missing.delete(hash) && this.missing.size === 0) void this.markSynced(this.plannedCursor);
     const now = this.now();
     this.totalRate.add(bytes, now);
     if (source.kind === 'server') this.bytesFromServer += bytes;
@@ -279,12 +287,7 @@ export class NamespaceSync {
     this.options.onChange?.();
   }
 
-  private markSyncedIfComplete(): void {
-    if (planMissingBlocks(this.options.ns, this.files.values(), this.have).length === 0) void this.markSynced();
-  }
-
-  private async markSynced(): Promise<void> {
-    const cursor = this.cursor;
+  private async markSynced(cursor: number): Promise<void> {
     if (cursor <= this.syncedCursor || this.stopped) return;
     this.syncedCursor = cursor;
     this.fileRates.clear();

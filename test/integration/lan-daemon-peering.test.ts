@@ -151,6 +151,8 @@ describe.skipIf(!isRoot())('nearsync peer --lan: two daemons on one LAN', () => 
       expect(storedAtKill).toBeLessThan(blockCount);
 
       await allAt(dirB, 'B', [['B', b], ['C', c]]);
+      // Synced (and so advertising) with the blocks stored, whatever became of requests to A.
+      await b.waitFor(new RegExp(`in sync at journal entry ${files.size}\\b`), SYNC_MS);
       const serverBytes = served() - servedBefore;
       console.log(`kill mid-transfer: B had ${storedAtKill} of ${blockCount} blocks at the kill; server sent ${serverBytes} block bytes during B's sync`);
       expect(serverBytes).toBe(0);
