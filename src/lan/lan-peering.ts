@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import type { BlockSource, LocalBlockStore } from '../engine/types.ts';
 import { LAN_PEER_ID_BYTES, type BlockHash, type NamespaceId } from '../protocol/index.ts';
 import type { CommittedListener, SyncedListener } from './daemon.ts';
-import { LanAdvertListener, LanAdvertiser, type LanPeerAdvert } from './discovery/index.ts';
+import { LanAdvertListener, LanAdvertiser, type LanPeerAdvert, type ListenerCounters } from './discovery/index.ts';
 import { connectLanPeer, LanConnectError } from './tcp/connect.ts';
-import { LanBlockServer } from './tcp/lan-block-server.ts';
+import { LanBlockServer, type LanBlockServerStats } from './tcp/lan-block-server.ts';
 import { isProtocolFailure, type LanPeer, type SessionFailure } from './tcp/lan-session.ts';
 
 /** What LAN peering needs of the daemon (PeerDaemon has it all). */
@@ -38,6 +38,40 @@ export interface LanPeeringOptions {
   /** First reconnect delay; doubles per failure up to maxBackoffMs. */
   backoffMs?: number;
   maxBackoffMs?: number;
+  /** Our LAN peer id (kept across restarts by LanIdentity); default a fresh random one. */
+  peerId?: Uint8Array;
+  /** The sequence of our first advert (LanIdentity.firstSequence); default 1. */
+  firstSequence?: number;
+  /** Links with nothing received and nothing in flight this long are closed; default 120 s, 0: never. */
+  idleTimeoutMs?: number;
+}
+
+/** A peer id at an address that broke the protocol or sent bad data: not used again this run. */
+export interface LanBan {
+  peerId: string;
+  /** The IP address of the connection that failed (the kernel's word, not the peer's). */
+  address: string;
+  why: string;
+  at: string;
+}
+
+/** What the daemon reports of its LAN side (the status file, tests). */
+export interface LanPeeringStatus {
+  peerId: string;
+  tcpPort: number;
+  udpPort: number;
+  advertsSent: number;
+  lastAdvertSequence: number;
+  peers: { peerId: string; address: string | null; cursor: number | null; links: number; active: boolean }[];
+  bans: LanBan[];
+  /** Connections that proved the key but came from a banned peer id and address. */
+  refusedBanned: number;
+  /** Links closed for idleness, either side. */
+  idleClosed: number;
+  /** UDP datagrams accepted and dropped, by reason. */
+  discovery: ListenerCounters;
+  /** TCP connections: accepted, refused by reason, requests refused by reason. */
+  blockService: LanBlockServerStats;
 }
 
 /** One remote LAN peer: what it last advertised and the connections we have with it. */
@@ -51,15 +85,18 @@ interface RemotePeer {
   dialling: AbortController | null;
   retry: NodeJS.Timeout | null;
   failures: number;
-  /** Sent bad blocks or broke the protocol: never used again this run. */
-  banned: boolean;
 }
 
 const DEFAULT_MAX_PEERS = 8;
 /** A newcomer's first advert is answered with ours at once, but not more often than this. */
 const ANSWER_INTERVAL_MS = 1_000;
 
+const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
+
 const short = (peerId: string) => peerId.slice(0, 8);
+/** An IPv4 peer accepted on a dual-stack socket shows as ::ffff:a.b.c.d. */
+const plainIp = (address: string) => address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+const banKey = (peerId: string, address: string) => `${peerId}@${plainIp(address)}`;
 const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 
 /**
@@ -70,13 +107,23 @@ const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
  * `maxPeers` used as sources, reconnects with backoff while the peer keeps advertising,
  * dropped when its adverts stop (expiry); banned for the run when the engine penalises it or
  * a link with it fails for a protocol error (garbage, a lying hello), either direction.
+ *
+ * A ban names the peer id AND the IP address of the connection that failed. The peer id is
+ * only claimed (any member can send a hello with another member's id), the address is the
+ * kernel's: a member misbehaving under another's id bans that id at its own address only,
+ * and the honest owner of the id, elsewhere, keeps being served and used.
  */
 export class LanPeering {
-  readonly peerId = new Uint8Array(randomBytes(LAN_PEER_ID_BYTES));
+  readonly peerId: Uint8Array;
   private readonly server: LanBlockServer;
   private readonly listener: LanAdvertListener;
   private advertiser: LanAdvertiser | null = null;
   private readonly remotes = new Map<string, RemotePeer>();
+  /** The IP address each link runs to (the advert's for a dialled link, the socket's for an accepted one). */
+  private readonly linkAddress = new Map<LanPeer, string>();
+  private readonly bans = new Map<string, LanBan>();
+  private refusedBanned = 0;
+  private idleClosed = 0;
   /** Blocks of each link already reported in the log. */
   private readonly reported = new Map<LanPeer, number>();
   private readonly unsubscribe: (() => void)[] = [];
@@ -88,6 +135,7 @@ export class LanPeering {
 
   constructor(private readonly options: LanPeeringOptions) {
     const { host } = options;
+    this.peerId = options.peerId ?? new Uint8Array(randomBytes(LAN_PEER_ID_BYTES));
     this.server = new LanBlockServer({
       host: options.tcpHost ?? '0.0.0.0',
       port: options.tcpPort,
@@ -95,8 +143,9 @@ export class LanPeering {
       store: host.blocks,
       isLiveBlock: async (ns, hash) => ns === host.ns && host.holdsLiveBlock(hash),
       cursorOf: () => host.syncedCursor,
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       onPeer: (peer) => this.accepted(peer),
-      onPeerClosed: (peer, failure) => this.linkClosed(peer.remotePeerId, peer, failure),
+      onPeerClosed: (peer, failure) => this.linkClosed(peer.remotePeerId, peer, failure, plainIp(peer.remoteAddress)),
     });
     this.server.setNamespace(host.ns, options.lanKey);
     this.listener = new LanAdvertListener({
@@ -111,6 +160,38 @@ export class LanPeering {
   /** The TCP port the block service listens on (after start). */
   get tcpPort(): number {
     return this.boundTcpPort;
+  }
+
+  /** The sequence of our last advert (for LanIdentity.keepAhead). */
+  get lastAdvertSequence(): number {
+    return this.advertiser?.lastSequence ?? (this.options.firstSequence ?? 1) - 1;
+  }
+
+  isBanned(peerId: string, address: string): boolean {
+    return this.bans.has(banKey(peerId, address));
+  }
+
+  status(): LanPeeringStatus {
+    const stats = this.server.stats;
+    return {
+      peerId: Buffer.from(this.peerId).toString('hex'),
+      tcpPort: this.boundTcpPort,
+      udpPort: this.options.udpPort,
+      advertsSent: this.advertiser?.datagramsSent ?? 0,
+      lastAdvertSequence: this.lastAdvertSequence,
+      peers: [...this.remotes.values()].map((remote) => ({
+        peerId: remote.peerId,
+        address: remote.advert?.address ?? null,
+        cursor: remote.advert?.cursor ?? null,
+        links: remote.links.size,
+        active: remote.active !== null,
+      })),
+      bans: [...this.bans.values()],
+      refusedBanned: this.refusedBanned,
+      idleClosed: this.idleClosed + stats.idleClosed,
+      discovery: this.listener.counters(),
+      blockService: { ...stats, refused: { ...stats.refused }, nacked: { ...stats.nacked } },
+    };
   }
 
   /** Connections used as block sources now. */
@@ -128,6 +209,7 @@ export class LanPeering {
       broadcastAddress: this.options.broadcastAddresses,
       port: this.options.udpPort,
       peerId: this.peerId,
+      firstSequence: this.options.firstSequence,
     });
     this.advertiser.setNamespace(host.ns, this.options.lanKey, host.syncedCursor);
     this.unsubscribe.push(
@@ -172,7 +254,7 @@ export class LanPeering {
     let remote = this.remotes.get(advert.peerId);
     const before = remote?.advert ?? null;
     if (!remote) {
-      remote = { peerId: advert.peerId, advert: null, links: new Set(), active: null, dialling: null, retry: null, failures: 0, banned: false };
+      remote = { peerId: advert.peerId, advert: null, links: new Set(), active: null, dialling: null, retry: null, failures: 0 };
       this.remotes.set(advert.peerId, remote);
     }
     if (before === null) this.answerNewcomer();
@@ -215,7 +297,9 @@ export class LanPeering {
   private maybeDial(remote: RemotePeer): void {
     const { host } = this.options;
     const advert = remote.advert;
-    if (this.closed || remote.banned || remote.dialling || remote.retry || remote.links.size > 0 || !advert) return;
+    if (this.closed || remote.dialling || remote.retry || remote.links.size > 0 || !advert) return;
+    const address = plainIp(advert.address);
+    if (this.isBanned(remote.peerId, address)) return;
     // Only a peer that holds what we lack is worth a connection; it may dial us later for the reverse.
     if (advert.cursor <= host.syncedCursor) return;
     if (this.usedSlots() >= (this.options.maxPeers ?? DEFAULT_MAX_PEERS)) return;
@@ -231,13 +315,15 @@ export class LanPeering {
       cursor: host.syncedCursor,
       serve: { store: host.blocks, isLiveBlock: async (ns, hash) => ns === host.ns && host.holdsLiveBlock(hash) },
       signal: controller.signal,
+      idleTimeoutMs: this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      onIdle: () => (this.idleClosed += 1),
       // Keyed by the id we dialled: a peer that answers as another id is never attached.
-      onClose: (failure) => this.linkClosed(remote.peerId, dialled, failure),
+      onClose: (failure) => this.linkClosed(remote.peerId, dialled, failure, address),
     }).then(
       (peer) => {
         dialled = peer;
         remote.dialling = null;
-        if (this.closed || remote.banned || this.remotes.get(remote.peerId) !== remote) return peer.close();
+        if (this.closed || this.isBanned(remote.peerId, address) || this.remotes.get(remote.peerId) !== remote) return peer.close();
         if (peer.remotePeerId !== remote.peerId) {
           peer.close();
           return this.dialFailed(remote, `it answered as peer ${short(peer.remotePeerId)}`);
@@ -245,12 +331,12 @@ export class LanPeering {
         // Closed between the hello and now: its close was reported before we knew the link.
         if (peer.link.isClosed) return this.dialFailed(remote, 'the connection closed right after the hello');
         remote.failures = 0;
-        this.attach(remote, peer, 'connected to');
+        this.attach(remote, peer, address, 'connected to');
       },
       (error: Error) => {
         remote.dialling = null;
         if (this.closed || controller.signal.aborted) return;
-        if (error instanceof LanConnectError && isProtocolFailure(error.failure)) return this.ban(remote, `broke the LAN protocol (${error.failure})`);
+        if (error instanceof LanConnectError && isProtocolFailure(error.failure)) return this.ban(remote, address, `broke the LAN protocol (${error.failure})`);
         this.dialFailed(remote, error.message);
       },
     );
@@ -282,15 +368,20 @@ export class LanPeering {
     if (this.closed) return peer.close();
     let remote = this.remotes.get(peer.remotePeerId);
     if (!remote) {
-      remote = { peerId: peer.remotePeerId, advert: null, links: new Set(), active: null, dialling: null, retry: null, failures: 0, banned: false };
+      remote = { peerId: peer.remotePeerId, advert: null, links: new Set(), active: null, dialling: null, retry: null, failures: 0 };
       this.remotes.set(peer.remotePeerId, remote);
     }
-    if (remote.banned) return peer.close();
-    this.attach(remote, peer, 'accepted');
+    const address = plainIp(peer.remoteAddress);
+    if (this.isBanned(remote.peerId, address)) {
+      this.refusedBanned += 1;
+      return peer.close();
+    }
+    this.attach(remote, peer, address, 'accepted');
   }
 
-  private attach(remote: RemotePeer, peer: LanPeer, how: string): void {
+  private attach(remote: RemotePeer, peer: LanPeer, address: string, how: string): void {
     remote.links.add(peer);
+    this.linkAddress.set(peer, address);
     this.reported.set(peer, 0);
     const advert = remote.advert;
     if (advert && advert.cursor > peer.remoteCursor) peer.source.setAdvert(peer.ns, advert.cursor);
@@ -305,22 +396,33 @@ export class LanPeering {
     for (const waiter of [...this.peerWaiters]) waiter();
   }
 
-  /** A link closed: promotes a spare or schedules a reconnect; a protocol failure bans the peer. */
-  private linkClosed(peerId: string, peer: LanPeer | null, failure: SessionFailure | null): void {
+  /** A link closed: promotes a spare or schedules a reconnect; a protocol failure bans the peer id at that address. */
+  private linkClosed(peerId: string, peer: LanPeer | null, failure: SessionFailure | null, address: string): void {
     const remote = this.remotes.get(peerId);
     if (this.closed || !remote) return;
-    if (isProtocolFailure(failure)) return this.ban(remote, `broke the LAN protocol (${failure})`);
-    if (!peer || !remote.links.delete(peer)) return;
+    if (isProtocolFailure(failure)) this.ban(remote, address, `broke the LAN protocol (${failure})`);
+    if (!peer || !remote.links.has(peer)) return;
+    const wasActive = remote.active === peer;
+    this.dropLink(remote, peer);
+    if (!wasActive || remote.active) return;
+    this.options.log(`LAN: connection to ${short(remote.peerId)} closed`);
+    if (this.isBanned(remote.peerId, remote.advert?.address ?? address)) return;
+    remote.failures += 1;
+    this.scheduleRetry(remote, this.backoff(remote));
+  }
+
+  /** Forgets one link (closing it if open); promotes a spare link of the peer to source. */
+  private dropLink(remote: RemotePeer, peer: LanPeer): void {
+    remote.links.delete(peer);
+    this.linkAddress.delete(peer);
     this.report(remote, peer);
     this.reported.delete(peer);
+    peer.close();
     if (remote.active !== peer) return;
     remote.active = null;
     this.options.host.removeSource(peer.source.id);
     const spare = [...remote.links][0];
-    if (spare) return this.activate(remote, spare);
-    this.options.log(`LAN: connection to ${short(remote.peerId)} closed`);
-    remote.failures += 1;
-    this.scheduleRetry(remote, this.backoff(remote));
+    if (spare) this.activate(remote, spare);
   }
 
   private disconnect(remote: RemotePeer): void {
@@ -333,21 +435,33 @@ export class LanPeering {
     for (const peer of remote.links) {
       this.report(remote, peer);
       this.reported.delete(peer);
+      this.linkAddress.delete(peer);
       peer.close();
     }
     remote.links.clear();
   }
 
   private penalised(sourceId: string): void {
-    const remote = [...this.remotes.values()].find((r) => `lan:${r.peerId}` === sourceId);
-    if (remote) this.ban(remote, 'sent bad data');
+    for (const remote of this.remotes.values()) {
+      for (const peer of remote.links) {
+        if (peer.source.id === sourceId) return this.ban(remote, this.linkAddress.get(peer) ?? plainIp(peer.remoteAddress), 'sent bad data');
+      }
+    }
   }
 
-  private ban(remote: RemotePeer, why: string): void {
-    if (remote.banned) return;
-    remote.banned = true;
-    this.options.log(`LAN: peer ${short(remote.peerId)} ${why}: disconnected for this run`);
-    this.disconnect(remote);
+  /** Bans the peer id at this address: its links from there close, and it is neither dialled there nor accepted from there again. */
+  private ban(remote: RemotePeer, address: string, why: string): void {
+    const key = banKey(remote.peerId, address);
+    if (this.bans.has(key)) return;
+    this.bans.set(key, { peerId: remote.peerId, address: plainIp(address), why, at: new Date().toISOString() });
+    this.options.log(`LAN: peer ${short(remote.peerId)} at ${plainIp(address)} ${why}: banned there for this run`);
+    for (const peer of [...remote.links]) if (this.linkAddress.get(peer) === plainIp(address)) this.dropLink(remote, peer);
+    if (remote.advert && plainIp(remote.advert.address) === plainIp(address)) {
+      remote.dialling?.abort();
+      remote.dialling = null;
+      if (remote.retry) clearTimeout(remote.retry);
+      remote.retry = null;
+    }
   }
 
   // ------------------------------------------------------------ progress

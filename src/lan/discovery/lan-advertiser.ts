@@ -33,6 +33,11 @@ export interface LanAdvertiserOptions {
   bindAddress?: string;
   /** Fixed for one run; default 16 random bytes. */
   peerId?: Uint8Array;
+  /**
+   * The sequence of the first datagram; default 1. A peer id kept across restarts must
+   * start above every sequence it sent before, or listeners drop its adverts as replays.
+   */
+  firstSequence?: number;
   intervalMs?: number;
   /** Wall clock (ms since the Unix epoch); tests move it. */
   now?: () => number;
@@ -63,6 +68,14 @@ export class LanAdvertiser {
     if (this.peerId.length !== LAN_PEER_ID_BYTES) throw new TypeError(`peerId must be ${LAN_PEER_ID_BYTES} bytes`);
     if (!Number.isInteger(options.tcpPort) || options.tcpPort < 1 || options.tcpPort > 0xffff) throw new TypeError('tcpPort must be 1 to 65535');
     this.now = options.now ?? Date.now;
+    const first = options.firstSequence ?? 1;
+    if (!Number.isInteger(first) || first < 1 || first > LAN_ADVERT_MAX_SEQUENCE) throw new TypeError(`firstSequence must be 1 to ${LAN_ADVERT_MAX_SEQUENCE}`);
+    this.sequence = first - 1;
+  }
+
+  /** The sequence of the last datagram sent (firstSequence - 1 before any). */
+  get lastSequence(): number {
+    return this.sequence;
   }
 
   /** Adds a namespace (or replaces its key) with the cursor to claim. */

@@ -23,6 +23,10 @@ export interface ConnectLanPeerOptions {
   /** TCP connect and TLS handshake together. */
   handshakeTimeoutMs?: number;
   helloTimeoutMs?: number;
+  /** Close the session after this long with nothing received and nothing in flight; default never. */
+  idleTimeoutMs?: number;
+  /** The session was closed for idleness (its onClose follows, with null). */
+  onIdle?: () => void;
   channel?: SocketChannelOptions;
   link?: LanSessionOptions['link'];
   source?: LanSessionOptions['source'];
@@ -110,6 +114,8 @@ export function connectLanPeer(options: ConnectLanPeerOptions): Promise<LanPeer>
         remoteAddress: `${options.host}:${options.port}`,
         blocks,
         helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
+        idleTimeoutMs: options.idleTimeoutMs,
+        onIdle: options.onIdle,
         link: options.link,
         source: options.source,
         onFailure: (reason) => (failure = reason),

@@ -2,7 +2,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { BlockServer, type LiveBlockCheck } from '../../engine/block-server.ts';
 import type { LocalBlockStore } from '../../engine/types.ts';
-import type { Cursor, NamespaceId } from '../../protocol/index.ts';
+import { NACK_REASONS, type Cursor, type NackReason, type NamespaceId } from '../../protocol/index.ts';
 import { LAN_PEER_ID_BYTES } from '../../protocol/lan-stream.ts';
 import { PskKeyring } from './psk.ts';
 import { SocketFrameChannel, type SocketChannelOptions } from './socket-channel.ts';
@@ -56,6 +56,11 @@ export interface LanBlockServerOptions {
   handshakeTimeoutMs?: number;
   /** From the handshake to the remote's hello. */
   helloTimeoutMs?: number;
+  /**
+   * After the hello, a connection with nothing received and nothing in flight for this long
+   * is closed (a plain close, counted in `stats.idleClosed`). Default 120 s; 0: never.
+   */
+  idleTimeoutMs?: number;
   /** Requests of one remote queued or being served at once (more are NACKed busy). */
   maxServingPerConnection?: number;
   channel?: SocketChannelOptions;
@@ -70,6 +75,13 @@ export interface LanBlockServerStats {
   /** Connections open now. */
   open: number;
   refused: Record<LanRefusal, number>;
+  /** Sessions closed for idleness (idleTimeoutMs). */
+  idleClosed: number;
+  /**
+   * Requests of remotes we refused, by reason: `forbidden` names a namespace the connection
+   * did not prove, `not_found` a block that is not of a live file of it here.
+   */
+  nacked: Record<NackReason, number>;
 }
 
 /**
@@ -85,6 +97,7 @@ const DEFAULTS = {
   maxConnectionsPerAddress: 8,
   handshakeTimeoutMs: 10_000,
   helloTimeoutMs: 10_000,
+  idleTimeoutMs: 120_000,
   maxServingPerConnection: 16,
 };
 
@@ -109,6 +122,8 @@ export class LanBlockServer {
     sessions: 0,
     open: 0,
     refused: Object.fromEntries(LAN_REFUSALS.map((reason) => [reason, 0])) as Record<LanRefusal, number>,
+    idleClosed: 0,
+    nacked: Object.fromEntries(NACK_REASONS.map((reason) => [reason, 0])) as Record<NackReason, number>,
   };
 
   constructor(private readonly options: LanBlockServerOptions) {
@@ -119,6 +134,7 @@ export class LanBlockServer {
       maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? DEFAULTS.maxConnectionsPerAddress,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs,
       helloTimeoutMs: options.helloTimeoutMs ?? DEFAULTS.helloTimeoutMs,
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
       maxServingPerConnection: options.maxServingPerConnection ?? DEFAULTS.maxServingPerConnection,
     };
     this.secureContext = tls.createSecureContext({ ...lanTlsOptions, secureOptions: lanServerSecureOptions });
@@ -254,6 +270,7 @@ export class LanBlockServer {
 
   private startSession(socket: tls.TLSSocket, ns: NamespaceId, address: string): void {
     const channel = new SocketFrameChannel(socket, this.options.channel);
+    channel.onnack = (reason) => (this.stats.nacked[reason] += 1);
     let peer: LanPeer | null = null;
     let handedOut = false;
     startLanSession({
@@ -264,6 +281,8 @@ export class LanBlockServer {
       remoteAddress: address,
       blocks: this.blocks,
       helloTimeoutMs: this.limits.helloTimeoutMs,
+      idleTimeoutMs: this.limits.idleTimeoutMs,
+      onIdle: () => (this.stats.idleClosed += 1),
       link: { maxServing: this.limits.maxServingPerConnection, ...this.options.link },
       onFailure: (reason) => this.refuse(reason),
       onClose: (failure) => {

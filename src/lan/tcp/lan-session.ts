@@ -44,6 +44,14 @@ export interface LanSessionOptions {
   /** Serves the remote's requests for `ns`; null refuses them all (forbidden). */
   blocks: BlockServer | null;
   helloTimeoutMs: number;
+  /**
+   * After the hello: a connection on which the remote sent nothing and nothing was in flight
+   * (requests either way, unsent bytes) for this long is closed, plainly (onClose(null)).
+   * Undefined or 0: never.
+   */
+  idleTimeoutMs?: number;
+  /** The session was closed for idleness (just before its onClose). */
+  onIdle?: () => void;
   link?: Partial<Omit<PeerLinkOptions, 'channel' | 'sharedNamespaces' | 'server' | 'onProtocolError' | 'onClose'>>;
   source?: PeerBlockSourceOptions;
   /** The session failed for this reason; the connection is closed already. */
@@ -70,6 +78,7 @@ export function startLanSession(options: LanSessionOptions): Promise<LanPeer> {
     let peer: LanPeerImpl | null = null;
     let failed = false;
     let failure: SessionFailure | null = null;
+    let lastHeardAt = Date.now();
     const fail = (reason: SessionFailure, error?: Error) => {
       if (failed) return;
       failed = true;
@@ -93,6 +102,7 @@ export function startLanSession(options: LanSessionOptions): Promise<LanPeer> {
     };
 
     channel.intercept = (message) => {
+      lastHeardAt = Date.now();
       if (peer) {
         if (!isHelloMessage(message)) return false;
         try {
@@ -114,6 +124,7 @@ export function startLanSession(options: LanSessionOptions): Promise<LanPeer> {
       }
       clearTimeout(timer);
       peer = new LanPeerImpl(options, hello, (error) => fail('bad_frame', error), () => failure);
+      if (options.idleTimeoutMs) watchIdle(peer, options, () => lastHeardAt);
       resolve(peer);
       return true;
     };
@@ -124,6 +135,28 @@ export function startLanSession(options: LanSessionOptions): Promise<LanPeer> {
       fail('backlog', error as Error);
     }
   });
+}
+
+/**
+ * Closes an idle session: it holds a connection slot (and a peer slot at the dialler) that a
+ * silent remote, honest or not, should not keep forever. Honest peers dial again when an
+ * advert shows the other ahead, so nothing is lost but a reconnect.
+ */
+function watchIdle(peer: LanPeerImpl, options: LanSessionOptions, lastHeardAt: () => number): void {
+  const idleMs = options.idleTimeoutMs!;
+  let quietSince = lastHeardAt();
+  const check = setInterval(() => {
+    if (peer.link.isClosed) return clearInterval(check);
+    const now = Date.now();
+    const busy = peer.link.pendingRequests > 0 || peer.link.servingRequests > 0 || options.channel.bufferedAmount > 0;
+    if (busy) quietSince = now;
+    else quietSince = Math.max(quietSince, lastHeardAt());
+    if (now - quietSince < idleMs) return;
+    clearInterval(check);
+    options.onIdle?.();
+    peer.close();
+  }, Math.max(50, Math.min(5_000, Math.floor(idleMs / 4))));
+  check.unref?.();
 }
 
 /** The hello must name exactly the proven namespace, and keep the peer id it started with. */
@@ -163,7 +196,9 @@ class LanPeerImpl implements LanPeer {
       // before it is reported: wait a tick so the failure that closed the link is known.
       onClose: () => queueMicrotask(() => options.onClose?.(failureOf())),
     });
-    this.source = new PeerBlockSource(`lan:${this.remotePeerId}`, this.link, options.source);
+    // The address is part of the id: the engine penalises a source id for good, and a member
+    // that claims another's peer id must not get that other penalised.
+    this.source = new PeerBlockSource(`lan:${this.remotePeerId}@${this.remoteAddress}`, this.link, options.source);
     this.source.setAdvert(this.ns, this.remoteCursor);
   }
 

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { FrameChannel } from '../../engine/frame-channel.ts';
-import { ValidationError } from '../../protocol/index.ts';
+import { FRAME_VERSION, FrameType, NACK_REASONS, ValidationError, type NackReason } from '../../protocol/index.ts';
 import { MAX_STREAM_MESSAGE, StreamDecoder, streamHeader } from '../../protocol/lan-stream.ts';
 
 export interface SocketChannelOptions {
@@ -12,6 +12,9 @@ export interface SocketChannelOptions {
   /** Unsent bytes past this close the connection (a peer that never reads). */
   maxBufferedBytes?: number;
 }
+
+/** version, type, id u32, reason u8 (frames.ts). */
+const NACK_FRAME_BYTES = 7;
 
 const DEFAULTS = {
   // Above the engine's serving high-water mark (1 MiB plus a frame), so serving alone never pauses.
@@ -39,6 +42,8 @@ export class SocketFrameChannel implements FrameChannel {
   onstreamerror: ((error: ValidationError) => void) | null = null;
   /** Our unsent bytes passed maxBufferedBytes; the channel is closed already. */
   onbacklog: (() => void) | null = null;
+  /** We refused one of the peer's requests (a NACK frame went out): for the refusal counters. */
+  onnack: ((reason: NackReason) => void) | null = null;
 
   private readonly decoder = new StreamDecoder();
   private readonly limits: typeof DEFAULTS;
@@ -76,6 +81,10 @@ export class SocketFrameChannel implements FrameChannel {
     this.socket.write(streamHeader(bytes.length));
     this.socket.write(bytes);
     this.socket.uncork();
+    if (this.onnack && bytes.length === NACK_FRAME_BYTES && bytes[0] === FRAME_VERSION && bytes[1] === FrameType.nack) {
+      const reason = NACK_REASONS[bytes[6] - 1];
+      if (reason) this.onnack(reason);
+    }
     if (this.socket.writableLength > this.limits.maxBufferedBytes) {
       this.destroy();
       this.onbacklog?.();
