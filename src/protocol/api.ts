@@ -48,6 +48,38 @@ export interface ServerMetrics {
   signalsRelayed: number;
 }
 
+/** GET /api/v1/metrics: the counters, and `lanBridge` when this instance runs the LAN bridge (LAN_BRIDGE=1). */
+export type ServerMetricsReport = ServerMetrics & { lanBridge?: LanBridgeMetrics };
+
+/** The LAN bridge of one server instance (counters since start, except the "now" figures). */
+export interface LanBridgeMetrics {
+  /** LAN peers with a current advert for a namespace of a browser here (now). */
+  lanPeers: number;
+  /** Namespaces bridged (a browser of each is connected here) now. */
+  namespaces: number;
+  /** TCP links to LAN peers open now, dialled or accepted. */
+  links: number;
+  /** Block bytes carried from LAN peers to browsers (bridge-fetch answers). */
+  bytesLanToBrowsers: number;
+  /** Block bytes carried from browsers to LAN peers (pulled with bridge-read). */
+  bytesBrowsersToLan: number;
+  /** bridge-fetch answered with a block. */
+  fetchesOk: number;
+  /** bridge-fetch refused, by code (invalid, forbidden, not_found, busy, unavailable, bad_block). */
+  fetchesFailed: Record<string, number>;
+  /** Blocks LAN peers asked of the bridge: served, or not found at any browser. */
+  lanRequestsServed: number;
+  lanRequestsNotFound: number;
+  /** bridge-read pulls that failed at one browser, by reason (refused, malformed, timeout, gone, bad_block). */
+  browserReadFailures: Record<string, number>;
+  /** LAN peers banned for this run (protocol errors, bad blocks). */
+  lanPeersBanned: number;
+  /** UDP advert datagrams: accepted, or dropped by reason (the listener's counters). */
+  udpDatagrams: Record<string, number>;
+  /** TCP connections to the bridge's block service refused, by reason. */
+  tcpRefused: Record<string, number>;
+}
+
 const NAMESPACE_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
 // 128-bit invite = 22 base64url characters; tokens are 256-bit = 43.
 const INVITE_PATTERN = /^[A-Za-z0-9_-]{22}$/;

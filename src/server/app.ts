@@ -2,7 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
-import { ValidationError, parseIceServers, type IceServer, type ServerMetrics } from '../protocol/index.ts';
+import { ValidationError, parseIceServers, type IceServer, type ServerMetricsReport } from '../protocol/index.ts';
 import { namespaceOfToken } from './auth.ts';
 import type { Handler, RequestContext, ServerDeps } from './context.ts';
 import { EgressLimiter } from './egress.ts';
@@ -15,6 +15,7 @@ import { Metrics } from './metrics.ts';
 import { PrometheusExporter } from './prometheus.ts';
 import { openBackends, type BackendConfig } from './backends/index.ts';
 import type { JournalNotifier } from './notifier.ts';
+import { LanBridge, type LanBridgeOptions } from './lan-bridge/lan-bridge.ts';
 import { RelayServer, type RelayOptions } from './relay/relay-server.ts';
 import { blockRoutes } from './routes/blocks.ts';
 import { commitRoutes } from './routes/commit.ts';
@@ -51,13 +52,15 @@ export interface ServerOptions {
   iceServers?: IceServer[];
   /** socket.io relay at /socket.io: limits and advert expiry. */
   relay?: RelayOptions;
+  /** Run the LAN bridge (LAN_BRIDGE=1): UDP adverts and TCP block links to LAN peers. Off (no socket opened) when unset. */
+  lanBridge?: LanBridgeOptions | null;
 }
 
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:40123 (no trailing slash). */
   url: string;
   port: number;
-  metrics(): ServerMetrics;
+  metrics(): ServerMetricsReport;
   /** Stops accepting, answers open long polls, waits for requests in flight (bounded), closes the stores. */
   close(): Promise<void>;
 }
@@ -91,7 +94,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const backends = await openBackends(options.backends ?? {}, dataDir, logger);
   const { metadata, blocks } = backends;
   const metrics = new Metrics();
-  const prometheus = new PrometheusExporter(metrics, backends.engines);
+  const prometheus = new PrometheusExporter(metrics, backends.engines, { lanBridge: Boolean(options.lanBridge) });
   const shutdown = new AbortController();
   let listenOrigin = '';
   const configuredOrigin = options.publicUrl?.replace(/\/+$/, '');
@@ -179,15 +182,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   let server: Server;
   let relay: RelayServer | null = null;
+  let bridge: LanBridge | null = null;
   try {
     // Inside the try: a bad certificate or relay option must not leave the back ends open
     // (a Redis or PostgreSQL connection would keep the process alive).
     server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handle) : createHttpServer(handle);
     // Clients poll the journal back to back: keep idle connections a little longer than the default.
     server.keepAliveTimeout = 10_000;
+    if (options.lanBridge) {
+      bridge = new LanBridge(options.lanBridge, { metadata, logger });
+      await bridge.start();
+      const started = bridge;
+      metrics.lanBridgeFigures = () => started.metrics();
+    }
     relay = new RelayServer(
       server,
-      { namespaceOfToken: (token) => namespaceOfToken(metadata, token), metrics, logger, shared: backends.relay },
+      { namespaceOfToken: (token) => namespaceOfToken(metadata, token), metrics, logger, shared: backends.relay, bridge },
       options.relay,
     );
     await new Promise<void>((resolvePromise, reject) => {
@@ -198,11 +208,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
     });
   } catch (err) {
+    await bridge?.close();
     await relay?.close();
     await backends.close();
     throw err;
   }
   const startedRelay = relay;
+  const startedBridge = bridge;
   const address = server.address() as AddressInfo;
   const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
   listenOrigin = `${scheme}://${urlHost}:${address.port}`;
@@ -213,6 +225,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     closing ??= (async () => {
       const closed = new Promise<void>((done) => server.close(() => done()));
       shutdown.abort();
+      // The bridge first: browsers hear its LAN peers leave before their sockets close.
+      const bridgeClosed = startedBridge?.close();
       const relayClosed = startedRelay.close();
       server.closeIdleConnections();
       if (inFlight > 0) {
@@ -226,6 +240,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }
       server.closeAllConnections();
       await relayClosed;
+      await bridgeClosed;
       await closed;
       await backends.close();
       logger.info('closed');

@@ -1,5 +1,8 @@
-import { parseIceServers, type IceServer } from '../protocol/index.ts';
+import { isIPv4 } from 'node:net';
+import { LAN_DISCOVERY_PORT, parseIceServers, type IceServer } from '../protocol/index.ts';
+import { broadcastAddresses } from '../lan/broadcast-addresses.ts';
 import type { BackendConfig } from './backends/index.ts';
+import type { LanBridgeOptions } from './lan-bridge/lan-bridge.ts';
 
 /** Reads server settings from the environment; throws a readable Error for a bad value. */
 export function envPort(name: string, fallback: number, env: NodeJS.ProcessEnv = process.env): number {
@@ -70,6 +73,34 @@ export function envBackends(env: NodeJS.ProcessEnv = process.env): BackendConfig
         }
       : undefined,
   };
+}
+
+/**
+ * The LAN bridge, on with LAN_BRIDGE=1 (or true) or `--lan` among the arguments; null (no
+ * socket opened) otherwise. LAN_PORT: UDP advert port (17600); LAN_TCP_PORT: the bridge's
+ * block service (0: any free port); LAN_BIND: the IPv4 address the block service listens on
+ * and adverts are sent from (0.0.0.0); LAN_BROADCAST: comma-separated IPv4 broadcast
+ * addresses for the adverts (default: those of every non-internal interface).
+ */
+export function envLanBridge(env: NodeJS.ProcessEnv = process.env, args: readonly string[] = []): LanBridgeOptions | null {
+  const flag = env.LAN_BRIDGE?.trim() ?? '';
+  if (!['', '0', '1', 'true', 'false'].includes(flag)) throw new Error(`LAN_BRIDGE must be 1/true or 0/false, not ${JSON.stringify(flag)}`);
+  if (!(flag === '1' || flag === 'true' || args.includes('--lan'))) return null;
+  const udpPort = envPort('LAN_PORT', LAN_DISCOVERY_PORT, env);
+  if (udpPort === 0) throw new Error('LAN_PORT must be a port number from 1 to 65535 (LAN peers send their adverts to it)');
+  const tcpPort = envPort('LAN_TCP_PORT', 0, env);
+  const bind = env.LAN_BIND?.trim() || '0.0.0.0';
+  if (!isIPv4(bind)) throw new Error(`LAN_BIND must be an IPv4 address of this machine (or 0.0.0.0), not ${JSON.stringify(bind)}`);
+  const listed = env.LAN_BROADCAST?.trim();
+  let broadcast: string[];
+  if (listed) {
+    broadcast = listed.split(',').map((address) => address.trim());
+    const bad = broadcast.find((address) => !isIPv4(address));
+    if (bad !== undefined) throw new Error(`LAN_BROADCAST must be comma-separated IPv4 broadcast addresses (e.g. 192.168.1.255), not ${JSON.stringify(bad)}`);
+  } else {
+    broadcast = broadcastAddresses();
+  }
+  return { udpPort, tcpPort, bindAddress: bind, broadcastAddresses: [...new Set(broadcast)] };
 }
 
 /** A URL with its password replaced, for error messages and logs. */

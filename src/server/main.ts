@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from './app.ts';
-import { envBackends, envEgressBytesPerSecond, envIceServers, envPort } from './config.ts';
+import { envBackends, envEgressBytesPerSecond, envIceServers, envLanBridge, envPort } from './config.ts';
 import { createLogger, parseLogLevel } from './log.ts';
 
 /**
@@ -11,10 +11,15 @@ import { createLogger, parseLogLevel } from './log.ts';
  * files: serve HTTPS), EGRESS_MBPS (pace block downloads), ICE_SERVERS (JSON array of
  * RTCIceServer-like objects for browsers; default none), LOG_LEVEL (info), and the scale-out
  * engines (README "Scaling out"): DATABASE_URL, REDIS_URL, BLOCK_STORE with S3_ENDPOINT,
- * AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_FORCE_PATH_STYLE.
+ * AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_FORCE_PATH_STYLE; and the LAN
+ * bridge (`--lan` or LAN_BRIDGE=1, with LAN_PORT, LAN_TCP_PORT, LAN_BIND, LAN_BROADCAST).
  */
 async function main(): Promise<void> {
   const env = process.env;
+  const args = process.argv.slice(2);
+  const unknown = args.find((arg) => arg !== '--lan');
+  if (unknown !== undefined) throw new Error(`unknown argument ${JSON.stringify(unknown)} (the server takes only --lan; everything else is set in the environment)`);
+  const lanBridge = envLanBridge(env, args);
   const logger = createLogger(parseLogLevel(env.LOG_LEVEL));
   const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
   const dataDir = env.DATA_DIR || './data';
@@ -34,6 +39,7 @@ async function main(): Promise<void> {
     publicUrl: env.PUBLIC_URL || undefined,
     egressBytesPerSecond: envEgressBytesPerSecond(),
     iceServers: envIceServers(),
+    lanBridge,
     tls,
     logger,
   });

@@ -1,4 +1,4 @@
-import type { ServerMetrics } from '../protocol/index.ts';
+import type { LanBridgeMetrics, ServerMetrics, ServerMetricsReport } from '../protocol/index.ts';
 
 /** Counters since the server started (GET /api/v1/metrics). */
 export class Metrics implements ServerMetrics {
@@ -18,9 +18,11 @@ export class Metrics implements ServerMetrics {
   advertsRelayed = 0;
   /** Signals delivered from one peer to another. */
   signalsRelayed = 0;
+  /** The LAN bridge's figures, when it runs. */
+  lanBridgeFigures: (() => LanBridgeMetrics) | null = null;
 
-  snapshot(): ServerMetrics {
-    return {
+  snapshot(): ServerMetricsReport {
+    const snapshot: ServerMetricsReport = {
       blockBytesServed: this.blockBytesServed,
       blockRequestsServed: this.blockRequestsServed,
       blockBytesReceived: this.blockBytesReceived,
@@ -30,5 +32,7 @@ export class Metrics implements ServerMetrics {
       advertsRelayed: this.advertsRelayed,
       signalsRelayed: this.signalsRelayed,
     };
+    if (this.lanBridgeFigures) snapshot.lanBridge = this.lanBridgeFigures();
+    return snapshot;
   }
 }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { LanBridgeMetrics } from '../protocol/index.ts';
 import type { Metrics } from './metrics.ts';
 
 /** Engines in use, exported as labels of nearsync_info. */
@@ -19,7 +20,7 @@ export class PrometheusExporter {
   private readonly requests: Counter<'method' | 'route' | 'status'>;
   private readonly durations: Histogram<'route'>;
 
-  constructor(metrics: Metrics, engines: EngineLabels) {
+  constructor(metrics: Metrics, engines: EngineLabels, features: { lanBridge?: boolean } = {}) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'nearsync_' });
     new Gauge({
@@ -68,6 +69,7 @@ export class PrometheusExporter {
     gaugeOf('nearsync_relay_sockets', 'Relay sockets connected to this instance now', () => metrics.relaySockets);
     counterOf('nearsync_adverts_relayed_total', 'Adverts broadcast to the members of a namespace', () => metrics.advertsRelayed);
     counterOf('nearsync_signals_relayed_total', 'WebRTC signals delivered from one peer to another', () => metrics.signalsRelayed);
+    if (features.lanBridge) registerLanBridgeMetrics(registers, () => metrics.lanBridgeFigures?.() ?? null);
   }
 
   /** Counts one answered request; `route` is the matched pattern, never the raw path (bounded label values). */
@@ -79,6 +81,52 @@ export class PrometheusExporter {
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
+}
+
+/** The LAN bridge's figures (only registered when the bridge runs), read at scrape time. */
+function registerLanBridgeMetrics(registers: Registry[], read: () => LanBridgeMetrics | null): void {
+  const labelled = (name: string, help: string, label: string, values: (figures: LanBridgeMetrics) => Record<string, number>) =>
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers,
+      collect() {
+        this.reset();
+        const figures = read();
+        if (!figures) return;
+        for (const [value, count] of Object.entries(values(figures))) this.inc({ [label]: value }, count);
+      },
+    });
+  const gauge = (name: string, help: string, value: (figures: LanBridgeMetrics) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const figures = read();
+        this.set(figures ? value(figures) : 0);
+      },
+    });
+  gauge('nearsync_lan_bridge_peers', 'LAN peers bridged to browsers of this instance now', (f) => f.lanPeers);
+  gauge('nearsync_lan_bridge_namespaces', 'Namespaces bridged now (a browser of each is connected here)', (f) => f.namespaces);
+  gauge('nearsync_lan_bridge_links', 'TCP links to LAN peers open now', (f) => f.links);
+  gauge('nearsync_lan_bridge_peers_banned', 'LAN peers banned for this run (protocol errors, bad blocks)', (f) => f.lanPeersBanned);
+  labelled('nearsync_lan_bridge_bytes_total', 'Block bytes carried by the LAN bridge, by direction', 'direction', (f) => ({
+    lan_to_browser: f.bytesLanToBrowsers,
+    browser_to_lan: f.bytesBrowsersToLan,
+  }));
+  labelled('nearsync_lan_bridge_fetches_total', 'bridge-fetch requests of browsers, by outcome (ok or the error code)', 'outcome', (f) => ({
+    ok: f.fetchesOk,
+    ...f.fetchesFailed,
+  }));
+  labelled('nearsync_lan_bridge_lan_requests_total', 'Blocks LAN peers asked of the bridge, by outcome', 'outcome', (f) => ({
+    served: f.lanRequestsServed,
+    not_found: f.lanRequestsNotFound,
+  }));
+  labelled('nearsync_lan_bridge_browser_read_failures_total', 'Blocks a browser failed to give the bridge, by reason', 'reason', (f) => f.browserReadFailures);
+  labelled('nearsync_lan_bridge_udp_datagrams_total', 'LAN advert datagrams heard, by outcome (accepted or the drop reason)', 'outcome', (f) => f.udpDatagrams);
+  labelled('nearsync_lan_bridge_tcp_refused_total', 'Connections to the bridge block service refused, by reason', 'reason', (f) => f.tcpRefused);
 }
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);

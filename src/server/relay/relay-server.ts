@@ -10,10 +10,13 @@ import {
   RelayEvent,
   ValidationError,
   parseAdvertIn,
+  parseBridgeFetchIn,
   parsePeersIn,
   parseRelayAuth,
   parseSignalIn,
   type AdvertOut,
+  type BridgeFetchReply,
+  type BridgeReadOut,
   type NamespaceId,
   type PeerId,
   type PeerLeft,
@@ -28,6 +31,7 @@ import { StoreUnavailableError } from '../storage/store-errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RelayBackend } from '../backends/index.ts';
 import { InMemoryAdvertTable, type AdvertTable } from './advert-table.ts';
+import type { BridgeSocket, RelayBridge } from './bridge-port.ts';
 import { InMemoryPeerDirectory, type PeerDirectory } from './peer-directory.ts';
 import { TokenBucket } from './rate-limit.ts';
 import { throttledLog } from './throttled-log.ts';
@@ -54,6 +58,8 @@ export interface RelayDeps {
   logger: Logger;
   /** Adverts, peers and room broadcasts: in process, or shared with other instances (Redis). */
   shared?: RelayBackend;
+  /** The LAN bridge (LAN_BRIDGE=1): LAN peers in this instance's peer lists, and bridge-fetch. */
+  bridge?: RelayBridge | null;
 }
 
 interface ServerToClientEvents {
@@ -63,6 +69,7 @@ interface ServerToClientEvents {
   signal: (signal: SignalOut) => void;
   'peer-left': (left: PeerLeft) => void;
   'relay-error': (error: RelayError) => void;
+  'bridge-read': (read: BridgeReadOut, ack: (reply: unknown) => void) => void;
 }
 // Peers' events are all taken by one onAny() dispatcher, which validates each payload.
 type ClientToServerEvents = Record<string, never>;
@@ -79,6 +86,9 @@ interface Peer {
   socket: RelaySocket;
   bucket: TokenBucket;
   strikes: number;
+  /** The peer as the LAN bridge sees it. */
+  bridged: BridgeSocket;
+  gone: AbortController;
 }
 
 /** Raised in a handler to refuse one event with a relay-error. */
@@ -155,6 +165,11 @@ export class RelayServer {
       ...(deps.shared?.adapter ? { adapter: deps.shared.adapter } : {}),
     });
     httpServer.on('upgrade', this.onUpgrade);
+    // The bridge speaks to this instance's sockets only: each instance bridges for its own.
+    deps.bridge?.attach({
+      advert: (advert) => this.io.local.to(nsRoom(advert.ns)).emit(RelayEvent.advert, advert),
+      peerLeft: (left) => this.io.local.to(nsRoom(left.ns)).emit(RelayEvent.peerLeft, left),
+    });
     this.io.use((socket, next) => {
       this.handshake(socket).then(
         () => next(),
@@ -225,15 +240,25 @@ export class RelayServer {
   }
 
   private onConnection(socket: RelaySocket): void {
+    const id = newPeerId();
+    const gone = new AbortController();
     const peer: Peer = {
-      id: newPeerId(),
+      id,
       label: socket.data.label,
       namespaces: socket.data.namespaces,
       socket,
       bucket: new TokenBucket(this.eventsPerSecond, this.eventBurst),
       strikes: 0,
+      gone,
+      bridged: {
+        peerId: id,
+        namespaces: socket.data.namespaces,
+        gone: gone.signal,
+        read: (request, timeoutMs) => socket.timeout(timeoutMs).emitWithAck(RelayEvent.bridgeRead, request),
+      },
     };
     this.peers.set(peer.id, peer);
+    this.deps.bridge?.socketJoined(peer.bridged);
     this.deps.metrics.relaySockets++;
     this.deps.logger.debug('relay peer connected', { peerId: peer.id, namespaces: peer.namespaces.length });
     socket.join([peerRoom(peer.id), ...peer.namespaces.map(nsRoom)]);
@@ -242,6 +267,8 @@ export class RelayServer {
     });
     socket.on('disconnect', (reason) => {
       this.peers.delete(peer.id);
+      gone.abort();
+      this.deps.bridge?.socketLeft(peer.bridged);
       this.deps.metrics.relaySockets--;
       this.deps.logger.debug('relay peer disconnected', { peerId: peer.id, reason });
       const departure = registered
@@ -291,13 +318,46 @@ export class RelayServer {
   }
 
   private async handle(peer: Peer, event: unknown, args: unknown[], ack?: (reply: unknown) => void): Promise<void> {
-    const known = event === RelayEvent.advert || event === RelayEvent.peers || event === RelayEvent.signal;
+    const known = event === RelayEvent.advert || event === RelayEvent.peers || event === RelayEvent.signal || event === RelayEvent.bridgeFetch;
     if (!known) throw new Refusal('unknown_event', `unknown event ${JSON.stringify(String(event).slice(0, 64))}`);
+    if (event === RelayEvent.bridgeFetch) return this.onBridgeFetch(peer, args, ack);
     if (args.length !== 1) throw new Refusal('invalid', `${event}: takes exactly one payload`);
     const payload = args[0];
     if (event === RelayEvent.advert) return this.onAdvert(peer, payload);
     if (event === RelayEvent.peers) return this.onPeers(peer, payload, ack);
     return this.onSignal(peer, payload);
+  }
+
+  /**
+   * A block from a LAN peer through the bridge, answered by acknowledgement. Refusals are
+   * acknowledged too (the browser waits for its answer), and those of a misbehaving client
+   * (malformed, another namespace) are also relay errors that count as strikes.
+   */
+  private async onBridgeFetch(peer: Peer, args: unknown[], ack?: (reply: unknown) => void): Promise<void> {
+    const reply = (answer: BridgeFetchReply) => {
+      if (ack && peer.socket.connected) ack(answer);
+    };
+    const refuse = (code: 'invalid' | 'forbidden', message: string): never => {
+      this.deps.bridge?.refused(code);
+      reply({ ok: false, code, message });
+      throw new Refusal(code, message);
+    };
+    if (!ack) refuse('invalid', `${RelayEvent.bridgeFetch}: needs an acknowledgement`);
+    if (args.length !== 1) refuse('invalid', `${RelayEvent.bridgeFetch}: takes exactly one payload`);
+    let request;
+    try {
+      request = parseBridgeFetchIn(args[0]);
+    } catch (err) {
+      if (err instanceof ValidationError) refuse('invalid', err.message);
+      throw err;
+    }
+    if (!peer.namespaces.includes(request.ns)) refuse('forbidden', `this connection holds no token of namespace ${request.ns}`);
+    const bridge = this.deps.bridge;
+    if (!bridge) {
+      reply({ ok: false, code: 'unavailable', message: 'this server runs no LAN bridge' });
+      return;
+    }
+    reply(await bridge.fetch(peer.bridged, request));
   }
 
   private async onAdvert(peer: Peer, payload: unknown): Promise<void> {
@@ -311,6 +371,7 @@ export class RelayServer {
       return;
     }
     // A refresh with an unchanged cursor only renews the advert's lease: members know it already.
+    this.deps.bridge?.browserAdvert(peer.bridged, ns, cursor);
     if (previous && previous.cursor === cursor) return;
     this.deps.metrics.advertsRelayed++;
     peer.socket.to(nsRoom(ns)).emit(RelayEvent.advert, advert);
@@ -328,6 +389,8 @@ export class RelayServer {
   private async onSignal(peer: Peer, payload: unknown): Promise<void> {
     const { to, data } = parseSignalIn(payload);
     if (to === peer.id) throw new Refusal('invalid', 'signal.to: is this peer itself');
+    // A LAN peer is reached through bridge-fetch, never signalled: refused like an unknown peer.
+    if (this.deps.bridge?.isLanPeer(to)) throw new Refusal('no_shared_namespace', `peer ${to} shares no namespace with this peer`, false);
     // A peer on this instance is known at once; one on another instance is in the shared directory.
     const targetNamespaces = this.peers.get(to)?.namespaces ?? (await this.directory.namespacesOf(to)) ?? [];
     const shared = peer.namespaces.filter((ns) => targetNamespaces.includes(ns));
@@ -353,7 +416,10 @@ export class RelayServer {
 
   private async peersOf(ns: NamespaceId, self: PeerId): Promise<PeersOut> {
     const adverts = await this.table.list(ns, MAX_PEERS_LISTED + 1);
-    return { ns, peers: adverts.filter((advert) => advert.peerId !== self).slice(0, MAX_PEERS_LISTED) };
+    const browsers = adverts.filter((advert) => advert.peerId !== self);
+    const lan = this.deps.bridge?.lanAdverts(ns) ?? [];
+    // LAN peers first: a handful at most, and the list is cut at MAX_PEERS_LISTED.
+    return { ns, peers: [...lan, ...browsers].slice(0, MAX_PEERS_LISTED) };
   }
 
   private refuse(peer: Peer, refusal: Refusal): void {

@@ -1,0 +1,226 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  MAX_BLOCK_SIZE,
+  MAX_BRIDGE_FETCHES_PER_SOCKET,
+  parseBridgeFetchReply,
+  parseBridgeReadOut,
+  type BridgeFetchReply,
+  type LanBridgeMetrics,
+} from '../../src/protocol/index.ts';
+import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
+import { isRoot } from '../netns/netns.ts';
+import { DaemonPool, type DaemonProcess } from '../support/lan-daemon.ts';
+import { commitFile, createWorkspace, sha256, until, type Member } from './helpers.ts';
+import { RelayClient } from './relay-helpers.ts';
+
+/**
+ * The server's LAN bridge, for real: the server runs in this process on the host end of a
+ * test-made namespace's veth, with the bridge's UDP listener bound to the veth's /30
+ * broadcast address (so it hears only the namespace) and its adverts sent there; `nearsync
+ * peer --lan` daemons run inside the namespace; socket.io clients play the browsers, with
+ * member tokens, answering `bridge-read` from bytes they hold.
+ */
+
+const SYNC_MS = 60_000;
+const MiB = 1024 * 1024;
+
+/** A relay client that also answers the bridge's `bridge-read` (honestly, or with wrong bytes). */
+class BridgeBrowser {
+  readonly reads: Array<{ hash: string; offset: number; length: number }> = [];
+  private readonly blocks = new Map<string, Buffer>();
+
+  private constructor(
+    readonly relay: RelayClient,
+    private readonly lying: boolean,
+  ) {
+    relay.socket.on('bridge-read', (payload: unknown, ack: (reply: unknown) => void) => {
+      const read = parseBridgeReadOut(payload);
+      this.reads.push({ hash: read.hash, offset: read.offset, length: read.length });
+      const block = this.blocks.get(read.hash);
+      if (!block) return ack({ ok: false, code: 'not_found', message: 'not held here' });
+      const bytes = block.subarray(read.offset, read.offset + read.length);
+      ack({ ok: true, data: this.lying ? randomBytes(bytes.length) : bytes, size: block.length });
+    });
+  }
+
+  static async connect(url: string, member: Member, options: { lying?: boolean; label?: string } = {}): Promise<BridgeBrowser> {
+    const relay = await RelayClient.connect(url, { tokens: [member.token], label: options.label ?? 'Test browser' });
+    return new BridgeBrowser(relay, options.lying ?? false);
+  }
+
+  hold(bytes: Buffer): void {
+    this.blocks.set(sha256(bytes), bytes);
+  }
+
+  async fetch(payload: unknown): Promise<BridgeFetchReply> {
+    return parseBridgeFetchReply(await this.relay.socket.timeout(SYNC_MS).emitWithAck('bridge-fetch', payload));
+  }
+
+  close(): void {
+    this.relay.close();
+  }
+}
+
+describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and relay sockets', () => {
+  let harness: NetnsHarness;
+  let server: NetnsTestServer;
+  let scratch: string;
+  const daemons = new DaemonPool();
+  const browsers: BridgeBrowser[] = [];
+  const udpPort = 20_000 + Math.floor(Math.random() * 40_000);
+  /** The /30 broadcast address of the namespace's veth pair (host end + 2). */
+  let broadcast: string;
+
+  beforeAll(async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'nearsync-lan-bridge-'));
+    harness = await NetnsHarness.start({ buildApp: false });
+    broadcast = harness.ns.hostAddress.replace(/\.(\d+)$/, (_, last) => `.${Number(last) + 2}`);
+    server = await harness.startServer({
+      lanBridge: {
+        udpPort,
+        tcpPort: 0,
+        bindAddress: harness.ns.hostAddress,
+        udpListenAddress: broadcast,
+        broadcastAddresses: [broadcast],
+      },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const browser of browsers) browser.close();
+    await daemons.stopAll();
+    await harness?.close();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }, 60_000);
+
+  const served = () => server.server.metrics().blockBytesServed;
+  const bridge = (): LanBridgeMetrics => server.server.metrics().lanBridge!;
+  const connect = async (member: Member, options?: { lying?: boolean }) => {
+    const browser = await BridgeBrowser.connect(server.hostUrl, member, options);
+    browsers.push(browser);
+    return browser;
+  };
+  const startDaemon = (member: Member, dir: string) =>
+    daemons.start({ netns: harness.ns, server: server.hostUrl, invite: member.inviteUrl, dir, lan: { port: udpPort, tcpPort: 0, broadcast } });
+  const failWith = (daemon: DaemonProcess) => (error: Error) => {
+    throw new Error(`${error.message}\n--- daemon ---\n${daemon.output}`);
+  };
+
+  it('a LAN daemon becomes a relay peer of its namespace only, and browsers fetch its blocks through the bridge', async () => {
+    const member = await createWorkspace(server.hostUrl, 'bridge forward');
+    const other = await createWorkspace(server.hostUrl, 'bridge other');
+    // Connected first: the bridge learns the namespaces' LAN keys from their sockets.
+    const browser = await connect(member);
+    const outsider = await connect(other);
+    await until(() => bridge().namespaces === 2, 10_000, 'both namespaces bridged');
+
+    const dir = join(scratch, 'forward');
+    await mkdir(dir, { recursive: true });
+    const big = randomBytes(2 * MAX_BLOCK_SIZE); // two full blocks
+    await writeFile(join(dir, 'big.bin'), big);
+    const daemon = startDaemon(member, dir);
+    await daemon.waitFor(/in sync at journal entry 1\b/, SYNC_MS);
+
+    // The daemon's advert reaches the member's socket, marked lan, with the daemon's cursor.
+    const advert = await browser.relay.next('advert', (a) => a.lan === true && a.ns === member.ns && a.cursor === 1, SYNC_MS).catch(failWith(daemon));
+    expect(advert.label).toMatch(/^LAN peer [0-9a-f]{8}$/);
+    expect(advert.peerId).toMatch(/^p_[A-Za-z0-9_-]{16}$/);
+    const listed = await browser.relay.peers(member.ns);
+    expect(listed.peers).toContainEqual(expect.objectContaining({ peerId: advert.peerId, lan: true, cursor: 1 }));
+    expect(bridge().lanPeers).toBe(1);
+    // The other namespace's socket hears nothing of it.
+    expect(outsider.relay.all('advert').filter((a) => a.lan)).toEqual([]);
+    expect((await outsider.relay.peers(other.ns)).peers).toEqual([]);
+
+    // A block through the bridge: the daemon's bytes, none from the server's block store.
+    const first = big.subarray(0, MAX_BLOCK_SIZE);
+    const hash = sha256(first);
+    const servedBefore = served();
+    const reply = await browser.fetch({ ns: member.ns, peerId: advert.peerId, hash });
+    expect(reply.ok).toBe(true);
+    if (!reply.ok) throw new Error('unreachable');
+    expect(sha256(reply.data)).toBe(hash);
+    expect(served()).toBe(servedBefore);
+    expect(bridge().fetchesOk).toBe(1);
+    expect(bridge().bytesLanToBrowsers).toBe(MAX_BLOCK_SIZE);
+    expect(bridge().links).toBeGreaterThanOrEqual(1);
+
+    // Refusals. Malformed: answered `invalid`, and a relay-error (a strike).
+    const malformed = await browser.fetch({ ns: member.ns, peerId: advert.peerId, hash: 'not-a-hash' });
+    expect(malformed).toMatchObject({ ok: false, code: 'invalid' });
+    await browser.relay.next('relay-error', (e) => e.code === 'invalid');
+    // A peer id nobody advertises.
+    expect(await browser.fetch({ ns: member.ns, peerId: 'p_AAAAAAAAAAAAAAAA', hash })).toMatchObject({ ok: false, code: 'not_found' });
+    // The LAN peer exists, but not for a namespace this socket holds a token of.
+    expect(await browser.fetch({ ns: other.ns, peerId: advert.peerId, hash })).toMatchObject({ ok: false, code: 'forbidden' });
+    // The outsider cannot reach the peer through its own namespace either.
+    expect(await outsider.fetch({ ns: other.ns, peerId: advert.peerId, hash })).toMatchObject({ ok: false, code: 'not_found' });
+    // More than 8 in flight from one socket: the surplus is answered busy; every block that came is right.
+    const burst = await Promise.all(Array.from({ length: 3 * MAX_BRIDGE_FETCHES_PER_SOCKET }, () => browser.fetch({ ns: member.ns, peerId: advert.peerId, hash })));
+    const busy = burst.filter((r) => !r.ok && r.code === 'busy').length;
+    const ok = burst.filter((r) => r.ok);
+    expect(busy).toBeGreaterThan(0);
+    expect(ok.length).toBeGreaterThanOrEqual(MAX_BRIDGE_FETCHES_PER_SOCKET);
+    for (const r of ok) if (r.ok) expect(sha256(r.data)).toBe(hash);
+    expect(busy + ok.length).toBe(burst.length);
+    expect(served()).toBe(servedBefore);
+
+    const figures = bridge();
+    expect(figures.fetchesFailed).toMatchObject({ invalid: 1, forbidden: 1, not_found: 2 });
+    expect(figures.fetchesFailed.busy).toBe(busy);
+    expect(figures.udpDatagrams.accepted).toBeGreaterThan(0);
+    const prometheus = await (await fetch(`${server.hostUrl}/metrics`)).text();
+    expect(prometheus).toContain(`nearsync_lan_bridge_bytes_total{direction="lan_to_browser"} ${figures.bytesLanToBrowsers}`);
+    expect(prometheus).toContain('nearsync_lan_bridge_peers 1');
+    expect(prometheus).toMatch(/nearsync_lan_bridge_fetches_total\{outcome="busy"\} [1-9]/);
+
+    // A LAN peer is never signalled: refused like an unknown peer.
+    browser.relay.socket.emit('signal', { to: advert.peerId, data: { type: 'connect' } });
+    await browser.relay.next('relay-error', (e) => e.code === 'no_shared_namespace');
+
+    expect(daemon.output).not.toMatch(/failed|could not/);
+    expect(await daemon.stop()).toBe(0);
+  }, 180_000);
+
+  it('a LAN daemon fetches a block only a browser holds through the bridge; wrong bytes from a browser are not believed', async () => {
+    const member = await createWorkspace(server.hostUrl, 'bridge reverse');
+    const dir = join(scratch, 'reverse');
+    await mkdir(dir, { recursive: true });
+    const daemon = startDaemon(member, dir);
+    await daemon.waitFor(/LAN: serving blocks on tcp\/\d+/);
+
+    const bytes = randomBytes(MiB + 12_345);
+    const honest = await connect(member);
+    const liar = await connect(member, { lying: true });
+    honest.hold(bytes);
+    liar.hold(bytes);
+    // The liar claims more, so the bridge asks it first; both claim the entry the file becomes.
+    honest.relay.keepAdvertising(member.ns, 1, 20_000);
+    liar.relay.keepAdvertising(member.ns, 5, 20_000);
+    await liar.relay.next('advert', (a) => a.peerId === honest.relay.peerId, 10_000);
+    await honest.relay.next('advert', (a) => a.peerId === liar.relay.peerId, 10_000);
+    // The bridge advertises the browsers' highest cursor on the LAN; the daemon, behind it, connects.
+    await daemon.waitFor(new RegExp(`LAN: connected to [0-9a-f]{8} at ${harness.ns.hostAddress.replace(/\./g, '\\.')}:\\d+ cursor 5`), SYNC_MS);
+
+    const servedBefore = served();
+    const sjid = await commitFile(server.hostUrl, member, 'from-browser.bin', [{ bytes, hash: sha256(bytes) }]);
+    expect(sjid).toBe(1);
+    await until(async () => (await readFile(join(dir, 'from-browser.bin')).then(sha256, () => null)) === sha256(bytes), SYNC_MS, 'the file at the daemon').catch(
+      failWith(daemon),
+    );
+    // The block went browser -> bridge -> daemon, the server's store untouched; the liar was asked and not believed.
+    expect(served()).toBe(servedBefore);
+    const figures = bridge();
+    expect(figures.bytesBrowsersToLan).toBeGreaterThanOrEqual(bytes.length);
+    expect(figures.browserReadFailures.bad_block).toBeGreaterThanOrEqual(1);
+    expect(liar.reads.length).toBeGreaterThan(0);
+    expect(honest.reads.length).toBeGreaterThan(0);
+    await daemon.waitFor(/in sync at journal entry 1\b/, SYNC_MS);
+    expect(daemon.output).not.toMatch(/failed|could not|bad data/);
+    expect(await daemon.stop()).toBe(0);
+  }, 180_000);
+});
