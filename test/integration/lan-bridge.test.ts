@@ -1,20 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   MAX_BLOCK_SIZE,
   MAX_BRIDGE_FETCHES_PER_SOCKET,
+  lanKeyBytes,
   parseBridgeFetchReply,
   parseBridgeReadOut,
+  type BlockHash,
   type BridgeFetchReply,
   type LanBridgeMetrics,
 } from '../../src/protocol/index.ts';
 import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
 import { isRoot } from '../netns/netns.ts';
+import { LanAdvertiser } from '../../src/lan/discovery/index.ts';
+import { LanBlockServer } from '../../src/lan/tcp/lan-block-server.ts';
 import { DaemonPool, type DaemonProcess } from '../support/lan-daemon.ts';
-import { commitFile, createWorkspace, sha256, until, type Member } from './helpers.ts';
+import { api, commitFile, createWorkspace, sha256, until, type Member } from './helpers.ts';
 import { RelayClient } from './relay-helpers.ts';
 
 /**
@@ -204,7 +209,9 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
     await liar.relay.next('advert', (a) => a.peerId === honest.relay.peerId, 10_000);
     await honest.relay.next('advert', (a) => a.peerId === liar.relay.peerId, 10_000);
     // The bridge advertises the browsers' highest cursor on the LAN; the daemon, behind it, connects.
-    await daemon.waitFor(new RegExp(`LAN: connected to [0-9a-f]{8} at ${harness.ns.hostAddress.replace(/\./g, '\\.')}:\\d+ cursor 5`), SYNC_MS);
+    const connected = new RegExp(`LAN: connected to [0-9a-f]{8} at ${harness.ns.hostAddress.replace(/\./g, '\\.')}:(\\d+) cursor 5`);
+    await daemon.waitFor(connected, SYNC_MS);
+    const bridgePort = Number(connected.exec(daemon.output)![1]);
 
     const servedBefore = served();
     const sjid = await commitFile(server.hostUrl, member, 'from-browser.bin', [{ bytes, hash: sha256(bytes) }]);
@@ -221,6 +228,54 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
     expect(honest.reads.length).toBeGreaterThan(0);
     await daemon.waitFor(/in sync at journal entry 1\b/, SYNC_MS);
     expect(daemon.output).not.toMatch(/failed|could not|bad data/);
+
+    // A stranger on the bridge's block service (no PSK, not even TLS) is refused and counted.
+    const refusedBefore = bridge().tcpRefused.handshake_failed;
+    const stranger = tcpConnect({ host: harness.ns.hostAddress, port: bridgePort });
+    stranger.on('error', () => undefined);
+    stranger.write('GET / HTTP/1.0\r\n\r\n');
+    await until(() => bridge().tcpRefused.handshake_failed > refusedBefore, 10_000, 'the refusal counted');
+    stranger.destroy();
     expect(await daemon.stop()).toBe(0);
   }, 180_000);
+
+  it('a LAN peer that sends a block not matching its hash is banned: bad_block, peer-left, then ignored', async () => {
+    const member = await createWorkspace(server.hostUrl, 'bridge hostile');
+    const browser = await connect(member);
+    const keyResponse = await api(server.hostUrl, 'GET', `/api/v1/ns/${member.ns}/lan-key`, { token: member.token });
+    const lanKey = lanKeyBytes(keyResponse.body);
+    await until(() => bridge().namespaces >= 1 && browser.relay.received.some((r) => r.event === 'peers'), 10_000, 'namespace bridged');
+
+    // A member's LAN peer (it holds the LAN key) that answers every request with wrong bytes.
+    const hostilePeerId = new Uint8Array(randomBytes(16));
+    const hostile = new LanBlockServer({
+      host: harness.ns.hostAddress,
+      port: 0,
+      peerId: hostilePeerId,
+      store: { getBlock: async () => new Uint8Array(randomBytes(1000)), hasBlocks: async () => new Set(), putBlock: async () => undefined },
+      isLiveBlock: async () => true,
+      cursorOf: () => 7,
+    });
+    hostile.setNamespace(member.ns, lanKey);
+    const { port } = await hostile.listen();
+    const advertiser = new LanAdvertiser({ tcpPort: port, broadcastAddress: broadcast, port: udpPort, bindAddress: harness.ns.hostAddress, peerId: hostilePeerId });
+    advertiser.setNamespace(member.ns, lanKey, 7);
+    try {
+      await advertiser.start();
+      const advert = await browser.relay.next('advert', (a) => a.lan === true && a.ns === member.ns && a.cursor === 7, SYNC_MS);
+      const hash = sha256(Buffer.from('some block')) as BlockHash;
+      expect(await browser.fetch({ ns: member.ns, peerId: advert.peerId, hash })).toMatchObject({ ok: false, code: 'bad_block' });
+      await browser.relay.next('peer-left', (left) => left.peerId === advert.peerId && left.ns === member.ns, 10_000);
+      expect(bridge().lanPeersBanned).toBeGreaterThanOrEqual(1);
+      expect(await browser.fetch({ ns: member.ns, peerId: advert.peerId, hash })).toMatchObject({ ok: false, code: 'not_found' });
+      // Its next advert is heard (a valid tag) but not bridged again.
+      const accepted = bridge().udpDatagrams.accepted;
+      await advertiser.send();
+      await until(() => bridge().udpDatagrams.accepted > accepted, 10_000, 'the advert heard again');
+      expect((await browser.relay.peers(member.ns)).peers.filter((p: { peerId: string }) => p.peerId === advert.peerId)).toEqual([]);
+    } finally {
+      await advertiser.close();
+      await hostile.close();
+    }
+  }, 120_000);
 });

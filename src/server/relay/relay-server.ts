@@ -357,7 +357,15 @@ export class RelayServer {
       reply({ ok: false, code: 'unavailable', message: 'this server runs no LAN bridge' });
       return;
     }
-    reply(await bridge.fetch(peer.bridged, request));
+    let answer: BridgeFetchReply;
+    try {
+      answer = await bridge.fetch(peer.bridged, request);
+    } catch (err) {
+      // A fault of ours: the browser still gets its answer rather than waiting for a timeout.
+      reply({ ok: false, code: 'unavailable', message: 'the LAN bridge failed; try another source' });
+      throw err;
+    }
+    reply(answer);
   }
 
   private async onAdvert(peer: Peer, payload: unknown): Promise<void> {
