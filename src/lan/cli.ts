@@ -53,6 +53,8 @@ async function runPeer(options: PeerOptions): Promise<void> {
   if (lan && (await lan.start()) && !(await lan.waitForPeer(LAN_DISCOVERY_WAIT_MS))) {
     log(`LAN: no peer ahead of us yet; fetching from the server meanwhile`);
   }
+  // Stopped while looking for LAN peers: the engine must not start on a closed state store.
+  if (stopping) return;
   await daemon.start();
   log(options.cacheOnly ? `caching workspace "${membership.name}"` : `syncing workspace "${membership.name}" with ${options.dir}`);
 }

@@ -33,6 +33,7 @@ export async function fetchLanKeyWithRetry(options: LanKeyRetryOptions): Promise
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
     const done = () => {
       clearTimeout(timer);
       reject(signal.reason);
