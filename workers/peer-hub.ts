@@ -15,6 +15,12 @@ const HAVE_BATCH_MS = 100;
 const WANT_INTERVAL_MS = 1_000;
 /** How long the server waits for the relay's first list of peers before serving anyway. */
 const DISCOVERY_GRACE_MS = 3_000;
+/**
+ * Behind a LAN bridge, how long the server also waits for a LAN peer's advert after the
+ * relay's first list: the bridge asks the LAN when a workspace's first browser arrives, and
+ * the daemons answer within a moment (they wait as long for each other).
+ */
+const LAN_DISCOVERY_GRACE_MS = 1_500;
 /** How long blocks an advertising peer can serve wait for the connection to it. */
 const CONNECT_GRACE_MS = 10_000;
 /** A peer whose connection failed is not waited for again for this long. */
@@ -100,6 +106,7 @@ export class PeerHub {
   /** Until the relay lists the peers (or the grace ends), the server waits. */
   private discovered = false;
   private readonly discoveryTimer: ReturnType<typeof setTimeout>;
+  private lanGraceTimer: ReturnType<typeof setTimeout> | null = null;
   /** When each advertising, unconnected peer was first waited for. */
   private readonly waitingSince = new Map<string, number>();
   /** Peers whose connection failed, and when. */
@@ -169,10 +176,11 @@ export class PeerHub {
     this.transport?.advertise(cursor);
   }
 
-  setAdverts(adverts: PeerAdvert[]): void {
+  setAdverts(adverts: PeerAdvert[], lanBridge = false): void {
     this.adverts = new Map(adverts.map((advert) => [advert.peerId, advert]));
     this.bridged.update(adverts);
-    this.markDiscovered();
+    if (!lanBridge || adverts.some((advert) => advert.lan)) this.markDiscovered();
+    else this.lanGraceTimer ??= setTimeout(() => this.markDiscovered(), LAN_DISCOVERY_GRACE_MS);
     for (const [peerId, peer] of this.connected) {
       const advert = this.adverts.get(peerId);
       if (advert) {
@@ -323,6 +331,7 @@ export class PeerHub {
   close(): void {
     clearInterval(this.wantTimer);
     clearTimeout(this.discoveryTimer);
+    if (this.lanGraceTimer) clearTimeout(this.lanGraceTimer);
     if (this.haveTimer) clearTimeout(this.haveTimer);
     for (const peerId of [...this.connected.keys()]) this.detach(peerId);
     this.transport = null;
@@ -378,6 +387,7 @@ export class PeerHub {
     if (this.discovered) return;
     this.discovered = true;
     clearTimeout(this.discoveryTimer);
+    if (this.lanGraceTimer) clearTimeout(this.lanGraceTimer);
     this.options.onSourcesChanged();
   }
 

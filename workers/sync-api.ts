@@ -129,8 +129,11 @@ export interface SyncWorkerApi {
   relayCredentials(ns: NamespaceId): Promise<{ tokens: string[] }>;
   /** The page's transport for `ns`; replaces an earlier one. */
   attachTransport(ns: NamespaceId, transport: PeerTransport): Promise<void>;
-  /** The current adverts of `ns` (the whole list, replacing the last one). */
-  setAdverts(ns: NamespaceId, adverts: PeerAdvert[]): Promise<void>;
+  /**
+   * The current adverts of `ns` (the whole list, replacing the last one). `lanBridge`: the
+   * relay bridges LAN peers, whose adverts may come a moment after its first list.
+   */
+  setAdverts(ns: NamespaceId, adverts: PeerAdvert[], lanBridge?: boolean): Promise<void>;
   /**
    * A block channel to a peer of `ns`: an RTCDataChannel transferred while still connecting,
    * or a MessagePort relayed by the page where channels cannot be transferred.

@@ -153,8 +153,8 @@ const api: SyncWorkerApi = {
     (await sessionFor(parseNamespaceId(ns))).attachTransport(transport);
   },
 
-  async setAdverts(ns: NamespaceId, adverts: PeerAdvert[]) {
-    (await sessionFor(parseNamespaceId(ns))).setAdverts(adverts);
+  async setAdverts(ns: NamespaceId, adverts: PeerAdvert[], lanBridge = false) {
+    (await sessionFor(parseNamespaceId(ns))).setAdverts(adverts, lanBridge);
   },
 
   async attachPeerChannel(ns: NamespaceId, peer: { peerId: string; label: string }, channel: RTCDataChannel | MessagePort) {

@@ -143,8 +143,8 @@ export class WorkspaceSession {
     this.peers.attachTransport(transport);
   }
 
-  setAdverts(adverts: PeerAdvert[]): void {
-    this.peers.setAdverts(adverts);
+  setAdverts(adverts: PeerAdvert[], lanBridge = false): void {
+    this.peers.setAdverts(adverts, lanBridge);
   }
 
   attachPeerChannel(peer: { peerId: string; label: string }, channel: RTCDataChannel | MessagePort): void {

@@ -53,6 +53,11 @@ export interface RelayAuth {
 export interface Welcome {
   peerId: PeerId;
   namespaces: NamespaceId[];
+  /**
+   * Set (always `true`) when this relay bridges LAN peers: their adverts (marked `lan`) may
+   * follow the first `peers` list by a moment, while the bridge asks the LAN.
+   */
+  lanBridge?: true;
 }
 
 /** Peer → relay: "I hold every block of every live file of `ns` up to journal entry `cursor`." */
@@ -242,11 +247,16 @@ function parseNamespaceList(value: unknown, field: string): NamespaceId[] {
 
 export function parseWelcome(value: unknown): Welcome {
   const record = expectRecord(value, 'welcome');
-  expectOnlyKeys(record, 'welcome', ['peerId', 'namespaces']);
-  return {
+  expectOnlyKeys(record, 'welcome', ['peerId', 'namespaces', 'lanBridge']);
+  const welcome: Welcome = {
     peerId: parsePeerId(record.peerId, 'welcome.peerId'),
     namespaces: parseNamespaceList(record.namespaces, 'welcome.namespaces'),
   };
+  if (record.lanBridge !== undefined) {
+    if (record.lanBridge !== true) throw new ValidationError('welcome.lanBridge', 'must be true when present');
+    welcome.lanBridge = true;
+  }
+  return welcome;
 }
 
 export function parseAdvertIn(value: unknown): AdvertIn {

@@ -10,6 +10,7 @@ import {
   parseBridgeFetchReply,
   parseBridgeReadOut,
   parseBridgeReadReply,
+  parseWelcome,
   type BlockHash,
   type NamespaceId,
 } from '../../src/protocol/index.ts';
@@ -28,6 +29,13 @@ describe('bridge relay events', () => {
     expect(parseAdvertOut({ ...advert, lan: true }).lan).toBe(true);
     expect(() => parseAdvertOut({ ...advert, lan: false })).toThrow(ValidationError);
     expect(() => parseAdvertOut({ ...advert, lan: 'yes' })).toThrow(ValidationError);
+  });
+
+  it('reads a welcome that says the relay bridges LAN peers', () => {
+    const welcome = { peerId: PEER, namespaces: [NS] };
+    expect(parseWelcome(welcome).lanBridge).toBeUndefined();
+    expect(parseWelcome({ ...welcome, lanBridge: true }).lanBridge).toBe(true);
+    expect(() => parseWelcome({ ...welcome, lanBridge: 1 })).toThrow(ValidationError);
   });
 
   it('parses a bridge-fetch request and refuses extra or malformed fields', () => {

@@ -24,6 +24,8 @@ export class PeerNetwork {
   private readonly adverts = new Map<PeerId, AdvertOut>();
   private readonly labels = new Map<string, string>();
   private lastCursor: number | null = null;
+  /** The relay bridges LAN peers (its welcome said so). */
+  private lanBridge = false;
   private advertTimer: ReturnType<typeof setInterval> | null = null;
   private stopped = false;
 
@@ -71,6 +73,7 @@ export class PeerNetwork {
         // A (re)connection: the relay gave us a fresh id, so earlier connections are stale.
         this.connections?.closeAll();
         this.adverts.clear();
+        this.lanBridge = welcome.lanBridge === true;
         this.connections = new PeerConnections(welcome.peerId, config.iceServers, {
           signal: (peerId, data) => this.relay?.signal(peerId as PeerId, data as SignalData),
           channel: (peerId, channel) => void this.handOff(peerId, channel),
@@ -120,7 +123,7 @@ export class PeerNetwork {
   private publishAdverts(): void {
     const list = [...this.adverts.values()].map(({ peerId, label, cursor, at, lan }) => ({ peerId, label, cursor, at, lan: lan === true }));
     for (const advert of list) this.labels.set(advert.peerId, advert.label);
-    void this.api.setAdverts(this.ns, list);
+    void this.api.setAdverts(this.ns, list, this.lanBridge);
   }
 
   private async handOff(peerId: string, channel: RTCDataChannel): Promise<void> {
