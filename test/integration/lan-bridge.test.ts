@@ -278,4 +278,26 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
       await hostile.close();
     }
   }, 120_000);
+
+  it('a server shutting down tells its browsers that the LAN peers it bridged left', async () => {
+    const second = await harness.startServer({
+      lanBridge: { udpPort, tcpPort: 0, bindAddress: harness.ns.hostAddress, udpListenAddress: broadcast, broadcastAddresses: [] },
+    });
+    const member = await createWorkspace(second.hostUrl, 'bridge shutdown');
+    const relay = await RelayClient.connect(second.hostUrl, { tokens: [member.token] });
+    const keyResponse = await api(second.hostUrl, 'GET', `/api/v1/ns/${member.ns}/lan-key`, { token: member.token });
+    await until(() => second.server.metrics().lanBridge!.namespaces === 1, 10_000, 'namespace bridged');
+    // Only its advert is needed here: nobody fetches from it.
+    const advertiser = new LanAdvertiser({ tcpPort: 9, broadcastAddress: broadcast, port: udpPort, bindAddress: harness.ns.hostAddress });
+    advertiser.setNamespace(member.ns, lanKeyBytes(keyResponse.body), 2);
+    try {
+      await advertiser.start();
+      const advert = await relay.next('advert', (a) => a.lan === true && a.cursor === 2, SYNC_MS);
+      await second.server.close();
+      await relay.next('peer-left', (left) => left.peerId === advert.peerId && left.ns === member.ns, 10_000);
+    } finally {
+      relay.close();
+      await advertiser.close();
+    }
+  }, 120_000);
 });
