@@ -92,6 +92,8 @@ const DEFAULT_MAX_PEERS = 8;
 const ANSWER_INTERVAL_MS = 1_000;
 
 const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
+/** A link up this long before it closed counts as a success for the reconnect backoff. */
+const LASTING_LINK_MS = 30_000;
 
 const short = (peerId: string) => peerId.slice(0, 8);
 /** An IPv4 peer accepted on a dual-stack socket shows as ::ffff:a.b.c.d. */
@@ -121,6 +123,8 @@ export class LanPeering {
   private readonly remotes = new Map<string, RemotePeer>();
   /** The IP address each link runs to (the advert's for a dialled link, the socket's for an accepted one). */
   private readonly linkAddress = new Map<LanPeer, string>();
+  /** When each link came up: one that lasted is a success, whatever closed it. */
+  private readonly linkSince = new Map<LanPeer, number>();
   private readonly bans = new Map<string, LanBan>();
   private refusedBanned = 0;
   private idleClosed = 0;
@@ -382,6 +386,7 @@ export class LanPeering {
   private attach(remote: RemotePeer, peer: LanPeer, address: string, how: string): void {
     remote.links.add(peer);
     this.linkAddress.set(peer, address);
+    this.linkSince.set(peer, Date.now());
     this.reported.set(peer, 0);
     const advert = remote.advert;
     if (advert && advert.cursor > peer.remoteCursor) peer.source.setAdvert(peer.ns, advert.cursor);
@@ -403,6 +408,10 @@ export class LanPeering {
     if (isProtocolFailure(failure)) this.ban(remote, address, `broke the LAN protocol (${failure})`);
     if (!peer || !remote.links.has(peer)) return;
     const wasActive = remote.active === peer;
+    // An idle close (or any close after a good while) says nothing against the peer: the next
+    // dial, once its advert shows it ahead, should not wait out an old backoff.
+    const lasting = Math.min(LASTING_LINK_MS, this.options.idleTimeoutMs || LASTING_LINK_MS);
+    if (Date.now() - (this.linkSince.get(peer) ?? Date.now()) >= lasting) remote.failures = 0;
     this.dropLink(remote, peer);
     if (!wasActive || remote.active) return;
     this.options.log(`LAN: connection to ${short(remote.peerId)} closed`);
@@ -415,6 +424,7 @@ export class LanPeering {
   private dropLink(remote: RemotePeer, peer: LanPeer): void {
     remote.links.delete(peer);
     this.linkAddress.delete(peer);
+    this.linkSince.delete(peer);
     this.report(remote, peer);
     this.reported.delete(peer);
     peer.close();
@@ -436,6 +446,7 @@ export class LanPeering {
       this.report(remote, peer);
       this.reported.delete(peer);
       this.linkAddress.delete(peer);
+      this.linkSince.delete(peer);
       peer.close();
     }
     remote.links.clear();

@@ -122,4 +122,41 @@ describe.skipIf(!isRoot())('nearsync peer --lan: the LAN key retried, the peer i
     await daemon.waitFor(/syncing workspace/, SYNC_MS);
     expect(await daemon.stop(), daemon.output).toBe(0);
   }, 180_000);
+
+  it('idle LAN links close on both sides without a ban, and the daemons go on syncing', async () => {
+    process.env.NEARSYNC_LAN_IDLE_MS = '1000';
+    try {
+      const member = await createWorkspace(server.hostUrl, 'lan idle');
+      const dirA = join(scratch, 'idle-a');
+      const dirB = join(scratch, 'idle-b');
+      await mkdir(dirA, { recursive: true });
+      const first = randomBytes(3 * 1024 * 1024 + 1);
+      await writeFile(join(dirA, 'first.bin'), first);
+      const lan = { port: udpPort + 1, tcpPort: 0, broadcast: broadcast() };
+      const a = daemons.start({ netns: harness.ns, server: server.hostUrl, invite: member.inviteUrl, dir: dirA, lan });
+      await a.waitFor(/in sync at journal entry 1\b/, SYNC_MS);
+      const b = daemons.start({ netns: harness.ns, server: server.hostUrl, invite: member.inviteUrl, dir: dirB, lan });
+      await b.waitFor(/LAN: (connected to|accepted) [0-9a-f]{8}/, SYNC_MS);
+      await until(async () => (await readFile(join(dirB, 'first.bin')).catch(() => null))?.equals(first) === true, SYNC_MS, 'first.bin at B').catch(withOutput(b));
+
+      // Nothing to fetch either way: the link goes idle and is closed, counted, not held against anyone.
+      const on = async (dir: string) => (await readStatus(`${dir}.nearsync`)) as (LanStatus & { lan: 'on' }) | null;
+      await until(async () => {
+        const [sa, sb] = [await on(dirA), await on(dirB)];
+        return !!sa && !!sb && sa.idleClosed + sb.idleClosed >= 1 && sa.peers.every((p) => p.links === 0) && sb.peers.every((p) => p.links === 0);
+      }, SYNC_MS, 'the idle link closed').catch(withOutput(b));
+      for (const dir of [dirA, dirB]) expect((await on(dir))!.bans).toEqual([]);
+
+      // A's next file still reaches B (over a new link if B dials A in time, else from the server).
+      const later = randomBytes(1024 * 1024 + 7);
+      await writeFile(join(dirA, 'later.bin'), later);
+      await until(async () => (await readFile(join(dirB, 'later.bin')).catch(() => null))?.equals(later) === true, SYNC_MS, 'later.bin at B').catch(withOutput(b));
+      expect(b.output).not.toMatch(/nearsync peer: |broke the LAN protocol/);
+      expect(a.output).not.toMatch(/nearsync peer: |broke the LAN protocol/);
+      expect(await b.stop(), b.output).toBe(0);
+      expect(await a.stop(), a.output).toBe(0);
+    } finally {
+      delete process.env.NEARSYNC_LAN_IDLE_MS;
+    }
+  }, 120_000);
 });

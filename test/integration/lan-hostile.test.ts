@@ -5,6 +5,8 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServerApi } from '../../src/engine/server-api.ts';
@@ -140,6 +142,8 @@ describe.skipIf(!isRoot())('nearsync peer --lan against a hostile host on the LA
   const broadcast = () => harness.ns.hostAddress.replace(/\.(\d+)$/, (_, last) => `.${Number(last) + 2}`);
   const contentOf = (path: string) => readFile(path).then(sha256, () => null);
   const served = () => server.server.metrics().blockBytesServed;
+  /** Runs `tc` inside the namespace (its loopback carries the daemons' LAN TCP, not the server's traffic). */
+  const tc = (...args: string[]) => promisify(execFile)('ip', ['netns', 'exec', harness.ns.name, 'tc', ...args]);
   const tcpPortOf = (daemon: DaemonProcess) => Number(/LAN: serving blocks on tcp\/(\d+)/.exec(daemon.output)![1]);
 
   it('refuses and counts every attack, bans only the attacker where it attacked, and the honest sync completes from the LAN', async () => {
@@ -187,12 +191,15 @@ describe.skipIf(!isRoot())('nearsync peer --lan against a hostile host on the LA
     // The attacker keeps A's adverts, to replay one.
     await agent.request({ cmd: 'capture', port: udpPort, peerId: statusA0.peerId });
 
+    // A slower LAN (the namespace's loopback) keeps B's sync going while the attacks run.
+    await tc('qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', '20mbit', 'burst', '256kb', 'latency', '400ms');
     const servedBefore = served();
     const b = daemons.start({ netns: harness.ns, server: server.hostUrl, invite: x.inviteUrl, dir: dirB, lan });
     const all = [a, b, c];
     await b.waitFor(new RegExp(`LAN: peer ${statusA0.peerId.slice(0, 8)} at `), SYNC_MS);
     const statusB0 = await statusWhen(stateB, 'B on the LAN', () => true, all);
 
+    const blocksOfB = (await storedBlocks(stateB)).length;
     // ---- UDP, while B syncs: garbage, oversized, a replay of A's latest advert, a forgery.
     const { datagrams } = (await agent.request({ cmd: 'captured' })) as { datagrams: string[] };
     expect(datagrams.length).toBeGreaterThan(0);
@@ -262,12 +269,19 @@ describe.skipIf(!isRoot())('nearsync peer --lan against a hostile host on the LA
     const statusC = await statusWhen(stateC, 'C counting the refused requests', (s) => s.blockService.nacked.not_found === 1 && s.blockService.nacked.forbidden === 1, all);
     expect(statusC.bans).toEqual([]);
 
+    const blocksOfBAfterAttacks = (await storedBlocks(stateB)).length;
+
     // ---- The honest sync: complete, byte-identical, every block from A.
-    for (const [path, bytes] of files) {
-      await until(async () => (await contentOf(join(dirB, path))) === sha256(bytes), SYNC_MS, `${path} at B`).catch((error: Error) => {
-        throw new Error(`${error.message}\n--- A ---\n${a.output}\n--- B ---\n${b.output}`);
-      });
+    try {
+      for (const [path, bytes] of files) {
+        await until(async () => (await contentOf(join(dirB, path))) === sha256(bytes), SYNC_MS, `${path} at B`).catch((error: Error) => {
+          throw new Error(`${error.message}\n--- A ---\n${a.output}\n--- B ---\n${b.output}`);
+        });
+      }
+    } finally {
+      await tc('qdisc', 'del', 'dev', 'lo', 'root').catch(() => undefined);
     }
+    console.log(`hostile LAN: B held ${blocksOfB} of 4 blocks when the attacks began, ${blocksOfBAfterAttacks} when they ended`);
     expect(served()).toBe(servedBefore);
     // B is neither banned nor cut off at its own address; its link to A is still up.
     statusA = await statusWhen(stateA, 'A still linked to B', (s) => s.peers.some((p) => p.peerId === statusB0.peerId && p.links > 0), all);
