@@ -121,6 +121,8 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
     // Connected first: the bridge learns the namespaces' LAN keys from their sockets.
     const browser = await connect(member);
     const outsider = await connect(other);
+    // The welcome says LAN adverts may follow the first peers list.
+    expect(browser.relay.welcome.lanBridge).toBe(true);
     await until(() => bridge().namespaces === 2, 10_000, 'both namespaces bridged');
 
     const dir = join(scratch, 'forward');

@@ -37,6 +37,7 @@ describe('relay handshake', () => {
     expect(p.peerId).toMatch(/^p_[A-Za-z0-9_-]{16}$/);
     expect(p.peerId).not.toBe(p.socket.id);
     expect(p.welcome.namespaces.sort()).toEqual([A.ns, B.ns].sort());
+    expect(p.welcome.lanBridge).toBeUndefined(); // no LAN bridge on this server
     // One (empty) peers list per namespace, right after the welcome.
     expect(await p.next('peers', (l) => l.ns === A.ns)).toEqual({ ns: A.ns, peers: [] });
     expect(await p.next('peers', (l) => l.ns === B.ns)).toEqual({ ns: B.ns, peers: [] });

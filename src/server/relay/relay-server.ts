@@ -280,7 +280,9 @@ export class RelayServer {
     });
     socket.onAny((event: unknown, ...args: unknown[]) => this.onEvent(peer, event, args));
 
-    socket.emit(RelayEvent.welcome, { peerId: peer.id, namespaces: peer.namespaces });
+    // Behind a bridge, LAN peers' adverts may follow the first peers list by a moment: the
+    // client then holds its server fetches a little longer for them.
+    socket.emit(RelayEvent.welcome, { peerId: peer.id, namespaces: peer.namespaces, ...(this.deps.bridge ? { lanBridge: true } : {}) });
     // Joined the rooms first: an advert arriving meanwhile is delivered, never missed.
     (async () => {
       for (const ns of peer.namespaces) {
