@@ -153,6 +153,10 @@ export class PeerDaemon {
     this.extraSources.delete(id);
   }
 
+  sourcesChanged(): void {
+    this.sync.sourcesChanged();
+  }
+
   /** A source broke the protocol: stop asking it this session. */
   penalise(sourceId: string): void {
     this.sync.penalise(sourceId);

@@ -3,6 +3,7 @@ import type { BlockSource, LocalBlockStore } from '../engine/types.ts';
 import { LAN_PEER_ID_BYTES, type BlockHash, type NamespaceId } from '../protocol/index.ts';
 import type { CommittedListener, SyncedListener } from './daemon.ts';
 import { LanAdvertListener, LanAdvertiser, type LanPeerAdvert, type ListenerCounters } from './discovery/index.ts';
+import { FreshEntryHold } from './fresh-entry-hold.ts';
 import { connectLanPeer, LanConnectError } from './tcp/connect.ts';
 import { LanBlockServer, type LanBlockServerStats } from './tcp/lan-block-server.ts';
 import { isProtocolFailure, type LanPeer, type SessionFailure } from './tcp/lan-session.ts';
@@ -18,6 +19,8 @@ export interface LanPeeringHost {
   onCommitted(listener: CommittedListener): () => void;
   addSource(source: BlockSource): void;
   removeSource(id: string): void;
+  /** Sources may claim other blocks now: the scheduler should look again. */
+  sourcesChanged(): void;
 }
 
 export interface LanPeeringOptions {
@@ -44,6 +47,8 @@ export interface LanPeeringOptions {
   firstSequence?: number;
   /** Links with nothing received and nothing in flight this long are closed; default 120 s, 0: never. */
   idleTimeoutMs?: number;
+  /** How long a new entry no LAN peer claims yet waits for one before the server serves it; default 3 s, 0: never. */
+  freshEntryHoldMs?: number;
 }
 
 /** A peer id at an address that broke the protocol or sent bad data: not used again this run. */
@@ -88,6 +93,8 @@ interface RemotePeer {
 }
 
 const DEFAULT_MAX_PEERS = 8;
+/** Enough for a nearby writer to read back its commit and advertise it, even on a busy machine. */
+const DEFAULT_FRESH_ENTRY_HOLD_MS = 3_000;
 /** A newcomer's first advert is answered with ours at once, but not more often than this. */
 const ANSWER_INTERVAL_MS = 1_000;
 
@@ -136,9 +143,12 @@ export class LanPeering {
   private lastAnswerAt = 0;
   private closed = false;
   private boundTcpPort = 0;
+  private readonly hold: FreshEntryHold | null;
 
   constructor(private readonly options: LanPeeringOptions) {
     const { host } = options;
+    const holdMs = options.freshEntryHoldMs ?? DEFAULT_FRESH_ENTRY_HOLD_MS;
+    this.hold = holdMs > 0 ? new FreshEntryHold({ holdMs, nearbyCursor: () => this.nearbyCursor(), wake: () => host.sourcesChanged() }) : null;
     this.peerId = options.peerId ?? new Uint8Array(randomBytes(LAN_PEER_ID_BYTES));
     this.server = new LanBlockServer({
       host: options.tcpHost ?? '0.0.0.0',
@@ -224,6 +234,18 @@ export class LanPeering {
     const to = this.options.broadcastAddresses.length > 0 ? this.options.broadcastAddresses.join(', ') : 'nowhere (no IPv4 LAN interface)';
     log(`LAN: serving blocks on tcp/${this.boundTcpPort}; adverts on udp/${this.options.udpPort} to ${to}`);
     if (this.options.broadcastAddresses.length > 0) await this.advertiser.start();
+    if (this.hold) host.addSource(this.hold);
+  }
+
+  /** The highest cursor an unbanned LAN peer advertises now (null: none heard). */
+  private nearbyCursor(): number | null {
+    let highest: number | null = null;
+    for (const remote of this.remotes.values()) {
+      const advert = remote.advert;
+      if (!advert || this.isBanned(remote.peerId, advert.address)) continue;
+      highest = Math.max(highest ?? 0, advert.cursor);
+    }
+    return highest;
   }
 
   /** Resolves once a LAN peer is a block source, or after `timeoutMs`; says which. */
@@ -246,6 +268,10 @@ export class LanPeering {
     this.closed = true;
     for (const stop of this.unsubscribe.splice(0)) stop();
     if (this.answer) clearTimeout(this.answer);
+    if (this.hold) {
+      this.hold.close();
+      this.options.host.removeSource(this.hold.id);
+    }
     for (const remote of this.remotes.values()) this.disconnect(remote);
     this.remotes.clear();
     await Promise.all([this.advertiser?.close(), this.listener.close(), this.server.close()]);
