@@ -1,0 +1,118 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LanBridgeMetrics } from '../../src/protocol/index.ts';
+import { createWorkspace } from '../integration/helpers.ts';
+import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
+import { isRoot } from '../netns/netns.ts';
+import { DaemonPool, type DaemonProcess } from '../support/lan-daemon.ts';
+import { until } from '../support/until.ts';
+import { waitForPeerRows } from './support/peer-view.ts';
+import { joinWithLink, saveFileAndHash, uploadThroughPicker, waitForAllSynced, waitForUploadsDone } from './ui.ts';
+
+/**
+ * An office, for real: two `nearsync peer --lan` daemons and a browser in one workspace,
+ * inside a network namespace the test makes. The server runs in this process on the host
+ * end of the namespace's veth with its LAN bridge on (UDP bound to the veth's broadcast
+ * address, so it hears and reaches only the namespace); the daemons and Chromium run inside.
+ * Blocks move daemon to daemon over TCP, daemon to browser and back through the bridge; the
+ * server's own block store serves none of them.
+ */
+
+const MiB = 1024 * 1024;
+const SYNC_MS = 90_000;
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+describe.skipIf(!isRoot())('an office: two LAN daemons and a browser through the server bridge', () => {
+  let harness: NetnsHarness;
+  let server: NetnsTestServer;
+  let scratch: string;
+  const daemons = new DaemonPool();
+  const udpPort = 20_000 + Math.floor(Math.random() * 40_000);
+  let broadcast: string;
+
+  beforeAll(async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'nearsync-lan-office-'));
+    harness = await NetnsHarness.start();
+    // The /30 of the veth pair: host end, namespace end, then the broadcast address.
+    broadcast = harness.ns.hostAddress.replace(/\.(\d+)$/, (_, last) => `.${Number(last) + 2}`);
+    server = await harness.startServer({
+      lanBridge: { udpPort, tcpPort: 0, bindAddress: harness.ns.hostAddress, udpListenAddress: broadcast, broadcastAddresses: [broadcast] },
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    await daemons.stopAll();
+    await harness?.close();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }, 60_000);
+
+  const served = () => server.server.metrics().blockBytesServed;
+  const bridge = (): LanBridgeMetrics => server.server.metrics().lanBridge!;
+  const contentOf = async (path: string) => sha256(await readFile(path).catch(() => Buffer.alloc(0)));
+  const withOutput = (error: Error, ...peers: [string, DaemonProcess][]) =>
+    new Error([error.message, ...peers.map(([name, daemon]) => `--- daemon ${name} ---\n${daemon.output}`)].join('\n'));
+
+  it('a file in daemon A reaches daemon B and the browser, the browser\'s upload reaches both folders, and no block comes from the server', async () => {
+    const member = await createWorkspace(server.hostUrl, 'lan office');
+    const dirA = join(scratch, 'a');
+    const dirB = join(scratch, 'b');
+    await mkdir(dirA, { recursive: true });
+    const plan = randomBytes(9 * MiB + 4321); // three blocks
+    await writeFile(join(dirA, 'plan.bin'), plan);
+    const start = (dir: string) =>
+      daemons.start({ netns: harness.ns, server: server.hostUrl, invite: member.inviteUrl, dir, lan: { port: udpPort, tcpPort: 0, broadcast } });
+
+    // A commits its file (uploading it: the server needs every committed block).
+    const a = start(dirA);
+    await a.waitFor(/in sync at journal entry 1\b/, SYNC_MS);
+    const servedBefore = served();
+
+    // B joins: it finds A on the LAN and takes the file from it.
+    const b = start(dirB);
+    await until(async () => (await contentOf(join(dirB, 'plan.bin'))) === sha256(plan), SYNC_MS, 'plan.bin at B').catch((error: Error) => {
+      throw withOutput(error, ['A', a], ['B', b]);
+    });
+    await b.waitFor(/in sync at journal entry 1\b/, SYNC_MS);
+
+    // The browser joins: the relay lists A and B as LAN peers, and the bridge carries their blocks.
+    const page = await (await harness.newBrowser()).newPage();
+    const shareLink = `${server.origin}${new URL(member.inviteUrl).pathname}${new URL(member.inviteUrl).hash}`;
+    await joinWithLink(page, shareLink, member.ns);
+    await waitForAllSynced(page, plan.length, SYNC_MS).catch((error: Error) => {
+      throw withOutput(error, ['A', a], ['B', b]);
+    });
+    expect((await saveFileAndHash(page, 'plan.bin')).sha256).toBe(sha256(plan));
+    const rows = await waitForPeerRows(page, (list) => list.length === 2 && list.every((row) => row.cursor === 1));
+    expect(rows.map((row) => row.label).sort()).toEqual(expect.arrayContaining([expect.stringMatching(/^LAN peer [0-9a-f]{8}$/)]));
+    expect(rows.every((row) => row.connected)).toBe(true);
+    expect(rows.reduce((sum, row) => sum + row.bytesReceived, 0)).toBe(plan.length);
+    expect(bridge().bytesLanToBrowsers).toBeGreaterThanOrEqual(plan.length);
+    expect(served() - servedBefore).toBe(0);
+
+    // The browser uploads a file: it reaches both folders from the browser (through the
+    // bridge) or from each other, not from the server.
+    const notes = randomBytes(5 * MiB + 99); // two blocks
+    const notesPath = join(scratch, 'notes.bin');
+    await writeFile(notesPath, notes);
+    const toLanBefore = bridge().bytesBrowsersToLan;
+    await uploadThroughPicker(page, [notesPath]);
+    await waitForUploadsDone(page, ['notes.bin'], SYNC_MS);
+    for (const [name, dir] of [['A', dirA], ['B', dirB]] as const) {
+      await until(async () => (await contentOf(join(dir, 'notes.bin'))) === sha256(notes), SYNC_MS, `notes.bin at ${name}`).catch((error: Error) => {
+        throw withOutput(error, ['A', a], ['B', b]);
+      });
+    }
+    expect(served() - servedBefore).toBe(0);
+    // At least one copy crossed the bridge from the browser; the other daemon may have had it from its neighbour.
+    expect(bridge().bytesBrowsersToLan - toLanBefore).toBeGreaterThanOrEqual(notes.length);
+    console.log(
+      `office: ${plan.length} bytes A → B and the browser, ${notes.length} bytes browser → A and B; ` +
+        `bridge carried ${bridge().bytesLanToBrowsers} bytes to the browser and ${bridge().bytesBrowsersToLan} to the LAN; server block bytes ${served() - servedBefore}`,
+    );
+    expect(await a.stop()).toBe(0);
+    expect(await b.stop()).toBe(0);
+  }, 240_000);
+});
