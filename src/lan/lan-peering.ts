@@ -4,6 +4,7 @@ import { LAN_PEER_ID_BYTES, type BlockHash, type NamespaceId } from '../protocol
 import type { CommittedListener, SyncedListener } from './daemon.ts';
 import { LanAdvertListener, LanAdvertiser, type LanPeerAdvert, type ListenerCounters } from './discovery/index.ts';
 import { FreshEntryHold } from './fresh-entry-hold.ts';
+import { banKey, plainIp } from './lan-ban.ts';
 import { connectLanPeer, LanConnectError } from './tcp/connect.ts';
 import { LanBlockServer, type LanBlockServerStats } from './tcp/lan-block-server.ts';
 import { isProtocolFailure, type LanPeer, type SessionFailure } from './tcp/lan-session.ts';
@@ -104,8 +105,6 @@ const LASTING_LINK_MS = 30_000;
 
 const short = (peerId: string) => peerId.slice(0, 8);
 /** An IPv4 peer accepted on a dual-stack socket shows as ::ffff:a.b.c.d. */
-const plainIp = (address: string) => address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
-const banKey = (peerId: string, address: string) => `${peerId}@${plainIp(address)}`;
 const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 
 /**

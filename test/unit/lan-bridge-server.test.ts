@@ -67,7 +67,9 @@ describe('LanPeerAdverts', () => {
     expect(adverts.expired(lanAdvert(peer, NS, 4))).toEqual({ peerId: first!.peerId, ns: NS });
     expect(adverts.expired(lanAdvert(peer, NS, 4))).toBeNull();
     expect(adverts.has(first!.peerId)).toBe(true);
-    expect(adverts.dropPeer(peer)).toEqual([{ peerId: first!.peerId, ns: OTHER }]);
+    // A ban names the address too: the same id heard from elsewhere is not dropped.
+    expect(adverts.dropPeerAt(peer, '10.0.0.9')).toEqual([]);
+    expect(adverts.dropPeerAt(peer, '::ffff:10.0.0.2')).toEqual([{ peerId: first!.peerId, ns: OTHER }]);
     expect(adverts.has(first!.peerId)).toBe(false);
     expect(adverts.peerCount).toBe(0);
   });

@@ -17,6 +17,7 @@ import { PeerLinkError, PeerNackError } from '../../engine/peer-link.ts';
 import { LanAdvertListener, LanAdvertiser, type LanPeerAdvert } from '../../lan/discovery/index.ts';
 import { LanBlockServer } from '../../lan/tcp/lan-block-server.ts';
 import { MAX_KEYRING_NAMESPACES } from '../../lan/tcp/psk.ts';
+import { banKey, plainIp } from '../../lan/lan-ban.ts';
 import type { Logger } from '../log.ts';
 import type { BridgeSocket, RelayBridge, RelayOutlet } from '../relay/bridge-port.ts';
 import type { MetadataStore } from '../storage/metadata-store.ts';
@@ -136,7 +137,7 @@ export class LanBridge implements RelayBridge {
       lanKeyOf: (ns) => this.keys.get(ns),
       cursorOf: (ns) => this.cursorOf(ns),
       serve,
-      onProtocolFailure: (peerId, failure) => this.ban(peerId, `broke the LAN protocol (${failure})`),
+      onProtocolFailure: (peerId, address, failure) => this.ban(peerId, address, `broke the LAN protocol (${failure})`),
       backoffMs: options.backoffMs,
     });
     this.server = new LanBlockServer({
@@ -145,7 +146,7 @@ export class LanBridge implements RelayBridge {
       peerId: this.peerId,
       ...serve,
       cursorOf: (ns) => this.cursorOf(ns),
-      onPeer: (peer) => (this.banned.has(peer.remotePeerId) ? peer.close() : this.links.adopt(peer)),
+      onPeer: (peer) => (this.banned.has(banKey(peer.remotePeerId, peer.remoteAddress)) ? peer.close() : this.links.adopt(peer)),
       onPeerClosed: (peer, failure) => this.links.closedSession(peer, failure),
     });
     this.listener = new LanAdvertListener({
@@ -272,7 +273,7 @@ export class LanBridge implements RelayBridge {
     const { ns, peerId, hash } = request;
     if (!socket.namespaces.includes(ns)) return this.failed('forbidden', `this connection holds no token of namespace ${ns}`);
     const target = this.lanPeers.find(peerId, ns);
-    if (!target || this.banned.has(target.peerId)) return this.failed('not_found', `no LAN peer ${peerId} advertises namespace ${ns} here`);
+    if (!target || this.banned.has(banKey(target.peerId, target.address))) return this.failed('not_found', `no LAN peer ${peerId} advertises namespace ${ns} here`);
     const inFlight = this.fetchesOf.get(socket) ?? 0;
     if (inFlight >= MAX_BRIDGE_FETCHES_PER_SOCKET) return this.failed('busy', `at most ${MAX_BRIDGE_FETCHES_PER_SOCKET} bridge fetches in flight per connection`);
     this.fetchesOf.set(socket, inFlight + 1);
@@ -280,7 +281,7 @@ export class LanBridge implements RelayBridge {
       const peer = await this.links.linkTo(target);
       const bytes = await peer.link.request(ns, hash, socket.gone);
       if (createHash('sha256').update(bytes).digest('hex') !== hash) {
-        this.ban(target.peerId, 'sent a block that does not match its hash');
+        this.ban(target.peerId, target.address, 'sent a block that does not match its hash');
         return this.failed('bad_block', `LAN peer ${peerId} sent bytes that do not hash to ${hash}`);
       }
       this.counts.fetchesOk += 1;
@@ -368,7 +369,7 @@ export class LanBridge implements RelayBridge {
   // ------------------------------------------------------------ LAN side
 
   private heard(advert: LanPeerAdvert): void {
-    if (this.closed || this.banned.has(advert.peerId) || !this.keys.has(advert.ns)) return;
+    if (this.closed || this.banned.has(banKey(advert.peerId, advert.address)) || !this.keys.has(advert.ns)) return;
     const isNew = this.lanPeers.find(this.relayIds.relayIdOf(advert.peerId), advert.ns) === null;
     const news = this.lanPeers.heard(advert);
     if (isNew) {
@@ -397,12 +398,14 @@ export class LanBridge implements RelayBridge {
     this.answer.unref();
   }
 
-  private ban(peerId: string, why: string): void {
-    if (this.banned.has(peerId) || this.closed) return;
-    this.banned.add(peerId);
-    this.deps.logger.warn(`LAN bridge: LAN peer ${short(peerId)} ${why}: ignored for this run`, { lanPeer: peerId });
-    for (const left of this.lanPeers.dropPeer(peerId)) this.outlet?.peerLeft(left);
-    this.links.closePeer(peerId);
+  /** Bans a LAN peer id at the address it misbehaved from (docs/protocol.md "Bans"). */
+  private ban(peerId: string, address: string, why: string): void {
+    const key = banKey(peerId, address);
+    if (this.banned.has(key) || this.closed) return;
+    this.banned.add(key);
+    this.deps.logger.warn(`LAN bridge: LAN peer ${short(peerId)} at ${plainIp(address)} ${why}: ignored there for this run`, { lanPeer: peerId, address: plainIp(address) });
+    for (const left of this.lanPeers.dropPeerAt(peerId, address)) this.outlet?.peerLeft(left);
+    this.links.closePeerAt(peerId, address);
   }
 
   private failed(code: BridgeErrorCode, message: string): BridgeFetchReply {

@@ -3,6 +3,7 @@ import type { LocalBlockStore } from '../../engine/types.ts';
 import type { Cursor, NamespaceId } from '../../protocol/index.ts';
 import { connectLanPeer, LanConnectError } from '../../lan/tcp/connect.ts';
 import { isProtocolFailure, type LanPeer, type SessionFailure } from '../../lan/tcp/lan-session.ts';
+import { plainIp } from '../../lan/lan-ban.ts';
 
 /** Where to dial a LAN peer for one namespace (what its advert says). */
 export interface LinkTarget {
@@ -26,7 +27,8 @@ export interface LanLinksOptions {
   /** Serves the peer's requests on links we dial (the reverse direction). */
   serve: { store: LocalBlockStore; isLiveBlock: LiveBlockCheck };
   /** A link with the peer failed for a protocol error (either side dialled): ban it. */
-  onProtocolFailure(peerId: string, failure: SessionFailure): void;
+  /** `address`: the IP of the connection that failed (a ban names it with the claimed id). */
+  onProtocolFailure(peerId: string, address: string, failure: SessionFailure): void;
   /** First wait before dialling again after a failure or a close; doubles up to maxBackoffMs. */
   backoffMs?: number;
   maxBackoffMs?: number;
@@ -86,7 +88,7 @@ export class LanLinks {
   closedSession(peer: LanPeer, failure: SessionFailure | null): void {
     const link = this.links.get(key(peer.remotePeerId, peer.ns));
     if (link?.open.delete(peer) && link.open.size === 0) this.backOff(link);
-    if (isProtocolFailure(failure)) this.options.onProtocolFailure(peer.remotePeerId, failure!);
+    if (isProtocolFailure(failure)) this.options.onProtocolFailure(peer.remotePeerId, peer.remoteAddress, failure!);
   }
 
   /** Tells the peers of `ns` our new cursor (a hello on each open link). */
@@ -103,8 +105,9 @@ export class LanLinks {
     }
   }
 
-  closePeer(peerId: string): void {
-    for (const [id, link] of this.links) if (link.target.peerId === peerId) this.drop(id, link);
+  /** Closes the links to a LAN peer id at one address (a banned one). */
+  closePeerAt(peerId: string, address: string): void {
+    for (const [id, link] of this.links) if (link.target.peerId === peerId && plainIp(link.target.address) === plainIp(address)) this.drop(id, link);
   }
 
   closeNamespace(ns: NamespaceId): void {
@@ -170,12 +173,12 @@ export class LanLinks {
         signal: abort.signal,
         onClose: (failure) => {
           if (dialled) this.closedSession(dialled, failure);
-          else if (isProtocolFailure(failure)) this.options.onProtocolFailure(target.peerId, failure!);
+          else if (isProtocolFailure(failure)) this.options.onProtocolFailure(target.peerId, target.address, failure!);
         },
       });
     } catch (error) {
       this.backOff(link);
-      if (error instanceof LanConnectError && isProtocolFailure(error.failure)) this.options.onProtocolFailure(target.peerId, error.failure!);
+      if (error instanceof LanConnectError && isProtocolFailure(error.failure)) this.options.onProtocolFailure(target.peerId, target.address, error.failure!);
       throw new LinkUnavailableError(`could not connect to LAN peer ${target.peerId.slice(0, 8)}: ${(error as Error).message}`);
     }
     if (peer.remotePeerId !== target.peerId || this.closed || this.links.get(key(target.peerId, target.ns)) !== link || !peer.link.isOpen) {

@@ -1,6 +1,7 @@
 import type { AdvertOut, NamespaceId, PeerId, PeerLeft } from '../../protocol/index.ts';
 import type { LanPeerAdvert } from '../../lan/discovery/index.ts';
 import type { LanRelayIds } from './relay-peer-ids.ts';
+import { plainIp } from '../../lan/lan-ban.ts';
 
 /** A LAN peer's current advert for one namespace, with the relay id browsers know it by. */
 export interface BridgedLanPeer extends LanPeerAdvert {
@@ -61,12 +62,19 @@ export class LanPeerAdverts {
     return found.sort((a, b) => b.at - a.at).map(toAdvertOut);
   }
 
-  /** Forgets every advert of one LAN peer (banned); the peer-lefts to announce. */
-  dropPeer(lanPeerId: string): PeerLeft[] {
+  /** Forgets the adverts of one LAN peer heard from one address (banned there); the peer-lefts to announce. */
+  dropPeerAt(lanPeerId: string, address: string): PeerLeft[] {
     const relayId = this.ids.relayIdOf(lanPeerId);
     const adverts = this.byRelayId.get(relayId);
-    this.byRelayId.delete(relayId);
-    return [...(adverts?.keys() ?? [])].map((ns) => ({ peerId: relayId, ns }));
+    if (!adverts) return [];
+    const left: PeerLeft[] = [];
+    for (const [ns, advert] of adverts) {
+      if (plainIp(advert.address) !== plainIp(address)) continue;
+      adverts.delete(ns);
+      left.push({ peerId: relayId, ns });
+    }
+    if (adverts.size === 0) this.byRelayId.delete(relayId);
+    return left;
   }
 
   /** Forgets every advert of `ns` (no browser of it is left here to tell). */
