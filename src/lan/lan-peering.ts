@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { BlockSource, LocalBlockStore } from '../engine/types.ts';
 import { LAN_PEER_ID_BYTES, type BlockHash, type NamespaceId } from '../protocol/index.ts';
 import type { CommittedListener, SyncedListener } from './daemon.ts';
-import { LanAdvertListener, LanAdvertiser, type LanPeerAdvert, type ListenerCounters } from './discovery/index.ts';
+import { LanAdvertListener, LanAdvertiser, NewcomerAnswer, type LanPeerAdvert, type ListenerCounters } from './discovery/index.ts';
 import { FreshEntryHold } from './fresh-entry-hold.ts';
 import { banKey, plainIp } from './lan-ban.ts';
 import { connectLanPeer, LanConnectError } from './tcp/connect.ts';
@@ -96,8 +96,6 @@ interface RemotePeer {
 const DEFAULT_MAX_PEERS = 8;
 /** Enough for a nearby writer to read back its commit and advertise it, even on a busy machine. */
 const DEFAULT_FRESH_ENTRY_HOLD_MS = 3_000;
-/** A newcomer's first advert is answered with ours at once, but not more often than this. */
-const ANSWER_INTERVAL_MS = 1_000;
 
 const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
 /** A link up this long before it closed counts as a success for the reconnect backoff. */
@@ -138,8 +136,7 @@ export class LanPeering {
   private readonly reported = new Map<LanPeer, number>();
   private readonly unsubscribe: (() => void)[] = [];
   private readonly peerWaiters = new Set<() => void>();
-  private answer: NodeJS.Timeout | null = null;
-  private lastAnswerAt = 0;
+  private readonly answer = new NewcomerAnswer(() => void this.advertiser?.send());
   private closed = false;
   private boundTcpPort = 0;
   private readonly hold: FreshEntryHold | null;
@@ -266,7 +263,7 @@ export class LanPeering {
     if (this.closed) return;
     this.closed = true;
     for (const stop of this.unsubscribe.splice(0)) stop();
-    if (this.answer) clearTimeout(this.answer);
+    this.answer.close();
     if (this.hold) {
       this.hold.close();
       this.options.host.removeSource(this.hold.id);
@@ -297,14 +294,7 @@ export class LanPeering {
 
   /** A peer we had not heard learns of us now rather than at our next periodic advert. */
   private answerNewcomer(): void {
-    if (this.answer || !this.advertiser) return;
-    const wait = Math.max(0, this.lastAnswerAt + ANSWER_INTERVAL_MS - Date.now());
-    this.answer = setTimeout(() => {
-      this.answer = null;
-      this.lastAnswerAt = Date.now();
-      void this.advertiser?.send();
-    }, wait);
-    this.answer.unref();
+    if (this.advertiser) this.answer.request();
   }
 
   private expired(advert: LanPeerAdvert): void {

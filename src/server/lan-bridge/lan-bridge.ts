@@ -14,7 +14,7 @@ import {
   type PeerId,
 } from '../../protocol/index.ts';
 import { PeerLinkError, PeerNackError } from '../../engine/peer-link.ts';
-import { LanAdvertListener, LanAdvertiser, type LanPeerAdvert } from '../../lan/discovery/index.ts';
+import { LanAdvertListener, LanAdvertiser, NewcomerAnswer, type LanPeerAdvert } from '../../lan/discovery/index.ts';
 import { LanBlockServer } from '../../lan/tcp/lan-block-server.ts';
 import { MAX_KEYRING_NAMESPACES } from '../../lan/tcp/psk.ts';
 import { banKey, plainIp } from '../../lan/lan-ban.ts';
@@ -60,8 +60,6 @@ export interface LanBridgeDeps {
   logger: Logger;
 }
 
-/** A newcomer's first advert is answered with ours at once, but not more often than this. */
-const ANSWER_INTERVAL_MS = 1_000;
 
 const zeroes = <K extends string>(keys: readonly K[]) => Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
 const short = (peerId: string) => peerId.slice(0, 8);
@@ -95,8 +93,7 @@ export class LanBridge implements RelayBridge {
   private readonly banned = new Set<string>();
   private readonly fetchesOf = new Map<BridgeSocket, number>();
   private outlet: RelayOutlet | null = null;
-  private answer: NodeJS.Timeout | null = null;
-  private lastAnswerAt = 0;
+  private readonly answer = new NewcomerAnswer(() => void this.advertiser?.send());
   private warnedFull = false;
   private started = false;
   private boundPort = 0;
@@ -188,7 +185,7 @@ export class LanBridge implements RelayBridge {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.answer) clearTimeout(this.answer);
+    this.answer.close();
     for (const peer of this.lanPeers.all()) this.outlet?.peerLeft({ peerId: peer.relayId, ns: peer.ns });
     this.links.closeAll();
     await Promise.allSettled([this.advertiser?.close(), this.listener.close(), this.server.close()]);
@@ -386,16 +383,9 @@ export class LanBridge implements RelayBridge {
     this.outlet?.peerLeft(left);
   }
 
-  /** A LAN peer we had not heard learns of us now rather than at our next periodic advert. */
+  /** A peer we had not heard learns of us now rather than at our next periodic advert. */
   private answerNewcomer(): void {
-    if (this.answer || !this.advertiser || this.advertised.size === 0) return;
-    const wait = Math.max(0, this.lastAnswerAt + ANSWER_INTERVAL_MS - Date.now());
-    this.answer = setTimeout(() => {
-      this.answer = null;
-      this.lastAnswerAt = Date.now();
-      void this.advertiser?.send();
-    }, wait);
-    this.answer.unref();
+    if (this.advertiser && this.advertised.size > 0) this.answer.request();
   }
 
   /** Bans a LAN peer id at the address it misbehaved from (docs/protocol.md "Bans"). */
