@@ -1,7 +1,8 @@
 /**
  * Command-line flags of `npm run bench`:
  *
- *   --scenario office-warm,office-cold,app-transfer   which scenarios (default: all)
+ *   --scenario office-warm,office-cold,office-lan,app-transfer
+ *                       which scenarios (default: all)
  *   --size-mib N        workspace size S for the office scenarios (default 128) and file
  *                       size for app-transfer (default 64 there when not given)
  *   --joiners K         joining browsers in the office scenarios (default 3)
@@ -14,7 +15,7 @@
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'app-transfer'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 

@@ -30,7 +30,8 @@ import type { BenchRow } from './report.ts';
  */
 
 const MiB = 1024 * 1024;
-const FILES = 4;
+/** Files of every office workspace (S split into equal shares). */
+export const FILES = 4;
 
 export interface OfficeContext {
   harness: NetnsHarness;
@@ -51,26 +52,33 @@ export interface OfficeContext {
   trace?(record: { name: string; run: unknown }): void;
 }
 
-interface WorkspaceFile {
+export interface WorkspaceFile {
   name: string;
   path: string;
   bytes: Buffer;
 }
 
-/** What the recorder (RECORDER_SCRIPT) collected in one joiner's page. */
-interface Recorded {
+/**
+ * What the recorder (recorderScript) collected in one joiner's page. "Peer" bytes are those
+ * from browser peers (WebRTC); "LAN" bytes those from LAN peers, which come through the
+ * server's bridge (peer rows marked data-lan="true").
+ */
+export interface Recorded {
   /** Wall-clock ms when the page first listed the workspace's bytes, stored its first byte, got its first peer byte, was complete. */
   known: number | null;
   firstByte: number | null;
   firstPeer: number | null;
   /** Peer bytes at the first sample that showed any. */
   peerAtFirst: number;
+  /** Wall-clock ms of the first sample showing bytes from a LAN peer, and those bytes. */
+  firstLan: number | null;
+  lanAtFirst: number;
   done: number | null;
-  /** First time every other joiner showed as connected (peers on). */
+  /** First time every expected peer (other joiners, and whoever was online) showed as connected (peers on). */
   allConnected: number | null;
-  final: { done: number; total: number; peer: number; peers: number; fromPeersText: string; fromServerText: string } | null;
-  /** [ms, done bytes, peer bytes, connected peers] every ~500 ms. */
-  timeline: [number, number, number, number][];
+  final: { done: number; total: number; peer: number; lan: number; peers: number; fromPeersText: string; fromServerText: string } | null;
+  /** [ms, done bytes, browser-peer bytes, connected peers, LAN bytes] every ~500 ms. */
+  timeline: [number, number, number, number, number][];
 }
 
 interface BlockGet {
@@ -81,7 +89,7 @@ interface BlockGet {
   outcome: 'ok' | 'failed' | 'open';
 }
 
-interface JoinRun {
+export interface JoinRun {
   startedAt: number;
   /** Seconds until the last joiner was complete. */
   seconds: number;
@@ -142,21 +150,7 @@ export async function benchOfficeCold(ctx: OfficeContext): Promise<BenchRow> {
     const rawChannelMbps = await ctx.measureRawChannel();
 
     ctx.log(`office-cold: uploading ${FILES} files (${mib(total)} MiB) from Node; no browser holds them`);
-    const writer = await new ServerApi(ctx.server.hostUrl).createWorkspace('bench office-cold');
-    const api = new ServerApi(ctx.server.hostUrl, writer.token);
-    for (const file of files) {
-      await uploadFile({
-        ns: writer.namespaceId,
-        path: parseFilePath(file.name),
-        mtime: Date.now(),
-        stream: new Blob([new Uint8Array(file.bytes)]).stream(),
-        api,
-        blocks: DISCARD_STORE,
-        sha256: nodeSha256,
-      });
-    }
-    // The invite names the address Node used; pages open the same server at http://localhost.
-    const shareLink = onOrigin(writer.inviteUrl, ctx.server.origin);
+    const { writer, shareLink } = await uploadFromNode(ctx.server, files, 'bench office-cold');
     ctx.log(`office-cold: ${ctx.joiners} joiners start together`);
     const run = await runJoiners(ctx, { shareLink, namespaceId: writer.namespaceId, total, peers: true, online: 0, name: 'office-cold', errors });
     reportDuplicates(ctx, 'office-cold', run, total);
@@ -176,6 +170,32 @@ export async function benchOfficeCold(ctx: OfficeContext): Promise<BenchRow> {
   }
 }
 
+/**
+ * Creates a workspace and uploads `files` into it from Node, keeping no blocks here. Returns
+ * the writer's workspace and the share link as pages in the namespace open it.
+ */
+export async function uploadFromNode(
+  server: NetnsTestServer,
+  files: WorkspaceFile[],
+  title: string,
+): Promise<{ writer: { namespaceId: NamespaceId; token: string; inviteUrl: string }; shareLink: string }> {
+  const writer = await new ServerApi(server.hostUrl).createWorkspace(title);
+  const api = new ServerApi(server.hostUrl, writer.token);
+  for (const file of files) {
+    await uploadFile({
+      ns: writer.namespaceId,
+      path: parseFilePath(file.name),
+      mtime: Date.now(),
+      stream: new Blob([new Uint8Array(file.bytes)]).stream(),
+      api,
+      blocks: DISCARD_STORE,
+      sha256: nodeSha256,
+    });
+  }
+  // The invite names the address Node used; pages open the same server at http://localhost.
+  return { writer, shareLink: onOrigin(writer.inviteUrl, server.origin) };
+}
+
 /** The upload from Node keeps no blocks: nothing is read back unless the server asks (it never does here). */
 const DISCARD_STORE: LocalBlockStore = {
   hasBlocks: async () => new Set(),
@@ -183,7 +203,7 @@ const DISCARD_STORE: LocalBlockStore = {
   getBlock: async () => null,
 };
 
-async function writeWorkspaceFiles(dir: string, sizeMiB: number): Promise<WorkspaceFile[]> {
+export async function writeWorkspaceFiles(dir: string, sizeMiB: number): Promise<WorkspaceFile[]> {
   const total = Math.round(sizeMiB * MiB);
   const files: WorkspaceFile[] = [];
   for (let i = 0; i < FILES; i++) {
@@ -201,7 +221,7 @@ async function writeWorkspaceFiles(dir: string, sizeMiB: number): Promise<Worksp
 /**
  * Samples a joiner's page every 100 ms, from the UI's own attributes: overall progress
  * (`data-done-bytes` / `data-total-bytes`), the peer list (`data-bytes` received from each
- * peer, `data-connected`), and the text of the bytes-from-peers / bytes-from-server counters
+ * peer, summed apart for LAN peers, `data-lan="true"`; `data-connected`), and the text of the bytes-from-peers / bytes-from-server counters
  * at completion. A plain script (not a serialised function) so no build helper leaks in.
  */
 function recorderScript(total: number, expectPeers: number): string {
@@ -209,7 +229,7 @@ function recorderScript(total: number, expectPeers: number): string {
   if (window !== window.top || window.__nearsyncBench) return;
   const expected = ${total};
   const expectPeers = ${expectPeers};
-  const rec = { known: null, firstByte: null, firstPeer: null, peerAtFirst: 0, done: null, allConnected: null, final: null, timeline: [] };
+  const rec = { known: null, firstByte: null, firstPeer: null, peerAtFirst: 0, firstLan: null, lanAtFirst: 0, done: null, allConnected: null, final: null, timeline: [] };
   Object.defineProperty(window, '__nearsyncBench', { value: rec });
   let lastSample = 0;
   const timer = setInterval(() => {
@@ -218,20 +238,27 @@ function recorderScript(total: number, expectPeers: number): string {
     const total = Number(overall.getAttribute('data-total-bytes')) || 0;
     const done = Number(overall.getAttribute('data-done-bytes')) || 0;
     let peer = 0;
-    const cells = document.querySelectorAll('[data-testid="peer-bytes-received"]');
-    for (const cell of cells) peer += Number(cell.getAttribute('data-bytes')) || 0;
+    let lan = 0;
+    const rows = document.querySelectorAll('[data-testid="peer-row"]');
+    for (const row of rows) {
+      const cell = row.querySelector('[data-testid="peer-bytes-received"]');
+      const bytes = cell ? Number(cell.getAttribute('data-bytes')) || 0 : 0;
+      if (row.getAttribute('data-lan') === 'true') lan += bytes;
+      else peer += bytes;
+    }
     const connected = document.querySelectorAll('[data-testid="peer-row"][data-connected="true"]').length;
     const now = Date.now();
     if (rec.known === null && total > 0) rec.known = now;
     if (rec.firstByte === null && done > 0) rec.firstByte = now;
     if (rec.firstPeer === null && peer > 0) { rec.firstPeer = now; rec.peerAtFirst = peer; }
+    if (rec.firstLan === null && lan > 0) { rec.firstLan = now; rec.lanAtFirst = lan; }
     if (rec.allConnected === null && expectPeers > 0 && connected >= expectPeers) rec.allConnected = now;
     const complete = total === expected && done === expected;
-    if (now - lastSample >= 500 || complete) { lastSample = now; rec.timeline.push([now, done, peer, connected]); }
+    if (now - lastSample >= 500 || complete) { lastSample = now; rec.timeline.push([now, done, peer, connected, lan]); }
     if (complete) {
       const text = (id) => (document.querySelector('[data-testid="' + id + '"]') || { textContent: '' }).textContent;
       rec.done = now;
-      rec.final = { done, total, peer, peers: cells.length, fromPeersText: text('bytes-from-peers'), fromServerText: text('bytes-from-server') };
+      rec.final = { done, total, peer, lan, peers: rows.length, fromPeersText: text('bytes-from-peers'), fromServerText: text('bytes-from-server') };
       clearInterval(timer);
     }
   }, 100);
@@ -245,14 +272,14 @@ const PEERS_OFF_SCRIPT = `try { localStorage.setItem('nearsync:peers', 'off'); }
  * every one shows the whole workspace stored. Returns the server's block bytes served in
  * between, the time until the last joiner completed, and what each page recorded.
  */
-async function runJoiners(
+export async function runJoiners(
   ctx: OfficeContext,
   options: {
     shareLink: string;
     namespaceId: NamespaceId;
     total: number;
     peers: boolean;
-    /** Browsers already online with the workspace (the seeder of office-warm). */
+    /** Peers already online with the workspace (office-warm's seeder, office-lan's daemon). */
     online: number;
     name: string;
     errors: string[];
@@ -409,14 +436,18 @@ function onOrigin(link: string, origin: string): string {
  * - raw_channel_mbps: median of the bare data channel between two profiles of the same kind,
  *   measured just before; peer_throughput_ratio = peer_mbps / raw_channel_mbps.
  * - cpu_busy: the machine's CPU busy share over the span (all processes, `cores` cores).
+ * - `extra`: a scenario's own columns, placed before cpu_busy.
+ *
+ * Peer figures count browser peers only (WebRTC); bytes from LAN peers are office-lan's own columns.
  */
-function officeRow(
+export function officeRow(
   ctx: OfficeContext,
-  scenario: 'office-warm' | 'office-cold',
+  scenario: 'office-warm' | 'office-cold' | 'office-lan',
   total: number,
   run: JoinRun,
   baseline: JoinRun,
   rawChannelMbps: number | null,
+  extra: BenchRow = {},
 ): BenchRow {
   const idealSeconds = total / ctx.egressBytesPerSecond;
   const egressRatio = run.serverBytes / total;
@@ -429,15 +460,18 @@ function officeRow(
   const aggregate = Number.isFinite(firstPeer) && lastDone > firstPeer ? peerTotal / 1e6 / ((lastDone - firstPeer) / 1000) : null;
   const throughputRatio = peerMbps === null || rawChannelMbps === null ? null : peerMbps / rawChannelMbps;
   const timeGoal = 1.25 * idealSeconds;
+  // office-lan's holder is a daemon behind the bridge: its goal is that the server's store serves nothing.
   const goal =
     scenario === 'office-warm'
       ? 'egress_ratio <= 0.02; peer_throughput_ratio >= 0.85'
-      : `egress_ratio <= 1.05; sync_seconds <= ${timeGoal.toFixed(1)} (1.25 x S / egress rate; without peers ${ctx.joiners} x that); ` +
-        'peer_throughput_ratio >= 0.85';
+      : scenario === 'office-lan'
+        ? 'egress_ratio <= 0.02 (the LAN daemon serves everything through the bridge)'
+        : `egress_ratio <= 1.05; sync_seconds <= ${timeGoal.toFixed(1)} (1.25 x S / egress rate; without peers ${ctx.joiners} x that); ` +
+          'peer_throughput_ratio >= 0.85';
   const met = [
-    `egress ${egressRatio <= (scenario === 'office-warm' ? 0.02 : 1.05) ? 'met' : 'missed'}`,
+    `egress ${egressRatio <= (scenario === 'office-cold' ? 1.05 : 0.02) ? 'met' : 'missed'}`,
     ...(scenario === 'office-cold' ? [`time ${run.seconds <= timeGoal ? 'met' : 'missed'}`] : []),
-    `peer ${throughputRatio !== null && throughputRatio >= 0.85 ? 'met' : 'missed'}`,
+    ...(scenario === 'office-lan' ? [] : [`peer ${throughputRatio !== null && throughputRatio >= 0.85 ? 'met' : 'missed'}`]),
   ].join(', ');
   return {
     scenario,
@@ -458,6 +492,7 @@ function officeRow(
     peer_aggregate_mbps: aggregate === null ? null : round(aggregate),
     raw_channel_mbps: rawChannelMbps === null ? null : round(rawChannelMbps),
     peer_throughput_ratio: throughputRatio === null ? null : round(throughputRatio),
+    ...extra,
     cpu_busy: run.cpuBusy === null ? null : round(run.cpuBusy, 2),
     cores: cpus().length,
     goal,
@@ -490,14 +525,16 @@ function logJoiners(ctx: OfficeContext, name: string, run: JoinRun, total: numbe
     ctx.log(
       `  joiner ${index + 1}: listed ${at(joiner.known)}, first byte ${at(joiner.firstByte)}, first peer byte ${at(joiner.firstPeer)}, ` +
         `peers connected ${at(joiner.allConnected)}, done ${at(joiner.done)}; from peers ${mib(joiner.final!.peer)} MiB ` +
+        `${joiner.firstLan === null && joiner.final!.lan === 0 ? '' : `+ ${mib(joiner.final!.lan)} MiB from LAN peers (first LAN byte ${at(joiner.firstLan)}) `}` +
         `(UI: ${joiner.final!.fromPeersText} from peers, ${joiner.final!.fromServerText} from the server)` +
         `${rate === null ? '' : `, ${rate.toFixed(1)} MB/s from peers`}; block GETs ${gets.filter((g) => g.outcome === 'ok').length} ok, ` +
         `${gets.filter((g) => g.outcome !== 'ok').length} failed/aborted`,
     );
-    // The per-peer cells and the bytes-from-peers counter should tell the same story.
+    // The per-peer cells (browser and LAN peers) and the bytes-from-peers counter should tell the same story.
+    const listed = joiner.final!.peer + joiner.final!.lan;
     const counter = uiBytes(joiner.final!.fromPeersText);
-    if (counter === null || Math.abs(counter - joiner.final!.peer) > Math.max(0.01 * joiner.final!.peer, 1000)) {
-      ctx.log(`  joiner ${index + 1}: WARNING bytes-from-peers says ${joiner.final!.fromPeersText} but the peer list sums to ${joiner.final!.peer} bytes`);
+    if (counter === null || Math.abs(counter - listed) > Math.max(0.01 * listed, 1000)) {
+      ctx.log(`  joiner ${index + 1}: WARNING bytes-from-peers says ${joiner.final!.fromPeersText} but the peer list sums to ${listed} bytes`);
     }
   });
 }
@@ -508,7 +545,7 @@ function logJoiners(ctx: OfficeContext, name: string, run: JoinRun, total: numbe
  * block was in flight elsewhere, which nobody announces) or after it had finished (the
  * holder had it, but the asker had not heard of it or did not use it).
  */
-function reportDuplicates(ctx: OfficeContext, name: string, run: JoinRun, total: number): void {
+export function reportDuplicates(ctx: OfficeContext, name: string, run: JoinRun, total: number): void {
   const byHash = new Map<string, BlockGet[]>();
   for (const get of run.gets) {
     if (get.outcome !== 'ok') continue;
@@ -548,21 +585,21 @@ function uiBytes(text: string): number | null {
   return Number(match[1]) * 1000 ** ['B', 'kB', 'MB', 'GB', 'TB'].indexOf(match[2]);
 }
 
-function reportErrors(ctx: OfficeContext, name: string, errors: string[]): void {
+export function reportErrors(ctx: OfficeContext, name: string, errors: string[]): void {
   if (errors.length === 0) return;
   const unique = [...new Set(errors)];
   ctx.log(`${name}: ${unique.length} distinct page error(s):\n  ${unique.slice(0, 20).join('\n  ')}`);
 }
 
-function meanOf(values: number[]): number | null {
+export function meanOf(values: number[]): number | null {
   return values.length === 0 ? null : values.reduce((sum, value) => sum + value, 0) / values.length;
 }
 
-function round(value: number, digits = 3): number {
+export function round(value: number, digits = 3): number {
   const factor = 10 ** digits;
   return Math.round(value * factor) / factor;
 }
 
-function mib(bytes: number): string {
+export function mib(bytes: number): string {
   return (bytes / MiB).toFixed(1);
 }

@@ -5,16 +5,18 @@ import { netnsSupport } from '../netns/netns.ts';
 import { benchAppTransfer } from './app-transfer.ts';
 import { parseBenchFlags, type Scenario } from './flags.ts';
 import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
+import { benchOfficeLan } from './office-lan.ts';
 import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
 
 /**
- * `npm run bench [-- --scenario office-warm,office-cold,app-transfer --size-mib 128
+ * `npm run bench [-- --scenario office-warm,office-cold,office-lan,app-transfer --size-mib 128
  * --joiners 3 --egress-mbps 100 --browsers processes|contexts --repeats 3]` (see flags.ts;
  * `--size-mib 32` for a quick run).
  *
  * Real server, real Chromium. The office scenarios run in a network namespace (real WebRTC
- * between browsers) with the server's block egress capped; app-transfer runs on loopback.
+ * between browsers) with the server's block egress capped (office-lan adds a LAN daemon in the
+ * namespace and the server's LAN bridge, on a server of its own); app-transfer runs on loopback.
  * Figures are reported, never asserted: these machines are shared and noisy, so every row
  * carries a baseline measured in the same run. Progress and diagnostics go to stderr; stdout
  * gets one JSON object per row, then a table per scenario group.
@@ -40,7 +42,7 @@ async function attempt(name: string, work: () => Promise<void>): Promise<void> {
   }
 }
 
-if (wants('office-warm') || wants('office-cold')) {
+if (wants('office-warm') || wants('office-cold') || wants('office-lan')) {
   const support = netnsSupport();
   if (!support.ok) {
     failures.push('office');
@@ -50,7 +52,6 @@ if (wants('office-warm') || wants('office-cold')) {
       const harness = await NetnsHarness.start();
       try {
         const egressBytesPerSecond = (flags.egressMbps * 1e6) / 8;
-        const server = await harness.startServer({ egressBytesPerSecond });
         log(`server block egress capped at ${flags.egressMbps} Mbit/s (${(egressBytesPerSecond / 1e6).toFixed(2)} MB/s); browsers: ${flags.browsers}`);
         // A stalled or failed measurement gets one more try with fresh browsers.
         const measureRawChannelOnce = async (): Promise<number | null> => {
@@ -69,9 +70,8 @@ if (wants('office-warm') || wants('office-cold')) {
           }
           return null;
         };
-        const ctx: OfficeContext = {
+        const common: Omit<OfficeContext, 'server'> = {
           harness,
-          server,
           egressBytesPerSecond,
           sizeMiB: flags.sizeMiB ?? OFFICE_DEFAULT_MIB,
           joiners: flags.joiners,
@@ -80,10 +80,15 @@ if (wants('office-warm') || wants('office-cold')) {
           log,
           trace: flags.trace ? (record) => appendFileSync(flags.trace!, `${JSON.stringify(record)}\n`) : undefined,
         };
-        const rows: BenchRow[] = [];
-        groups.push(rows);
-        if (wants('office-warm')) await attempt('office-warm', async () => void rows.push(await benchOfficeWarm(ctx)));
-        if (wants('office-cold')) await attempt('office-cold', async () => void rows.push(await benchOfficeCold(ctx)));
+        if (wants('office-warm') || wants('office-cold')) {
+          const ctx: OfficeContext = { ...common, server: await harness.startServer({ egressBytesPerSecond }) };
+          const rows: BenchRow[] = [];
+          groups.push(rows);
+          if (wants('office-warm')) await attempt('office-warm', async () => void rows.push(await benchOfficeWarm(ctx)));
+          if (wants('office-cold')) await attempt('office-cold', async () => void rows.push(await benchOfficeCold(ctx)));
+        }
+        // Its own table: the bridge columns mean nothing for the browser-only scenarios.
+        if (wants('office-lan')) await attempt('office-lan', async () => void groups.push([await benchOfficeLan(common)]));
       } finally {
         await harness.close();
       }
