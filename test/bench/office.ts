@@ -24,6 +24,8 @@ import type { BenchRow } from './report.ts';
  *   together.
  * - office-cold: nobody holds it (uploaded from Node); K joiners with empty stores open the
  *   share link together and must share the server's bytes among themselves.
+ * - office-lan (office-lan.ts, built from the parts exported here): a LAN daemon holds it and
+ *   reaches the joiners through the server's LAN bridge.
  *
  * Each is followed by its baseline: K fresh joiners with peer sync turned off
  * (localStorage `nearsync:peers` = `off`), same workspace, same egress cap, same run.
