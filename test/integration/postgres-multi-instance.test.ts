@@ -161,6 +161,32 @@ describe('migrations', () => {
     );
   });
 
+  it('open no more connections than ?pool= allows, however many requests wait', async () => {
+    const schema = await schemaFor('pool');
+    const app = `nstest_pool_${process.pid}`;
+    const dataDir = await mkdtemp(join(tmpdir(), 'nearsync-pg-multi-'));
+    tempDirs.push(dataDir);
+    const server = await startServer({ dataDir, logger: silentLogger, backends: { databaseUrl: `${schema.databaseUrl}&pool=2&application_name=${app}` } });
+    servers.push(server);
+    const m = await createWorkspace(server.url);
+    let most = 0;
+    const requests = Promise.all(
+      Array.from({ length: 40 }, () => api(server.url, 'GET', `/api/v1/ns/${m.ns}/journal?cursor=0`, { token: m.token })),
+    );
+    const watching = (async () => {
+      for (let i = 0; i < 20; i++) {
+        const [{ count }] = await schema.query<{ count: string }>('SELECT count(*) FROM pg_stat_activity WHERE application_name = $1', [app]);
+        most = Math.max(most, Number(count));
+      }
+    })();
+    const answers = await requests;
+    await watching;
+    expect(answers.every((res) => res.status === 200)).toBe(true);
+    // The pool's two, plus the journal notifier's own LISTEN connection.
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(3);
+  });
+
   it('refuse a bad ?schema= before connecting', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'nearsync-pg-multi-'));
     tempDirs.push(dataDir);

@@ -49,6 +49,17 @@ describe('parsePostgresUrl', () => {
     expect(Buffer.byteLength(target.channel)).toBeLessThanOrEqual(63);
   });
 
+  it('takes ?pool= out of the URL as the pool size, and refuses what is not 1 to 500 connections', () => {
+    const target = parsePostgresUrl('postgres://localhost/test?pool=40&schema=s1&sslmode=require');
+    expect(target.poolSize).toBe(40);
+    expect(target.clientConfig.connectionString).toBe('postgres://localhost/test?sslmode=require');
+    expect(parsePostgresUrl('postgres://localhost/test').poolSize).toBeNull();
+    for (const bad of ['0', '-1', '501', '1.5', 'ten', '', '010']) {
+      expect(() => parsePostgresUrl(`postgres://localhost/test?pool=${bad}`)).toThrow(/pool/);
+    }
+    expect(() => parsePostgresUrl('postgres://localhost/test?pool=2&pool=3')).toThrow(/once/);
+  });
+
   it('refuses a repeated schema, bad percent-encoding, a fragment and other schemes', () => {
     expect(() => parsePostgresUrl('postgres://localhost/test?schema=a&schema=b')).toThrow(/once/);
     expect(() => parsePostgresUrl('postgres://localhost/test?schema=%zz')).toThrow(/percent/);

@@ -65,7 +65,7 @@ export class PgMetadataStore implements MetadataStore {
 
   /** Connects, brings the schema up to date (refusing a newer one) and returns the store. */
   static async open(target: PostgresTarget, logger: Logger): Promise<PgMetadataStore> {
-    const pool = new pg.Pool({ ...POOL_SETTINGS, ...target.clientConfig });
+    const pool = new pg.Pool({ ...POOL_SETTINGS, ...target.clientConfig, ...(target.poolSize === null ? {} : { max: target.poolSize }) });
     // Without these, a connection dropped by the server would be an unhandled 'error' event
     // and end the process. The pool discards such clients and opens new ones on demand.
     pool.on('error', (err) => logger.warn('postgres: idle connection lost', { err: err.message }));

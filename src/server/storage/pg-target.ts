@@ -9,13 +9,16 @@ import { redactUrl } from '../config.ts';
  * URL and becomes `-c search_path=name` in the startup packet, so every connection of the
  * pool and the listener sees only that schema (plus pg_catalog), with no extra round trip.
  * Several deployments, or test runs, can then share one database. Without it the server's
- * default search_path applies (usually `public`).
+ * default search_path applies (usually `public`). `?pool=N` (1 to 500), also nearsync's, sets
+ * how many connections the instance's pool may open (default 10).
  */
 export interface PostgresTarget {
   /** Settings for pg.Pool / pg.Client (the URL without `schema`, plus `options`). */
   clientConfig: pg.ClientConfig;
   /** The schema from `?schema=`, or null for the server's default search_path. */
   schema: string | null;
+  /** Connections the pool may open, from `?pool=` (null: the default). */
+  poolSize: number | null;
   /** LISTEN/NOTIFY channel of this schema's journal: instances on other schemas are not woken. */
   channel: string;
   /** The URL with its password hidden, for logs and messages. */
@@ -29,6 +32,8 @@ export interface PostgresTarget {
  */
 const SCHEMA_NAME = /^(?!pg_)[a-z_][a-z0-9_]{0,45}$/;
 const CHANNEL_PREFIX = 'nearsync_journal';
+/** Beyond this an instance would take most of a default PostgreSQL's 100 connections many times over. */
+const MAX_POOL_SIZE = 500;
 
 export function parsePostgresUrl(url: string): PostgresTarget {
   const display = redactUrl(url);
@@ -39,6 +44,7 @@ export function parsePostgresUrl(url: string): PostgresTarget {
   const base = queryAt === -1 ? url : url.slice(0, queryAt);
   const kept: string[] = [];
   let schema: string | null = null;
+  let poolSize: number | null = null;
   let options: string | undefined;
   for (const pair of queryAt === -1 ? [] : url.slice(queryAt + 1).split('&')) {
     if (pair === '') continue;
@@ -53,6 +59,12 @@ export function parsePostgresUrl(url: string): PostgresTarget {
         );
       }
       schema = value;
+    } else if (key === 'pool') {
+      if (poolSize !== null) throw new Error('DATABASE_URL: give ?pool= once');
+      if (!/^[1-9]\d{0,2}$/.test(value) || Number(value) > MAX_POOL_SIZE) {
+        throw new Error(`DATABASE_URL: pool ${JSON.stringify(value)} must be a whole number of connections from 1 to ${MAX_POOL_SIZE}`);
+      }
+      poolSize = Number(value);
     } else if (key === 'options') {
       // Merged with our search_path below: pg would let the URL's value replace ours.
       options = value;
@@ -69,6 +81,7 @@ export function parsePostgresUrl(url: string): PostgresTarget {
       types: { getTypeParser: typeParser },
     },
     schema,
+    poolSize,
     channel: schema === null ? CHANNEL_PREFIX : `${CHANNEL_PREFIX}_${schema}`,
     display,
   };
