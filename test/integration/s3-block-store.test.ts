@@ -16,7 +16,7 @@ import { ReadStalledError } from '../../src/server/storage/read-stall-guard.ts';
 import { S3BlockStore } from '../../src/server/storage/s3-block-store.ts';
 import { StoreUnavailableError } from '../../src/server/storage/store-errors.ts';
 import { startS3TestServer, type S3TestServer } from '../support/s3-test-server.ts';
-import { api, createWorkspace, makeBlock, type Member, type TestBlock } from './helpers.ts';
+import { api, createWorkspace, makeBlock, until, type Member, type TestBlock } from './helpers.ts';
 
 let s3: S3TestServer;
 beforeAll(async () => {
@@ -255,6 +255,46 @@ describe('S3BlockStore', () => {
       s3.resetRequests();
       expect((await store.statMany(asked)).slice(200)).toEqual([100, 200, 300]);
       expect(s3.requests.byMethod).toEqual({ HEAD: 200 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('buffers at most uploadsInMemory uploads at once: the next body is read only when one is done', async () => {
+    const store = await S3BlockStore.open(new S3Client(s3ClientConfig(s3.settings, silentLogger)), {
+      bucket: s3.bucket,
+      prefix: uniquePrefix('slots'),
+      uploadsInMemory: 1,
+    });
+    try {
+      const first = makeBlock(300_000);
+      const second = makeBlock(300_000);
+      const events: string[] = [];
+      let letFirstFinish!: () => void;
+      const firstMayFinish = new Promise<void>((resolve) => (letFirstFinish = resolve));
+      const firstBody: BlockBody = async (onChunk) => {
+        events.push('first read');
+        await onChunk(first.bytes.subarray(0, 1000));
+        await firstMayFinish;
+        await onChunk(first.bytes.subarray(1000));
+        return first.bytes.length;
+      };
+      const secondBody: BlockBody = async (onChunk) => {
+        events.push('second read');
+        await onChunk(second.bytes);
+        return second.bytes.length;
+      };
+      const putFirst = store.put(first.hash, firstBody, MAX_BLOCK_SIZE);
+      const putSecond = store.put(second.hash, secondBody, MAX_BLOCK_SIZE);
+      await until(() => events.length > 0 && store.uploadsBuffered === 1, 10_000, 'the first upload buffering');
+      // Both HEADs are done and the first body is half read: the second waits for its turn.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(events).toEqual(['first read']);
+      letFirstFinish();
+      expect((await putFirst).status).toBe('created');
+      expect((await putSecond).status).toBe('created');
+      expect(events).toEqual(['first read', 'second read']);
+      expect(store.uploadsBuffered).toBe(0);
     } finally {
       await store.close();
     }

@@ -8,7 +8,7 @@ import { BrowserBlockStore } from '../../src/server/lan-bridge/browser-block-sto
 import { BrowserReadError, readBlockFromBrowser } from '../../src/server/lan-bridge/browser-block-reader.ts';
 import { LanPeerAdverts } from '../../src/server/lan-bridge/lan-peer-adverts.ts';
 import { LanRelayIds } from '../../src/server/lan-bridge/relay-peer-ids.ts';
-import { Slots } from '../../src/server/lan-bridge/slots.ts';
+import { Slots } from '../../src/server/slots.ts';
 import type { BridgeSocket } from '../../src/server/relay/bridge-port.ts';
 
 const NS = 'bridgeUnitNamespace1' as NamespaceId;

@@ -3,7 +3,7 @@ import type { LocalBlockStore } from '../../engine/types.ts';
 import type { BlockHash, NamespaceId } from '../../protocol/index.ts';
 import type { BridgeSocket } from '../relay/bridge-port.ts';
 import { BrowserReadError, readBlockFromBrowser, type BrowserReadOptions } from './browser-block-reader.ts';
-import type { Slots } from './slots.ts';
+import type { Slots } from '../slots.ts';
 
 export interface BrowserBlockStoreOptions extends BrowserReadOptions {
   /** The browsers of `ns` on this instance to ask, best first. */

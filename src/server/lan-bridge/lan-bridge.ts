@@ -26,7 +26,7 @@ import { BrowserBlockStore } from './browser-block-store.ts';
 import { LanLinks, LinkUnavailableError } from './lan-links.ts';
 import { LanPeerAdverts } from './lan-peer-adverts.ts';
 import { LanRelayIds } from './relay-peer-ids.ts';
-import { Slots } from './slots.ts';
+import { Slots } from '../slots.ts';
 
 /** Where the bridge listens and announces (LAN_PORT, LAN_TCP_PORT, LAN_BIND, LAN_BROADCAST). */
 export interface LanBridgeOptions {

@@ -6,6 +6,7 @@ import { BlockVerifier, verifyKnownBlock } from './block-verifier.ts';
 import { mapBounded } from './bounded-map.ts';
 import { guardReadStall, type NetworkBody } from './read-stall-guard.ts';
 import { asStoreError, isS3NotFound, s3Status } from './s3-errors.ts';
+import { Slots } from '../slots.ts';
 
 export interface S3BlockStoreOptions {
   bucket: string;
@@ -17,11 +18,18 @@ export interface S3BlockStoreOptions {
   sizeCacheLimit?: number;
   /** A download whose endpoint sends nothing for this long, while the reader waits, is cut. */
   readStallMs?: number;
+  /**
+   * Uploads received into memory at once (each up to one block); more wait, unread, for a
+   * turn, so a burst of uploads costs at most this many blocks of memory.
+   */
+  uploadsInMemory?: number;
 }
 
 const DEFAULT_STAT_CONCURRENCY = 32;
 const DEFAULT_SIZE_CACHE_LIMIT = 100_000;
 const DEFAULT_READ_STALL_MS = 30_000;
+/** 64 × 4 MiB: 256 MiB at most of upload buffers per instance. */
+const DEFAULT_UPLOADS_IN_MEMORY = 64;
 
 /**
  * Blocks as objects in an S3-compatible bucket, one object per hash. An upload is received
@@ -37,6 +45,7 @@ export class S3BlockStore implements BlockStore {
   private readonly statConcurrency: number;
   private readonly sizeCacheLimit: number;
   private readonly readStallMs: number;
+  private readonly uploadSlots: Slots;
   /** Sizes of blocks known to be stored (insertion order = eviction order). */
   private readonly sizes = new Map<string, number>();
   /** HeadObject requests under way, shared by every caller asking about the same block. */
@@ -53,6 +62,7 @@ export class S3BlockStore implements BlockStore {
     this.statConcurrency = options.statConcurrency ?? DEFAULT_STAT_CONCURRENCY;
     this.sizeCacheLimit = options.sizeCacheLimit ?? DEFAULT_SIZE_CACHE_LIMIT;
     this.readStallMs = options.readStallMs ?? DEFAULT_READ_STALL_MS;
+    this.uploadSlots = new Slots(options.uploadsInMemory ?? DEFAULT_UPLOADS_IN_MEMORY);
   }
 
   /**
@@ -102,15 +112,26 @@ export class S3BlockStore implements BlockStore {
     const verifier = new BlockVerifier(hash, maxBytes);
     if (known !== null) return verifyKnownBlock(verifier, body);
 
-    const chunks: Buffer[] = [];
-    await body((chunk) => {
-      verifier.update(chunk);
-      chunks.push(chunk);
-    });
-    verifier.verify();
-    const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, verifier.size);
-    chunks.length = 0;
-    return { status: await this.upload(hash, bytes), size: bytes.length };
+    // The body is not read until a slot is free: the client's bytes wait in TCP meanwhile.
+    const release = await this.uploadSlots.acquire();
+    try {
+      const chunks: Buffer[] = [];
+      await body((chunk) => {
+        verifier.update(chunk);
+        chunks.push(chunk);
+      });
+      verifier.verify();
+      const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, verifier.size);
+      chunks.length = 0;
+      return { status: await this.upload(hash, bytes), size: bytes.length };
+    } finally {
+      release();
+    }
+  }
+
+  /** Uploads buffered in memory now (tests, metrics). */
+  get uploadsBuffered(): number {
+    return this.uploadSlots.inUse;
   }
 
   async openRead(hash: BlockHash): Promise<{ size: number; stream: Readable } | null> {

@@ -1,6 +1,6 @@
 /**
  * A counting semaphore: at most `size` holders at once, the others wait in arrival order.
- * Bounds the blocks the bridge assembles in memory at once.
+ * Bounds what is held in memory at once: blocks the LAN bridge assembles, uploads the S3 store buffers.
  */
 export class Slots {
   private held = 0;
