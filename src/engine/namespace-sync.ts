@@ -137,6 +137,21 @@ export class NamespaceSync {
     return this.liveBlocks.has(hash) && this.have.has(hash);
   }
 
+  /** Whether a live file uses `hash` (stored here or not). */
+  isLiveBlock(hash: BlockHash): boolean {
+    return this.liveBlocks.has(hash);
+  }
+
+  /**
+   * These blocks were removed from this device's store (no live file used them): forget
+   * them, and fetch again any that a file has needed since.
+   */
+  forgetBlocks(hashes: readonly BlockHash[]): void {
+    if (hashes.length === 0) return;
+    for (const hash of hashes) this.have.delete(hash);
+    this.replan();
+  }
+
   /** True while some live file lacks blocks here (what peers are worth connecting for). */
   isMissingBlocks(): boolean {
     return this.syncedCursor < this.cursor || !this.scheduler.idle;

@@ -148,12 +148,14 @@ class LanSide {
   }
 }
 
-/** Test and operator knobs that are not worth flags: the folder rescan period and debounce. */
-function tuningFromEnvironment(): { rescanMs?: number; debounceMs?: number; longPollSeconds?: number } {
+/** Test and operator knobs that are not worth flags: the folder rescan period and debounce, the block GC. */
+function tuningFromEnvironment(): { rescanMs?: number; debounceMs?: number; longPollSeconds?: number; blockGcMs?: number; blockGraceMs?: number } {
   return {
     rescanMs: environmentNumber('NEARSYNC_RESCAN_MS', 100, 3_600_000),
     debounceMs: environmentNumber('NEARSYNC_DEBOUNCE_MS', 0, 60_000),
     longPollSeconds: environmentNumber('NEARSYNC_LONG_POLL_SECONDS', 1, 60),
+    blockGcMs: environmentNumber('NEARSYNC_BLOCK_GC_MS', 0, 604_800_000),
+    blockGraceMs: environmentNumber('NEARSYNC_BLOCK_GRACE_MS', 0, 604_800_000),
   };
 }
 

@@ -12,6 +12,7 @@ import { FolderMaterialiser, printable, type JournalView } from './folder/materi
 import { TaskRunner } from './folder/task-runner.ts';
 import { TolerantJournalClient } from './tolerant-journal.ts';
 import type { Membership } from './membership.ts';
+import { collectUnusedBlocks } from './store/block-gc.ts';
 import { DiskBlockStore } from './store/disk-block-store.ts';
 import { nodeSha256 } from './store/node-sha256.ts';
 import { SqliteStateStore } from './store/sqlite-state-store.ts';
@@ -27,7 +28,14 @@ export interface PeerDaemonOptions {
   /** Quiet time after a folder event before the folder is scanned. */
   debounceMs?: number;
   longPollSeconds?: number;
+  /** How often blocks no live file uses are removed (default 1 h; 0: never). */
+  blockGcMs?: number;
+  /** Blocks stored more recently than this are never removed (default 1 h). */
+  blockGraceMs?: number;
 }
+
+const DEFAULT_BLOCK_GC_MS = 3_600_000;
+const DEFAULT_BLOCK_GRACE_MS = 3_600_000;
 
 /** Fired when this daemon committed a local file: its blocks are servable from now on. */
 export type CommittedListener = (ns: NamespaceId, sjid: number, blocks: readonly BlockHash[]) => void;
@@ -59,6 +67,8 @@ export class PeerDaemon {
   private readonly localChanges: LocalChanges | null;
   private watcher: FolderWatcher | null = null;
   private lastSynced = 0;
+  private gcTimer: NodeJS.Timeout | null = null;
+  private gcRun: Promise<void> | null = null;
 
   private constructor(
     private readonly options: PeerDaemonOptions,
@@ -121,6 +131,7 @@ export class PeerDaemon {
   async start(): Promise<void> {
     const { log } = this.options;
     await this.sync.start();
+    this.startBlockGc();
     const before = this.sync.snapshot();
     log(`resuming at journal entry ${before.cursor} (${before.files.length} files known)`);
     if (this.options.cacheOnly) {
@@ -137,6 +148,9 @@ export class PeerDaemon {
   }
 
   async stop(): Promise<void> {
+    if (this.gcTimer) clearInterval(this.gcTimer);
+    this.gcTimer = null;
+    await this.gcRun;
     this.watcher?.close();
     await this.sync.stop();
     await this.runner.stop();
@@ -228,6 +242,31 @@ export class PeerDaemon {
     // From here the engine's own live table answers for these blocks (they may since be overwritten).
     for (const [hash, sjid] of this.ownCommits) if (sjid <= cursor) this.ownCommits.delete(hash);
     for (const listener of this.syncedListeners) listener(this.ns, cursor);
+  }
+
+  private startBlockGc(): void {
+    const everyMs = this.options.blockGcMs ?? DEFAULT_BLOCK_GC_MS;
+    if (everyMs === 0) return;
+    this.gcTimer = setInterval(() => {
+      this.gcRun ??= this.collectUnusedBlocks().finally(() => (this.gcRun = null));
+    }, everyMs);
+    this.gcTimer.unref();
+  }
+
+  /** Old versions' blocks are never served (only live ones are) nor written: they only fill the disk. */
+  private async collectUnusedBlocks(): Promise<void> {
+    try {
+      const result = await collectUnusedBlocks(this.blocks, {
+        inUse: (hash) => this.sync.isLiveBlock(hash) || this.ownCommits.has(hash),
+        graceMs: this.options.blockGraceMs ?? DEFAULT_BLOCK_GRACE_MS,
+      });
+      this.sync.forgetBlocks(result.removed);
+      if (result.removed.length > 0) {
+        this.options.log(`cache: removed ${result.removed.length} blocks no live file uses (${(result.bytesFreed / 1048576).toFixed(1)} MiB); ${result.kept} kept`);
+      }
+    } catch (error) {
+      this.options.log(`cache: removing unused blocks failed: ${(error as Error).message}; will retry`);
+    }
   }
 
   private async waitForJournalHead(): Promise<void> {

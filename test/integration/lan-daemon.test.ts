@@ -221,4 +221,49 @@ describe('nearsync peer: restarts, conflicts, cache-only', () => {
     expect(cache.output).toMatch(/cache-only/);
     expect([...(await liveJournal(member)).keys()].sort()).toEqual(['one.bin', 'sub/two.bin']);
   });
+
+  it('removes the blocks of versions no live file uses, and fetches them again when a file needs them once more', async () => {
+    const member = await createWorkspace(harness.url, 'gc');
+    const dir = await folder('gc');
+    const stateDir = `${dir}.nearsync`;
+    const daemon = daemons.start({
+      server: harness.url,
+      invite: member.inviteUrl,
+      dir,
+      env: { NEARSYNC_BLOCK_GC_MS: '300', NEARSYNC_BLOCK_GRACE_MS: '0' },
+    });
+    await daemon.waitFor(/watching/, SYNC_MS);
+    const first = randomBytes(MAX_BLOCK_SIZE + 777); // two blocks
+    await writeFile(join(dir, 'doc.bin'), first);
+    await daemon.waitFor(/in sync at journal entry 1\b/, SYNC_MS);
+    const firstBlocks = (await liveJournal(member)).get('doc.bin')!;
+    expect(firstBlocks).toHaveLength(2);
+
+    const second = randomBytes(MAX_BLOCK_SIZE + 999);
+    await writeFile(join(dir, 'doc.bin'), second);
+    await daemon.waitFor(/in sync at journal entry 2\b/, SYNC_MS);
+    const secondBlocks = (await liveJournal(member)).get('doc.bin')!;
+    const removed = async () => {
+      const stored = await storedBlocks(stateDir);
+      return firstBlocks.every((hash) => !stored.includes(hash));
+    };
+    await until(removed, SYNC_MS, 'the old version\'s blocks removed').catch(
+      (error: Error) => {
+        throw new Error(`${error.message}\n--- daemon ---\n${daemon.output}`);
+      },
+    );
+    expect(await storedBlocks(stateDir)).toEqual([...secondBlocks].sort());
+    expect(daemon.output).toMatch(/cache: removed 2 blocks no live file uses/);
+    expect(await contentOf(join(dir, 'doc.bin'))).toBe(sha256(second));
+
+    // Another member commits the first version again under a new name: the daemon, which
+    // forgot those blocks, fetches them again and writes the file whole.
+    const again = [first.subarray(0, MAX_BLOCK_SIZE), first.subarray(MAX_BLOCK_SIZE)].map((bytes) => ({ bytes, hash: sha256(bytes) }));
+    expect(again.map((block) => block.hash)).toEqual(firstBlocks);
+    await commitFile(harness.url, member, 'again.bin', again);
+    await until(async () => (await contentOf(join(dir, 'again.bin'))) === sha256(first), SYNC_MS, 'again.bin written').catch((error: Error) => {
+      throw new Error(`${error.message}\n--- daemon ---\n${daemon.output}`);
+    });
+    expect(await daemon.stop()).toBe(0);
+  });
 });

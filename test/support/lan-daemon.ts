@@ -15,6 +15,8 @@ export interface DaemonArgs {
   lan?: { port: number; tcpPort?: number; broadcast?: string };
   /** Run inside this network namespace (through `ip netns exec`, which execs in place). */
   netns?: Netns;
+  /** More environment (the daemon's NEARSYNC_* knobs). */
+  env?: Record<string, string>;
 }
 
 /** `node bin/nearsync.mjs peer …` as a child process, with its output collected. */
@@ -38,7 +40,7 @@ export class DaemonProcess {
     const options: SpawnOptions = {
       cwd: REPO,
       // Short long polls and rescans keep tests quick; the watcher still does the real work.
-      env: { ...process.env, NEARSYNC_LONG_POLL_SECONDS: '2', NEARSYNC_RESCAN_MS: '1000', NEARSYNC_DEBOUNCE_MS: '100' },
+      env: { ...process.env, NEARSYNC_LONG_POLL_SECONDS: '2', NEARSYNC_RESCAN_MS: '1000', NEARSYNC_DEBOUNCE_MS: '100', ...args.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     };
     this.child = args.netns ? args.netns.spawn(process.execPath, argv, options) : spawn(process.execPath, argv, options);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LocalBlockStore } from '../../engine/types.ts';
 import { MAX_BLOCK_SIZE, isBlockHash, type BlockHash } from '../../protocol/index.ts';
@@ -8,8 +8,8 @@ import { sha256Hex } from './node-sha256.ts';
 /**
  * Blocks as files under `<root>/ab/<hash>`: the directory is the block index. A block is
  * written to `<root>/tmp`, fsynced and renamed into place (then the directory fsynced), so
- * a block file is complete or absent and a killed daemon never trusts a torn one. Blocks
- * are kept after their files change or go away, so the daemon can serve old and new ones.
+ * a block file is complete or absent and a killed daemon never trusts a torn one. Blocks no
+ * live file uses any more are removed by the daemon's block GC (block-gc.ts) after a grace.
  */
 export class DiskBlockStore implements LocalBlockStore {
   private readonly known = new Set<BlockHash>();
@@ -52,6 +52,9 @@ export class DiskBlockStore implements LocalBlockStore {
     if (sha256Hex(bytes) !== hash) throw new Error(`block bytes do not hash to ${hash.slice(0, 12)}…`);
     if (this.known.has(hash) || (await this.exists(hash))) {
       this.known.add(hash);
+      // Stored again now: the block GC's grace starts over (a local file cut into blocks it
+      // already had, say, is about to be committed).
+      await utimes(this.pathOf(hash), new Date(), new Date()).catch(() => undefined);
       return;
     }
     const dir = join(this.root, hash.slice(0, 2));
@@ -90,6 +93,34 @@ export class DiskBlockStore implements LocalBlockStore {
       for (const name of await readdir(join(this.root, prefix))) if (isBlockHash(name)) hashes.push(name);
     }
     return hashes;
+  }
+
+  /** Each stored block with its size and when it was stored (the file's mtime). */
+  async *entries(): AsyncGenerator<{ hash: BlockHash; size: number; storedAt: number }> {
+    for (const prefix of await readdir(this.root)) {
+      if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
+      for (const name of await readdir(join(this.root, prefix))) {
+        if (!isBlockHash(name)) continue;
+        try {
+          const info = await stat(join(this.root, prefix, name));
+          yield { hash: name, size: info.size, storedAt: info.mtimeMs };
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        }
+      }
+    }
+  }
+
+  /** Deletes a block; false if it was not there. */
+  async remove(hash: BlockHash): Promise<boolean> {
+    this.known.delete(hash);
+    try {
+      await unlink(this.pathOf(hash));
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw error;
+    }
   }
 
   private async exists(hash: BlockHash): Promise<boolean> {
