@@ -257,7 +257,7 @@ export class PeerDaemon {
   private async collectUnusedBlocks(): Promise<void> {
     try {
       const result = await collectUnusedBlocks(this.blocks, {
-        inUse: (hash) => this.sync.isLiveBlock(hash) || this.ownCommits.has(hash),
+        inUse: (hash) => this.sync.isLiveBlock(hash) || this.ownCommits.has(hash) || (this.localChanges?.isUploading(hash) ?? false),
         graceMs: this.options.blockGraceMs ?? DEFAULT_BLOCK_GRACE_MS,
       });
       this.sync.forgetBlocks(result.removed);

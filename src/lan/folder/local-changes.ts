@@ -35,8 +35,15 @@ export interface LocalChangesOptions {
  */
 export class LocalChanges {
   private readonly warned = new Set<string>();
+  /** Blocks of the file being cut, uploaded and committed now: the block GC must leave them. */
+  private readonly inProgress = new Set<BlockHash>();
 
   constructor(private readonly options: LocalChangesOptions) {}
+
+  /** Whether `hash` belongs to a local file on its way to a commit. */
+  isUploading(hash: BlockHash): boolean {
+    return this.inProgress.has(hash);
+  }
 
   async scan(): Promise<void> {
     const seen = new Set<FilePath>();
@@ -50,6 +57,14 @@ export class LocalChanges {
   }
 
   private async checkFile(path: FilePath, absolute: string): Promise<void> {
+    try {
+      await this.commitIfChanged(path, absolute);
+    } finally {
+      this.inProgress.clear();
+    }
+  }
+
+  private async commitIfChanged(path: FilePath, absolute: string): Promise<void> {
     const { state, log } = this.options;
     const before = await lstat(absolute).catch(() => null);
     if (!before || !before.isFile()) return;
@@ -58,7 +73,10 @@ export class LocalChanges {
     // The journal has a version this file was not based on: the materialiser decides (conflict or same bytes).
     if (this.remoteMovedOn(path, record?.sjid)) return;
 
-    const { blocks, size } = await cutFile(absolute, (hash, bytes) => this.options.blocks.putBlock(hash, bytes));
+    const { blocks, size } = await cutFile(absolute, (hash, bytes) => {
+      this.inProgress.add(hash);
+      return this.options.blocks.putBlock(hash, bytes);
+    });
     const after = await lstat(absolute).catch(() => null);
     if (!after || after.size !== before.size || after.mtimeMs !== before.mtimeMs || size !== before.size) {
       return; // Still being written: the watcher or the next rescan comes back to it.
