@@ -44,7 +44,7 @@ export async function benchOfficeLan(context: Omit<OfficeContext, 'server'>): Pr
   const { harness } = context;
   const udpPort = 20_000 + Math.floor(Math.random() * 40_000);
   // The /30 of the veth pair: host end, namespace end, then the broadcast address.
-  const broadcast = harness.ns.hostAddress.replace(/\.(\d+)$/, (_, last: string) => `.${Number(last) + 2}`);
+  const broadcast = harness.ns.broadcastAddress;
   const server = await harness.startServer({
     egressBytesPerSecond: context.egressBytesPerSecond,
     lanBridge: { udpPort, tcpPort: 0, bindAddress: harness.ns.hostAddress, udpListenAddress: broadcast, broadcastAddresses: [broadcast] },

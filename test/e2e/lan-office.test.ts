@@ -36,8 +36,7 @@ describe.skipIf(!isRoot())('an office: two LAN daemons and a browser through the
   beforeAll(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'nearsync-lan-office-'));
     harness = await NetnsHarness.start();
-    // The /30 of the veth pair: host end, namespace end, then the broadcast address.
-    broadcast = harness.ns.hostAddress.replace(/\.(\d+)$/, (_, last) => `.${Number(last) + 2}`);
+    broadcast = harness.ns.broadcastAddress;
     server = await harness.startServer({
       lanBridge: { udpPort, tcpPort: 0, bindAddress: harness.ns.hostAddress, udpListenAddress: broadcast, broadcastAddresses: [broadcast] },
     });

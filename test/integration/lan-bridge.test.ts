@@ -83,7 +83,7 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
   beforeAll(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'nearsync-lan-bridge-'));
     harness = await NetnsHarness.start({ buildApp: false });
-    broadcast = harness.ns.hostAddress.replace(/\.(\d+)$/, (_, last) => `.${Number(last) + 2}`);
+    broadcast = harness.ns.broadcastAddress;
     server = await harness.startServer({
       lanBridge: {
         udpPort,

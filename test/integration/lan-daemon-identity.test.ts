@@ -66,7 +66,7 @@ describe.skipIf(!isRoot())('nearsync peer --lan: the LAN key retried, the peer i
     if (scratch) await rm(scratch, { recursive: true, force: true });
   }, 60_000);
 
-  const broadcast = () => harness.ns.hostAddress.replace(/\.(\d+)$/, (_, last) => `.${Number(last) + 2}`);
+  const broadcast = () => harness.ns.broadcastAddress;
   const readStatus = async (stateDir: string): Promise<LanStatus | null> =>
     JSON.parse(await readFile(join(stateDir, 'lan-status.json'), 'utf8').catch(() => 'null')) as LanStatus | null;
   const withOutput = (daemon: DaemonProcess) => (error: Error) => {

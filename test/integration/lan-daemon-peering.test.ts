@@ -47,8 +47,7 @@ describe.skipIf(!isRoot())('nearsync peer --lan: two daemons on one LAN', () => 
     if (scratch) await rm(scratch, { recursive: true, force: true });
   }, 60_000);
 
-  /** The /30 broadcast address of the namespace's veth pair (host end + 2). */
-  const broadcast = () => harness.ns.hostAddress.replace(/\.(\d+)$/, (_, last) => `.${Number(last) + 2}`);
+  const broadcast = () => harness.ns.broadcastAddress;
   const contentOf = (path: string) => readFile(path).then(sha256, () => null);
   const served = () => server.server.metrics().blockBytesServed;
   /** Runs `tc` inside the namespace (its loopback carries the daemons' LAN TCP, not the server's traffic). */

@@ -72,8 +72,6 @@ describe.skipIf(!isRoot())('LAN discovery over UDP broadcast in a network namesp
   let member: LanAdvertListener;
   let stranger: LanAdvertListener;
 
-  /** The /30 broadcast address of the namespace's veth pair (host end + 2). */
-  const broadcastOf = (hostAddress: string) => hostAddress.replace(/\.(\d+)$/, (_, last) => `.${Number(last) + 2}`);
 
   async function listener(key: Uint8Array, onAdvert: (a: LanPeerAdvert) => void): Promise<LanAdvertListener> {
     const l = new LanAdvertListener({ port, bindAddress: broadcast, onAdvert });
@@ -91,7 +89,7 @@ describe.skipIf(!isRoot())('LAN discovery over UDP broadcast in a network namesp
 
   beforeAll(async () => {
     netns = await createNamespace();
-    broadcast = broadcastOf(netns.hostAddress);
+    broadcast = netns.broadcastAddress;
     agent = await Agent.start(netns);
     member = await listener(lanKey, (a) => heard.push(a));
     stranger = await listener(new Uint8Array(randomBytes(32)), () => {

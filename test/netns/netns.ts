@@ -141,6 +141,8 @@ export interface Netns {
   /** The veth end inside the namespace, and its address (what WebRTC host candidates carry). */
   readonly nsInterface: string;
   readonly nsAddress: string;
+  /** The /30's broadcast address: where LAN tests send adverts, so they reach only this pair. */
+  readonly broadcastAddress: string;
   readonly prefixLength: 30;
   /** Runs a command inside the namespace to completion; resolves with its stdout. */
   exec(command: string, args?: string[]): Promise<string>;
@@ -204,6 +206,7 @@ export async function createNamespace(): Promise<Netns> {
   const base = `${SUBNET_SECOND_OCTETS.join('.')}.${third}`;
   const hostAddress = `${base}.${fourth + 1}`;
   const nsAddress = `${base}.${fourth + 2}`;
+  const broadcastAddress = `${base}.${fourth + 3}`;
 
   const undo: (() => Promise<unknown>)[] = [];
   const closeAll = async () => {
@@ -242,6 +245,7 @@ export async function createNamespace(): Promise<Netns> {
     hostAddress,
     nsInterface,
     nsAddress,
+    broadcastAddress,
     prefixLength: 30,
     exec: (command, args = []) => run(ipPath, ['netns', 'exec', name, command, ...args]),
     spawn: (command, args = [], options = {}) => spawnInNamespace(ns, command, args, options),
