@@ -9,7 +9,7 @@ import { LanBlockServer, type LanRefusal } from '../../src/lan/tcp/lan-block-ser
 import { isProtocolFailure, type LanPeer, type SessionFailure } from '../../src/lan/tcp/lan-session.ts';
 import { makePskIdentity, namespaceSecrets } from '../../src/lan/tcp/psk.ts';
 import { lanServerSecureOptions, lanTlsOptions } from '../../src/lan/tcp/tls-profile.ts';
-import { MAX_BLOCK_SIZE, encodeFrame, type BlockHash, type NamespaceId } from '../../src/protocol/index.ts';
+import { MAX_BLOCK_SIZE, decodeFrame, encodeFrame, type BlockHash, type NamespaceId } from '../../src/protocol/index.ts';
 import { decodeHello, encodeHello, encodeStreamMessage, StreamDecoder } from '../../src/protocol/lan-stream.ts';
 import { MemoryBlockStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
 import { until } from '../support/until.ts';
@@ -378,6 +378,87 @@ describe('LAN block service over TLS-PSK', () => {
     await until(() => !onServer.link.isOpen, 5000, 'the flooder gone');
     await servedMore(served);
   }, 60_000);
+
+  describe('a member that stops reading its answers', () => {
+    const STALL_MS = 1500;
+    let stallServer: LanBlockServer;
+    let stallPort: number;
+
+    beforeAll(async () => {
+      stallServer = new LanBlockServer({
+        host: '127.0.0.1',
+        port: 0,
+        peerId: randomBytes(16),
+        store,
+        isLiveBlock: async (ns, hash) => live.get(ns)?.has(hash) ?? false,
+        cursorOf: () => SERVER_CURSOR,
+        channel: { stallTimeoutMs: STALL_MS },
+      });
+      stallServer.setNamespace(NS, nsKey);
+      ({ port: stallPort } = await stallServer.listen());
+    });
+    afterAll(() => stallServer?.close());
+
+    /** A member's session on stallServer that has asked for `count` 4 MiB blocks. */
+    async function asking(count: number): Promise<tls.TLSSocket> {
+      const secrets = namespaceSecrets(NS, nsKey);
+      const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
+        const s = tls.connect({
+          ...lanTlsOptions,
+          host: '127.0.0.1',
+          port: stallPort,
+          checkServerIdentity: () => undefined,
+          pskCallback: () => ({ psk: secrets.psk, identity: makePskIdentity(secrets.identityKey) }),
+        });
+        rawSockets.push(s);
+        s.once('secureConnect', () => resolve(s));
+        s.once('error', reject);
+      });
+      socket.write(encodeStreamMessage(encodeHello({ peerId: randomBytes(16), cursors: [{ ns: NS, cursor: 1 }] })));
+      for (let i = 0; i < count; i++) {
+        socket.write(encodeStreamMessage(encodeFrame({ type: 'request', id: i + 1, ns: NS, hash: nsHashes[i] })));
+      }
+      return socket;
+    }
+
+    it('closes the connection once its unsent answers make no progress, and counts it stalled', async () => {
+      const before = stallServer.stats.refused.stalled;
+      const socket = await asking(4); // 16 MiB of answers, far more than the socket buffers take
+      socket.pause();
+      await until(() => stallServer.stats.refused.stalled === before + 1, 5 * STALL_MS + 10_000, 'the stalled session closed');
+      await until(() => stallServer.stats.open === 0, 5000, 'the connection gone');
+      // A congested link looks the same as a hostile reader: a plain refusal, not a protocol failure.
+      expect(isProtocolFailure('stalled')).toBe(false);
+    }, 30_000);
+
+    it('keeps serving a slow reader whose answers keep moving, to the last byte', async () => {
+      const before = stallServer.stats.refused.stalled;
+      const socket = await asking(2);
+      const decoder = new StreamDecoder();
+      const received = new Map<number, number>();
+      const ended = new Set<number>();
+      await new Promise<void>((resolve, reject) => {
+        socket.on('error', reject);
+        socket.on('close', () => reject(new Error('the server closed a slow but steady reader')));
+        socket.on('data', (chunk: Buffer) => {
+          // Well under the socket buffers' pace, for far longer than the stall timeout.
+          socket.pause();
+          setTimeout(() => socket.resume(), 3);
+          for (const message of decoder.push(chunk)) {
+            if (message[0] === 0x80) continue; // the server's hello
+            const frame = decodeFrame(message);
+            if (frame.type === 'data') received.set(frame.id, (received.get(frame.id) ?? 0) + frame.bytes.length);
+            if (frame.type === 'end') ended.add(frame.id);
+            if (frame.type === 'nack') reject(new Error(`request ${frame.id} refused: ${frame.reason}`));
+          }
+          if (ended.size === 2) resolve();
+        });
+      });
+      expect([...received.values()]).toEqual([MAX_BLOCK_SIZE, MAX_BLOCK_SIZE]);
+      expect(stallServer.stats.refused.stalled).toBe(before);
+      socket.destroy();
+    }, 60_000);
+  });
 
   it('closes the connections made with a replaced key or of a namespace it stops serving', async () => {
     const served = background.fetched;

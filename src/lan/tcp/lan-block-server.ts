@@ -30,6 +30,7 @@ export const LAN_REFUSALS: readonly LanRefusal[] = [
   'bad_stream',
   'bad_frame',
   'backlog',
+  'stalled',
 ];
 
 export interface LanBlockServerOptions {

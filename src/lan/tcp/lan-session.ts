@@ -6,7 +6,7 @@ import { decodeHello, encodeHello, isHelloMessage, type LanHello } from '../../p
 import type { SocketFrameChannel } from './socket-channel.ts';
 
 /** Why a LAN connection was dropped after TLS (the server counts each). */
-export type SessionFailure = 'bad_hello' | 'hello_timeout' | 'oversize' | 'bad_stream' | 'bad_frame' | 'backlog';
+export type SessionFailure = 'bad_hello' | 'hello_timeout' | 'oversize' | 'bad_stream' | 'bad_frame' | 'backlog' | 'stalled';
 
 /**
  * Failures only a remote that breaks the protocol causes (garbage, lies in a hello). A
@@ -93,6 +93,8 @@ export function startLanSession(options: LanSessionOptions): Promise<LanPeer> {
 
     channel.onstreamerror = (error) => fail(error.field === 'stream.length' ? 'oversize' : 'bad_stream', error);
     channel.onbacklog = () => fail('backlog');
+    // A remote that stopped reading; not a protocol error (a congested link looks the same), so no ban.
+    channel.onstall = () => fail('stalled');
     channel.onclose = () => {
       clearTimeout(timer);
       if (!peer && !failed) {

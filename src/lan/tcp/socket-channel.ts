@@ -11,6 +11,12 @@ export interface SocketChannelOptions {
   readPauseBytes?: number;
   /** Unsent bytes past this close the connection (a peer that never reads). */
   maxBufferedBytes?: number;
+  /**
+   * Unsent bytes of which none reach the network for this long close the connection: a peer
+   * that stopped reading would otherwise hold them (up to maxBufferedBytes) for ever, since
+   * the serving side waits for them to drain. 0: never.
+   */
+  stallTimeoutMs?: number;
 }
 
 /** version, type, id u32, reason u8 (frames.ts). */
@@ -20,6 +26,8 @@ const DEFAULTS = {
   // Above the engine's serving high-water mark (1 MiB plus a frame), so serving alone never pauses.
   readPauseBytes: 4 * 1024 * 1024,
   maxBufferedBytes: 16 * 1024 * 1024,
+  // A LAN that moves nothing for half a minute is gone or hostile; the peers dial again.
+  stallTimeoutMs: 30_000,
 };
 
 /**
@@ -42,6 +50,8 @@ export class SocketFrameChannel implements FrameChannel {
   onstreamerror: ((error: ValidationError) => void) | null = null;
   /** Our unsent bytes passed maxBufferedBytes; the channel is closed already. */
   onbacklog: (() => void) | null = null;
+  /** Our unsent bytes made no progress for stallTimeoutMs; the channel is closed already. */
+  onstall: (() => void) | null = null;
   /** We refused one of the peer's requests (a NACK frame went out): for the refusal counters. */
   onnack: ((reason: NackReason) => void) | null = null;
 
@@ -49,6 +59,10 @@ export class SocketFrameChannel implements FrameChannel {
   private readonly limits: typeof DEFAULTS;
   private closed = false;
   private readPaused = false;
+  /** Bytes handed to the socket so far; minus its writableLength, those the network took. */
+  private queuedBytes = 0;
+  private flushedAtLastCheck = 0;
+  private stallTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly socket: Socket,
@@ -57,6 +71,7 @@ export class SocketFrameChannel implements FrameChannel {
     this.limits = {
       readPauseBytes: options.readPauseBytes ?? DEFAULTS.readPauseBytes,
       maxBufferedBytes: options.maxBufferedBytes ?? DEFAULTS.maxBufferedBytes,
+      stallTimeoutMs: options.stallTimeoutMs ?? DEFAULTS.stallTimeoutMs,
     };
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('drain', () => this.drained());
@@ -81,6 +96,7 @@ export class SocketFrameChannel implements FrameChannel {
     this.socket.write(streamHeader(bytes.length));
     this.socket.write(bytes);
     this.socket.uncork();
+    this.queuedBytes += 4 + bytes.length;
     if (this.onnack && bytes.length === NACK_FRAME_BYTES && bytes[0] === FRAME_VERSION && bytes[1] === FrameType.nack) {
       const reason = NACK_REASONS[bytes[6] - 1];
       if (reason) this.onnack(reason);
@@ -88,7 +104,9 @@ export class SocketFrameChannel implements FrameChannel {
     if (this.socket.writableLength > this.limits.maxBufferedBytes) {
       this.destroy();
       this.onbacklog?.();
+      return;
     }
+    this.watchProgress();
   }
 
   /** Flushes what was sent, then ends the connection (destroyed if the peer does not finish). */
@@ -138,9 +156,36 @@ export class SocketFrameChannel implements FrameChannel {
     if (this.socket.writableLength <= this.bufferedAmountLowThreshold) this.onbufferedamountlow?.();
   }
 
+  /** While bytes wait unsent, checks once per stallTimeoutMs that some of them went out. */
+  private watchProgress(): void {
+    if (this.stallTimer || this.limits.stallTimeoutMs <= 0) return;
+    this.flushedAtLastCheck = this.flushedBytes();
+    const check = () => {
+      this.stallTimer = null;
+      if (this.closed || this.socket.writableLength === 0) return;
+      const flushed = this.flushedBytes();
+      if (flushed === this.flushedAtLastCheck) {
+        this.destroy();
+        this.onstall?.();
+        return;
+      }
+      this.flushedAtLastCheck = flushed;
+      this.stallTimer = setTimeout(check, this.limits.stallTimeoutMs);
+      this.stallTimer.unref?.();
+    };
+    this.stallTimer = setTimeout(check, this.limits.stallTimeoutMs);
+    this.stallTimer.unref?.();
+  }
+
+  private flushedBytes(): number {
+    return this.queuedBytes - this.socket.writableLength;
+  }
+
   private markClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.stallTimer) clearTimeout(this.stallTimer);
+    this.stallTimer = null;
     this.onclose?.();
   }
 }
