@@ -10,6 +10,20 @@ export interface EngineLabels {
 }
 
 /**
+ * Process figures (CPU, memory, event-loop lag, GC) belong to the process, not to a server
+ * instance, and prom-client's collectors start monitors that are never stopped: so they are
+ * collected once per process and shown by every instance in it.
+ */
+let processRegistry: Registry | null = null;
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry, prefix: 'nearsync_' });
+  }
+  return processRegistry;
+}
+
+/**
  * GET /metrics in the Prometheus text format, per server instance. Each instance owns its
  * registry (not prom-client's global one), so several servers in one process (tests, the
  * multi-instance harness) do not mix their figures. The counters the JSON endpoint already
@@ -22,7 +36,6 @@ export class PrometheusExporter {
 
   constructor(metrics: Metrics, engines: EngineLabels, features: { lanBridge?: boolean } = {}) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'nearsync_' });
     new Gauge({
       name: 'nearsync_info',
       help: 'Always 1; the labels name the engines this instance runs on',
@@ -79,7 +92,8 @@ export class PrometheusExporter {
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    const all = Registry.merge([this.registry, processMetrics()]);
+    return { contentType: all.contentType, body: await all.metrics() };
   }
 }
 
