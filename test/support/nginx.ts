@@ -92,7 +92,7 @@ ${options.relayBalancing === 'least_conn' ? '    least_conn;\n' : ''}${servers('
 }
 
 export async function startNginx(options: NginxOptions): Promise<NginxProxy> {
-  if (!existsSync(NGINX_PATH)) throw new Error(`${NGINX_PATH} is missing: install Debian's nginx (apt-get install nginx-light); .ci/run does`);
+  if (!existsSync(NGINX_PATH)) throw new Error(`${NGINX_PATH} is missing: install Debian's nginx (apt-get install nginx-light); npm test's preflight does as root`);
   const prefix = await mkdtemp(join(tmpdir(), 'nearsync-nginx-'));
   for (const dir of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) await mkdir(join(prefix, dir));
   const configPath = join(prefix, 'nginx.conf');

@@ -135,22 +135,37 @@ export class PgJournalNotifier implements JournalNotifier {
     this.startHeartbeat(client);
   }
 
+  /**
+   * One heartbeat at a time: the next is scheduled when the last has answered, because a
+   * heartbeat may take up to heartbeatTimeoutMs and pg (from 9) refuses overlapping queries on
+   * one client.
+   */
   private startHeartbeat(client: pg.Client): void {
     this.stopHeartbeat();
-    this.heartbeatTimer = setInterval(() => {
-      client.query('SELECT 1').catch((err: unknown) => {
-        if (client !== this.client) return;
-        this.logger.warn('postgres: journal listener stopped answering', { err: err instanceof Error ? err.message : String(err) });
-        this.lost(client);
-        // Ending may never complete on a dead link; the client is already forgotten.
-        void client.end().catch(() => {});
-      });
-    }, this.heartbeatMs);
-    this.heartbeatTimer.unref();
+    const beat = () => {
+      this.heartbeatTimer = null;
+      client.query('SELECT 1').then(
+        () => {
+          if (client === this.client && !this.closed) schedule();
+        },
+        (err: unknown) => {
+          if (client !== this.client) return;
+          this.logger.warn('postgres: journal listener stopped answering', { err: err instanceof Error ? err.message : String(err) });
+          this.lost(client);
+          // Ending may never complete on a dead link; the client is already forgotten.
+          void client.end().catch(() => {});
+        },
+      );
+    };
+    const schedule = () => {
+      this.heartbeatTimer = setTimeout(beat, this.heartbeatMs);
+      this.heartbeatTimer.unref();
+    };
+    schedule();
   }
 
   private stopHeartbeat(): void {
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     this.heartbeatTimer = null;
   }
 
