@@ -22,6 +22,39 @@ export interface FileView {
   bytesPerSecond: number;
 }
 
+export type FolderSort = 'name' | 'size' | 'modified';
+
+/** Which rows of the folder view the page wants (only those on screen, plus a margin). */
+export interface FolderQuery {
+  /** Workspace-relative folder path, '' for the top. */
+  folder: string;
+  sort: FolderSort;
+  descending: boolean;
+  /** Case-insensitive part of a name; when set, matches anywhere below `folder` are listed. */
+  filter: string;
+  offset: number;
+  limit: number;
+}
+
+/** A row of the folder view: a folder (with what is below it) or a file. */
+export type ListingRow =
+  | ({ kind: 'file'; name: string } & FileView)
+  | ({ kind: 'folder'; name: string; fileCount: number } & FileView);
+
+export interface FolderListing {
+  folder: string;
+  /** False when the folder does not exist (any more): the page goes up. */
+  exists: boolean;
+  /** Rows in the whole listing (the page sizes its scroll area with it). */
+  total: number;
+  offset: number;
+  rows: ListingRow[];
+  /** The tree version these rows come from. */
+  version: number;
+  /** The listed folder itself as a row (size, count, state), null at the top. */
+  folderSummary: ListingRow | null;
+}
+
 export type UploadState = 'queued' | 'hashing' | 'uploading' | 'committing' | 'done' | 'failed';
 
 export interface UploadView {
@@ -84,7 +117,10 @@ export interface WorkspaceView {
   role: SyncRole;
   cursor: number;
   syncedCursor: number;
-  files: FileView[];
+  /** Live files in the workspace (the rows come from listFolder). */
+  fileCount: number;
+  /** Changes whenever the file tree does: the page asks listFolder again for its rows. */
+  listingVersion: number;
   totalBytes: number;
   doneBytes: number;
   bytesPerSecond: number;
@@ -120,6 +156,8 @@ export interface SyncWorkerApi {
   /** Starts syncing `ns` (or mirroring it when another tab syncs) and pushes views to `onView`. */
   open(ns: NamespaceId, onView: (view: WorkspaceView) => void, options?: OpenOptions): Promise<void>;
   close(ns: NamespaceId): Promise<void>;
+  /** One window of the folder view of an open workspace. */
+  listFolder(ns: NamespaceId, query: FolderQuery): Promise<FolderListing>;
   upload(ns: NamespaceId, files: UploadInput[]): Promise<void>;
   rename(ns: NamespaceId, from: string, to: string): Promise<void>;
   remove(ns: NamespaceId, path: string): Promise<void>;

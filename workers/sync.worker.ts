@@ -3,7 +3,7 @@ import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
 import { inviteFromLink, parseBridgeReadOut, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
-import type { OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
+import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
 import { WorkspaceSession } from './workspace-session.ts';
 
 /**
@@ -117,6 +117,12 @@ const api: SyncWorkerApi = {
     await session?.close();
   },
 
+  async listFolder(ns: NamespaceId, query: FolderQuery) {
+    const session = sessions.get(parseNamespaceId(ns));
+    if (!session) throw new Error('this workspace is not open in this tab');
+    return session.list(parseFolderQuery(query));
+  },
+
   async upload(ns: NamespaceId, files: UploadInput[]) {
     (await sessionFor(parseNamespaceId(ns))).upload(files);
   },
@@ -182,5 +188,19 @@ const api: SyncWorkerApi = {
     await ready().registry.forget(id);
   },
 };
+
+/** The page is trusted code, but a query still gets sane bounds before it drives a sort. */
+function parseFolderQuery(query: FolderQuery): FolderQuery {
+  const sort = query.sort === 'size' || query.sort === 'modified' ? query.sort : 'name';
+  const whole = (value: unknown, max: number) => (typeof value === 'number' && Number.isFinite(value) ? Math.min(max, Math.max(0, Math.floor(value))) : 0);
+  return {
+    folder: typeof query.folder === 'string' ? query.folder.replace(/^\/+|\/+$/g, '') : '',
+    sort,
+    descending: query.descending === true,
+    filter: typeof query.filter === 'string' ? query.filter.slice(0, 200) : '',
+    offset: whole(query.offset, Number.MAX_SAFE_INTEGER),
+    limit: whole(query.limit, 500),
+  };
+}
 
 Comlink.expose(api);

@@ -5,11 +5,12 @@ import { commitWithBlocks } from '../src/engine/uploader.ts';
 import type { BlockSource } from '../src/engine/types.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
-import type { PeerAdvert, PeerTransport, SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
+import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
 import { PeerHub } from './peer-hub.ts';
 import { UploadQueue } from './upload-queue.ts';
 import { sha256 } from './web-crypto.ts';
-import { emptySharedView, fullView, sharedViewOf, type SharedView } from './workspace-view.ts';
+import { WorkspaceTree, type FileDelta } from './workspace-tree.ts';
+import { allFileViews, changedFileDeltas, emptySharedView, fullView, sharedViewOf, type SharedView } from './workspace-view.ts';
 
 export interface WorkspaceSessionDeps {
   record: WorkspaceRecord;
@@ -18,7 +19,14 @@ export interface WorkspaceSessionDeps {
   state: IdbStateStore;
 }
 
-type TabMessage = { type: 'view'; view: SharedView } | { type: 'hello' };
+/**
+ * Between tabs: the leader sends its summary with the file deltas since the last one, and
+ * every file at once when a tab says hello or a new leader starts.
+ */
+type TabMessage =
+  | { type: 'view'; view: SharedView; deltas: FileDelta[] }
+  | { type: 'full'; view: SharedView; files: FileView[] }
+  | { type: 'hello' };
 
 const VIEW_INTERVAL_MS = 200;
 const TICK_MS = 1000;
@@ -33,6 +41,8 @@ export class WorkspaceSession {
   private role: SyncRole = 'connecting';
   private engine: NamespaceSync | null = null;
   private shared: SharedView;
+  /** The folder tree the page lists from: fed by the engine (leader) or the leader's messages. */
+  private readonly tree = new WorkspaceTree();
   private readonly listeners = new Set<(view: WorkspaceView) => void>();
   private readonly channel: BroadcastChannel;
   private readonly lockAbort = new AbortController();
@@ -102,6 +112,10 @@ export class WorkspaceSession {
     await this.engine?.stop();
     this.engine = null;
     this.releaseLeadership?.();
+  }
+
+  list(query: FolderQuery): FolderListing {
+    return this.tree.list(query);
   }
 
   upload(inputs: UploadInput[]): void {
@@ -183,8 +197,15 @@ export class WorkspaceSession {
     });
     this.engine = engine;
     await engine.start();
+    // Start the tree over from the engine: this tab may have mirrored another leader until now.
+    engine.drainChangedFiles();
+    this.tree.clear();
+    const files = allFileViews(engine);
+    this.tree.apply(files);
+    this.shared = sharedViewOf(this.deps.record, engine, this.peers.views());
+    this.channel.postMessage({ type: 'full', view: this.shared, files } satisfies TabMessage);
     // Announce on join: what this device already holds (cursor 0 when it holds nothing).
-    this.peers.advertise(engine.snapshot().syncedCursor);
+    this.peers.advertise(engine.syncedCursor);
     this.schedulePush();
     // Hold the lock until this session closes (or the tab goes away).
     await new Promise<void>((resolve) => (this.releaseLeadership = resolve));
@@ -197,15 +218,24 @@ export class WorkspaceSession {
   }
 
   private onTabMessage(message: TabMessage): void {
-    if (message.type === 'hello' && this.role === 'leader') this.push();
-    if (message.type === 'view' && this.role === 'follower') {
-      this.shared = message.view;
-      this.schedulePush();
+    if (message.type === 'hello' && this.role === 'leader' && this.engine) {
+      this.channel.postMessage({ type: 'full', view: this.shared, files: this.tree.allFiles() } satisfies TabMessage);
     }
+    if (this.role !== 'follower') return;
+    if (message.type === 'full') {
+      this.tree.clear();
+      this.tree.apply(message.files);
+    } else if (message.type === 'view') {
+      this.tree.apply(message.deltas);
+    } else {
+      return;
+    }
+    this.shared = message.view;
+    this.schedulePush();
   }
 
   private view(): WorkspaceView {
-    return fullView(this.shared, this.role, this.uploads.list());
+    return fullView(this.shared, this.role, this.uploads.list(), this.tree.version);
   }
 
   /** At most one view per interval; the first change after a quiet spell goes out at once. */
@@ -222,8 +252,10 @@ export class WorkspaceSession {
     if (this.closed) return;
     this.lastPushAt = performance.now();
     if (this.role === 'leader' && this.engine) {
-      this.shared = sharedViewOf(this.deps.record, this.engine.snapshot(), this.peers.views());
-      this.channel.postMessage({ type: 'view', view: this.shared } satisfies TabMessage);
+      const deltas = changedFileDeltas(this.engine);
+      this.tree.apply(deltas);
+      this.shared = sharedViewOf(this.deps.record, this.engine, this.peers.views());
+      this.channel.postMessage({ type: 'view', view: this.shared, deltas } satisfies TabMessage);
     }
     const view = this.view();
     for (const listener of this.listeners) {

@@ -1,34 +1,27 @@
-import type { EngineSnapshot } from '../src/engine/namespace-sync.ts';
+import type { FileProgress, NamespaceSync } from '../src/engine/namespace-sync.ts';
+import type { FilePath } from '../src/protocol/index.ts';
 import type { FileView, PeerView, SyncRole, UploadView, WorkspaceView } from './sync-api.ts';
 import type { WorkspaceRecord } from './idb-store.ts';
+import type { FileDelta } from './workspace-tree.ts';
 
 /** The part of a view that every tab of this browser shares (the leader broadcasts it). */
-export type SharedView = Omit<WorkspaceView, 'role' | 'uploads'>;
+export type SharedView = Omit<WorkspaceView, 'role' | 'uploads' | 'listingVersion'>;
 
-export function sharedViewOf(record: WorkspaceRecord, snapshot: EngineSnapshot, peers: PeerView[]): SharedView {
-  const files: FileView[] = snapshot.files
-    .map(({ file, bytesDone, status, bytesPerSecond }) => ({
-      path: file.path,
-      size: file.size,
-      mtime: file.mtime,
-      status,
-      bytesDone,
-      bytesPerSecond,
-    }))
-    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+export function sharedViewOf(record: WorkspaceRecord, engine: NamespaceSync, peers: PeerView[]): SharedView {
+  const summary = engine.summary();
   return {
     namespaceId: record.namespaceId,
     name: record.name,
-    cursor: snapshot.cursor,
-    syncedCursor: snapshot.syncedCursor,
-    files,
-    totalBytes: snapshot.totalBytes,
-    doneBytes: snapshot.doneBytes,
-    bytesPerSecond: snapshot.bytesPerSecond,
-    bytesFromServer: snapshot.bytesFromServer,
-    bytesFromPeers: snapshot.bytesFromPeers,
+    cursor: summary.cursor,
+    syncedCursor: summary.syncedCursor,
+    fileCount: summary.fileCount,
+    totalBytes: summary.totalBytes,
+    doneBytes: summary.doneBytes,
+    bytesPerSecond: summary.bytesPerSecond,
+    bytesFromServer: summary.bytesFromServer,
+    bytesFromPeers: summary.bytesFromPeers,
     peers,
-    error: snapshot.error,
+    error: summary.error,
   };
 }
 
@@ -38,7 +31,7 @@ export function emptySharedView(record: WorkspaceRecord): SharedView {
     name: record.name,
     cursor: record.cursor,
     syncedCursor: record.syncedCursor,
-    files: [],
+    fileCount: 0,
     totalBytes: 0,
     doneBytes: 0,
     bytesPerSecond: 0,
@@ -49,6 +42,29 @@ export function emptySharedView(record: WorkspaceRecord): SharedView {
   };
 }
 
-export function fullView(shared: SharedView, role: SyncRole, uploads: UploadView[]): WorkspaceView {
-  return { ...shared, role, uploads };
+export function fileViewOf({ file, bytesDone, status, bytesPerSecond }: FileProgress): FileView {
+  return { path: file.path, size: file.size, mtime: file.mtime, status, bytesDone, bytesPerSecond };
+}
+
+/** What changed in the engine's file table since the last call: one delta per touched path. */
+export function changedFileDeltas(engine: NamespaceSync): FileDelta[] {
+  const paths = engine.drainChangedFiles();
+  if (paths.length === 0) return [];
+  const inFlight = engine.blocksInFlight();
+  return paths.map((path) => {
+    const progress = engine.fileProgress(path, inFlight);
+    return progress ? fileViewOf(progress) : { path, removed: true as const };
+  });
+}
+
+/** Every live file of the engine (when a tree starts over). */
+export function allFileViews(engine: NamespaceSync): FileView[] {
+  const inFlight = engine.blocksInFlight();
+  const views: FileView[] = [];
+  for (const file of engine.liveFiles()) views.push(fileViewOf(engine.fileProgress(file.path as FilePath, inFlight)!));
+  return views;
+}
+
+export function fullView(shared: SharedView, role: SyncRole, uploads: UploadView[], listingVersion: number): WorkspaceView {
+  return { ...shared, role, uploads, listingVersion };
 }

@@ -33,16 +33,18 @@ export class FileRow {
   private renameForm: HTMLFormElement | null = null;
   private last: FileView | null = null;
 
+  /** `shownName`: the path as the listing shows it (relative to the open folder). */
   constructor(
     readonly path: string,
     private readonly actions: FileActions,
+    shownName: string = path,
   ) {
-    const slash = path.lastIndexOf('/');
+    const slash = shownName.lastIndexOf('/');
     this.nameLabel = h(
       'span',
-      { class: 'file-name' },
-      slash === -1 ? null : h('span', { class: 'folder-prefix' }, path.slice(0, slash + 1)),
-      h('span', { class: 'base-name' }, path.slice(slash + 1)),
+      { class: 'file-name', title: path },
+      slash === -1 ? null : h('span', { class: 'folder-prefix' }, shownName.slice(0, slash + 1)),
+      h('span', { class: 'base-name' }, shownName.slice(slash + 1)),
     );
     this.nameCell = h('div', { role: 'rowheader', class: 'cell-name' }, this.nameLabel);
     this.sizeCell = h('div', { role: 'cell', class: 'cell-size' });
@@ -63,6 +65,11 @@ export class FileRow {
       h('div', { role: 'cell', class: 'cell-status' }, this.progress.element, this.statusLabel),
       h('div', { role: 'cell', class: 'cell-actions' }, this.openButton, this.saveButton, this.renameButton, deleteButton),
     );
+  }
+
+  /** True while the user edits the name: the list keeps this row even when it scrolls away. */
+  get busy(): boolean {
+    return this.renameForm !== null;
   }
 
   update(file: FileView): void {
@@ -131,6 +138,7 @@ export class FileRow {
       void this.submitRename(input, problem);
     });
     this.renameForm = form;
+    this.element.classList.add('is-renaming');
     this.nameCell.replaceChildren(form);
     this.renameButton.disabled = true;
     input.focus();
@@ -167,6 +175,7 @@ export class FileRow {
   private endRename(): void {
     if (!this.renameForm) return;
     this.renameForm = null;
+    this.element.classList.remove('is-renaming');
     this.nameCell.replaceChildren(this.nameLabel);
     this.renameButton.disabled = false;
     this.renameButton.focus();

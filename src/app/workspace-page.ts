@@ -7,7 +7,7 @@ import type { PickedFile } from './dropped-files.ts';
 import { DropZone } from './drop-zone.ts';
 import { createFilePickers } from './file-pickers.ts';
 import type { FileActions } from './file-row.ts';
-import { FileTable } from './file-table.ts';
+import { FolderView } from './folder-view.ts';
 import { errorMessage } from './message-page.ts';
 import { Notices } from './notices.ts';
 import { PeerList } from './peer-list.ts';
@@ -35,7 +35,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     rename: (from, to) => api.rename(namespaceId, from, to),
     remove: (path) => api.remove(namespaceId, path),
   };
-  const files = new FileTable(actions);
+  const files = new FolderView((query) => api.listFolder(namespaceId, query), actions);
   const emptyState = h(
     'div',
     { class: 'empty-state', 'data-testid': 'empty-state', hidden: true },
@@ -84,9 +84,10 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     viewError.hidden = !view.error;
     setText(viewError, view.error ?? '');
     uploads.update(view.uploads);
-    files.update(view.files);
-    files.element.hidden = view.files.length === 0;
-    emptyState.hidden = view.files.length > 0;
+    files.setName(view.name);
+    files.setVersion(view.listingVersion);
+    files.element.hidden = view.fileCount === 0;
+    emptyState.hidden = view.fileCount > 0;
     filesSection.removeAttribute('aria-busy');
     peers.update(view.peers);
     followRole(view.role);
@@ -141,6 +142,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
       closed = true;
       network?.stop();
       renderer.stop();
+      files.dispose();
       dropZone.dispose();
       api.close(namespaceId).catch(() => {
         // The worker may already be gone (page unloading); nothing is left to close then.

@@ -1,7 +1,7 @@
 import type { BlockHash, FilePath, NamespaceId } from '../protocol/index.ts';
 import { foldEntries } from './file-table.ts';
 import { spreadFetchOrder } from './fetch-order.ts';
-import { bytesPresent, planMissingBlocks } from './planner.ts';
+import { LiveBlocks, type WantDelta } from './live-blocks.ts';
 import { RateMeter } from './rate-meter.ts';
 import { BlockScheduler } from './scheduler.ts';
 import type { BlockSource, FileRecord, JournalClient, LocalBlockStore, Sha256, SyncStateStore } from './types.ts';
@@ -62,18 +62,16 @@ export interface EngineSnapshot {
  */
 export class NamespaceSync {
   private files = new Map<FilePath, FileRecord>();
-  private have = new Set<BlockHash>();
-  private pathsByBlock = new Map<BlockHash, FilePath[]>();
-  /** Blocks of live files, whether stored yet or not. */
-  private liveBlocks = new Set<BlockHash>();
-  /** Blocks of live files not stored yet: when the last one arrives, this device is in sync. */
-  private missing = new Set<BlockHash>();
-  /** The cursor whose live files `missing` was planned from (a page may be folding in meanwhile). */
+  /** Live files' blocks, kept change by change (work per change, not per workspace). */
+  private live: LiveBlocks;
+  /** The cursor whose live files the wanted set was planned from (a page may be folding in meanwhile). */
   private plannedCursor = 0;
+  /** Files whose progress or status changed since the last drainChangedFiles(). */
+  private changedFiles = new Set<FilePath>();
   private fileRates = new Map<FilePath, RateMeter>();
   private totalRate = new RateMeter();
-  private cursor = 0;
-  private syncedCursor = 0;
+  private cursorValue = 0;
+  private syncedCursorValue = 0;
   private bytesFromServer = 0;
   private bytesFromPeers = 0;
   private error: string | null = null;
@@ -85,6 +83,7 @@ export class NamespaceSync {
 
   constructor(private readonly options: NamespaceSyncOptions) {
     this.now = options.now ?? (() => Date.now());
+    this.live = new LiveBlocks(options.ns);
     this.scheduler = new BlockScheduler({
       store: options.blocks,
       sha256: options.sha256,
@@ -95,9 +94,11 @@ export class NamespaceSync {
         stored: (want, bytes, source) => this.onBlockStored(want.hash, bytes, source),
         penalised: (source) => this.options.onPenalised?.(source.id),
         started: (want, source) => {
+          this.noteFilesOf(want.hash);
           if (source.kind === 'server') this.options.onServerFetch?.(want.hash);
         },
-        failed: (_want, source, error) => {
+        failed: (want, source, error) => {
+          this.noteFilesOf(want.hash);
           if (source.kind === 'server') this.error = `Could not fetch from the server: ${messageOf(error)}`;
           this.options.onChange?.();
         },
@@ -107,11 +108,12 @@ export class NamespaceSync {
 
   async start(): Promise<void> {
     const state = await this.options.state.load(this.options.ns);
-    this.cursor = state.cursor;
-    this.syncedCursor = state.syncedCursor;
+    this.cursorValue = state.cursor;
+    this.syncedCursorValue = state.syncedCursor;
     this.files = new Map(state.files.map((file) => [file.path, file]));
     await this.learnStoredBlocks(state.files);
-    this.replan();
+    const inJournalOrder = [...state.files].sort((a, b) => a.sjid - b.sjid);
+    this.plan(this.live.apply(inJournalOrder.map((file) => ({ path: file.path, next: file }))));
     this.journalLoop = this.followJournal();
   }
 
@@ -132,14 +134,24 @@ export class NamespaceSync {
     this.options.onPenalised?.(sourceId);
   }
 
+  /** Last journal entry folded into the file table. */
+  get cursor(): number {
+    return this.cursorValue;
+  }
+
+  /** Last cursor at which every block of every live file was stored. */
+  get syncedCursor(): number {
+    return this.syncedCursorValue;
+  }
+
   /** Whether this device may hand `hash` to a peer: stored, and part of a live file. */
   holdsLiveBlock(hash: BlockHash): boolean {
-    return this.liveBlocks.has(hash) && this.have.has(hash);
+    return this.live.isLive(hash) && this.live.holds(hash);
   }
 
   /** Whether a live file uses `hash` (stored here or not). */
   isLiveBlock(hash: BlockHash): boolean {
-    return this.liveBlocks.has(hash);
+    return this.live.isLive(hash);
   }
 
   /**
@@ -148,13 +160,13 @@ export class NamespaceSync {
    */
   forgetBlocks(hashes: readonly BlockHash[]): void {
     if (hashes.length === 0) return;
-    for (const hash of hashes) this.have.delete(hash);
-    this.replan();
+    for (const path of this.files.keys()) this.changedFiles.add(path);
+    this.plan(this.live.forget(hashes));
   }
 
   /** True while some live file lacks blocks here (what peers are worth connecting for). */
   isMissingBlocks(): boolean {
-    return this.syncedCursor < this.cursor || !this.scheduler.idle;
+    return this.syncedCursorValue < this.cursorValue || !this.scheduler.idle;
   }
 
   /** Blocks being fetched from the server right now (what a peer that just connected should hear as FETCHING). */
@@ -169,45 +181,80 @@ export class NamespaceSync {
 
   /** Stored blocks of live files: what a peer syncing alongside may fetch from us. */
   heldLiveBlocks(): BlockHash[] {
-    return [...this.liveBlocks].filter((hash) => this.have.has(hash));
+    return [...this.live.heldLive()];
   }
 
   file(path: string): FileRecord | undefined {
     return this.files.get(path as FilePath);
   }
 
-  /** Blocks stored on this device by someone else (an upload in this or another tab). */
-  async noteStoredBlocks(hashes: readonly BlockHash[]): Promise<void> {
-    for (const hash of hashes) this.have.add(hash);
-    this.replan();
+  /** Every live file (for a full view; per-change work should use drainChangedFiles). */
+  liveFiles(): IterableIterator<FileRecord> {
+    return this.files.values();
   }
 
-  snapshot(): EngineSnapshot {
-    const now = this.now();
-    const inFlight = this.scheduler.inFlight();
-    const files: FileProgress[] = [];
-    let totalBytes = 0;
-    let doneBytes = 0;
-    for (const file of this.files.values()) {
-      const bytesDone = bytesPresent(file, this.have);
-      const complete = file.blocks.every((hash) => this.have.has(hash));
-      const status: FileStatus = complete ? 'synced' : file.blocks.some((hash) => inFlight.has(hash)) ? 'syncing' : 'waiting';
-      const rate = complete ? 0 : (this.fileRates.get(file.path)?.bytesPerSecond(now) ?? 0);
-      files.push({ file, bytesDone: complete ? file.size : bytesDone, status, bytesPerSecond: rate });
-      totalBytes += file.size;
-      doneBytes += complete ? file.size : bytesDone;
-    }
+  /**
+   * Paths whose record, progress or status changed since the last call (removed paths
+   * included: `file()` no longer knows them). What a view applies to stay current.
+   */
+  drainChangedFiles(): FilePath[] {
+    const paths = [...this.changedFiles];
+    this.changedFiles.clear();
+    return paths;
+  }
+
+  /** One live file's progress, or undefined when the path is not live. */
+  fileProgress(path: FilePath, inFlight: ReadonlySet<BlockHash> = this.scheduler.inFlight()): FileProgress | undefined {
+    const file = this.files.get(path);
+    if (!file) return undefined;
+    if (this.live.isComplete(path)) return { file, bytesDone: file.size, status: 'synced', bytesPerSecond: 0 };
+    const fetching = file.blocks.some((hash) => inFlight.has(hash));
     return {
-      cursor: this.cursor,
-      syncedCursor: this.syncedCursor,
-      files,
-      totalBytes,
-      doneBytes,
-      bytesPerSecond: this.totalRate.bytesPerSecond(now),
+      file,
+      bytesDone: this.live.bytesDone(path),
+      status: fetching ? 'syncing' : 'waiting',
+      bytesPerSecond: this.fileRates.get(path)?.bytesPerSecond(this.now()) ?? 0,
+    };
+  }
+
+  /** The blocks being fetched right now (pass to fileProgress when asking about many files). */
+  blocksInFlight(): ReadonlySet<BlockHash> {
+    return this.scheduler.inFlight();
+  }
+
+  /** Totals without the per-file list: cheap at any workspace size. */
+  summary(): Omit<EngineSnapshot, 'files'> & { fileCount: number } {
+    return {
+      cursor: this.cursorValue,
+      syncedCursor: this.syncedCursorValue,
+      fileCount: this.files.size,
+      totalBytes: this.live.totalBytes,
+      doneBytes: this.live.doneBytes,
+      bytesPerSecond: this.totalRate.bytesPerSecond(this.now()),
       bytesFromServer: this.bytesFromServer,
       bytesFromPeers: this.bytesFromPeers,
       error: this.error,
     };
+  }
+
+  /** Blocks stored on this device by someone else (an upload in this or another tab). */
+  async noteStoredBlocks(hashes: readonly BlockHash[]): Promise<void> {
+    const removed: BlockHash[] = [];
+    for (const hash of hashes) {
+      const wanted = this.live.isWanted(hash);
+      for (const path of this.live.stored(hash)) this.changedFiles.add(path);
+      if (wanted) removed.push(hash);
+    }
+    this.plan({ added: [], removed });
+  }
+
+  /** Every live file with its progress: O(workspace). For occasional callers (the LAN daemon, tests). */
+  snapshot(): EngineSnapshot {
+    const inFlight = this.scheduler.inFlight();
+    const files: FileProgress[] = [];
+    for (const path of this.files.keys()) files.push(this.fileProgress(path, inFlight)!);
+    const { fileCount: _count, ...summary } = this.summary();
+    return { ...summary, files };
   }
 
   private async followJournal(): Promise<void> {
@@ -215,7 +262,7 @@ export class NamespaceSync {
     let failures = 0;
     while (!this.stopped) {
       try {
-        const page = await this.options.journal.readPage(this.cursor, {
+        const page = await this.options.journal.readPage(this.cursorValue, {
           limit: this.options.pageLimit,
           waitSeconds: caughtUp ? (this.options.longPollSeconds ?? 25) : 0,
           signal: this.pollAbort.signal,
@@ -237,74 +284,74 @@ export class NamespaceSync {
   }
 
   private async applyPage(entries: Parameters<typeof foldEntries>[1]): Promise<void> {
+    const before = new Map<FilePath, FileRecord | undefined>();
+    for (const entry of entries) if (!before.has(entry.path)) before.set(entry.path, this.files.get(entry.path));
     const { changed, removed } = foldEntries(this.files, entries);
     const cursor = entries[entries.length - 1].sjid;
     try {
       await this.options.state.applyPage(this.options.ns, changed, removed, cursor);
     } catch (error) {
-      // The in-memory table ran ahead of what was persisted: reload the truth and retry later.
-      const state = await this.options.state.load(this.options.ns);
-      this.files = new Map(state.files.map((file) => [file.path, file]));
-      this.cursor = state.cursor;
+      // The in-memory table ran ahead of what was persisted: put back what this page changed.
+      for (const [path, record] of before) {
+        if (record) this.files.set(path, record);
+        else this.files.delete(path);
+      }
       throw error;
     }
-    this.cursor = cursor;
     for (const path of removed) this.fileRates.delete(path);
     await this.learnStoredBlocks(changed);
-    this.replan();
+    // Only now: plan() marks this cursor synced when nothing is missing, so the page's files must be in.
+    this.cursorValue = cursor;
+    const changes = [
+      ...removed.map((path) => ({ path, next: null })),
+      ...[...changed].sort((a, b) => a.sjid - b.sjid).map((file) => ({ path: file.path, next: file })),
+    ];
+    for (const { path } of changes) this.changedFiles.add(path);
+    this.plan(this.live.apply(changes));
   }
 
   private async learnStoredBlocks(files: readonly FileRecord[]): Promise<void> {
     const unknown = new Set<BlockHash>();
-    for (const file of files) for (const hash of file.blocks) if (!this.have.has(hash)) unknown.add(hash);
+    for (const file of files) for (const hash of file.blocks) if (!this.live.holds(hash)) unknown.add(hash);
     if (unknown.size === 0) return;
-    for (const hash of await this.options.blocks.hasBlocks([...unknown])) this.have.add(hash);
+    this.live.markStored(await this.options.blocks.hasBlocks([...unknown]));
   }
 
-  private replan(): void {
-    const wanted = spreadFetchOrder(
-      planMissingBlocks(this.options.ns, this.files.values(), this.have),
-      this.options.fetchOrderSeed ?? 0,
-    );
-    this.pathsByBlock.clear();
-    this.liveBlocks = new Set([...this.files.values()].flatMap((file) => file.blocks));
-    const wantedSet = new Set(wanted.map((want) => want.hash));
-    for (const file of this.files.values()) {
-      for (const hash of file.blocks) {
-        if (!wantedSet.has(hash)) continue;
-        const paths = this.pathsByBlock.get(hash);
-        if (paths) paths.push(file.path);
-        else this.pathsByBlock.set(hash, [file.path]);
-      }
-    }
-    this.missing = wantedSet;
-    this.plannedCursor = this.cursor;
-    this.scheduler.setWanted(wanted);
+  /** Hands the scheduler what a change added to and removed from the wanted set. */
+  private plan(delta: WantDelta): void {
+    if (delta.removed.length > 0) this.scheduler.removeWanted(delta.removed);
+    if (delta.added.length > 0) this.scheduler.addWanted(spreadFetchOrder(delta.added, this.options.fetchOrderSeed ?? 0));
+    this.plannedCursor = this.cursorValue;
     // In sync is decided by the blocks stored, not by the scheduler going idle: a fetch it
     // still waits for (say, from a peer that vanished) must not hold back the advert.
-    if (wanted.length === 0) void this.markSynced(this.plannedCursor);
+    if (this.live.missingCount === 0) void this.markSynced(this.plannedCursor);
+  }
+
+  private noteFilesOf(hash: BlockHash): void {
+    for (const path of this.live.filesWaitingFor(hash)) this.changedFiles.add(path);
   }
 
   private onBlockStored(hash: BlockHash, bytes: number, source: BlockSource): void {
-    this.have.add(hash);
-    if (this.missing.delete(hash) && this.missing.size === 0) void this.markSynced(this.plannedCursor);
     const now = this.now();
-    this.totalRate.add(bytes, now);
-    if (source.kind === 'server') this.bytesFromServer += bytes;
-    else this.bytesFromPeers += bytes;
-    for (const path of this.pathsByBlock.get(hash) ?? []) {
+    const paths = this.live.stored(hash);
+    for (const path of paths) {
+      this.changedFiles.add(path);
       let meter = this.fileRates.get(path);
       if (!meter) this.fileRates.set(path, (meter = new RateMeter()));
       meter.add(bytes, now);
     }
+    if (this.live.missingCount === 0) void this.markSynced(this.plannedCursor);
+    this.totalRate.add(bytes, now);
+    if (source.kind === 'server') this.bytesFromServer += bytes;
+    else this.bytesFromPeers += bytes;
     if (this.error?.startsWith('Could not fetch')) this.error = null;
     this.options.onBlockStored?.(hash, bytes, source.id);
     this.options.onChange?.();
   }
 
   private async markSynced(cursor: number): Promise<void> {
-    if (cursor <= this.syncedCursor || this.stopped) return;
-    this.syncedCursor = cursor;
+    if (cursor <= this.syncedCursorValue || this.stopped) return;
+    this.syncedCursorValue = cursor;
     this.fileRates.clear();
     await this.options.state.setSyncedCursor(this.options.ns, cursor);
     this.options.onSynced?.(cursor);

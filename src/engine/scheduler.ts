@@ -93,6 +93,28 @@ export class BlockScheduler {
     this.pump();
   }
 
+  /** Adds blocks to the end of the wanted list (those already wanted keep their place). */
+  addWanted(wanted: readonly WantedBlock[]): void {
+    for (const want of wanted) {
+      if (this.active.has(want.hash) || this.pending.has(want.hash)) continue;
+      this.pending.set(want.hash, { want, tried: new Set(), attempts: 0, notBefore: 0 });
+    }
+    this.pump();
+  }
+
+  /** Blocks no longer wanted: dropped from the queue, their fetches stopped. */
+  removeWanted(hashes: readonly BlockHash[]): void {
+    for (const hash of hashes) {
+      this.pending.delete(hash);
+      const fetch = this.active.get(hash);
+      if (fetch) {
+        fetch.unwanted = true;
+        fetch.controller.abort();
+      }
+    }
+    this.pump();
+  }
+
   /** Sources changed (a peer arrived or left): try to start more fetches. */
   wake(): void {
     this.pump();

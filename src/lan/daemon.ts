@@ -108,7 +108,7 @@ export class PeerDaemon {
           state,
           blocks,
           liveFile: (path) => this.sync.file(path),
-          cursor: () => this.sync.snapshot().cursor,
+          cursor: () => this.sync.cursor,
           onCommitted: (sjid, hashes) => this.committed(sjid, hashes),
           log,
         });
@@ -177,7 +177,7 @@ export class PeerDaemon {
   }
 
   get syncedCursor(): number {
-    return this.sync.snapshot().syncedCursor;
+    return this.sync.syncedCursor;
   }
 
   onSynced(listener: SyncedListener): () => void {
@@ -282,6 +282,6 @@ export class PeerDaemon {
       return;
     }
     const deadline = Date.now() + 30_000;
-    while (this.sync.snapshot().cursor < head && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    while (this.sync.cursor < head && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

@@ -11,11 +11,12 @@
  *                       each joiner its own Chromium process (default) or a context of one
  *   --repeats N         app-transfer rounds (default 3)
  *   --channel-mib N     MiB per bare data-channel transfer (default 32; five, after a warm-up)
+ *   --files N,N,…       many-files: workspace sizes joined, one row each (default 10000,30000,100000)
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'many-files'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 
@@ -29,6 +30,7 @@ export interface BenchFlags {
   repeats: number;
   channelMiB: number;
   trace: string | undefined;
+  files: number[];
 }
 
 const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib']);
@@ -43,6 +45,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     repeats: 3,
     channelMiB: 32,
     trace: undefined,
+    files: [10_000, 30_000, 100_000],
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -73,6 +76,10 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     } else if (name === 'browsers') {
       if (value !== 'processes' && value !== 'contexts') throw new Error('--browsers is processes or contexts');
       flags.browsers = value;
+    } else if (name === 'files') {
+      const counts = value.split(',').map((part) => Number(part.trim()));
+      if (counts.length === 0 || counts.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error('--files takes a comma-separated list of whole numbers, e.g. 10000,30000');
+      flags.files = counts;
     } else if (name === 'trace') {
       flags.trace = value;
     } else {

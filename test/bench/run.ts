@@ -5,6 +5,7 @@ import { netnsSupport } from '../netns/netns.ts';
 import { benchAppTransfer } from './app-transfer.ts';
 import { parseBenchFlags, type Scenario } from './flags.ts';
 import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
+import { benchManyFiles } from './many-files.ts';
 import { benchOfficeLan } from './office-lan.ts';
 import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
@@ -102,6 +103,18 @@ if (wants('app-transfer')) {
     const harness = await E2eHarness.start();
     try {
       groups.push(await benchAppTransfer(harness, flags.sizeMiB ?? APP_TRANSFER_DEFAULT_MIB, flags.repeats));
+    } finally {
+      await harness.close();
+    }
+  });
+}
+
+if (wants('many-files')) {
+  await attempt('many-files', async () => {
+    log(`many-files: a fresh browser joins workspaces of ${flags.files.join(', ')} small files on loopback`);
+    const harness = await E2eHarness.start();
+    try {
+      groups.push(await benchManyFiles(harness, flags.files, log));
     } finally {
       await harness.close();
     }

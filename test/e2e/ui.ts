@@ -19,6 +19,32 @@ export function fileRow(page: Page, path: string): Locator {
   return page.locator(rowSelector(path));
 }
 
+function parentFolder(path: string): string {
+  const slash = path.lastIndexOf('/');
+  return slash === -1 ? '' : path.slice(0, slash);
+}
+
+/**
+ * Opens `folder` in the folder view as a user would: the breadcrumb's first item, then each
+ * folder's row in turn (waiting for it to arrive). A no-op when it is already open.
+ */
+export async function openFolder(page: Page, folder: string, timeout = 60_000): Promise<void> {
+  const table = page.getByTestId('file-table');
+  if ((await table.getAttribute('data-folder', { timeout }).catch(() => null)) === folder) return;
+  await page.locator('[data-testid="breadcrumb-item"][data-path=""]').click({ timeout });
+  let prefix = '';
+  for (const segment of folder ? folder.split('/') : []) {
+    prefix = prefix ? `${prefix}/${segment}` : segment;
+    await page.locator(`[data-testid="folder-row"][data-path=${cssString(prefix)}] [data-testid="open-folder"]`).click({ timeout });
+  }
+  await page.locator(`[data-testid="file-table"][data-folder=${cssString(folder)}]`).waitFor({ timeout });
+}
+
+/** Opens the folder that holds `path`, so that its row can appear. */
+export async function showFileFolder(page: Page, path: string, timeout = 60_000): Promise<void> {
+  await openFolder(page, parentFolder(path), timeout);
+}
+
 /** Creates a workspace from the home page; resolves with its id and share link once the page shows them. */
 export async function createWorkspace(page: Page, origin: string, name: string): Promise<{ namespaceId: string; shareLink: string }> {
   await page.goto(`${origin}/`);
@@ -66,15 +92,18 @@ export async function waitForUploadsDone(page: Page, paths: string[], timeout = 
 }
 
 export async function waitForFileStatus(page: Page, path: string, status: FileStatus, timeout = 60_000): Promise<void> {
+  await showFileFolder(page, path, timeout);
   await page.locator(rowSelector(path, status)).waitFor({ timeout });
 }
 
 export async function waitForFileGone(page: Page, path: string, timeout = 10_000): Promise<void> {
+  await showFileFolder(page, path, timeout).catch(() => undefined);
   await fileRow(page, path).waitFor({ state: 'detached', timeout });
 }
 
 /** Clicks Save on a file's row and returns the SHA-256 of the bytes the browser downloaded. */
 export async function saveFileAndHash(page: Page, path: string): Promise<{ sha256: string; suggestedName: string }> {
+  await showFileFolder(page, path);
   const [download] = await Promise.all([
     page.waitForEvent('download'),
     fileRow(page, path).getByTestId('save-file').click(),
@@ -86,6 +115,7 @@ export async function saveFileAndHash(page: Page, path: string): Promise<{ sha25
 }
 
 export async function renameFile(page: Page, from: string, to: string): Promise<void> {
+  await showFileFolder(page, from);
   await fileRow(page, from).getByTestId('rename-file').click();
   const input = fileRow(page, from).getByTestId('rename-input');
   await input.fill(to);
@@ -93,12 +123,21 @@ export async function renameFile(page: Page, from: string, to: string): Promise<
 }
 
 export async function deleteFile(page: Page, path: string): Promise<void> {
+  await showFileFolder(page, path);
   page.once('dialog', (dialog) => void dialog.accept());
   await fileRow(page, path).getByTestId('delete-file').click();
 }
 
+/** Paths of the rows the open folder shows, in screen order (folders first). */
 export async function fileRowPaths(page: Page): Promise<string[]> {
-  return page.locator('[data-testid="file-row"]').evaluateAll((rows) => rows.map((row) => row.getAttribute('data-path') ?? ''));
+  return page
+    .locator('[data-testid="file-row"], [data-testid="folder-row"]')
+    .evaluateAll((rows) =>
+      rows
+        .map((row) => ({ path: row.getAttribute('data-path') ?? '', index: Number(row.getAttribute('aria-rowindex')) }))
+        .sort((a, b) => a.index - b.index)
+        .map((row) => row.path),
+    );
 }
 
 export async function overallProgress(page: Page): Promise<{ done: number; total: number }> {

@@ -1,0 +1,58 @@
+import type { ListingRow } from '../../workers/sync-api.ts';
+import { h, setAttribute, setText } from './dom.ts';
+import { formatBytes, formatPercent, formatTime } from './format.ts';
+import { ProgressBar } from './progress-bar.ts';
+
+type FolderListingRow = Extract<ListingRow, { kind: 'folder' }>;
+
+/** A folder in the folder view: opens on click, shows what is below it and how far it has synced. */
+export class FolderRow {
+  readonly element: HTMLElement;
+  private readonly sizeCell = h('div', { role: 'cell', class: 'cell-size' });
+  private readonly timeCell = h('div', { role: 'cell', class: 'cell-time' });
+  private readonly statusLabel = h('span', { class: 'status-label', 'data-testid': 'folder-status' });
+  private readonly progress: ProgressBar;
+  private last: FolderListingRow | null = null;
+
+  constructor(
+    readonly path: string,
+    shownName: string,
+    open: (path: string) => void,
+  ) {
+    this.progress = new ProgressBar(`Sync progress of folder ${path}`, 'bar bar-small');
+    const openButton = h(
+      'button',
+      { type: 'button', class: 'folder-link', 'data-testid': 'open-folder', title: path, 'aria-label': `Open folder ${path}` },
+      h('span', { class: 'folder-icon', 'aria-hidden': 'true' }, '📁'),
+      shownName,
+    );
+    openButton.addEventListener('click', () => open(this.path));
+    this.element = h(
+      'div',
+      { role: 'row', class: 'file-row folder-row', 'data-testid': 'folder-row', 'data-path': path },
+      h('div', { role: 'rowheader', class: 'cell-name' }, openButton),
+      this.sizeCell,
+      this.timeCell,
+      h('div', { role: 'cell', class: 'cell-status' }, this.progress.element, this.statusLabel),
+      h('div', { role: 'cell', class: 'cell-actions' }),
+    );
+  }
+
+  update(row: FolderListingRow): void {
+    const last = this.last;
+    this.last = row;
+    if (last?.size !== row.size || last.fileCount !== row.fileCount) {
+      setText(this.sizeCell, formatBytes(row.size));
+      this.sizeCell.title = `${row.fileCount} ${row.fileCount === 1 ? 'file' : 'files'}`;
+    }
+    if (last?.mtime !== row.mtime) setText(this.timeCell, formatTime(row.mtime));
+    if (last?.status !== row.status || last.bytesDone !== row.bytesDone || last.size !== row.size || last.fileCount !== row.fileCount) {
+      setAttribute(this.element, 'data-status', row.status);
+      const synced = row.status === 'synced';
+      this.progress.element.hidden = synced;
+      this.progress.update(synced ? row.size : row.bytesDone, row.size);
+      const count = `${row.fileCount.toLocaleString()} ${row.fileCount === 1 ? 'file' : 'files'}`;
+      setText(this.statusLabel, synced ? `Synced · ${count}` : `${row.status === 'syncing' ? 'Syncing' : 'Waiting'} · ${formatPercent(row.bytesDone, row.size)} · ${count}`);
+    }
+  }
+}
