@@ -12,6 +12,8 @@
  *   --repeats N         app-transfer rounds (default 3)
  *   --channel-mib N     MiB per bare data-channel transfer (default 32; five, after a warm-up)
  *   --files N,N,…       many-files: workspace sizes joined, one row each (default 10000,30000,100000)
+ *   --profile PREFIX    many-files: CPU-profile the sync worker during each join into
+ *                       PREFIX-<files>-worker0.cpuprofile and print its heaviest functions
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
@@ -31,6 +33,7 @@ export interface BenchFlags {
   channelMiB: number;
   trace: string | undefined;
   files: number[];
+  profile: string | undefined;
 }
 
 const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib']);
@@ -46,6 +49,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     channelMiB: 32,
     trace: undefined,
     files: [10_000, 30_000, 100_000],
+    profile: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -80,6 +84,9 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
       const counts = value.split(',').map((part) => Number(part.trim()));
       if (counts.length === 0 || counts.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error('--files takes a comma-separated list of whole numbers, e.g. 10000,30000');
       flags.files = counts;
+    } else if (name === 'profile') {
+      flags.profile = value;
+      process.env.NEARSYNC_BUILD_UNMINIFIED = '1';
     } else if (name === 'trace') {
       flags.trace = value;
     } else {

@@ -114,7 +114,7 @@ if (wants('many-files')) {
     log(`many-files: a fresh browser joins workspaces of ${flags.files.join(', ')} small files on loopback`);
     const harness = await E2eHarness.start();
     try {
-      groups.push(await benchManyFiles(harness, flags.files, log));
+      groups.push(await benchManyFiles(harness, flags.files, log, flags.profile));
     } finally {
       await harness.close();
     }

@@ -1,0 +1,86 @@
+import { createHash } from 'node:crypto';
+import { ServerApi } from '../../../src/engine/server-api.ts';
+import { inviteFromLink, type BlockHash, type FilePath, type NamespaceId } from '../../../src/protocol/index.ts';
+
+/**
+ * A workspace of many small files (0.2–3 KiB each, distinct bytes), filled over the HTTP API
+ * without a browser: for the folder-view tests and the many-files bench.
+ */
+
+export interface ManyFilesWorkspace {
+  namespaceId: NamespaceId;
+  shareLink: string;
+  token: string;
+  files: number;
+  totalBytes: number;
+}
+
+const SEED_PARALLEL = 16;
+
+export interface SeedManyFilesOptions {
+  /** Where file i goes (default: 10 top folders × 10 subfolders). */
+  pathOf?: (index: number) => string;
+  log?: (line: string) => void;
+}
+
+/** Deterministic tree: 10 top folders × 10 subfolders × files spread among them. */
+export function manyFilesPath(index: number): string {
+  const top = index % 10;
+  const sub = Math.floor(index / 10) % 10;
+  return `project-${top}/part-${sub}/file-${String(index).padStart(6, '0')}.txt`;
+}
+
+/** File i's bytes: 200–3072 printable bytes, deterministic, distinct per file. */
+export function manyFilesBytes(index: number): Buffer {
+  const size = 200 + ((index * 2654435761) % 2873);
+  const bytes = Buffer.alloc(size);
+  let state = (index + 1) * 0x9e3779b1;
+  for (let i = 0; i < size; i++) {
+    state = (state ^ (state << 13)) >>> 0;
+    state = (state ^ (state >>> 17)) >>> 0;
+    state = (state ^ (state << 5)) >>> 0;
+    bytes[i] = 32 + (state % 95);
+  }
+  return bytes;
+}
+
+/** Creates a workspace of `count` small files over the HTTP API (`baseUrl`: how this process reaches the server). */
+export async function seedManyFiles(baseUrl: string, count: number, options: SeedManyFilesOptions = {}): Promise<ManyFilesWorkspace> {
+  const pathOf = options.pathOf ?? manyFilesPath;
+  const log = options.log ?? (() => undefined);
+  const created = await new ServerApi(baseUrl).createWorkspace(`many files ${count}`);
+  const api = new ServerApi(baseUrl, created.token);
+  const invite = inviteFromLink(created.inviteUrl)!;
+  let next = 0;
+  let totalBytes = 0;
+  const began = performance.now();
+  const worker = async () => {
+    for (;;) {
+      const index = next++;
+      if (index >= count) return;
+      const bytes = manyFilesBytes(index);
+      const hash = createHash('sha256').update(bytes).digest('hex') as BlockHash;
+      await api.putBlock(hash, bytes);
+      const result = await api.commit(created.namespaceId, {
+        path: pathOf(index) as FilePath,
+        size: bytes.length,
+        mtime: 1_700_000_000_000 + index * 1000,
+        blocks: [hash],
+        deleted: false,
+      });
+      if ('need' in result) throw new Error(`seeding ${pathOf(index)}: the server still needs its block`);
+      totalBytes += bytes.length;
+      if (index > 0 && index % 10_000 === 0) log(`seeded ${index} files`);
+    }
+  };
+  await Promise.all(Array.from({ length: SEED_PARALLEL }, worker));
+  log(`seeded ${count} files in ${((performance.now() - began) / 1000).toFixed(1)} s`);
+  return {
+    namespaceId: created.namespaceId,
+    shareLink: `${baseUrl}/w/${created.namespaceId}#invite=${invite}`,
+    token: created.token,
+    files: count,
+    totalBytes,
+  };
+}
+
