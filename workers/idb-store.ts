@@ -1,6 +1,7 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { FileRecord, LocalBlockStore, NamespaceState, SyncStateStore } from '../src/engine/types.ts';
 import type { BlockHash, Cursor, FilePath, NamespaceId } from '../src/protocol/index.ts';
+import { asStorageError } from './storage-errors.ts';
 
 /** What this device remembers about a workspace it joined or created. */
 export interface WorkspaceRecord {
@@ -49,6 +50,9 @@ export function openNearsyncDb(): Promise<NearsyncDb> {
   });
 }
 
+/** Never a block hash (not 64 hex digits), so no block can collide with it. */
+const SPACE_PROBE_KEY = 'space-probe';
+
 export class IdbBlockStore implements LocalBlockStore {
   constructor(private readonly db: NearsyncDb) {}
 
@@ -60,7 +64,25 @@ export class IdbBlockStore implements LocalBlockStore {
   }
 
   async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
-    await this.db.put('blocks', new Blob([bytes as Uint8Array<ArrayBuffer>]), hash);
+    try {
+      await this.db.put('blocks', new Blob([bytes as Uint8Array<ArrayBuffer>]), hash);
+    } catch (error) {
+      throw asStorageError(error);
+    }
+  }
+
+  /**
+   * Whether `bytes` more would fit now: writes and removes a probe value. Browsers' storage
+   * estimates can be far from the quota they enforce, so only a real write tells.
+   */
+  async canStore(bytes: number): Promise<boolean> {
+    try {
+      await this.db.put('blocks', new Blob([new Uint8Array(bytes)]), SPACE_PROBE_KEY);
+    } catch {
+      return false;
+    }
+    await this.db.delete('blocks', SPACE_PROBE_KEY).catch(() => undefined);
+    return true;
   }
 
   async getBlock(hash: BlockHash): Promise<Uint8Array | null> {

@@ -130,6 +130,17 @@ export interface WorkspaceView {
   peers: PeerView[];
   /** Last problem worth showing (network down, server error); cleared when it recovers. */
   error: string | null;
+  /** Set while syncing waits for storage space (the browser's quota for this site is used up). */
+  storageFull: { remainingBytes: number; freeBytes: number | null; neededBytes: number } | null;
+  /** This site's storage in this browser (all workspaces), when the browser reports it. */
+  storage: StorageView | null;
+}
+
+export interface StorageView {
+  usage: number;
+  quota: number;
+  /** The browser agreed not to clear this site's data under storage pressure. */
+  persisted: boolean;
 }
 
 export interface UploadInput {

@@ -5,9 +5,10 @@ import { commitWithBlocks } from '../src/engine/uploader.ts';
 import type { BlockSource } from '../src/engine/types.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
-import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
+import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
 import { PeerHub } from './peer-hub.ts';
 import { UploadQueue } from './upload-queue.ts';
+import { storageEstimate } from './storage-errors.ts';
 import { sha256 } from './web-crypto.ts';
 import { WorkspaceTree, type FileDelta } from './workspace-tree.ts';
 import { allFileViews, changedFileDeltas, emptySharedView, fullView, sharedViewOf, type SharedView } from './workspace-view.ts';
@@ -30,6 +31,8 @@ type TabMessage =
 
 const VIEW_INTERVAL_MS = 200;
 const TICK_MS = 1000;
+/** How often the storage figures shown are refreshed. */
+const STORAGE_EVERY_TICKS = 5;
 
 /**
  * One open workspace in this tab. Tabs of one browser share IndexedDB, so only the tab
@@ -43,6 +46,8 @@ export class WorkspaceSession {
   private shared: SharedView;
   /** The folder tree the page lists from: fed by the engine (leader) or the leader's messages. */
   private readonly tree = new WorkspaceTree();
+  private storage: StorageView | null = null;
+  private ticks = 0;
   private readonly listeners = new Set<(view: WorkspaceView) => void>();
   private readonly channel: BroadcastChannel;
   private readonly lockAbort = new AbortController();
@@ -93,7 +98,11 @@ export class WorkspaceSession {
       .catch(() => {
         // Aborted on close while queued for the lock: nothing to release.
       });
-    this.tickTimer = setInterval(() => this.schedulePush(), TICK_MS);
+    void this.refreshStorage();
+    this.tickTimer = setInterval(() => {
+      if (++this.ticks % STORAGE_EVERY_TICKS === 0) void this.refreshStorage();
+      this.schedulePush();
+    }, TICK_MS);
   }
 
   subscribe(listener: (view: WorkspaceView) => void): void {
@@ -112,6 +121,11 @@ export class WorkspaceSession {
     await this.engine?.stop();
     this.engine = null;
     this.releaseLeadership?.();
+  }
+
+  private async refreshStorage(): Promise<void> {
+    this.storage = await storageEstimate().catch(() => null);
+    this.schedulePush();
   }
 
   list(query: FolderQuery): FolderListing {
@@ -192,6 +206,12 @@ export class WorkspaceSession {
       onBlockStored: (hash, bytes, sourceId) => this.peers.blockStored(hash, bytes, sourceId),
       onPenalised: (sourceId) => this.peers.penalised(sourceId),
       onServerFetch: (hash) => this.peers.serverFetchStarted(hash),
+      freeSpace: async () => {
+        const estimate = await storageEstimate();
+        if (estimate) this.storage = estimate;
+        return estimate && estimate.quota > 0 ? Math.max(0, estimate.quota - estimate.usage) : null;
+      },
+      canStore: (bytes) => this.deps.blocks.canStore(bytes),
       // Per-device order, so devices syncing together fetch different blocks from the server.
       fetchOrderSeed: 1 + Math.floor(Math.random() * 0x7ffffffe),
     });
@@ -235,7 +255,7 @@ export class WorkspaceSession {
   }
 
   private view(): WorkspaceView {
-    return fullView(this.shared, this.role, this.uploads.list(), this.tree.version);
+    return fullView(this.shared, this.role, this.uploads.list(), this.tree.version, this.storage);
   }
 
   /** At most one view per interval; the first change after a quiet spell goes out at once. */

@@ -1,11 +1,11 @@
 import type { FileProgress, NamespaceSync } from '../src/engine/namespace-sync.ts';
 import type { FilePath } from '../src/protocol/index.ts';
-import type { FileView, PeerView, SyncRole, UploadView, WorkspaceView } from './sync-api.ts';
+import type { FileView, PeerView, StorageView, SyncRole, UploadView, WorkspaceView } from './sync-api.ts';
 import type { WorkspaceRecord } from './idb-store.ts';
 import type { FileDelta } from './workspace-tree.ts';
 
 /** The part of a view that every tab of this browser shares (the leader broadcasts it). */
-export type SharedView = Omit<WorkspaceView, 'role' | 'uploads' | 'listingVersion'>;
+export type SharedView = Omit<WorkspaceView, 'role' | 'uploads' | 'listingVersion' | 'storage'>;
 
 export function sharedViewOf(record: WorkspaceRecord, engine: NamespaceSync, peers: PeerView[]): SharedView {
   const summary = engine.summary();
@@ -22,6 +22,7 @@ export function sharedViewOf(record: WorkspaceRecord, engine: NamespaceSync, pee
     bytesFromPeers: summary.bytesFromPeers,
     peers,
     error: summary.error,
+    storageFull: summary.storageFull,
   };
 }
 
@@ -39,6 +40,7 @@ export function emptySharedView(record: WorkspaceRecord): SharedView {
     bytesFromPeers: 0,
     peers: [],
     error: null,
+    storageFull: null,
   };
 }
 
@@ -65,6 +67,6 @@ export function allFileViews(engine: NamespaceSync): FileView[] {
   return views;
 }
 
-export function fullView(shared: SharedView, role: SyncRole, uploads: UploadView[], listingVersion: number): WorkspaceView {
-  return { ...shared, role, uploads, listingVersion };
+export function fullView(shared: SharedView, role: SyncRole, uploads: UploadView[], listingVersion: number, storage: StorageView | null): WorkspaceView {
+  return { ...shared, role, uploads, listingVersion, storage };
 }

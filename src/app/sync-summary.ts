@@ -18,6 +18,7 @@ export class SyncSummary {
   private readonly overallText = h('span', { class: 'overall-text' });
   private readonly fromServer = h('span', { 'data-testid': 'bytes-from-server' });
   private readonly fromPeers = h('span', { 'data-testid': 'bytes-from-peers' });
+  private readonly storage = h('p', { class: 'storage-usage', 'data-testid': 'storage-usage', hidden: true });
 
   constructor() {
     this.overall.append(this.bar.element, this.overallText);
@@ -27,6 +28,7 @@ export class SyncSummary {
       this.role,
       this.overall,
       h('p', { class: 'counters' }, 'From the server: ', this.fromServer, ' · from peers: ', this.fromPeers),
+      this.storage,
     );
   }
 
@@ -47,5 +49,17 @@ export class SyncSummary {
 
     setText(this.fromServer, formatBytes(view.bytesFromServer));
     setText(this.fromPeers, formatBytes(view.bytesFromPeers));
+
+    this.storage.hidden = view.storage === null;
+    if (view.storage) {
+      const { usage, quota, persisted } = view.storage;
+      setAttribute(this.storage, 'data-usage', String(usage));
+      setAttribute(this.storage, 'data-quota', String(quota));
+      setText(
+        this.storage,
+        `Storage: ${formatBytes(usage)} used of ${formatBytes(quota)} this browser allows this site · ` +
+          (persisted ? 'kept even when the disk runs low' : 'the browser may clear it if the disk runs low'),
+      );
+    }
   }
 }

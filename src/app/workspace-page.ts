@@ -8,6 +8,7 @@ import { DropZone } from './drop-zone.ts';
 import { createFilePickers } from './file-pickers.ts';
 import type { FileActions } from './file-row.ts';
 import { FolderView } from './folder-view.ts';
+import { formatBytes } from './format.ts';
 import { errorMessage } from './message-page.ts';
 import { Notices } from './notices.ts';
 import { PeerList } from './peer-list.ts';
@@ -21,11 +22,31 @@ import { prepareUploads } from './upload-paths.ts';
 import { UploadList } from './upload-list.ts';
 import { LatestValueRenderer } from './view-scheduler.ts';
 
+/** Why syncing waits, how much space it needs, and that it resumes by itself. */
+function storageFullMessage(full: NonNullable<WorkspaceView['storageFull']>): string {
+  const free = full.freeBytes === null ? '' : `, ${formatBytes(full.freeBytes)} free`;
+  return (
+    `Syncing is paused: this browser's storage for this site is full. ${formatBytes(full.neededBytes)} more is needed ` +
+    `to finish (${formatBytes(full.remainingBytes)} still to fetch${free}). Everything already synced is kept, and syncing ` +
+    'resumes by itself once space is freed (free disk space, or remove another workspace from this browser).'
+  );
+}
+
+/**
+ * Asks once per page that this site's data be kept under storage pressure: a half-synced
+ * workspace evicted by the browser would have to be fetched again.
+ */
+function askForPersistentStorage(): void {
+  void navigator.storage?.persisted?.().then((kept) => (kept ? true : navigator.storage.persist?.())).catch(() => undefined);
+}
+
 export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
+  askForPersistentStorage();
   const notices = new Notices();
   const title = h('h1', { class: 'workspace-name', 'data-testid': 'workspace-name' }, 'Opening workspace…');
   const summary = new SyncSummary();
   const viewError = h('div', { class: 'banner is-error', role: 'alert', 'data-testid': 'view-error', hidden: true });
+  const storageFull = h('div', { class: 'banner is-error', role: 'alert', 'data-testid': 'storage-full', hidden: true });
   const uploads = new UploadList();
   const peers = new PeerList();
 
@@ -63,6 +84,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     { class: 'workspace' },
     h('header', { class: 'workspace-header' }, title, summary.element),
     viewError,
+    storageFull,
     createShareLinkBox(api, namespaceId, notices),
     createFilePickers(uploadPicked),
     notices.element,
@@ -83,6 +105,8 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     summary.update(view);
     viewError.hidden = !view.error;
     setText(viewError, view.error ?? '');
+    storageFull.hidden = view.storageFull === null;
+    setText(storageFull, view.storageFull ? storageFullMessage(view.storageFull) : '');
     uploads.update(view.uploads);
     files.setName(view.name);
     files.setVersion(view.listingVersion);

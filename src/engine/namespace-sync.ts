@@ -3,6 +3,7 @@ import { foldEntries } from './file-table.ts';
 import { spreadFetchOrder } from './fetch-order.ts';
 import { LiveBlocks, type WantDelta } from './live-blocks.ts';
 import { RateMeter } from './rate-meter.ts';
+import { isStorageFull, type StorageFullState } from './storage-full.ts';
 import { BlockScheduler } from './scheduler.ts';
 import type { BlockSource, FileRecord, JournalClient, LocalBlockStore, Sha256, SyncStateStore } from './types.ts';
 
@@ -26,6 +27,19 @@ export interface NamespaceSyncOptions {
   onBlockStored?: (hash: BlockHash, bytes: number, sourceId: string) => void;
   /** A source is no longer asked this session (it sent bytes that fail their hash, or broke the protocol). */
   onPenalised?: (sourceId: string) => void;
+  /**
+   * Bytes this device's block store may still take (a browser's quota minus its usage), or
+   * null when unknown: only for the message, since browsers' estimates can be far off.
+   */
+  freeSpace?: () => Promise<number | null>;
+  /**
+   * Whether the store can take `bytes` more right now (a real test write). While the store is
+   * full the engine asks this every few seconds and resumes once it says yes. Without it, the
+   * engine simply tries again.
+   */
+  canStore?: (bytes: number) => Promise<boolean>;
+  /** How often to look for free space while paused (default 3 s). */
+  storagePollMs?: number;
   /**
    * Seed of this device's server fetch order (0 keeps journal order). Devices with
    * different seeds fetch different blocks first and trade the rest.
@@ -53,6 +67,8 @@ export interface EngineSnapshot {
   bytesFromServer: number;
   bytesFromPeers: number;
   error: string | null;
+  /** Set while fetching is paused because the block store is full. */
+  storageFull: StorageFullState | null;
 }
 
 /**
@@ -75,6 +91,8 @@ export class NamespaceSync {
   private bytesFromServer = 0;
   private bytesFromPeers = 0;
   private error: string | null = null;
+  private storageFull: StorageFullState | null = null;
+  private storageTimer: ReturnType<typeof setTimeout> | null = null;
   private stopped = false;
   private readonly pollAbort = new AbortController();
   private readonly scheduler: BlockScheduler;
@@ -87,7 +105,8 @@ export class NamespaceSync {
     this.scheduler = new BlockScheduler({
       store: options.blocks,
       sha256: options.sha256,
-      sources: options.sources,
+      // While the store is full nobody is asked for blocks: they would only be thrown away.
+      sources: () => (this.storageFull ? [] : options.sources()),
       // Room for the server (4) and a full pipeline to a peer or two at once.
       maxInFlight: options.maxInFlight ?? 12,
       events: {
@@ -99,7 +118,8 @@ export class NamespaceSync {
         },
         failed: (want, source, error) => {
           this.noteFilesOf(want.hash);
-          if (source.kind === 'server') this.error = `Could not fetch from the server: ${messageOf(error)}`;
+          if (isStorageFull(error)) void this.pauseForStorage();
+          else if (source.kind === 'server') this.error = `Could not fetch from the server: ${messageOf(error)}`;
           this.options.onChange?.();
         },
       },
@@ -119,6 +139,7 @@ export class NamespaceSync {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.storageTimer) clearTimeout(this.storageTimer);
     this.pollAbort.abort();
     await Promise.all([this.scheduler.stop(), this.journalLoop]);
   }
@@ -234,6 +255,7 @@ export class NamespaceSync {
       bytesFromServer: this.bytesFromServer,
       bytesFromPeers: this.bytesFromPeers,
       error: this.error,
+      storageFull: this.storageFull,
     };
   }
 
@@ -327,6 +349,51 @@ export class NamespaceSync {
     if (this.live.missingCount === 0) void this.markSynced(this.plannedCursor);
   }
 
+  /**
+   * The store refused a block for lack of space: stop asking sources (what is stored stays),
+   * say how much more is needed, and look again every few seconds; fetching resumes by
+   * itself once at least a block's worth is free (if it is still too little, the next
+   * refusal pauses again with a fresh figure).
+   */
+  private async pauseForStorage(): Promise<void> {
+    const first = this.storageFull === null;
+    this.storageFull = await this.storageFullState();
+    if (this.stopped) return;
+    this.options.onChange?.();
+    if (first) this.scheduleStorageCheck();
+  }
+
+  private async storageFullState(): Promise<StorageFullState> {
+    const free = (await this.options.freeSpace?.().catch(() => null)) ?? null;
+    const remaining = Math.max(0, this.live.totalBytes - this.live.doneBytes);
+    // An estimate that claims room for everything while writes fail is wrong: ask for it all.
+    const needed = free !== null && free < remaining ? remaining - free : remaining;
+    return { remainingBytes: remaining, freeBytes: free, neededBytes: Math.max(1, needed) };
+  }
+
+  private scheduleStorageCheck(): void {
+    if (this.storageTimer) clearTimeout(this.storageTimer);
+    this.storageTimer = setTimeout(() => {
+      this.storageTimer = null;
+      void this.checkStorage();
+    }, this.options.storagePollMs ?? 3_000);
+  }
+
+  private async checkStorage(): Promise<void> {
+    if (this.stopped || !this.storageFull) return;
+    const fits = this.options.canStore ? await this.options.canStore(RESUME_MIN_FREE).catch(() => false) : true;
+    if (this.stopped || !this.storageFull) return;
+    if (fits) {
+      this.storageFull = null;
+      this.scheduler.wake();
+      this.options.onChange?.();
+      return;
+    }
+    this.storageFull = await this.storageFullState();
+    this.options.onChange?.();
+    this.scheduleStorageCheck();
+  }
+
   private noteFilesOf(hash: BlockHash): void {
     for (const path of this.live.filesWaitingFor(hash)) this.changedFiles.add(path);
   }
@@ -358,6 +425,9 @@ export class NamespaceSync {
     this.options.onChange?.();
   }
 }
+
+/** Free space worth resuming for: one full block, so a resume is not refused at once. */
+const RESUME_MIN_FREE = 4 * 1024 * 1024;
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -45,6 +45,27 @@ export async function showFileFolder(page: Page, path: string, timeout = 60_000)
   await openFolder(page, parentFolder(path), timeout);
 }
 
+/**
+ * Scrolls the page, as a user would, until the row of `path` is rendered (the folder view
+ * renders only the rows on screen). Leaves it alone when the row is absent from the listing.
+ */
+export async function scrollToRow(page: Page, path: string): Promise<void> {
+  const row = fileRow(page, path);
+  if ((await row.count()) > 0) return row.scrollIntoViewIfNeeded();
+  await page.evaluate(() => window.scrollTo(0, 0));
+  for (let step = 0; step < 1000; step++) {
+    if ((await row.count()) > 0) return row.scrollIntoViewIfNeeded();
+    const moved = await page.evaluate(() => {
+      const before = window.scrollY;
+      window.scrollBy(0, Math.floor(window.innerHeight * 0.8));
+      return window.scrollY !== before;
+    });
+    // Give the view a frame and its worker a round trip to render the rows now on screen.
+    await page.waitForTimeout(50);
+    if (!moved && (await row.count()) === 0) return;
+  }
+}
+
 /** Creates a workspace from the home page; resolves with its id and share link once the page shows them. */
 export async function createWorkspace(page: Page, origin: string, name: string): Promise<{ namespaceId: string; shareLink: string }> {
   await page.goto(`${origin}/`);
@@ -93,7 +114,9 @@ export async function waitForUploadsDone(page: Page, paths: string[], timeout = 
 
 export async function waitForFileStatus(page: Page, path: string, status: FileStatus, timeout = 60_000): Promise<void> {
   await showFileFolder(page, path, timeout);
-  await page.locator(rowSelector(path, status)).waitFor({ timeout });
+  const deadline = Date.now() + timeout;
+  await scrollToRow(page, path);
+  await page.locator(rowSelector(path, status)).waitFor({ timeout: Math.max(1, deadline - Date.now()) });
 }
 
 export async function waitForFileGone(page: Page, path: string, timeout = 10_000): Promise<void> {
@@ -104,6 +127,7 @@ export async function waitForFileGone(page: Page, path: string, timeout = 10_000
 /** Clicks Save on a file's row and returns the SHA-256 of the bytes the browser downloaded. */
 export async function saveFileAndHash(page: Page, path: string): Promise<{ sha256: string; suggestedName: string }> {
   await showFileFolder(page, path);
+  await scrollToRow(page, path);
   const [download] = await Promise.all([
     page.waitForEvent('download'),
     fileRow(page, path).getByTestId('save-file').click(),
@@ -116,6 +140,7 @@ export async function saveFileAndHash(page: Page, path: string): Promise<{ sha25
 
 export async function renameFile(page: Page, from: string, to: string): Promise<void> {
   await showFileFolder(page, from);
+  await scrollToRow(page, from);
   await fileRow(page, from).getByTestId('rename-file').click();
   const input = fileRow(page, from).getByTestId('rename-input');
   await input.fill(to);
@@ -124,6 +149,7 @@ export async function renameFile(page: Page, from: string, to: string): Promise<
 
 export async function deleteFile(page: Page, path: string): Promise<void> {
   await showFileFolder(page, path);
+  await scrollToRow(page, path);
   page.once('dialog', (dialog) => void dialog.accept());
   await fileRow(page, path).getByTestId('delete-file').click();
 }
