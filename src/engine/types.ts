@@ -86,4 +86,6 @@ export interface UploadApi {
   putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void>;
   /** `{sjid}` on success, `{need}` when the server lacks blocks (nothing committed). */
   commit(ns: NamespaceId, request: CommitRequest): Promise<{ sjid: number } | { need: BlockHash[] }>;
+  /** 1 … MAX_COMMIT_BATCH commits in one transaction: `{sjids}` in order, or `{need}` across all of them (nothing committed). */
+  commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<{ sjids: number[] } | { need: BlockHash[] }>;
 }

@@ -92,9 +92,32 @@ export async function commitWithBlocks(
   api: UploadApi,
   store: LocalBlockStore,
 ): Promise<number> {
+  return retryWithBlocks(() => api.commit(ns, request), api, store).then((result) => result.sjid);
+}
+
+/**
+ * commitWithBlocks for 1 … MAX_COMMIT_BATCH commits in one transaction: a 409 names the
+ * missing blocks of every file at once, so a batch costs one commit round trip plus one
+ * per block the server lacks. Returns the sjids in request order.
+ */
+export async function commitBatchWithBlocks(
+  ns: NamespaceId,
+  requests: readonly CommitRequest[],
+  api: UploadApi,
+  store: LocalBlockStore,
+): Promise<number[]> {
+  return retryWithBlocks(() => api.commitBatch(ns, requests), api, store).then((result) => result.sjids);
+}
+
+/** Runs `commit` until it succeeds, uploading from the local store what each 409 names in between. */
+async function retryWithBlocks<T extends object>(
+  commit: () => Promise<T | { need: BlockHash[] }>,
+  api: UploadApi,
+  store: LocalBlockStore,
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
-    const result = await api.commit(ns, request);
-    if ('sjid' in result) return result.sjid;
+    const result = await commit();
+    if (!('need' in result)) return result;
     if (attempt >= COMMIT_ATTEMPTS) throw new Error(`server still lacks ${result.need.length} block(s) after ${attempt} attempts`);
     for (const hash of result.need) {
       const bytes = await store.getBlock(hash);
