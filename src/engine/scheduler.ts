@@ -305,9 +305,9 @@ export class BlockScheduler {
         this.park(block, choice.waitFor);
         continue;
       }
-      this.assign(block, choice.source, batches);
+      this.assign(block, choice.source, sources, batches);
     }
-    for (const batch of batches.values()) this.startRequest(batch.source, batch.blocks);
+    for (const batch of [...batches.values()]) this.sendBatch(batch, sources, batches);
     this.armRetryTimer(now);
     this.notifyIfIdle();
   }
@@ -348,21 +348,15 @@ export class BlockScheduler {
   }
 
   /** Starts the block on `source`, in the source's batch when both allow it. */
-  private assign(block: PendingBlock, source: BlockSource, batches: Map<string, OpenBatch>): void {
+  private assign(block: PendingBlock, source: BlockSource, sources: readonly BlockSource[], batches: Map<string, OpenBatch>): void {
     const open = batches.get(source.id);
     if (open && this.fits(open, block)) {
       this.addToBatch(open, block);
-      if (open.blocks.length >= open.limit) {
-        // Sent now, so that the source's next batch sees its room as it is (a peer link's requests).
-        batches.delete(source.id);
-        this.startRequest(source, open.blocks);
-      }
+      // Sent once full, so that the source's next batch sees its room as it is (a peer link's requests).
+      if (open.blocks.length >= open.limit) this.sendBatch(open, sources, batches);
       return;
     }
-    if (open) {
-      batches.delete(source.id);
-      this.startRequest(source, open.blocks);
-    }
+    if (open) this.sendBatch(open, sources, batches);
     this.reserveSlot(source);
     const limit = this.batchLimit(source, block);
     if (limit < 2) {
@@ -372,6 +366,12 @@ export class BlockScheduler {
     const batch: OpenBatch = { source, blocks: [], bytes: 0, limit };
     this.addToBatch(batch, block);
     batches.set(source.id, batch);
+  }
+
+  private sendBatch(batch: OpenBatch, sources: readonly BlockSource[], batches: Map<string, OpenBatch>): void {
+    this.topUp(batch, sources, batches);
+    batches.delete(batch.source.id);
+    this.startRequest(batch.source, batch.blocks);
   }
 
   /** How many blocks a batch starting with `block` may hold on `source` (below 2: no batch). */
@@ -450,18 +450,36 @@ export class BlockScheduler {
     }
   }
 
-  /** A slot at `source` came free: the blocks waiting for it (a batch's worth) are looked at again. */
+  /** A slot at `source` came free: the best block waiting for it is looked at again. */
   private unpark(source: BlockSource): void {
     const heap = this.parked.get(source.id);
     if (!heap) return;
-    let count = source.fetchBlocks ? Math.min(this.maxBatchBlocks, source.maxBatch ?? this.maxBatchBlocks) : 1;
-    while (count > 0 && heap.size > 0) {
-      const entry = heap.pop()!;
+    for (let entry = heap.pop(); entry; entry = heap.pop()) {
       if (!this.isCurrent(entry)) continue;
       this.ready.push(entry);
-      count -= 1;
+      break;
     }
     if (heap.size === 0) this.parked.delete(source.id);
+  }
+
+  /**
+   * Before a batch leaves, blocks parked on its source join it while they fit and would
+   * choose that source: a freed slot moves one block, the batch then takes its companions.
+   */
+  private topUp(batch: OpenBatch, sources: readonly BlockSource[], batches: Map<string, OpenBatch>): void {
+    const heap = this.parked.get(batch.source.id);
+    while (heap && heap.size > 0 && batch.blocks.length < batch.limit) {
+      const entry = heap.pop()!;
+      if (!this.isCurrent(entry)) continue;
+      const { block } = entry;
+      block.token += 1;
+      const choice = this.fits(batch, block) ? this.chooseSource(block, sources, batches, false) : null;
+      if (choice === null || choice === 'retry-later' || !('source' in choice) || choice.source !== batch.source) {
+        this.enqueue(block);
+        break;
+      }
+      this.addToBatch(batch, block);
+    }
   }
 
   private releaseDue(now: number): void {
