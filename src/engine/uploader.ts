@@ -22,6 +22,8 @@ export interface UploadFileOptions {
 }
 
 const COMMIT_ATTEMPTS = 4;
+/** Block uploads in flight while answering a 409 need list. */
+const NEED_UPLOADS_IN_FLIGHT = 4;
 
 /**
  * Uploads one file as it is read: each 4 MiB block is hashed, kept locally (so this device
@@ -119,10 +121,15 @@ async function retryWithBlocks<T extends object>(
     const result = await commit();
     if (!('need' in result)) return result;
     if (attempt >= COMMIT_ATTEMPTS) throw new Error(`server still lacks ${result.need.length} block(s) after ${attempt} attempts`);
-    for (const hash of result.need) {
-      const bytes = await store.getBlock(hash);
-      if (!bytes) throw new Error(`block ${hash.slice(0, 12)}… is needed by the server but not stored on this device`);
-      await api.putBlock(hash, bytes);
-    }
+    // A batch may name thousands of blocks: several uploads at once, not one round trip after another.
+    const queue = [...result.need];
+    const upload = async () => {
+      for (let hash = queue.shift(); hash !== undefined; hash = queue.shift()) {
+        const bytes = await store.getBlock(hash);
+        if (!bytes) throw new Error(`block ${hash.slice(0, 12)}… is needed by the server but not stored on this device`);
+        await api.putBlock(hash, bytes);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(NEED_UPLOADS_IN_FLIGHT, queue.length) }, upload));
   }
 }
