@@ -97,6 +97,8 @@ const MAX_BACKOFF_MS = 30_000;
 const NOMINAL_RATE = 10_000_000;
 /** Blocks one pump may look at without starting them before it yields the event loop. */
 const EXAMINE_BUDGET = 256;
+/** Heaps of woken blocks kept apart before they are merged into one. */
+const MAX_RECHECK_HEAPS = 8;
 const DEFAULT_BATCH_BLOCK_MAX_BYTES = 256 * 1024;
 const DEFAULT_MAX_BATCH_BLOCKS = 256;
 const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
@@ -206,6 +208,7 @@ export class BlockScheduler {
     this.parked.clear();
     if (this.unclaimed.size > 0) this.recheck.push(this.unclaimed);
     this.unclaimed = new MinHeap<QueueEntry>(byRank);
+    this.boundRecheck();
     this.pump();
   }
 
@@ -216,6 +219,7 @@ export class BlockScheduler {
     if (waiting) {
       this.parked.delete(sourceId);
       this.recheck.push(waiting);
+      this.boundRecheck();
     }
   }
 
@@ -423,6 +427,17 @@ export class BlockScheduler {
       entry.block.token += 1;
       return entry.block;
     }
+  }
+
+  /**
+   * Wakes that come faster than the parked blocks are looked at would pile up heaps, each
+   * compared on every take: past a few, they are poured into one (dropping stale entries).
+   */
+  private boundRecheck(): void {
+    if (this.recheck.length <= MAX_RECHECK_HEAPS) return;
+    const merged = new MinHeap<QueueEntry>(byRank);
+    for (const heap of this.recheck) for (let entry = heap.pop(); entry; entry = heap.pop()) if (this.isCurrent(entry)) merged.push(entry);
+    this.recheck = merged.size > 0 ? [merged] : [];
   }
 
   private isCurrent(entry: QueueEntry): boolean {
