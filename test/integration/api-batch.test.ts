@@ -256,4 +256,53 @@ describe.each(BACKEND_CASES)('batch API on $name', (backendCase) => {
       expect((await post(JSON.stringify({ hashes: [blocks[0].hash] }), 'text/plain')).status).toBe(415);
     });
   });
+
+  describe('batch download under an egress limit', () => {
+    let slow: Harness;
+    let m: Member;
+    let blocks: TestBlock[];
+    beforeAll(async () => {
+      slow = await startHarness({ backends: backendCase, egressBytesPerSecond: 1_000_000 });
+      m = await createWorkspace(slow.url);
+      blocks = [makeBlock(700_000), makeBlock(800_000)];
+      await commitFile(slow.url, m, 'slow.bin', blocks);
+    });
+    afterAll(async () => {
+      await slow.stop();
+    });
+
+    it('paces block bytes like single downloads, sharing the rate with them', async () => {
+      const started = Date.now();
+      const [batch, single] = await Promise.all([
+        api(slow.url, 'POST', `/api/v1/ns/${m.ns}/blocks`, { token: m.token, json: { hashes: blocks.map((b) => b.hash) } }),
+        api(slow.url, 'GET', `/api/v1/blocks/${blocks[0].hash}?ns=${m.ns}`, { token: m.token }),
+      ]);
+      expect(records(batch.body).map((r) => r.bytes && sha256(r.bytes))).toEqual(blocks.map((b) => b.hash));
+      expect(single.body.length).toBe(700_000);
+      // 2.2 MB at 1 MB/s in total (less the limiter's burst).
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+    });
+
+    it('counts only the bytes written, and no whole block or batch, when the client aborts mid-batch', async () => {
+      const before = slow.server.metrics();
+      const abort = new AbortController();
+      const res = await fetch(`${slow.url}/api/v1/ns/${m.ns}/blocks`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${m.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ hashes: blocks.map((b) => b.hash) }),
+        signal: abort.signal,
+      });
+      const reader = res.body!.getReader();
+      let received = 0;
+      while (received < 200_000) received += (await reader.read()).value!.length;
+      abort.abort();
+      await new Promise((r) => setTimeout(r, 500));
+      const after = slow.server.metrics();
+      expect(after.blockBatchesServed).toBe(before.blockBatchesServed);
+      expect(after.blockRequestsServed).toBe(before.blockRequestsServed);
+      const served = after.blockBytesServed - before.blockBytesServed;
+      expect(served).toBeGreaterThanOrEqual(received - 36);
+      expect(served).toBeLessThan(700_000);
+    });
+  });
 });
