@@ -11,6 +11,9 @@ export interface PeerBlockSourceOptions {
   now?: () => number;
 }
 
+/** Blocks per batch to one peer (a link carries 16 requests at once). */
+const PEER_BATCH_BLOCKS = 8;
+
 /**
  * A remote peer as a block source for the scheduler. It claims a block when the link is
  * open and either the peer's download advertisement for the namespace covers the entry
@@ -64,9 +67,12 @@ export class PeerBlockSource implements BlockSource {
     return this.link.requestRoom > 0 ? this.depth : Math.min(this.depth, this.calls);
   }
 
-  /** Blocks one batch may ask for: the link's room for requests right now. */
+  /**
+   * Blocks one batch may ask for: half the link's requests at most, so that a second batch
+   * is on its way while the first one finishes (no idle round trip between batches).
+   */
   get maxBatch(): number {
-    return this.link.requestRoom;
+    return Math.min(PEER_BATCH_BLOCKS, this.link.requestRoom);
   }
 
   async fetchBlock(want: WantedBlock, signal: AbortSignal): Promise<Uint8Array> {

@@ -553,6 +553,6 @@ describe('peer block source', () => {
     expect(ca.sent.filter((frame) => decodeFrame(frame).type === 'request').length).toBe(60);
     // Batches of several blocks, never more requests at once than the link (and the peer) allows.
     expect(batchSizes.length).toBeLessThan(20);
-    expect(Math.max(...batchSizes)).toBeLessThanOrEqual(16);
+    expect(Math.max(...batchSizes)).toBe(8);
   });
 });
