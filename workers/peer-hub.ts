@@ -153,13 +153,16 @@ export class PeerHub {
 
   /** The server as a source that holds back until the peers are known. */
   gateServer(server: BlockSource): BlockSource {
-    return {
+    const gated: BlockSource = {
       id: server.id,
       kind: server.kind,
       maxInFlight: server.maxInFlight,
+      maxBatch: server.maxBatch,
       canServe: (want) => this.discovered && server.canServe(want),
       fetchBlock: (want, signal) => server.fetchBlock(want, signal),
     };
+    const fetchBlocks = server.fetchBlocks?.bind(server);
+    return fetchBlocks ? { ...gated, fetchBlocks } : gated;
   }
 
   attachTransport(transport: PeerTransport): void {

@@ -169,6 +169,11 @@ export class PeerLink {
     return this.requests.size;
   }
 
+  /** More requests this link may send now (our bound, which matches what a peer serves at once). */
+  get requestRoom(): number {
+    return this.isOpen ? Math.max(0, this.opts.maxRequests - this.requests.size) : 0;
+  }
+
   /** The peer's requests queued or being served. */
   get servingRequests(): number {
     return this.serving.size;

@@ -1,5 +1,5 @@
-import type { Cursor, NamespaceId } from '../protocol/index.ts';
-import type { PeerLink } from './peer-link.ts';
+import type { BlockHash, Cursor, NamespaceId } from '../protocol/index.ts';
+import { PeerLinkError, type PeerLink } from './peer-link.ts';
 import { PipelineThroughput } from './pipeline-throughput.ts';
 import type { BlockSource, WantedBlock } from './types.ts';
 
@@ -11,6 +11,9 @@ export interface PeerBlockSourceOptions {
   now?: () => number;
 }
 
+/** Blocks per batch to one peer (a link carries 16 requests at once). */
+const PEER_BATCH_BLOCKS = 8;
+
 /**
  * A remote peer as a block source for the scheduler. It claims a block when the link is
  * open and either the peer's download advertisement for the namespace covers the entry
@@ -18,7 +21,10 @@ export interface PeerBlockSourceOptions {
  */
 export class PeerBlockSource implements BlockSource {
   readonly kind = 'peer' as const;
-  readonly maxInFlight: number;
+  /** Requests kept in flight (a batch counts once). */
+  private readonly depth: number;
+  /** fetchBlock and fetchBlocks calls under way. */
+  private calls = 0;
   private readonly adverts = new Map<NamespaceId, Cursor>();
   private readonly throughput: PipelineThroughput;
   private readonly now: () => number;
@@ -28,7 +34,7 @@ export class PeerBlockSource implements BlockSource {
     readonly link: PeerLink,
     options: PeerBlockSourceOptions = {},
   ) {
-    this.maxInFlight = options.maxInFlight ?? 6;
+    this.depth = options.maxInFlight ?? 6;
     this.throughput = new PipelineThroughput(options.smoothing);
     this.now = options.now ?? (() => Date.now());
   }
@@ -53,11 +59,62 @@ export class PeerBlockSource implements BlockSource {
     return (cursor !== undefined && cursor >= want.sjid) || this.link.peerHas(want.ns, want.hash);
   }
 
+  /**
+   * A batch holds one scheduler slot but one link request per block, and a link carries a
+   * bounded number (what the peer serves at once): while it has no room, no slot is free.
+   */
+  get maxInFlight(): number {
+    return this.link.requestRoom > 0 ? this.depth : Math.min(this.depth, this.calls);
+  }
+
+  /**
+   * Blocks one batch may ask for: half the link's requests at most, so that a second batch
+   * is on its way while the first one finishes (no idle round trip between batches).
+   */
+  get maxBatch(): number {
+    return Math.min(PEER_BATCH_BLOCKS, this.link.requestRoom);
+  }
+
   async fetchBlock(want: WantedBlock, signal: AbortSignal): Promise<Uint8Array> {
     const started = this.now();
-    const bytes = await this.link.request(want.ns, want.hash, signal, want.sizeHint);
-    this.throughput.record(bytes.length, started, this.now());
-    return bytes;
+    this.calls += 1;
+    try {
+      const bytes = await this.link.request(want.ns, want.hash, signal, want.sizeHint);
+      this.throughput.record(bytes.length, started, this.now());
+      return bytes;
+    } finally {
+      this.calls -= 1;
+    }
+  }
+
+  /**
+   * Sends every REQUEST frame at once, so many small blocks cost one round trip to the
+   * peer. Blocks it refused (NACK) or that stalled are left out of the map; the call
+   * rejects only when none arrived and the link failed, or when aborted.
+   */
+  async fetchBlocks(wants: readonly WantedBlock[], signal: AbortSignal): Promise<Map<BlockHash, Uint8Array>> {
+    const started = this.now();
+    this.calls += 1;
+    try {
+      const results = await Promise.allSettled(wants.map((want) => this.link.request(want.ns, want.hash, signal, want.sizeHint)));
+      if (signal.aborted) throw signal.reason;
+      const blocks = new Map<BlockHash, Uint8Array>();
+      let bytes = 0;
+      let linkFailure: unknown = null;
+      results.forEach((result, i) => {
+        if (result.status === 'fulfilled') {
+          blocks.set(wants[i].hash, result.value);
+          bytes += result.value.length;
+        } else if (result.reason instanceof PeerLinkError) {
+          linkFailure ??= result.reason;
+        }
+      });
+      if (blocks.size === 0 && linkFailure) throw linkFailure;
+      if (blocks.size > 0) this.throughput.record(bytes, started, this.now(), blocks.size);
+      return blocks;
+    } finally {
+      this.calls -= 1;
+    }
   }
 
   /** Block bytes received from this peer (before the scheduler's hash check). */

@@ -13,12 +13,13 @@ export class PipelineThroughput {
   /** `smoothing`: weight of the newest sample in the average (0 … 1). */
   constructor(private readonly smoothing = 0.3) {}
 
-  record(length: number, startedAt: number, doneAt: number): void {
+  /** `blocks`: how many blocks the `length` bytes were (a batch is one sample of several). */
+  record(length: number, startedAt: number, doneAt: number, blocks = 1): void {
     const elapsedMs = Math.max(1, doneAt - Math.max(startedAt, this.lastDoneAt));
     const sample = (length * 1000) / elapsedMs;
     this.rate = this.count === 0 ? sample : this.rate + this.smoothing * (sample - this.rate);
     this.lastDoneAt = doneAt;
-    this.count += 1;
+    this.count += blocks;
     this.total += length;
   }
 

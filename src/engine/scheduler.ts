@@ -1,4 +1,5 @@
 import type { BlockHash } from '../protocol/index.ts';
+import { MinHeap } from './min-heap.ts';
 import { isTransient } from './server-api.ts';
 import type { BlockSource, LocalBlockStore, Sha256, WantedBlock } from './types.ts';
 
@@ -7,7 +8,7 @@ export interface SchedulerEvents {
   stored(want: WantedBlock, bytes: number, source: BlockSource): void;
   /** A fetch failed; the block goes back to the queue for another source or a later try. */
   failed(want: WantedBlock, source: BlockSource, error: unknown): void;
-  /** A fetch of `want` from `source` began. */
+  /** A fetch of `want` from `source` began (once per block, batched or not). */
   started(want: WantedBlock, source: BlockSource): void;
   /** A source was caught sending bytes that do not match their hash. */
   penalised(source: BlockSource): void;
@@ -18,32 +19,64 @@ export interface BlockSchedulerOptions {
   sha256: Sha256;
   /** The sources usable right now (peers come and go). */
   sources: () => readonly BlockSource[];
-  /** Blocks in flight across all sources. */
+  /** Requests in flight across all sources (a batch is one). */
   maxInFlight: number;
   events: Partial<SchedulerEvents>;
   /** Give up on one request after this long and try elsewhere. */
   requestTimeoutMs?: number;
+  /** Blocks expected to be at most this large (sizeHint) are batched for sources that can. Default 256 KiB. */
+  batchBlockMaxBytes?: number;
+  /** Blocks per batch request. Default 256 (a source's own maxBatch may lower it). */
+  maxBatchBlocks?: number;
+  /** Expected bytes per batch request. Default 8 MiB. */
+  maxBatchBytes?: number;
   now?: () => number;
 }
 
 interface PendingBlock {
   want: WantedBlock;
+  /** Priority: lower goes first (the wanted list's order). */
+  rank: number;
   /** Sources tried since the last round over all of them. */
   tried: Set<string>;
   attempts: number;
   notBefore: number;
+  /** Bumped whenever the block is queued anywhere: older queue entries for it are stale. */
+  token: number;
 }
 
-interface ActiveFetch {
-  want: WantedBlock;
-  source: BlockSource;
-  controller: AbortController;
-  /** Set when the block stopped being wanted, so its failure is not retried. */
+/** A block in a queue, valid while its token is current. */
+interface QueueEntry {
+  block: PendingBlock;
+  token: number;
+}
+
+/** One block of a request in flight. */
+interface Member {
+  block: PendingBlock;
+  /** Set when the block stopped being wanted: its result is dropped. */
   unwanted: boolean;
   /** Set when the fetch was given up for someone else's (yieldFetch): back to the queue, no failure. */
   yielded: boolean;
+}
+
+/** One request in flight: a single block, or a batch of small ones (one slot either way). */
+interface ActiveRequest {
+  source: BlockSource;
+  controller: AbortController;
+  members: Map<BlockHash, Member>;
   settled: Promise<void>;
 }
+
+/** A batch being filled during one pump, its slot already reserved. */
+interface OpenBatch {
+  source: BlockSource;
+  blocks: PendingBlock[];
+  bytes: number;
+  limit: number;
+}
+
+type Choice = { source: BlockSource } | { waitFor: string[] } | 'retry-later';
 
 class HashMismatchError extends Error {
   constructor(hash: BlockHash, actual: BlockHash) {
@@ -51,78 +84,143 @@ class HashMismatchError extends Error {
   }
 }
 
+/** A batch answer left the block out (refused by the source, or cut to keep the answer small). */
+export class BlockAbsentError extends Error {
+  override readonly name = 'BlockAbsentError';
+  constructor(hash: BlockHash) {
+    super(`block ${hash.slice(0, 12)}… was not in the batch answer`);
+  }
+}
+
 const MAX_BACKOFF_MS = 30_000;
 /** Bytes/s assumed for a source not measured yet. */
 const NOMINAL_RATE = 10_000_000;
+/** Blocks one pump may look at without starting them before it yields the event loop. */
+const EXAMINE_BUDGET = 256;
+/** Heaps of woken blocks kept apart before they are merged into one. */
+const MAX_RECHECK_HEAPS = 8;
+const DEFAULT_BATCH_BLOCK_MAX_BYTES = 256 * 1024;
+const DEFAULT_MAX_BATCH_BLOCKS = 256;
+const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
+
+const byRank = (a: QueueEntry, b: QueueEntry) => a.block.rank < b.block.rank;
+const byTime = (a: QueueEntry, b: QueueEntry) => a.block.notBefore < b.block.notBefore;
 
 /**
  * Fetches wanted blocks from whichever sources can serve them, with bounded concurrency
  * overall and per source. Every block is hashed before it is stored; a peer whose bytes do
  * not match is penalised for the session and the block is asked of someone else. The
- * server is only a source like the others, preferred last.
+ * server is only a source like the others, preferred last. Small blocks bound for the same
+ * source travel in one batch request.
+ *
+ * Cost: a block that cannot start now is parked where the event that could start it will
+ * find it: on each source whose free slot it waits for, in a backoff queue, or (claimed by
+ * no source) until `wake()`. So one pump costs about the fetches it starts plus a bounded
+ * number of looks (EXAMINE_BUDGET; it continues on a later turn), never a scan of every
+ * pending block, and a workspace of 100,000 blocks does not cost O(N²) to fetch.
  */
 export class BlockScheduler {
   private pending = new Map<BlockHash, PendingBlock>();
-  private active = new Map<BlockHash, ActiveFetch>();
+  /** Blocks to look at, best rank first. */
+  private ready = new MinHeap<QueueEntry>(byRank);
+  /** Heaps of parked blocks to look at again (after wake or penalise); merged by rank with `ready`. */
+  private recheck: MinHeap<QueueEntry>[] = [];
+  /** Blocks waiting for a slot at a source, by source id. */
+  private parked = new Map<string, MinHeap<QueueEntry>>();
+  /** Blocks no usable source claims: they wait for `wake()`. */
+  private unclaimed = new MinHeap<QueueEntry>(byRank);
+  private backoff = new MinHeap<QueueEntry>(byTime);
+  private nextRank = 0;
+
+  private active = new Map<BlockHash, ActiveRequest>();
+  private requestsInFlight = 0;
   private loadBySource = new Map<string, number>();
   private penalisedSources = new Set<string>();
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private retryAt = Infinity;
+  private continueTimer: ReturnType<typeof setTimeout> | null = null;
   private idleWaiters: Array<() => void> = [];
   private stopped = false;
   private readonly now: () => number;
+  private readonly batchBlockMaxBytes: number;
+  private readonly maxBatchBlocks: number;
+  private readonly maxBatchBytes: number;
 
   constructor(private readonly options: BlockSchedulerOptions) {
     this.now = options.now ?? (() => Date.now());
+    this.batchBlockMaxBytes = options.batchBlockMaxBytes ?? DEFAULT_BATCH_BLOCK_MAX_BYTES;
+    this.maxBatchBlocks = options.maxBatchBlocks ?? DEFAULT_MAX_BATCH_BLOCKS;
+    this.maxBatchBytes = options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
   }
 
   /** Replaces the wanted list (order = priority). Fetches of blocks no longer wanted stop. */
   setWanted(wanted: readonly WantedBlock[]): void {
     const next = new Map<BlockHash, PendingBlock>();
     for (const want of wanted) {
-      if (this.active.has(want.hash)) continue;
-      next.set(want.hash, this.pending.get(want.hash) ?? { want, tried: new Set(), attempts: 0, notBefore: 0 });
+      if (this.rewant(want.hash) || next.has(want.hash)) continue;
+      const block = this.pending.get(want.hash) ?? newBlock(want);
+      block.rank = next.size;
+      next.set(want.hash, block);
     }
     const stillWanted = new Set(wanted.map((want) => want.hash));
-    for (const [hash, fetch] of this.active) {
-      if (!stillWanted.has(hash)) {
-        fetch.unwanted = true;
-        fetch.controller.abort();
-      }
-    }
+    this.dropActive([...this.active.keys()].filter((hash) => !stillWanted.has(hash)));
     this.pending = next;
+    this.nextRank = next.size;
+    // Everything is looked at afresh; ranks are in order, so the sorted list is a heap already.
+    const now = this.now();
+    const ready: QueueEntry[] = [];
+    this.backoff = new MinHeap<QueueEntry>(byTime);
+    for (const block of next.values()) {
+      const entry = { block, token: ++block.token };
+      if (block.notBefore > now) this.backoff.push(entry);
+      else ready.push(entry);
+    }
+    this.ready = new MinHeap<QueueEntry>(byRank, ready);
+    this.recheck = [];
+    this.parked.clear();
+    this.unclaimed = new MinHeap<QueueEntry>(byRank);
     this.pump();
   }
 
-  /** Adds blocks to the end of the wanted list (those already wanted keep their place). */
-  addWanted(wanted: readonly WantedBlock[]): void {
-    for (const want of wanted) {
-      if (this.active.has(want.hash) || this.pending.has(want.hash)) continue;
-      this.pending.set(want.hash, { want, tried: new Set(), attempts: 0, notBefore: 0 });
+  /** Adds blocks to the end of the wanted list (those wanted already keep their place). */
+  addWanted(wants: readonly WantedBlock[]): void {
+    for (const want of wants) {
+      if (this.rewant(want.hash) || this.pending.has(want.hash)) continue;
+      const block = newBlock(want);
+      block.rank = this.nextRank++;
+      this.pending.set(want.hash, block);
+      this.enqueue(block);
     }
     this.pump();
   }
 
-  /** Blocks no longer wanted: dropped from the queue, their fetches stopped. */
+  /** Stops wanting these blocks: queued ones are forgotten, fetches of them stop. */
   removeWanted(hashes: readonly BlockHash[]): void {
-    for (const hash of hashes) {
-      this.pending.delete(hash);
-      const fetch = this.active.get(hash);
-      if (fetch) {
-        fetch.unwanted = true;
-        fetch.controller.abort();
-      }
-    }
+    // Queue entries of a forgotten block are recognised as stale when they come up.
+    for (const hash of hashes) this.pending.delete(hash);
+    this.dropActive(hashes);
     this.pump();
   }
 
-  /** Sources changed (a peer arrived or left): try to start more fetches. */
+  /** Sources changed (a peer arrived or left, claims changed): look at parked blocks again. */
   wake(): void {
+    for (const heap of this.parked.values()) if (heap.size > 0) this.recheck.push(heap);
+    this.parked.clear();
+    if (this.unclaimed.size > 0) this.recheck.push(this.unclaimed);
+    this.unclaimed = new MinHeap<QueueEntry>(byRank);
+    this.boundRecheck();
     this.pump();
   }
 
   /** Never ask this source again this session (it broke the protocol, or lied). */
   penalise(sourceId: string): void {
     this.penalisedSources.add(sourceId);
+    const waiting = this.parked.get(sourceId);
+    if (waiting) {
+      this.parked.delete(sourceId);
+      this.recheck.push(waiting);
+      this.boundRecheck();
+    }
   }
 
   isPenalised(sourceId: string): boolean {
@@ -136,18 +234,23 @@ export class BlockScheduler {
   /**
    * Gives up the fetch of `hash` from a source of `kind` (another device is fetching the
    * same block): it goes back to the queue as if never started. Returns whether it was.
+   * Inside a batch the request goes on for the others (a batch of small blocks is one
+   * request); if the block arrives all the same it is stored, else it is queued again.
    */
   yieldFetch(hash: BlockHash, kind: BlockSource['kind']): boolean {
-    const fetch = this.active.get(hash);
-    if (!fetch || fetch.source.kind !== kind || fetch.unwanted) return false;
-    fetch.yielded = true;
-    fetch.controller.abort(new Error('another device is fetching this block'));
+    const request = this.active.get(hash);
+    const member = request?.members.get(hash);
+    if (!request || !member || request.source.kind !== kind || member.unwanted || member.yielded) return false;
+    member.yielded = true;
+    this.abortIfAbandoned(request, new Error('another device is fetching this block'));
     return true;
   }
 
   /** Blocks being fetched from sources of one kind right now. */
   inFlightFrom(kind: BlockSource['kind']): BlockHash[] {
-    return [...this.active.values()].filter((fetch) => fetch.source.kind === kind).map((fetch) => fetch.want.hash);
+    const hashes: BlockHash[] = [];
+    for (const [hash, request] of this.active) if (request.source.kind === kind && !request.members.get(hash)!.unwanted) hashes.push(hash);
+    return hashes;
   }
 
   get idle(): boolean {
@@ -162,40 +265,55 @@ export class BlockScheduler {
   /** Aborts every fetch and resolves once none can still write to the store. */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const fetch of this.active.values()) fetch.controller.abort();
+    const requests = new Set(this.active.values());
+    for (const request of requests) request.controller.abort();
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    await Promise.all([...this.active.values()].map((fetch) => fetch.settled));
+    if (this.continueTimer) clearTimeout(this.continueTimer);
+    this.retryTimer = this.continueTimer = null;
+    await Promise.all([...requests].map((request) => request.settled));
   }
+
+  // ------------------------------------------------------------ choosing
 
   private pump(): void {
     if (this.stopped) return;
     const now = this.now();
+    this.releaseDue(now);
     const sources = this.options.sources().filter((source) => !this.penalisedSources.has(source.id));
-    let earliestRetry = Infinity;
-    for (const [hash, block] of this.pending) {
-      if (this.active.size >= this.options.maxInFlight) break;
-      // Nobody can take another request: scanning further would only find more waiting.
-      if (!sources.some((source) => this.hasCapacity(source))) break;
-      if (block.notBefore > now) {
-        earliestRetry = Math.min(earliestRetry, block.notBefore);
+    const batches = new Map<string, OpenBatch>();
+    let looked = 0;
+    for (;;) {
+      const atCap = this.requestsInFlight >= this.options.maxInFlight;
+      if (atCap && batches.size === 0) break;
+      // Nobody can take another request: looking further would only find more waiting.
+      if (!sources.some((source) => this.hasCapacity(source) || batches.has(source.id))) break;
+      if (looked >= EXAMINE_BUDGET) {
+        this.continueLater();
+        break;
+      }
+      const block = this.takeNext();
+      if (!block) break;
+      const choice = this.chooseSource(block, sources, batches, atCap);
+      if (choice === 'retry-later') {
+        looked += 1;
+        this.enqueue(block);
         continue;
       }
-      const source = this.chooseSource(block, sources);
-      if (source === 'wait') continue;
-      if (source === 'retry-later') {
-        earliestRetry = Math.min(earliestRetry, block.notBefore);
+      if ('waitFor' in choice) {
+        looked += 1;
+        if (atCap && choice.waitFor.length > 0) {
+          // Waiting for the global cap, not for a source: back to the front of the queue.
+          this.ready.push({ block, token: ++block.token });
+          break;
+        }
+        this.park(block, choice.waitFor);
         continue;
       }
-      this.pending.delete(hash);
-      this.start(block, source);
+      this.assign(block, choice.source, sources, batches);
     }
-    this.armRetryTimer(earliestRetry, now);
+    for (const batch of [...batches.values()]) this.sendBatch(batch, sources, batches);
+    this.armRetryTimer(now);
     this.notifyIfIdle();
-  }
-
-  private hasCapacity(source: BlockSource): boolean {
-    return (this.loadBySource.get(source.id) ?? 0) < source.maxInFlight;
   }
 
   /**
@@ -205,7 +323,7 @@ export class BlockScheduler {
    * outstanding request wins. The server serves only what no untried peer claims. When
    * every source has been tried, a new round starts after a backoff.
    */
-  private chooseSource(block: PendingBlock, sources: readonly BlockSource[]): BlockSource | 'wait' | 'retry-later' {
+  private chooseSource(block: PendingBlock, sources: readonly BlockSource[], batches: Map<string, OpenBatch>, atCap: boolean): Choice {
     const able = sources.filter((source) => source.canServe(block.want));
     const untried = able.filter((source) => !block.tried.has(source.id));
     if (able.length > 0 && untried.length === 0) {
@@ -218,72 +336,302 @@ export class BlockScheduler {
     let best: BlockSource | null = null;
     let bestScore = -Infinity;
     for (const source of candidates) {
-      if (!this.hasCapacity(source)) continue;
+      const batch = batches.get(source.id);
+      const joins = batch !== undefined && this.fits(batch, block);
+      if (!joins && (atCap || !this.hasCapacity(source))) continue;
       const load = this.loadBySource.get(source.id) ?? 0;
       // Unmeasured sources get a nominal rate so that new peers are tried.
       const rate = source.bytesPerSecond?.() || NOMINAL_RATE;
-      const score = rate / (load + 1);
+      const score = rate / (load + (joins ? 0 : 1));
       if (score > bestScore) {
         best = source;
         bestScore = score;
       }
     }
-    return best ?? 'wait';
+    return best ? { source: best } : { waitFor: candidates.map((source) => source.id) };
   }
 
-  private start(block: PendingBlock, source: BlockSource): void {
-    const controller = new AbortController();
-    const fetch: ActiveFetch = { want: block.want, source, controller, unwanted: false, yielded: false, settled: Promise.resolve() };
-    this.active.set(block.want.hash, fetch);
+  /** Starts the block on `source`, in the source's batch when both allow it. */
+  private assign(block: PendingBlock, source: BlockSource, sources: readonly BlockSource[], batches: Map<string, OpenBatch>): void {
+    const open = batches.get(source.id);
+    if (open && this.fits(open, block)) {
+      this.addToBatch(open, block);
+      // Sent once full, so that the source's next batch sees its room as it is (a peer link's requests).
+      if (open.blocks.length >= open.limit) this.sendBatch(open, sources, batches);
+      return;
+    }
+    if (open) this.sendBatch(open, sources, batches);
+    this.reserveSlot(source);
+    const limit = this.batchLimit(source, block);
+    if (limit < 2) {
+      this.startRequest(source, [block]);
+      return;
+    }
+    const batch: OpenBatch = { source, blocks: [], bytes: 0, limit };
+    this.addToBatch(batch, block);
+    batches.set(source.id, batch);
+  }
+
+  private sendBatch(batch: OpenBatch, sources: readonly BlockSource[], batches: Map<string, OpenBatch>): void {
+    this.topUp(batch, sources, batches);
+    batches.delete(batch.source.id);
+    this.startRequest(batch.source, batch.blocks);
+  }
+
+  /** How many blocks a batch starting with `block` may hold on `source` (below 2: no batch). */
+  private batchLimit(source: BlockSource, block: PendingBlock): number {
+    if (!source.fetchBlocks || !this.isSmall(block)) return 1;
+    return Math.min(this.maxBatchBlocks, source.maxBatch ?? this.maxBatchBlocks);
+  }
+
+  private fits(batch: OpenBatch, block: PendingBlock): boolean {
+    return batch.blocks.length < batch.limit && this.isSmall(block) && batch.bytes + block.want.sizeHint <= this.maxBatchBytes;
+  }
+
+  private isSmall(block: PendingBlock): boolean {
+    return block.want.sizeHint > 0 && block.want.sizeHint <= this.batchBlockMaxBytes;
+  }
+
+  private addToBatch(batch: OpenBatch, block: PendingBlock): void {
+    batch.blocks.push(block);
+    batch.bytes += block.want.sizeHint;
+  }
+
+  private hasCapacity(source: BlockSource): boolean {
+    return (this.loadBySource.get(source.id) ?? 0) < source.maxInFlight;
+  }
+
+  private reserveSlot(source: BlockSource): void {
+    this.requestsInFlight += 1;
     this.loadBySource.set(source.id, (this.loadBySource.get(source.id) ?? 0) + 1);
-    this.options.events.started?.(block.want, source);
+  }
+
+  // ------------------------------------------------------------ queues
+
+  /** The best-ranked queued block, from `ready` and the heaps being looked at again. */
+  private takeNext(): PendingBlock | null {
+    for (;;) {
+      let heap: MinHeap<QueueEntry> = this.ready;
+      for (const other of this.recheck) {
+        const top = other.peek();
+        const best = heap.peek();
+        if (top && (!best || top.block.rank < best.block.rank)) heap = other;
+      }
+      const entry = heap.pop();
+      if (!entry) {
+        this.recheck = [];
+        return null;
+      }
+      if (heap !== this.ready && heap.size === 0) this.recheck = this.recheck.filter((other) => other !== heap);
+      if (!this.isCurrent(entry)) continue;
+      entry.block.token += 1;
+      return entry.block;
+    }
+  }
+
+  /**
+   * Wakes that come faster than the parked blocks are looked at would pile up heaps, each
+   * compared on every take: past a few, they are poured into one (dropping stale entries).
+   */
+  private boundRecheck(): void {
+    if (this.recheck.length <= MAX_RECHECK_HEAPS) return;
+    const merged = new MinHeap<QueueEntry>(byRank);
+    for (const heap of this.recheck) for (let entry = heap.pop(); entry; entry = heap.pop()) if (this.isCurrent(entry)) merged.push(entry);
+    this.recheck = merged.size > 0 ? [merged] : [];
+  }
+
+  private isCurrent(entry: QueueEntry): boolean {
+    return entry.token === entry.block.token && this.pending.get(entry.block.want.hash) === entry.block;
+  }
+
+  /** Queues a block to be looked at: now, or after its backoff. */
+  private enqueue(block: PendingBlock): void {
+    const entry = { block, token: ++block.token };
+    if (block.notBefore > this.now()) this.backoff.push(entry);
+    else this.ready.push(entry);
+  }
+
+  /** Parks a block on every source it waits for a slot at (or, claimed by none, until wake). */
+  private park(block: PendingBlock, sourceIds: readonly string[]): void {
+    const entry = { block, token: ++block.token };
+    if (sourceIds.length === 0) {
+      this.unclaimed.push(entry);
+      return;
+    }
+    for (const id of sourceIds) {
+      let heap = this.parked.get(id);
+      if (!heap) this.parked.set(id, (heap = new MinHeap<QueueEntry>(byRank)));
+      heap.push(entry);
+    }
+  }
+
+  /** A slot at `source` came free: the best block waiting for it is looked at again. */
+  private unpark(source: BlockSource): void {
+    const heap = this.parked.get(source.id);
+    if (!heap) return;
+    for (let entry = heap.pop(); entry; entry = heap.pop()) {
+      if (!this.isCurrent(entry)) continue;
+      this.ready.push(entry);
+      break;
+    }
+    if (heap.size === 0) this.parked.delete(source.id);
+  }
+
+  /**
+   * Before a batch leaves, blocks parked on its source join it while they fit and would
+   * choose that source: a freed slot moves one block, the batch then takes its companions.
+   */
+  private topUp(batch: OpenBatch, sources: readonly BlockSource[], batches: Map<string, OpenBatch>): void {
+    const heap = this.parked.get(batch.source.id);
+    while (heap && heap.size > 0 && batch.blocks.length < batch.limit) {
+      const entry = heap.pop()!;
+      if (!this.isCurrent(entry)) continue;
+      const { block } = entry;
+      block.token += 1;
+      const choice = this.fits(batch, block) ? this.chooseSource(block, sources, batches, false) : null;
+      if (choice === null || choice === 'retry-later' || !('source' in choice) || choice.source !== batch.source) {
+        this.enqueue(block);
+        break;
+      }
+      this.addToBatch(batch, block);
+    }
+  }
+
+  private releaseDue(now: number): void {
+    for (let top = this.backoff.peek(); top && top.block.notBefore <= now; top = this.backoff.peek()) {
+      this.backoff.pop();
+      if (this.isCurrent(top)) this.ready.push(top);
+    }
+  }
+
+  private continueLater(): void {
+    this.continueTimer ??= setTimeout(() => {
+      this.continueTimer = null;
+      this.pump();
+    }, 0);
+  }
+
+  // ------------------------------------------------------------ fetching
+
+  /** Sends one request for `blocks` (one block: fetchBlock; more: fetchBlocks). Its slot is reserved already. */
+  private startRequest(source: BlockSource, blocks: PendingBlock[]): void {
+    const controller = new AbortController();
+    const request: ActiveRequest = { source, controller, members: new Map(), settled: Promise.resolve() };
+    for (const block of blocks) {
+      this.pending.delete(block.want.hash);
+      request.members.set(block.want.hash, { block, unwanted: false, yielded: false });
+      this.active.set(block.want.hash, request);
+    }
+    for (const block of blocks) this.options.events.started?.(block.want, source);
     const timeout = setTimeout(() => controller.abort(new Error('request timed out')), this.options.requestTimeoutMs ?? 120_000);
-    fetch.settled = this.fetchVerifyStore(block.want, source, controller.signal)
-      .then((bytes) => {
-        this.options.events.stored?.(block.want, bytes, source);
-      })
+    request.settled = this.fetchAndStore(request)
       .catch((error: unknown) => {
-        if (this.stopped) return;
-        if (error instanceof HashMismatchError && source.kind === 'peer' && !this.penalisedSources.has(source.id)) {
-          this.penalisedSources.add(source.id);
-          this.options.events.penalised?.(source);
-        }
-        if (fetch.unwanted) return;
-        if (fetch.yielded) {
-          if (!this.pending.has(block.want.hash)) this.pending.set(block.want.hash, block);
-          return;
-        }
-        this.options.events.failed?.(block.want, source, error);
-        block.tried.add(source.id);
-        block.attempts += 1;
-        if (!isTransient(error) && source.kind === 'server') {
-          // The server refused outright (403/404): asking again soon will not help.
-          block.notBefore = this.now() + MAX_BACKOFF_MS;
-        }
-        if (!this.pending.has(block.want.hash)) this.pending.set(block.want.hash, block);
+        // A fault of ours (say, the local store failing) must not strand the blocks.
+        for (const member of request.members.values()) this.fail(member, source, error);
       })
       .finally(() => {
         clearTimeout(timeout);
-        this.active.delete(block.want.hash);
+        for (const hash of request.members.keys()) if (this.active.get(hash) === request) this.active.delete(hash);
+        this.requestsInFlight -= 1;
         this.loadBySource.set(source.id, (this.loadBySource.get(source.id) ?? 1) - 1);
+        this.unpark(source);
         this.pump();
       });
   }
 
-  private async fetchVerifyStore(want: WantedBlock, source: BlockSource, signal: AbortSignal): Promise<number> {
-    const bytes = await source.fetchBlock(want, signal);
-    const actual = await this.options.sha256(bytes);
-    if (actual !== want.hash) throw new HashMismatchError(want.hash, actual);
-    await this.options.store.putBlock(want.hash, bytes);
-    return bytes.length;
+  private async fetchAndStore(request: ActiveRequest): Promise<void> {
+    const { source, controller, members } = request;
+    const wants = [...members.values()].map((member) => member.block.want);
+    let received: Map<BlockHash, Uint8Array>;
+    try {
+      received =
+        wants.length === 1
+          ? new Map([[wants[0].hash, await source.fetchBlock(wants[0], controller.signal)]])
+          : await source.fetchBlocks!(wants, controller.signal);
+    } catch (error) {
+      for (const member of members.values()) this.fail(member, source, error);
+      return;
+    }
+    await Promise.all([...members.values()].map((member) => this.verifyAndStore(member, source, received.get(member.block.want.hash))));
   }
 
-  private armRetryTimer(at: number, now: number): void {
+  /** Hashes the bytes and stores them; a mismatch penalises a peer and sends the block elsewhere. */
+  private async verifyAndStore(member: Member, source: BlockSource, bytes: Uint8Array | undefined): Promise<void> {
+    const { want } = member.block;
+    if (this.stopped || member.unwanted) return;
+    if (!bytes) return this.fail(member, source, new BlockAbsentError(want.hash));
+    try {
+      const actual = await this.options.sha256(bytes);
+      if (actual !== want.hash) {
+        if (source.kind === 'peer' && !this.penalisedSources.has(source.id)) {
+          this.penalise(source.id);
+          this.options.events.penalised?.(source);
+        }
+        throw new HashMismatchError(want.hash, actual);
+      }
+      await this.options.store.putBlock(want.hash, bytes);
+    } catch (error) {
+      return this.fail(member, source, error);
+    }
+    this.options.events.stored?.(want, bytes.length, source);
+  }
+
+  private fail(member: Member, source: BlockSource, error: unknown): void {
+    if (this.stopped || member.unwanted) return;
+    const { block } = member;
+    if (!member.yielded) {
+      this.options.events.failed?.(block.want, source, error);
+      block.tried.add(source.id);
+      block.attempts += 1;
+      if (!isTransient(error) && source.kind === 'server') {
+        // The server refused outright (403/404): asking again soon will not help.
+        block.notBefore = this.now() + MAX_BACKOFF_MS;
+      }
+    }
+    if (this.pending.has(block.want.hash)) return;
+    this.pending.set(block.want.hash, block);
+    this.enqueue(block);
+  }
+
+  /** A block wanted again while its fetch is in flight keeps that fetch. */
+  private rewant(hash: BlockHash): boolean {
+    const member = this.active.get(hash)?.members.get(hash);
+    if (!member) return false;
+    member.unwanted = false;
+    return true;
+  }
+
+  private dropActive(hashes: readonly BlockHash[]): void {
+    for (const hash of hashes) {
+      const request = this.active.get(hash);
+      const member = request?.members.get(hash);
+      if (!request || !member) continue;
+      member.unwanted = true;
+      this.abortIfAbandoned(request);
+    }
+  }
+
+  /** Aborts a request once none of its blocks is still wanted from it. */
+  private abortIfAbandoned(request: ActiveRequest, reason?: Error): void {
+    for (const member of request.members.values()) if (!member.unwanted && !member.yielded) return;
+    request.controller.abort(reason);
+  }
+
+  private armRetryTimer(now: number): void {
+    let top = this.backoff.peek();
+    while (top && !this.isCurrent(top)) {
+      this.backoff.pop();
+      top = this.backoff.peek();
+    }
+    const at = top?.block.notBefore ?? Infinity;
+    if (at === this.retryAt && this.retryTimer) return;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.retryAt = at;
     if (at === Infinity || this.stopped) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
+      this.retryAt = Infinity;
       this.pump();
     }, Math.max(0, at - now));
   }
@@ -294,4 +642,8 @@ export class BlockScheduler {
     this.idleWaiters = [];
     for (const resolve of waiters) resolve();
   }
+}
+
+function newBlock(want: WantedBlock): PendingBlock {
+  return { want, rank: 0, tried: new Set(), attempts: 0, notBefore: 0, token: 0 };
 }

@@ -1,4 +1,5 @@
 import {
+  BlockRecordReader,
   MAX_BLOCK_SIZE,
   ValidationError,
   expectArray,
@@ -6,6 +7,7 @@ import {
   expectString,
   lanKeyBytes,
   parseBlockHash,
+  parseCommitBatchResponse,
   parseCursor,
   parseJournalPage,
   parseLanKeyResponse,
@@ -124,6 +126,51 @@ export class ServerApi implements UploadApi {
       if (error instanceof NeedBlocksError) return { need: error.need };
       throw error;
     }
+  }
+
+  /**
+   * Commits 1 … 1000 entries in one transaction (POST /ns/:ns/commits): their sjids, in
+   * order, or `{need}` listing every block the server lacks (nothing committed).
+   */
+  async commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<{ sjids: number[] } | { need: BlockHash[] }> {
+    const commits = requests.map(({ path, size, mtime, blocks, deleted }) => ({ path, size, mtime, blocks, deleted }));
+    try {
+      return parseCommitBatchResponse(await this.json('POST', `/api/v1/ns/${ns}/commits`, { commits }), requests.length);
+    } catch (error) {
+      if (error instanceof NeedBlocksError) return { need: error.need };
+      throw error;
+    }
+  }
+
+  /**
+   * Many blocks in one request (POST /ns/:ns/blocks), read as they stream in. The map holds
+   * the blocks the server sent (unverified: the caller checks each hash); a hash it refused,
+   * or left out to keep the response small, is absent: ask again, or elsewhere. A stream
+   * that breaks the record format throws ValidationError.
+   */
+  async getBlocks(ns: NamespaceId, hashes: readonly BlockHash[], signal?: AbortSignal): Promise<Map<BlockHash, Uint8Array>> {
+    const blocks = new Map<BlockHash, Uint8Array>();
+    if (hashes.length === 0) return blocks;
+    const response = await this.request('POST', `/api/v1/ns/${ns}/blocks`, {
+      body: JSON.stringify({ hashes }),
+      headers: { 'content-type': 'application/json' },
+      signal,
+    });
+    const reader = new BlockRecordReader(hashes);
+    if (!response.body) throw new ValidationError('blocks', 'the response has no body');
+    const body = response.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await body.read();
+        if (done) break;
+        for (const record of reader.push(value)) if (record.bytes) blocks.set(record.hash, record.bytes);
+      }
+      reader.end();
+    } catch (error) {
+      await body.cancel().catch(() => {});
+      throw error;
+    }
+    return blocks;
   }
 
   /** One block's bytes, refusing bodies over the block limit before reading them whole. */

@@ -78,6 +78,14 @@ export interface BlockSource {
   bytesPerSecond?(): number;
   /** The block's bytes, unverified: the scheduler checks the hash. */
   fetchBlock(want: WantedBlock, signal: AbortSignal): Promise<Uint8Array>;
+  /**
+   * Many small blocks in one request, which takes one of `maxInFlight`. The map holds the
+   * blocks that arrived (unverified); one left out is asked again later or elsewhere.
+   * Rejects when the request as a whole failed. Sources without it are never batched.
+   */
+  fetchBlocks?(wants: readonly WantedBlock[], signal: AbortSignal): Promise<Map<BlockHash, Uint8Array>>;
+  /** Most blocks one fetchBlocks call may carry, read as a batch opens (a peer link has room for only so many requests). */
+  readonly maxBatch?: number;
 }
 
 /** The server calls the uploader needs. */
@@ -86,4 +94,6 @@ export interface UploadApi {
   putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void>;
   /** `{sjid}` on success, `{need}` when the server lacks blocks (nothing committed). */
   commit(ns: NamespaceId, request: CommitRequest): Promise<{ sjid: number } | { need: BlockHash[] }>;
+  /** 1 … MAX_COMMIT_BATCH commits in one transaction: `{sjids}` in order, or `{need}` across all of them (nothing committed). */
+  commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<{ sjids: number[] } | { need: BlockHash[] }>;
 }

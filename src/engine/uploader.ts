@@ -22,6 +22,8 @@ export interface UploadFileOptions {
 }
 
 const COMMIT_ATTEMPTS = 4;
+/** Block uploads in flight while answering a 409 need list. */
+const NEED_UPLOADS_IN_FLIGHT = 4;
 
 /**
  * Uploads one file as it is read: each 4 MiB block is hashed, kept locally (so this device
@@ -92,14 +94,42 @@ export async function commitWithBlocks(
   api: UploadApi,
   store: LocalBlockStore,
 ): Promise<number> {
+  return retryWithBlocks(() => api.commit(ns, request), api, store).then((result) => result.sjid);
+}
+
+/**
+ * commitWithBlocks for 1 … MAX_COMMIT_BATCH commits in one transaction: a 409 names the
+ * missing blocks of every file at once, so a batch costs one commit round trip plus one
+ * per block the server lacks. Returns the sjids in request order.
+ */
+export async function commitBatchWithBlocks(
+  ns: NamespaceId,
+  requests: readonly CommitRequest[],
+  api: UploadApi,
+  store: LocalBlockStore,
+): Promise<number[]> {
+  return retryWithBlocks(() => api.commitBatch(ns, requests), api, store).then((result) => result.sjids);
+}
+
+/** Runs `commit` until it succeeds, uploading from the local store what each 409 names in between. */
+async function retryWithBlocks<T extends object>(
+  commit: () => Promise<T | { need: BlockHash[] }>,
+  api: UploadApi,
+  store: LocalBlockStore,
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
-    const result = await api.commit(ns, request);
-    if ('sjid' in result) return result.sjid;
+    const result = await commit();
+    if (!('need' in result)) return result;
     if (attempt >= COMMIT_ATTEMPTS) throw new Error(`server still lacks ${result.need.length} block(s) after ${attempt} attempts`);
-    for (const hash of result.need) {
-      const bytes = await store.getBlock(hash);
-      if (!bytes) throw new Error(`block ${hash.slice(0, 12)}… is needed by the server but not stored on this device`);
-      await api.putBlock(hash, bytes);
-    }
+    // A batch may name thousands of blocks: several uploads at once, not one round trip after another.
+    const queue = [...result.need];
+    const upload = async () => {
+      for (let hash = queue.shift(); hash !== undefined; hash = queue.shift()) {
+        const bytes = await store.getBlock(hash);
+        if (!bytes) throw new Error(`block ${hash.slice(0, 12)}… is needed by the server but not stored on this device`);
+        await api.putBlock(hash, bytes);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(NEED_UPLOADS_IN_FLIGHT, queue.length) }, upload));
   }
 }

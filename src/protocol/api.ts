@@ -38,7 +38,12 @@ export interface ServerMetrics {
   blockBytesServed: number;
   blockRequestsServed: number;
   blockBytesReceived: number;
+  /** Journal entries appended (each entry of a batch counts). */
   commits: number;
+  /** Batch commit requests that committed. */
+  commitBatches: number;
+  /** Batch block downloads whose whole response was sent. */
+  blockBatchesServed: number;
   journalLongPollsOpen: number;
   /** Relay sockets connected now. */
   relaySockets: number;

@@ -10,3 +10,5 @@ export * from './relay.ts';
 export * from './lan-key.ts';
 export * from './lan-advert.ts';
 export * from './lan-stream.ts';
+export * from './batch.ts';
+export * from './block-records.ts';

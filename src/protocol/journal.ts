@@ -61,10 +61,11 @@ function parseFileFields(record: Record<string, unknown>, field: string): Commit
   return { path, size, mtime, blocks, deleted };
 }
 
-export function parseCommitRequest(value: unknown): CommitRequest {
-  const record = expectRecord(value, 'commit');
-  expectOnlyKeys(record, 'commit', ['path', 'size', 'mtime', 'blocks', 'deleted']);
-  return parseFileFields(record, 'commit');
+/** One commit body; `field` names it in errors (a batch element is `commits[3]`). */
+export function parseCommitRequest(value: unknown, field = 'commit'): CommitRequest {
+  const record = expectRecord(value, field);
+  expectOnlyKeys(record, field, ['path', 'size', 'mtime', 'blocks', 'deleted']);
+  return parseFileFields(record, field);
 }
 
 export function parseJournalEntry(value: unknown, field = 'entry'): JournalEntry {

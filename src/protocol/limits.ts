@@ -13,3 +13,12 @@ export const MAX_LONG_POLL_SECONDS = 60;
 export const MAX_MISSING_QUERY = 10_000;
 /** Largest cursor a JSON number carries exactly. */
 export const MAX_CURSOR = Number.MAX_SAFE_INTEGER;
+/** Commits per batch commit request (POST /api/v1/ns/:ns/commits). */
+export const MAX_COMMIT_BATCH = 1000;
+/** Hashes per batch block download (POST /api/v1/ns/:ns/blocks). */
+export const MAX_BLOCK_BATCH = 1000;
+/**
+ * A batch block download stops adding blocks once their bytes would pass this (it always
+ * carries at least one): a bound on what one response, and the client reading it, holds.
+ */
+export const MAX_BLOCK_BATCH_BYTES = 16 * 1024 * 1024;

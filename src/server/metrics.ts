@@ -8,8 +8,12 @@ export class Metrics implements ServerMetrics {
   blockRequestsServed = 0;
   /** Bytes of block uploads that were verified (stored, or already known). */
   blockBytesReceived = 0;
-  /** Journal entries appended. */
+  /** Journal entries appended (a batch counts each of its entries). */
   commits = 0;
+  /** Batch commit requests that committed. */
+  commitBatches = 0;
+  /** Batch block downloads whose whole response was sent. */
+  blockBatchesServed = 0;
   /** Journal long polls waiting right now. */
   journalLongPollsOpen = 0;
   /** Relay sockets connected right now. */
@@ -27,6 +31,8 @@ export class Metrics implements ServerMetrics {
       blockRequestsServed: this.blockRequestsServed,
       blockBytesReceived: this.blockBytesReceived,
       commits: this.commits,
+      commitBatches: this.commitBatches,
+      blockBatchesServed: this.blockBatchesServed,
       journalLongPollsOpen: this.journalLongPollsOpen,
       relaySockets: this.relaySockets,
       advertsRelayed: this.advertsRelayed,

@@ -74,10 +74,12 @@ export class PrometheusExporter {
           this.set(read());
         },
       });
-    counterOf('nearsync_block_bytes_served_total', 'Block bytes flushed to clients by block GETs', () => metrics.blockBytesServed);
-    counterOf('nearsync_block_requests_served_total', 'Block GETs whose whole body was sent', () => metrics.blockRequestsServed);
+    counterOf('nearsync_block_bytes_served_total', 'Block bytes flushed to clients by block downloads', () => metrics.blockBytesServed);
+    counterOf('nearsync_block_requests_served_total', 'Blocks whose whole bytes were sent (single GETs and inside batches)', () => metrics.blockRequestsServed);
     counterOf('nearsync_block_bytes_received_total', 'Verified block upload bytes', () => metrics.blockBytesReceived);
     counterOf('nearsync_commits_total', 'Journal entries appended', () => metrics.commits);
+    counterOf('nearsync_commit_batches_total', 'Batch commit requests that committed', () => metrics.commitBatches);
+    counterOf('nearsync_block_batches_served_total', 'Batch block downloads whose whole response was sent', () => metrics.blockBatchesServed);
     gaugeOf('nearsync_journal_long_polls_open', 'Journal long polls waiting now', () => metrics.journalLongPollsOpen);
     gaugeOf('nearsync_relay_sockets', 'Relay sockets connected to this instance now', () => metrics.relaySockets);
     counterOf('nearsync_adverts_relayed_total', 'Adverts broadcast to the members of a namespace', () => metrics.advertsRelayed);

@@ -249,9 +249,11 @@ describe.each(BACKEND_CASES)('blocks API on $name', (backendCase) => {
       const start = (await api(h.url, 'GET', '/api/v1/metrics')).body;
       expect(Object.keys(start).sort()).toEqual([
         'advertsRelayed',
+        'blockBatchesServed',
         'blockBytesReceived',
         'blockBytesServed',
         'blockRequestsServed',
+        'commitBatches',
         'commits',
         'journalLongPollsOpen',
         'relaySockets',

@@ -99,6 +99,48 @@ describe.each(STORES)('$name metadata store', ({ open }) => {
     expect(await store.readJournal(ns, fit + 1, 10)).toEqual({ entries: [], more: false });
   });
 
+  it('commits a batch in order with consecutive sjids, applying each element after the ones before it', async () => {
+    const ns = await workspace();
+    const remove = (path: string): CommitRequest => ({ path: path as FilePath, size: 0, mtime: 2, blocks: [], deleted: true });
+    const shared = randomHashes(1)[0];
+    const [x, y] = randomHashes(2);
+    expect(await store.commit(ns, fileCommit('old', [x]))).toEqual({ ok: true, sjid: 1 });
+    const batch = [fileCommit('a', [shared]), fileCommit('a', [shared, y]), remove('a'), fileCommit('a', [x]), remove('old'), fileCommit('b', [shared])];
+    expect(await store.commitBatch(ns, batch)).toEqual({ ok: true, sjids: [2, 3, 4, 5, 6, 7] });
+    const entries = (await store.readJournal(ns, 0, 100)).entries;
+    expect(entries.map((e) => [e.sjid, e.path, e.deleted, e.blocks.length])).toEqual([
+      [1, 'old', false, 1],
+      [2, 'a', false, 1],
+      [3, 'a', false, 2],
+      [4, 'a', true, 0],
+      [5, 'a', false, 1],
+      [6, 'old', true, 0],
+      [7, 'b', false, 1],
+    ]);
+    expect(await store.headSjid(ns)).toBe(7);
+    // The live table followed the last element per path: 'a' is live (sjid 5), 'old' is not.
+    expect(await store.commitBatch(ns, [remove('a'), remove('b')])).toEqual({ ok: true, sjids: [8, 9] });
+    expect(await store.commitBatch(ns, [remove('old')])).toEqual({ ok: false, reason: 'not_live', index: 0 });
+    expect(await store.namespaceReferencedBlocks(ns, [y, randomHashes(1)[0], shared, x])).toEqual(new Set([y, shared, x]));
+    expect(await store.namespaceReferencedBlocks(ns, [])).toEqual(new Set());
+  });
+
+  it('stores nothing of a batch whose deletion finds its path not live, even after earlier elements', async () => {
+    const ns = await workspace();
+    const remove = (path: string): CommitRequest => ({ path: path as FilePath, size: 0, mtime: 2, blocks: [], deleted: true });
+    const [x] = randomHashes(1);
+    expect(await store.commit(ns, fileCommit('p', [x]))).toEqual({ ok: true, sjid: 1 });
+    const fresh = randomHashes(1)[0];
+    const result = await store.commitBatch(ns, [fileCommit('q', [fresh]), remove('p'), remove('p')]);
+    expect(result).toEqual({ ok: false, reason: 'not_live', index: 2 });
+    expect(await store.headSjid(ns)).toBe(1);
+    expect((await store.readJournal(ns, 0, 10)).entries.map((e) => e.path)).toEqual(['p']);
+    expect(await store.namespaceReferencesBlock(ns, fresh)).toBe(false);
+    // 'p' is still live: deleting it once works.
+    expect(await store.commitBatch(ns, [remove('p')])).toEqual({ ok: true, sjids: [2] });
+    expect(await store.commitBatch(newNamespace(), [fileCommit('x', [])])).toEqual({ ok: false, reason: 'no_namespace' });
+  });
+
   it('rolls back a deletion of a path that is not live, and an unknown namespace', async () => {
     const ns = await workspace();
     const blocks = randomHashes(2);

@@ -509,4 +509,50 @@ describe('peer block source', () => {
     expect(penalised).toEqual(['liar']);
     expect(hashOf((await store.getBlock(hash))!)).toBe(hash);
   });
+
+  it('sends every REQUEST of a batch at once and returns what arrived, leaving refused blocks out', async () => {
+    const device = new Device();
+    const blocks = Array.from({ length: 10 }, (_, i) => blockOf(3_000 + i, 70 + i));
+    const hashes = await Promise.all(blocks.map((x) => device.add(NS, x)));
+    const refused = await device.add(NS, blockOf(500, 99), { live: false });
+    const { a, ca } = connected(device);
+    const source = new PeerBlockSource('peer-1', a);
+    const wanted = [...hashes.slice(0, 5), refused, ...hashes.slice(5)].map((hash) => ({ ns: NS, hash, sjid: 1, sizeHint: 3_000 }));
+    const fetching = source.fetchBlocks(wanted, new AbortController().signal);
+    // All eleven requests left before any answer could arrive: one round trip.
+    expect(ca.sent.map((frame) => decodeFrame(frame).type)).toEqual(Array(11).fill('request'));
+    const got = await fetching;
+    expect([...got.keys()]).toEqual(expect.arrayContaining(hashes));
+    expect(got.size).toBe(10);
+    hashes.forEach((hash, i) => expect(hashOf(got.get(hash)!)).toBe(hashOf(blocks[i])));
+    expect(source.blocksReceived).toBe(10);
+  });
+
+  it('batches small blocks through the scheduler within the link’s room for requests', async () => {
+    const device = new Device();
+    const blocks = Array.from({ length: 60 }, (_, i) => blockOf(2_000 + i, 10 + i));
+    const hashes = await Promise.all(blocks.map((x) => device.add(NS, x)));
+    const { a, b, ca } = connected(device);
+    const peer = new PeerBlockSource('peer-1', a);
+    peer.setAdvert(NS, 5);
+    const batchSizes: number[] = [];
+    const fetchBlocks = peer.fetchBlocks.bind(peer);
+    peer.fetchBlocks = (wants, signal) => (batchSizes.push(wants.length), fetchBlocks(wants, signal));
+    const failures: unknown[] = [];
+    const serverAsked: BlockHash[] = [];
+    const server: BlockSource = { id: 'server', kind: 'server', maxInFlight: 2, canServe: () => true, fetchBlock: async (w) => (serverAsked.push(w.hash), blocks[hashes.indexOf(w.hash)]) };
+    const store = new MemoryBlockStore();
+    const scheduler = new BlockScheduler({ store, sha256: nodeSha256, sources: () => [peer, server], maxInFlight: 6, events: { failed: (_w, _s, e) => failures.push(e) } });
+    scheduler.setWanted(hashes.map((hash) => ({ ns: NS, hash, sjid: 1, sizeHint: 2_000 })));
+    await scheduler.whenIdle();
+    await scheduler.stop();
+    expect(store.blocks.size).toBe(60);
+    expect(failures).toEqual([]);
+    expect(serverAsked).toEqual([]);
+    expect(b.blocksServed).toBe(60);
+    expect(ca.sent.filter((frame) => decodeFrame(frame).type === 'request').length).toBe(60);
+    // Batches of several blocks, never more requests at once than the link (and the peer) allows.
+    expect(batchSizes.length).toBeLessThan(20);
+    expect(Math.max(...batchSizes)).toBe(8);
+  });
 });

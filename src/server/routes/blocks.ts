@@ -1,20 +1,24 @@
-import type { ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
 import {
+  MAX_BLOCK_BATCH_BYTES,
   MAX_BLOCK_SIZE,
+  encodeBlockRecordHeader,
+  parseBlockBatchRequest,
   parseBlockHash,
   parseMissingRequest,
   parseNamespaceId,
   ValidationError,
+  type BlockHash,
   type MissingResponse,
 } from '../../protocol/index.ts';
-import { authenticate } from '../auth.ts';
+import { authenticate, requireMember } from '../auth.ts';
 import type { Handler, RequestContext, ServerDeps } from '../context.ts';
 import { HttpError } from '../http/errors.ts';
 import { readJson } from '../http/json-body.ts';
+import { finishStreamedResponse, sendBlockBytes, sendFraming } from '../http/block-egress.ts';
 import { readBody, tooLarge } from '../http/read-body.ts';
 import { sendJson } from '../http/respond.ts';
 import type { Router } from '../http/router.ts';
+import { BlockReadAhead, type OpenedBlock } from '../storage/block-read-ahead.ts';
 import { BlockRejectedError } from '../storage/block-store.ts';
 
 /** POST /api/v1/blocks/missing — which of these hashes the server lacks (order kept, no repeats). */
@@ -76,50 +80,59 @@ const download: Handler = async (ctx, deps) => {
     'Content-Type': 'application/octet-stream',
     'Content-Length': block.size,
   });
-  ctx.res.once('finish', () => deps.metrics.blockRequestsServed++);
-  await streamBlock(ctx, deps, block.stream);
+  await finishStreamedResponse(ctx, deps, () => sendBlockBytes(ctx, deps, block.stream, block.size));
 };
 
-/** Writes a block to the response, paced by the egress limiter, counting flushed bytes. */
-async function streamBlock(ctx: RequestContext, deps: ServerDeps, stream: Readable): Promise<void> {
-  const { res, clientGone } = ctx;
-  const slice = deps.egress?.sliceBytes ?? Number.MAX_SAFE_INTEGER;
+/**
+ * POST /api/v1/ns/:ns/blocks {hashes} — many blocks in one response, as records in request
+ * order (docs/protocol.md, "Batch block download"): a block the namespace does not
+ * reference or the store lacks gets an absent record; the response stops before the block
+ * that would take it past MAX_BLOCK_BATCH_BYTES (never before the first block).
+ */
+const downloadBatch: Handler = async (ctx, deps) => {
+  const ns = await requireMember(ctx.req, deps, ctx.params.ns);
+  const { hashes } = parseBlockBatchRequest(await readJson(ctx.req));
+  const referenced = await deps.metadata.namespaceReferencedBlocks(ns, hashes);
+  const ahead = new BlockReadAhead(deps.blocks, hashes.map((hash) => (referenced.has(hash) ? hash : null)));
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      for (let offset = 0; offset < chunk.length; offset += slice) {
-        const piece = slice >= chunk.length ? chunk : chunk.subarray(offset, offset + slice);
-        if (deps.egress) await deps.egress.take(piece.length, clientGone);
-        if (clientGone.aborted || res.destroyed) return;
-        const ok = res.write(piece, (err) => {
-          if (!err) deps.metrics.blockBytesServed += piece.length;
-        });
-        ctx.stats.bytesOut += piece.length;
-        if (!ok) await drained(res);
-      }
-    }
-    res.end();
-  } catch (err) {
-    if (!clientGone.aborted) deps.logger.warn('block stream failed', { err });
-    res.destroy();
+    // The first block opens before the status is sent: a store that is down answers 503.
+    const first = await ahead.take(0);
+    ctx.res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'no-store' });
+    ctx.res.once('finish', () => deps.metrics.blockBatchesServed++);
+    await finishStreamedResponse(ctx, deps, () => sendRecords(ctx, deps, hashes, first, ahead));
   } finally {
-    stream.destroy();
+    ahead.close();
   }
-}
+};
 
-function drained(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
+async function sendRecords(
+  ctx: RequestContext,
+  deps: ServerDeps,
+  hashes: readonly BlockHash[],
+  first: OpenedBlock | null,
+  ahead: BlockReadAhead,
+): Promise<boolean> {
+  let blockBytes = 0;
+  for (const [index, hash] of hashes.entries()) {
+    const block = index === 0 ? first : await ahead.take(index);
+    if (!block) {
+      if (!(await sendFraming(ctx, encodeBlockRecordHeader(hash, null)))) return false;
+      continue;
+    }
+    if (blockBytes > 0 && blockBytes + block.size > MAX_BLOCK_BATCH_BYTES) {
+      block.stream.destroy();
+      break;
+    }
+    blockBytes += block.size;
+    if (!(await sendFraming(ctx, encodeBlockRecordHeader(hash, block.size)))) return false;
+    if (!(await sendBlockBytes(ctx, deps, block.stream, block.size))) return false;
+  }
+  return true;
 }
 
 export function blockRoutes(router: Router<Handler>): void {
   router.add('POST', '/api/v1/blocks/missing', missing);
   router.add('PUT', '/api/v1/blocks/:hash', upload);
   router.add('GET', '/api/v1/blocks/:hash', download);
+  router.add('POST', '/api/v1/ns/:ns/blocks', downloadBatch);
 }

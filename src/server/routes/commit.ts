@@ -1,6 +1,14 @@
-import { parseCommitRequest, type BlockHash, type CommitResponse } from '../../protocol/index.ts';
+import {
+  parseCommitBatchRequest,
+  parseCommitRequest,
+  type BlockHash,
+  type CommitBatchResponse,
+  type CommitRequest,
+  type CommitResponse,
+  type NamespaceId,
+} from '../../protocol/index.ts';
 import { requireMember } from '../auth.ts';
-import type { Handler } from '../context.ts';
+import type { Handler, ServerDeps } from '../context.ts';
 import { HttpError } from '../http/errors.ts';
 import { readJson } from '../http/json-body.ts';
 import { sendJson } from '../http/respond.ts';
@@ -8,44 +16,68 @@ import type { Router } from '../http/router.ts';
 
 /**
  * POST /api/v1/ns/:ns/commit — appends one entry once the block store holds every block
- * and their stored sizes add up to `size`. Blocks are never removed, so checking them
- * before the metadata transaction is enough.
+ * and their stored sizes add up to `size`.
  */
 const commit: Handler = async (ctx, deps) => {
   const ns = await requireMember(ctx.req, deps, ctx.params.ns);
   const request = parseCommitRequest(await readJson(ctx.req));
-
-  const sizes = await deps.blocks.statMany(request.blocks);
-  const need: BlockHash[] = [];
-  const seen = new Set<string>();
-  let total = 0;
-  sizes.forEach((size, i) => {
-    const hash = request.blocks[i];
-    if (size === null) {
-      if (!seen.has(hash)) need.push(hash);
-      seen.add(hash);
-    } else {
-      total += size;
-    }
-  });
-  if (need.length > 0) {
-    throw new HttpError(409, 'need_blocks', `upload ${need.length} missing block(s), then commit again`, { extra: { need } });
-  }
-  if (total !== request.size) {
-    throw new HttpError(400, 'size_mismatch', `the blocks hold ${total} bytes, not ${request.size}`);
-  }
-
-  const result = await deps.metadata.commit(ns, request);
-  if (!result.ok) {
-    if (result.reason === 'not_live') throw new HttpError(409, 'not_live', `${request.path} is not a live file`);
-    throw new HttpError(404, 'not_found', 'no such workspace');
-  }
-  deps.metrics.commits++;
-  deps.notifier.notify(ns, result.sjid);
-  const body: CommitResponse = { sjid: result.sjid };
+  const [sjid] = await commitAll(deps, ns, [request], false);
+  const body: CommitResponse = { sjid };
   ctx.stats.bytesOut = sendJson(ctx.res, 200, body);
 };
 
+/**
+ * POST /api/v1/ns/:ns/commits — 1 … 1000 commits in one transaction: consecutive sjids in
+ * array order, all or nothing. Errors that concern one element name it with `index`.
+ */
+const commitBatch: Handler = async (ctx, deps) => {
+  const ns = await requireMember(ctx.req, deps, ctx.params.ns);
+  const { commits } = parseCommitBatchRequest(await readJson(ctx.req));
+  const sjids = await commitAll(deps, ns, commits, true);
+  deps.metrics.commitBatches++;
+  const body: CommitBatchResponse = { sjids };
+  ctx.stats.bytesOut = sendJson(ctx.res, 200, body);
+};
+
+/**
+ * Checks the blocks, appends the entries and wakes long polls once. Blocks are never
+ * removed, so checking them before the metadata transaction is enough. `indexed`: errors
+ * name the element (batch route).
+ */
+async function commitAll(deps: ServerDeps, ns: NamespaceId, requests: readonly CommitRequest[], indexed: boolean): Promise<number[]> {
+  await requireStoredBlocks(deps, requests, indexed);
+  const result = await deps.metadata.commitBatch(ns, requests);
+  if (!result.ok) {
+    if (result.reason === 'no_namespace') throw new HttpError(404, 'not_found', 'no such workspace');
+    const path = requests[result.index].path;
+    throw new HttpError(409, 'not_live', `${path} is not a live file`, indexed ? { extra: { index: result.index } } : {});
+  }
+  deps.metrics.commits += requests.length;
+  deps.notifier.notify(ns, result.sjids[result.sjids.length - 1]);
+  return result.sjids;
+}
+
+/**
+ * 409 need_blocks naming every missing block of every request (once each, in order), else
+ * 400 size_mismatch for the first request whose stored blocks do not add up to its size.
+ */
+async function requireStoredBlocks(deps: ServerDeps, requests: readonly CommitRequest[], indexed: boolean): Promise<void> {
+  const unique = [...new Set(requests.flatMap((request) => request.blocks))];
+  const sizes = await deps.blocks.statMany(unique);
+  const sizeOf = new Map(unique.map((hash, i) => [hash, sizes[i]]));
+  const need: BlockHash[] = unique.filter((hash) => sizeOf.get(hash) === null);
+  if (need.length > 0) {
+    throw new HttpError(409, 'need_blocks', `upload ${need.length} missing block(s), then commit again`, { extra: { need } });
+  }
+  for (const [index, request] of requests.entries()) {
+    const total = request.blocks.reduce((sum, hash) => sum + (sizeOf.get(hash) ?? 0), 0);
+    if (total === request.size) continue;
+    const what = indexed ? `commits[${index}]: the blocks` : 'the blocks';
+    throw new HttpError(400, 'size_mismatch', `${what} hold ${total} bytes, not ${request.size}`, indexed ? { extra: { index } } : {});
+  }
+}
+
 export function commitRoutes(router: Router<Handler>): void {
   router.add('POST', '/api/v1/ns/:ns/commit', commit);
+  router.add('POST', '/api/v1/ns/:ns/commits', commitBatch);
 }

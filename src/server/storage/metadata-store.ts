@@ -34,6 +34,18 @@ export const PAGE_BLOCK_BUDGET = 200_000;
 
 export type CommitResult = { ok: true; sjid: number } | { ok: false; reason: 'not_live' | 'no_namespace' };
 
+/** `index`: the batch element (from 0) that is a deletion of a path not live at that point. */
+export type CommitBatchResult =
+  | { ok: true; sjids: number[] }
+  | { ok: false; reason: 'not_live'; index: number }
+  | { ok: false; reason: 'no_namespace' };
+
+/** A single commit is a batch of one: one code path, one set of rules. */
+export async function commitOne(store: Pick<MetadataStore, 'commitBatch'>, ns: NamespaceId, request: CommitRequest): Promise<CommitResult> {
+  const result = await store.commitBatch(ns, [request]);
+  return result.ok ? { ok: true, sjid: result.sjids[0] } : { ok: false, reason: result.reason };
+}
+
 export interface MetadataStore {
   createWorkspace(workspace: NewWorkspace): Promise<void>;
   /** Adds a member token for the namespace of a valid (unrevoked) invite; null when the invite is unknown or revoked. */
@@ -55,7 +67,17 @@ export interface MetadataStore {
    * The caller has already checked that every block is stored.
    */
   commit(ns: NamespaceId, request: CommitRequest): Promise<CommitResult>;
+  /**
+   * Appends the entries in array order with consecutive sjids, in one transaction: all or
+   * nothing. Elements apply one after another, so a deletion is valid when its path is live
+   * after the elements before it (a batch may write a path and then delete it; deleting a
+   * path twice fails at the second). On `not_live` nothing is stored. Long-poll wakes (the
+   * PostgreSQL NOTIFY) happen once, for the last sjid.
+   */
+  commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<CommitBatchResult>;
   namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean>;
+  /** The subset of `hashes` the namespace's journal references, in one query. */
+  namespaceReferencedBlocks(ns: NamespaceId, hashes: readonly BlockHash[]): Promise<Set<BlockHash>>;
   /**
    * The namespace's secret LAN key (LAN_KEY_BYTES random bytes), created on first use. LAN
    * peers derive their UDP advert tags and TCP pre-shared key from it, so every caller, on

@@ -6,7 +6,7 @@ import { journalPayload } from './pg-journal-notifier.ts';
 import { asStoreError, errorMessage, isConnectionError } from './pg-errors.ts';
 import { migratePostgres } from './pg-migrations.ts';
 import type { PostgresTarget } from './pg-target.ts';
-import { PAGE_BLOCK_BUDGET, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
+import { PAGE_BLOCK_BUDGET, commitOne, type CommitBatchResult, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
 
 /** Opening one connection: a server that does not answer (rather than refusing) costs this much. */
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -165,40 +165,88 @@ export class PgMetadataStore implements MetadataStore {
   }
 
   async commit(ns: NamespaceId, request: CommitRequest): Promise<CommitResult> {
+    return commitOne(this, ns, request);
+  }
+
+  /**
+   * A fixed number of round trips whatever the batch size: take the sjids (the row lock on
+   * the workspace makes this namespace's commits take turns, so files_live cannot change
+   * under us), read the liveness of the paths the batch deletes, apply the deletion rule in
+   * order here, then write every row and the one notification in a single statement.
+   */
+  async commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<CommitBatchResult> {
     return this.transaction(
-      async (client): Promise<CommitResult> => {
+      async (client): Promise<CommitBatchResult> => {
         const head = await client.query<{ head_sjid: number }>(
-          'UPDATE workspaces SET head_sjid = head_sjid + 1 WHERE id = $1 RETURNING head_sjid',
-          [ns],
+          'UPDATE workspaces SET head_sjid = head_sjid + $2 WHERE id = $1 RETURNING head_sjid',
+          [ns, requests.length],
         );
         if (head.rowCount === 0) return { ok: false, reason: 'no_namespace' };
-        const sjid = head.rows[0].head_sjid;
-        if (request.deleted) {
-          const removed = await client.query('DELETE FROM files_live WHERE ns = $1 AND path = $2', [ns, request.path]);
-          if (removed.rowCount === 0) return { ok: false, reason: 'not_live' };
-        } else {
-          await client.query(
-            `INSERT INTO files_live (ns, path, sjid) VALUES ($1, $2, $3)
-             ON CONFLICT (ns, path) DO UPDATE SET sjid = excluded.sjid`,
-            [ns, request.path, sjid],
-          );
+        const last = head.rows[0].head_sjid;
+        const first = last - requests.length + 1;
+
+        const deletedPaths = [...new Set(requests.filter((request) => request.deleted).map((request) => request.path))];
+        const live = new Set<string>();
+        if (deletedPaths.length > 0) {
+          const rows = await client.query<{ path: string }>('SELECT path FROM files_live WHERE ns = $1 AND path = ANY($2::text[])', [
+            ns,
+            deletedPaths,
+          ]);
+          for (const row of rows.rows) live.add(row.path);
         }
-        const blocks = Buffer.concat(request.blocks.map(digest));
-        // The entry, the namespace's block references (split from the same digests) and the
-        // notification in one round trip. NOTIFY is delivered only when the transaction commits.
+        // The last element touching a path decides its row; earlier ones only count for the rule.
+        const finalState = new Map<string, { sjid: number; deleted: boolean }>();
+        for (const [index, request] of requests.entries()) {
+          if (request.deleted) {
+            if (!live.delete(request.path)) return { ok: false, reason: 'not_live', index };
+          } else {
+            live.add(request.path);
+          }
+          finalState.set(request.path, { sjid: first + index, deleted: request.deleted });
+        }
+        const removed = [...finalState].filter(([, state]) => state.deleted).map(([path]) => path);
+        const kept = [...finalState].filter(([, state]) => !state.deleted);
+
+        const digests = requests.map((request) => Buffer.concat(request.blocks.map(digest)));
+        const refSjids = requests.flatMap((request, index) => request.blocks.map(() => first + index));
         await client.query(
-          `WITH entry AS (
-             INSERT INTO journal (ns, sjid, path, size, mtime, blocks, deleted) VALUES ($1, $2, $3, $4, $5, $6, $7)
+          `WITH removed AS (
+             DELETE FROM files_live WHERE ns = $1 AND path = ANY($2::text[])
+           ), kept AS (
+             INSERT INTO files_live (ns, path, sjid)
+             SELECT $1, path, sjid FROM unnest($3::text[], $4::bigint[]) AS t(path, sjid)
+             ON CONFLICT (ns, path) DO UPDATE SET sjid = excluded.sjid
+           ), entries AS (
+             INSERT INTO journal (ns, sjid, path, size, mtime, blocks, deleted)
+             SELECT $1, sjid, path, size, mtime, blocks, deleted
+             FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::bytea[], $10::boolean[])
+               AS t(sjid, path, size, mtime, blocks, deleted)
            ), refs AS (
              INSERT INTO ns_blocks (ns, hash, first_sjid)
-             SELECT $1, substring($6::bytea FROM i * 32 + 1 FOR 32), $2
-             FROM generate_series(0, octet_length($6::bytea) / 32 - 1) AS i
+             SELECT $1, substring($11::bytea FROM (n::integer - 1) * 32 + 1 FOR 32) AS hash, min(sjid)
+             FROM unnest($12::bigint[]) WITH ORDINALITY AS t(sjid, n)
+             GROUP BY hash
              ON CONFLICT (ns, hash) DO NOTHING
            )
-           SELECT pg_notify($8, $9)`,
-          [ns, sjid, request.path, request.size, request.mtime, blocks, request.deleted, this.channel, journalPayload(ns, sjid)],
+           SELECT pg_notify($13, $14)`,
+          [
+            ns,
+            removed,
+            kept.map(([path]) => path),
+            kept.map(([, state]) => state.sjid),
+            requests.map((_, index) => first + index),
+            requests.map((request) => request.path),
+            requests.map((request) => request.size),
+            requests.map((request) => request.mtime),
+            digests,
+            requests.map((request) => request.deleted),
+            Buffer.concat(digests),
+            refSjids,
+            this.channel,
+            journalPayload(ns, last),
+          ],
         );
-        return { ok: true, sjid };
+        return { ok: true, sjids: requests.map((_, index) => first + index) };
       },
       (result) => result.ok,
     );
@@ -207,6 +255,15 @@ export class PgMetadataStore implements MetadataStore {
   async namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean> {
     const result = await this.query('SELECT 1 FROM ns_blocks WHERE ns = $1 AND hash = $2', [ns, digest(hash)]);
     return result.rowCount !== 0;
+  }
+
+  async namespaceReferencedBlocks(ns: NamespaceId, hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
+    if (hashes.length === 0) return new Set();
+    const result = await this.query<{ hash: Buffer }>('SELECT hash FROM ns_blocks WHERE ns = $1 AND hash = ANY($2::bytea[])', [
+      ns,
+      hashes.map(digest),
+    ]);
+    return new Set(result.rows.map((row) => row.hash.toString('hex') as BlockHash));
   }
 
   async lanKey(ns: NamespaceId): Promise<Buffer> {

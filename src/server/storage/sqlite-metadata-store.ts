@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type FilePath, type JournalEntry, type NamespaceId } from '../../protocol/index.ts';
-import { PAGE_BLOCK_BUDGET, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
+import { PAGE_BLOCK_BUDGET, commitOne, type CommitBatchResult, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
 import { migrateSqlite } from './sqlite-migrations.ts';
 
 export { MIGRATIONS } from './sqlite-migrations.ts';
@@ -37,7 +37,7 @@ interface JournalRow {
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: Database.Database;
   private readonly stmts: ReturnType<typeof prepareStatements>;
-  private readonly commitTx: Database.Transaction<(ns: NamespaceId, request: CommitRequest) => CommitResult>;
+  private readonly commitTx: Database.Transaction<(ns: NamespaceId, requests: readonly CommitRequest[]) => CommitBatchResult>;
 
   private constructor(file: string) {
     this.db = openSqliteDatabase(file);
@@ -48,22 +48,28 @@ export class SqliteMetadataStore implements MetadataStore {
       throw err;
     }
     this.stmts = prepareStatements(this.db);
-    this.commitTx = this.db.transaction((ns: NamespaceId, request: CommitRequest): CommitResult => {
+    this.commitTx = this.db.transaction((ns: NamespaceId, requests: readonly CommitRequest[]): CommitBatchResult => {
       const s = this.stmts;
       const head = s.head.get(ns) as number | undefined;
       if (head === undefined) return { ok: false, reason: 'no_namespace' };
-      const sjid = head + 1;
-      if (request.deleted) {
-        if (s.liveFile.get(ns, request.path) === undefined) return { ok: false, reason: 'not_live' };
-        s.deleteLive.run(ns, request.path);
-      } else {
-        s.upsertLive.run(ns, request.path, sjid);
+      const sjids: number[] = [];
+      const now = Date.now();
+      for (const [index, request] of requests.entries()) {
+        const sjid = head + 1 + index;
+        if (request.deleted) {
+          // Earlier elements of the batch already changed files_live: the rule sees them.
+          if (s.liveFile.get(ns, request.path) === undefined) throw new NotLive(index);
+          s.deleteLive.run(ns, request.path);
+        } else {
+          s.upsertLive.run(ns, request.path, sjid);
+        }
+        const digests = request.blocks.map((hash) => Buffer.from(hash, 'hex'));
+        s.insertEntry.run(ns, sjid, request.path, request.size, request.mtime, Buffer.concat(digests), request.deleted ? 1 : 0, now);
+        for (const digest of digests) s.addBlockRef.run(ns, digest, sjid);
+        sjids.push(sjid);
       }
-      const digests = request.blocks.map((hash) => Buffer.from(hash, 'hex'));
-      s.insertEntry.run(ns, sjid, request.path, request.size, request.mtime, Buffer.concat(digests), request.deleted ? 1 : 0, Date.now());
-      for (const digest of digests) s.addBlockRef.run(ns, digest, sjid);
-      s.setHead.run(sjid, ns);
-      return { ok: true, sjid };
+      s.setHead.run(head + requests.length, ns);
+      return { ok: true, sjids };
     });
   }
 
@@ -128,11 +134,27 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async commit(ns: NamespaceId, request: CommitRequest): Promise<CommitResult> {
-    return this.commitTx.immediate(ns, request);
+    return commitOne(this, ns, request);
+  }
+
+  async commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<CommitBatchResult> {
+    try {
+      return this.commitTx.immediate(ns, requests);
+    } catch (err) {
+      // Thrown inside the transaction so that better-sqlite3 rolls every element back.
+      if (err instanceof NotLive) return { ok: false, reason: 'not_live', index: err.index };
+      throw err;
+    }
   }
 
   async namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean> {
     return this.stmts.hasBlockRef.get(ns, Buffer.from(hash, 'hex')) !== undefined;
+  }
+
+  async namespaceReferencedBlocks(ns: NamespaceId, hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
+    if (hashes.length === 0) return new Set();
+    const found = this.stmts.blockRefsAmong.all(ns, JSON.stringify(hashes)) as string[];
+    return new Set(found as BlockHash[]);
   }
 
   async lanKey(ns: NamespaceId): Promise<Buffer> {
@@ -180,9 +202,20 @@ function prepareStatements(db: Database.Database) {
     deleteLive: db.prepare('DELETE FROM files_live WHERE ns = ? AND path = ?'),
     addBlockRef: db.prepare('INSERT OR IGNORE INTO ns_blocks (ns, hash, first_sjid) VALUES (?, ?, ?)'),
     hasBlockRef: db.prepare('SELECT 1 FROM ns_blocks WHERE ns = ? AND hash = ?').pluck(),
+    // The hashes arrive as one JSON array of hex strings: one statement whatever their number.
+    blockRefsAmong: db
+      .prepare('SELECT lower(hex(hash)) FROM ns_blocks WHERE ns = ? AND hash IN (SELECT unhex(value) FROM json_each(?))')
+      .pluck(),
     lanKey: db.prepare('SELECT lan_key FROM workspaces WHERE id = ?').pluck(),
     setLanKeyIfUnset: db.prepare('UPDATE workspaces SET lan_key = ? WHERE id = ? AND lan_key IS NULL'),
   };
+}
+
+/** Ends the batch transaction (rolling it back) at the element that deletes a path not live. */
+class NotLive extends Error {
+  constructor(readonly index: number) {
+    super(`batch element ${index} deletes a path that is not live`);
+  }
 }
 
 function toEntry(row: JournalRow): JournalEntry {

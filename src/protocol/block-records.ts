@@ -1,0 +1,106 @@
+import { hexOfDigest, type BlockHash } from './block-hash.ts';
+import { ValidationError } from './errors.ts';
+import { MAX_BLOCK_BATCH_BYTES, MAX_BLOCK_SIZE } from './limits.ts';
+
+/**
+ * The body of a batch block download: one record per block, in request order,
+ * `hash (32 bytes raw) ‖ length (u32 big-endian) ‖ length bytes`. A length of
+ * BLOCK_RECORD_ABSENT says the server will not give that block (the namespace does not
+ * reference it, or it is not stored) and carries no bytes. Records missing at the end were
+ * cut (the response's byte budget): ask for them again.
+ */
+
+export const BLOCK_RECORD_HEADER_BYTES = 36;
+export const BLOCK_RECORD_ABSENT = 0xffff_ffff;
+
+/** One record: the block's bytes (unverified), or null when the server refused it. */
+export interface BlockRecord {
+  hash: BlockHash;
+  bytes: Uint8Array | null;
+}
+
+/** The 36-byte header of a record; `length` null for an absent block. */
+export function encodeBlockRecordHeader(hash: BlockHash, length: number | null): Uint8Array<ArrayBuffer> {
+  if (length !== null && !(Number.isInteger(length) && length >= 1 && length <= MAX_BLOCK_SIZE)) {
+    throw new RangeError(`a block record holds 1 to ${MAX_BLOCK_SIZE} bytes, not ${length}`);
+  }
+  const header = new Uint8Array(BLOCK_RECORD_HEADER_BYTES);
+  for (let i = 0; i < 32; i++) header[i] = parseInt(hash.slice(i * 2, i * 2 + 2), 16);
+  new DataView(header.buffer).setUint32(32, length ?? BLOCK_RECORD_ABSENT);
+  return header;
+}
+
+/**
+ * Parses a record stream as it arrives, strictly: every record must name the next hash
+ * asked for (so none is repeated, skipped or unasked), hold 1 … 4 MiB or be absent, and the
+ * block bytes together may not pass MAX_BLOCK_BATCH_BYTES. Memory stays at the current
+ * record. Block hashes are not checked here: whoever stores a block verifies it.
+ */
+export class BlockRecordReader {
+  private next = 0;
+  private readonly header = new Uint8Array(BLOCK_RECORD_HEADER_BYTES);
+  private headerFilled = 0;
+  private current: { hash: BlockHash; bytes: Uint8Array; filled: number } | null = null;
+  private blockBytes = 0;
+  private readonly asked: ReadonlySet<BlockHash>;
+
+  constructor(
+    private readonly order: readonly BlockHash[],
+    private readonly maxBlockBytes = MAX_BLOCK_BATCH_BYTES,
+  ) {
+    this.asked = new Set(order);
+  }
+
+  /** Records completed by this chunk, in order. Throws ValidationError for a broken stream. */
+  push(chunk: Uint8Array): BlockRecord[] {
+    const records: BlockRecord[] = [];
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.current) {
+        const { bytes } = this.current;
+        const take = Math.min(bytes.length - this.current.filled, chunk.length - offset);
+        bytes.set(chunk.subarray(offset, offset + take), this.current.filled);
+        this.current.filled += take;
+        offset += take;
+        if (this.current.filled === bytes.length) {
+          records.push({ hash: this.current.hash, bytes });
+          this.current = null;
+        }
+        continue;
+      }
+      const take = Math.min(BLOCK_RECORD_HEADER_BYTES - this.headerFilled, chunk.length - offset);
+      this.header.set(chunk.subarray(offset, offset + take), this.headerFilled);
+      this.headerFilled += take;
+      offset += take;
+      if (this.headerFilled < BLOCK_RECORD_HEADER_BYTES) break;
+      this.headerFilled = 0;
+      const record = this.startRecord();
+      if (record) records.push(record);
+    }
+    return records;
+  }
+
+  /** The stream ended: refuses one that stopped inside a record. Returns how many records arrived. */
+  end(): number {
+    if (this.current || this.headerFilled > 0) throw new ValidationError('blocks', 'the response ended inside a record');
+    return this.next;
+  }
+
+  /** Reads the header just completed: an absent record is complete at once. */
+  private startRecord(): BlockRecord | null {
+    const hash = hexOfDigest(this.header.subarray(0, 32));
+    const field = `blocks[${this.next}]`;
+    if (this.next >= this.order.length) throw new ValidationError(field, 'is a record past the hashes asked for');
+    if (hash !== this.order[this.next]) {
+      throw new ValidationError(field, this.asked.has(hash) ? 'names a block out of request order' : 'names a block that was not asked for');
+    }
+    this.next += 1;
+    const length = new DataView(this.header.buffer).getUint32(32);
+    if (length === BLOCK_RECORD_ABSENT) return { hash, bytes: null };
+    if (length === 0 || length > MAX_BLOCK_SIZE) throw new ValidationError(`${field}.length`, `must be 1 to ${MAX_BLOCK_SIZE} bytes, not ${length}`);
+    this.blockBytes += length;
+    if (this.blockBytes > this.maxBlockBytes) throw new ValidationError(field, `takes the response past ${this.maxBlockBytes} block bytes`);
+    this.current = { hash, bytes: new Uint8Array(length), filled: 0 };
+    return null;
+  }
+}
