@@ -69,6 +69,15 @@ export interface UploadView {
   error?: string;
 }
 
+/** Every upload since the queue was last empty, in numbers (the list shows only some rows). */
+export interface UploadTotals {
+  files: number;
+  bytes: number;
+  doneFiles: number;
+  failedFiles: number;
+  bytesUploaded: number;
+}
+
 /**
  * `leader`: this tab holds the sync lock and syncs. `follower`: another tab of this browser
  * syncs the same IndexedDB; this tab mirrors its state. `connecting`: starting or retrying.
@@ -126,7 +135,9 @@ export interface WorkspaceView {
   bytesPerSecond: number;
   bytesFromServer: number;
   bytesFromPeers: number;
+  /** The running uploads and a bounded tail of waiting, finished and failed ones. */
   uploads: UploadView[];
+  uploadTotals: UploadTotals;
   peers: PeerView[];
   /** Last problem worth showing (network down, server error); cleared when it recovers. */
   error: string | null;

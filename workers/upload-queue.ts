@@ -1,7 +1,8 @@
+import { SMALL_FILE_BATCH_BYTES, SMALL_FILE_BATCH_FILES, uploadSmallFiles } from '../src/engine/small-file-batch.ts';
 import { uploadFile } from '../src/engine/uploader.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
-import { parseFilePath, type BlockHash, type NamespaceId } from '../src/protocol/index.ts';
-import type { UploadInput, UploadView } from './sync-api.ts';
+import { parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
+import type { UploadInput, UploadTotals, UploadView } from './sync-api.ts';
 
 export interface UploadQueueOptions {
   ns: NamespaceId;
@@ -9,69 +10,119 @@ export interface UploadQueueOptions {
   blocks: LocalBlockStore;
   sha256: Sha256;
   onChange: () => void;
-  /** An upload committed; its blocks are stored on this device. */
+  /** Uploads committed; their blocks are stored on this device. */
   onCommitted: (hashes: BlockHash[]) => void;
-  /** Files uploading at once; each also pipelines its own blocks. */
+  /** Large files uploading at once; each also pipelines its own blocks. */
   parallelFiles?: number;
 }
 
-const KEEP_FINISHED = 200;
+/** Files up to this size go up in batches (one block each, committed together). */
+export const SMALL_FILE_MAX = 256 * 1024;
+/** What the page is shown: the running uploads plus this many waiting, finished and failed. */
+const SHOW_QUEUED = 20;
+const KEEP_FINISHED = 100;
+const KEEP_FAILED = 200;
 
-/** The uploads of one workspace in this tab, run a few at a time, with their progress. */
+interface Queued {
+  view: UploadView;
+  file: File;
+  path: FilePath;
+}
+
+/**
+ * The uploads of one workspace in this tab. Large files go a couple at a time, each read as a
+ * stream; small files go in batches (one missing-blocks question, the missing blocks, one batch
+ * commit), so a folder of 100,000 files is a few hundred round trips. Memory stays bounded:
+ * File handles wait, not bytes, and the page is sent the running uploads and a bounded tail
+ * of the rest, with totals for everything.
+ */
 export class UploadQueue {
-  private views: UploadView[] = [];
-  private waiting: Array<{ view: UploadView; file: File }> = [];
-  private running = 0;
+  private readonly large: Queued[] = [];
+  private readonly small: Queued[] = [];
+  private readonly running = new Set<UploadView>();
+  private finished: UploadView[] = [];
+  private failed: UploadView[] = [];
+  private totals: UploadTotals = emptyTotals();
+  private runningLarge = 0;
+  private batchRunning = false;
   private nextId = 1;
 
   constructor(private readonly options: UploadQueueOptions) {}
 
   list(): UploadView[] {
-    return this.views.map((view) => ({ ...view }));
+    const queued = [...this.large.slice(0, SHOW_QUEUED), ...this.small.slice(0, SHOW_QUEUED)].map((entry) => entry.view);
+    return [...this.failed, ...this.finished, ...this.running, ...queued].map((view) => ({ ...view }));
+  }
+
+  summary(): UploadTotals {
+    return { ...this.totals };
   }
 
   add(inputs: UploadInput[]): void {
+    if (this.idle()) this.totals = emptyTotals();
     for (const { file, path } of inputs) {
       const view: UploadView = { id: this.nextId++, path, size: file.size, bytesHashed: 0, bytesUploaded: 0, state: 'queued' };
-      this.views.push(view);
+      this.totals.files += 1;
+      this.totals.bytes += file.size;
       try {
-        parseFilePath(path);
-        this.waiting.push({ view, file });
+        const parsed = parseFilePath(path);
+        (file.size <= SMALL_FILE_MAX ? this.small : this.large).push({ view, file, path: parsed });
       } catch (error) {
-        view.state = 'failed';
-        view.error = error instanceof Error ? error.message : String(error);
+        this.fail(view, error);
       }
     }
-    this.prune();
     this.options.onChange();
     this.drain();
   }
 
+  private idle(): boolean {
+    return this.running.size === 0 && this.large.length === 0 && this.small.length === 0;
+  }
+
   private drain(): void {
     const parallel = this.options.parallelFiles ?? 2;
-    while (this.running < parallel && this.waiting.length > 0) {
-      const next = this.waiting.shift()!;
-      this.running += 1;
-      void this.run(next.view, next.file).finally(() => {
-        this.running -= 1;
+    while (this.runningLarge < parallel && this.large.length > 0) {
+      const next = this.large.shift()!;
+      this.runningLarge += 1;
+      void this.runLarge(next).finally(() => {
+        this.runningLarge -= 1;
+        this.drain();
+      });
+    }
+    if (!this.batchRunning && this.small.length > 0) {
+      this.batchRunning = true;
+      void this.runBatch(this.takeBatch()).finally(() => {
+        this.batchRunning = false;
         this.drain();
       });
     }
   }
 
-  private async run(view: UploadView, file: File): Promise<void> {
-    view.state = 'hashing';
-    this.options.onChange();
+  private takeBatch(): Queued[] {
+    const batch: Queued[] = [];
+    let bytes = 0;
+    while (this.small.length > 0 && batch.length < SMALL_FILE_BATCH_FILES) {
+      const size = this.small[0].file.size;
+      if (batch.length > 0 && bytes + size > SMALL_FILE_BATCH_BYTES) break;
+      batch.push(this.small.shift()!);
+      bytes += size;
+    }
+    return batch;
+  }
+
+  private async runLarge({ view, file, path }: Queued): Promise<void> {
+    this.start(view);
     try {
       const result = await uploadFile({
         ns: this.options.ns,
-        path: parseFilePath(view.path),
-        mtime: Math.max(0, Math.floor(file.lastModified)),
+        path,
+        mtime: mtimeOf(file),
         stream: file.stream(),
         api: this.options.api,
         blocks: this.options.blocks,
         sha256: this.options.sha256,
         onProgress: (progress) => {
+          this.totals.bytesUploaded += progress.bytesUploaded - view.bytesUploaded;
           view.bytesHashed = progress.bytesHashed;
           view.bytesUploaded = progress.bytesUploaded;
           view.state = progress.phase;
@@ -79,20 +130,94 @@ export class UploadQueue {
         },
       });
       view.size = result.size;
-      view.state = 'done';
+      this.succeed(view);
       this.options.onCommitted(result.blocks);
     } catch (error) {
-      view.state = 'failed';
-      view.error = error instanceof Error ? error.message : String(error);
+      this.fail(view, error);
     }
+  }
+
+  private async runBatch(batch: Queued[]): Promise<void> {
+    for (const { view } of batch) this.start(view);
+    const hashes: BlockHash[] = [];
+    try {
+      const sjids = await uploadSmallFiles(
+        batch.map(({ file, path }) => ({
+          path,
+          mtime: mtimeOf(file),
+          size: file.size,
+          read: async () => new Uint8Array(await file.arrayBuffer()),
+        })),
+        {
+          ns: this.options.ns,
+          api: this.options.api,
+          blocks: this.options.blocks,
+          sha256: async (bytes) => {
+            const hash = await this.options.sha256(bytes);
+            hashes.push(hash);
+            return hash;
+          },
+          onHashed: (index, bytes) => {
+            const view = batch[index].view;
+            view.size = bytes;
+            view.bytesHashed = bytes;
+            view.state = 'uploading';
+            this.options.onChange();
+          },
+          onUploaded: (index, bytes) => {
+            const view = batch[index].view;
+            view.bytesUploaded = bytes;
+            view.state = 'committing';
+            this.totals.bytesUploaded += bytes;
+            this.options.onChange();
+          },
+          onUnreadable: (index, error) => this.fail(batch[index].view, new Error(`could not read the file: ${messageOf(error)}`)),
+        },
+      );
+      sjids.forEach((sjid, index) => {
+        if (sjid !== null) this.succeed(batch[index].view);
+      });
+      this.options.onCommitted(hashes);
+    } catch (error) {
+      for (const { view } of batch) if (this.running.has(view)) this.fail(view, error);
+    }
+  }
+
+  private start(view: UploadView): void {
+    view.state = 'hashing';
+    this.running.add(view);
     this.options.onChange();
   }
 
-  private prune(): void {
-    const finished = this.views.filter((view) => view.state === 'done' || view.state === 'failed');
-    const excess = finished.length - KEEP_FINISHED;
-    if (excess <= 0) return;
-    const drop = new Set(finished.slice(0, excess));
-    this.views = this.views.filter((view) => !drop.has(view));
+  private succeed(view: UploadView): void {
+    this.running.delete(view);
+    view.state = 'done';
+    this.totals.doneFiles += 1;
+    this.finished.push(view);
+    if (this.finished.length > KEEP_FINISHED) this.finished = this.finished.slice(-KEEP_FINISHED);
+    this.options.onChange();
   }
+
+  private fail(view: UploadView, error: unknown): void {
+    this.running.delete(view);
+    view.state = 'failed';
+    view.error = messageOf(error);
+    this.totals.failedFiles += 1;
+    this.failed.push(view);
+    if (this.failed.length > KEEP_FAILED) this.failed = this.failed.slice(-KEEP_FAILED);
+    this.options.onChange();
+  }
+}
+
+function emptyTotals(): UploadTotals {
+  return { files: 0, bytes: 0, doneFiles: 0, failedFiles: 0, bytesUploaded: 0 };
+}
+
+function mtimeOf(file: File): number {
+  return Math.max(0, Math.floor(file.lastModified));
+}
+
+function messageOf(error: unknown): string {
+  const text = error instanceof Error ? error.message || error.name : String(error);
+  return text || 'unknown error';
 }

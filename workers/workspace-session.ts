@@ -255,7 +255,7 @@ export class WorkspaceSession {
   }
 
   private view(): WorkspaceView {
-    return fullView(this.shared, this.role, this.uploads.list(), this.tree.version, this.storage);
+    return fullView(this.shared, this.role, { list: this.uploads.list(), totals: this.uploads.summary() }, this.tree.version, this.storage);
   }
 
   /** At most one view per interval; the first change after a quiet spell goes out at once. */

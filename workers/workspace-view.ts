@@ -1,11 +1,11 @@
 import type { FileProgress, NamespaceSync } from '../src/engine/namespace-sync.ts';
 import type { FilePath } from '../src/protocol/index.ts';
-import type { FileView, PeerView, StorageView, SyncRole, UploadView, WorkspaceView } from './sync-api.ts';
+import type { FileView, PeerView, StorageView, SyncRole, UploadTotals, UploadView, WorkspaceView } from './sync-api.ts';
 import type { WorkspaceRecord } from './idb-store.ts';
 import type { FileDelta } from './workspace-tree.ts';
 
 /** The part of a view that every tab of this browser shares (the leader broadcasts it). */
-export type SharedView = Omit<WorkspaceView, 'role' | 'uploads' | 'listingVersion' | 'storage'>;
+export type SharedView = Omit<WorkspaceView, 'role' | 'uploads' | 'uploadTotals' | 'listingVersion' | 'storage'>;
 
 export function sharedViewOf(record: WorkspaceRecord, engine: NamespaceSync, peers: PeerView[]): SharedView {
   const summary = engine.summary();
@@ -67,6 +67,12 @@ export function allFileViews(engine: NamespaceSync): FileView[] {
   return views;
 }
 
-export function fullView(shared: SharedView, role: SyncRole, uploads: UploadView[], listingVersion: number, storage: StorageView | null): WorkspaceView {
-  return { ...shared, role, uploads, listingVersion, storage };
+export function fullView(
+  shared: SharedView,
+  role: SyncRole,
+  uploads: { list: UploadView[]; totals: UploadTotals },
+  listingVersion: number,
+  storage: StorageView | null,
+): WorkspaceView {
+  return { ...shared, role, uploads: uploads.list, uploadTotals: uploads.totals, listingVersion, storage };
 }

@@ -1,4 +1,4 @@
-import type { UploadState, UploadView } from '../../workers/sync-api.ts';
+import type { UploadState, UploadTotals, UploadView } from '../../workers/sync-api.ts';
 import { h, setAttribute, setText } from './dom.ts';
 import { formatBytes, formatPercent } from './format.ts';
 import { ProgressBar } from './progress-bar.ts';
@@ -52,18 +52,40 @@ class UploadRow {
   }
 }
 
-/** Uploads started from this device, keyed by id; newest first. */
+/**
+ * Uploads started from this device: totals for all of them, and rows for the running ones
+ * and a bounded tail of the rest (the worker chooses which), keyed by id; newest first.
+ */
 export class UploadList {
   readonly element: HTMLElement;
   private readonly list = h('ul', { class: 'upload-list', 'data-testid': 'upload-list' });
+  private readonly totalsLine = h('p', { class: 'upload-totals', 'data-testid': 'upload-totals', role: 'status' });
+  private readonly totalsBar = new ProgressBar('Upload progress', 'bar');
   private readonly rows = new Map<number, UploadRow>();
 
   constructor() {
-    this.element = h('section', { class: 'uploads', 'aria-label': 'Uploads', hidden: true }, h('h2', {}, 'Uploads'), this.list);
+    this.element = h(
+      'section',
+      { class: 'uploads', 'aria-label': 'Uploads', hidden: true },
+      h('h2', {}, 'Uploads'),
+      this.totalsBar.element,
+      this.totalsLine,
+      this.list,
+    );
   }
 
-  update(uploads: readonly UploadView[]): void {
-    this.element.hidden = uploads.length === 0;
+  update(uploads: readonly UploadView[], totals: UploadTotals): void {
+    this.element.hidden = uploads.length === 0 && totals.files === 0;
+    setAttribute(this.totalsLine, 'data-files', String(totals.files));
+    setAttribute(this.totalsLine, 'data-done-files', String(totals.doneFiles));
+    setAttribute(this.totalsLine, 'data-failed-files', String(totals.failedFiles));
+    this.totalsBar.update(totals.doneFiles + totals.failedFiles, totals.files);
+    const failed = totals.failedFiles > 0 ? ` · ${totals.failedFiles.toLocaleString()} failed` : '';
+    setText(
+      this.totalsLine,
+      `${totals.doneFiles.toLocaleString()} of ${totals.files.toLocaleString()} ${totals.files === 1 ? 'file' : 'files'} uploaded` +
+        ` · ${formatBytes(totals.bytesUploaded)} of ${formatBytes(totals.bytes)} sent${failed}`,
+    );
     const present = new Set<number>();
     for (const upload of uploads) {
       present.add(upload.id);

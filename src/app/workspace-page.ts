@@ -107,7 +107,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     setText(viewError, view.error ?? '');
     storageFull.hidden = view.storageFull === null;
     setText(storageFull, view.storageFull ? storageFullMessage(view.storageFull) : '');
-    uploads.update(view.uploads);
+    uploads.update(view.uploads, view.uploadTotals);
     files.setName(view.name);
     files.setVersion(view.listingVersion);
     files.element.hidden = view.fileCount === 0;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ServerApi } from '../../../src/engine/server-api.ts';
-import { inviteFromLink, type BlockHash, type FilePath, type NamespaceId } from '../../../src/protocol/index.ts';
+import { inviteFromLink, type BlockHash, type CommitRequest, type FilePath, type NamespaceId } from '../../../src/protocol/index.ts';
 
 /**
  * A workspace of many small files (0.2–3 KiB each, distinct bytes), filled over the HTTP API
@@ -16,6 +16,7 @@ export interface ManyFilesWorkspace {
 }
 
 const SEED_PARALLEL = 16;
+const COMMIT_BATCH = 1000;
 
 export interface SeedManyFilesOptions {
   /** Where file i goes (default: 10 top folders × 10 subfolders). */
@@ -54,26 +55,25 @@ export async function seedManyFiles(baseUrl: string, count: number, options: See
   let next = 0;
   let totalBytes = 0;
   const began = performance.now();
-  const worker = async () => {
+  const requests: CommitRequest[] = new Array(count);
+  // Blocks first, several PUTs at once; then the files in batch commits of 1,000 (one transaction each).
+  const uploader = async () => {
     for (;;) {
       const index = next++;
       if (index >= count) return;
       const bytes = manyFilesBytes(index);
       const hash = createHash('sha256').update(bytes).digest('hex') as BlockHash;
       await api.putBlock(hash, bytes);
-      const result = await api.commit(created.namespaceId, {
-        path: pathOf(index) as FilePath,
-        size: bytes.length,
-        mtime: 1_700_000_000_000 + index * 1000,
-        blocks: [hash],
-        deleted: false,
-      });
-      if ('need' in result) throw new Error(`seeding ${pathOf(index)}: the server still needs its block`);
+      requests[index] = { path: pathOf(index) as FilePath, size: bytes.length, mtime: 1_700_000_000_000 + index * 1000, blocks: [hash], deleted: false };
       totalBytes += bytes.length;
-      if (index > 0 && index % 10_000 === 0) log(`seeded ${index} files`);
+      if (index > 0 && index % 10_000 === 0) log(`uploaded ${index} blocks`);
     }
   };
-  await Promise.all(Array.from({ length: SEED_PARALLEL }, worker));
+  await Promise.all(Array.from({ length: SEED_PARALLEL }, uploader));
+  for (let start = 0; start < count; start += COMMIT_BATCH) {
+    const result = await api.commitBatch(created.namespaceId, requests.slice(start, start + COMMIT_BATCH));
+    if ('need' in result) throw new Error(`seeding: the server still needs ${result.need.length} block(s)`);
+  }
   log(`seeded ${count} files in ${((performance.now() - began) / 1000).toFixed(1)} s`);
   return {
     namespaceId: created.namespaceId,
