@@ -1,12 +1,17 @@
 import { uploadFile } from '../src/engine/uploader.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
-import { parseFilePath, type BlockHash, type NamespaceId } from '../src/protocol/index.ts';
+import { describeError, parseFilePath, type BlockHash, type NamespaceId } from '../src/protocol/index.ts';
 import type { UploadInput, UploadView } from './sync-api.ts';
+
+/** The device's block store, which can also hand out a stored block as a disk-backed Blob. */
+export interface BlobBlockStore extends LocalBlockStore {
+  getBlob(hash: BlockHash): Promise<Blob | undefined>;
+}
 
 export interface UploadQueueOptions {
   ns: NamespaceId;
   api: UploadApi;
-  blocks: LocalBlockStore;
+  blocks: BlobBlockStore;
   sha256: Sha256;
   onChange: () => void;
   /** An upload committed; its blocks are stored on this device. */
@@ -24,7 +29,21 @@ export class UploadQueue {
   private running = 0;
   private nextId = 1;
 
-  constructor(private readonly options: UploadQueueOptions) {}
+  /**
+   * The server API, but block bodies are the stored blocks' disk-backed Files: a Blob made
+   * from the bytes would sit in Chromium's browser process until the worker's garbage
+   * collector got round to it (measured: +1.1 GiB browser RSS uploading a 1 GiB file).
+   */
+  private readonly sendingStoredCopies: UploadApi;
+
+  constructor(private readonly options: UploadQueueOptions) {
+    const { api, blocks } = options;
+    this.sendingStoredCopies = {
+      missingBlocks: (hashes) => api.missingBlocks(hashes),
+      commit: (ns, request) => api.commit(ns, request),
+      putBlock: async (hash, body) => api.putBlock(hash, (await blocks.getBlob(hash)) ?? body),
+    };
+  }
 
   list(): UploadView[] {
     return this.views.map((view) => ({ ...view }));
@@ -39,7 +58,7 @@ export class UploadQueue {
         this.waiting.push({ view, file });
       } catch (error) {
         view.state = 'failed';
-        view.error = error instanceof Error ? error.message : String(error);
+        view.error = describeError(error);
       }
     }
     this.prune();
@@ -68,7 +87,7 @@ export class UploadQueue {
         path: parseFilePath(view.path),
         mtime: Math.max(0, Math.floor(file.lastModified)),
         stream: file.stream(),
-        api: this.options.api,
+        api: this.sendingStoredCopies,
         blocks: this.options.blocks,
         sha256: this.options.sha256,
         onProgress: (progress) => {
@@ -83,7 +102,7 @@ export class UploadQueue {
       this.options.onCommitted(result.blocks);
     } catch (error) {
       view.state = 'failed';
-      view.error = error instanceof Error ? error.message : String(error);
+      view.error = describeError(error);
     }
     this.options.onChange();
   }

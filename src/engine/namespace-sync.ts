@@ -1,4 +1,5 @@
-import type { BlockHash, FilePath, NamespaceId } from '../protocol/index.ts';
+import { describeError, type BlockHash, type FilePath, type NamespaceId } from '../protocol/index.ts';
+import { BlockStoreError } from './block-store-error.ts';
 import { foldEntries } from './file-table.ts';
 import { spreadFetchOrder } from './fetch-order.ts';
 import { bytesPresent, planMissingBlocks } from './planner.ts';
@@ -98,7 +99,8 @@ export class NamespaceSync {
           if (source.kind === 'server') this.options.onServerFetch?.(want.hash);
         },
         failed: (_want, source, error) => {
-          if (source.kind === 'server') this.error = `Could not fetch from the server: ${messageOf(error)}`;
+          if (error instanceof BlockStoreError) this.error = `Could not store on this device: ${error.message}`;
+          else if (source.kind === 'server') this.error = `Could not fetch from the server: ${messageOf(error)}`;
           this.options.onChange?.();
         },
       },
@@ -297,7 +299,7 @@ export class NamespaceSync {
       if (!meter) this.fileRates.set(path, (meter = new RateMeter()));
       meter.add(bytes, now);
     }
-    if (this.error?.startsWith('Could not fetch')) this.error = null;
+    if (this.error?.startsWith('Could not')) this.error = null;
     this.options.onBlockStored?.(hash, bytes, source.id);
     this.options.onChange?.();
   }
@@ -313,7 +315,7 @@ export class NamespaceSync {
 }
 
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return describeError(error);
 }
 
 function delay(ms: number, signal: AbortSignal): Promise<void> {

@@ -3,6 +3,7 @@ import { E2eHarness } from '../e2e/harness.ts';
 import { NetnsHarness } from '../netns/harness.ts';
 import { netnsSupport } from '../netns/netns.ts';
 import { benchAppTransfer } from './app-transfer.ts';
+import { benchBigFile } from './big-file.ts';
 import { parseBenchFlags, type Scenario } from './flags.ts';
 import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
 import { benchOfficeLan } from './office-lan.ts';
@@ -10,7 +11,7 @@ import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
 
 /**
- * `npm run bench [-- --scenario office-warm,office-cold,office-lan,app-transfer --size-mib 128
+ * `npm run bench [-- --scenario office-warm,office-cold,office-lan,app-transfer,big-file --size-mib 128
  * --joiners 3 --egress-mbps 100 --browsers processes|contexts --repeats 3]` (see flags.ts;
  * `--size-mib 32` for a quick run).
  *
@@ -25,6 +26,7 @@ import { printTable, type BenchRow } from './report.ts';
 const MiB = 1024 * 1024;
 const OFFICE_DEFAULT_MIB = 128;
 const APP_TRANSFER_DEFAULT_MIB = 64;
+const BIG_FILE_DEFAULT_MIB = 4096;
 
 const flags = parseBenchFlags(process.argv.slice(2));
 const began = performance.now();
@@ -102,6 +104,18 @@ if (wants('app-transfer')) {
     const harness = await E2eHarness.start();
     try {
       groups.push(await benchAppTransfer(harness, flags.sizeMiB ?? APP_TRANSFER_DEFAULT_MIB, flags.repeats));
+    } finally {
+      await harness.close();
+    }
+  });
+}
+
+if (wants('big-file')) {
+  await attempt('big-file', async () => {
+    log('big-file: one multi-GiB file through the app, with Chromium RSS per process type');
+    const harness = await E2eHarness.start();
+    try {
+      groups.push(await benchBigFile(harness, flags.sizeMiB ?? BIG_FILE_DEFAULT_MIB, log));
     } finally {
       await harness.close();
     }
