@@ -13,7 +13,7 @@ import type { BlockHash } from '../src/protocol/index.ts';
  * so Open/Save still compose a file from block Files without copying it into memory.
  *
  * A block file appears under its name only complete: it is written under a temporary
- * name, flushed, closed, then moved into place, so the directory itself is the index and
+ * name, closed, then moved into place, so the directory itself is the index and
  * a killed tab leaves at most a temporary file, never a truncated block.
  */
 
@@ -53,7 +53,8 @@ export class BlockFiles {
 
   /** Stores bytes the caller has verified. Idempotent: a block already there is left as it is. */
   async put(hash: BlockHash, bytes: Uint8Array): Promise<void> {
-    if (await this.has(hash)) return;
+    // No look for the block first: callers store what they found missing, and the check
+    // before the move below settles the rare race.
     const shard = await this.shard(hash, true);
     const tempName = `${hash}.${crypto.randomUUID()}`;
     const temp = (await this.temp.getFileHandle(tempName, { create: true })) as MovableFileHandle;
@@ -66,7 +67,9 @@ export class BlockFiles {
           if (count <= 0) throw new Error(`writing block ${hash.slice(0, 12)}… stopped after ${written} of ${bytes.length} bytes`);
           written += count;
         }
-        access.flush();
+        // No flush (fsync): it cost 35–100 % more write time per block (measured, 128 blocks
+        // of 4 MiB), and, as with IndexedDB's relaxed durability, a tab or browser crash
+        // loses nothing once the handle is closed; only a power cut could.
       } finally {
         access.close();
       }

@@ -3,17 +3,19 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { ServerApi } from '../../src/engine/server-api.ts';
-import type { BlockHash, NamespaceId } from '../../src/protocol/index.ts';
+import { inviteFromLink, type BlockHash, type NamespaceId } from '../../src/protocol/index.ts';
 import { makeTempDir, sha256OfFile, type E2eHarness, type TestServer } from '../e2e/harness.ts';
 import { createWorkspace, fileRow, joinWithLink, overallProgress, uploadThroughPicker, waitForRole } from '../e2e/ui.ts';
+import type { NetnsHarness } from '../netns/harness.ts';
 import { PseudoRandomFile } from '../support/pseudo-random-file.ts';
 import { PROCESS_TYPES, RssSampler, chromiumRss, markerSwitch, rssColumns, totalOf, type RssByType } from './chromium-rss.ts';
+import { measureRawChannel } from './raw-channel.ts';
 import type { BenchRow } from './report.ts';
 
 /**
  * One multi-GiB file through the app, with the memory it costs: download from the server
  * (share link → every block in IndexedDB) next to a plain `fetch` of the same blocks from the
- * same page, and upload through the file picker. Each row runs in a Chromium of its own so
+ * same page, upload through the file picker, and download from a peer over WebRTC. Each row runs in a Chromium of its own so
  * its RSS (all its processes, per process type) is measured from its idle page to the peak
  * while the transfer runs. The result is checked byte-exact by saving the file through the
  * app (Save composes the stored blocks) and hashing the download.
@@ -23,6 +25,7 @@ const MiB = 1024 * 1024;
 const FETCH_PARALLEL = 4;
 const SETTLE_MS = 3_000;
 const TRANSFER_TIMEOUT_MS = 60 * 60_000;
+const RAW_CHANNEL_BYTES = 32 * MiB;
 
 type Log = (message: string) => void;
 
@@ -32,6 +35,65 @@ export async function benchBigFile(harness: E2eHarness, sizeMiB: number, log: Lo
   rows.push(await downloadFromServer(harness, server, sizeMiB, log));
   rows.push(await uploadThroughApp(harness, server, sizeMiB, log));
   return rows;
+}
+
+/**
+ * Browser B syncs the file from browser A over WebRTC (each its own Chromium with an
+ * on-disk profile, in a network namespace), next to a bare data channel between two such
+ * processes (the ceiling). Only B's RSS is measured.
+ */
+export async function benchBigFileFromPeer(harness: NetnsHarness, sizeMiB: number, log: Log): Promise<BenchRow> {
+  const server = await harness.startServer();
+  const file = new PseudoRandomFile(`big-file peer ${sizeMiB}`, sizeMiB * MiB);
+  const writer = await new ServerApi(server.hostUrl).createWorkspace('big file peers');
+  log(`big-file peer: uploading ${sizeMiB} MiB to the server from Node`);
+  await file.commitTo(new ServerApi(server.hostUrl, writer.token), writer.namespaceId, 'big.bin');
+  const shareLink = `${server.origin}/w/${writer.namespaceId}#invite=${inviteFromLink(writer.inviteUrl)}`;
+
+  const contextA = await harness.newProfileBrowser();
+  const pageA = await contextA.newPage();
+  await joinWithLink(pageA, shareLink, writer.namespaceId);
+  await waitForSynced(pageA, 'big.bin', null, (message) => log(`A: ${message}`));
+  log('big-file peer: A holds the file; B joins');
+
+  const tag = randomUUID();
+  const contextB = await harness.newProfileBrowser([markerSwitch(tag)]);
+  try {
+    const pageB = await contextB.newPage();
+    await pageB.goto(`${server.origin}/`);
+    const idle = await idleRss(pageB, tag);
+    const served = server.server.metrics().blockBytesServed;
+    const sampler = new RssSampler(tag);
+    sampler.start();
+    const started = performance.now();
+    await joinWithLink(pageB, shareLink, writer.namespaceId);
+    await waitForSynced(pageB, 'big.bin', tag, (message) => log(`B: ${message}`));
+    const seconds = (performance.now() - started) / 1000;
+    const peak = sampler.stop();
+    const serverBytes = server.server.metrics().blockBytesServed - served;
+    log(`big-file peer: B synced in ${seconds.toFixed(1)} s (${serverBytes} bytes from the server); RSS ${mib(totalOf(idle))} → peak ${mib(peak.total)} MiB`);
+    await contextA.close();
+    const raw = await measureRawChannel(harness, 'processes', RAW_CHANNEL_BYTES).catch((error: unknown) => {
+      log(`big-file peer: bare data channel failed: ${error instanceof Error ? error.message : String(error)}`);
+      return null;
+    });
+    const exact = await savedFileMatches(pageB, 'big.bin', file, log);
+    const syncMbps = file.size / seconds / 1e6;
+    return {
+      scenario: 'big-file-download-peer',
+      size_mib: sizeMiB,
+      sync_seconds: seconds,
+      sync_mbps: syncMbps,
+      raw_channel_mbps: raw?.mbps ?? null,
+      ratio: raw ? syncMbps / raw.mbps : null,
+      server_block_bytes: serverBytes,
+      byte_exact: exact ? 'yes' : 'NO',
+      ...rssColumns(idle, peak),
+    };
+  } finally {
+    await contextB.close();
+    await contextA.close();
+  }
 }
 
 /** A Chromium of its own with an on-disk profile, tagged so its processes can be told from everyone else's. */
@@ -120,7 +182,7 @@ async function uploadThroughApp(harness: E2eHarness, server: TestServer, sizeMiB
 }
 
 /** Waits for a file row to say synced, logging progress and failing on an error banner. */
-async function waitForSynced(page: Page, path: string, tag: string, log: Log): Promise<void> {
+async function waitForSynced(page: Page, path: string, tag: string | null, log: Log): Promise<void> {
   const deadline = Date.now() + TRANSFER_TIMEOUT_MS;
   let lastLog = 0;
   for (;;) {
@@ -128,7 +190,7 @@ async function waitForSynced(page: Page, path: string, tag: string, log: Log): P
     const banner = await page.getByTestId('view-error').evaluate((element) => ((element as HTMLElement).hidden ? '' : (element.textContent ?? '')));
     if (Date.now() - lastLog > 10_000) {
       const { done, total } = await overallProgress(page).catch(() => ({ done: 0, total: 0 }));
-      log(`big-file: ${mib(done)} / ${mib(total)} MiB; RSS MiB ${describeRss(chromiumRss(tag))}${banner ? `; banner: ${banner}` : ''}`);
+      log(`big-file: ${mib(done)} / ${mib(total)} MiB; ${tag ? `RSS MiB ${describeRss(chromiumRss(tag))}` : ''}${banner ? `; banner: ${banner}` : ''}`);
       lastLog = Date.now();
     }
     if (Date.now() > deadline) throw new Error(`${path} not synced after ${TRANSFER_TIMEOUT_MS / 1000} s; banner: ${banner}`);

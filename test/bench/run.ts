@@ -3,7 +3,7 @@ import { E2eHarness } from '../e2e/harness.ts';
 import { NetnsHarness } from '../netns/harness.ts';
 import { netnsSupport } from '../netns/netns.ts';
 import { benchAppTransfer } from './app-transfer.ts';
-import { benchBigFile } from './big-file.ts';
+import { benchBigFile, benchBigFileFromPeer } from './big-file.ts';
 import { parseBenchFlags, type Scenario } from './flags.ts';
 import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
 import { benchOfficeLan } from './office-lan.ts';
@@ -111,15 +111,30 @@ if (wants('app-transfer')) {
 }
 
 if (wants('big-file')) {
+  const sizeMiB = flags.sizeMiB ?? BIG_FILE_DEFAULT_MIB;
+  const rows: BenchRow[] = [];
   await attempt('big-file', async () => {
     log('big-file: one multi-GiB file through the app, with Chromium RSS per process type');
     const harness = await E2eHarness.start();
     try {
-      groups.push(await benchBigFile(harness, flags.sizeMiB ?? BIG_FILE_DEFAULT_MIB, log));
+      rows.push(...(await benchBigFile(harness, sizeMiB, log)));
     } finally {
       await harness.close();
     }
   });
+  const support = netnsSupport();
+  if (!support.ok) log(`big-file from a peer needs network namespaces: ${support.reason}`);
+  else {
+    await attempt('big-file peer', async () => {
+      const harness = await NetnsHarness.start();
+      try {
+        rows.push(await benchBigFileFromPeer(harness, sizeMiB, log));
+      } finally {
+        await harness.close();
+      }
+    });
+  }
+  if (rows.length > 0) groups.push(rows);
 }
 
 for (const row of groups.flat()) console.log(JSON.stringify(row));
