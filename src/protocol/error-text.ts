@@ -48,7 +48,11 @@ function describe(error: unknown, depth: number): string {
   else if (message) text = message;
   else if (name && name !== 'Error') text = `${name} with no message`;
   else text = 'an error with no message';
-  if (record.cause !== undefined && depth < MAX_DEPTH) text += `, because ${describe(record.cause, depth + 1)}`;
+  if (record.cause !== undefined && depth < MAX_DEPTH) {
+    const cause = describe(record.cause, depth + 1);
+    // Some errors already spell their cause out in their message (BlockStoreError).
+    if (!text.includes(cause)) text += `, because ${cause}`;
+  }
   return text;
 }
 
