@@ -130,7 +130,10 @@ export class ServerApi implements UploadApi {
 
   /** One block's bytes, refusing bodies over the block limit before reading them whole. */
   async getBlock(ns: NamespaceId, hash: BlockHash, signal?: AbortSignal): Promise<Uint8Array> {
-    const response = await this.request('GET', `/api/v1/blocks/${hash}?ns=${encodeURIComponent(ns)}`, { signal });
+    // no-store: the block is kept by the caller; the server marks blocks cacheable for a
+    // year, and a browser would also write every block into its HTTP disk cache (measured:
+    // 1.2 GiB of cache beside a 1.1 GiB file), costing disk and write time for nothing.
+    const response = await this.request('GET', `/api/v1/blocks/${hash}?ns=${encodeURIComponent(ns)}`, { signal, cache: 'no-store' });
     return readBoundedBody(response, MAX_BLOCK_SIZE);
   }
 

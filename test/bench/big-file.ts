@@ -130,7 +130,12 @@ async function downloadFromServer(harness: E2eHarness, server: TestServer, sizeM
 
     const fetchSeconds = await timePlainFetch(page, server, writer.namespaceId, writer.token, hashes);
     log(`big-file: plain fetch of the same blocks: ${fetchSeconds.toFixed(1)} s`);
+    // Save composes the stored block files into one Blob: its memory is measured too.
+    const saveIdle = chromiumRss(tag);
+    const saveSampler = new RssSampler(tag);
+    saveSampler.start();
     const exact = await savedFileMatches(page, 'big.bin', file, log);
+    const savePeak = saveSampler.stop();
     return {
       scenario: 'big-file-download-server',
       size_mib: sizeMiB,
@@ -139,6 +144,7 @@ async function downloadFromServer(harness: E2eHarness, server: TestServer, sizeM
       ratio: fetchSeconds / syncSeconds,
       byte_exact: exact ? 'yes' : 'NO',
       ...rssColumns(idle, peak),
+      save_rss_growth_mib: mib(savePeak.total - totalOf(saveIdle)),
     };
   } finally {
     await browser.close();
@@ -225,7 +231,8 @@ async function timePlainFetch(page: Page, server: TestServer, ns: string, token:
       await Promise.all(Array.from({ length: parallel }, async () => {
         while (next < hashes.length) {
           const hash = hashes[next++];
-          const response = await fetch(`${origin}/api/v1/blocks/${hash}?ns=${ns}`, { headers: { authorization: `Bearer ${token}` } });
+          // no-store, as the app asks: the blocks were just fetched, and must come from the server again, not the HTTP cache.
+          const response = await fetch(`${origin}/api/v1/blocks/${hash}?ns=${ns}`, { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
           if (!response.ok) throw new Error(`GET answered ${response.status}`);
           await response.arrayBuffer();
         }
