@@ -1,7 +1,9 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { FileRecord, LocalBlockStore, NamespaceState, SyncStateStore } from '../src/engine/types.ts';
 import type { BlockHash, Cursor, FilePath, NamespaceId } from '../src/protocol/index.ts';
-import { asStorageError } from './storage-errors.ts';
+import { BlockStoreError } from '../src/engine/block-store-error.ts';
+import type { BlockFiles } from './block-files.ts';
+import { storageFullError } from './storage-errors.ts';
 
 /** What this device remembers about a workspace it joined or created. */
 export interface WorkspaceRecord {
@@ -19,7 +21,10 @@ interface StoredFile extends FileRecord {
 }
 
 interface NearsyncSchema extends DBSchema {
-  /** Block bytes as Blobs: Chromium keeps them on disk, so files assemble without copies. */
+  /**
+   * Block bytes as Blobs, as version 1 stored them: read, and moved into block files
+   * (`block-files.ts`) in the background; nothing new is written here since version 2.
+   */
   blocks: { key: string; value: Blob };
   /** The live file table of every workspace, keyed [ns, path]. */
   files: { key: [string, string]; value: StoredFile; indexes: { byNamespace: string } };
@@ -29,7 +34,7 @@ interface NearsyncSchema extends DBSchema {
 export type NearsyncDb = IDBPDatabase<NearsyncSchema>;
 
 export const DB_NAME = 'nearsync';
-const DB_VERSION = 1;
+const DB_VERSION = 2;
 
 /** Opens the device database, upgrading older schema versions step by step. */
 export function openNearsyncDb(): Promise<NearsyncDb> {
@@ -41,7 +46,11 @@ export function openNearsyncDb(): Promise<NearsyncDb> {
         files.createIndex('byNamespace', 'ns');
         db.createObjectStore('workspaces', { keyPath: 'namespaceId' });
       }
-      // Later versions add `if (oldVersion < 2) { … }` here; never edit a released step.
+      // Version 2 keeps new blocks in the origin private file system (block-files.ts). The
+      // stores stay as they are: blocks of version 1 remain readable where they are until
+      // moved. The version still changes so that a tab running version 1 code, which would
+      // neither see nor remove those files, can no longer open the database.
+      // Later versions add `if (oldVersion < 3) { … }` here; never edit a released step.
     },
   }).then((db) => {
     // A newer tab wants to upgrade the schema: step aside rather than block it.
@@ -50,50 +59,76 @@ export function openNearsyncDb(): Promise<NearsyncDb> {
   });
 }
 
-/** Never a block hash (not 64 hex digits), so no block can collide with it. */
-const SPACE_PROBE_KEY = 'space-probe';
-
+/**
+ * The device's blocks: files in the origin private file system, with the Blob values of
+ * schema version 1 still read until `moveLegacyBlocks` has moved them over.
+ */
 export class IdbBlockStore implements LocalBlockStore {
-  constructor(private readonly db: NearsyncDb) {}
+  constructor(
+    private readonly db: NearsyncDb,
+    private readonly files: BlockFiles,
+  ) {}
 
   async hasBlocks(hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
+    const found = new Set<BlockHash>();
+    for (let start = 0; start < hashes.length; start += HAS_BATCH) {
+      const batch = hashes.slice(start, start + HAS_BATCH);
+      const present = await Promise.all(batch.map((hash) => this.files.has(hash)));
+      batch.forEach((hash, i) => present[i] && found.add(hash));
+    }
+    const rest = hashes.filter((hash) => !found.has(hash));
+    if (rest.length === 0) return found;
     const tx = this.db.transaction('blocks');
-    const keys = await Promise.all(hashes.map((hash) => tx.store.getKey(hash)));
+    const keys = await Promise.all(rest.map((hash) => tx.store.getKey(hash)));
     await tx.done;
-    return new Set(hashes.filter((_, i) => keys[i] !== undefined));
+    rest.forEach((hash, i) => keys[i] !== undefined && found.add(hash));
+    return found;
   }
 
   async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
     try {
-      await this.db.put('blocks', new Blob([bytes as Uint8Array<ArrayBuffer>]), hash);
+      await this.files.put(hash, bytes);
     } catch (error) {
-      throw asStorageError(error);
+      throw storageFullError(error) ?? new BlockStoreError(`could not store block ${hash.slice(0, 12)}…`, { cause: error });
     }
   }
 
   /**
-   * Whether `bytes` more would fit now: writes and removes a probe value. Browsers' storage
-   * estimates can be far from the quota they enforce, so only a real write tells.
+   * Whether `bytes` more would fit now (a real reservation, released at once): browsers'
+   * storage estimates can be far from the quota they enforce.
    */
-  async canStore(bytes: number): Promise<boolean> {
-    try {
-      await this.db.put('blocks', new Blob([new Uint8Array(bytes)]), SPACE_PROBE_KEY);
-    } catch {
-      return false;
-    }
-    await this.db.delete('blocks', SPACE_PROBE_KEY).catch(() => undefined);
-    return true;
+  canStore(bytes: number): Promise<boolean> {
+    return this.files.canHold(bytes);
   }
 
   async getBlock(hash: BlockHash): Promise<Uint8Array | null> {
-    const blob = await this.db.get('blocks', hash);
+    const blob = await this.getBlob(hash);
     return blob ? new Uint8Array(await blob.arrayBuffer()) : null;
   }
 
-  getBlob(hash: BlockHash): Promise<Blob | undefined> {
-    return this.db.get('blocks', hash);
+  /** The block as a disk-backed Blob (composes into a file by reference), if stored. */
+  async getBlob(hash: BlockHash): Promise<Blob | undefined> {
+    return (await this.files.file(hash)) ?? (await this.db.get('blocks', hash));
+  }
+
+  /**
+   * Moves the blocks schema version 1 kept as Blob values into block files, one at a
+   * time; each leaves IndexedDB only once its file is complete, so none is ever lost.
+   */
+  async moveLegacyBlocks(): Promise<number> {
+    let moved = 0;
+    for (const hash of await this.db.getAllKeys('blocks')) {
+      const blob = await this.db.get('blocks', hash);
+      if (blob) await this.files.put(hash as BlockHash, new Uint8Array(await blob.arrayBuffer()));
+      await this.db.delete('blocks', hash);
+      moved += 1;
+    }
+    return moved;
   }
 }
+
+/** Block files looked up at once by hasBlocks. */
+const HAS_BATCH = 256;
 
 export class IdbStateStore implements SyncStateStore {
   constructor(private readonly db: NearsyncDb) {}
@@ -138,7 +173,10 @@ export class IdbStateStore implements SyncStateStore {
 }
 
 export class WorkspaceRegistry {
-  constructor(private readonly db: NearsyncDb) {}
+  constructor(
+    private readonly db: NearsyncDb,
+    private readonly files: BlockFiles,
+  ) {}
 
   list(): Promise<WorkspaceRecord[]> {
     return this.db.getAll('workspaces');
@@ -181,6 +219,7 @@ export class WorkspaceRegistry {
     const blocks = tx.objectStore('blocks');
     for (const hash of await blocks.getAllKeys()) if (!stillUsed.has(hash)) void blocks.delete(hash);
     await tx.done;
+    for (const hash of await this.files.list()) if (!stillUsed.has(hash)) await this.files.delete(hash);
   }
 }
 

@@ -1,7 +1,9 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
-import { inviteFromLink, parseBridgeReadOut, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import { describeError, inviteFromLink, parseBridgeReadOut, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import { BlockFiles } from './block-files.ts';
+import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
 import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
 import { WorkspaceSession } from './workspace-session.ts';
@@ -46,17 +48,35 @@ async function sessionFor(ns: NamespaceId): Promise<WorkspaceSession> {
   return session;
 }
 
+/** Background upkeep at start: temporary files of workers that died, blocks in the version 1 layout. */
+async function tidyBlockStorage(blocks: IdbBlockStore, writerId: string): Promise<void> {
+  try {
+    await BlockFiles.removeStaleTemps(async (id) => id !== writerId && (await writerIsGone(id)));
+    // One tab at a time; another that finds the lock taken leaves the work to it.
+    await navigator.locks.request('nearsync:move-legacy-blocks', { ifAvailable: true }, async (lock) => {
+      if (lock) await blocks.moveLegacyBlocks();
+    });
+  } catch (error) {
+    console.warn(`nearsync: tidying block storage failed: ${describeError(error)}`);
+  }
+}
+
 const api: SyncWorkerApi = {
   async init(apiBase: string) {
     if (context) return;
     const db = await openNearsyncDb();
+    const writerId = crypto.randomUUID();
+    await holdWriterLock(writerId);
+    const files = await BlockFiles.open(writerId);
+    const blocks = new IdbBlockStore(db, files);
     context = {
       base: apiBase.replace(/\/+$/, ''),
       db,
-      registry: new WorkspaceRegistry(db),
-      blocks: new IdbBlockStore(db),
+      registry: new WorkspaceRegistry(db, files),
+      blocks,
       state: new IdbStateStore(db),
     };
+    void tidyBlockStorage(blocks, writerId);
   },
 
   async listWorkspaces() {

@@ -1,13 +1,18 @@
 import { SMALL_FILE_BATCH_BYTES, SMALL_FILE_BATCH_FILES, uploadSmallFiles } from '../src/engine/small-file-batch.ts';
 import { uploadFile } from '../src/engine/uploader.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
-import { parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
+import { describeError, parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { UploadInput, UploadTotals, UploadView } from './sync-api.ts';
+
+/** The device's block store, which can also hand out a stored block as a disk-backed Blob. */
+export interface BlobBlockStore extends LocalBlockStore {
+  getBlob(hash: BlockHash): Promise<Blob | undefined>;
+}
 
 export interface UploadQueueOptions {
   ns: NamespaceId;
   api: UploadApi;
-  blocks: LocalBlockStore;
+  blocks: BlobBlockStore;
   sha256: Sha256;
   onChange: () => void;
   /** Uploads committed; their blocks are stored on this device. */
@@ -47,7 +52,23 @@ export class UploadQueue {
   private batchRunning = false;
   private nextId = 1;
 
-  constructor(private readonly options: UploadQueueOptions) {}
+  /**
+   * The server API, but block bodies are the stored blocks' disk-backed Files: a Blob made
+   * from the bytes would sit in Chromium's browser process until the worker's garbage
+   * collector got round to it (measured, on-disk profile: +246 MiB browser RSS uploading a
+   * 1 GiB file with such bodies and Blob values; 0 with stored Files).
+   */
+  private readonly sendingStoredCopies: UploadApi;
+
+  constructor(private readonly options: UploadQueueOptions) {
+    const { api, blocks } = options;
+    this.sendingStoredCopies = {
+      missingBlocks: (hashes) => api.missingBlocks(hashes),
+      commit: (ns, request) => api.commit(ns, request),
+      commitBatch: (ns, requests) => api.commitBatch(ns, requests),
+      putBlock: async (hash, body) => api.putBlock(hash, (await blocks.getBlob(hash)) ?? body),
+    };
+  }
 
   list(): UploadView[] {
     const queued = [...this.large.slice(0, SHOW_QUEUED), ...this.small.slice(0, SHOW_QUEUED)].map((entry) => entry.view);
@@ -118,7 +139,7 @@ export class UploadQueue {
         path,
         mtime: mtimeOf(file),
         stream: file.stream(),
-        api: this.options.api,
+        api: this.sendingStoredCopies,
         blocks: this.options.blocks,
         sha256: this.options.sha256,
         onProgress: (progress) => {
@@ -218,6 +239,5 @@ function mtimeOf(file: File): number {
 }
 
 function messageOf(error: unknown): string {
-  const text = error instanceof Error ? error.message || error.name : String(error);
-  return text || 'unknown error';
+  return describeError(error);
 }

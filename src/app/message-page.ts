@@ -1,3 +1,4 @@
+import { describeError } from '../protocol/index.ts';
 import { h } from './dom.ts';
 import { staticPage, type Page } from './page.ts';
 
@@ -26,6 +27,5 @@ export function loadingPage(text: string): Page {
 }
 
 export function errorMessage(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
+  return describeError(error);
 }

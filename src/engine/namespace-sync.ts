@@ -1,4 +1,5 @@
-import type { BlockHash, FilePath, NamespaceId } from '../protocol/index.ts';
+import { describeError, type BlockHash, type FilePath, type NamespaceId } from '../protocol/index.ts';
+import { BlockStoreError } from './block-store-error.ts';
 import { foldEntries } from './file-table.ts';
 import { spreadFetchOrder } from './fetch-order.ts';
 import { LiveBlocks, type WantDelta } from './live-blocks.ts';
@@ -119,6 +120,7 @@ export class NamespaceSync {
         failed: (want, source, error) => {
           this.noteFilesOf(want.hash);
           if (isStorageFull(error)) void this.pauseForStorage();
+          else if (error instanceof BlockStoreError) this.error = `Could not store on this device: ${error.message}`;
           else if (source.kind === 'server') this.error = `Could not fetch from the server: ${messageOf(error)}`;
           this.options.onChange?.();
         },
@@ -411,7 +413,7 @@ export class NamespaceSync {
     this.totalRate.add(bytes, now);
     if (source.kind === 'server') this.bytesFromServer += bytes;
     else this.bytesFromPeers += bytes;
-    if (this.error?.startsWith('Could not fetch')) this.error = null;
+    if (this.error?.startsWith('Could not')) this.error = null;
     this.options.onBlockStored?.(hash, bytes, source.id);
     this.options.onChange?.();
   }
@@ -430,7 +432,7 @@ export class NamespaceSync {
 const RESUME_MIN_FREE = 4 * 1024 * 1024;
 
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return describeError(error);
 }
 
 function delay(ms: number, signal: AbortSignal): Promise<void> {

@@ -91,7 +91,8 @@ export interface BlockSource {
 /** The server calls the uploader needs. */
 export interface UploadApi {
   missingBlocks(hashes: BlockHash[]): Promise<BlockHash[]>;
-  putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void>;
+  /** Sends a block: its bytes, or a Blob of them (a browser sends a stored block's disk-backed File). */
+  putBlock(hash: BlockHash, body: Uint8Array | Blob): Promise<void>;
   /** `{sjid}` on success, `{need}` when the server lacks blocks (nothing committed). */
   commit(ns: NamespaceId, request: CommitRequest): Promise<{ sjid: number } | { need: BlockHash[] }>;
   /** 1 … MAX_COMMIT_BATCH commits in one transaction: `{sjids}` in order, or `{need}` across all of them (nothing committed). */

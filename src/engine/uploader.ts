@@ -39,7 +39,9 @@ export async function uploadFile(options: UploadFileOptions): Promise<{ sjid: nu
   const inFlight = new Set<Promise<void>>();
   let failure: unknown = null;
 
-  const send = async (hash: BlockHash, bytes: Uint8Array) => {
+  const keepAndSend = async (hash: BlockHash, bytes: Uint8Array) => {
+    // Kept first, then sent: an adapter may send the stored copy rather than the bytes.
+    await store.putBlock(hash, bytes);
     const missing = await api.missingBlocks([hash]);
     if (missing.length > 0) await api.putBlock(hash, bytes);
     progress.bytesUploaded += bytes.length;
@@ -61,8 +63,7 @@ export async function uploadFile(options: UploadFileOptions): Promise<{ sjid: nu
     progress.phase = 'uploading';
     report();
     // Keeping the block locally and sending it overlap with reading the next one.
-    const task: Promise<void> = Promise.all([store.putBlock(hash, block), send(hash, block)])
-      .then(() => undefined)
+    const task: Promise<void> = keepAndSend(hash, block)
       .catch((error: unknown) => {
         failure ??= error;
       })

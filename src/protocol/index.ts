@@ -1,6 +1,7 @@
 export * from './api.ts';
 export * from './block-hash.ts';
 export * from './errors.ts';
+export * from './error-text.ts';
 export * from './fields.ts';
 export * from './file-path.ts';
 export * from './frames.ts';

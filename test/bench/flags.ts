@@ -1,10 +1,12 @@
 /**
  * Command-line flags of `npm run bench`:
  *
- *   --scenario office-warm,office-cold,office-lan,app-transfer
- *                       which scenarios (default: all)
+ *   --scenario office-warm,office-cold,office-lan,app-transfer,big-file
+ *                       which scenarios (default: all but big-file, which moves several GiB:
+ *                       ask for it by name)
  *   --size-mib N        workspace size S for the office scenarios (default 128) and file
- *                       size for app-transfer (default 64 there when not given)
+ *                       size for app-transfer (default 64 there when not given) and big-file
+ *                       (default 4096)
  *   --joiners K         joining browsers in the office scenarios (default 3)
  *   --egress-mbps M     server block egress cap in megabits/s (default 100)
  *   --browsers processes|contexts
@@ -18,7 +20,9 @@
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'many-files'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files'] as const;
+/** Scenarios run only when named: they take long or need a lot of disk. */
+const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 
@@ -40,7 +44,7 @@ const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'chann
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
   const flags: BenchFlags = {
-    scenarios: [...SCENARIOS],
+    scenarios: SCENARIOS.filter((scenario) => !ON_REQUEST.includes(scenario)),
     sizeMiB: undefined,
     joiners: 3,
     egressMbps: 100,

@@ -3,6 +3,7 @@ import { E2eHarness } from '../e2e/harness.ts';
 import { NetnsHarness } from '../netns/harness.ts';
 import { netnsSupport } from '../netns/netns.ts';
 import { benchAppTransfer } from './app-transfer.ts';
+import { benchBigFile, benchBigFileFromPeer } from './big-file.ts';
 import { parseBenchFlags, type Scenario } from './flags.ts';
 import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
 import { benchManyFiles } from './many-files.ts';
@@ -11,7 +12,7 @@ import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
 
 /**
- * `npm run bench [-- --scenario office-warm,office-cold,office-lan,app-transfer --size-mib 128
+ * `npm run bench [-- --scenario office-warm,office-cold,office-lan,app-transfer,big-file --size-mib 128
  * --joiners 3 --egress-mbps 100 --browsers processes|contexts --repeats 3]` (see flags.ts;
  * `--size-mib 32` for a quick run).
  *
@@ -26,6 +27,7 @@ import { printTable, type BenchRow } from './report.ts';
 const MiB = 1024 * 1024;
 const OFFICE_DEFAULT_MIB = 128;
 const APP_TRANSFER_DEFAULT_MIB = 64;
+const BIG_FILE_DEFAULT_MIB = 4096;
 
 const flags = parseBenchFlags(process.argv.slice(2));
 const began = performance.now();
@@ -107,6 +109,33 @@ if (wants('app-transfer')) {
       await harness.close();
     }
   });
+}
+
+if (wants('big-file')) {
+  const sizeMiB = flags.sizeMiB ?? BIG_FILE_DEFAULT_MIB;
+  const rows: BenchRow[] = [];
+  await attempt('big-file', async () => {
+    log('big-file: one multi-GiB file through the app, with Chromium RSS per process type');
+    const harness = await E2eHarness.start();
+    try {
+      rows.push(...(await benchBigFile(harness, sizeMiB, log)));
+    } finally {
+      await harness.close();
+    }
+  });
+  const support = netnsSupport();
+  if (!support.ok) log(`big-file from a peer needs network namespaces: ${support.reason}`);
+  else {
+    await attempt('big-file peer', async () => {
+      const harness = await NetnsHarness.start();
+      try {
+        rows.push(await benchBigFileFromPeer(harness, sizeMiB, log));
+      } finally {
+        await harness.close();
+      }
+    });
+  }
+  if (rows.length > 0) groups.push(rows);
 }
 
 if (wants('many-files')) {

@@ -90,6 +90,22 @@ export class E2eHarness {
     return browser;
   }
 
+  /**
+   * A Chromium with an on-disk profile, as a user's browser has: IndexedDB and blobs live
+   * on disk there (a `newBrowser()` context is off the record, and keeps them in memory).
+   * Torn down with the rest, profile directory included.
+   */
+  async newProfileBrowser(extraArgs: string[] = []): Promise<BrowserContext> {
+    const profileDir = await makeTempDir('nearsync-e2e-profile-', this.cleanups);
+    const context = await chromium.launchPersistentContext(profileDir, {
+      executablePath: CHROMIUM_PATH,
+      args: [...CHROMIUM_ARGS, ...extraArgs],
+      acceptDownloads: true,
+    });
+    this.cleanups.push(() => context.close());
+    return context;
+  }
+
   /** A separate "browser": its own storage, so its own IndexedDB and Web Locks. */
   async newBrowser(): Promise<BrowserContext> {
     const context = await this.browser.newContext({ acceptDownloads: true });

@@ -180,6 +180,22 @@ export class NetnsHarness {
     return browser;
   }
 
+  /**
+   * A Chromium process in the namespace with an on-disk profile, as a user's browser has
+   * (a context of `launchSeparateBrowser` is off the record: its IndexedDB and origin
+   * private files live in memory, so it cannot hold files of several GiB).
+   */
+  async newProfileBrowser(extraArgs: string[] = []): Promise<BrowserContext> {
+    const profileDir = await makeTempDir('nearsync-netns-profile-', this.cleanups);
+    const context = await chromium.launchPersistentContext(profileDir, {
+      executablePath: this.chromiumPath,
+      args: mergeFeatureFlags([...CHROMIUM_ARGS, ...WEBRTC_CHROMIUM_ARGS, ...extraArgs]),
+      acceptDownloads: true,
+    });
+    this.cleanups.push(() => context.close());
+    return context;
+  }
+
   async close(): Promise<void> {
     await runCleanups(this.cleanups);
   }
