@@ -64,9 +64,15 @@ export class BlockFiles {
         let written = 0;
         while (written < bytes.length) {
           const count = access.write(bytes.subarray(written), { at: written });
+          // Chromium 156 answers a write the quota cuts short with its file error code as an
+          // unsigned count (2^32 − 8, "no space") after writing part of it: never trust a
+          // count past what was asked, and check the size before the block takes its name.
+          if (count > bytes.length - written) throw noSpace(hash, written, bytes.length);
           if (count <= 0) throw new Error(`writing block ${hash.slice(0, 12)}… stopped after ${written} of ${bytes.length} bytes`);
           written += count;
         }
+        const size = access.getSize();
+        if (size !== bytes.length) throw new Error(`block ${hash.slice(0, 12)}… was written as ${size} bytes, not ${bytes.length}`);
         // No flush (fsync): it cost 35–100 % more write time per block (measured, 128 blocks
         // of 4 MiB), and, as with IndexedDB's relaxed durability, a tab or browser crash
         // loses nothing once the handle is closed; only a power cut could.
@@ -83,8 +89,8 @@ export class BlockFiles {
   }
 
   /**
-   * Whether `bytes` more would fit under the origin's quota now: sizes a temporary file to
-   * that length (the file system reserves the space, or refuses) and removes it.
+   * Whether `bytes` more would fit under the origin's quota now: writes a temporary file of
+   * that length and removes it.
    */
   async canHold(bytes: number): Promise<boolean> {
     const name = `space-probe.${crypto.randomUUID()}`;
@@ -92,13 +98,16 @@ export class BlockFiles {
     try {
       const access = await probe.createSyncAccessHandle();
       try {
-        access.truncate(bytes);
-        return true;
+        // A real write: sizing a file up is not checked against the quota the same way.
+        const count = access.write(new Uint8Array(bytes), { at: 0 });
+        return count === bytes && access.getSize() === bytes;
       } catch {
         return false;
       } finally {
         access.close();
       }
+    } catch {
+      return false;
     } finally {
       await this.temp.removeEntry(name).catch(() => undefined);
     }
@@ -166,6 +175,10 @@ async function entryNames(directory: FileSystemDirectoryHandle): Promise<string[
   // TypeScript's DOM types lack the directory's async iterators, which Chromium has.
   for await (const name of (directory as unknown as { keys(): AsyncIterable<string> }).keys()) names.push(name);
   return names;
+}
+
+function noSpace(hash: BlockHash, written: number, total: number): DOMException {
+  return new DOMException(`writing block ${hash.slice(0, 12)}… ran out of space after ${written} of ${total} bytes`, 'QuotaExceededError');
 }
 
 function isNotFound(error: unknown): boolean {

@@ -93,6 +93,8 @@ export class NamespaceSync {
   private bytesFromPeers = 0;
   private error: string | null = null;
   private storageFull: StorageFullState | null = null;
+  /** Space was found while paused: sources are asked again, the pause shows until a block is stored. */
+  private storageRetrying = false;
   private storageTimer: ReturnType<typeof setTimeout> | null = null;
   private stopped = false;
   private readonly pollAbort = new AbortController();
@@ -107,7 +109,7 @@ export class NamespaceSync {
       store: options.blocks,
       sha256: options.sha256,
       // While the store is full nobody is asked for blocks: they would only be thrown away.
-      sources: () => (this.storageFull ? [] : options.sources()),
+      sources: () => (this.storageFull && !this.storageRetrying ? [] : options.sources()),
       // Room for the server (4) and a full pipeline to a peer or two at once.
       maxInFlight: options.maxInFlight ?? 12,
       events: {
@@ -358,7 +360,8 @@ export class NamespaceSync {
    * refusal pauses again with a fresh figure).
    */
   private async pauseForStorage(): Promise<void> {
-    const first = this.storageFull === null;
+    const first = this.storageFull === null || this.storageRetrying;
+    this.storageRetrying = false;
     this.storageFull = await this.storageFullState();
     if (this.stopped) return;
     this.options.onChange?.();
@@ -386,9 +389,8 @@ export class NamespaceSync {
     const fits = this.options.canStore ? await this.options.canStore(RESUME_MIN_FREE).catch(() => false) : true;
     if (this.stopped || !this.storageFull) return;
     if (fits) {
-      this.storageFull = null;
+      this.storageRetrying = true;
       this.scheduler.wake();
-      this.options.onChange?.();
       return;
     }
     this.storageFull = await this.storageFullState();
@@ -414,6 +416,10 @@ export class NamespaceSync {
     if (source.kind === 'server') this.bytesFromServer += bytes;
     else this.bytesFromPeers += bytes;
     if (this.error?.startsWith('Could not')) this.error = null;
+    if (this.storageFull) {
+      this.storageFull = null;
+      this.storageRetrying = false;
+    }
     this.options.onBlockStored?.(hash, bytes, source.id);
     this.options.onChange?.();
   }
