@@ -3,6 +3,7 @@ import type { FileRecord, LocalBlockStore, NamespaceState, SyncStateStore } from
 import type { BlockHash, Cursor, FilePath, NamespaceId } from '../src/protocol/index.ts';
 import { BlockStoreError } from '../src/engine/block-store-error.ts';
 import type { BlockFiles } from './block-files.ts';
+import { INLINE_BLOCK_MAX, InlineBlocks } from './inline-blocks.ts';
 import { storageFullError } from './storage-errors.ts';
 
 /** What this device remembers about a workspace it joined or created. */
@@ -26,6 +27,8 @@ interface NearsyncSchema extends DBSchema {
    * (`block-files.ts`) in the background; nothing new is written here since version 2.
    */
   blocks: { key: string; value: Blob };
+  /** Blocks up to INLINE_BLOCK_MAX bytes, as bytes (`inline-blocks.ts`); larger ones are block files. */
+  inlineBlocks: { key: string; value: Uint8Array };
   /** The live file table of every workspace, keyed [ns, path]. */
   files: { key: [string, string]; value: StoredFile; indexes: { byNamespace: string } };
   workspaces: { key: string; value: WorkspaceRecord };
@@ -34,7 +37,7 @@ interface NearsyncSchema extends DBSchema {
 export type NearsyncDb = IDBPDatabase<NearsyncSchema>;
 
 export const DB_NAME = 'nearsync';
-const DB_VERSION = 2;
+const DB_VERSION = 3;
 
 /** Opens the device database, upgrading older schema versions step by step. */
 export function openNearsyncDb(): Promise<NearsyncDb> {
@@ -50,7 +53,12 @@ export function openNearsyncDb(): Promise<NearsyncDb> {
       // stores stay as they are: blocks of version 1 remain readable where they are until
       // moved. The version still changes so that a tab running version 1 code, which would
       // neither see nor remove those files, can no longer open the database.
-      // Later versions add `if (oldVersion < 3) { … }` here; never edit a released step.
+      if (oldVersion < 3) {
+        // Small blocks move out of block files into IndexedDB values (version 2's small
+        // block files stay readable where they are).
+        db.createObjectStore('inlineBlocks');
+      }
+      // Later versions add `if (oldVersion < 4) { … }` here; never edit a released step.
     },
   }).then((db) => {
     // A newer tab wants to upgrade the schema: step aside rather than block it.
@@ -60,19 +68,25 @@ export function openNearsyncDb(): Promise<NearsyncDb> {
 }
 
 /**
- * The device's blocks: files in the origin private file system, with the Blob values of
- * schema version 1 still read until `moveLegacyBlocks` has moved them over.
+ * The device's blocks: small ones as IndexedDB values (`inline-blocks.ts`), the rest as files
+ * in the origin private file system, with the Blob values of schema version 1 still read
+ * until `moveLegacyBlocks` has moved them over.
  */
 export class IdbBlockStore implements LocalBlockStore {
+  private readonly inline: InlineBlocks;
+
   constructor(
     private readonly db: NearsyncDb,
     private readonly files: BlockFiles,
-  ) {}
+  ) {
+    this.inline = new InlineBlocks(db);
+  }
 
   async hasBlocks(hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
-    const found = new Set<BlockHash>();
-    for (let start = 0; start < hashes.length; start += HAS_BATCH) {
-      const batch = hashes.slice(start, start + HAS_BATCH);
+    const found = hashes.length > 0 ? await this.inline.has(hashes) : new Set<BlockHash>();
+    const notInline = hashes.filter((hash) => !found.has(hash));
+    for (let start = 0; start < notInline.length; start += HAS_BATCH) {
+      const batch = notInline.slice(start, start + HAS_BATCH);
       const present = await Promise.all(batch.map((hash) => this.files.has(hash)));
       batch.forEach((hash, i) => present[i] && found.add(hash));
     }
@@ -87,7 +101,8 @@ export class IdbBlockStore implements LocalBlockStore {
 
   async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
     try {
-      await this.files.put(hash, bytes);
+      if (bytes.length <= INLINE_BLOCK_MAX) await this.inline.put(hash, bytes);
+      else await this.files.put(hash, bytes);
     } catch (error) {
       throw storageFullError(error) ?? new BlockStoreError(`could not store block ${hash.slice(0, 12)}…`, { cause: error });
     }
@@ -102,13 +117,26 @@ export class IdbBlockStore implements LocalBlockStore {
   }
 
   async getBlock(hash: BlockHash): Promise<Uint8Array | null> {
+    const inline = await this.inline.get(hash);
+    if (inline) return inline;
     const blob = await this.getBlob(hash);
     return blob ? new Uint8Array(await blob.arrayBuffer()) : null;
   }
 
   /** The block as a disk-backed Blob (composes into a file by reference), if stored. */
   async getBlob(hash: BlockHash): Promise<Blob | undefined> {
+    const inline = await this.inline.get(hash);
+    if (inline) return new Blob([inline as Uint8Array<ArrayBuffer>]);
     return (await this.files.file(hash)) ?? (await this.db.get('blocks', hash));
+  }
+
+  /** Small blocks' hashes (for forgetting a workspace). */
+  inlineHashes(): Promise<BlockHash[]> {
+    return this.inline.list();
+  }
+
+  deleteInline(hashes: readonly BlockHash[]): Promise<void> {
+    return this.inline.delete(hashes);
   }
 
   /**
@@ -208,7 +236,7 @@ export class WorkspaceRegistry {
 
   /** Drops the workspace, its file table, and every block no other workspace still uses. */
   async forget(ns: NamespaceId): Promise<void> {
-    const tx = this.db.transaction(['workspaces', 'files', 'blocks'], 'readwrite');
+    const tx = this.db.transaction(['workspaces', 'files', 'blocks', 'inlineBlocks'], 'readwrite');
     const files = tx.objectStore('files');
     for (const key of await files.index('byNamespace').getAllKeys(ns)) void files.delete(key);
     void tx.objectStore('workspaces').delete(ns);
@@ -218,6 +246,8 @@ export class WorkspaceRegistry {
     }
     const blocks = tx.objectStore('blocks');
     for (const hash of await blocks.getAllKeys()) if (!stillUsed.has(hash)) void blocks.delete(hash);
+    const inline = tx.objectStore('inlineBlocks');
+    for (const hash of await inline.getAllKeys()) if (!stillUsed.has(hash)) void inline.delete(hash);
     await tx.done;
     for (const hash of await this.files.list()) if (!stillUsed.has(hash)) await this.files.delete(hash);
   }
