@@ -27,6 +27,13 @@ const TEMP = 'tmp';
 
 export class BlockFiles {
   private readonly shards = new Map<string, Promise<FileSystemDirectoryHandle>>();
+  /**
+   * Names of the block files, listed once and kept up to date by this worker's puts and
+   * deletes: a join asks about thousands of blocks it lacks, and each miss looked up in the
+   * file system costs a thrown NotFoundError. Another tab's new block may be missing here;
+   * that costs at most a download, since put() checks the file system itself.
+   */
+  private index: Promise<Set<BlockHash>> | null = null;
 
   private constructor(
     private readonly root: FileSystemDirectoryHandle,
@@ -41,8 +48,10 @@ export class BlockFiles {
     return new BlockFiles(root, await temps.getDirectoryHandle(writerId, { create: true }));
   }
 
+  /** Whether the block is stored, as far as this worker knows (see `index`). */
   async has(hash: BlockHash): Promise<boolean> {
-    return (await this.handle(hash)) !== null;
+    this.index ??= this.list().then((hashes) => new Set(hashes));
+    return (await this.index).has(hash);
   }
 
   /** The stored block as a disk-backed File, or null. */
@@ -81,8 +90,8 @@ export class BlockFiles {
       }
       // Another tab may have stored the same block meanwhile: keep theirs (a File it handed
       // out stays readable), drop ours.
-      if (await this.has(hash)) return;
-      await temp.move(shard, hash);
+      if ((await this.handle(hash)) === null) await temp.move(shard, hash);
+      void this.index?.then((known) => known.add(hash));
     } finally {
       await this.temp.removeEntry(tempName).catch(() => undefined);
     }
@@ -118,6 +127,7 @@ export class BlockFiles {
     await shard?.removeEntry(hash).catch((error: unknown) => {
       if (!isNotFound(error)) throw error;
     });
+    void this.index?.then((known) => known.delete(hash));
   }
 
   /** Every stored block's hash. */
