@@ -289,7 +289,8 @@ export class NamespaceSync {
     while (!this.stopped) {
       try {
         const page = await this.options.journal.readPage(this.cursorValue, {
-          limit: this.options.pageLimit,
+          // The protocol's largest page: a join of 100,000 files is 100 pages, not 500.
+          limit: this.options.pageLimit ?? MAX_JOURNAL_PAGE,
           waitSeconds: caughtUp ? (this.options.longPollSeconds ?? 25) : 0,
           signal: this.pollAbort.signal,
         });
@@ -433,6 +434,8 @@ export class NamespaceSync {
     this.options.onChange?.();
   }
 }
+
+const MAX_JOURNAL_PAGE = 1000;
 
 /** Free space worth resuming for: one full block, so a resume is not refused at once. */
 const RESUME_MIN_FREE = 4 * 1024 * 1024;
