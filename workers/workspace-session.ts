@@ -201,6 +201,7 @@ export class WorkspaceSession {
       blocks: this.deps.blocks,
       sha256,
       sources: () => [...this.peers.sources(), this.server],
+      trackFileChanges: true,
       onChange: () => this.schedulePush(),
       onSynced: (cursor) => this.peers.advertise(cursor),
       onBlockStored: (hash, bytes, sourceId) => this.peers.blockStored(hash, bytes, sourceId),

@@ -18,6 +18,8 @@ export interface NamespaceSyncOptions {
   maxInFlight?: number;
   longPollSeconds?: number;
   pageLimit?: number;
+  /** Record which files change, for drainChangedFiles() (a view that follows files one by one). */
+  trackFileChanges?: boolean;
   /** Something a view shows has changed. Called often: throttle downstream. */
   onChange?: () => void;
   /** Every block of every live file up to `cursor` is stored (what an advert may claim). */
@@ -83,8 +85,11 @@ export class NamespaceSync {
   private live: LiveBlocks;
   /** The cursor whose live files the wanted set was planned from (a page may be folding in meanwhile). */
   private plannedCursor = 0;
-  /** Files whose progress or status changed since the last drainChangedFiles(). */
-  private changedFiles = new Set<FilePath>();
+  /**
+   * Files whose progress or status changed since the last drainChangedFiles(); null unless
+   * the owner asked for it (`trackFileChanges`), so a caller that never drains keeps nothing.
+   */
+  private readonly changedFiles: Set<FilePath> | null;
   private fileRates = new Map<FilePath, RateMeter>();
   private totalRate = new RateMeter();
   private cursorValue = 0;
@@ -105,6 +110,7 @@ export class NamespaceSync {
   constructor(private readonly options: NamespaceSyncOptions) {
     this.now = options.now ?? (() => Date.now());
     this.live = new LiveBlocks(options.ns);
+    this.changedFiles = options.trackFileChanges ? new Set() : null;
     this.scheduler = new BlockScheduler({
       store: options.blocks,
       sha256: options.sha256,
@@ -185,7 +191,7 @@ export class NamespaceSync {
    */
   forgetBlocks(hashes: readonly BlockHash[]): void {
     if (hashes.length === 0) return;
-    for (const path of this.files.keys()) this.changedFiles.add(path);
+    for (const path of this.files.keys()) this.changedFiles?.add(path);
     this.plan(this.live.forget(hashes));
   }
 
@@ -223,6 +229,7 @@ export class NamespaceSync {
    * included: `file()` no longer knows them). What a view applies to stay current.
    */
   drainChangedFiles(): FilePath[] {
+    if (!this.changedFiles) throw new Error('drainChangedFiles needs the trackFileChanges option');
     const paths = [...this.changedFiles];
     this.changedFiles.clear();
     return paths;
@@ -268,7 +275,7 @@ export class NamespaceSync {
     const removed: BlockHash[] = [];
     for (const hash of hashes) {
       const wanted = this.live.isWanted(hash);
-      for (const path of this.live.stored(hash)) this.changedFiles.add(path);
+      for (const path of this.live.stored(hash)) this.changedFiles?.add(path);
       if (wanted) removed.push(hash);
     }
     this.plan({ added: [], removed });
@@ -333,7 +340,7 @@ export class NamespaceSync {
       ...removed.map((path) => ({ path, next: null })),
       ...[...changed].sort((a, b) => a.sjid - b.sjid).map((file) => ({ path: file.path, next: file })),
     ];
-    for (const { path } of changes) this.changedFiles.add(path);
+    for (const { path } of changes) this.changedFiles?.add(path);
     this.plan(this.live.apply(changes));
   }
 
@@ -400,14 +407,14 @@ export class NamespaceSync {
   }
 
   private noteFilesOf(hash: BlockHash): void {
-    for (const path of this.live.filesWaitingFor(hash)) this.changedFiles.add(path);
+    for (const path of this.live.filesWaitingFor(hash)) this.changedFiles?.add(path);
   }
 
   private onBlockStored(hash: BlockHash, bytes: number, source: BlockSource): void {
     const now = this.now();
     const paths = this.live.stored(hash);
     for (const path of paths) {
-      this.changedFiles.add(path);
+      this.changedFiles?.add(path);
       let meter = this.fileRates.get(path);
       if (!meter) this.fileRates.set(path, (meter = new RateMeter()));
       meter.add(bytes, now);
