@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { formatBytes } from '../../src/app/format.ts';
 import { E2eHarness, sha256, type TestServer } from './harness.ts';
 import { manyFilesBytes, seedManyFiles, type ManyFilesWorkspace } from './support/seed-many-files.ts';
-import { fileRowPaths, joinWithLink, openFolder, saveFileAndHash, waitForAllSynced } from './ui.ts';
+import { createWorkspace, fileRowPaths, joinWithLink, openFolder, saveFileAndHash, waitForAllSynced } from './ui.ts';
 
 /**
  * The folder view on a workspace of 10,000 files, joined by a fresh browser: folders with their
@@ -35,18 +35,21 @@ async function listingTotal(): Promise<number> {
   return Number(await page.getByTestId('file-table').getAttribute('data-total'));
 }
 
+beforeAll(async () => {
+  harness = await E2eHarness.start();
+}, 120_000);
+
+afterAll(async () => {
+  await harness?.close();
+});
+
 describe('the folder view of a 10,000-file workspace', () => {
   beforeAll(async () => {
-    harness = await E2eHarness.start();
     server = await harness.startServer();
     workspace = await seedManyFiles(server.origin, FILES, { pathOf });
     page = await (await harness.newBrowser()).newPage();
     page.on('pageerror', (error) => console.error('page error:', error.message));
   }, 600_000);
-
-  afterAll(async () => {
-    await harness?.close();
-  });
 
   test('folders come first with their size and file count; navigation works while the files arrive', { timeout: 300_000 }, async () => {
     await joinWithLink(page, workspace.shareLink, workspace.namespaceId);
@@ -112,6 +115,38 @@ describe('the folder view of a 10,000-file workspace', () => {
 
     const saved = await saveFileAndHash(page, pathOf(4217));
     expect(saved.sha256).toBe(sha256(manyFilesBytes(4217)));
+  });
+});
+
+describe('uploading a folder of 2,000 small files', () => {
+  test('goes up in batch commits with a running count, and every file lands in its folder', { timeout: 300_000 }, async () => {
+    const uploadServer = await harness.startServer();
+    const count = 2_000;
+    const tree: Record<string, Uint8Array> = {};
+    for (let i = 0; i < count; i++) tree[`sub-${i % 4}/note-${String(i).padStart(4, '0')}.txt`] = manyFilesBytes(50_000 + i);
+    const folder = await harness.writeTempTree('drop', tree);
+    const uploader = await (await harness.newBrowser()).newPage();
+    uploader.on('pageerror', (error) => console.error('page error:', error.message));
+    await createWorkspace(uploader, uploadServer.origin, 'Upload many');
+    const before = await uploadServer.metrics();
+    await uploader.getByTestId('folder-input').setInputFiles(folder);
+    await uploader.waitForFunction(
+      (expected) => document.querySelector('[data-testid="upload-totals"]')?.getAttribute('data-done-files') === String(expected),
+      count,
+      { timeout: 240_000, polling: 250 },
+    );
+    const totals = uploader.getByTestId('upload-totals');
+    expect(await totals.getAttribute('data-failed-files')).toBe('0');
+    expect(await totals.textContent()).toContain(`${count.toLocaleString('en-US')} of ${count.toLocaleString('en-US')} files uploaded`);
+    // The page holds a bounded tail of upload rows, not one per file.
+    expect(await uploader.locator('[data-testid="upload-row"]').count()).toBeLessThanOrEqual(150);
+    const after = await uploadServer.metrics();
+    expect(after.commits - before.commits).toBe(count);
+    expect(after.commitBatches - before.commitBatches).toBeLessThanOrEqual(4);
+
+    await openFolder(uploader, 'drop/sub-3');
+    await uploader.waitForFunction(() => document.querySelector('[data-testid="file-table"]')?.getAttribute('data-total') === '500');
+    expect((await fileRowPaths(uploader))[0]).toBe('drop/sub-3/note-0003.txt');
   });
 });
 
