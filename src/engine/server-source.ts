@@ -1,16 +1,22 @@
 import { MAX_BLOCK_BATCH, type BlockHash, type NamespaceId } from '../protocol/index.ts';
-import type { ServerApi } from './server-api.ts';
+import { ApiError, type ServerApi } from './server-api.ts';
 import type { BlockSource, WantedBlock } from './types.ts';
 
 /** The server as one more block source: it can serve anything its journal references. */
 export class ServerBlockSource implements BlockSource {
   readonly id = 'server';
   readonly kind = 'server' as const;
-  readonly maxBatch = MAX_BLOCK_BATCH;
+  /** Set once the server answered that it has no batch route (a server older than it). */
+  private batchUnsupported = false;
   constructor(
     private readonly api: ServerApi,
     readonly maxInFlight = 4,
   ) {}
+
+  /** Blocks per batch request; 1 (no batches) against a server without the batch route. */
+  get maxBatch(): number {
+    return this.batchUnsupported ? 1 : MAX_BLOCK_BATCH;
+  }
 
   canServe(): boolean {
     return true;
@@ -20,8 +26,33 @@ export class ServerBlockSource implements BlockSource {
     return this.api.getBlock(want.ns, want.hash, signal);
   }
 
-  /** One POST /ns/:ns/blocks per namespace among the wants (the engine fetches for one). */
+  /**
+   * One POST /ns/:ns/blocks per namespace among the wants (the engine fetches for one). A
+   * server from before batch downloads answers 404 or 405: then these blocks, and every later
+   * one, are fetched one by one.
+   */
   async fetchBlocks(wants: readonly WantedBlock[], signal: AbortSignal): Promise<Map<BlockHash, Uint8Array>> {
+    if (!this.batchUnsupported) {
+      try {
+        return await this.fetchBatches(wants, signal);
+      } catch (error) {
+        if (!(error instanceof ApiError && (error.status === 404 || error.status === 405) && error.code !== 'forbidden')) throw error;
+        this.batchUnsupported = true;
+      }
+    }
+    const found = new Map<BlockHash, Uint8Array>();
+    for (const want of wants) {
+      try {
+        found.set(want.hash, await this.api.getBlock(want.ns, want.hash, signal));
+      } catch (error) {
+        // A block the server refuses is left out of the answer, as a batch would leave it.
+        if (!(error instanceof ApiError && error.status < 500)) throw error;
+      }
+    }
+    return found;
+  }
+
+  private async fetchBatches(wants: readonly WantedBlock[], signal: AbortSignal): Promise<Map<BlockHash, Uint8Array>> {
     const byNamespace = new Map<NamespaceId, WantedBlock[]>();
     for (const want of wants) {
       const some = byNamespace.get(want.ns);
