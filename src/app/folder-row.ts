@@ -5,6 +5,18 @@ import { ProgressBar } from './progress-bar.ts';
 
 type FolderListingRow = Extract<ListingRow, { kind: 'folder' }>;
 
+/** A small folder glyph drawn inline: emoji fonts are not on every machine. */
+function folderIcon(): SVGSVGElement {
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('class', 'folder-icon');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+  path.setAttribute('d', 'M1.5 3.5h4.2l1.5 1.6h7.3v7.9H1.5z');
+  svg.append(path);
+  return svg;
+}
+
 /** A folder in the folder view: opens on click, shows what is below it and how far it has synced. */
 export class FolderRow {
   readonly element: HTMLElement;
@@ -23,7 +35,7 @@ export class FolderRow {
     const openButton = h(
       'button',
       { type: 'button', class: 'folder-link', 'data-testid': 'open-folder', title: path, 'aria-label': `Open folder ${path}` },
-      h('span', { class: 'folder-icon', 'aria-hidden': 'true' }, '📁'),
+      folderIcon(),
       shownName,
     );
     openButton.addEventListener('click', () => open(this.path));
