@@ -13,6 +13,8 @@
  *                       each joiner its own Chromium process (default) or a context of one
  *   --repeats N         app-transfer rounds (default 3)
  *   --channel-mib N     MiB per bare data-channel transfer (default 32; five, after a warm-up)
+ *   --big-file-rows download,upload,peer
+ *                       which rows of big-file (default: all three)
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
@@ -22,6 +24,8 @@ export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-trans
 const ON_REQUEST: readonly Scenario[] = ['big-file'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
+export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;
+export type BigFileRow = (typeof BIG_FILE_ROWS)[number];
 
 export interface BenchFlags {
   scenarios: Scenario[];
@@ -33,6 +37,7 @@ export interface BenchFlags {
   repeats: number;
   channelMiB: number;
   trace: string | undefined;
+  bigFileRows: BigFileRow[];
 }
 
 const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib']);
@@ -47,6 +52,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     repeats: 3,
     channelMiB: 32,
     trace: undefined,
+    bigFileRows: [...BIG_FILE_ROWS],
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -77,6 +83,11 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     } else if (name === 'browsers') {
       if (value !== 'processes' && value !== 'contexts') throw new Error('--browsers is processes or contexts');
       flags.browsers = value;
+    } else if (name === 'big-file-rows') {
+      const rows = value.split(',').map((part) => part.trim()).filter(Boolean);
+      const unknown = rows.filter((row) => !(BIG_FILE_ROWS as readonly string[]).includes(row));
+      if (rows.length === 0 || unknown.length > 0) throw new Error(`--big-file-rows takes a list of ${BIG_FILE_ROWS.join(', ')}`);
+      flags.bigFileRows = BIG_FILE_ROWS.filter((row) => rows.includes(row));
     } else if (name === 'trace') {
       flags.trace = value;
     } else {
