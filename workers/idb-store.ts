@@ -88,14 +88,18 @@ export class IdbBlockStore implements LocalBlockStore {
     for (let start = 0; start < notInline.length; start += HAS_BATCH) {
       const batch = notInline.slice(start, start + HAS_BATCH);
       const present = await Promise.all(batch.map((hash) => this.files.has(hash)));
-      batch.forEach((hash, i) => present[i] && found.add(hash));
+      batch.forEach((hash, i) => {
+        if (present[i]) found.add(hash);
+      });
     }
     const rest = hashes.filter((hash) => !found.has(hash));
     if (rest.length === 0) return found;
     const tx = this.db.transaction('blocks');
     const keys = await Promise.all(rest.map((hash) => tx.store.getKey(hash)));
     await tx.done;
-    rest.forEach((hash, i) => keys[i] !== undefined && found.add(hash));
+    rest.forEach((hash, i) => {
+      if (keys[i] !== undefined) found.add(hash);
+    });
     return found;
   }
 

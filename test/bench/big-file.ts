@@ -10,6 +10,7 @@ import type { NetnsHarness } from '../netns/harness.ts';
 import { PseudoRandomFile } from '../support/pseudo-random-file.ts';
 import { PROCESS_TYPES, RssSampler, chromiumRss, markerSwitch, rssColumns, totalOf, type RssByType } from './chromium-rss.ts';
 import { measureRawChannel } from './raw-channel.ts';
+import type { BigFileRow } from './flags.ts';
 import type { BenchRow } from './report.ts';
 
 /**
@@ -29,11 +30,11 @@ const RAW_CHANNEL_BYTES = 32 * MiB;
 
 type Log = (message: string) => void;
 
-export async function benchBigFile(harness: E2eHarness, sizeMiB: number, log: Log): Promise<BenchRow[]> {
+export async function benchBigFile(harness: E2eHarness, sizeMiB: number, which: readonly BigFileRow[], log: Log): Promise<BenchRow[]> {
   const server = await harness.startServer();
   const rows: BenchRow[] = [];
-  rows.push(await downloadFromServer(harness, server, sizeMiB, log));
-  rows.push(await uploadThroughApp(harness, server, sizeMiB, log));
+  if (which.includes('download')) rows.push(await downloadFromServer(harness, server, sizeMiB, log));
+  if (which.includes('upload')) rows.push(await uploadThroughApp(harness, server, sizeMiB, log));
   return rows;
 }
 

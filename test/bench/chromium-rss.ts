@@ -109,6 +109,8 @@ export class RssSampler {
   start(): void {
     this.sample();
     this.timer = setInterval(() => this.sample(), this.intervalMs);
+    // A row that fails between start and stop must not keep the bench process alive.
+    this.timer.unref();
   }
 
   stop(): { total: number; byType: RssByType; samples: number } {

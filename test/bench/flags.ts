@@ -16,6 +16,8 @@
  *   --files N,N,…       many-files: workspace sizes joined, one row each (default 10000,30000,100000)
  *   --profile PREFIX    many-files: CPU-profile the sync worker during each join into
  *                       PREFIX-<files>-worker0.cpuprofile and print its heaviest functions
+ *   --big-file-rows download,upload,peer
+ *                       which rows of big-file (default: all three)
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
@@ -25,6 +27,8 @@ export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-trans
 const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
+export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;
+export type BigFileRow = (typeof BIG_FILE_ROWS)[number];
 
 export interface BenchFlags {
   scenarios: Scenario[];
@@ -38,6 +42,7 @@ export interface BenchFlags {
   trace: string | undefined;
   files: number[];
   profile: string | undefined;
+  bigFileRows: BigFileRow[];
 }
 
 const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib']);
@@ -54,6 +59,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     trace: undefined,
     files: [10_000, 30_000, 100_000],
     profile: undefined,
+    bigFileRows: [...BIG_FILE_ROWS],
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -91,6 +97,11 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     } else if (name === 'profile') {
       flags.profile = value;
       process.env.NEARSYNC_BUILD_UNMINIFIED = '1';
+    } else if (name === 'big-file-rows') {
+      const rows = value.split(',').map((part) => part.trim()).filter(Boolean);
+      const unknown = rows.filter((row) => !(BIG_FILE_ROWS as readonly string[]).includes(row));
+      if (rows.length === 0 || unknown.length > 0) throw new Error(`--big-file-rows takes a list of ${BIG_FILE_ROWS.join(', ')}`);
+      flags.bigFileRows = BIG_FILE_ROWS.filter((row) => rows.includes(row));
     } else if (name === 'trace') {
       flags.trace = value;
     } else {

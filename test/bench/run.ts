@@ -114,17 +114,21 @@ if (wants('app-transfer')) {
 if (wants('big-file')) {
   const sizeMiB = flags.sizeMiB ?? BIG_FILE_DEFAULT_MIB;
   const rows: BenchRow[] = [];
-  await attempt('big-file', async () => {
-    log('big-file: one multi-GiB file through the app, with Chromium RSS per process type');
-    const harness = await E2eHarness.start();
-    try {
-      rows.push(...(await benchBigFile(harness, sizeMiB, log)));
-    } finally {
-      await harness.close();
-    }
-  });
+  const which = flags.bigFileRows;
+  if (which.includes('download') || which.includes('upload')) {
+    await attempt('big-file', async () => {
+      log('big-file: one multi-GiB file through the app, with Chromium RSS per process type');
+      const harness = await E2eHarness.start();
+      try {
+        rows.push(...(await benchBigFile(harness, sizeMiB, which, log)));
+      } finally {
+        await harness.close();
+      }
+    });
+  }
   const support = netnsSupport();
-  if (!support.ok) log(`big-file from a peer needs network namespaces: ${support.reason}`);
+  if (!which.includes('peer')) log('big-file: peer row not asked for');
+  else if (!support.ok) log(`big-file from a peer needs network namespaces: ${support.reason}`);
   else {
     await attempt('big-file peer', async () => {
       const harness = await NetnsHarness.start();
