@@ -51,25 +51,6 @@ describe('a file over 1 GiB from the server', () => {
     expect((await server.metrics()).blockBytesServed).toBe(BIG);
   }, SYNC_TIMEOUT_MS + 300_000);
 
-  it('a full storage quota is named in the banner, not an empty reason', async () => {
-    const seeded = await seedWorkspace(server.origin, 'quota', [{ path: 'video.mp4', bytes: randomBytes(48 * MiB) }]);
-    const context = await harness.newBrowser();
-    const page = await context.newPage();
-    await page.goto(`${server.origin}/`);
-    const cdp = await context.newCDPSession(page);
-    // Room for the app and a few blocks; the rest of the file does not fit.
-    await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.origin, quotaSize: 16 * MiB });
-    await joinWithLink(page, seeded.shareLink(server.origin), seeded.namespaceId);
-    const banner = page.getByTestId('view-error');
-    await banner.waitFor({ state: 'visible', timeout: 60_000 });
-    const text = (await banner.textContent())!.trim();
-    expect(text).toMatch(/^Could not store on this device: could not store block [0-9a-f]{12}…: /);
-    expect(text).toContain('QuotaExceededError');
-    expect(text).toContain('storage quota is used up or the disk is full');
-    // It would go on retrying, and the next test counts the server's block bytes.
-    await context.close();
-  }, 120_000);
-
   it('blocks stored as IndexedDB Blobs by schema version 1 stay readable and move to block files', async () => {
     const bytes = randomBytes(9 * MiB + 7);
     const seeded = await seedWorkspace(server.origin, 'legacy', [{ path: 'old.bin', bytes }]);
