@@ -11,11 +11,3 @@ export function storageFullError(error: unknown): StorageFullError | null {
   const detail = error instanceof Error && error.message ? `: ${error.message}` : '';
   return new StorageFullError(`the browser refused to store more for this site (${name}${detail})`);
 }
-
-/** This origin's storage as the browser reports it, or null where the API is missing. */
-export async function storageEstimate(): Promise<{ usage: number; quota: number; persisted: boolean } | null> {
-  if (!navigator.storage?.estimate) return null;
-  const estimate = await navigator.storage.estimate();
-  const persisted = (await navigator.storage.persisted?.().catch(() => false)) ?? false;
-  return { usage: estimate.usage ?? 0, quota: estimate.quota ?? 0, persisted };
-}

@@ -8,7 +8,7 @@ import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.
 import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
 import { PeerHub } from './peer-hub.ts';
 import { UploadQueue } from './upload-queue.ts';
-import { storageEstimate } from './storage-errors.ts';
+import { storageEstimate } from './storage-estimate.ts';
 import { sha256 } from './web-crypto.ts';
 import { WorkspaceTree, type FileDelta } from './workspace-tree.ts';
 import { allFileViews, changedFileDeltas, emptySharedView, fullView, sharedViewOf, type SharedView } from './workspace-view.ts';

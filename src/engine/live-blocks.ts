@@ -117,8 +117,9 @@ export class LiveBlocks {
       if (before) this.detach(before, removed);
       if (next) this.attach(next, added, removed);
     }
+    // A block wanted and dropped again within these changes was never handed out.
     for (const hash of removed) added.delete(hash);
-    return { added: [...added.values()].filter((want) => this.waiting.has(want.hash)), removed: [...removed].filter((hash) => !this.waiting.has(hash)) };
+    return { added: [...added.values()], removed: [...removed] };
   }
 
   /** A block was stored. Returns the files whose progress changed. */

@@ -36,7 +36,7 @@ export class ServerBlockSource implements BlockSource {
       try {
         return await this.fetchBatches(wants, signal);
       } catch (error) {
-        if (!(error instanceof ApiError && (error.status === 404 || error.status === 405) && error.code !== 'forbidden')) throw error;
+        if (!(error instanceof ApiError && (error.status === 404 || error.status === 405))) throw error;
         this.batchUnsupported = true;
       }
     }

@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { cutBlocks } from '../../src/engine/chunker.ts';
 import { expectedBlockSize } from '../../src/engine/block-layout.ts';
 import { foldEntries } from '../../src/engine/file-table.ts';
-import { bytesPresent, planMissingBlocks } from '../../src/engine/planner.ts';
 import { BlockScheduler } from '../../src/engine/scheduler.ts';
 import type { BlockSource, FileRecord, WantedBlock } from '../../src/engine/types.ts';
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath, type JournalEntry, type NamespaceId } from '../../src/protocol/index.ts';
@@ -53,29 +52,10 @@ describe('journal fold', () => {
   });
 });
 
-describe('planner', () => {
-  const file = (path: string, sjid: number, blocks: BlockHash[], size = blocks.length * MAX_BLOCK_SIZE): FileRecord => ({
-    path: path as FilePath,
-    size,
-    mtime: 0,
-    blocks,
-    sjid,
-  });
-  it('wants each missing block once, oldest entry first, in block order', () => {
-    const files = [file('late', 9, [h('c'), h('a')]), file('early', 2, [h('a'), h('b')]), file('dup', 5, [h('b'), h('b')])];
-    const wanted = planMissingBlocks(NS, files, new Set([h('b')]));
-    expect(wanted.map((w) => [w.hash, w.sjid])).toEqual([
-      [h('a'), 2],
-      [h('c'), 9],
-    ]);
-  });
-  it('wants nothing when every block is here, and nothing for empty files', () => {
-    expect(planMissingBlocks(NS, [file('e', 1, [], 0), file('x', 2, [h('d')])], new Set([h('d')]))).toEqual([]);
-  });
-  it('estimates progress by the fixed block layout', () => {
-    const f = file('f', 1, [h('1'), h('2'), h('3')], 2 * MAX_BLOCK_SIZE + 10);
-    expect(expectedBlockSize(f.size, 3, 2)).toBe(10);
-    expect(bytesPresent(f, new Set([h('1'), h('3')]))).toBe(MAX_BLOCK_SIZE + 10);
+describe('block layout', () => {
+  it('expects full 4 MiB blocks and a short last one', () => {
+    expect(expectedBlockSize(2 * MAX_BLOCK_SIZE + 10, 3, 0)).toBe(MAX_BLOCK_SIZE);
+    expect(expectedBlockSize(2 * MAX_BLOCK_SIZE + 10, 3, 2)).toBe(10);
   });
 });
 

@@ -29,6 +29,21 @@ describe('LiveBlocks', () => {
     expect(live.doneBytes).toBe(10);
   });
 
+  it('wants nothing for an empty file, which counts as complete at once', () => {
+    const live = new LiveBlocks(NS);
+    const delta = live.apply(add(file('empty', 1, [], 0)));
+    expect(delta.added).toEqual([]);
+    expect(live.isComplete('empty' as FilePath)).toBe(true);
+    expect(live.missingCount).toBe(0);
+  });
+
+  it('wants a block used twice by one file once, and counts both uses when it arrives', () => {
+    const live = new LiveBlocks(NS);
+    expect(live.apply(add(file('dup', 1, [5, 5]))).added.map((w) => w.hash)).toEqual([hash(5)]);
+    live.stored(hash(5));
+    expect(live.bytesDone('dup' as FilePath)).toBe(sizeOf(2));
+  });
+
   it('counts a file complete when its last block arrives, and reports the files that waited for it', () => {
     const live = new LiveBlocks(NS);
     live.apply(add(file('a', 1, [1, 2]), file('b', 2, [2, 2])));
