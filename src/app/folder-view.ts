@@ -73,7 +73,7 @@ export class FolderView {
     );
     this.table = h(
       'div',
-      { role: 'table', class: 'file-table', 'aria-label': 'Files', 'data-testid': 'file-table', 'data-folder': '', 'aria-rowcount': 0 },
+      { role: 'table', class: 'file-table', 'aria-label': 'Files', 'data-testid': 'file-table', 'aria-rowcount': 0, 'aria-busy': 'true' },
       h('div', { role: 'rowgroup' }, header),
       this.body,
     );
@@ -139,7 +139,7 @@ export class FolderView {
   }
 
   private afterQueryChange(): void {
-    setAttribute(this.table, 'data-folder', this.folder);
+    setAttribute(this.table, 'aria-busy', 'true');
     // A new listing starts at its top: keep the list's head in view.
     const top = this.table.getBoundingClientRect().top;
     if (top < 0) window.scrollBy(0, top);
@@ -255,29 +255,30 @@ export class FolderView {
 
   private render(range: RowRange): void {
     const listing = this.listing;
-    const fresh = listing !== null && this.listingQueryKey === this.queryKey();
-    if (!listing) return;
-    const total = fresh ? listing.total : 0;
+    // Until the listing of the new folder, sort or filter arrives, the last one stays on screen
+    // (no flash of an empty table); data-folder and data-total always describe the same listing.
+    if (!listing || this.listingQueryKey !== this.queryKey()) return;
+    const total = listing.total;
     this.body.style.height = `${total * this.rowHeight}px`;
     setAttribute(this.table, 'aria-rowcount', String(total));
     setAttribute(this.table, 'data-total', String(total));
-    this.emptyNote.hidden = !fresh || total > 0;
+    setAttribute(this.table, 'data-folder', this.folder);
+    setAttribute(this.table, 'aria-busy', 'false');
+    this.emptyNote.hidden = total > 0;
     setText(this.emptyNote, this.filter ? `Nothing here matches “${this.filter}”.` : 'This folder is empty.');
 
     const keep = new Set<string>();
-    if (fresh) {
-      const start = Math.max(range.start, listing.offset);
-      const end = Math.min(range.end, listing.offset + listing.rows.length);
-      for (let index = start; index < end; index++) {
-        const row = listing.rows[index - listing.offset];
-        const key = `${row.kind}:${row.path}:${row.name}`;
-        keep.add(key);
-        this.place(key, row, index);
-      }
+    const start = Math.max(range.start, listing.offset);
+    const end = Math.min(range.end, listing.offset + listing.rows.length);
+    for (let index = start; index < end; index++) {
+      const row = listing.rows[index - listing.offset];
+      const key = `${row.kind}:${row.path}:${row.name}`;
+      keep.add(key);
+      this.place(key, row, index);
     }
     for (const [key, placed] of this.rows) {
       if (keep.has(key)) continue;
-      if (placed.row instanceof FileRow && placed.row.busy && fresh) continue;
+      if (placed.row instanceof FileRow && placed.row.busy) continue;
       placed.row.element.remove();
       this.rows.delete(key);
     }
