@@ -2,8 +2,9 @@ import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { FileRecord, LocalBlockStore, NamespaceState, SyncStateStore } from '../src/engine/types.ts';
 import type { BlockHash, Cursor, FilePath, NamespaceId } from '../src/protocol/index.ts';
 import { BlockStoreError } from '../src/engine/block-store-error.ts';
+import { foldFilePages, snapshotPages, worthCompacting, type FilePage } from '../src/engine/file-page-log.ts';
 import type { BlockFiles } from './block-files.ts';
-import { INLINE_BLOCK_MAX, InlineBlocks } from './inline-blocks.ts';
+import { INLINE_BLOCK_MAX, InlineBlocks, type PackIndexRecord } from './inline-blocks.ts';
 import { storageFullError } from './storage-errors.ts';
 
 /** What this device remembers about a workspace it joined or created. */
@@ -27,17 +28,29 @@ interface NearsyncSchema extends DBSchema {
    * (`block-files.ts`) in the background; nothing new is written here since version 2.
    */
   blocks: { key: string; value: Blob };
-  /** Blocks up to INLINE_BLOCK_MAX bytes, as bytes (`inline-blocks.ts`); larger ones are block files. */
+  /** Small blocks one per value, as version 3 stored them: read where they are; new ones go in packs. */
   inlineBlocks: { key: string; value: Uint8Array };
-  /** The live file table of every workspace, keyed [ns, path]. */
+  /**
+   * The file table as versions 1–3 kept it, one record per live file, keyed [ns, path]: read
+   * as the base of `filePages` until the workspace's first compaction removes it.
+   */
   files: { key: [string, string]; value: StoredFile; indexes: { byNamespace: string } };
+  /**
+   * The file table as a log of journal pages and snapshots (`file-page-log.ts`), keyed
+   * [ns, cursor, 0 page | 1 snapshot, part].
+   */
+  filePages: { key: [string, number, number, number]; value: FilePage };
+  /** Small blocks written together, as one value of concatenated bytes (`inline-blocks.ts`). */
+  blockPacks: { key: string; value: Uint8Array };
+  /** Which blocks each pack holds, and where: read whole at start (the bytes are not). */
+  packIndex: { key: string; value: PackIndexRecord };
   workspaces: { key: string; value: WorkspaceRecord };
 }
 
 export type NearsyncDb = IDBPDatabase<NearsyncSchema>;
 
 export const DB_NAME = 'nearsync';
-const DB_VERSION = 3;
+const DB_VERSION = 4;
 
 /** Opens the device database, upgrading older schema versions step by step. */
 export function openNearsyncDb(): Promise<NearsyncDb> {
@@ -58,7 +71,14 @@ export function openNearsyncDb(): Promise<NearsyncDb> {
         // block files stay readable where they are).
         db.createObjectStore('inlineBlocks');
       }
-      // Later versions add `if (oldVersion < 4) { … }` here; never edit a released step.
+      if (oldVersion < 4) {
+        // One stored value per journal page and per pack of small blocks instead of one per
+        // file and per block (the stores of version 3 stay readable until compacted away).
+        db.createObjectStore('filePages');
+        db.createObjectStore('blockPacks');
+        db.createObjectStore('packIndex');
+      }
+      // Later versions add `if (oldVersion < 5) { … }` here; never edit a released step.
     },
   }).then((db) => {
     // A newer tab wants to upgrade the schema: step aside rather than block it.
@@ -74,6 +94,7 @@ export function openNearsyncDb(): Promise<NearsyncDb> {
  */
 export class IdbBlockStore implements LocalBlockStore {
   private readonly inline: InlineBlocks;
+  private legacyKeys: Promise<Set<BlockHash>> | null = null;
 
   constructor(
     private readonly db: NearsyncDb,
@@ -94,12 +115,11 @@ export class IdbBlockStore implements LocalBlockStore {
     }
     const rest = hashes.filter((hash) => !found.has(hash));
     if (rest.length === 0) return found;
-    const tx = this.db.transaction('blocks');
-    const keys = await Promise.all(rest.map((hash) => tx.store.getKey(hash)));
-    await tx.done;
-    rest.forEach((hash, i) => {
-      if (keys[i] !== undefined) found.add(hash);
-    });
+    // Version 1's Blob values, listed once (moveLegacyBlocks empties the store): a join asks
+    // about every block it lacks, and one lookup each was 10,000 requests for 10,000 files.
+    this.legacyKeys ??= this.db.getAllKeys('blocks').then((keys) => new Set(keys as BlockHash[]));
+    const legacy = await this.legacyKeys;
+    for (const hash of rest) if (legacy.has(hash)) found.add(hash);
     return found;
   }
 
@@ -121,17 +141,27 @@ export class IdbBlockStore implements LocalBlockStore {
   }
 
   async getBlock(hash: BlockHash): Promise<Uint8Array | null> {
+    const file = await this.blockFile(hash);
+    if (file) return new Uint8Array(await file.arrayBuffer());
     const inline = await this.inline.get(hash);
     if (inline) return inline;
-    const blob = await this.getBlob(hash);
+    // Another tab's block file, or a version 1 Blob.
+    const blob = (await this.files.file(hash)) ?? (await this.db.get('blocks', hash));
     return blob ? new Uint8Array(await blob.arrayBuffer()) : null;
   }
 
   /** The block as a disk-backed Blob (composes into a file by reference), if stored. */
   async getBlob(hash: BlockHash): Promise<Blob | undefined> {
+    const file = await this.blockFile(hash);
+    if (file) return file;
     const inline = await this.inline.get(hash);
     if (inline) return new Blob([inline as Uint8Array<ArrayBuffer>]);
     return (await this.files.file(hash)) ?? (await this.db.get('blocks', hash));
+  }
+
+  /** The block file of a block the file index lists (no file-system lookup for the others). */
+  private async blockFile(hash: BlockHash): Promise<File | null> {
+    return (await this.files.has(hash)) ? this.files.file(hash) : null;
   }
 
   /** Small blocks' hashes (for forgetting a workspace). */
@@ -153,6 +183,7 @@ export class IdbBlockStore implements LocalBlockStore {
       const blob = await this.db.get('blocks', hash);
       if (blob) await this.files.put(hash as BlockHash, new Uint8Array(await blob.arrayBuffer()));
       await this.db.delete('blocks', hash);
+      void this.legacyKeys?.then((keys) => keys.delete(hash as BlockHash));
       moved += 1;
     }
     return moved;
@@ -162,33 +193,59 @@ export class IdbBlockStore implements LocalBlockStore {
 /** Block files looked up at once by hasBlocks. */
 const HAS_BATCH = 256;
 
+/** What the state store knows of a workspace's page log since it last read it whole. */
+interface LogStats {
+  storedRecords: number;
+  liveFiles: number;
+}
+
 export class IdbStateStore implements SyncStateStore {
+  private readonly stats = new Map<NamespaceId, LogStats>();
+
   constructor(private readonly db: NearsyncDb) {}
 
   async load(ns: NamespaceId): Promise<NamespaceState> {
-    const tx = this.db.transaction(['workspaces', 'files']);
-    const [workspace, files] = await Promise.all([
-      tx.objectStore('workspaces').get(ns),
-      tx.objectStore('files').index('byNamespace').getAll(ns),
-    ]);
+    const tx = this.db.transaction(['workspaces', 'files', 'filePages']);
+    const [workspace, folded] = await Promise.all([tx.objectStore('workspaces').get(ns), readFileTable(tx, ns)]);
     await tx.done;
+    this.stats.set(ns, { storedRecords: folded.storedRecords, liveFiles: folded.files.size });
     return {
       cursor: workspace?.cursor ?? 0,
       syncedCursor: workspace?.syncedCursor ?? 0,
-      files: files.map(toFileRecord),
+      files: [...folded.files.values()],
     };
   }
 
   async applyPage(ns: NamespaceId, changed: FileRecord[], removed: FilePath[], cursor: Cursor): Promise<void> {
-    const tx = this.db.transaction(['workspaces', 'files'], 'readwrite');
+    const tx = this.db.transaction(['workspaces', 'filePages'], 'readwrite');
     const workspaces = tx.objectStore('workspaces');
-    const files = tx.objectStore('files');
     const workspace = await workspaces.get(ns);
     if (!workspace) throw new Error(`workspace ${ns} is not known on this device`);
-    for (const file of changed) void files.put({ ...file, ns });
-    for (const path of removed) void files.delete([ns, path]);
+    const page: FilePage = { kind: 'page', cursor, files: changed.map(toFileRecord), removed: [...removed] };
+    void tx.objectStore('filePages').put(page, [ns, cursor, PAGE, 0]);
     void workspaces.put({ ...workspace, cursor });
     await tx.done;
+    const stats = this.stats.get(ns);
+    if (!stats) return;
+    stats.storedRecords += changed.length + removed.length;
+    // An upper bound (a changed file may have been live already): compaction counts exactly.
+    stats.liveFiles += changed.length;
+    if (worthCompacting(stats.storedRecords, stats.liveFiles)) await this.compact(ns);
+  }
+
+  /** Folds the workspace's pages into one snapshot, in one transaction with the removal of what it replaces. */
+  async compact(ns: NamespaceId): Promise<void> {
+    const tx = this.db.transaction(['files', 'filePages'], 'readwrite');
+    const pages = tx.objectStore('filePages');
+    const folded = await readFileTable(tx, ns);
+    const keys = await pages.getAllKeys(namespaceRange(ns));
+    const cursor = keys.reduce((highest, key) => Math.max(highest, key[1]), folded.snapshotCursor) as Cursor;
+    for (const key of keys) void pages.delete(key);
+    const legacy = tx.objectStore('files');
+    for (const key of await legacy.index('byNamespace').getAllKeys(ns)) void legacy.delete(key);
+    snapshotPages(folded.files.values(), cursor).forEach((part, i) => void pages.put(part, [ns, cursor, SNAPSHOT, i]));
+    await tx.done;
+    this.stats.set(ns, { storedRecords: folded.files.size, liveFiles: folded.files.size });
   }
 
   async setSyncedCursor(ns: NamespaceId, cursor: Cursor): Promise<void> {
@@ -198,16 +255,44 @@ export class IdbStateStore implements SyncStateStore {
     await tx.done;
   }
 
+  /** One file's record, read from the whole table: for callers without a running workspace. */
   async file(ns: NamespaceId, path: string): Promise<FileRecord | undefined> {
-    const stored = await this.db.get('files', [ns, path]);
-    return stored ? toFileRecord(stored) : undefined;
+    const tx = this.db.transaction(['files', 'filePages']);
+    const folded = await readFileTable(tx, ns);
+    await tx.done;
+    return folded.files.get(path as FilePath);
   }
+}
+
+const PAGE = 0;
+const SNAPSHOT = 1;
+
+/** Every filePages key of `ns` ([ns, …] sorts below [ns, []]: arrays sort after numbers). */
+function namespaceRange(ns: NamespaceId): IDBKeyRange {
+  return IDBKeyRange.bound([ns], [ns, []]);
+}
+
+/** A transaction holding the two stores a file table is read from. */
+interface FileTableStores {
+  objectStore(name: 'files' | 'filePages'): unknown;
+}
+
+type Reader<T> = { getAll(query: string | IDBKeyRange): Promise<T[]> };
+
+/** The live files of `ns`: the version 3 records as the base, then the page log over them. */
+async function readFileTable(tx: FileTableStores, ns: NamespaceId) {
+  const legacyFiles = (tx.objectStore('files') as { index(name: 'byNamespace'): Reader<StoredFile> }).index('byNamespace');
+  const filePages = tx.objectStore('filePages') as Reader<FilePage>;
+  const [legacy, pages] = await Promise.all([legacyFiles.getAll(ns), filePages.getAll(namespaceRange(ns))]);
+  const base: FilePage[] = legacy.length > 0 ? [{ kind: 'snapshot', cursor: 0 as Cursor, files: legacy.map(toFileRecord), removed: [] }] : [];
+  return foldFilePages([...base, ...pages]);
 }
 
 export class WorkspaceRegistry {
   constructor(
     private readonly db: NearsyncDb,
     private readonly files: BlockFiles,
+    private readonly blocks: IdbBlockStore,
   ) {}
 
   list(): Promise<WorkspaceRecord[]> {
@@ -240,23 +325,27 @@ export class WorkspaceRegistry {
 
   /** Drops the workspace, its file table, and every block no other workspace still uses. */
   async forget(ns: NamespaceId): Promise<void> {
-    const tx = this.db.transaction(['workspaces', 'files', 'blocks', 'inlineBlocks'], 'readwrite');
+    const tx = this.db.transaction(['workspaces', 'files', 'filePages', 'blocks', 'inlineBlocks'], 'readwrite');
     const files = tx.objectStore('files');
     for (const key of await files.index('byNamespace').getAllKeys(ns)) void files.delete(key);
-    void tx.objectStore('workspaces').delete(ns);
+    const pages = tx.objectStore('filePages');
+    for (const key of await pages.getAllKeys(namespaceRange(ns))) void pages.delete(key);
+    const workspaces = tx.objectStore('workspaces');
+    void workspaces.delete(ns);
     const stillUsed = new Set<string>();
-    for (const file of await files.getAll()) {
-      if (file.ns !== ns) for (const hash of file.blocks) stillUsed.add(hash);
+    for (const other of await workspaces.getAllKeys()) {
+      if (other === ns) continue;
+      for (const file of (await readFileTable(tx, other as NamespaceId)).files.values()) for (const hash of file.blocks) stillUsed.add(hash);
     }
     const blocks = tx.objectStore('blocks');
     for (const hash of await blocks.getAllKeys()) if (!stillUsed.has(hash)) void blocks.delete(hash);
-    const inline = tx.objectStore('inlineBlocks');
-    for (const hash of await inline.getAllKeys()) if (!stillUsed.has(hash)) void inline.delete(hash);
     await tx.done;
+    const inline = await this.blocks.inlineHashes();
+    await this.blocks.deleteInline(inline.filter((hash) => !stillUsed.has(hash)));
     for (const hash of await this.files.list()) if (!stillUsed.has(hash)) await this.files.delete(hash);
   }
 }
 
-function toFileRecord(stored: StoredFile): FileRecord {
+function toFileRecord(stored: FileRecord): FileRecord {
   return { path: stored.path, size: stored.size, mtime: stored.mtime, blocks: stored.blocks, sjid: stored.sjid };
 }

@@ -1,7 +1,7 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
-import { describeError, inviteFromLink, parseBridgeReadOut, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import { describeError, inviteFromLink, parseBridgeReadOut, parseFilePath, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
 import { BlockFiles } from './block-files.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
@@ -72,7 +72,7 @@ const api: SyncWorkerApi = {
     context = {
       base: apiBase.replace(/\/+$/, ''),
       db,
-      registry: new WorkspaceRegistry(db, files),
+      registry: new WorkspaceRegistry(db, files, blocks),
       blocks,
       state: new IdbStateStore(db),
     };
@@ -157,7 +157,10 @@ const api: SyncWorkerApi = {
 
   async fileBlob(ns: NamespaceId, path: string) {
     const { state, blocks } = ready();
-    const file = await state.file(parseNamespaceId(ns), path);
+    const namespaceId = parseNamespaceId(ns);
+    const session = sessions.get(namespaceId);
+    const filePath = parseFilePath(path, 'path');
+    const file = session ? await session.fileRecord(filePath) : await state.file(namespaceId, filePath);
     if (!file) throw new Error(`${path} is not in this workspace`);
     const parts: Blob[] = [];
     for (const hash of file.blocks) {

@@ -2,8 +2,8 @@ import { NamespaceSync } from '../src/engine/namespace-sync.ts';
 import type { ServerApi } from '../src/engine/server-api.ts';
 import { ServerBlockSource } from '../src/engine/server-source.ts';
 import { commitWithBlocks } from '../src/engine/uploader.ts';
-import type { BlockSource } from '../src/engine/types.ts';
-import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import type { BlockSource, FileRecord } from '../src/engine/types.ts';
+import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
 import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
 import { PeerHub } from './peer-hub.ts';
@@ -136,11 +136,16 @@ export class WorkspaceSession {
     this.uploads.add(inputs);
   }
 
+  /** A live file's record: from the running engine when this tab leads, else read from storage. */
+  async fileRecord(path: FilePath): Promise<FileRecord | undefined> {
+    return this.engine?.file(path) ?? (await this.deps.state.file(this.namespaceId, path));
+  }
+
   async rename(from: string, to: string): Promise<void> {
     const source = parseFilePath(from, 'from');
     const target = parseFilePath(to, 'to');
     if (source === target) return;
-    const file = this.engine?.file(source) ?? (await this.deps.state.file(this.namespaceId, source));
+    const file = await this.fileRecord(source);
     if (!file) throw new Error(`${source} is not in this workspace`);
     // Write the new name first: a crash between the two commits leaves a copy, never a loss.
     await commitWithBlocks(

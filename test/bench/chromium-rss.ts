@@ -10,7 +10,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 export const PROCESS_TYPES = ['browser', 'renderer', 'gpu', 'network', 'storage', 'other'] as const;
 export type ProcessType = (typeof PROCESS_TYPES)[number];
-export type RssByType = Record<ProcessType, number>;
+export type ByProcessType = Record<ProcessType, number>;
+export type RssByType = ByProcessType;
 
 const MiB = 1024 * 1024;
 
@@ -64,24 +65,51 @@ function rssBytes(pid: string): number {
   return kib ? Number(kib) * 1024 : 0;
 }
 
-/** RSS per process type of the Chromium launched with `markerSwitch(tag)`, in bytes. */
-export function chromiumRss(tag: string): RssByType {
+/** The processes of the Chromium launched with `markerSwitch(tag)`: its browser process and all descendants. */
+function chromiumProcesses(tag: string): { pid: string; type: ProcessType }[] {
   const processes = listProcesses();
   const marker = markerSwitch(tag);
   const root = processes.find((entry) => entry.args.includes(marker) && !entry.args.includes('--type='));
-  const totals: RssByType = { browser: 0, renderer: 0, gpu: 0, network: 0, storage: 0, other: 0 };
-  if (!root) return totals;
+  if (!root) return [];
   const children = new Map<string, ProcEntry[]>();
   for (const entry of processes) {
     const list = children.get(entry.ppid);
     if (list) list.push(entry);
     else children.set(entry.ppid, [entry]);
   }
+  const found: { pid: string; type: ProcessType }[] = [];
   const queue = [root];
   while (queue.length > 0) {
     const entry = queue.pop()!;
-    totals[processTypeOf(entry.args)] += rssBytes(entry.pid);
+    found.push({ pid: entry.pid, type: processTypeOf(entry.args) });
     queue.push(...(children.get(entry.pid) ?? []));
+  }
+  return found;
+}
+
+/** RSS per process type of the Chromium launched with `markerSwitch(tag)`, in bytes. */
+export function chromiumRss(tag: string): RssByType {
+  const totals: RssByType = { browser: 0, renderer: 0, gpu: 0, network: 0, storage: 0, other: 0 };
+  for (const { pid, type } of chromiumProcesses(tag)) totals[type] += rssBytes(pid);
+  return totals;
+}
+
+/** Clock ticks per second of /proc's utime and stime (USER_HZ: 100 on every Linux we run on). */
+const CLOCK_TICKS = 100;
+
+/**
+ * CPU seconds (user + system) each process type of that Chromium has used since it started.
+ * A process that exited meanwhile takes its seconds with it: sample before and after a run
+ * and subtract, with the browser kept open in between.
+ */
+export function chromiumCpuSeconds(tag: string): ByProcessType {
+  const totals: RssByType = { browser: 0, renderer: 0, gpu: 0, network: 0, storage: 0, other: 0 };
+  for (const { pid, type } of chromiumProcesses(tag)) {
+    const stat = readProc(pid, 'stat');
+    if (!stat) continue;
+    // Fields after the command's closing paren: state is field 3, utime 14 and stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    totals[type] += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
   }
   return totals;
 }

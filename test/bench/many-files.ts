@@ -3,6 +3,7 @@ import type { E2eHarness } from '../e2e/harness.ts';
 import { seedManyFiles, type ManyFilesWorkspace } from '../e2e/support/seed-many-files.ts';
 import { joinWithLink } from '../e2e/ui.ts';
 import type { BenchRow } from './report.ts';
+import { PROCESS_TYPES, chromiumCpuSeconds, markerSwitch, type ByProcessType } from './chromium-rss.ts';
 import { profileWorkers } from './worker-profiler.ts';
 
 /**
@@ -44,11 +45,17 @@ export async function benchManyFiles(harness: E2eHarness, counts: number[], log:
   for (const count of counts) {
     const server = await harness.startServer();
     const workspace = await seedManyFiles(server.origin, count, { log });
-    const context = await harness.newBrowser();
+    // A fresh on-disk profile, as a user's browser (an off-the-record context keeps IndexedDB in
+    // memory). Profiling attaches to workers through the shared browser instead, which a
+    // persistent context does not expose.
+    const tag = `many-files-${count}-${process.pid}`;
+    const context = profilePrefix ? await harness.newBrowser() : await harness.newProfileBrowser([markerSwitch(tag)]);
     try {
-      const page = await context.newPage();
+      const page = context.pages()[0] ?? (await context.newPage());
       await page.addInitScript(PAGE_PROBE);
       const profiler = profilePrefix ? await profileWorkers(harness.browser) : null;
+      const cpuBefore = chromiumCpuSeconds(tag);
+      const serverCpuBefore = process.cpuUsage();
       const began = performance.now();
       await joinWithLink(page, workspace.shareLink, workspace.namespaceId);
       await page.waitForFunction(
@@ -60,6 +67,8 @@ export async function benchManyFiles(harness: E2eHarness, counts: number[], log:
         { timeout: 0, polling: 250 },
       );
       const seconds = (performance.now() - began) / 1000;
+      const serverCpu = process.cpuUsage(serverCpuBefore);
+      const cpu = cpuColumns(cpuBefore, chromiumCpuSeconds(tag), (serverCpu.user + serverCpu.system) / 1e6, seconds);
       for (const { file, top } of (await profiler?.stop(`${profilePrefix}-${count}`)) ?? []) {
         log(`many-files ${count}: worker profile ${file}; heaviest self time:\n${top.map((t) => `  ${String(t.selfMs).padStart(7)} ms  ${t.fn}`).join('\n')}`);
       }
@@ -77,6 +86,7 @@ export async function benchManyFiles(harness: E2eHarness, counts: number[], log:
         total_blocking_ms: Math.round(blocking),
         longest_task_ms: Math.round(Math.max(0, ...probe.longTasks)),
         max_dom_rows: probe.maxRows,
+        ...(profilePrefix ? {} : cpu),
       };
       log(`many-files ${count}: ${JSON.stringify(row)}`);
       rows.push(row);
@@ -85,4 +95,24 @@ export async function benchManyFiles(harness: E2eHarness, counts: number[], log:
     }
   }
   return rows;
+}
+
+/**
+ * CPU seconds used during the join by each Chromium process type and by the server (this
+ * process: the server runs in it, and the bench itself idles while the page works), and how
+ * busy the machine's cores were with it: where the time goes when the join is not CPU-bound.
+ */
+function cpuColumns(before: ByProcessType, after: ByProcessType, serverSeconds: number, wallSeconds: number): Record<string, number> {
+  const round = (value: number) => Math.round(value * 100) / 100;
+  const columns: Record<string, number> = {};
+  let chromium = 0;
+  for (const type of PROCESS_TYPES) {
+    const used = Math.max(0, after[type] - before[type]);
+    chromium += used;
+    if (used > 0) columns[`cpu_${type}_s`] = round(used);
+  }
+  columns.cpu_chromium_s = round(chromium);
+  columns.cpu_server_s = round(serverSeconds);
+  columns.cpu_per_wall = round((chromium + serverSeconds) / wallSeconds);
+  return columns;
 }

@@ -39,6 +39,18 @@ describe('file paths', () => {
   it('rejects non-strings', () => {
     expect(() => parseFilePath(42)).toThrow(ValidationError);
   });
+  it('measures segments and paths in UTF-8 bytes, as TextEncoder counts them', () => {
+    const utf8Bytes = (value: string) => new TextEncoder().encode(value).length;
+    for (const unit of ['é', '€', '😀', '\ud800']) {
+      const fits = unit.repeat(Math.floor(255 / utf8Bytes(unit)));
+      expect(parseFilePath(fits)).toBe(fits);
+      expect(() => parseFilePath(fits + unit)).toThrow(/segments must be at most 255 bytes/);
+    }
+    const segment = '😀'.repeat(63); // 252 bytes
+    const path = Array.from({ length: 16 }, () => segment).join('/'); // 16 × 252 + 15 = 4047 bytes
+    expect(parseFilePath(path)).toBe(path);
+    expect(() => parseFilePath(`${path}/${'😀'.repeat(13)}`)).toThrow(/at most 4096 bytes/);
+  });
   it('normalises what a user typed', () => {
     expect(normaliseUserPath('/a//b/./cafe\u0301')).toBe('a/b/café');
     expect(() => normaliseUserPath('a/../b')).toThrow(ValidationError);
