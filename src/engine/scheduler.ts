@@ -66,6 +66,8 @@ interface ActiveRequest {
   controller: AbortController;
   members: Map<BlockHash, Member>;
   settled: Promise<void>;
+  /** Its slot is free again (the answer arrived; hashing and storing go on without it). */
+  released: boolean;
 }
 
 /** A batch being filled during one pump, its slot already reserved. */
@@ -95,6 +97,12 @@ export class BlockAbsentError extends Error {
 const MAX_BACKOFF_MS = 30_000;
 /** Bytes/s assumed for a source not measured yet. */
 const NOMINAL_RATE = 10_000_000;
+/**
+ * Bytes received and still being hashed and stored. A request's slot frees as soon as its
+ * answer is in, so the next fetch overlaps this work (holding the slot through it left the
+ * link idle for a hash and a write per block); this bounds what may pile up meanwhile.
+ */
+const MAX_PROCESSING_BYTES = 32 * 1024 * 1024;
 /** Blocks one pump may look at without starting them before it yields the event loop. */
 const EXAMINE_BUDGET = 256;
 /** Heaps of woken blocks kept apart before they are merged into one. */
@@ -134,6 +142,7 @@ export class BlockScheduler {
 
   private active = new Map<BlockHash, ActiveRequest>();
   private requestsInFlight = 0;
+  private processingBytes = 0;
   private loadBySource = new Map<string, number>();
   private penalisedSources = new Set<string>();
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -283,7 +292,7 @@ export class BlockScheduler {
     const batches = new Map<string, OpenBatch>();
     let looked = 0;
     for (;;) {
-      const atCap = this.requestsInFlight >= this.options.maxInFlight;
+      const atCap = this.requestsInFlight >= this.options.maxInFlight || this.processingBytes >= MAX_PROCESSING_BYTES;
       if (atCap && batches.size === 0) break;
       // Nobody can take another request: looking further would only find more waiting.
       if (!sources.some((source) => this.hasCapacity(source) || batches.has(source.id))) break;
@@ -516,7 +525,7 @@ export class BlockScheduler {
   /** Sends one request for `blocks` (one block: fetchBlock; more: fetchBlocks). Its slot is reserved already. */
   private startRequest(source: BlockSource, blocks: PendingBlock[]): void {
     const controller = new AbortController();
-    const request: ActiveRequest = { source, controller, members: new Map(), settled: Promise.resolve() };
+    const request: ActiveRequest = { source, controller, members: new Map(), settled: Promise.resolve(), released: false };
     for (const block of blocks) {
       this.pending.delete(block.want.hash);
       request.members.set(block.want.hash, { block, unwanted: false, yielded: false });
@@ -532,11 +541,17 @@ export class BlockScheduler {
       .finally(() => {
         clearTimeout(timeout);
         for (const hash of request.members.keys()) if (this.active.get(hash) === request) this.active.delete(hash);
-        this.requestsInFlight -= 1;
-        this.loadBySource.set(source.id, (this.loadBySource.get(source.id) ?? 1) - 1);
-        this.unpark(source);
+        this.releaseSlot(request);
         this.pump();
       });
+  }
+
+  private releaseSlot(request: ActiveRequest): void {
+    if (request.released) return;
+    request.released = true;
+    this.requestsInFlight -= 1;
+    this.loadBySource.set(request.source.id, (this.loadBySource.get(request.source.id) ?? 1) - 1);
+    this.unpark(request.source);
   }
 
   private async fetchAndStore(request: ActiveRequest): Promise<void> {
@@ -552,7 +567,16 @@ export class BlockScheduler {
       for (const member of members.values()) this.fail(member, source, error);
       return;
     }
-    await Promise.all([...members.values()].map((member) => this.verifyAndStore(member, source, received.get(member.block.want.hash))));
+    let bytes = 0;
+    for (const block of received.values()) bytes += block.length;
+    this.processingBytes += bytes;
+    this.releaseSlot(request);
+    this.pump();
+    try {
+      await Promise.all([...members.values()].map((member) => this.verifyAndStore(member, source, received.get(member.block.want.hash))));
+    } finally {
+      this.processingBytes -= bytes;
+    }
   }
 
   /** Hashes the bytes and stores them; a mismatch penalises a peer and sends the block elsewhere. */

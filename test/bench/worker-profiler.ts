@@ -24,9 +24,12 @@ interface Profile {
   timeDeltas?: number[];
 }
 
+/** Dedicated workers (the sync worker) and pages (the main thread: long tasks). */
+const PROFILED = new Set(['worker', 'page']);
+
 export async function profileWorkers(browser: Browser): Promise<WorkerProfiler> {
   const session: CDPSession = await browser.newBrowserCDPSession();
-  const sessions = new Map<string, string>();
+  const sessions = new Map<string, { sessionId: string; type: string }>();
   let nextId = 1;
   const pending = new Map<number, (result: unknown) => void>();
   session.on('Target.receivedMessageFromTarget', (event: { sessionId: string; message: string }) => {
@@ -39,28 +42,29 @@ export async function profileWorkers(browser: Browser): Promise<WorkerProfiler> 
       pending.set(id, resolve);
       void session.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) });
     });
-  const attach = async (targetId: string) => {
+  const attach = async (targetId: string, type: string) => {
     if (sessions.has(targetId)) return;
     const { sessionId } = (await session.send('Target.attachToTarget', { targetId, flatten: false })) as { sessionId: string };
-    sessions.set(targetId, sessionId);
+    sessions.set(targetId, { sessionId, type });
     await send(sessionId, 'Profiler.enable');
     await send(sessionId, 'Profiler.setSamplingInterval', { interval: 500 });
     await send(sessionId, 'Profiler.start');
   };
   session.on('Target.targetCreated', (event: { targetInfo: { targetId: string; type: string } }) => {
-    if (event.targetInfo.type === 'worker') void attach(event.targetInfo.targetId);
+    if (PROFILED.has(event.targetInfo.type)) void attach(event.targetInfo.targetId, event.targetInfo.type);
   });
   await session.send('Target.setDiscoverTargets', { discover: true });
   const { targetInfos } = (await session.send('Target.getTargets')) as { targetInfos: Array<{ targetId: string; type: string }> };
-  for (const info of targetInfos) if (info.type === 'worker') await attach(info.targetId);
+  for (const info of targetInfos) if (PROFILED.has(info.type)) await attach(info.targetId, info.type);
 
   return {
     async stop(outputPrefix) {
       const results = [];
       let n = 0;
-      for (const sessionId of sessions.values()) {
+      for (const { sessionId, type } of sessions.values()) {
         const { profile } = (await send(sessionId, 'Profiler.stop')) as { profile: Profile };
-        const file = `${outputPrefix}-worker${n++}.cpuprofile`;
+        if (!profile) continue;
+        const file = `${outputPrefix}-${type}${n++}.cpuprofile`;
         await writeFile(file, JSON.stringify(profile));
         results.push({ file, top: heaviest(profile) });
       }

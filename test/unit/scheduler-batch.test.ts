@@ -96,6 +96,44 @@ function scheduler(sources: () => BlockSource[], store = new MemoryBlockStore(),
   return { scheduler: made, store, failures, penalised };
 }
 
+/** A store whose puts wait until released: blocks pile up between fetch and store. */
+class GatedStore extends MemoryBlockStore {
+  waiting: Array<() => void> = [];
+  open = false;
+  override async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
+    if (!this.open) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    return super.putBlock(hash, bytes);
+  }
+  release(): void {
+    this.open = true;
+    for (const resolve of this.waiting.splice(0)) resolve();
+  }
+}
+
+describe('fetching while storing', () => {
+  it('frees a request slot when its answer arrives, and stops fetching once 32 MiB wait to be stored', async () => {
+    const big = new Map<BlockHash, Uint8Array>();
+    for (let i = 0; i < 12; i++) {
+      const bytes = new Uint8Array(4 * 1024 * 1024).fill(i + 1);
+      big.set(hashOf(bytes), bytes);
+    }
+    const server = new BatchingSource('server', 'server', big, 1, undefined);
+    const store = new GatedStore();
+    const { scheduler: s } = scheduler(() => [server], store, { maxInFlight: 1 });
+    s.setWanted(wants(big, 4 * 1024 * 1024));
+    // One slot, yet fetches go on while nothing is stored: 8 blocks of 4 MiB, then a pause.
+    await until(async () => server.singles.length === 8, 5_000, 'eight fetches while the store is busy');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(server.singles.length).toBe(8);
+    expect(store.blocks.size).toBe(0);
+    expect(server.maxSeen).toBe(1);
+    store.release();
+    await s.whenIdle();
+    expect(store.blocks.size).toBe(12);
+    expect(server.singles.length).toBe(12);
+  });
+});
+
 describe('batched fetches', () => {
   it('asks for small blocks in batches of at most 256 that take one slot each, and for big blocks one by one', async () => {
     const small = blocks(600);
@@ -141,10 +179,14 @@ describe('batched fetches', () => {
     expect(s.isPenalised('liar')).toBe(true);
     expect(store.blocks.size).toBe(40);
     for (const [hash, bytes] of store.blocks) expect(hashOf(bytes)).toBe(hash);
-    // The first batch went to the peer (preferred): all but the wrong block came from it.
-    expect(liar.batches).toEqual([hashes.slice(0, 16)]);
+    // The first batch went to the peer (preferred): all but the wrong block came from it. Its
+    // slot frees when the answer arrives, so one more batch may have gone to it before the
+    // hashes showed the lie; those blocks were checked all the same.
+    expect(liar.batches[0]).toEqual(hashes.slice(0, 16));
+    expect(liar.batches.length).toBeLessThanOrEqual(2);
     expect(failures.map(([hash, source]) => [hash, source])).toEqual([[hashes[3], 'liar']]);
-    expect(server.batches.flat().sort()).toEqual([hashes[3], ...hashes.slice(16)].sort());
+    const fromLiar = new Set(liar.batches.flat());
+    expect(server.batches.flat().sort()).toEqual([hashes[3], ...hashes.filter((hash) => !fromLiar.has(hash))].sort());
   });
 
   it('asks again elsewhere for a block a batch answer left out, and later from the same source', async () => {
