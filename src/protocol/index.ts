@@ -13,3 +13,4 @@ export * from './lan-advert.ts';
 export * from './lan-stream.ts';
 export * from './batch.ts';
 export * from './block-records.ts';
+export * from './block-upload.ts';
