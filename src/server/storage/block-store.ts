@@ -14,6 +14,12 @@ export class BlockRejectedError extends Error {
 
 export type PutResult = { status: 'created' | 'exists'; size: number };
 
+/** A block in memory whose bytes the caller has already checked against its hash. */
+export interface VerifiedBlock {
+  hash: BlockHash;
+  bytes: Uint8Array;
+}
+
 /**
  * Content-addressed block bytes, shared by all namespaces. Blocks are immutable: once a
  * hash is stored, its bytes never change.
@@ -29,6 +35,12 @@ export interface BlockStore {
    * block, or the body's own error when the upload breaks off; either way nothing is kept.
    */
   put(hash: BlockHash, body: BlockBody, maxBytes: number): Promise<PutResult>;
+  /**
+   * Stores many verified blocks (a batch upload) and resolves, aligned with the input, once
+   * every one is durable: created now, or already stored. A hash given twice is stored once.
+   * On a failure some of the blocks may be stored (each whole), none partly.
+   */
+  putMany(blocks: readonly VerifiedBlock[]): Promise<PutResult[]>;
   /** A stream of the block's bytes and their count, or null when not stored. */
   openRead(hash: BlockHash): Promise<{ size: number; stream: Readable } | null>;
   close(): Promise<void>;

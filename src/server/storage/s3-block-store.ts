@@ -1,7 +1,7 @@
 import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import type { BlockHash } from '../../protocol/index.ts';
-import type { BlockBody, BlockStore, PutResult } from './block-store.ts';
+import type { BlockBody, BlockStore, PutResult, VerifiedBlock } from './block-store.ts';
 import { BlockVerifier, verifyKnownBlock } from './block-verifier.ts';
 import { mapBounded } from './bounded-map.ts';
 import { guardReadStall, type NetworkBody } from './read-stall-guard.ts';
@@ -28,6 +28,8 @@ export interface S3BlockStoreOptions {
 const DEFAULT_STAT_CONCURRENCY = 32;
 const DEFAULT_SIZE_CACHE_LIMIT = 100_000;
 const DEFAULT_READ_STALL_MS = 30_000;
+/** PutObject requests one putMany() keeps outstanding. */
+const PUT_MANY_CONCURRENCY = 8;
 /** 64 × 4 MiB: 256 MiB at most of upload buffers per instance. */
 const DEFAULT_UPLOADS_IN_MEMORY = 64;
 
@@ -127,6 +129,18 @@ export class S3BlockStore implements BlockStore {
     } finally {
       release();
     }
+  }
+
+  /**
+   * A batch of verified blocks, already in memory (the caller bounds how many batches it
+   * holds): each one not known to be stored is sent with its own PutObject, 8 at a time.
+   */
+  async putMany(blocks: readonly VerifiedBlock[]): Promise<PutResult[]> {
+    return mapBounded(blocks, PUT_MANY_CONCURRENCY, async ({ hash, bytes }): Promise<PutResult> => {
+      if ((await this.stat(hash)) !== null) return { status: 'exists', size: bytes.length };
+      const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      return { status: await this.upload(hash, body), size: bytes.length };
+    });
   }
 
   /** Uploads buffered in memory now (tests, metrics). */
