@@ -44,6 +44,8 @@ export interface ServerMetrics {
   commitBatches: number;
   /** Batch block downloads whose whole response was sent. */
   blockBatchesServed: number;
+  /** Batch block uploads whose blocks were all stored (or already known). */
+  blockBatchesReceived: number;
   journalLongPollsOpen: number;
   /** Relay sockets connected now. */
   relaySockets: number;

@@ -18,6 +18,7 @@ import type { JournalNotifier } from './notifier.ts';
 import { LanBridge, type LanBridgeOptions } from './lan-bridge/lan-bridge.ts';
 import { RelayServer, type RelayOptions } from './relay/relay-server.ts';
 import { blockRoutes } from './routes/blocks.ts';
+import { blockUploadBatchRoutes } from './routes/block-upload-batch.ts';
 import { commitRoutes } from './routes/commit.ts';
 import { configRoutes } from './routes/config.ts';
 import { journalRoutes } from './routes/journal.ts';
@@ -25,6 +26,7 @@ import { lanRoutes } from './routes/lan.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { workspaceRoutes } from './routes/workspaces.ts';
 import { SharedReads } from './shared-reads.ts';
+import { Slots } from './slots.ts';
 import { serveStatic } from './static.ts';
 import { StoreUnavailableError } from './storage/store-errors.ts';
 
@@ -69,6 +71,8 @@ export interface RunningServer {
 const CLOSE_GRACE_MS = 5_000;
 /** After an error response, read at most this much of an unread request body before hanging up. */
 const DRAIN_LIMIT_BYTES = 8 * 1024 * 1024;
+/** Batch block uploads received into memory at once: 16 × 16 MiB = 256 MiB at most. */
+const BLOCK_UPLOAD_BATCHES_IN_MEMORY = 16;
 const DRAIN_LIMIT_MS = 5_000;
 const HOST_HEADER = /^[A-Za-z0-9.\-:[\]]+$/;
 
@@ -78,6 +82,7 @@ export function buildRouter(): Router<Handler> {
   journalRoutes(router);
   commitRoutes(router);
   blockRoutes(router);
+  blockUploadBatchRoutes(router);
   metricsRoutes(router);
   configRoutes(router);
   lanRoutes(router);
@@ -104,6 +109,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     blocks,
     notifier: options.notifier ?? backends.notifier,
     journalReads: new SharedReads(),
+    blockUploadBatches: new Slots(BLOCK_UPLOAD_BATCHES_IN_MEMORY),
     metrics,
     egress: options.egressBytesPerSecond ? new EgressLimiter(options.egressBytesPerSecond) : null,
     logger,

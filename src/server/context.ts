@@ -6,6 +6,7 @@ import type { Metrics } from './metrics.ts';
 import type { JournalNotifier } from './notifier.ts';
 import type { BlockStore } from './storage/block-store.ts';
 import type { SharedReads } from './shared-reads.ts';
+import type { Slots } from './slots.ts';
 import type { JournalRead, MetadataStore } from './storage/metadata-store.ts';
 
 /** What every route handler can reach: the stores and the server-wide services. */
@@ -15,6 +16,8 @@ export interface ServerDeps {
   notifier: JournalNotifier;
   /** Identical journal reads in flight share one query (many long polls wake together). */
   journalReads: SharedReads<JournalRead>;
+  /** Batch block uploads held in memory at once (each up to 16 MiB); more wait, unread. */
+  blockUploadBatches: Slots;
   metrics: Metrics;
   egress: EgressLimiter | null;
   logger: Logger;

@@ -14,6 +14,8 @@ export class Metrics implements ServerMetrics {
   commitBatches = 0;
   /** Batch block downloads whose whole response was sent. */
   blockBatchesServed = 0;
+  /** Batch block uploads whose blocks were all stored (or already known). */
+  blockBatchesReceived = 0;
   /** Journal long polls waiting right now. */
   journalLongPollsOpen = 0;
   /** Relay sockets connected right now. */
@@ -33,6 +35,7 @@ export class Metrics implements ServerMetrics {
       commits: this.commits,
       commitBatches: this.commitBatches,
       blockBatchesServed: this.blockBatchesServed,
+      blockBatchesReceived: this.blockBatchesReceived,
       journalLongPollsOpen: this.journalLongPollsOpen,
       relaySockets: this.relaySockets,
       advertsRelayed: this.advertsRelayed,

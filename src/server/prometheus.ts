@@ -80,6 +80,7 @@ export class PrometheusExporter {
     counterOf('nearsync_commits_total', 'Journal entries appended', () => metrics.commits);
     counterOf('nearsync_commit_batches_total', 'Batch commit requests that committed', () => metrics.commitBatches);
     counterOf('nearsync_block_batches_served_total', 'Batch block downloads whose whole response was sent', () => metrics.blockBatchesServed);
+    counterOf('nearsync_block_batches_received_total', 'Batch block uploads whose blocks were all stored', () => metrics.blockBatchesReceived);
     gaugeOf('nearsync_journal_long_polls_open', 'Journal long polls waiting now', () => metrics.journalLongPollsOpen);
     gaugeOf('nearsync_relay_sockets', 'Relay sockets connected to this instance now', () => metrics.relaySockets);
     counterOf('nearsync_adverts_relayed_total', 'Adverts broadcast to the members of a namespace', () => metrics.advertsRelayed);

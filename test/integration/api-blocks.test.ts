@@ -249,6 +249,7 @@ describe.each(BACKEND_CASES)('blocks API on $name', (backendCase) => {
       const start = (await api(h.url, 'GET', '/api/v1/metrics')).body;
       expect(Object.keys(start).sort()).toEqual([
         'advertsRelayed',
+        'blockBatchesReceived',
         'blockBatchesServed',
         'blockBytesReceived',
         'blockBytesServed',

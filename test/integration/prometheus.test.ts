@@ -54,6 +54,20 @@ describe('GET /metrics (Prometheus)', () => {
     expect([...samples.keys()].some((key) => key.includes(m.ns) || key.includes(block.hash))).toBe(false);
   });
 
+  it('counts batch uploads, as GET /api/v1/metrics does', async () => {
+    const m = await createWorkspace(h.url);
+    const blocks = [makeBlock(100), makeBlock(200)];
+    const bytes = Buffer.concat(blocks.map((block) => Buffer.concat([Buffer.from(block.hash, 'hex'), Buffer.from([0, 0, 0, block.bytes.length]), block.bytes])));
+    const res = await api(h.url, 'POST', '/api/v1/blocks/batch', { token: m.token, body: bytes });
+    expect(res.body).toEqual({ created: 2, existing: 0 });
+    const samples = await scrape(h);
+    const json = (await api(h.url, 'GET', '/api/v1/metrics')).body;
+    expect(json.blockBatchesReceived).toBe(1);
+    expect(samples.get('nearsync_block_batches_received_total')).toBe(json.blockBatchesReceived);
+    expect(samples.get('nearsync_block_bytes_received_total')).toBe(json.blockBytesReceived);
+    expect(samples.get('nearsync_http_requests_total{method="POST",route="/api/v1/blocks/batch",status="200"}')).toBe(1);
+  });
+
   it('shows open long polls and relay sockets as gauges, and each instance only its own', async () => {
     const m = await createWorkspace(h.url);
     const poll = new AbortController();
