@@ -67,6 +67,8 @@ export class UploadQueue {
       commit: (ns, request) => api.commit(ns, request),
       commitBatch: (ns, requests) => api.commitBatch(ns, requests),
       putBlock: async (hash, body) => api.putBlock(hash, (await blocks.getBlob(hash)) ?? body),
+      // Batches carry only small blocks (a 409's need list), sent as bytes.
+      ...(api.putBlocks ? { putBlocks: (batch) => api.putBlocks!(batch) } : {}),
     };
   }
 

@@ -1,5 +1,6 @@
 import type { BlockHash, CommitRequest, FilePath, NamespaceId } from '../protocol/index.ts';
 import { MAX_BLOCK_SIZE } from '../protocol/index.ts';
+import { BlockBatchSender } from './block-batches.ts';
 import { commitBatchWithBlocks } from './uploader.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from './types.ts';
 
@@ -18,7 +19,9 @@ export interface SmallFileBatchOptions {
   sha256: Sha256;
   /** Files read and hashed at once. */
   readParallel?: number;
-  /** Block uploads in flight at once. */
+  /** Batch block uploads in flight at once (POST /api/v1/blocks/batch). */
+  batchesInFlight?: number;
+  /** Single block uploads in flight at once, against a server without batch uploads. */
   putParallel?: number;
   /** One file was read, hashed and kept on this device. */
   onHashed?: (index: number, bytes: number) => void;
@@ -35,7 +38,7 @@ export const SMALL_FILE_BATCH_BYTES = 16 * 1024 * 1024;
 /**
  * Uploads many small files with a few round trips instead of several per file: read and hash
  * them a few at a time (each kept locally), ask the server once which blocks it lacks, send
- * those, and commit every file in one batch commit (one transaction, consecutive sjids). A
+ * those in a few batch uploads, and commit every file in one batch commit (one transaction, consecutive sjids). A
  * file that cannot be read is left out (onUnreadable); a server failure fails the batch.
  * Returns each file's sjid, or null for a file left out.
  */
@@ -73,12 +76,17 @@ export async function uploadSmallFiles(files: readonly SmallFile[], options: Sma
   for (const [hash, body] of bodies) {
     if (!missing.has(hash)) for (const index of body.indexes) options.onUploaded?.(index, body.bytes.length);
   }
-  const toSend = [...missing];
-  await eachAtMost(options.putParallel ?? 4, toSend.length, async (i) => {
-    const body = bodies.get(toSend[i])!;
-    await api.putBlock(toSend[i], body.bytes);
-    for (const index of body.indexes) options.onUploaded?.(index, body.bytes.length);
+  // The missing blocks go in a few batch requests (single PUTs against a server without them).
+  const sender = new BlockBatchSender(api, {
+    batchesInFlight: options.batchesInFlight ?? 2,
+    putsInFlight: options.putParallel ?? 4,
+    onSent: (hash) => {
+      const body = bodies.get(hash)!;
+      for (const index of body.indexes) options.onUploaded?.(index, body.bytes.length);
+    },
   });
+  for (const hash of missing) await sender.add({ hash, bytes: bodies.get(hash)!.bytes });
+  await sender.finish();
   const included = files.map((_, index) => index).filter((index) => !unreadable.has(index));
   for (const index of included) if (hashes[index] === null) options.onUploaded?.(index, 0);
   if (included.length === 0) return files.map(() => null);

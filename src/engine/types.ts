@@ -1,4 +1,4 @@
-import type { BlockHash, CommitRequest, Cursor, FilePath, JournalPage, NamespaceId } from '../protocol/index.ts';
+import type { BlockHash, BlockUpload, BlockUploadBatchResponse, CommitRequest, Cursor, FilePath, JournalPage, NamespaceId } from '../protocol/index.ts';
 
 /**
  * Ports of the sync engine. The engine is platform-free: the browser worker plugs in
@@ -93,6 +93,12 @@ export interface UploadApi {
   missingBlocks(hashes: BlockHash[]): Promise<BlockHash[]>;
   /** Sends a block: its bytes, or a Blob of them (a browser sends a stored block's disk-backed File). */
   putBlock(hash: BlockHash, body: Uint8Array | Blob): Promise<void>;
+  /**
+   * Sends 1 … MAX_BLOCK_BATCH blocks (MAX_BLOCK_BATCH_BYTES together) in one request, stored
+   * all or none; null when the server has no batch uploads (then use putBlock). Optional:
+   * an api without it sends every block with putBlock.
+   */
+  putBlocks?(blocks: readonly BlockUpload[]): Promise<BlockUploadBatchResponse | null>;
   /** `{sjid}` on success, `{need}` when the server lacks blocks (nothing committed). */
   commit(ns: NamespaceId, request: CommitRequest): Promise<{ sjid: number } | { need: BlockHash[] }>;
   /** 1 … MAX_COMMIT_BATCH commits in one transaction: `{sjids}` in order, or `{need}` across all of them (nothing committed). */

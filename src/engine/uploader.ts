@@ -1,4 +1,5 @@
 import type { BlockHash, CommitRequest, FilePath, NamespaceId } from '../protocol/index.ts';
+import { BATCHED_BLOCK_MAX, BlockBatchSender } from './block-batches.ts';
 import { cutBlocks } from './chunker.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from './types.ts';
 
@@ -22,7 +23,7 @@ export interface UploadFileOptions {
 }
 
 const COMMIT_ATTEMPTS = 4;
-/** Block uploads in flight while answering a 409 need list. */
+/** Blocks read from the local store at once while answering a 409 need list (each large one is an upload in flight). */
 const NEED_UPLOADS_IN_FLIGHT = 4;
 
 /**
@@ -122,15 +123,19 @@ async function retryWithBlocks<T extends object>(
     const result = await commit();
     if (!('need' in result)) return result;
     if (attempt >= COMMIT_ATTEMPTS) throw new Error(`server still lacks ${result.need.length} block(s) after ${attempt} attempts`);
-    // A batch may name thousands of blocks: several uploads at once, not one round trip after another.
+    // A batch may name thousands of blocks: several read at once, the small ones sent in batch
+    // uploads (a few requests rather than one each), the large ones one request each.
     const queue = [...result.need];
+    const batches = new BlockBatchSender(api);
     const upload = async () => {
       for (let hash = queue.shift(); hash !== undefined; hash = queue.shift()) {
         const bytes = await store.getBlock(hash);
         if (!bytes) throw new Error(`block ${hash.slice(0, 12)}… is needed by the server but not stored on this device`);
-        await api.putBlock(hash, bytes);
+        if (bytes.length <= BATCHED_BLOCK_MAX) await batches.add({ hash, bytes });
+        else await api.putBlock(hash, bytes);
       }
     };
     await Promise.all(Array.from({ length: Math.min(NEED_UPLOADS_IN_FLIGHT, queue.length) }, upload));
+    await batches.finish();
   }
 }
