@@ -119,7 +119,7 @@ describe('the folder view of a 10,000-file workspace', () => {
 });
 
 describe('uploading a folder of 2,000 small files', () => {
-  test('goes up in batch commits with a running count, and every file lands in its folder', { timeout: 300_000 }, async () => {
+  test('goes up in batch uploads and batch commits with a running count, and every file lands in its folder', { timeout: 300_000 }, async () => {
     const uploadServer = await harness.startServer();
     const count = 2_000;
     const tree: Record<string, Uint8Array> = {};
@@ -129,12 +129,14 @@ describe('uploading a folder of 2,000 small files', () => {
     uploader.on('pageerror', (error) => console.error('page error:', error.message));
     await createWorkspace(uploader, uploadServer.origin, 'Upload many');
     const before = await uploadServer.metrics();
+    const started = Date.now();
     await uploader.getByTestId('folder-input').setInputFiles(folder);
     await uploader.waitForFunction(
       (expected) => document.querySelector('[data-testid="upload-totals"]')?.getAttribute('data-done-files') === String(expected),
       count,
       { timeout: 240_000, polling: 250 },
     );
+    console.log(`uploaded ${count} small files in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const totals = uploader.getByTestId('upload-totals');
     expect(await totals.getAttribute('data-failed-files')).toBe('0');
     expect(await totals.textContent()).toContain(`${count.toLocaleString('en-US')} of ${count.toLocaleString('en-US')} files uploaded`);
@@ -143,12 +145,24 @@ describe('uploading a folder of 2,000 small files', () => {
     const after = await uploadServer.metrics();
     expect(after.commits - before.commits).toBe(count);
     expect(after.commitBatches - before.commitBatches).toBeLessThanOrEqual(4);
+    // The blocks went up in a few batch uploads (about 3 MB in all), not one PUT per file.
+    expect(after.blockBatchesReceived - before.blockBatchesReceived).toBeGreaterThanOrEqual(1);
+    expect(after.blockBatchesReceived - before.blockBatchesReceived).toBeLessThanOrEqual(8);
+    expect(await singleBlockPuts(uploadServer)).toBe(0);
 
     await openFolder(uploader, 'drop/sub-3');
     await uploader.waitForFunction(() => document.querySelector('[data-testid="file-table"]')?.getAttribute('data-total') === '500');
     expect((await fileRowPaths(uploader))[0]).toBe('drop/sub-3/note-0003.txt');
   });
 });
+
+/** Single block uploads (PUT /api/v1/blocks/:hash) the server has answered, from its Prometheus scrape. */
+async function singleBlockPuts(server: TestServer): Promise<number> {
+  const text = await (await fetch(`${server.origin}/metrics`)).text();
+  let puts = 0;
+  for (const match of text.matchAll(/^nearsync_http_requests_total\{method="PUT",route="\/api\/v1\/blocks\/:hash",status="\d+"\} (\d+)$/gm)) puts += Number(match[1]);
+  return puts;
+}
 
 async function expectFirstRow(path: string): Promise<void> {
   await page.waitForFunction(
