@@ -212,6 +212,41 @@ describe.each([filesStore, s3Store])('BlockStore contract: $name', (factory) => 
     const read = await store.openRead(block.hash);
     expect((await readAll(read!.stream)).bytes.equals(block.bytes)).toBe(true);
   });
+
+  it('stores a batch with putMany, aligned with its input: new blocks created, known ones and repeats exist', async () => {
+    const known = makeBlock(700);
+    await store.put(known.hash, bodyOf(known.bytes), MAX_BLOCK_SIZE);
+    const fresh = Array.from({ length: 40 }, (_, i) => makeBlock(100 + i * 50));
+    const results = await store.putMany([fresh[0], known, ...fresh.slice(1), fresh[0]]);
+    expect(results).toEqual([
+      { status: 'created', size: fresh[0].bytes.length },
+      { status: 'exists', size: 700 },
+      ...fresh.slice(1).map((block) => ({ status: 'created', size: block.bytes.length })),
+      { status: 'exists', size: fresh[0].bytes.length },
+    ]);
+    for (const block of fresh) {
+      expect(await store.stat(block.hash)).toBe(block.bytes.length);
+      expect((await readAll((await store.openRead(block.hash))!.stream)).bytes.equals(block.bytes)).toBe(true);
+    }
+    expect((await store.putMany(fresh.slice(0, 3))).map((result) => result.status)).toEqual(['exists', 'exists', 'exists']);
+  });
+
+  it('takes concurrent batches and single uploads of the same blocks, storing each once', async () => {
+    const blocks = Array.from({ length: 12 }, () => makeBlock(5000));
+    const [first, second, ...singles] = await Promise.all([
+      store.putMany(blocks),
+      store.putMany([...blocks].reverse()),
+      ...blocks.slice(0, 4).map((block) => store.put(block.hash, bodyOf(block.bytes), MAX_BLOCK_SIZE)),
+    ]);
+    for (const results of [first, second, singles] as Array<Array<{ status: string; size: number }>>) {
+      for (const result of results) {
+        expect(result.size).toBe(5000);
+        expect(['created', 'exists']).toContain(result.status);
+      }
+    }
+    const names = await opened.stored();
+    for (const block of blocks) expect(names.filter((name) => name.endsWith(block.hash))).toHaveLength(1);
+  });
 });
 
 describe('S3BlockStore', () => {
