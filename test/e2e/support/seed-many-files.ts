@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { BlockBatchSender } from '../../../src/engine/block-batches.ts';
 import { ServerApi } from '../../../src/engine/server-api.ts';
 import { inviteFromLink, type BlockHash, type CommitRequest, type FilePath, type NamespaceId } from '../../../src/protocol/index.ts';
 
@@ -15,6 +16,7 @@ export interface ManyFilesWorkspace {
   totalBytes: number;
 }
 
+/** Single block uploads in flight, against a server without batch uploads. */
 const SEED_PARALLEL = 16;
 const COMMIT_BATCH = 1000;
 
@@ -52,24 +54,20 @@ export async function seedManyFiles(baseUrl: string, count: number, options: See
   const created = await new ServerApi(baseUrl).createWorkspace(`many files ${count}`);
   const api = new ServerApi(baseUrl, created.token);
   const invite = inviteFromLink(created.inviteUrl)!;
-  let next = 0;
   let totalBytes = 0;
   const began = performance.now();
   const requests: CommitRequest[] = new Array(count);
-  // Blocks first, several PUTs at once; then the files in batch commits of 1,000 (one transaction each).
-  const uploader = async () => {
-    for (;;) {
-      const index = next++;
-      if (index >= count) return;
-      const bytes = manyFilesBytes(index);
-      const hash = createHash('sha256').update(bytes).digest('hex') as BlockHash;
-      await api.putBlock(hash, bytes);
-      requests[index] = { path: pathOf(index) as FilePath, size: bytes.length, mtime: 1_700_000_000_000 + index * 1000, blocks: [hash], deleted: false };
-      totalBytes += bytes.length;
-      if (index > 0 && index % 10_000 === 0) log(`uploaded ${index} blocks`);
-    }
-  };
-  await Promise.all(Array.from({ length: SEED_PARALLEL }, uploader));
+  // Blocks first, in batch uploads (two in flight); then the files in batch commits of 1,000 (one transaction each).
+  const sender = new BlockBatchSender(api, { putsInFlight: SEED_PARALLEL });
+  for (let index = 0; index < count; index++) {
+    const bytes = manyFilesBytes(index);
+    const hash = createHash('sha256').update(bytes).digest('hex') as BlockHash;
+    await sender.add({ hash, bytes });
+    requests[index] = { path: pathOf(index) as FilePath, size: bytes.length, mtime: 1_700_000_000_000 + index * 1000, blocks: [hash], deleted: false };
+    totalBytes += bytes.length;
+    if (index > 0 && index % 10_000 === 0) log(`uploaded ${index} blocks`);
+  }
+  await sender.finish();
   for (let start = 0; start < count; start += COMMIT_BATCH) {
     const result = await api.commitBatch(created.namespaceId, requests.slice(start, start + COMMIT_BATCH));
     if ('need' in result) throw new Error(`seeding: the server still needs ${result.need.length} block(s)`);
