@@ -221,6 +221,23 @@ export class BlockScheduler {
     this.pump();
   }
 
+  /**
+   * What sources say about these blocks changed (a peer now holds them, or stopped or began
+   * fetching them): look at just them again. A peer's HAVE names the blocks it changes, and
+   * waking every parked block for each one cost O(parked) per announcement.
+   */
+  recheckBlocks(hashes: Iterable<BlockHash>): void {
+    let queued = false;
+    for (const hash of hashes) {
+      // Blocks being fetched are not pending; their request decides what happens next.
+      const block = this.pending.get(hash);
+      if (!block) continue;
+      this.enqueue(block);
+      queued = true;
+    }
+    if (queued) this.pump();
+  }
+
   /** Never ask this source again this session (it broke the protocol, or lied). */
   penalise(sourceId: string): void {
     this.penalisedSources.add(sourceId);

@@ -134,6 +134,33 @@ describe('fetching while storing', () => {
   });
 });
 
+describe('looking at blocks again', () => {
+  it('recheckBlocks looks at just the blocks named, and starts those a source now claims', async () => {
+    const table = blocks(50, 3);
+    const hashes = [...table.keys()];
+    const claimed = new Set<BlockHash>();
+    let looks = 0;
+    const peer = new BatchingSource('peer', 'peer', table, 4, undefined, {}, (want) => {
+      looks += 1;
+      return claimed.has(want.hash);
+    });
+    const { scheduler: s, store } = scheduler(() => [peer]);
+    s.setWanted(wants(table, BIG));
+    expect(looks).toBe(50);
+    // A HAVE for two blocks: only they are looked at, and both come from the peer.
+    claimed.add(hashes[7]).add(hashes[42]);
+    looks = 0;
+    s.recheckBlocks([hashes[7], hashes[42], 'f'.repeat(64) as BlockHash]);
+    expect(looks).toBe(2);
+    await until(async () => store.blocks.size === 2, 5_000, 'the two claimed blocks');
+    expect([...store.blocks.keys()].sort()).toEqual([hashes[7], hashes[42]].sort());
+    // wake() still looks at every parked block.
+    looks = 0;
+    s.wake();
+    expect(looks).toBe(48);
+  });
+});
+
 describe('batched fetches', () => {
   it('asks for small blocks in batches of at most 256 that take one slot each, and for big blocks one by one', async () => {
     const small = blocks(600);
