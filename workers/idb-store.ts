@@ -228,8 +228,8 @@ export class IdbStateStore implements SyncStateStore {
     const stats = this.stats.get(ns);
     if (!stats) return;
     stats.storedRecords += changed.length + removed.length;
-    // An upper bound (a changed file may have been live already): compaction counts exactly.
-    stats.liveFiles += changed.length;
+    // An estimate (a changed file may have been live already): compaction counts exactly.
+    stats.liveFiles = Math.max(0, stats.liveFiles + changed.length - removed.length);
     if (worthCompacting(stats.storedRecords, stats.liveFiles)) await this.compact(ns);
   }
 

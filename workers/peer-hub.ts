@@ -86,6 +86,8 @@ export interface PeerHubOptions {
   engine: () => NamespaceSync | null;
   /** Peers came or went: the scheduler should look at its sources again. */
   onSourcesChanged: () => void;
+  /** What peers say about these blocks changed: the scheduler should look at them again. */
+  onBlocksChanged: (hashes: readonly BlockHash[]) => void;
   onChange: () => void;
 }
 
@@ -102,6 +104,8 @@ export class PeerHub {
   private pendingHave: BlockHash[] = [];
   private haveTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly wantTimer: ReturnType<typeof setInterval>;
+  /** The peers blocks were waiting for at the last tick (ids, sorted): a change wakes the scheduler. */
+  private waitingFor = '';
   private lastAdvertised: number | null = null;
   /** Until the relay lists the peers (or the grace ends), the server waits. */
   private discovered = false;
@@ -218,7 +222,7 @@ export class PeerHub {
       },
       onHave: (_ns, hashes) => {
         for (const hash of hashes) this.fetchingByPeers.delete(hash);
-        this.options.onSourcesChanged();
+        this.options.onBlocksChanged(hashes);
       },
       onFetching: (_ns, hashes) => {
         if (this.penalisedPeers.has(peer.peerId)) return;
@@ -238,7 +242,7 @@ export class PeerHub {
         if (engine && this.selfId !== null && this.selfId > peer.peerId) {
           for (const hash of accepted) engine.yieldServerFetch(hash);
         }
-        this.options.onSourcesChanged();
+        this.options.onBlocksChanged(accepted);
       },
       onProtocolError: (error) => {
         console.warn(`nearsync: peer ${peer.peerId} sent a malformed frame: ${error.message}`);
@@ -352,8 +356,7 @@ export class PeerHub {
    * trade what each fetched (HAVE). Once synced, peers come to us instead.
    */
   private askForPeers(): void {
-    // Waits that ran out let the server take over the blocks they held back.
-    this.options.onSourcesChanged();
+    this.endWaitsThatRanOut();
     const engine = this.options.engine();
     if (!this.transport || !engine || !engine.isMissingBlocks()) return;
     const room = MAX_CONNECTIONS - this.connected.size;
@@ -364,6 +367,32 @@ export class PeerHub {
       .slice(0, room)
       .map((advert) => advert.peerId);
     if (candidates.length > 0) this.transport.wantPeers(candidates);
+  }
+
+  /**
+   * Waits that ran out let the server take over the blocks they held back. Only what changed
+   * is looked at again: a claim that expired, its block; the peers still worth waiting for,
+   * every block (rare). A wake of every parked block each second cost O(parked) per second.
+   */
+  private endWaitsThatRanOut(): void {
+    const now = Date.now();
+    const expired: BlockHash[] = [];
+    for (const [hash, claim] of this.fetchingByPeers) {
+      if (now - claim.at > FETCHING_GRACE_MS) {
+        this.fetchingByPeers.delete(hash);
+        expired.push(hash);
+      }
+    }
+    if (expired.length > 0) this.options.onBlocksChanged(expired);
+    const waitingFor = [...this.adverts.values()]
+      .filter((advert) => !advert.lan && !this.connected.get(advert.peerId)?.link.isOpen && this.worthWaitingFor(advert.peerId, now))
+      .map((advert) => advert.peerId)
+      .sort()
+      .join(' ');
+    if (waitingFor !== this.waitingFor) {
+      this.waitingFor = waitingFor;
+      this.options.onSourcesChanged();
+    }
   }
 
   private peerIsFetching(hash: BlockHash): boolean {

@@ -68,6 +68,7 @@ export class WorkspaceSession {
       blocks: deps.blocks,
       engine: () => this.engine,
       onSourcesChanged: () => this.engine?.sourcesChanged(),
+      onBlocksChanged: (hashes) => this.engine?.blocksChanged(hashes),
       onChange: () => this.schedulePush(),
     });
     this.server = this.peers.gateServer(new ServerBlockSource(deps.api));

@@ -159,6 +159,11 @@ export class NamespaceSync {
     this.scheduler.wake();
   }
 
+  /** Sources' claims on these blocks changed (a peer's HAVE, a peer fetching them): only they are looked at again. */
+  blocksChanged(hashes: Iterable<BlockHash>): void {
+    this.scheduler.recheckBlocks(hashes);
+  }
+
   /** A peer misbehaved (malformed frames): stop asking it for blocks this session. */
   penalise(sourceId: string): void {
     this.scheduler.penalise(sourceId);

@@ -98,8 +98,8 @@ const MAX_BACKOFF_MS = 30_000;
 /** Bytes/s assumed for a source not measured yet. */
 const NOMINAL_RATE = 10_000_000;
 /**
- * Bytes received and still being hashed and stored. A request's slot frees as soon as its
- * answer is in, so the next fetch overlaps this work (holding the slot through it left the
+ * Bytes received and still being hashed and stored. A server request's slot frees as soon as
+ * its answer is in, so the next fetch overlaps this work (holding the slot through it left the
  * link idle for a hash and a write per block); this bounds what may pile up meanwhile.
  */
 const MAX_PROCESSING_BYTES = 32 * 1024 * 1024;
@@ -219,6 +219,23 @@ export class BlockScheduler {
     this.unclaimed = new MinHeap<QueueEntry>(byRank);
     this.boundRecheck();
     this.pump();
+  }
+
+  /**
+   * What sources say about these blocks changed (a peer now holds them, or stopped or began
+   * fetching them): look at just them again. A peer's HAVE names the blocks it changes, and
+   * waking every parked block for each one cost O(parked) per announcement.
+   */
+  recheckBlocks(hashes: Iterable<BlockHash>): void {
+    let queued = false;
+    for (const hash of hashes) {
+      // Blocks being fetched are not pending; their request decides what happens next.
+      const block = this.pending.get(hash);
+      if (!block) continue;
+      this.enqueue(block);
+      queued = true;
+    }
+    if (queued) this.pump();
   }
 
   /** Never ask this source again this session (it broke the protocol, or lied). */
@@ -570,8 +587,12 @@ export class BlockScheduler {
     let bytes = 0;
     for (const block of received.values()) bytes += block.length;
     this.processingBytes += bytes;
-    this.releaseSlot(request);
-    this.pump();
+    // A peer's slot is held until its bytes are checked: a peer that lies gets no request
+    // beyond what it already had in flight. The server's frees at once.
+    if (source.kind === 'server') {
+      this.releaseSlot(request);
+      this.pump();
+    }
     try {
       await Promise.all([...members.values()].map((member) => this.verifyAndStore(member, source, received.get(member.block.want.hash))));
     } finally {

@@ -4,7 +4,7 @@ import type { BlockHash } from '../protocol/index.ts';
 export interface FreshEntryHoldOptions {
   /** How long a block no LAN peer claims yet waits for one before the server may serve it. */
   holdMs: number;
-  /** The highest cursor a LAN peer we hear advertises (null: none heard, nothing is held). */
+  /** The highest cursor a LAN peer we fetch from now covers (null: no LAN peer heard, nothing is held); see `nearbyCursor`. */
   nearbyCursor: () => number | null;
   /** A hold ended: the scheduler should look at its sources again. */
   wake: () => void;
@@ -14,12 +14,37 @@ export interface FreshEntryHoldOptions {
 /** Holds kept at most: past this the oldest are forgotten (and so not held again). */
 const MAX_TRACKED = 100_000;
 
+/** One LAN peer as the hold sees it. */
+export interface NearbyPeer {
+  /** We hear its adverts (and have not banned it), or we have an open link with it. */
+  heard: boolean;
+  /** The cursor it covers as one of our block sources now (an open link); null when it is none. */
+  sourceCursor: number | null;
+}
+
 /**
- * A journal entry newer than every LAN peer's advert was most likely written nearby (a
- * browser behind the bridge, another daemon): its writer advertises it within a moment of
- * reading back its own commit. This source claims such blocks with no capacity, so the
- * scheduler keeps them waiting for that advert for `holdMs` instead of pulling them from
- * the server at once; after that, or with no LAN peer heard, it claims nothing.
+ * What the hold compares a wanted entry with: the highest cursor a LAN peer we can fetch from
+ * now covers, 0 when we can fetch from none; null when no LAN peer is heard at all (nothing to
+ * wait for). A peer's advert counts only once its link is up: a nearby writer we have no link
+ * with yet (a browser behind the bridge, usually) advertises its entry before we have dialled
+ * it, and until the dial completes only the server claims the entry's blocks.
+ */
+export function nearbyCursor(peers: Iterable<NearbyPeer>): number | null {
+  let highest: number | null = null;
+  for (const peer of peers) {
+    if (peer.heard) highest ??= 0;
+    if (peer.sourceCursor !== null) highest = Math.max(highest ?? 0, peer.sourceCursor);
+  }
+  return highest;
+}
+
+/**
+ * A journal entry newer than what every LAN peer we fetch from covers was most likely written
+ * nearby (a browser behind the bridge, another daemon): its writer advertises it within a
+ * moment of reading back its own commit, and we dial it if we have no link with it yet. This
+ * source claims such blocks with no capacity, so the scheduler keeps them waiting for that
+ * advert and link for `holdMs` instead of pulling them from the server at once; after that,
+ * or with no LAN peer heard, it claims nothing.
  */
 export class FreshEntryHold implements BlockSource {
   readonly id = 'lan:fresh-entry-hold';

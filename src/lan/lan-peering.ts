@@ -3,7 +3,7 @@ import type { BlockSource, LocalBlockStore } from '../engine/types.ts';
 import { LAN_PEER_ID_BYTES, type BlockHash, type NamespaceId } from '../protocol/index.ts';
 import type { CommittedListener, SyncedListener } from './daemon.ts';
 import { LanAdvertListener, LanAdvertiser, NewcomerAnswer, type LanPeerAdvert, type ListenerCounters } from './discovery/index.ts';
-import { FreshEntryHold } from './fresh-entry-hold.ts';
+import { FreshEntryHold, nearbyCursor, type NearbyPeer } from './fresh-entry-hold.ts';
 import { banKey, plainIp } from './lan-ban.ts';
 import { connectLanPeer, LanConnectError } from './tcp/connect.ts';
 import { LanBlockServer, type LanBlockServerStats } from './tcp/lan-block-server.ts';
@@ -156,6 +156,7 @@ export class LanPeering {
       idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       onPeer: (peer) => this.accepted(peer),
       onPeerClosed: (peer, failure) => this.linkClosed(peer.remotePeerId, peer, failure, plainIp(peer.remoteAddress)),
+      onPeerCursor: () => this.cursorRose(),
     });
     this.server.setNamespace(host.ns, options.lanKey);
     this.listener = new LanAdvertListener({
@@ -233,15 +234,20 @@ export class LanPeering {
     if (this.hold) host.addSource(this.hold);
   }
 
-  /** The highest cursor an unbanned LAN peer advertises now (null: none heard). */
+  /** The highest cursor a LAN peer we fetch from now covers (null: no LAN peer heard); see `nearbyCursor`. */
   private nearbyCursor(): number | null {
-    let highest: number | null = null;
-    for (const remote of this.remotes.values()) {
-      const advert = remote.advert;
-      if (!advert || this.isBanned(remote.peerId, advert.address)) continue;
-      highest = Math.max(highest ?? 0, advert.cursor);
+    return nearbyCursor(this.nearbyPeers());
+  }
+
+  private *nearbyPeers(): Iterable<NearbyPeer> {
+    for (const { peerId, advert, active } of this.remotes.values()) {
+      const linked = active !== null && active.link.isOpen;
+      yield {
+        heard: linked || (advert !== null && !this.isBanned(peerId, advert.address)),
+        // The source's cursor: the later of the peer's hellos and its adverts (heard() raises it).
+        sourceCursor: linked ? (active.source.advert(active.ns) ?? null) : null,
+      };
     }
-    return highest;
   }
 
   /** Resolves once a LAN peer is a block source, or after `timeoutMs`; says which. */
@@ -288,8 +294,23 @@ export class LanPeering {
     if (before === null || before.cursor !== advert.cursor || before.address !== advert.address || before.tcpPort !== advert.tcpPort) {
       this.options.log(`LAN: peer ${short(advert.peerId)} at ${advert.address}:${advert.tcpPort} cursor ${advert.cursor}`);
     }
-    for (const link of remote.links) if (advert.cursor > (link.source.advert(link.ns) ?? -1)) link.source.setAdvert(link.ns, advert.cursor);
+    let rose = false;
+    for (const link of remote.links) {
+      if (advert.cursor <= (link.source.advert(link.ns) ?? -1)) continue;
+      link.source.setAdvert(link.ns, advert.cursor);
+      rose = true;
+    }
+    if (rose) this.cursorRose();
     this.maybeDial(remote);
+  }
+
+  /**
+   * A linked peer's cursor rose (its advert or a hello): blocks the scheduler keeps waiting,
+   * those of the fresh-entry hold above all, may be claimed by that peer now. Without a wake
+   * they would wait for the hold to end (and then still come from that peer).
+   */
+  private cursorRose(): void {
+    if (!this.closed) this.options.host.sourcesChanged();
   }
 
   /** A peer we had not heard learns of us now rather than at our next periodic advert. */
@@ -338,6 +359,7 @@ export class LanPeering {
       onIdle: () => (this.idleClosed += 1),
       // Keyed by the id we dialled: a peer that answers as another id is never attached.
       onClose: (failure) => this.linkClosed(remote.peerId, dialled, failure, address),
+      onCursor: () => this.cursorRose(),
     }).then(
       (peer) => {
         dialled = peer;

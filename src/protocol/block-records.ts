@@ -39,6 +39,7 @@ export function encodeBlockRecordHeader(hash: BlockHash, length: number | null):
 export class BlockRecordReader {
   private next = 0;
   private readonly header = new Uint8Array(BLOCK_RECORD_HEADER_BYTES);
+  private readonly headerView = new DataView(this.header.buffer);
   private headerFilled = 0;
   private current: { hash: BlockHash; bytes: Uint8Array; filled: number } | null = null;
   private blockBytes = 0;
@@ -51,7 +52,11 @@ export class BlockRecordReader {
     this.asked = new Set(order);
   }
 
-  /** Records completed by this chunk, in order. Throws ValidationError for a broken stream. */
+  /**
+   * Records completed by this chunk, in order. Throws ValidationError for a broken stream.
+   * A record wholly inside the chunk is a view into it (no copy: a batch of small blocks is
+   * hundreds of records per chunk); one split across chunks is gathered into its own buffer.
+   */
   push(chunk: Uint8Array): BlockRecord[] {
     const records: BlockRecord[] = [];
     let offset = 0;
@@ -74,8 +79,12 @@ export class BlockRecordReader {
       offset += take;
       if (this.headerFilled < BLOCK_RECORD_HEADER_BYTES) break;
       this.headerFilled = 0;
-      const record = this.startRecord();
-      if (record) records.push(record);
+      const { hash, length } = this.readHeader();
+      if (length === null) records.push({ hash, bytes: null });
+      else if (chunk.length - offset >= length) {
+        records.push({ hash, bytes: chunk.subarray(offset, offset + length) });
+        offset += length;
+      } else this.current = { hash, bytes: new Uint8Array(length), filled: 0 };
     }
     return records;
   }
@@ -86,21 +95,20 @@ export class BlockRecordReader {
     return this.next;
   }
 
-  /** Reads the header just completed: an absent record is complete at once. */
-  private startRecord(): BlockRecord | null {
+  /** Checks the header just completed; `length` null for an absent record. */
+  private readHeader(): { hash: BlockHash; length: number | null } {
     const hash = hexOfDigest(this.header.subarray(0, 32));
-    const field = `blocks[${this.next}]`;
-    if (this.next >= this.order.length) throw new ValidationError(field, 'is a record past the hashes asked for');
-    if (hash !== this.order[this.next]) {
-      throw new ValidationError(field, this.asked.has(hash) ? 'names a block out of request order' : 'names a block that was not asked for');
+    const index = this.next;
+    if (index >= this.order.length) throw new ValidationError(`blocks[${index}]`, 'is a record past the hashes asked for');
+    if (hash !== this.order[index]) {
+      throw new ValidationError(`blocks[${index}]`, this.asked.has(hash) ? 'names a block out of request order' : 'names a block that was not asked for');
     }
     this.next += 1;
-    const length = new DataView(this.header.buffer).getUint32(32);
-    if (length === BLOCK_RECORD_ABSENT) return { hash, bytes: null };
-    if (length === 0 || length > MAX_BLOCK_SIZE) throw new ValidationError(`${field}.length`, `must be 1 to ${MAX_BLOCK_SIZE} bytes, not ${length}`);
+    const length = this.headerView.getUint32(32);
+    if (length === BLOCK_RECORD_ABSENT) return { hash, length: null };
+    if (length === 0 || length > MAX_BLOCK_SIZE) throw new ValidationError(`blocks[${index}].length`, `must be 1 to ${MAX_BLOCK_SIZE} bytes, not ${length}`);
     this.blockBytes += length;
-    if (this.blockBytes > this.maxBlockBytes) throw new ValidationError(field, `takes the response past ${this.maxBlockBytes} block bytes`);
-    this.current = { hash, bytes: new Uint8Array(length), filled: 0 };
-    return null;
+    if (this.blockBytes > this.maxBlockBytes) throw new ValidationError(`blocks[${index}]`, `takes the response past ${this.maxBlockBytes} block bytes`);
+    return { hash, length };
   }
 }

@@ -1,9 +1,9 @@
 /**
  * Command-line flags of `npm run bench`:
  *
- *   --scenario office-warm,office-cold,office-lan,app-transfer,big-file
- *                       which scenarios (default: all but big-file, which moves several GiB:
- *                       ask for it by name)
+ *   --scenario office-warm,office-cold,office-lan,app-transfer,big-file,many-files,block-batch
+ *                       which scenarios (default: all but big-file, many-files and
+ *                       block-batch, which run only when named)
  *   --size-mib N        workspace size S for the office scenarios (default 128) and file
  *                       size for app-transfer (default 64 there when not given) and big-file
  *                       (default 4096)
@@ -18,13 +18,18 @@
  *                       PREFIX-<files>-worker0.cpuprofile and print its heaviest functions
  *   --big-file-rows download,upload,peer
  *                       which rows of big-file (default: all three)
+ *   --blocks N          block-batch: small blocks fetched through the batch route (default 10000)
+ *   --server-root DIR,DIR…
+ *                       block-batch: the checkouts whose server is measured, rounds alternating
+ *                       between them (default: this one; e.g. a `git worktree` of the base commit
+ *                       beside it, sharing node_modules, for a before/after in one sitting)
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch'] as const;
 /** Scenarios run only when named: they take long or need a lot of disk. */
-const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files'];
+const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;
@@ -43,9 +48,12 @@ export interface BenchFlags {
   files: number[];
   profile: string | undefined;
   bigFileRows: BigFileRow[];
+  blocks: number;
+  /** Undefined: this checkout. */
+  serverRoots: string[] | undefined;
 }
 
-const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib']);
+const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib', 'blocks']);
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
   const flags: BenchFlags = {
@@ -60,6 +68,8 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     files: [10_000, 30_000, 100_000],
     profile: undefined,
     bigFileRows: [...BIG_FILE_ROWS],
+    blocks: 10_000,
+    serverRoots: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -77,6 +87,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
       else {
         if (!Number.isInteger(number)) throw new Error(`--${name} needs a whole number`);
         if (name === 'joiners') flags.joiners = number;
+        else if (name === 'blocks') flags.blocks = number;
         else flags.repeats = number;
       }
     } else if (name === 'scenario' || name === 'scenarios') {
@@ -102,6 +113,10 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
       const unknown = rows.filter((row) => !(BIG_FILE_ROWS as readonly string[]).includes(row));
       if (rows.length === 0 || unknown.length > 0) throw new Error(`--big-file-rows takes a list of ${BIG_FILE_ROWS.join(', ')}`);
       flags.bigFileRows = BIG_FILE_ROWS.filter((row) => rows.includes(row));
+    } else if (name === 'server-root') {
+      const roots = value.split(',').map((part) => part.trim()).filter(Boolean);
+      if (roots.length === 0) throw new Error('--server-root takes a comma-separated list of checkouts');
+      flags.serverRoots = roots;
     } else if (name === 'trace') {
       flags.trace = value;
     } else {

@@ -1,9 +1,12 @@
 import { appendFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { E2eHarness } from '../e2e/harness.ts';
 import { NetnsHarness } from '../netns/harness.ts';
 import { netnsSupport } from '../netns/netns.ts';
 import { benchAppTransfer } from './app-transfer.ts';
 import { benchBigFile, benchBigFileFromPeer } from './big-file.ts';
+import { benchBlockBatch } from './block-batch.ts';
 import { parseBenchFlags, type Scenario } from './flags.ts';
 import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
 import { benchManyFiles } from './many-files.ts';
@@ -12,7 +15,7 @@ import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
 
 /**
- * `npm run bench [-- --scenario office-warm,office-cold,office-lan,app-transfer,big-file --size-mib 128
+ * `npm run bench [-- --scenario office-warm,office-cold,office-lan,app-transfer,big-file,block-batch --size-mib 128
  * --joiners 3 --egress-mbps 100 --browsers processes|contexts --repeats 3]` (see flags.ts;
  * `--size-mib 32` for a quick run).
  *
@@ -151,6 +154,14 @@ if (wants('many-files')) {
     } finally {
       await harness.close();
     }
+  });
+}
+
+if (wants('block-batch')) {
+  await attempt('block-batch', async () => {
+    const roots = (flags.serverRoots ?? [fileURLToPath(new URL('../..', import.meta.url))]).map((root) => resolve(root));
+    log(`block-batch: ${flags.blocks} small blocks through POST /api/v1/ns/:ns/blocks, server(s) from ${roots.join(', ')}`);
+    groups.push(await benchBlockBatch(roots, flags.blocks, flags.repeats, log));
   });
 }
 

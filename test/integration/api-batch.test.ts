@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_BLOCK_BATCH_BYTES, MAX_BLOCK_SIZE, parseJournalPage } from '../../src/protocol/index.ts';
+import { MAX_BLOCK_BATCH_BYTES, MAX_BLOCK_SIZE, parseJournalPage, type BlockHash } from '../../src/protocol/index.ts';
 import { BACKEND_CASES } from '../support/backend-cases.ts';
 import { api, commitFile, createWorkspace, head, makeBlock, putBlock, sha256, startHarness, storedState, until, type Harness, type Member, type TestBlock } from './helpers.ts';
 
@@ -210,6 +210,35 @@ describe.each(BACKEND_CASES)('batch API on $name', (backendCase) => {
       expect(h.server.metrics().blockRequestsServed - metrics.blockRequestsServed).toBe(4);
     });
 
+    it('sends a long mixed batch byte-exact and in order: small blocks read whole, large ones streamed, absent ones between', async () => {
+      const m = await createWorkspace(h.url);
+      // Sizes around where the file store switches from reading whole to streaming (64 KiB), among many small ones.
+      const sizes = Array.from({ length: 300 }, (_, i) => [65_535, 65_536, 65_537, 200_000][i % 37] ?? 200 + ((i * 977) % 2900));
+      const stored = sizes.map((size) => makeBlock(size));
+      await commitFile(h.url, m, 'mixed', stored);
+      const absent = Array.from({ length: 20 }, () => makeBlock(100).hash);
+      const order: BlockHash[] = [];
+      stored.forEach((block, i) => {
+        order.push(block.hash);
+        if (i % 15 === 7) order.push(absent[Math.floor(i / 15)]);
+      });
+      const metrics = h.server.metrics();
+      const res = await fetchBlocks(m, { hashes: order });
+      expect(res.status).toBe(200);
+      const got = records(res.body).map((r) => ({ hash: r.hash, content: r.bytes && sha256(r.bytes) }));
+      expect(got).toEqual(order.map((hash) => ({ hash, content: absent.includes(hash) ? null : hash })));
+      await until(() => h.server.metrics().blockBatchesServed === metrics.blockBatchesServed + 1);
+      expect(h.server.metrics().blockBytesServed - metrics.blockBytesServed).toBe(sizes.reduce((n, size) => n + size, 0));
+      expect(h.server.metrics().blockRequestsServed - metrics.blockRequestsServed).toBe(stored.length);
+    });
+
+    it('serves a small block by the single GET too', async () => {
+      const res = await api(h.url, 'GET', `/api/v1/blocks/${blocks[2].hash}?ns=${a.ns}`, { token: a.token });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-length')).toBe('300');
+      expect(res.body.equals(blocks[2].bytes)).toBe(true);
+    });
+
     it('stops before the block that would pass 16 MiB: the rest is simply absent', async () => {
       const m = await createWorkspace(h.url);
       const big = Array.from({ length: 5 }, () => makeBlock(MAX_BLOCK_SIZE));
@@ -281,6 +310,16 @@ describe.each(BACKEND_CASES)('batch API on $name', (backendCase) => {
       expect(single.body.length).toBe(700_000);
       // 2.2 MB at 1 MB/s in total (less the limiter's burst).
       expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+    });
+
+    it('paces a batch of many small blocks too', async () => {
+      const small = Array.from({ length: 400 }, () => makeBlock(3000));
+      await commitFile(slow.url, m, 'small.bin', small);
+      const started = Date.now();
+      const res = await api(slow.url, 'POST', `/api/v1/ns/${m.ns}/blocks`, { token: m.token, json: { hashes: small.map((b) => b.hash) } });
+      expect(records(res.body).map((r) => r.bytes && sha256(r.bytes))).toEqual(small.map((b) => b.hash));
+      // 1.2 MB at 1 MB/s (less the limiter's burst of 50 kB).
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     });
 
     it('counts only the bytes written, and no whole block or batch, when the client aborts mid-batch', async () => {

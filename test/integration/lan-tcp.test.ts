@@ -41,6 +41,8 @@ let storedNotLive: BlockHash;
 let server: LanBlockServer;
 let port: number;
 const serverPeers: LanPeer[] = [];
+/** Peers whose cursor rose by a later hello, as the server reported them. */
+const serverCursorRises: LanPeer[] = [];
 const clients: LanPeer[] = [];
 const rawSockets: net.Socket[] = [];
 
@@ -116,6 +118,7 @@ beforeAll(async () => {
     isLiveBlock: async (ns, hash) => live.get(ns)?.has(hash) ?? false,
     cursorOf: (ns) => (ns === NS ? SERVER_CURSOR : OTHER_CURSOR),
     onPeer: (peer) => serverPeers.push(peer),
+    onPeerCursor: (peer) => serverCursorRises.push(peer),
     maxConnections: 6,
     maxConnectionsPerAddress: 3,
     handshakeTimeoutMs: 1500,
@@ -155,16 +158,22 @@ afterAll(async () => {
 describe('LAN block service over TLS-PSK', () => {
   it('serves an honest member every block, hash-checked, after exchanging hellos', async () => {
     const before = server.stats.sessions;
-    const peer = await honest({ cursor: 5 });
+    const rises: number[] = [];
+    const peer = await honest({ cursor: 5, onCursor: (cursor) => rises.push(cursor) });
     expect(peer.remoteCursor).toBe(SERVER_CURSOR);
     expect(peer.remotePeerId).toBe(serverPeerId.toString('hex'));
     await until(() => server.stats.sessions === before + 1, 5000, 'the server session');
     const onServer = serverPeers.find((candidate) => candidate.remoteCursor === 5)!;
     expect(onServer.ns).toBe(NS);
 
-    // The remote's cursor follows its later hellos.
+    // The remote's cursor follows its later hellos, and either side reports the rise (the
+    // daemon looks at its sources again rather than waiting out a fresh-entry hold).
     peer.sendCursor(9);
     await until(() => onServer.remoteCursor === 9, 5000, 'the cursor update');
+    expect(serverCursorRises).toContain(onServer);
+    onServer.sendCursor(SERVER_CURSOR + 1);
+    await until(() => rises.includes(SERVER_CURSOR + 1), 5000, 'the rise reported to the dialling side');
+    expect(peer.source.advert(NS)).toBe(SERVER_CURSOR + 1);
 
     // The scheduler fetches through the peer as a block source and hashes every block.
     const fetched = new MemoryBlockStore();

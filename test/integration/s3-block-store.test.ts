@@ -10,8 +10,8 @@ import { MAX_BLOCK_SIZE, type BlockHash } from '../../src/protocol/index.ts';
 import { startServer, type RunningServer } from '../../src/server/app.ts';
 import { openS3BlockStore, s3ClientConfig } from '../../src/server/backends/s3.ts';
 import { silentLogger } from '../../src/server/log.ts';
-import { BlockRejectedError, type BlockBody, type BlockStore } from '../../src/server/storage/block-store.ts';
-import { FsBlockStore } from '../../src/server/storage/fs-block-store.ts';
+import { BlockRejectedError, type BlockBody, type BlockStore, type OpenedBlock } from '../../src/server/storage/block-store.ts';
+import { FsBlockStore, IN_MEMORY_BELOW } from '../../src/server/storage/fs-block-store.ts';
 import { ReadStalledError } from '../../src/server/storage/read-stall-guard.ts';
 import { S3BlockStore } from '../../src/server/storage/s3-block-store.ts';
 import { StoreUnavailableError } from '../../src/server/storage/store-errors.ts';
@@ -49,6 +49,14 @@ async function readAll(stream: AsyncIterable<Buffer>): Promise<{ bytes: Buffer; 
   const parts: Buffer[] = [];
   for await (const chunk of stream) parts.push(chunk);
   return { bytes: Buffer.concat(parts), chunks: parts.length };
+}
+
+/** An opened block's bytes, whether the store streamed them or handed them over in memory. */
+async function bytesOf(read: OpenedBlock | null): Promise<Buffer> {
+  if (!read) throw new Error('the block is not stored');
+  const bytes = read.bytes ?? (await readAll(read.stream)).bytes;
+  expect(bytes.length).toBe(read.size);
+  return bytes;
 }
 
 const unknownHash = () => randomBytes(32).toString('hex') as BlockHash;
@@ -154,7 +162,7 @@ describe.each([filesStore, s3Store])('BlockStore contract: $name', (factory) => 
     const liar = makeBlock(30_000);
     expect(await rejection(store.put(block.hash, bodyOf(liar.bytes), MAX_BLOCK_SIZE))).toBe('hash_mismatch');
     const read = await store.openRead(block.hash);
-    expect((await readAll(read!.stream)).bytes.equals(block.bytes)).toBe(true);
+    expect((await bytesOf(read)).equals(block.bytes)).toBe(true);
   });
 
   it("passes on the body's own error when the upload breaks off, keeps nothing, and takes the block later", async () => {
@@ -194,7 +202,8 @@ describe.each([filesStore, s3Store])('BlockStore contract: $name', (factory) => 
     await store.put(block.hash, bodyOf(block.bytes, 256 * 1024), MAX_BLOCK_SIZE);
     const read = await store.openRead(block.hash);
     expect(read?.size).toBe(MAX_BLOCK_SIZE);
-    const { bytes, chunks } = await readAll(read!.stream);
+    // A large block always comes as a stream, read in pieces.
+    const { bytes, chunks } = await readAll(read!.stream!);
     expect(bytes.equals(block.bytes)).toBe(true);
     expect(chunks).toBeGreaterThan(1);
     expect(await store.openRead(unknownHash())).toBeNull();
@@ -210,7 +219,17 @@ describe.each([filesStore, s3Store])('BlockStore contract: $name', (factory) => 
     expect(results.some((r) => r.status === 'created')).toBe(true);
     expect((await opened.stored()).filter((name) => name.endsWith(block.hash))).toHaveLength(1);
     const read = await store.openRead(block.hash);
-    expect((await readAll(read!.stream)).bytes.equals(block.bytes)).toBe(true);
+    expect((await bytesOf(read)).equals(block.bytes)).toBe(true);
+  });
+
+  it('reads back blocks of every size around where a store may switch from memory to streaming', async () => {
+    for (const size of [1, 2_000, IN_MEMORY_BELOW - 1, IN_MEMORY_BELOW, IN_MEMORY_BELOW + 1, 3 * IN_MEMORY_BELOW]) {
+      const block = makeBlock(size);
+      await store.put(block.hash, bodyOf(block.bytes), MAX_BLOCK_SIZE);
+      const read = await store.openRead(block.hash);
+      expect(read?.size).toBe(size);
+      expect((await bytesOf(read)).equals(block.bytes)).toBe(true);
+    }
   });
 
   it('stores a batch with putMany, aligned with its input: new blocks created, known ones and repeats exist', async () => {
@@ -226,7 +245,7 @@ describe.each([filesStore, s3Store])('BlockStore contract: $name', (factory) => 
     ]);
     for (const block of fresh) {
       expect(await store.stat(block.hash)).toBe(block.bytes.length);
-      expect((await readAll((await store.openRead(block.hash))!.stream)).bytes.equals(block.bytes)).toBe(true);
+      expect((await bytesOf(await store.openRead(block.hash))).equals(block.bytes)).toBe(true);
     }
     expect((await store.putMany(fresh.slice(0, 3))).map((result) => result.status)).toEqual(['exists', 'exists', 'exists']);
   });

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FreshEntryHold } from '../../src/lan/fresh-entry-hold.ts';
+import { FreshEntryHold, nearbyCursor } from '../../src/lan/fresh-entry-hold.ts';
 import type { BlockHash, NamespaceId } from '../../src/protocol/index.ts';
 
 const NS = 'gLYh2GuQa-XXMRoUUKJCRg' as NamespaceId;
@@ -66,5 +66,26 @@ describe('FreshEntryHold', () => {
     const { hold } = setup(0);
     await expect(hold.fetchBlock()).rejects.toThrow(/waiting/);
     hold.close();
+  });
+});
+
+describe('nearbyCursor', () => {
+  const heard = (sourceCursor: number | null = null) => ({ heard: true, sourceCursor });
+
+  it('is null with no LAN peer heard: nothing is held', () => {
+    expect(nearbyCursor([])).toBeNull();
+    expect(nearbyCursor([{ heard: false, sourceCursor: null }])).toBeNull();
+  });
+
+  it('counts only peers we fetch from now: an advert whose sender we have no link with yet releases nothing', () => {
+    // The office flake: the browser's bridge advertised the new entry before this daemon had
+    // dialled it; counting that advert let the server serve the entry's blocks at once.
+    expect(nearbyCursor([heard(), heard()])).toBe(0);
+    expect(nearbyCursor([heard(1), heard()])).toBe(1);
+  });
+
+  it('is the highest cursor of the peers we fetch from', () => {
+    expect(nearbyCursor([heard(3), heard(7), heard()])).toBe(7);
+    expect(nearbyCursor([{ heard: false, sourceCursor: 2 }])).toBe(2);
   });
 });

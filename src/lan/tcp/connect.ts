@@ -36,6 +36,8 @@ export interface ConnectLanPeerOptions {
    * (`isProtocolFailure` tells a remote that broke the protocol), or null for a plain close.
    */
   onClose?: (failure: SessionFailure | null) => void;
+  /** The remote's cursor rose (a later hello). */
+  onCursor?: LanSessionOptions['onCursor'];
 }
 
 /** The connection could not be set up; `stage` says how far it got. */
@@ -120,6 +122,7 @@ export function connectLanPeer(options: ConnectLanPeerOptions): Promise<LanPeer>
         source: options.source,
         onFailure: (reason) => (failure = reason),
         onClose: options.onClose,
+        onCursor: options.onCursor,
       }).then(
         (peer) => settle(null, peer),
         (error: unknown) =>

@@ -50,6 +50,8 @@ export interface LanBlockServerOptions {
   onPeer?: (peer: LanPeer) => void;
   /** A peer handed to `onPeer` closed: with the failure that closed it, or null for a plain close. */
   onPeerClosed?: (peer: LanPeer, failure: SessionFailure | null) => void;
+  /** The cursor of a peer handed to `onPeer` rose (a later hello). */
+  onPeerCursor?: (peer: LanPeer) => void;
   /** Open connections, handshaking or not. */
   maxConnections?: number;
   maxConnectionsPerAddress?: number;
@@ -286,6 +288,9 @@ export class LanBlockServer {
       onIdle: () => (this.stats.idleClosed += 1),
       link: { maxServing: this.limits.maxServingPerConnection, ...this.options.link },
       onFailure: (reason) => this.refuse(reason),
+      onCursor: () => {
+        if (peer && handedOut) this.options.onPeerCursor?.(peer);
+      },
       onClose: (failure) => {
         if (peer) this.peers.delete(peer);
         if (peer && handedOut) this.options.onPeerClosed?.(peer, failure);

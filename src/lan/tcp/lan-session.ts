@@ -56,6 +56,8 @@ export interface LanSessionOptions {
   source?: PeerBlockSourceOptions;
   /** The session failed for this reason; the connection is closed already. */
   onFailure: (reason: SessionFailure, error?: Error) => void;
+  /** A later hello raised the remote's cursor (`source` claims more now). */
+  onCursor?: (cursor: Cursor) => void;
   /**
    * Once, when the link of a started session closed: with the failure that closed it, or
    * null for a plain close (either end, or the connection dropped).
@@ -209,8 +211,10 @@ class LanPeerImpl implements LanPeer {
   }
 
   onHello(hello: LanHello): void {
+    const rose = hello.cursors[0].cursor > this.remoteCursor;
     this.remoteCursor = hello.cursors[0].cursor;
     this.source.setAdvert(this.ns, this.remoteCursor);
+    if (rose) this.options.onCursor?.(this.remoteCursor);
   }
 
   sendCursor(cursor: Cursor): void {

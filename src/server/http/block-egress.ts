@@ -45,13 +45,81 @@ export async function sendBlockBytes(ctx: RequestContext, deps: ServerDeps, stre
   }
 }
 
-/** Writes bytes that frame blocks (not block content: neither paced nor counted). False when the client went away. */
-export async function sendFraming(ctx: RequestContext, bytes: Uint8Array): Promise<boolean> {
-  const { res, clientGone } = ctx;
-  if (clientGone.aborted || res.destroyed) return false;
-  ctx.stats.bytesOut += bytes.length;
-  if (!res.write(bytes)) await drained(res);
-  return !clientGone.aborted;
+/** Bytes gathered into one socket write by a BatchWriter (at most; less when the egress limiter's slice is smaller). */
+export const COALESCE_BYTES = 64 * 1024;
+
+/**
+ * Writes a response made of many small pieces (record headers, blocks held in memory) in
+ * few socket writes: pieces are gathered up to COALESCE_BYTES of block content (or the egress
+ * limiter's slice, if smaller) and written together. Block bytes are paced, and counted in
+ * `blockBytesServed` (and each whole block in `blockRequestsServed`) when the write that ends
+ * them is flushed, as sendBlockBytes does; framing is neither paced nor counted. A block
+ * larger than the room left is split across writes. Call flush() before writing to the
+ * response any other way, and at the end.
+ */
+export class BatchWriter {
+  private parts: Buffer[] = [];
+  private partBytes = 0;
+  private blockBytes = 0;
+  private wholeBlocks = 0;
+  private readonly limit: number;
+
+  constructor(
+    private readonly ctx: RequestContext,
+    private readonly deps: ServerDeps,
+  ) {
+    this.limit = Math.min(COALESCE_BYTES, deps.egress?.sliceBytes ?? COALESCE_BYTES);
+  }
+
+  /** Framing bytes. False when the client went away. */
+  async framing(bytes: Uint8Array): Promise<boolean> {
+    this.parts.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    this.partBytes += bytes.byteLength;
+    return this.partBytes >= this.limit ? this.flush() : !this.ctx.clientGone.aborted;
+  }
+
+  /** A whole block's bytes. False when the client went away. */
+  async block(bytes: Buffer): Promise<boolean> {
+    let offset = 0;
+    do {
+      const piece = bytes.subarray(offset, offset + (this.limit - this.blockBytes));
+      offset += piece.length;
+      this.parts.push(piece);
+      this.partBytes += piece.length;
+      this.blockBytes += piece.length;
+      if (offset === bytes.length) this.wholeBlocks++;
+      if ((this.blockBytes >= this.limit || this.partBytes >= this.limit) && !(await this.flush())) return false;
+    } while (offset < bytes.length);
+    return !this.ctx.clientGone.aborted;
+  }
+
+  /** Writes what is gathered, after the limiter allows its block bytes. False when the client went away. */
+  async flush(): Promise<boolean> {
+    const { res, clientGone } = this.ctx;
+    if (this.partBytes === 0) return !clientGone.aborted;
+    const { parts, partBytes, blockBytes, wholeBlocks } = this;
+    this.parts = [];
+    this.partBytes = 0;
+    this.blockBytes = 0;
+    this.wholeBlocks = 0;
+    if (blockBytes > 0 && this.deps.egress) await this.deps.egress.take(blockBytes, clientGone);
+    if (clientGone.aborted || res.destroyed) return false;
+    const metrics = this.deps.metrics;
+    const ok = res.write(parts.length === 1 ? parts[0] : Buffer.concat(parts, partBytes), (err) => {
+      if (err) return;
+      metrics.blockBytesServed += blockBytes;
+      metrics.blockRequestsServed += wholeBlocks;
+    });
+    this.ctx.stats.bytesOut += partBytes;
+    if (!ok) await drained(res);
+    return !clientGone.aborted;
+  }
+}
+
+/** Writes one block held in memory (paced and counted like sendBlockBytes). False when the client went away. */
+export async function sendBlockInMemory(ctx: RequestContext, deps: ServerDeps, bytes: Buffer): Promise<boolean> {
+  const writer = new BatchWriter(ctx, deps);
+  return (await writer.block(bytes)) && writer.flush();
 }
 
 /**

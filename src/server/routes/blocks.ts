@@ -14,7 +14,7 @@ import { authenticate, requireMember } from '../auth.ts';
 import type { Handler, RequestContext, ServerDeps } from '../context.ts';
 import { HttpError } from '../http/errors.ts';
 import { readJson } from '../http/json-body.ts';
-import { finishStreamedResponse, sendBlockBytes, sendFraming } from '../http/block-egress.ts';
+import { BatchWriter, finishStreamedResponse, sendBlockBytes, sendBlockInMemory } from '../http/block-egress.ts';
 import { readBody, tooLarge } from '../http/read-body.ts';
 import { sendJson } from '../http/respond.ts';
 import type { Router } from '../http/router.ts';
@@ -80,7 +80,9 @@ const download: Handler = async (ctx, deps) => {
     'Content-Type': 'application/octet-stream',
     'Content-Length': block.size,
   });
-  await finishStreamedResponse(ctx, deps, () => sendBlockBytes(ctx, deps, block.stream, block.size));
+  await finishStreamedResponse(ctx, deps, () =>
+    block.bytes ? sendBlockInMemory(ctx, deps, block.bytes) : sendBlockBytes(ctx, deps, block.stream, block.size),
+  );
 };
 
 /**
@@ -105,6 +107,11 @@ const downloadBatch: Handler = async (ctx, deps) => {
   }
 };
 
+/**
+ * The records, in order. Record headers and blocks that came in memory (small block files)
+ * are gathered into few socket writes; a block that comes as a stream (large, or from S3)
+ * is written as it is read, after what was gathered before it.
+ */
 async function sendRecords(
   ctx: RequestContext,
   deps: ServerDeps,
@@ -112,22 +119,27 @@ async function sendRecords(
   first: OpenedBlock | null,
   ahead: BlockReadAhead,
 ): Promise<boolean> {
+  const writer = new BatchWriter(ctx, deps);
   let blockBytes = 0;
   for (const [index, hash] of hashes.entries()) {
     const block = index === 0 ? first : await ahead.take(index);
     if (!block) {
-      if (!(await sendFraming(ctx, encodeBlockRecordHeader(hash, null)))) return false;
+      if (!(await writer.framing(encodeBlockRecordHeader(hash, null)))) return false;
       continue;
     }
     if (blockBytes > 0 && blockBytes + block.size > MAX_BLOCK_BATCH_BYTES) {
-      block.stream.destroy();
+      block.stream?.destroy();
       break;
     }
     blockBytes += block.size;
-    if (!(await sendFraming(ctx, encodeBlockRecordHeader(hash, block.size)))) return false;
-    if (!(await sendBlockBytes(ctx, deps, block.stream, block.size))) return false;
+    if (!(await writer.framing(encodeBlockRecordHeader(hash, block.size)))) return false;
+    if (block.bytes) {
+      if (!(await writer.block(block.bytes))) return false;
+    } else if (!(await writer.flush()) || !(await sendBlockBytes(ctx, deps, block.stream, block.size))) {
+      return false;
+    }
   }
-  return true;
+  return writer.flush();
 }
 
 export function blockRoutes(router: Router<Handler>): void {

@@ -21,6 +21,13 @@ export interface VerifiedBlock {
 }
 
 /**
+ * A stored block opened for reading: its bytes as a stream, or (a store may do this for
+ * small blocks, where a stream costs far more than the read) already in memory. Either way
+ * `size` is the byte count; a stream not read to its end must be destroyed.
+ */
+export type OpenedBlock = { size: number; stream: Readable; bytes?: undefined } | { size: number; bytes: Buffer; stream?: undefined };
+
+/**
  * Content-addressed block bytes, shared by all namespaces. Blocks are immutable: once a
  * hash is stored, its bytes never change.
  */
@@ -41,8 +48,8 @@ export interface BlockStore {
    * On a failure some of the blocks may be stored (each whole), none partly.
    */
   putMany(blocks: readonly VerifiedBlock[]): Promise<PutResult[]>;
-  /** A stream of the block's bytes and their count, or null when not stored. */
-  openRead(hash: BlockHash): Promise<{ size: number; stream: Readable } | null>;
+  /** The block's bytes (a stream, or in memory) and their count, or null when not stored. */
+  openRead(hash: BlockHash): Promise<OpenedBlock | null>;
   close(): Promise<void>;
 }
 

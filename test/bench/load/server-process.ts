@@ -63,7 +63,8 @@ export class ServerProcess {
     return this.exitCode === null;
   }
 
-  static async start(name: string, engines: ServerEngines): Promise<ServerProcess> {
+  /** `root`: the checkout whose src/server/main.ts runs (default this one; the block-batch bench compares checkouts). */
+  static async start(name: string, engines: ServerEngines, root = REPO_ROOT): Promise<ServerProcess> {
     const dataDir = await mkdtemp(join(tmpdir(), 'nearsync-load-'));
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const key of SERVER_ENV) delete env[key];
@@ -71,7 +72,7 @@ export class ServerProcess {
     if (engines.databaseUrl) env.DATABASE_URL = engines.databaseUrl;
     if (engines.redisUrl) env.REDIS_URL = engines.redisUrl;
     const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', '--import', PROBE, 'src/server/main.ts'], {
-      cwd: REPO_ROOT,
+      cwd: root,
       env,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
