@@ -30,33 +30,25 @@ export function encodeBlockRecordHeader(hash: BlockHash, length: number | null):
   return header;
 }
 
+/** Where a record stream stands between chunks: inside a header, inside a block's bytes, or between records. */
+export type RecordStreamPosition = { inHeader: number } | { inBlock: { filled: number; length: number } } | null;
+
 /**
- * Parses a record stream as it arrives, strictly: every record must name the next hash
- * asked for (so none is repeated, skipped or unasked), hold 1 … 4 MiB or be absent, and the
- * block bytes together may not pass MAX_BLOCK_BATCH_BYTES. Memory stays at the current
- * record. Block hashes are not checked here: whoever stores a block verifies it.
+ * Cuts a record stream into records as chunks arrive, whatever the chunk boundaries. `check`
+ * sees each header once complete and gives the block's length, or null for a record without
+ * bytes; it throws to refuse the stream. A record wholly inside a chunk is a view into it (no
+ * copy: a batch of small blocks is hundreds of records per chunk); one split across chunks is
+ * gathered into its own buffer.
  */
-export class BlockRecordReader {
-  private next = 0;
+export class BlockRecordFramer {
   private readonly header = new Uint8Array(BLOCK_RECORD_HEADER_BYTES);
   private readonly headerView = new DataView(this.header.buffer);
   private headerFilled = 0;
   private current: { hash: BlockHash; bytes: Uint8Array; filled: number } | null = null;
-  private blockBytes = 0;
-  private readonly asked: ReadonlySet<BlockHash>;
 
-  constructor(
-    private readonly order: readonly BlockHash[],
-    private readonly maxBlockBytes = MAX_BLOCK_BATCH_BYTES,
-  ) {
-    this.asked = new Set(order);
-  }
+  constructor(private readonly check: (hash: BlockHash, length: number) => number | null) {}
 
-  /**
-   * Records completed by this chunk, in order. Throws ValidationError for a broken stream.
-   * A record wholly inside the chunk is a view into it (no copy: a batch of small blocks is
-   * hundreds of records per chunk); one split across chunks is gathered into its own buffer.
-   */
+  /** Records completed by this chunk, in order. */
   push(chunk: Uint8Array): BlockRecord[] {
     const records: BlockRecord[] = [];
     let offset = 0;
@@ -79,7 +71,8 @@ export class BlockRecordReader {
       offset += take;
       if (this.headerFilled < BLOCK_RECORD_HEADER_BYTES) break;
       this.headerFilled = 0;
-      const { hash, length } = this.readHeader();
+      const hash = hexOfDigest(this.header.subarray(0, 32));
+      const length = this.check(hash, this.headerView.getUint32(32));
       if (length === null) records.push({ hash, bytes: null });
       else if (chunk.length - offset >= length) {
         records.push({ hash, bytes: chunk.subarray(offset, offset + length) });
@@ -89,26 +82,55 @@ export class BlockRecordReader {
     return records;
   }
 
+  /** Where the stream stands now (null: between records, where it may end). */
+  get position(): RecordStreamPosition {
+    if (this.current) return { inBlock: { filled: this.current.filled, length: this.current.bytes.length } };
+    return this.headerFilled > 0 ? { inHeader: this.headerFilled } : null;
+  }
+}
+
+/**
+ * Parses a record stream as it arrives, strictly: every record must name the next hash
+ * asked for (so none is repeated, skipped or unasked), hold 1 … 4 MiB or be absent, and the
+ * block bytes together may not pass MAX_BLOCK_BATCH_BYTES. Memory stays at the current
+ * record. Block hashes are not checked here: whoever stores a block verifies it.
+ */
+export class BlockRecordReader {
+  private next = 0;
+  private blockBytes = 0;
+  private readonly asked: ReadonlySet<BlockHash>;
+  private readonly framer = new BlockRecordFramer((hash, length) => this.checkHeader(hash, length));
+
+  constructor(
+    private readonly order: readonly BlockHash[],
+    private readonly maxBlockBytes = MAX_BLOCK_BATCH_BYTES,
+  ) {
+    this.asked = new Set(order);
+  }
+
+  /** Records completed by this chunk, in order. Throws ValidationError for a broken stream. */
+  push(chunk: Uint8Array): BlockRecord[] {
+    return this.framer.push(chunk);
+  }
+
   /** The stream ended: refuses one that stopped inside a record. Returns how many records arrived. */
   end(): number {
-    if (this.current || this.headerFilled > 0) throw new ValidationError('blocks', 'the response ended inside a record');
+    if (this.framer.position) throw new ValidationError('blocks', 'the response ended inside a record');
     return this.next;
   }
 
-  /** Checks the header just completed; `length` null for an absent record. */
-  private readHeader(): { hash: BlockHash; length: number | null } {
-    const hash = hexOfDigest(this.header.subarray(0, 32));
+  /** Checks a header; the block's length, or null for an absent record. */
+  private checkHeader(hash: BlockHash, length: number): number | null {
     const index = this.next;
     if (index >= this.order.length) throw new ValidationError(`blocks[${index}]`, 'is a record past the hashes asked for');
     if (hash !== this.order[index]) {
       throw new ValidationError(`blocks[${index}]`, this.asked.has(hash) ? 'names a block out of request order' : 'names a block that was not asked for');
     }
     this.next += 1;
-    const length = this.headerView.getUint32(32);
-    if (length === BLOCK_RECORD_ABSENT) return { hash, length: null };
+    if (length === BLOCK_RECORD_ABSENT) return null;
     if (length === 0 || length > MAX_BLOCK_SIZE) throw new ValidationError(`blocks[${index}].length`, `must be 1 to ${MAX_BLOCK_SIZE} bytes, not ${length}`);
     this.blockBytes += length;
     if (this.blockBytes > this.maxBlockBytes) throw new ValidationError(`blocks[${index}]`, `takes the response past ${this.maxBlockBytes} block bytes`);
-    return { hash, length };
+    return length;
   }
 }

@@ -1,5 +1,5 @@
-import { hexOfDigest, type BlockHash } from './block-hash.ts';
-import { BLOCK_RECORD_ABSENT, BLOCK_RECORD_HEADER_BYTES, encodeBlockRecordHeader } from './block-records.ts';
+import type { BlockHash } from './block-hash.ts';
+import { BLOCK_RECORD_ABSENT, BLOCK_RECORD_HEADER_BYTES, BlockRecordFramer, encodeBlockRecordHeader } from './block-records.ts';
 import { expectRecord } from './fields.ts';
 import { ValidationError } from './errors.ts';
 import { MAX_BLOCK_BATCH, MAX_BLOCK_BATCH_BYTES, MAX_BLOCK_SIZE } from './limits.ts';
@@ -45,11 +45,9 @@ export function encodeBlockUploadParts(blocks: readonly BlockUpload[]): Uint8Arr
  */
 export class BlockUploadReader {
   private count = 0;
-  private readonly header = new Uint8Array(BLOCK_RECORD_HEADER_BYTES);
-  private headerFilled = 0;
-  private current: { hash: BlockHash; bytes: Uint8Array; filled: number } | null = null;
   private blockBytes = 0;
   private readonly seen = new Map<BlockHash, number>();
+  private readonly framer = new BlockRecordFramer((hash, length) => this.checkHeader(hash, length));
 
   constructor(
     private readonly maxRecords = MAX_BLOCK_BATCH,
@@ -58,49 +56,25 @@ export class BlockUploadReader {
 
   /** Records completed by this chunk, in order. Throws ValidationError for a broken body. */
   push(chunk: Uint8Array): BlockUpload[] {
-    const records: BlockUpload[] = [];
-    let offset = 0;
-    while (offset < chunk.length) {
-      if (this.current) {
-        const { bytes } = this.current;
-        const take = Math.min(bytes.length - this.current.filled, chunk.length - offset);
-        bytes.set(chunk.subarray(offset, offset + take), this.current.filled);
-        this.current.filled += take;
-        offset += take;
-        if (this.current.filled === bytes.length) {
-          records.push({ hash: this.current.hash, bytes });
-          this.current = null;
-        }
-        continue;
-      }
-      const take = Math.min(BLOCK_RECORD_HEADER_BYTES - this.headerFilled, chunk.length - offset);
-      this.header.set(chunk.subarray(offset, offset + take), this.headerFilled);
-      this.headerFilled += take;
-      offset += take;
-      if (this.headerFilled < BLOCK_RECORD_HEADER_BYTES) break;
-      this.headerFilled = 0;
-      this.startRecord();
-    }
-    return records;
+    // checkHeader never lets an absent record through: every record carries bytes.
+    return this.framer.push(chunk) as BlockUpload[];
   }
 
   /** The body ended: refuses one that is empty or stopped inside a record. Returns the record count. */
   end(): number {
-    const field = `blocks[${this.current ? this.count - 1 : this.count}]`;
-    if (this.current) {
-      throw new ValidationError(field, `the body ended after ${this.current.filled} of the record's ${this.current.bytes.length} bytes`);
+    const position = this.framer.position;
+    if (position && 'inBlock' in position) {
+      throw new ValidationError(`blocks[${this.count - 1}]`, `the body ended after ${position.inBlock.filled} of the record's ${position.inBlock.length} bytes`);
     }
-    if (this.headerFilled > 0) throw new ValidationError(field, `the body ended inside the record's header (${this.headerFilled} of 36 bytes)`);
+    if (position) throw new ValidationError(`blocks[${this.count}]`, `the body ended inside the record's header (${position.inHeader} of ${BLOCK_RECORD_HEADER_BYTES} bytes)`);
     if (this.count === 0) throw new ValidationError('blocks', 'a batch holds at least one block');
     return this.count;
   }
 
-  private startRecord(): void {
+  private checkHeader(hash: BlockHash, length: number): number {
     const index = this.count;
     const field = `blocks[${index}]`;
     if (index >= this.maxRecords) throw new ValidationError(field, `is past the ${this.maxRecords} blocks a batch may hold`);
-    const hash = hexOfDigest(this.header.subarray(0, 32));
-    const length = new DataView(this.header.buffer).getUint32(32);
     if (length === BLOCK_RECORD_ABSENT) throw new ValidationError(`${field}.length`, 'is the absent marker, which an upload may not send');
     if (length === 0 || length > MAX_BLOCK_SIZE) throw new ValidationError(`${field}.length`, `must be 1 to ${MAX_BLOCK_SIZE} bytes, not ${length}`);
     const earlier = this.seen.get(hash);
@@ -111,7 +85,7 @@ export class BlockUploadReader {
     }
     this.seen.set(hash, index);
     this.count += 1;
-    this.current = { hash, bytes: new Uint8Array(length), filled: 0 };
+    return length;
   }
 }
 

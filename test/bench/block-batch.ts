@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { basename, join } from 'node:path';
-import type { BlockHash } from '../../src/protocol/index.ts';
+import { BLOCK_RECORD_ABSENT, BLOCK_RECORD_HEADER_BYTES, type BlockHash } from '../../src/protocol/index.ts';
 import { manyFilesBytes, seedManyFiles, type ManyFilesWorkspace } from '../e2e/support/seed-many-files.ts';
 import { cpuSeconds } from './load/proc.ts';
 import { ServerProcess } from './load/server-process.ts';
@@ -25,8 +25,6 @@ import { median, type BenchRow } from './report.ts';
 const BATCH = 256;
 const IN_FLIGHT = 4;
 const FLOOR_PARALLEL = 16;
-const RECORD_HEADER = 36;
-const ABSENT = 0xffff_ffff;
 
 interface Target {
   label: string;
@@ -151,8 +149,8 @@ function fetchBatch(target: Target, hashes: BlockHash[]): Promise<number> {
           let blockBytes = 0;
           while (offset < all.length) {
             const length = all.readUInt32BE(offset + 32);
-            if (length === ABSENT) return reject(new Error(`block ${all.toString('hex', offset, offset + 32)} came back absent`));
-            offset += RECORD_HEADER + length;
+            if (length === BLOCK_RECORD_ABSENT) return reject(new Error(`block ${all.toString('hex', offset, offset + 32)} came back absent`));
+            offset += BLOCK_RECORD_HEADER_BYTES + length;
             blockBytes += length;
             records++;
           }
