@@ -1,5 +1,6 @@
 import { SMALL_FILE_BATCH_BYTES, SMALL_FILE_BATCH_FILES, uploadSmallFiles } from '../src/engine/small-file-batch.ts';
 import { uploadFile } from '../src/engine/uploader.ts';
+import type { ConditionalCommits } from '../src/engine/conflict-copies.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
 import { describeError, parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { UploadInput, UploadTotals, UploadView } from './sync-api.ts';
@@ -12,6 +13,8 @@ export interface BlobBlockStore extends LocalBlockStore {
 export interface UploadQueueOptions {
   ns: NamespaceId;
   api: UploadApi;
+  /** Commits name the version they replace; one that lost its path is kept as a conflicted copy. */
+  conditions: ConditionalCommits;
   blocks: BlobBlockStore;
   sha256: Sha256;
   onChange: () => void;
@@ -144,6 +147,7 @@ export class UploadQueue {
         api: this.sendingStoredCopies,
         blocks: this.options.blocks,
         sha256: this.options.sha256,
+        conditions: this.options.conditions,
         onProgress: (progress) => {
           this.totals.bytesUploaded += progress.bytesUploaded - view.bytesUploaded;
           view.bytesHashed = progress.bytesHashed;
@@ -153,6 +157,7 @@ export class UploadQueue {
         },
       });
       view.size = result.size;
+      if (result.conflicted) view.conflictedCopy = result.path;
       this.succeed(view);
       this.options.onCommitted(result.blocks);
     } catch (error) {
@@ -195,6 +200,10 @@ export class UploadQueue {
             this.options.onChange();
           },
           onUnreadable: (index, error) => this.fail(batch[index].view, new Error(`could not read the file: ${messageOf(error)}`)),
+          conditions: this.options.conditions,
+          onConflictedCopy: (index, path) => {
+            batch[index].view.conflictedCopy = path;
+          },
         },
       );
       sjids.forEach((sjid, index) => {

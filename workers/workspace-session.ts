@@ -1,6 +1,8 @@
 import { NamespaceSync } from '../src/engine/namespace-sync.ts';
 import type { ServerApi } from '../src/engine/server-api.ts';
 import { ServerBlockSource } from '../src/engine/server-source.ts';
+import { CommitConflictError } from '../src/engine/commit-conflict.ts';
+import type { ConditionalCommits } from '../src/engine/conflict-copies.ts';
 import { commitWithBlocks } from '../src/engine/uploader.ts';
 import type { BlockSource, FileRecord } from '../src/engine/types.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
@@ -18,6 +20,8 @@ export interface WorkspaceSessionDeps {
   api: ServerApi;
   blocks: IdbBlockStore;
   state: IdbStateStore;
+  /** This browser's label: in its conflicted copies' names. */
+  device: string;
 }
 
 /**
@@ -75,6 +79,7 @@ export class WorkspaceSession {
     this.uploads = new UploadQueue({
       ns,
       api: deps.api,
+      conditions: this.conditions(),
       blocks: deps.blocks,
       sha256,
       onChange: () => this.schedulePush(),
@@ -142,6 +147,18 @@ export class WorkspaceSession {
     return this.engine?.file(path) ?? (await this.deps.state.file(this.namespaceId, path));
   }
 
+  /**
+   * Every commit from this tab names as its parent the live entry this device knows for the
+   * path (the leader's engine, or what the leader stored): an upload based on a version that
+   * another device replaced meanwhile becomes a conflicted copy instead of replacing theirs.
+   */
+  private conditions(): ConditionalCommits {
+    return {
+      device: this.deps.device,
+      parentOf: async (path) => (await this.fileRecord(path))?.sjid ?? 0,
+    };
+  }
+
   async rename(from: string, to: string): Promise<void> {
     const source = parseFilePath(from, 'from');
     const target = parseFilePath(to, 'to');
@@ -149,23 +166,40 @@ export class WorkspaceSession {
     const file = await this.fileRecord(source);
     if (!file) throw new Error(`${source} is not in this workspace`);
     // Write the new name first: a crash between the two commits leaves a copy, never a loss.
-    await commitWithBlocks(
-      this.namespaceId,
-      { path: target, size: file.size, mtime: file.mtime, blocks: file.blocks, deleted: false },
-      this.deps.api,
-      this.deps.blocks,
-    );
-    await this.remove(source);
+    // Both commits are conditional: a target or source changed elsewhere meanwhile is never overwritten or removed.
+    try {
+      await commitWithBlocks(
+        this.namespaceId,
+        { path: target, size: file.size, mtime: file.mtime, blocks: file.blocks, deleted: false, parent: (await this.fileRecord(target))?.sjid ?? 0 },
+        this.deps.api,
+        this.deps.blocks,
+      );
+    } catch (error) {
+      if (error instanceof CommitConflictError) throw new Error(`${target} was changed on another device meanwhile: not renamed`);
+      throw error;
+    }
+    await this.removeVersion(source, file.sjid);
   }
 
   async remove(path: string): Promise<void> {
     const target = parseFilePath(path);
-    await commitWithBlocks(
-      this.namespaceId,
-      { path: target, size: 0, mtime: Date.now(), blocks: [], deleted: true },
-      this.deps.api,
-      this.deps.blocks,
-    );
+    const file = await this.fileRecord(target);
+    if (!file) return; // Not live as far as this device knows: nothing to delete.
+    await this.removeVersion(target, file.sjid);
+  }
+
+  /**
+   * Deletes `path` if its live entry is still `sjid`. Already deleted elsewhere: done. Changed
+   * elsewhere: the newer version stays (deleting what this user never saw would lose it).
+   */
+  private async removeVersion(path: FilePath, sjid: number): Promise<void> {
+    try {
+      await commitWithBlocks(this.namespaceId, { path, size: 0, mtime: Date.now(), blocks: [], deleted: true, parent: sjid }, this.deps.api, this.deps.blocks);
+    } catch (error) {
+      if (!(error instanceof CommitConflictError)) throw error;
+      if (error.current === null) return;
+      throw new Error(`${path} was changed on another device (${error.current.device ?? 'unknown device'}) since this device saw it: not deleted`);
+    }
   }
 
   /** This page will not connect to peers: the server need not wait for them. */
