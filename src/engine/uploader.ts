@@ -92,5 +92,5 @@ export async function uploadFile(
   return { ...landed, blocks: hashes, size };
 }
 
-// Where they lived before; callers import them from here.
+// They moved to commit-with-blocks.ts (so conflict-copies.ts uses them without an import cycle); callers still import them from here.
 export { commitBatchWithBlocks, commitWithBlocks } from './commit-with-blocks.ts';
