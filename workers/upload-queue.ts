@@ -4,6 +4,7 @@ import type { ConditionalCommits } from '../src/engine/conflict-copies.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
 import { describeError, parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { UploadInput, UploadTotals, UploadView } from './sync-api.ts';
+import { UploadParents } from './upload-parents.ts';
 
 /** The device's block store, which can also hand out a stored block as a disk-backed Blob. */
 export interface BlobBlockStore extends LocalBlockStore {
@@ -35,6 +36,12 @@ interface Queued {
   view: UploadView;
   file: File;
   path: FilePath;
+  /**
+   * The live entry this device knew for the path when the user added the file: the version
+   * the upload replaces. Taken then, not at commit time, so a version another device commits
+   * while this one waits or uploads is not silently replaced: it meets a conflict instead.
+   */
+  parent: Promise<number>;
 }
 
 /**
@@ -54,6 +61,7 @@ export class UploadQueue {
   private runningLarge = 0;
   private batchRunning = false;
   private nextId = 1;
+  private readonly parents = new UploadParents();
 
   /**
    * The server API, but block bodies are the stored blocks' disk-backed Files: a Blob made
@@ -85,14 +93,19 @@ export class UploadQueue {
   }
 
   add(inputs: UploadInput[]): void {
-    if (this.idle()) this.totals = emptyTotals();
+    if (this.idle()) {
+      this.totals = emptyTotals();
+      this.parents.clear();
+    }
     for (const { file, path } of inputs) {
       const view: UploadView = { id: this.nextId++, path, size: file.size, bytesHashed: 0, bytesUploaded: 0, state: 'queued' };
       this.totals.files += 1;
       this.totals.bytes += file.size;
       try {
         const parsed = parseFilePath(path);
-        (file.size <= SMALL_FILE_MAX ? this.small : this.large).push({ view, file, path: parsed });
+        const parent = Promise.resolve(this.options.conditions.parentOf(parsed));
+        parent.catch(() => {}); // A failed lookup fails the upload when its commit awaits it.
+        (file.size <= SMALL_FILE_MAX ? this.small : this.large).push({ view, file, path: parsed, parent });
       } catch (error) {
         this.fail(view, error);
       }
@@ -127,17 +140,23 @@ export class UploadQueue {
   private takeBatch(): Queued[] {
     const batch: Queued[] = [];
     let bytes = 0;
+    const paths = new Set<FilePath>();
     while (this.small.length > 0 && batch.length < SMALL_FILE_BATCH_FILES) {
       const size = this.small[0].file.size;
       if (batch.length > 0 && bytes + size > SMALL_FILE_BATCH_BYTES) break;
+      // A path's second upload goes in the next batch, based on the first (UploadParents),
+      // rather than conflicting with it inside one commit.
+      if (paths.has(this.small[0].path)) break;
+      paths.add(this.small[0].path);
       batch.push(this.small.shift()!);
       bytes += size;
     }
     return batch;
   }
 
-  private async runLarge({ view, file, path }: Queued): Promise<void> {
+  private async runLarge({ view, file, path, parent }: Queued): Promise<void> {
     this.start(view);
+    let parentSent = 0;
     try {
       const result = await uploadFile({
         ns: this.options.ns,
@@ -147,7 +166,7 @@ export class UploadQueue {
         api: this.sendingStoredCopies,
         blocks: this.options.blocks,
         sha256: this.options.sha256,
-        conditions: this.options.conditions,
+        conditions: { ...this.options.conditions, parentOf: async () => (parentSent = this.parents.resolve(path, await parent)) },
         onProgress: (progress) => {
           this.totals.bytesUploaded += progress.bytesUploaded - view.bytesUploaded;
           view.bytesHashed = progress.bytesHashed;
@@ -158,6 +177,7 @@ export class UploadQueue {
       });
       view.size = result.size;
       if (result.conflicted) view.conflictedCopy = result.path;
+      else this.parents.committed(path, parentSent, result.sjid);
       this.succeed(view);
       this.options.onCommitted(result.blocks);
     } catch (error) {
@@ -168,6 +188,8 @@ export class UploadQueue {
   private async runBatch(batch: Queued[]): Promise<void> {
     for (const { view } of batch) this.start(view);
     const hashes: BlockHash[] = [];
+    const knownParents = new Map(batch.map((queued) => [queued.path, queued.parent]));
+    const parentsSent = new Map<FilePath, number>();
     try {
       const sjids = await uploadSmallFiles(
         batch.map(({ file, path }) => ({
@@ -200,14 +222,24 @@ export class UploadQueue {
             this.options.onChange();
           },
           onUnreadable: (index, error) => this.fail(batch[index].view, new Error(`could not read the file: ${messageOf(error)}`)),
-          conditions: this.options.conditions,
+          conditions: {
+            ...this.options.conditions,
+            parentOf: async (path) => {
+              const parent = this.parents.resolve(path, await (knownParents.get(path) ?? 0));
+              parentsSent.set(path, parent);
+              return parent;
+            },
+          },
           onConflictedCopy: (index, path) => {
             batch[index].view.conflictedCopy = path;
           },
         },
       );
       sjids.forEach((sjid, index) => {
-        if (sjid !== null) this.succeed(batch[index].view);
+        if (sjid === null) return;
+        const { path, view } = batch[index];
+        if (view.conflictedCopy === undefined) this.parents.committed(path, parentsSent.get(path) ?? 0, sjid);
+        this.succeed(view);
       });
       this.options.onCommitted(hashes);
     } catch (error) {
