@@ -193,6 +193,12 @@ export interface SyncWorkerApi {
    * committed it; `before` (an sjid from the last answer) pages back when `more` is set.
    */
   history(ns: NamespaceId, path: string, before?: number): Promise<HistoryResponse>;
+  /**
+   * Makes version `sjid` of `path` the live one again (a commit of its blocks). If another
+   * device changed the file meanwhile, the restored version is kept as a conflicted copy:
+   * `path` says where it landed.
+   */
+  restoreVersion(ns: NamespaceId, path: string, sjid: number): Promise<{ path: string; conflicted: boolean }>;
   /** The file's bytes, assembled from stored blocks without one big buffer. */
   fileBlob(ns: NamespaceId, path: string): Promise<Blob>;
   /** Tokens for the relay handshake of `ns` (the transport runs on the page's thread). */

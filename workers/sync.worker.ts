@@ -1,7 +1,7 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
-import { DEFAULT_PEER_LABEL, describeError, inviteFromLink, parseBridgeReadOut, parseDeviceLabel, parseFilePath, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import { DEFAULT_PEER_LABEL, describeError, inviteFromLink, parseBridgeReadOut, parseCursor, parseDeviceLabel, parseFilePath, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
 import { BlockFiles } from './block-files.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
@@ -170,6 +170,10 @@ const api: SyncWorkerApi = {
   async history(ns: NamespaceId, path: string, before?: number) {
     const id = parseNamespaceId(ns);
     return (await apiFor(id)).history(id, parseFilePath(path), before === undefined ? {} : { before });
+  },
+
+  async restoreVersion(ns: NamespaceId, path: string, sjid: number) {
+    return (await sessionFor(parseNamespaceId(ns))).restoreVersion(path, parseCursor(sjid, 'sjid'));
   },
 
   async fileBlob(ns: NamespaceId, path: string) {

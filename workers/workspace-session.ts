@@ -3,6 +3,7 @@ import type { ServerApi } from '../src/engine/server-api.ts';
 import { ServerBlockSource } from '../src/engine/server-source.ts';
 import { CommitConflictError } from '../src/engine/commit-conflict.ts';
 import type { ConditionalCommits } from '../src/engine/conflict-copies.ts';
+import { restoreVersion } from '../src/engine/restore-version.ts';
 import { commitWithBlocks } from '../src/engine/uploader.ts';
 import type { BlockSource, FileRecord } from '../src/engine/types.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
@@ -200,6 +201,11 @@ export class WorkspaceSession {
       if (error.current === null) return;
       throw new Error(`${path} was changed on another device (${error.current.device ?? 'unknown device'}) since this device saw it: not deleted`);
     }
+  }
+
+  async restoreVersion(path: string, sjid: number): Promise<{ path: string; conflicted: boolean }> {
+    const kept = await restoreVersion(this.namespaceId, parseFilePath(path), sjid, this.deps.api, this.deps.blocks, this.conditions());
+    return { path: kept.path, conflicted: kept.conflicted };
   }
 
   /** This page will not connect to peers: the server need not wait for them. */

@@ -6,6 +6,7 @@ import { CommitConflictError } from '../../src/engine/commit-conflict.ts';
 import type { ConditionalCommits } from '../../src/engine/conflict-copies.ts';
 import { NamespaceSync } from '../../src/engine/namespace-sync.ts';
 import { ServerApi } from '../../src/engine/server-api.ts';
+import { restoreVersion } from '../../src/engine/restore-version.ts';
 import { ServerBlockSource } from '../../src/engine/server-source.ts';
 import { uploadSmallFiles } from '../../src/engine/small-file-batch.ts';
 import { uploadFile } from '../../src/engine/uploader.ts';
@@ -208,5 +209,36 @@ describe('conditional commits from the engine', () => {
     const second = await upload(b, ns, 'x.txt', 'two\n', false);
     expect(second).toMatchObject({ path: 'x.txt', conflicted: false, sjid: 2 });
     expect(hashOf(new TextEncoder().encode('two\n'))).toBe(second.blocks[0]);
+  });
+
+  it('restores an old version as an ordinary commit, and keeps it as a copy when the file changed meanwhile', async () => {
+    const { ns, a, b } = await workspace();
+    await upload(a, ns, 'report.txt', 'first draft\n');
+    await (await catchUp(a, ns)).stop();
+    await upload(a, ns, 'report.txt', 'second draft\n');
+    const path = parseFilePath('report.txt');
+    // B restores entry 1 from history: it knows entry 2 as live, so entry 2 is what it replaces.
+    for (const device of [a, b]) await (await catchUp(device, ns)).stop();
+    expect(await restoreVersion(ns, path, 1, b.api, b.blocks, b.conditions)).toEqual({ sjid: 3, path, conflicted: false });
+    const history = await a.api.history(ns, path);
+    expect(history.versions.map((v) => [v.sjid, v.blocks[0], v.device])).toEqual([
+      [3, history.versions[2].blocks[0], 'Bob/desk'],
+      [2, expect.any(String), 'Ann laptop'],
+      [1, expect.any(String), 'Ann laptop'],
+    ]);
+
+    // A, not having read entry 3, restores entry 2: its restore becomes a conflicted copy.
+    const kept = await restoreVersion(ns, path, 2, a.api, a.blocks, a.conditions);
+    expect(kept).toMatchObject({ conflicted: true, path: 'report (conflicted copy 2026-12-06 093015 Ann laptop).txt' });
+    const sync = await catchUp(a, ns);
+    try {
+      expect(await contentOf(a, sync, 'report.txt')).toBe('first draft\n');
+      expect(await contentOf(a, sync, kept.path)).toBe('second draft\n');
+    } finally {
+      await sync.stop();
+    }
+
+    await expect(restoreVersion(ns, path, 99, a.api, a.blocks, a.conditions)).rejects.toThrow(/has no version 99/);
+    await expect(restoreVersion(ns, parseFilePath('other.txt'), 1, a.api, a.blocks, a.conditions)).rejects.toThrow(/has no version 1/);
   });
 });
