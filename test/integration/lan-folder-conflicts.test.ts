@@ -203,4 +203,21 @@ describe('native peer: conditional commits against a stale view of the journal',
     expect(await head(h.url, member)).toBe(3);
     expect(peer.state.folderRecord(parseFilePath('keep.txt'))).toBeUndefined();
   });
+
+  it('a local edit of a file deleted remotely meanwhile: nothing is committed over the deletion, then the edit comes back as a new file', async () => {
+    const member = await createWorkspace(h.url, 'native edit vs delete');
+    await remoteCommit(member, 'draft.txt', 'draft\n', 0);
+    const peer = await nativePeer(member);
+    await catchUpAndWrite(peer, member);
+    await remoteCommit(member, 'draft.txt', '', 1, true);
+    await editLocally(peer, 'draft.txt', 'kept working on it\n');
+    await peer.scanner.scan();
+    expect(peer.log.join('\n')).toMatch(/conflict on draft\.txt: it was deleted on the server; .* uploaded again as a new file/);
+    expect(await head(h.url, member)).toBe(2);
+
+    await catchUpAndWrite(peer, member);
+    await peer.scanner.scan();
+    expect([...(await livePaths(member)).entries()]).toEqual([['draft.txt', 3]]);
+    expect(await readFile(join(peer.dir, 'draft.txt'), 'utf8')).toBe('kept working on it\n');
+  });
 });

@@ -105,7 +105,10 @@ export class LocalChanges {
       );
     } catch (error) {
       if (!(error instanceof CommitConflictError)) throw error;
-      log(`conflict on ${printable(path)}: ${conflictDescription(error)}; the local version will be kept as a conflicted copy`);
+      // The materialiser settles it once the engine reads the entry: a newer version makes the
+      // local one a conflicted copy; a deletion leaves the local file to be uploaded as new.
+      const outcome = error.current === null ? 'it will be uploaded again as a new file' : 'it will be kept as a conflicted copy';
+      log(`conflict on ${printable(path)}: ${conflictDescription(error)}; the local version is not committed now, ${outcome}`);
       return;
     }
     state.putFolderRecord({ path, size, mtimeMs: after.mtimeMs, blocks, sjid, deleted: false });
@@ -201,7 +204,7 @@ export class LocalChanges {
 }
 
 function conflictDescription(error: CommitConflictError): string {
-  if (error.current === null) return 'the server no longer has it';
+  if (error.current === null) return 'it was deleted on the server';
   const by = error.current.device === null ? '' : ` by ${printable(error.current.device)}`;
   return `the server has a newer version (entry ${error.current.sjid}${by})`;
 }
