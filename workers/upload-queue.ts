@@ -1,6 +1,5 @@
 import { SMALL_FILE_BATCH_BYTES, SMALL_FILE_BATCH_FILES, uploadSmallFiles } from '../src/engine/small-file-batch.ts';
 import { uploadFile } from '../src/engine/uploader.ts';
-import type { ConditionalCommits } from '../src/engine/conflict-copies.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
 import { describeError, parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { UploadInput, UploadTotals, UploadView } from './sync-api.ts';
@@ -14,8 +13,14 @@ export interface BlobBlockStore extends LocalBlockStore {
 export interface UploadQueueOptions {
   ns: NamespaceId;
   api: UploadApi;
-  /** Commits name the version they replace; one that lost its path is kept as a conflicted copy. */
-  conditions: ConditionalCommits;
+  /** This browser's label (the server records it; conflicted copies are named after it). */
+  device: string;
+  /**
+   * The live sjid this device knows for each of `paths` (absent: not live), in one read: an
+   * upload names it as the version it replaces, and one that lost its path is kept as a
+   * conflicted copy. One lookup per drop, not per file (a follower tab reads the whole table).
+   */
+  knownSjids(paths: readonly FilePath[]): Promise<ReadonlyMap<FilePath, number>>;
   blocks: BlobBlockStore;
   sha256: Sha256;
   onChange: () => void;
@@ -97,18 +102,23 @@ export class UploadQueue {
       this.totals = emptyTotals();
       this.parents.clear();
     }
+    const accepted: { view: UploadView; file: File; path: FilePath }[] = [];
     for (const { file, path } of inputs) {
       const view: UploadView = { id: this.nextId++, path, size: file.size, bytesHashed: 0, bytesUploaded: 0, state: 'queued' };
       this.totals.files += 1;
       this.totals.bytes += file.size;
       try {
-        const parsed = parseFilePath(path);
-        const parent = Promise.resolve(this.options.conditions.parentOf(parsed));
-        parent.catch(() => {}); // A failed lookup fails the upload when its commit awaits it.
-        (file.size <= SMALL_FILE_MAX ? this.small : this.large).push({ view, file, path: parsed, parent });
+        accepted.push({ view, file, path: parseFilePath(path) });
       } catch (error) {
         this.fail(view, error);
       }
+    }
+    const known = accepted.length === 0 ? Promise.resolve(new Map<FilePath, number>()) : this.options.knownSjids(accepted.map((item) => item.path));
+    known.catch(() => {}); // A failed lookup fails each upload when its commit awaits it.
+    for (const item of accepted) {
+      const parent = known.then((sjids) => sjids.get(item.path) ?? 0);
+      parent.catch(() => {});
+      (item.file.size <= SMALL_FILE_MAX ? this.small : this.large).push({ ...item, parent });
     }
     this.options.onChange();
     this.drain();
@@ -166,7 +176,7 @@ export class UploadQueue {
         api: this.sendingStoredCopies,
         blocks: this.options.blocks,
         sha256: this.options.sha256,
-        conditions: { ...this.options.conditions, parentOf: async () => (parentSent = this.parents.resolve(path, await parent)) },
+        conditions: { device: this.options.device, parentOf: async () => (parentSent = this.parents.resolve(path, await parent)) },
         onProgress: (progress) => {
           this.totals.bytesUploaded += progress.bytesUploaded - view.bytesUploaded;
           view.bytesHashed = progress.bytesHashed;
@@ -223,7 +233,7 @@ export class UploadQueue {
           },
           onUnreadable: (index, error) => this.fail(batch[index].view, new Error(`could not read the file: ${messageOf(error)}`)),
           conditions: {
-            ...this.options.conditions,
+            device: this.options.device,
             parentOf: async (path) => {
               const parent = this.parents.resolve(path, await (knownParents.get(path) ?? 0));
               parentsSent.set(path, parent);

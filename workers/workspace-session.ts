@@ -80,7 +80,8 @@ export class WorkspaceSession {
     this.uploads = new UploadQueue({
       ns,
       api: deps.api,
-      conditions: this.conditions(),
+      device: deps.device,
+      knownSjids: (paths) => this.knownSjids(paths),
       blocks: deps.blocks,
       sha256,
       onChange: () => this.schedulePush(),
@@ -149,15 +150,32 @@ export class WorkspaceSession {
   }
 
   /**
-   * Every commit from this tab names as its parent the live entry this device knows for the
-   * path (the leader's engine, or what the leader stored): an upload based on a version that
-   * another device replaced meanwhile becomes a conflicted copy instead of replacing theirs.
+   * Commits from this tab name as their parent the live entry this device knows for the path
+   * (the leader's engine, or what the leader stored), so a version another device committed
+   * meanwhile is never replaced: a restore becomes a conflicted copy instead. (Uploads take
+   * their parents when added: UploadQueue.)
    */
   private conditions(): ConditionalCommits {
     return {
       device: this.deps.device,
       parentOf: async (path) => (await this.fileRecord(path))?.sjid ?? 0,
     };
+  }
+
+  /** The live sjids this device knows for `paths`: the engine's table when leading, else one read of the stored table. */
+  private async knownSjids(paths: readonly FilePath[]): Promise<Map<FilePath, number>> {
+    const known = new Map<FilePath, number>();
+    const engine = this.engine;
+    if (engine) {
+      for (const path of paths) {
+        const file = engine.file(path);
+        if (file) known.set(path, file.sjid);
+      }
+      return known;
+    }
+    const wanted = new Set(paths);
+    for (const file of (await this.deps.state.load(this.namespaceId)).files) if (wanted.has(file.path)) known.set(file.path, file.sjid);
+    return known;
   }
 
   async rename(from: string, to: string): Promise<void> {
