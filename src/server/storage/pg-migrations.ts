@@ -66,6 +66,18 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     // Filled on first request (MetadataStore.lanKey), so existing workspaces get one too.
     sql: `ALTER TABLE workspaces ADD COLUMN lan_key bytea CHECK (octet_length(lan_key) = 32);`,
   },
+  {
+    version: 3,
+    name: 'device labels and version history',
+    // device: the committing device's label (NULL for entries from before, or from clients
+    // that send none; 40 characters at most, as the protocol allows). The index answers a
+    // path's history newest first without a scan. Building it holds writes to the journal
+    // for as long as it takes (once, at upgrade).
+    sql: `
+      ALTER TABLE journal ADD COLUMN device text CHECK (char_length(device) <= 40);
+      CREATE INDEX journal_path ON journal (ns, path, sjid DESC);
+    `,
+  },
 ];
 
 /** First key of nearsync's advisory locks ('nsyn'); the second is the schema's hash. */

@@ -62,6 +62,16 @@ export const MIGRATIONS: readonly Migration[] = [
     // Filled on first request (MetadataStore.lanKey), so existing workspaces get one too.
     sql: `ALTER TABLE workspaces ADD COLUMN lan_key BLOB CHECK (lan_key IS NULL OR length(lan_key) = 32);`,
   },
+  {
+    version: 3,
+    name: 'device labels and version history',
+    // device: the committing device's label (NULL for entries from before, or from clients
+    // that send none). The index answers a path's history newest first without a scan.
+    sql: `
+      ALTER TABLE journal ADD COLUMN device TEXT;
+      CREATE INDEX journal_path ON journal (ns, path, sjid);
+    `,
+  },
 ];
 
 /** The highest version recorded in the database, 0 for a database never migrated. */
