@@ -5,7 +5,7 @@ import { DEFAULT_PEER_LABEL, describeError, inviteFromLink, parseBridgeReadOut, 
 import { BlockFiles } from './block-files.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
-import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
+import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
 import { WorkspaceSession } from './workspace-session.ts';
 
 /**
@@ -155,8 +155,8 @@ const api: SyncWorkerApi = {
     return session.list(parseFolderQuery(query));
   },
 
-  async upload(ns: NamespaceId, files: UploadInput[]) {
-    (await sessionFor(parseNamespaceId(ns))).upload(files);
+  async upload(ns: NamespaceId, files: UploadInput[], part?: UploadPart) {
+    (await sessionFor(parseNamespaceId(ns))).upload(files, part === undefined ? undefined : parseUploadPart(part));
   },
 
   async rename(ns: NamespaceId, from: string, to: string) {
@@ -245,6 +245,11 @@ function parseFolderQuery(query: FolderQuery): FolderQuery {
     offset: whole(query.offset, Number.MAX_SAFE_INTEGER),
     limit: whole(query.limit, 500),
   };
+}
+
+function parseUploadPart(part: UploadPart): UploadPart {
+  const count = (value: unknown) => (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : 0);
+  return { first: part?.first === true, drop: { files: count(part?.drop?.files) } };
 }
 
 Comlink.expose(api);

@@ -6,6 +6,7 @@ import { h, setText } from './dom.ts';
 import type { PickedFile } from './dropped-files.ts';
 import { DropZone } from './drop-zone.ts';
 import { createFilePickers } from './file-pickers.ts';
+import { sendUploadsInParts } from './upload-sender.ts';
 import type { FileActions } from './file-row.ts';
 import { FolderView } from './folder-view.ts';
 import { formatBytes } from './format.ts';
@@ -74,7 +75,9 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
       );
     }
     if (accepted.length === 0) return;
-    api.upload(namespaceId, accepted).catch((error: unknown) => notices.error(`Upload failed: ${errorMessage(error)}`));
+    sendUploadsInParts(accepted, (part, about) => api.upload(namespaceId, part, about)).catch((error: unknown) =>
+      notices.error(`Upload failed: ${errorMessage(error)}`),
+    );
   }
 
   const dropZone = new DropZone(uploadPicked, (error) => notices.error(`Could not read the dropped files: ${errorMessage(error)}`));
