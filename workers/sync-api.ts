@@ -1,4 +1,4 @@
-import type { BridgeReadOut, BridgeReadReply, HistoryResponse, NamespaceId } from '../src/protocol/index.ts';
+import type { BridgeReadOut, BridgeReadReply, DeletedFilesResponse, HistoryResponse, NamespaceId } from '../src/protocol/index.ts';
 
 /**
  * The sync worker's interface as the UI sees it through comlink. The UI never touches
@@ -199,6 +199,16 @@ export interface SyncWorkerApi {
    * `path` says where it landed.
    */
   restoreVersion(ns: NamespaceId, path: string, sjid: number): Promise<{ path: string; conflicted: boolean }>;
+  /**
+   * The bytes of version `sjid` of `path` (from its history): blocks this device lacks are
+   * fetched from the server and checked against their hashes first.
+   */
+  versionBlob(ns: NamespaceId, path: string, sjid: number): Promise<Blob>;
+  /**
+   * Files deleted and not written since, newest deletion first, each with its last live
+   * version (restore it with restoreVersion(ns, path, lastSjid)); `before` pages back.
+   */
+  deletedFiles(ns: NamespaceId, before?: number): Promise<DeletedFilesResponse>;
   /** The file's bytes, assembled from stored blocks without one big buffer. */
   fileBlob(ns: NamespaceId, path: string): Promise<Blob>;
   /** Tokens for the relay handshake of `ns` (the transport runs on the page's thread). */
