@@ -234,4 +234,22 @@ describe('versions, recently deleted and conflicted copies in the browser', () =
     await expect.poll(() => rows.count()).toBe(2);
     await loser.keyboard.press('Escape');
   });
+
+  test('a failure says what failed and why', { timeout: 60_000 }, async () => {
+    // The server refuses the list (as it would a token removed from the workspace).
+    const refuse = '**/api/v1/ns/*/deleted*';
+    await pageB.context().route(refuse, (route) =>
+      route.fulfill({ status: 403, contentType: 'application/json', body: JSON.stringify({ error: 'forbidden', message: 'this token is not a member of the workspace' }) }),
+    );
+    try {
+      await pageB.getByTestId('open-recently-deleted').click();
+      const problem = pageB.getByTestId('deleted-error');
+      await problem.waitFor();
+      const text = (await problem.textContent()) ?? '';
+      expect(text).toMatch(/^Could not list the deleted files: .*not a member of the workspace/);
+      await pageB.keyboard.press('Escape');
+    } finally {
+      await pageB.context().unroute(refuse);
+    }
+  });
 });
