@@ -17,7 +17,9 @@ const deleted: Handler = async (ctx, deps) => {
   for (const name of ctx.url.searchParams.keys()) {
     if (name !== 'limit' && name !== 'before') throw new ValidationError(name, 'is not a known parameter');
   }
-  const body: DeletedFilesResponse = await deps.metadata.deletedFiles(ns, before === 0 ? null : before, limit);
+  // No time cut yet: server retention (HISTORY_DAYS) comes with block GC, which should pass
+  // its window's start here as `since` so that only restorable deletions are listed.
+  const body: DeletedFilesResponse = await deps.metadata.deletedFiles(ns, before === 0 ? null : before, limit, null);
   ctx.stats.bytesOut = sendJson(ctx.res, 200, body);
 };
 

@@ -309,7 +309,7 @@ export class PgMetadataStore implements MetadataStore {
     return { versions: rows.map(toVersion), more: rows.length > 0 && Number(rows[0].candidates) > rows.length };
   }
 
-  async deletedFiles(ns: NamespaceId, before: number | null, limit: number): Promise<DeletedFilesResponse> {
+  async deletedFiles(ns: NamespaceId, before: number | null, limit: number, since: number | null = null): Promise<DeletedFilesResponse> {
     // journal_deletions walked backwards; a deletion counts only while it is its path's latest
     // entry, and its last live version is the entry before it (both through journal_path).
     const result = await this.query<{
@@ -321,7 +321,7 @@ export class PgMetadataStore implements MetadataStore {
       size: number;
       mtime: number;
     }>(
-      `SELECT d.sjid, d.path, (extract(epoch FROM d.committed_at) * 1000)::bigint AS deleted_at, d.device,
+      `SELECT d.sjid, d.path, floor(extract(epoch FROM d.committed_at) * 1000)::bigint AS deleted_at, d.device,
               v.sjid AS last_sjid, v.size, v.mtime
        FROM journal d
        CROSS JOIN LATERAL (
@@ -329,11 +329,11 @@ export class PgMetadataStore implements MetadataStore {
          WHERE p.ns = d.ns AND p.path = d.path AND p.sjid < d.sjid
          ORDER BY p.sjid DESC LIMIT 1
        ) v
-       WHERE d.ns = $1 AND d.deleted AND d.sjid < $2
+       WHERE d.ns = $1 AND d.deleted AND d.sjid < $2 AND d.committed_at >= to_timestamp($4::bigint / 1000.0)
          AND NOT EXISTS (SELECT 1 FROM journal l WHERE l.ns = d.ns AND l.path = d.path AND l.sjid > d.sjid)
        ORDER BY d.sjid DESC
        LIMIT $3::integer + 1`,
-      [ns, before ?? Number.MAX_SAFE_INTEGER + 1, limit],
+      [ns, before ?? Number.MAX_SAFE_INTEGER + 1, limit, since ?? 0],
     );
     const rows = result.rows.slice(0, limit);
     return {

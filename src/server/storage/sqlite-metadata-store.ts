@@ -179,10 +179,10 @@ export class SqliteMetadataStore implements MetadataStore {
     return { versions, more };
   }
 
-  async deletedFiles(ns: NamespaceId, before: number | null, limit: number): Promise<DeletedFilesResponse> {
+  async deletedFiles(ns: NamespaceId, before: number | null, limit: number, since: number | null = null): Promise<DeletedFilesResponse> {
     const files: DeletedFile[] = [];
     let more = false;
-    for (const row of this.stmts.deletions.iterate(ns, before ?? Number.MAX_SAFE_INTEGER + 1, limit + 1) as IterableIterator<DeletionRow>) {
+    for (const row of this.stmts.deletions.iterate(ns, before ?? Number.MAX_SAFE_INTEGER + 1, since ?? 0, limit + 1) as IterableIterator<DeletionRow>) {
       if (files.length === limit) {
         more = true;
         break;
@@ -260,7 +260,7 @@ function prepareStatements(db: Database.Database) {
     // while it is its path's latest entry (journal_path answers that).
     deletions: db.prepare(
       `SELECT d.sjid, d.path, d.committed_at, d.device FROM journal d
-       WHERE d.ns = ? AND d.deleted = 1 AND d.sjid < ?
+       WHERE d.ns = ? AND d.deleted = 1 AND d.sjid < ? AND d.committed_at >= ?
          AND NOT EXISTS (SELECT 1 FROM journal l WHERE l.ns = d.ns AND l.path = d.path AND l.sjid > d.sjid)
        ORDER BY d.sjid DESC LIMIT ?`,
     ),
