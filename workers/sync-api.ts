@@ -206,9 +206,14 @@ export interface SyncWorkerApi {
   versionBlob(ns: NamespaceId, path: string, sjid: number): Promise<Blob>;
   /**
    * Files deleted and not written since, newest deletion first, each with its last live
-   * version (restore it with restoreVersion(ns, path, lastSjid)); `before` pages back.
+   * version (restoreDeleted brings it back); `before` pages back.
    */
   deletedFiles(ns: NamespaceId, before?: number): Promise<DeletedFilesResponse>;
+  /**
+   * Commits a deleted file's last live version `lastSjid` again with parent 0; a path written
+   * again meanwhile gets it as a conflicted copy (`path` says where it landed).
+   */
+  restoreDeleted(ns: NamespaceId, path: string, lastSjid: number): Promise<{ path: string; conflicted: boolean }>;
   /** The file's bytes, assembled from stored blocks without one big buffer. */
   fileBlob(ns: NamespaceId, path: string): Promise<Blob>;
   /** Tokens for the relay handshake of `ns` (the transport runs on the page's thread). */

@@ -208,6 +208,10 @@ const api: SyncWorkerApi = {
     return blob;
   },
 
+  async restoreDeleted(ns: NamespaceId, path: string, lastSjid: number) {
+    return (await sessionFor(parseNamespaceId(ns))).restoreDeleted(path, parseCursor(lastSjid, 'lastSjid'));
+  },
+
   async deletedFiles(ns: NamespaceId, before?: number) {
     const id = parseNamespaceId(ns);
     return (await apiFor(id)).deletedFiles(id, before === undefined ? {} : { before: parseCursor(before, 'before') });

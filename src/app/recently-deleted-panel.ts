@@ -7,8 +7,8 @@ import { ModalDialog } from './modal-dialog.ts';
 /** What the Recently deleted panel asks of the page (which asks the worker). */
 export interface DeletedActions {
   deletedFiles(before?: number): Promise<DeletedFilesResponse>;
-  /** Commits the file's last live version again (restoreVersion of `lastSjid`). */
-  restoreVersion(path: string, sjid: number): Promise<{ path: string; conflicted: boolean }>;
+  /** Commits the file's last live version `lastSjid` again (parent 0). */
+  restoreDeleted(path: string, lastSjid: number): Promise<{ path: string; conflicted: boolean }>;
 }
 
 /**
@@ -84,7 +84,7 @@ export class RecentlyDeletedPanel {
     this.busy = true;
     this.problem.hidden = true;
     try {
-      const kept = await this.actions.restoreVersion(file.path, file.lastSjid);
+      const kept = await this.actions.restoreDeleted(file.path, file.lastSjid);
       this.files = this.files.filter((other) => other !== file);
       this.render();
       setText(

@@ -80,7 +80,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
   recentlyDeleted.addEventListener('click', () =>
     new RecentlyDeletedPanel({
       deletedFiles: (before) => api.deletedFiles(namespaceId, before),
-      restoreVersion: (path, sjid) => api.restoreVersion(namespaceId, path, sjid),
+      restoreDeleted: (path, lastSjid) => api.restoreDeleted(namespaceId, path, lastSjid),
     }).open(),
   );
   const emptyState = h(

@@ -79,6 +79,19 @@ async function openVersions(page: Page, path: string): Promise<void> {
   await page.getByRole('dialog', { name: `Versions of ${path}` }).waitFor();
 }
 
+/** Waits until `count` upload rows of `path` exist and all are done (a later upload of a path adds a row). */
+async function waitForUploadRowsDone(page: Page, path: string, count: number, timeout = 60_000): Promise<void> {
+  await page.waitForFunction(
+    ([wanted, expected]) => {
+      const rows = [...document.querySelectorAll('[data-testid="upload-row"]')].filter((row) => row.getAttribute('data-path') === wanted);
+      if (rows.some((row) => row.getAttribute('data-state') === 'failed')) throw new Error(`upload of ${wanted} failed`);
+      return rows.length === expected && rows.every((row) => row.getAttribute('data-state') === 'done');
+    },
+    [path, count] as const,
+    { timeout, polling: 100 },
+  );
+}
+
 /** Saves `path` until its bytes hash to `expected` (the new version reaches this browser through the journal). */
 async function waitForContent(page: Page, path: string, expected: string, timeout = 30_000): Promise<void> {
   const deadline = Date.now() + timeout;
@@ -197,6 +210,36 @@ describe('versions, recently deleted and conflicted copies in the browser', () =
     await waitForContent(pageB, 'gone.txt', sha256(bytes));
   });
 
+  test('restoring a deleted file that was written again meanwhile keeps both, the restore as a conflicted copy', { timeout: 90_000 }, async () => {
+    const old = Buffer.from('the deleted version\n');
+    const fresh = Buffer.from('written again after the deletion\n');
+    await uploadThroughPicker(pageA, [await harness.writeTempFile('again.txt', old)]);
+    await waitForUploadsDone(pageA, ['again.txt']);
+    await waitForFileStatus(pageA, 'again.txt', 'synced');
+    await deleteFile(pageA, 'again.txt');
+    await waitForFileGone(pageA, 'again.txt');
+
+    // B lists it as deleted; A writes the path again before B presses Restore.
+    await pageB.getByTestId('open-recently-deleted').click();
+    const row = pageB.locator('[data-testid="deleted-row"][data-path="again.txt"]');
+    await row.waitFor();
+    await uploadThroughPicker(pageA, [await harness.writeTempFile('again.txt', fresh)]);
+    // The earlier upload's row is done already: wait for the new bytes instead.
+    await waitForContent(pageA, 'again.txt', sha256(fresh));
+    await row.getByTestId('deleted-restore').click();
+    await pageB.waitForFunction(() => {
+      const status = document.querySelector('[data-testid="deleted-status"]')?.textContent ?? '';
+      return status.startsWith('Restored') || status.includes('meanwhile') || !document.querySelector('[data-testid="deleted-error"]')?.hasAttribute('hidden');
+    });
+    const said = `${await pageB.getByTestId('deleted-status').textContent()} ${await pageB.getByTestId('deleted-error').textContent()}`;
+    expect(said).toContain('again.txt was written again meanwhile');
+    const copy = /restored as (.+)\.\s/.exec(said)?.[1];
+    expect(copy).toMatch(/^again \(conflicted copy \d{4}-\d\d-\d\d \d{6} Bob desk\)\.txt$/);
+    await pageB.keyboard.press('Escape');
+    await waitForContent(pageB, 'again.txt', sha256(fresh));
+    await waitForContent(pageB, copy!, sha256(old));
+  });
+
   test('two browsers replace one file at once: both versions stay, and the one that lost is told where its version went', { timeout: 120_000 }, async () => {
     const base = Buffer.from('base version\n');
     await uploadThroughPicker(pageA, [await harness.writeTempFile('shared.txt', base)]);
@@ -208,7 +251,8 @@ describe('versions, recently deleted and conflicted copies in the browser', () =
     const fromB = Buffer.from('edited in B, a longer line\n');
     const [fileA, fileB] = await Promise.all([harness.writeTempFile('shared.txt', fromA), harness.writeTempFile('shared.txt', fromB)]);
     await Promise.all([uploadThroughPicker(pageA, [fileA]), uploadThroughPicker(pageB, [fileB])]);
-    await Promise.all([waitForUploadsDone(pageA, ['shared.txt']), waitForUploadsDone(pageB, ['shared.txt'])]);
+    // A uploaded shared.txt before (its row is done already): wait for both rows of A, one of B.
+    await Promise.all([waitForUploadRowsDone(pageA, 'shared.txt', 2), waitForUploadRowsDone(pageB, 'shared.txt', 1)]);
 
     // Exactly one upload lost the race; its tab names both files.
     const conflicted = async (page: Page) =>
