@@ -296,4 +296,49 @@ describe('versions, recently deleted and conflicted copies in the browser', () =
       await pageB.context().unroute(refuse);
     }
   });
+
+  test('long histories and deleted lists page back with before', { timeout: 90_000 }, async () => {
+    // 101 versions of one file and 101 deleted files, committed over the API (the UI pages at 100).
+    const token = await tokenOf(pageA, namespaceId);
+    const call = async (method: string, path: string, body?: unknown) => {
+      const response = await fetch(`${server.origin}/api/v1${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      });
+      if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+      return response.json();
+    };
+    const bytes = 'one block\n';
+    const hash = sha256(Buffer.from(bytes));
+    await call('PUT', `/blocks/${hash}`, bytes);
+    const write = (path: string, mtime: number) => ({ path, size: bytes.length, mtime, blocks: [hash], device: 'Script' });
+    await call('POST', `/ns/${namespaceId}/commits`, { commits: Array.from({ length: 101 }, (_, i) => write('many.txt', 1_700_000_000_000 + i)) });
+    const names = Array.from({ length: 101 }, (_, i) => `old/${String(i).padStart(3, '0')}.txt`);
+    await call('POST', `/ns/${namespaceId}/commits`, { commits: names.map((path) => write(path, 1)) });
+    await call('POST', `/ns/${namespaceId}/commits`, { commits: names.map((path) => ({ path, size: 0, mtime: 2, blocks: [], deleted: true, device: 'Script' })) });
+
+    await waitForFileStatus(pageB, 'many.txt', 'synced');
+    await openVersions(pageB, 'many.txt');
+    const rows = pageB.getByTestId('version-row');
+    await expect.poll(() => rows.count()).toBe(100);
+    await pageB.getByTestId('versions-more').click();
+    await expect.poll(() => rows.count()).toBe(101);
+    expect(await pageB.getByTestId('versions-more').isHidden()).toBe(true);
+    const sjids = await rows.evaluateAll((items) => items.map((item) => Number(item.getAttribute('data-sjid'))));
+    expect(sjids).toEqual([...sjids].sort((a, b) => b - a));
+    expect(new Set(sjids).size).toBe(101);
+    await pageB.keyboard.press('Escape');
+
+    await openFolder(pageB, '');
+    await pageB.getByTestId('open-recently-deleted').click();
+    const deleted = pageB.getByTestId('deleted-row');
+    await expect.poll(() => deleted.count()).toBe(100);
+    await pageB.getByTestId('deleted-more').click();
+    // The 101 files, then what earlier tests deleted and did not restore (none: both came back).
+    await expect.poll(() => deleted.count()).toBe(101);
+    const paths = await deleted.evaluateAll((items) => items.map((item) => item.getAttribute('data-path')));
+    expect(paths).toEqual([...names].reverse());
+    await pageB.keyboard.press('Escape');
+  });
 });
