@@ -37,9 +37,15 @@ export class RecentlyDeletedPanel {
     this.moreButton.addEventListener('click', () => void this.load(this.files.at(-1)?.sjid));
   }
 
-  open(): void {
+  /** `onClose` runs however it closes (Escape, Close, or close() when the page goes away). */
+  open(onClose?: () => void): void {
+    if (onClose) this.dialog.onClose(onClose);
     this.dialog.open();
     void this.load();
+  }
+
+  close(): void {
+    this.dialog.close();
   }
 
   private async load(before?: number): Promise<void> {

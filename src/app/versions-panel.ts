@@ -36,9 +36,15 @@ export class VersionsPanel {
     this.moreButton.addEventListener('click', () => void this.load(this.versions.at(-1)?.sjid));
   }
 
-  open(): void {
+  /** `onClose` runs however it closes (Escape, Close, or close() when the page goes away). */
+  open(onClose?: () => void): void {
+    if (onClose) this.dialog.onClose(onClose);
     this.dialog.open();
     void this.load();
+  }
+
+  close(): void {
+    this.dialog.close();
   }
 
   /** Reads a page of history: the first (replacing the list) or the one older than `before`. */

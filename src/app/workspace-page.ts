@@ -69,7 +69,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     save: async (path) => saveBlob(path, await api.fileBlob(namespaceId, path)),
     rename: (from, to) => api.rename(namespaceId, from, to),
     remove: (path) => api.remove(namespaceId, path),
-    versions: (path) => new VersionsPanel(path, versionActions, () => versionsButtonOf(path) ?? files.focusTarget()).open(),
+    versions: (path) => showPanel(new VersionsPanel(path, versionActions, () => versionsButtonOf(path) ?? files.focusTarget())),
   };
   const files = new FolderView((query) => api.listFolder(namespaceId, query), actions);
   const recentlyDeleted = h(
@@ -78,11 +78,22 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     'Recently deleted',
   );
   recentlyDeleted.addEventListener('click', () =>
-    new RecentlyDeletedPanel({
-      deletedFiles: (before) => api.deletedFiles(namespaceId, before),
-      restoreDeleted: (path, lastSjid) => api.restoreDeleted(namespaceId, path, lastSjid),
-    }).open(),
+    showPanel(
+      new RecentlyDeletedPanel({
+        deletedFiles: (before) => api.deletedFiles(namespaceId, before),
+        restoreDeleted: (path, lastSjid) => api.restoreDeleted(namespaceId, path, lastSjid),
+      }),
+    ),
   );
+  // The open panel (modal: one at a time); leaving the page (Back, another route) closes it.
+  let openPanel: VersionsPanel | RecentlyDeletedPanel | null = null;
+  function showPanel(panel: VersionsPanel | RecentlyDeletedPanel): void {
+    openPanel?.close();
+    openPanel = panel;
+    panel.open(() => {
+      if (openPanel === panel) openPanel = null;
+    });
+  }
   const emptyState = h(
     'div',
     { class: 'empty-state', 'data-testid': 'empty-state', hidden: true },
@@ -191,6 +202,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     element,
     dispose() {
       closed = true;
+      openPanel?.close();
       network?.stop();
       renderer.stop();
       files.dispose();
