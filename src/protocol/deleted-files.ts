@@ -1,7 +1,7 @@
 import { ValidationError } from './errors.ts';
 import { expectArray, expectBoolean, expectInteger, expectRecord } from './fields.ts';
 import { parseFilePath, type FilePath } from './file-path.ts';
-import { parseDeviceLabel } from './journal.ts';
+import { MAX_MTIME, parseDeviceLabel } from './journal.ts';
 import { MAX_CURSOR, MAX_FILE_SIZE } from './limits.ts';
 
 /**
@@ -41,11 +41,11 @@ export function parseDeletedFile(value: unknown, field = 'file'): DeletedFile {
   return {
     path: parseFilePath(record.path, `${field}.path`),
     sjid,
-    deletedAt: expectInteger(record.deletedAt, `${field}.deletedAt`, 0, Number.MAX_SAFE_INTEGER),
+    deletedAt: expectInteger(record.deletedAt, `${field}.deletedAt`, 0, MAX_MTIME),
     device: record.device === null ? null : parseDeviceLabel(record.device, `${field}.device`),
     lastSjid,
     size: expectInteger(record.size, `${field}.size`, 0, MAX_FILE_SIZE),
-    mtime: expectInteger(record.mtime, `${field}.mtime`, 0, Number.MAX_SAFE_INTEGER),
+    mtime: expectInteger(record.mtime, `${field}.mtime`, 0, MAX_MTIME),
   };
 }
 

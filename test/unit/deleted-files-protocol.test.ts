@@ -39,6 +39,9 @@ describe('recently deleted answers from a server are checked', () => {
       { files: [file(3, { size: -1 })], more: false },
       { files: [file(3, { size: 2 ** 60 })], more: false },
       { files: [file(3, { deletedAt: '2026-12-06' })], more: false },
+      // Past what a Date can hold: the UI could not show it.
+      { files: [file(3, { deletedAt: 8.7e15 })], more: false },
+      { files: [file(3, { mtime: 2 ** 53 - 1 })], more: false },
       { files: [file(3, { sjid: 1.5 })], more: false },
       { files: [file(3)] },
       { files: Array.from({ length: 1001 }, (_, i) => file(2000 - i)), more: false },
