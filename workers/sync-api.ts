@@ -1,4 +1,4 @@
-import type { BridgeReadOut, BridgeReadReply, HistoryResponse, NamespaceId } from '../src/protocol/index.ts';
+import type { BridgeReadOut, BridgeReadReply, DeletedFilesResponse, HistoryResponse, NamespaceId } from '../src/protocol/index.ts';
 
 /**
  * The sync worker's interface as the UI sees it through comlink. The UI never touches
@@ -213,6 +213,21 @@ export interface SyncWorkerApi {
    * `path` says where it landed.
    */
   restoreVersion(ns: NamespaceId, path: string, sjid: number): Promise<{ path: string; conflicted: boolean }>;
+  /**
+   * The bytes of version `sjid` of `path` (from its history): blocks this device lacks are
+   * fetched from the server and checked against their hashes first.
+   */
+  versionBlob(ns: NamespaceId, path: string, sjid: number): Promise<Blob>;
+  /**
+   * Files deleted and not written since, newest deletion first, each with its last live
+   * version (restoreDeleted brings it back); `before` pages back.
+   */
+  deletedFiles(ns: NamespaceId, before?: number): Promise<DeletedFilesResponse>;
+  /**
+   * Commits a deleted file's last live version `lastSjid` again with parent 0; a path written
+   * again meanwhile gets it as a conflicted copy (`path` says where it landed).
+   */
+  restoreDeleted(ns: NamespaceId, path: string, lastSjid: number): Promise<{ path: string; conflicted: boolean }>;
   /** The file's bytes, assembled from stored blocks without one big buffer. */
   fileBlob(ns: NamespaceId, path: string): Promise<Blob>;
   /** Tokens for the relay handshake of `ns` (the transport runs on the page's thread). */

@@ -249,6 +249,18 @@ export class WorkspaceSession {
     return { path: kept.path, conflicted: kept.conflicted };
   }
 
+  /**
+   * Brings back a deleted file: its last live version `lastSjid`, committed with parent 0 (the
+   * server listed the path as deleted; this tab's table may not have read that deletion yet,
+   * and naming a stale parent would make the restore a conflicted copy for no reason). If the
+   * path was written again meanwhile, the restore lands beside it as a conflicted copy.
+   */
+  async restoreDeleted(path: string, lastSjid: number): Promise<{ path: string; conflicted: boolean }> {
+    const notLive: ConditionalCommits = { ...this.conditions(), parentOf: () => 0 };
+    const kept = await restoreVersion(this.namespaceId, parseFilePath(path), lastSjid, this.deps.api, this.deps.blocks, notLive);
+    return { path: kept.path, conflicted: kept.conflicted };
+  }
+
   /** This page will not connect to peers: the server need not wait for them. */
   withoutPeers(): void {
     this.peers.setAdverts([]);

@@ -11,7 +11,10 @@ import type { FileActions } from './file-row.ts';
 import { FolderView } from './folder-view.ts';
 import { formatBytes } from './format.ts';
 import { errorMessage } from './message-page.ts';
+import { ConflictNotices } from './conflict-notices.ts';
 import { Notices } from './notices.ts';
+import { RecentlyDeletedPanel } from './recently-deleted-panel.ts';
+import { VersionsPanel, type VersionActions } from './versions-panel.ts';
 import { PeerList } from './peer-list.ts';
 import { peerLabel, peerSyncEnabled } from './peer-settings.ts';
 import { PeerNetwork } from './peers/peer-network.ts';
@@ -41,6 +44,11 @@ function askForPersistentStorage(): void {
   void navigator.storage?.persisted?.().then((kept) => (kept ? true : navigator.storage.persist?.())).catch(() => undefined);
 }
 
+/** A file row's Versions button, if the row is on screen (the folder view recycles rows). */
+function versionsButtonOf(path: string): HTMLElement | null {
+  return document.querySelector<HTMLElement>(`[data-testid="file-row"][data-path="${CSS.escape(path)}"] [data-testid="versions-file"]`);
+}
+
 export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
   askForPersistentStorage();
   const notices = new Notices();
@@ -51,13 +59,42 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
   const uploads = new UploadList();
   const peers = new PeerList();
 
+  const conflictNotices = new ConflictNotices(notices);
+  const versionActions: VersionActions = {
+    history: (path, before) => api.history(namespaceId, path, before),
+    openVersion: (path, sjid) => openBlobInNewTab(path, () => api.versionBlob(namespaceId, path, sjid)),
+    restoreVersion: (path, sjid) => api.restoreVersion(namespaceId, path, sjid),
+  };
   const actions: FileActions = {
     open: (path) => openBlobInNewTab(path, () => api.fileBlob(namespaceId, path)),
     save: async (path) => saveBlob(path, await api.fileBlob(namespaceId, path)),
     rename: (from, to) => api.rename(namespaceId, from, to),
     remove: (path) => api.remove(namespaceId, path),
+    versions: (path) => showPanel(new VersionsPanel(path, versionActions, () => versionsButtonOf(path) ?? files.focusTarget())),
   };
   const files = new FolderView((query) => api.listFolder(namespaceId, query), actions);
+  const recentlyDeleted = h(
+    'button',
+    { type: 'button', class: 'button', 'data-testid': 'open-recently-deleted', 'aria-haspopup': 'dialog' },
+    'Recently deleted',
+  );
+  recentlyDeleted.addEventListener('click', () =>
+    showPanel(
+      new RecentlyDeletedPanel({
+        deletedFiles: (before) => api.deletedFiles(namespaceId, before),
+        restoreDeleted: (path, lastSjid) => api.restoreDeleted(namespaceId, path, lastSjid),
+      }),
+    ),
+  );
+  // The open panel (modal: one at a time); leaving the page (Back, another route) closes it.
+  let openPanel: VersionsPanel | RecentlyDeletedPanel | null = null;
+  function showPanel(panel: VersionsPanel | RecentlyDeletedPanel): void {
+    openPanel?.close();
+    openPanel = panel;
+    panel.open(() => {
+      if (openPanel === panel) openPanel = null;
+    });
+  }
   const emptyState = h(
     'div',
     { class: 'empty-state', 'data-testid': 'empty-state', hidden: true },
@@ -89,7 +126,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     viewError,
     storageFull,
     createShareLinkBox(api, namespaceId, notices),
-    createFilePickers(uploadPicked),
+    h('div', { class: 'workspace-tools' }, createFilePickers(uploadPicked), recentlyDeleted),
     notices.element,
     uploads.element,
     filesSection,
@@ -111,6 +148,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     storageFull.hidden = view.storageFull === null;
     setText(storageFull, view.storageFull ? storageFullMessage(view.storageFull) : '');
     uploads.update(view.uploads, view.uploadTotals);
+    conflictNotices.update(view.uploads);
     files.setName(view.name);
     files.setVersion(view.listingVersion);
     files.element.hidden = view.fileCount === 0;
@@ -167,6 +205,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     element,
     dispose() {
       closed = true;
+      openPanel?.close();
       network?.stop();
       renderer.stop();
       files.dispose();

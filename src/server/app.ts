@@ -21,6 +21,7 @@ import { blockRoutes } from './routes/blocks.ts';
 import { blockUploadBatchRoutes } from './routes/block-upload-batch.ts';
 import { commitRoutes } from './routes/commit.ts';
 import { configRoutes } from './routes/config.ts';
+import { deletedRoutes } from './routes/deleted.ts';
 import { historyRoutes } from './routes/history.ts';
 import { journalRoutes } from './routes/journal.ts';
 import { lanRoutes } from './routes/lan.ts';
@@ -83,6 +84,7 @@ export function buildRouter(): Router<Handler> {
   journalRoutes(router);
   commitRoutes(router);
   historyRoutes(router);
+  deletedRoutes(router);
   blockRoutes(router);
   blockUploadBatchRoutes(router);
   metricsRoutes(router);

@@ -78,6 +78,13 @@ export const PG_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX journal_path ON journal (ns, path, sjid DESC);
     `,
   },
+  {
+    version: 4,
+    name: 'recently deleted',
+    // GET /ns/:ns/deleted walks a namespace's deletions newest first; without this it would
+    // read every journal entry of the namespace to find the few that are deletions.
+    sql: `CREATE INDEX journal_deletions ON journal (ns, sjid DESC) WHERE deleted;`,
+  },
 ];
 
 /** First key of nearsync's advisory locks ('nsyn'); the second is the schema's hash. */

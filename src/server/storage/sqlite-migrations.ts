@@ -72,6 +72,13 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX journal_path ON journal (ns, path, sjid);
     `,
   },
+  {
+    version: 4,
+    name: 'recently deleted',
+    // GET /ns/:ns/deleted walks a namespace's deletions newest first; without this it would
+    // read every journal entry of the namespace to find the few that are deletions.
+    sql: `CREATE INDEX journal_deletions ON journal (ns, sjid) WHERE deleted = 1;`,
+  },
 ];
 
 /** The highest version recorded in the database, 0 for a database never migrated. */
