@@ -2,6 +2,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { TEMP_PREFIX } from '../../src/lan/folder/safe-path.ts';
 import { DaemonPool } from '../support/lan-daemon.ts';
 import { until } from '../support/until.ts';
 import { E2eHarness, sha256, type TestServer } from './harness.ts';
@@ -56,9 +57,10 @@ describe('a browser and a native peer edit one file at once', () => {
     // Afterwards the folder holds plan.txt and exactly one conflicted copy, and the two hold
     // the two edits (either may have won).
     const edits = new Set([sha256(fromBrowser), sha256(fromFolder)]);
+    // The daemon's temp files (a version being written) come and go; only settled files count.
     const folderFiles = async () => {
-      const names = (await readdir(dir)).sort();
-      const hashes = await Promise.all(names.map(async (name) => sha256(await readFile(join(dir, name)))));
+      const names = (await readdir(dir)).filter((name) => !name.startsWith(TEMP_PREFIX)).sort();
+      const hashes = await Promise.all(names.map(async (name) => sha256(await readFile(join(dir, name)).catch(() => Buffer.from('(gone)')))));
       return { names, hashes };
     };
     await until(

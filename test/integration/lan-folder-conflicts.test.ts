@@ -166,6 +166,35 @@ describe('native peer: conditional commits against a stale view of the journal',
     expect(history.versions.map((v) => [v.device, v.size])).toEqual([['desk-7', 'edited at the desk\n'.length]]);
   });
 
+  it('a local save landing while the materialiser writes a remote version is kept aside, not overwritten', async () => {
+    const member = await createWorkspace(h.url, 'native mid-write save');
+    await remoteCommit(member, 'plan.txt', 'base\n', 0);
+    const peer = await nativePeer(member);
+    await catchUpAndWrite(peer, member);
+    await remoteCommit(member, 'plan.txt', 'edited by Ann\n', 1);
+
+    // A program saves the file while the remote version's blocks are being written out.
+    let saved = false;
+    const savingMidWrite = {
+      getBlock: async (hash: Parameters<DiskBlockStore['getBlock']>[0]) => {
+        if (!saved) {
+          saved = true;
+          await editLocally(peer, 'plan.txt', 'saved at the desk mid-write\n');
+        }
+        return peer.blocks.getBlock(hash);
+      },
+    } as unknown as DiskBlockStore;
+    peer.materialiser = new FolderMaterialiser({ root: peer.dir, state: peer.state, blocks: savingMidWrite, log: (line) => peer.log.push(line), host: 'desk-7', now: () => NOW });
+    await catchUpAndWrite(peer, member);
+    expect(saved).toBe(true);
+    const copy = 'plan (conflicted copy 2026-12-06 093015 desk-7).txt';
+    expect((await readdir(peer.dir)).sort()).toEqual([copy, 'plan.txt']);
+    expect(await readFile(join(peer.dir, 'plan.txt'), 'utf8')).toBe('edited by Ann\n');
+    expect(await readFile(join(peer.dir, copy), 'utf8')).toBe('saved at the desk mid-write\n');
+    await peer.scanner.scan();
+    expect([...(await livePaths(member)).keys()].sort()).toEqual([copy, 'plan.txt']);
+  });
+
   it('a new local file meeting a remote file of the same name created meanwhile: parent 0 keeps both', async () => {
     const member = await createWorkspace(h.url, 'native new paths');
     const peer = await nativePeer(member);
