@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import fs, { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { BlockHash } from '../../protocol/index.ts';
-import type { BlockBody, BlockStore, OpenedBlock, PutResult, VerifiedBlock } from './block-store.ts';
+import type { BlockBody, BlockStore, OpenedBlock, PutResult, StoredBlock, VerifiedBlock } from './block-store.ts';
 import { BlockVerifier, verifyKnownBlock } from './block-verifier.ts';
 import { mapBounded } from './bounded-map.ts';
 
@@ -16,6 +16,10 @@ const SYNC_CONCURRENCY = 8;
 export const IN_MEMORY_BELOW = 64 * 1024;
 /** Read buffers of IN_MEMORY_BELOW bytes kept for reuse (about as many as reads run at once). */
 const SCRATCH_KEPT = 16;
+/** Files lstat-ed or unlinked at once by block GC. */
+const GC_CONCURRENCY = 16;
+const FAN_OUT = /^[0-9a-f]{2}$/;
+const BLOCK_NAME = /^[0-9a-f]{64}$/;
 
 /**
  * Blocks as files under `${root}/ab/cd/<hash>`. An upload goes to a temp file in
@@ -24,8 +28,13 @@ const SCRATCH_KEPT = 16;
  */
 export class FsBlockStore implements BlockStore {
   private readonly tmpDir: string;
-  /** Sizes of stored blocks; blocks are immutable and never removed, so entries stay true. */
+  /**
+   * Sizes of stored blocks; blocks are immutable, and only GC removes them: entries are
+   * dropped when this instance removes a block or learns that GC ran (forgetSizes).
+   */
   private readonly sizes = new Map<string, number>();
+  /** Grows at each forgetSizes: a check that began before must not fill the cache. */
+  private sizesEpoch = 0;
   /** Spare read buffers for openRead: a small block is read into one, then copied out at its size. */
   private readonly scratch: Buffer[] = [];
 
@@ -48,9 +57,10 @@ export class FsBlockStore implements BlockStore {
   async stat(hash: BlockHash): Promise<number | null> {
     const cached = this.sizes.get(hash);
     if (cached !== undefined) return cached;
+    const epoch = this.sizesEpoch;
     try {
       const info = await stat(this.pathOf(hash));
-      this.remember(hash, info.size);
+      if (epoch === this.sizesEpoch) this.remember(hash, info.size);
       return info.size;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -196,6 +206,48 @@ export class FsBlockStore implements BlockStore {
     }
   }
 
+  /** Walks `ab/cd/` one directory at a time (the temp directory is not a fan-out name). */
+  async *list(): AsyncIterable<StoredBlock> {
+    for (const top of (await readdirOrEmpty(this.root)).filter((name) => FAN_OUT.test(name)).sort()) {
+      for (const leaf of (await readdirOrEmpty(join(this.root, top))).filter((name) => FAN_OUT.test(name)).sort()) {
+        const dir = join(this.root, top, leaf);
+        const names = (await readdirOrEmpty(dir)).filter((name) => BLOCK_NAME.test(name) && name.startsWith(top + leaf));
+        const found = await mapBounded(names, GC_CONCURRENCY, async (name): Promise<StoredBlock | null> => {
+          try {
+            const info = await lstat(join(dir, name));
+            return info.isFile() ? { hash: name as BlockHash, size: info.size, storedAt: info.mtimeMs } : null;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+            throw err;
+          }
+        });
+        for (const block of found) if (block) yield block;
+      }
+    }
+  }
+
+  /**
+   * Unlinks the files. Not fsynced: a removal lost to a crash leaves a complete, unreferenced
+   * block that the next pass removes again.
+   */
+  async remove(hashes: readonly BlockHash[]): Promise<void> {
+    try {
+      await mapBounded(hashes, GC_CONCURRENCY, async (hash) => {
+        await unlink(this.pathOf(hash)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
+      });
+    } finally {
+      // Also drops what checks running meanwhile would remember of the removed files.
+      this.forgetSizes();
+    }
+  }
+
+  forgetSizes(): void {
+    this.sizes.clear();
+    this.sizesEpoch += 1;
+  }
+
   /** Names of files in the temp directory (tests check that uploads leave none behind). */
   async tempFiles(): Promise<string[]> {
     return readdir(this.tmpDir);
@@ -235,6 +287,15 @@ async function eachBounded<T>(items: readonly T[], limit: number, work: (item: T
 /** A callback-style fs call as a promise (cheaper per call than fs/promises and its FileHandle). */
 function fsCall<T>(call: (done: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => call((err, value) => (err ? reject(err) : resolve(value))));
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+    throw err;
+  }
 }
 
 async function fsyncDir(dir: string): Promise<void> {

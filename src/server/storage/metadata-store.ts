@@ -1,4 +1,5 @@
 import type { BlockHash, CommitRequest, JournalEntry, NamespaceId } from '../../protocol/index.ts';
+import type { BeforeCommitWrite, GcMetadata } from './gc-metadata.ts';
 
 /**
  * Workspace metadata: workspaces, member tokens, invites, the journal and which blocks each
@@ -46,7 +47,7 @@ export async function commitOne(store: Pick<MetadataStore, 'commitBatch'>, ns: N
   return result.ok ? { ok: true, sjid: result.sjids[0] } : { ok: false, reason: result.reason };
 }
 
-export interface MetadataStore {
+export interface MetadataStore extends GcMetadata {
   createWorkspace(workspace: NewWorkspace): Promise<void>;
   /** Adds a member token for the namespace of a valid (unrevoked) invite; null when the invite is unknown or revoked. */
   joinByInviteHash(inviteHash: string, tokenHash: string): Promise<Workspace | null>;
@@ -73,8 +74,12 @@ export interface MetadataStore {
    * after the elements before it (a batch may write a path and then delete it; deleting a
    * path twice fails at the second). On `not_live` nothing is stored. Long-poll wakes (the
    * PostgreSQL NOTIFY) happen once, for the last sjid.
+   *
+   * `beforeWrite` runs first, where no block GC batch can run until this commit has written
+   * or given up (see GcMetadata): the place to check that the blocks are stored. What it
+   * throws refuses the commit, with nothing written.
    */
-  commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<CommitBatchResult>;
+  commitBatch(ns: NamespaceId, requests: readonly CommitRequest[], beforeWrite?: BeforeCommitWrite): Promise<CommitBatchResult>;
   namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean>;
   /** The subset of `hashes` the namespace's journal references, in one query. */
   namespaceReferencedBlocks(ns: NamespaceId, hashes: readonly BlockHash[]): Promise<Set<BlockHash>>;

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type FilePath, type JournalEntry, type NamespaceId } from '../../protocol/index.ts';
 import { PAGE_BLOCK_BUDGET, commitOne, type CommitBatchResult, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
 import { migrateSqlite } from './sqlite-migrations.ts';
+import { CommitGate } from './commit-gate.ts';
+import type { BeforeCommitWrite, GcMetadata, GcSession, JournalHeads } from './gc-metadata.ts';
 
 export { MIGRATIONS } from './sqlite-migrations.ts';
 
@@ -34,8 +36,19 @@ interface JournalRow {
   deleted: number;
 }
 
-export class SqliteMetadataStore implements MetadataStore {
+/** Journal rows read per step of a GC scan: the event loop gets a turn between steps. */
+const GC_SCAN_PAGE = 2_000;
+
+export class SqliteMetadataStore implements MetadataStore, GcMetadata {
   private readonly db: Database.Database;
+  /**
+   * Commits (shared) against GC batches (exclusive). In process only: a SQLite database is
+   * served by one process (several instances need PostgreSQL), so this covers every commit.
+   */
+  private readonly gate = new CommitGate();
+  /** Grows before each GC batch deletes blocks (see BeforeCommitWrite). */
+  private gcGeneration = 0;
+  private gcPassRunning = false;
   private readonly stmts: ReturnType<typeof prepareStatements>;
   private readonly commitTx: Database.Transaction<(ns: NamespaceId, requests: readonly CommitRequest[]) => CommitBatchResult>;
 
@@ -56,13 +69,16 @@ export class SqliteMetadataStore implements MetadataStore {
       const now = Date.now();
       for (const [index, request] of requests.entries()) {
         const sjid = head + 1 + index;
+        // Earlier elements of the batch already changed files_live: the rule sees them.
+        const previous = s.liveFile.get(ns, request.path) as number | undefined;
         if (request.deleted) {
-          // Earlier elements of the batch already changed files_live: the rule sees them.
-          if (s.liveFile.get(ns, request.path) === undefined) throw new NotLive(index);
+          if (previous === undefined) throw new NotLive(index);
           s.deleteLive.run(ns, request.path);
         } else {
           s.upsertLive.run(ns, request.path, sjid);
         }
+        // The version this entry replaces starts its retention period (block GC).
+        if (previous !== undefined) s.supersede.run(now, ns, previous);
         const digests = request.blocks.map((hash) => Buffer.from(hash, 'hex'));
         s.insertEntry.run(ns, sjid, request.path, request.size, request.mtime, Buffer.concat(digests), request.deleted ? 1 : 0, now);
         for (const digest of digests) s.addBlockRef.run(ns, digest, sjid);
@@ -137,14 +153,54 @@ export class SqliteMetadataStore implements MetadataStore {
     return commitOne(this, ns, request);
   }
 
-  async commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<CommitBatchResult> {
-    try {
-      return this.commitTx.immediate(ns, requests);
-    } catch (err) {
-      // Thrown inside the transaction so that better-sqlite3 rolls every element back.
-      if (err instanceof NotLive) return { ok: false, reason: 'not_live', index: err.index };
-      throw err;
-    }
+  async commitBatch(ns: NamespaceId, requests: readonly CommitRequest[], beforeWrite?: BeforeCommitWrite): Promise<CommitBatchResult> {
+    return this.gate.shared(async () => {
+      await beforeWrite?.(this.gcGeneration);
+      try {
+        return this.commitTx.immediate(ns, requests);
+      } catch (err) {
+        // Thrown inside the transaction so that better-sqlite3 rolls every element back.
+        if (err instanceof NotLive) return { ok: false, reason: 'not_live', index: err.index };
+        throw err;
+      }
+    });
+  }
+
+  async beginGcPass(): Promise<GcSession | null> {
+    if (this.gcPassRunning) return null;
+    this.gcPassRunning = true;
+    const s = this.stmts;
+    const readHeads = (): JournalHeads => new Map((s.allHeads.all() as { id: string; head_sjid: number }[]).map((row) => [row.id, row.head_sjid]));
+    return {
+      heads: async () => readHeads(),
+      retainedBlocks: async (historyMs, onPage) => {
+        const cutoff = Date.now() - historyMs;
+        let after = { ns: '', sjid: 0 };
+        for (;;) {
+          const rows = s.retainedPage.all(after.ns, after.sjid, cutoff, GC_SCAN_PAGE) as { ns: string; sjid: number; blocks: Buffer }[];
+          if (rows.length === 0) return;
+          onPage(Buffer.concat(rows.map((row) => row.blocks)));
+          const last = rows[rows.length - 1];
+          after = { ns: last.ns, sjid: last.sjid };
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+      },
+      withCommitsHeld: (heads, work) =>
+        this.gate.exclusive(async () => {
+          const newer: Buffer[] = [];
+          for (const [ns, head] of readHeads()) {
+            const known = heads.get(ns) ?? 0;
+            if (head <= known) continue;
+            for (const blocks of s.blocksAfter.all(ns, known) as Buffer[]) newer.push(blocks);
+            heads.set(ns, head);
+          }
+          this.gcGeneration += 1;
+          return work(Buffer.concat(newer));
+        }),
+      end: async () => {
+        this.gcPassRunning = false;
+      },
+    };
   }
 
   async namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean> {
@@ -206,6 +262,15 @@ function prepareStatements(db: Database.Database) {
     blockRefsAmong: db
       .prepare('SELECT lower(hex(hash)) FROM ns_blocks WHERE ns = ? AND hash IN (SELECT unhex(value) FROM json_each(?))')
       .pluck(),
+    supersede: db.prepare('UPDATE journal SET superseded_at = ? WHERE ns = ? AND sjid = ?'),
+    allHeads: db.prepare('SELECT id, head_sjid FROM workspaces'),
+    // Live versions and versions superseded after the cutoff, in primary-key order (keyset pages).
+    retainedPage: db.prepare(
+      `SELECT ns, sjid, blocks FROM journal
+       WHERE (ns, sjid) > (?, ?) AND deleted = 0 AND (superseded_at IS NULL OR superseded_at > ?)
+       ORDER BY ns, sjid LIMIT ?`,
+    ),
+    blocksAfter: db.prepare('SELECT blocks FROM journal WHERE ns = ? AND sjid > ?').pluck(),
     lanKey: db.prepare('SELECT lan_key FROM workspaces WHERE id = ?').pluck(),
     setLanKeyIfUnset: db.prepare('UPDATE workspaces SET lan_key = ? WHERE id = ? AND lan_key IS NULL'),
   };
