@@ -8,18 +8,20 @@ export interface RetentionSettings {
   graceMs: number;
 }
 
-export type GcPassResult =
-  | { status: 'busy' }
-  | {
-      status: 'done' | 'stopped';
-      blocksCollected: number;
-      bytesCollected: number;
-      /** Blocks looked at and kept (retained, or within the grace period). */
-      blocksKept: number;
-      /** This process's clock, ms: when the pass held the pass lock. */
-      startedAt: number;
-      endedAt: number;
-    };
+/** A pass that ran: to its end, or `stopped` by shutdown between batches. */
+export interface GcPassReport {
+  status: 'done' | 'stopped';
+  blocksCollected: number;
+  bytesCollected: number;
+  /** Blocks looked at and kept (retained, or within the grace period). */
+  blocksKept: number;
+  /** This process's clock, ms: when the pass held the pass lock. */
+  startedAt: number;
+  endedAt: number;
+}
+
+/** `busy`: another pass (on any instance) held the pass lock, so this one did nothing. */
+export type GcPassResult = { status: 'busy' } | GcPassReport;
 
 /** Candidates removed per exclusive hold: commits wait while a batch is re-checked and removed. */
 const BATCH = 256;
@@ -82,8 +84,10 @@ export async function collectBlocks(
       if (batch.length >= BATCH) await flush();
     }
     if (batch.length > 0 && !signal?.aborted) await flush();
+    // Taken before the pass lock goes, so passes' [startedAt, endedAt] never overlap.
+    const endedAt = Date.now();
+    return { status: signal?.aborted ? 'stopped' : 'done', blocksCollected, bytesCollected, blocksKept, startedAt, endedAt };
   } finally {
     await session.end();
   }
-  return { status: signal?.aborted ? 'stopped' : 'done', blocksCollected, bytesCollected, blocksKept, startedAt, endedAt: Date.now() };
 }
