@@ -246,6 +246,10 @@ export class S3BlockStore implements BlockStore {
       if (isS3NotFound(err)) return null;
       throw asStoreError(err, `checking block ${hash}`);
     }
+    // Blocks are never empty, so an empty object is no block: count it missing, and the next
+    // upload replaces it. (s3rver, the test server, shows an object while its PUT is still
+    // writing it; a re-upload after block GC meeting a commit's check made that visible.)
+    if (response.ContentLength === 0) return null;
     const size = storedSize(response.ContentLength, 'HeadObject', hash);
     if (epoch === this.sizesEpoch) this.remember(hash, size);
     return size;
