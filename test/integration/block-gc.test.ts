@@ -1,3 +1,8 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { GcPassReport } from '../../src/server/gc/block-collector.ts';
 import { BACKEND_CASES, type BackendCase } from '../support/backend-cases.ts';
@@ -223,4 +228,35 @@ describe.each(BACKEND_CASES)('block GC on $name', (backendCase) => {
 
 afterAll(async () => {
   while (harnesses.length > 0) await harnesses.pop()!.stop();
+});
+
+describe('block GC on SQLite: the pass lock file in DATA_DIR', () => {
+  it('skips a pass while another live process holds DATA_DIR/gc.lock, takes over an abandoned one, and removes its own', async () => {
+    const h = await harness(BACKEND_CASES[0], { historyMs: 0, graceMs: 0 });
+    const m = await createWorkspace(h.url);
+    await putBlock(h.url, m.token, makeBlock(100));
+    const lock = join(h.dataDir, 'gc.lock');
+    // Another process on this host (a stand-in for a second server on the same data dir).
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], { stdio: 'ignore' });
+    try {
+      await writeFile(lock, JSON.stringify({ pid: other.pid, host: hostname(), at: Date.now() }));
+      expect((await h.server.collectBlocks()).status).toBe('busy');
+      expect(await stored(h)).toHaveProperty('size', 1);
+      // A lock from another host is trusted for 6 hours, then taken over.
+      await writeFile(lock, JSON.stringify({ pid: 1, host: 'elsewhere', at: Date.now() - 3_600_000 }));
+      expect((await h.server.collectBlocks()).status).toBe('busy');
+      await writeFile(lock, JSON.stringify({ pid: 1, host: 'elsewhere', at: Date.now() - 7 * 3_600_000 }));
+      expect((await collect(h)).blocksCollected).toBe(1);
+      expect(existsSync(lock)).toBe(false);
+      // Left by a process that is gone: taken over at once.
+      await putBlock(h.url, m.token, makeBlock(200));
+      await writeFile(lock, JSON.stringify({ pid: other.pid, host: hostname(), at: Date.now() }));
+      other.kill('SIGKILL');
+      await new Promise((resolve) => other.once('exit', resolve));
+      expect((await collect(h)).blocksCollected).toBe(1);
+      expect(await readdir(h.dataDir)).not.toContain('gc.lock');
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
 });

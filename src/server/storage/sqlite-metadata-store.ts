@@ -1,11 +1,12 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type FilePath, type JournalEntry, type NamespaceId } from '../../protocol/index.ts';
 import { PAGE_BLOCK_BUDGET, commitOne, type CommitBatchResult, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
 import { migrateSqlite } from './sqlite-migrations.ts';
 import { CommitGate } from './commit-gate.ts';
+import { tryLockFile } from './lock-file.ts';
 import type { BeforeCommitWrite, GcMetadata, GcSession, JournalHeads } from './gc-metadata.ts';
 
 export { MIGRATIONS } from './sqlite-migrations.ts';
@@ -49,10 +50,13 @@ export class SqliteMetadataStore implements MetadataStore, GcMetadata {
   /** Grows before each GC batch deletes blocks (see BeforeCommitWrite). */
   private gcGeneration = 0;
   private gcPassRunning = false;
+  /** `DATA_DIR/gc.lock`: one pass at a time, also against another process on the same data dir. */
+  private readonly gcLockFile: string;
   private readonly stmts: ReturnType<typeof prepareStatements>;
   private readonly commitTx: Database.Transaction<(ns: NamespaceId, requests: readonly CommitRequest[]) => CommitBatchResult>;
 
   private constructor(file: string) {
+    this.gcLockFile = join(dirname(file), 'gc.lock');
     this.db = openSqliteDatabase(file);
     try {
       migrateSqlite(this.db);
@@ -169,6 +173,18 @@ export class SqliteMetadataStore implements MetadataStore, GcMetadata {
   async beginGcPass(): Promise<GcSession | null> {
     if (this.gcPassRunning) return null;
     this.gcPassRunning = true;
+    let releaseFile: (() => Promise<void>) | null;
+    try {
+      releaseFile = await tryLockFile(this.gcLockFile);
+    } catch (err) {
+      this.gcPassRunning = false;
+      throw err;
+    }
+    if (!releaseFile) {
+      this.gcPassRunning = false;
+      return null;
+    }
+    const release = releaseFile;
     const s = this.stmts;
     const readHeads = (): JournalHeads => new Map((s.allHeads.all() as { id: string; head_sjid: number }[]).map((row) => [row.id, row.head_sjid]));
     return {
@@ -198,6 +214,7 @@ export class SqliteMetadataStore implements MetadataStore, GcMetadata {
           return work(Buffer.concat(newer));
         }),
       end: async () => {
+        await release();
         this.gcPassRunning = false;
       },
     };
