@@ -124,6 +124,26 @@ describe.each(STORES)('block GC on two PostgreSQL instances sharing $name', (sto
     expect(await stored()).toEqual(new Set([live.hash]));
   });
 
+  it('stores an upload on an instance that still had the block cached when the other removed it', async () => {
+    const { instances, stored } = await deploy(store);
+    const [a, b] = instances;
+    const m = await createWorkspace(a.url);
+    const block = makeBlock(4321);
+    await makeGarbage(a, m, [block]);
+    await sleep(GRACE_MS + 100);
+    // B learns the block is stored (and caches its size)…
+    expect((await api(b.url, 'POST', '/api/v1/blocks/missing', { token: m.token, json: { hashes: [block.hash] } })).body).toEqual({ missing: [] });
+    // …A removes it…
+    const pass = await a.collectBlocks();
+    expect(pass.status === 'done' && pass.blocksCollected).toBe(1);
+    expect((await stored()).has(block.hash)).toBe(false);
+    // …and an upload through B really stores it again, so a commit through B goes through.
+    expect(await putBlock(b.url, m.token, block)).toBe(201);
+    expect((await stored()).has(block.hash)).toBe(true);
+    const res = await api(b.url, 'POST', `/api/v1/ns/${m.ns}/commit`, { token: m.token, json: { path: 'back', size: 4321, mtime: 1, blocks: [block.hash] } });
+    expect(res.status).toBe(200);
+  });
+
   it('never lets a commit on one instance land on a block the other removes', async () => {
     const { instances, stored } = await deploy(store);
     const m = await createWorkspace(instances[0].url);

@@ -57,6 +57,15 @@ export class FsBlockStore implements BlockStore {
   async stat(hash: BlockHash): Promise<number | null> {
     const cached = this.sizes.get(hash);
     if (cached !== undefined) return cached;
+    return this.statFile(hash);
+  }
+
+  /**
+   * stat() that asks the file system even when the size is cached. Uploads decide with it
+   * whether to write: a size cached before another instance's GC removed the block would
+   * make an upload store nothing, and the client's commit ask for the block again and again.
+   */
+  private async statFile(hash: BlockHash): Promise<number | null> {
     const epoch = this.sizesEpoch;
     try {
       const info = await stat(this.pathOf(hash));
@@ -73,7 +82,7 @@ export class FsBlockStore implements BlockStore {
   }
 
   async put(hash: BlockHash, body: BlockBody, maxBytes: number): Promise<PutResult> {
-    const known = await this.stat(hash);
+    const known = await this.statFile(hash);
     const verifier = new BlockVerifier(hash, maxBytes);
 
     if (known !== null) return verifyKnownBlock(verifier, body);
@@ -97,7 +106,7 @@ export class FsBlockStore implements BlockStore {
         await fsyncDir(this.root);
         await fsyncDir(join(dir, '..'));
       }
-      if ((await this.stat(hash)) !== null) {
+      if ((await this.statFile(hash)) !== null) {
         // A concurrent upload of the same block won the race.
         await unlink(tmp);
         return { status: 'exists', size: verifier.size };
@@ -121,7 +130,7 @@ export class FsBlockStore implements BlockStore {
    * its name only complete, and only once all of them are durable does this resolve.
    */
   async putMany(blocks: readonly VerifiedBlock[]): Promise<PutResult[]> {
-    const known = await this.statMany(blocks.map((block) => block.hash));
+    const known = await mapBounded(blocks, STAT_CONCURRENCY, (block) => this.statFile(block.hash));
     const results: PutResult[] = blocks.map((block) => ({ status: 'exists', size: block.bytes.length }));
     const fresh = new Map<BlockHash, { bytes: Uint8Array; index: number; tmp: string | null; renamed: boolean }>();
     blocks.forEach((block, index) => {
@@ -155,7 +164,7 @@ export class FsBlockStore implements BlockStore {
 
       const filled = new Set<string>();
       await eachBounded(pending, SYNC_CONCURRENCY, async ([hash, entry]) => {
-        if ((await this.stat(hash)) !== null) return; // A concurrent upload of the same block won the race.
+        if ((await this.statFile(hash)) !== null) return; // A concurrent upload of the same block won the race.
         await rename(entry.tmp!, this.pathOf(hash));
         entry.renamed = true;
         filled.add(dirname(this.pathOf(hash)));

@@ -129,7 +129,9 @@ export class S3BlockStore implements BlockStore {
   }
 
   async put(hash: BlockHash, body: BlockBody, maxBytes: number): Promise<PutResult> {
-    const known = await this.stat(hash);
+    // Asked of S3 even when cached: a size cached before another instance's GC removed the
+    // block would make the upload store nothing, and the commit ask for it again and again.
+    const known = await this.headObject(hash);
     const verifier = new BlockVerifier(hash, maxBytes);
     if (known !== null) return verifyKnownBlock(verifier, body);
 
@@ -156,7 +158,7 @@ export class S3BlockStore implements BlockStore {
    */
   async putMany(blocks: readonly VerifiedBlock[]): Promise<PutResult[]> {
     return mapBounded(blocks, PUT_MANY_CONCURRENCY, async ({ hash, bytes }): Promise<PutResult> => {
-      if ((await this.stat(hash)) !== null) return { status: 'exists', size: bytes.length };
+      if ((await this.headObject(hash)) !== null) return { status: 'exists', size: bytes.length };
       const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       return { status: await this.upload(hash, body), size: bytes.length };
     });
@@ -266,7 +268,6 @@ export class S3BlockStore implements BlockStore {
         // That upload failed; this one tries on its own.
       }
     }
-    if (this.sizes.has(hash)) return 'exists';
     const sending = this.putObject(hash, bytes);
     this.uploadsInFlight.set(hash, sending);
     try {
