@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { GcPassReport } from '../../src/server/gc/block-collector.ts';
 import { BACKEND_CASES, type BackendCase } from '../support/backend-cases.ts';
-import { api, commitFile, createWorkspace, makeBlock, putBlock, startHarness, type Harness, type Member, type TestBlock } from './helpers.ts';
+import { api, commitFile, createWorkspace, makeBlock, putBlock, startHarness, until, type Harness, type Member, type TestBlock } from './helpers.ts';
 
 /**
  * Retention and block GC on a real server, per storage back end: what a pass removes and
@@ -228,6 +228,24 @@ describe.each(BACKEND_CASES)('block GC on $name', (backendCase) => {
 
 afterAll(async () => {
   while (harnesses.length > 0) await harnesses.pop()!.stop();
+});
+
+describe('block GC on a timer', () => {
+  it('runs passes by itself every BLOCK_GC_INTERVAL_S, and stops with the server', async () => {
+    const h = await startHarness({ blockGc: { historyMs: 0, graceMs: 0, intervalMs: 300 } });
+    harnesses.push(h);
+    const m = await createWorkspace(h.url);
+    const orphan = makeBlock(1234);
+    await putBlock(h.url, m.token, orphan);
+    await until(() => h.server.metrics().blocksCollected === 1, 10_000, 'a timed pass to collect the orphan');
+    expect(await stored(h)).toEqual(new Set());
+    const passes = h.server.metrics().blockGcPasses;
+    await until(() => h.server.metrics().blockGcPasses >= passes + 2, 10_000, 'more timed passes');
+    await h.server.close();
+    const atClose = h.server.metrics().blockGcPasses;
+    await sleep(1_000);
+    expect(h.server.metrics().blockGcPasses).toBe(atClose);
+  });
 });
 
 describe('block GC on SQLite: the pass lock file in DATA_DIR', () => {
