@@ -1,4 +1,4 @@
-import type { BridgeReadOut, BridgeReadReply, NamespaceId } from '../src/protocol/index.ts';
+import type { BridgeReadOut, BridgeReadReply, HistoryResponse, NamespaceId } from '../src/protocol/index.ts';
 
 /**
  * The sync worker's interface as the UI sees it through comlink. The UI never touches
@@ -67,6 +67,8 @@ export interface UploadView {
   bytesUploaded: number;
   state: UploadState;
   error?: string;
+  /** Another device's version took the path first: this upload was kept as this conflicted copy. */
+  conflictedCopy?: string;
 }
 
 /** Every upload since the queue was last empty, in numbers (the list shows only some rows). */
@@ -166,8 +168,11 @@ export interface OpenOptions {
 }
 
 export interface SyncWorkerApi {
-  /** `apiBase` is the server origin, e.g. "http://localhost:8080". */
-  init(apiBase: string): Promise<void>;
+  /**
+   * `apiBase` is the server origin, e.g. "http://localhost:8080"; `device` this browser's
+   * label (the peer label), recorded with its commits and used in conflicted-copy names.
+   */
+  init(apiBase: string, device?: string): Promise<void>;
   listWorkspaces(): Promise<WorkspaceSummary[]>;
   createWorkspace(name: string): Promise<{ namespaceId: NamespaceId; shareLink: string }>;
   /** Joins with the invite from a share link; rejoining a known workspace is a no-op. */
@@ -183,6 +188,17 @@ export interface SyncWorkerApi {
   upload(ns: NamespaceId, files: UploadInput[]): Promise<void>;
   rename(ns: NamespaceId, from: string, to: string): Promise<void>;
   remove(ns: NamespaceId, path: string): Promise<void>;
+  /**
+   * The versions of one path, newest first, deletions included, each with the device that
+   * committed it; `before` (an sjid from the last answer) pages back when `more` is set.
+   */
+  history(ns: NamespaceId, path: string, before?: number): Promise<HistoryResponse>;
+  /**
+   * Makes version `sjid` of `path` the live one again (a commit of its blocks). If another
+   * device changed the file meanwhile, the restored version is kept as a conflicted copy:
+   * `path` says where it landed.
+   */
+  restoreVersion(ns: NamespaceId, path: string, sjid: number): Promise<{ path: string; conflicted: boolean }>;
   /** The file's bytes, assembled from stored blocks without one big buffer. */
   fileBlob(ns: NamespaceId, path: string): Promise<Blob>;
   /** Tokens for the relay handshake of `ns` (the transport runs on the page's thread). */

@@ -1,7 +1,7 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
-import { describeError, inviteFromLink, parseBridgeReadOut, parseFilePath, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import { DEFAULT_PEER_LABEL, describeError, inviteFromLink, parseBridgeReadOut, parseCursor, parseDeviceLabel, parseFilePath, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
 import { BlockFiles } from './block-files.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
@@ -15,6 +15,8 @@ import { WorkspaceSession } from './workspace-session.ts';
 
 interface WorkerContext {
   base: string;
+  /** This browser's label, sent with its commits. */
+  device: string;
   db: NearsyncDb;
   registry: WorkspaceRegistry;
   blocks: IdbBlockStore;
@@ -33,7 +35,7 @@ async function apiFor(ns: NamespaceId): Promise<ServerApi> {
   const { base, registry } = ready();
   const record = await registry.get(ns);
   if (!record) throw new Error('this workspace is not known on this device');
-  return new ServerApi(base, record.token);
+  return new ServerApi(base, record.token, undefined, ready().device);
 }
 
 async function sessionFor(ns: NamespaceId): Promise<WorkspaceSession> {
@@ -42,7 +44,7 @@ async function sessionFor(ns: NamespaceId): Promise<WorkspaceSession> {
   const { registry, blocks, state } = ready();
   const record = await registry.get(ns);
   if (!record) throw new Error('this workspace is not known on this device');
-  const session = new WorkspaceSession({ record, api: await apiFor(ns), blocks, state });
+  const session = new WorkspaceSession({ record, api: await apiFor(ns), blocks, state, device: ready().device });
   sessions.set(ns, session);
   session.start();
   return session;
@@ -61,8 +63,17 @@ async function tidyBlockStorage(blocks: IdbBlockStore, writerId: string): Promis
   }
 }
 
+/** The page's label for this browser when it is a valid one, else `fallback` (the page is trusted, its storage less so). */
+function deviceLabelOr(label: string | undefined, fallback: string): string {
+  try {
+    return label === undefined ? fallback : parseDeviceLabel(label);
+  } catch {
+    return fallback;
+  }
+}
+
 const api: SyncWorkerApi = {
-  async init(apiBase: string) {
+  async init(apiBase: string, device?: string) {
     if (context) return;
     const db = await openNearsyncDb();
     const writerId = crypto.randomUUID();
@@ -71,6 +82,7 @@ const api: SyncWorkerApi = {
     const blocks = new IdbBlockStore(db, files);
     context = {
       base: apiBase.replace(/\/+$/, ''),
+      device: deviceLabelOr(device, DEFAULT_PEER_LABEL),
       db,
       registry: new WorkspaceRegistry(db, files, blocks),
       blocks,
@@ -153,6 +165,15 @@ const api: SyncWorkerApi = {
 
   async remove(ns: NamespaceId, path: string) {
     await (await sessionFor(parseNamespaceId(ns))).remove(path);
+  },
+
+  async history(ns: NamespaceId, path: string, before?: number) {
+    const id = parseNamespaceId(ns);
+    return (await apiFor(id)).history(id, parseFilePath(path), before === undefined ? {} : { before });
+  },
+
+  async restoreVersion(ns: NamespaceId, path: string, sjid: number) {
+    return (await sessionFor(parseNamespaceId(ns))).restoreVersion(path, parseCursor(sjid, 'sjid'));
   },
 
   async fileBlob(ns: NamespaceId, path: string) {

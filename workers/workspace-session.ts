@@ -1,6 +1,9 @@
 import { NamespaceSync } from '../src/engine/namespace-sync.ts';
 import type { ServerApi } from '../src/engine/server-api.ts';
 import { ServerBlockSource } from '../src/engine/server-source.ts';
+import { CommitConflictError } from '../src/engine/commit-conflict.ts';
+import type { ConditionalCommits } from '../src/engine/conflict-copies.ts';
+import { restoreVersion } from '../src/engine/restore-version.ts';
 import { commitWithBlocks } from '../src/engine/uploader.ts';
 import type { BlockSource, FileRecord } from '../src/engine/types.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
@@ -18,6 +21,8 @@ export interface WorkspaceSessionDeps {
   api: ServerApi;
   blocks: IdbBlockStore;
   state: IdbStateStore;
+  /** This browser's label: in its conflicted copies' names. */
+  device: string;
 }
 
 /**
@@ -75,6 +80,8 @@ export class WorkspaceSession {
     this.uploads = new UploadQueue({
       ns,
       api: deps.api,
+      device: deps.device,
+      knownSjids: (paths) => this.knownSjids(paths),
       blocks: deps.blocks,
       sha256,
       onChange: () => this.schedulePush(),
@@ -142,6 +149,35 @@ export class WorkspaceSession {
     return this.engine?.file(path) ?? (await this.deps.state.file(this.namespaceId, path));
   }
 
+  /**
+   * Commits from this tab name as their parent the live entry this device knows for the path
+   * (the leader's engine, or what the leader stored), so a version another device committed
+   * meanwhile is never replaced: a restore becomes a conflicted copy instead. (Uploads take
+   * their parents when added: UploadQueue.)
+   */
+  private conditions(): ConditionalCommits {
+    return {
+      device: this.deps.device,
+      parentOf: async (path) => (await this.fileRecord(path))?.sjid ?? 0,
+    };
+  }
+
+  /** The live sjids this device knows for `paths`: the engine's table when leading, else one read of the stored table. */
+  private async knownSjids(paths: readonly FilePath[]): Promise<Map<FilePath, number>> {
+    const known = new Map<FilePath, number>();
+    const engine = this.engine;
+    if (engine) {
+      for (const path of paths) {
+        const file = engine.file(path);
+        if (file) known.set(path, file.sjid);
+      }
+      return known;
+    }
+    const wanted = new Set(paths);
+    for (const file of (await this.deps.state.load(this.namespaceId)).files) if (wanted.has(file.path)) known.set(file.path, file.sjid);
+    return known;
+  }
+
   async rename(from: string, to: string): Promise<void> {
     const source = parseFilePath(from, 'from');
     const target = parseFilePath(to, 'to');
@@ -149,23 +185,45 @@ export class WorkspaceSession {
     const file = await this.fileRecord(source);
     if (!file) throw new Error(`${source} is not in this workspace`);
     // Write the new name first: a crash between the two commits leaves a copy, never a loss.
-    await commitWithBlocks(
-      this.namespaceId,
-      { path: target, size: file.size, mtime: file.mtime, blocks: file.blocks, deleted: false },
-      this.deps.api,
-      this.deps.blocks,
-    );
-    await this.remove(source);
+    // Both commits are conditional: a target or source changed elsewhere meanwhile is never overwritten or removed.
+    try {
+      await commitWithBlocks(
+        this.namespaceId,
+        { path: target, size: file.size, mtime: file.mtime, blocks: file.blocks, deleted: false, parent: (await this.fileRecord(target))?.sjid ?? 0 },
+        this.deps.api,
+        this.deps.blocks,
+      );
+    } catch (error) {
+      if (error instanceof CommitConflictError) throw new Error(`${target} was changed on another device meanwhile: not renamed`);
+      throw error;
+    }
+    await this.removeVersion(source, file.sjid);
   }
 
   async remove(path: string): Promise<void> {
     const target = parseFilePath(path);
-    await commitWithBlocks(
-      this.namespaceId,
-      { path: target, size: 0, mtime: Date.now(), blocks: [], deleted: true },
-      this.deps.api,
-      this.deps.blocks,
-    );
+    const file = await this.fileRecord(target);
+    if (!file) return; // Not live as far as this device knows: nothing to delete.
+    await this.removeVersion(target, file.sjid);
+  }
+
+  /**
+   * Deletes `path` if its live entry is still `sjid`. Already deleted elsewhere: done. Changed
+   * elsewhere: the newer version stays (deleting what this user never saw would lose it).
+   */
+  private async removeVersion(path: FilePath, sjid: number): Promise<void> {
+    try {
+      await commitWithBlocks(this.namespaceId, { path, size: 0, mtime: Date.now(), blocks: [], deleted: true, parent: sjid }, this.deps.api, this.deps.blocks);
+    } catch (error) {
+      if (!(error instanceof CommitConflictError)) throw error;
+      if (error.current === null) return;
+      throw new Error(`${path} was changed on another device (${error.current.device ?? 'unknown device'}) since this device saw it: not deleted`);
+    }
+  }
+
+  async restoreVersion(path: string, sjid: number): Promise<{ path: string; conflicted: boolean }> {
+    const kept = await restoreVersion(this.namespaceId, parseFilePath(path), sjid, this.deps.api, this.deps.blocks, this.conditions());
+    return { path: kept.path, conflicted: kept.conflicted };
   }
 
   /** This page will not connect to peers: the server need not wait for them. */

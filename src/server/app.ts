@@ -25,6 +25,7 @@ import { blockRoutes } from './routes/blocks.ts';
 import { blockUploadBatchRoutes } from './routes/block-upload-batch.ts';
 import { commitRoutes } from './routes/commit.ts';
 import { configRoutes } from './routes/config.ts';
+import { historyRoutes } from './routes/history.ts';
 import { journalRoutes } from './routes/journal.ts';
 import { lanRoutes } from './routes/lan.ts';
 import { metricsRoutes } from './routes/metrics.ts';
@@ -96,6 +97,7 @@ export function buildRouter(): Router<Handler> {
   workspaceRoutes(router);
   journalRoutes(router);
   commitRoutes(router);
+  historyRoutes(router);
   blockRoutes(router);
   blockUploadBatchRoutes(router);
   metricsRoutes(router);

@@ -144,6 +144,39 @@ describe('two browsers share a workspace', () => {
     expect(await fileRowPaths(pageB)).toEqual(['project/src', 'project/readme.md']);
   });
 
+  test('both browsers replace one file at once: both versions survive, one as a conflicted copy', { timeout: 90_000 }, async () => {
+    const base = Buffer.from('base version\n');
+    await uploadThroughPicker(pageA, [await harness.writeTempFile('shared.txt', base)]);
+    // Both know the base version: each upload below replaces it (its parent).
+    await waitForFileStatus(pageA, 'shared.txt', 'synced');
+    await waitForFileStatus(pageB, 'shared.txt', 'synced');
+
+    const fromA = Buffer.from('edited in A\n');
+    const fromB = Buffer.from('edited in B, a longer line\n');
+    const [fileA, fileB] = await Promise.all([harness.writeTempFile('shared.txt', fromA), harness.writeTempFile('shared.txt', fromB)]);
+    await Promise.all([uploadThroughPicker(pageA, [fileA]), uploadThroughPicker(pageB, [fileB])]);
+
+    const expected = [sha256(fromA), sha256(fromB)].sort();
+    for (const page of [pageA, pageB]) {
+      await openFolder(page, '');
+      const copyRow = page.locator('[data-testid="file-row"][data-path^="shared (conflicted copy "]');
+      await copyRow.waitFor({ timeout: 30_000 });
+      const copy = (await copyRow.getAttribute('data-path'))!;
+      expect(copy).toMatch(/^shared \(conflicted copy \d{4}-\d\d-\d\d \d{6} [\p{L}\p{N} ._-]+\)\.txt$/u);
+      await waitForFileStatus(page, copy, 'synced');
+      await waitForFileStatus(page, 'shared.txt', 'synced');
+      // Wait for the winner's bytes to replace the base version here too.
+      const hashes = async () => [(await saveFileAndHash(page, 'shared.txt')).sha256, (await saveFileAndHash(page, copy)).sha256].sort();
+      const deadline = Date.now() + 20_000;
+      let seen = await hashes();
+      while (JSON.stringify(seen) !== JSON.stringify(expected) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        seen = await hashes();
+      }
+      expect(seen).toEqual(expected);
+    }
+  });
+
   test('a reset link stops working and the old one shows a clear message', { timeout: 60_000 }, async () => {
     const oldLink = await readShareLink(pageA);
     await pageA.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.origin });

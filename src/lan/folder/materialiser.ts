@@ -6,7 +6,7 @@ import type { FileRecord } from '../../engine/types.ts';
 import type { FilePath } from '../../protocol/index.ts';
 import { fsyncDir, type DiskBlockStore } from '../store/disk-block-store.ts';
 import type { FolderRecord, SqliteStateStore } from '../store/sqlite-state-store.ts';
-import { conflictedCopyName } from './conflict-name.ts';
+import { conflictedCopyName } from '../../protocol/index.ts';
 import { cutFile, sameBlocks } from './file-blocks.ts';
 import { TEMP_PREFIX, UnsafePathError, foldName, lstatOrNull, resolveInFolder } from './safe-path.ts';
 

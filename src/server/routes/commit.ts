@@ -59,8 +59,16 @@ async function commitAll(deps: ServerDeps, ns: NamespaceId, requests: readonly C
   });
   if (!result.ok) {
     if (result.reason === 'no_namespace') throw new HttpError(404, 'not_found', 'no such workspace');
-    const path = requests[result.index].path;
-    throw new HttpError(409, 'not_live', `${path} is not a live file`, indexed ? { extra: { index: result.index } } : {});
+    const index = indexed ? { index: result.index } : {};
+    const request = requests[result.index];
+    if (result.reason === 'conflict') {
+      const what = indexed ? `commits[${result.index}]: ` : '';
+      const live = result.current === null ? 'is not live' : `is live at entry ${result.current.sjid}`;
+      throw new HttpError(409, 'conflict', `${what}${request.path} ${live}, not at the parent ${request.parent}; nothing was committed`, {
+        extra: { ...index, current: result.current },
+      });
+    }
+    throw new HttpError(409, 'not_live', `${request.path} is not a live file`, { extra: index });
   }
   deps.metrics.commits += requests.length;
   deps.notifier.notify(ns, result.sjids[result.sjids.length - 1]);

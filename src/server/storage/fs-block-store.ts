@@ -6,6 +6,7 @@ import type { BlockHash } from '../../protocol/index.ts';
 import type { BlockBody, BlockStore, OpenedBlock, PutResult, StoredBlock, VerifiedBlock } from './block-store.ts';
 import { BlockVerifier, verifyKnownBlock } from './block-verifier.ts';
 import { mapBounded } from './bounded-map.ts';
+import { SmallFileReadPool } from './small-file-reads.ts';
 
 const STAT_CONCURRENCY = 64;
 const SIZE_CACHE_LIMIT = 100_000;
@@ -37,6 +38,7 @@ export class FsBlockStore implements BlockStore {
   private sizesEpoch = 0;
   /** Spare read buffers for openRead: a small block is read into one, then copied out at its size. */
   private readonly scratch: Buffer[] = [];
+  private readonly smallReads = new SmallFileReadPool(IN_MEMORY_BELOW);
 
   private constructor(private readonly root: string) {
     this.tmpDir = join(root, 'tmp');
@@ -182,13 +184,26 @@ export class FsBlockStore implements BlockStore {
   }
 
   /**
-   * A block under IN_MEMORY_BELOW bytes comes back in memory, read with one open, one read
-   * and one close on a bare descriptor (a file stream per block costs many times the read:
-   * a batch of small blocks spent most of its CPU on stream machinery). A read shorter than
-   * asked for is the whole file: block files are complete once in place and never change.
-   * A larger block is streamed from the same descriptor.
+   * A block under IN_MEMORY_BELOW bytes comes back in memory, read whole on a reader thread
+   * (SmallFileReadPool) together with the other reads asked for in the same turn. A read
+   * shorter than asked for is the whole file: block files are complete once in place and
+   * never change. A block known or found to be larger is streamed.
    */
   async openRead(hash: BlockHash): Promise<OpenedBlock | null> {
+    const known = this.sizes.get(hash);
+    if (known === undefined || known < IN_MEMORY_BELOW) {
+      const read = await this.smallReads.read(this.pathOf(hash));
+      if (read === 'missing') return null;
+      if (read !== 'large') return { size: read.bytes.length, bytes: read.bytes };
+    }
+    return this.openOnLoop(hash);
+  }
+
+  /**
+   * One open, one read and one close on a bare descriptor from the event loop (a file stream
+   * per block costs many times the read); a larger block is streamed from the same descriptor.
+   */
+  private async openOnLoop(hash: BlockHash): Promise<OpenedBlock | null> {
     let fd: number;
     try {
       fd = await fsCall<number>((done) => fs.open(this.pathOf(hash), 'r', done));
@@ -264,6 +279,7 @@ export class FsBlockStore implements BlockStore {
 
   async close(): Promise<void> {
     this.sizes.clear();
+    await this.smallReads.close();
   }
 
   private remember(hash: string, size: number): void {

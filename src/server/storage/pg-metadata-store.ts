@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type FilePath, type JournalEntry, type NamespaceId } from '../../protocol/index.ts';
+import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type FilePath, type HistoryResponse, type JournalEntry, type NamespaceId, type VersionEntry } from '../../protocol/index.ts';
 import type { Logger } from '../log.ts';
 import { journalPayload } from './pg-journal-notifier.ts';
 import { asStoreError, errorMessage, isConnectionError } from './pg-errors.ts';
 import { migratePostgres } from './pg-migrations.ts';
 import type { PostgresTarget } from './pg-target.ts';
 import type { BeforeCommitWrite, GcMetadata, GcSession, JournalHeads } from './gc-metadata.ts';
-import { PAGE_BLOCK_BUDGET, commitOne, type CommitBatchResult, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
+import { HISTORY_BLOCK_BUDGET, PAGE_BLOCK_BUDGET, commitOne, type CommitBatchResult, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
 
 /** Opening one connection: a server that does not answer (rather than refusing) costs this much. */
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -53,6 +53,10 @@ interface JournalRow {
   blocks: Buffer;
   deleted: boolean;
   candidates: number;
+}
+
+interface VersionRow extends Omit<JournalRow, 'candidates'> {
+  device: string | null;
 }
 
 /**
@@ -182,8 +186,10 @@ export class PgMetadataStore implements MetadataStore, GcMetadata {
   /**
    * A fixed number of round trips whatever the batch size: take the sjids (the row lock on
    * the workspace makes this namespace's commits take turns, so files_live cannot change
-   * under us), read the liveness of the paths the batch deletes, apply the deletion rule in
-   * order here, then write every row and the one notification in a single statement.
+   * under us, and under READ COMMITTED the next statement sees what the commit before us
+   * left), read the live sjids of the paths the batch deletes or conditions on a parent,
+   * apply the rules in order here, then write every row and the one notification in a
+   * single statement.
    */
   async commitBatch(ns: NamespaceId, requests: readonly CommitRequest[], beforeWrite?: BeforeCommitWrite): Promise<CommitBatchResult> {
     return this.transaction(
@@ -204,22 +210,29 @@ export class PgMetadataStore implements MetadataStore, GcMetadata {
         const last = head.rows[0].head_sjid;
         const first = last - requests.length + 1;
 
-        const deletedPaths = [...new Set(requests.filter((request) => request.deleted).map((request) => request.path))];
-        const live = new Set<string>();
-        if (deletedPaths.length > 0) {
-          const rows = await client.query<{ path: string }>('SELECT path FROM files_live WHERE ns = $1 AND path = ANY($2::text[])', [
-            ns,
-            deletedPaths,
-          ]);
-          for (const row of rows.rows) live.add(row.path);
+        const checkedPaths = [...new Set(requests.filter((r) => r.deleted || r.parent !== undefined).map((r) => r.path))];
+        // path → live sjid, as the elements applied so far leave it.
+        const live = new Map<string, number>();
+        if (checkedPaths.length > 0) {
+          const rows = await client.query<{ path: string; sjid: number }>(
+            'SELECT path, sjid FROM files_live WHERE ns = $1 AND path = ANY($2::text[])',
+            [ns, checkedPaths],
+          );
+          for (const row of rows.rows) live.set(row.path, row.sjid);
         }
-        // The last element touching a path decides its row; earlier ones only count for the rule.
+        // The last element touching a path decides its row; earlier ones only count for the rules.
         const finalState = new Map<string, { sjid: number; deleted: boolean }>();
         for (const [index, request] of requests.entries()) {
+          const liveSjid = live.get(request.path);
+          if (request.parent !== undefined && request.parent !== (liveSjid ?? 0)) {
+            const current = liveSjid === undefined ? null : await this.liveVersion(client, ns, liveSjid, requests, first);
+            return { ok: false, reason: 'conflict', index, current };
+          }
           if (request.deleted) {
-            if (!live.delete(request.path)) return { ok: false, reason: 'not_live', index };
+            if (liveSjid === undefined) return { ok: false, reason: 'not_live', index };
+            live.delete(request.path);
           } else {
-            live.add(request.path);
+            live.set(request.path, first + index);
           }
           finalState.set(request.path, { sjid: first + index, deleted: request.deleted });
         }
@@ -238,16 +251,16 @@ export class PgMetadataStore implements MetadataStore, GcMetadata {
              SELECT $1, path, sjid FROM unnest($3::text[], $4::bigint[]) AS t(path, sjid)
              ON CONFLICT (ns, path) DO UPDATE SET sjid = excluded.sjid
            ), entries AS (
-             INSERT INTO journal (ns, sjid, path, size, mtime, blocks, deleted, superseded_at)
-             SELECT $1, sjid, path, size, mtime, blocks, deleted, CASE WHEN replaced THEN now() END
-             FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::bytea[], $10::boolean[], $15::boolean[])
-               AS t(sjid, path, size, mtime, blocks, deleted, replaced)
+             INSERT INTO journal (ns, sjid, path, size, mtime, blocks, deleted, device, superseded_at)
+             SELECT $1, sjid, path, size, mtime, blocks, deleted, device, CASE WHEN replaced THEN now() END
+             FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::bytea[], $10::boolean[], $15::text[], $16::boolean[])
+               AS t(sjid, path, size, mtime, blocks, deleted, device, replaced)
            ), superseded AS (
              -- The versions live before this batch (files_live as the statement found it) whose
              -- path the batch touches start their retention period (block GC).
              UPDATE journal j SET superseded_at = now()
              FROM files_live f
-             WHERE f.ns = $1 AND f.path = ANY($16::text[]) AND j.ns = $1 AND j.sjid = f.sjid
+             WHERE f.ns = $1 AND f.path = ANY($17::text[]) AND j.ns = $1 AND j.sjid = f.sjid
            ), refs AS (
              INSERT INTO ns_blocks (ns, hash, first_sjid)
              SELECT $1, substring($11::bytea FROM (n::integer - 1) * 32 + 1 FOR 32) AS hash, min(sjid)
@@ -271,6 +284,7 @@ export class PgMetadataStore implements MetadataStore, GcMetadata {
             refSjids,
             this.channel,
             journalPayload(ns, last),
+            requests.map((request) => request.device ?? null),
             replacedInBatch,
             [...finalState.keys()],
           ],
@@ -372,6 +386,49 @@ export class PgMetadataStore implements MetadataStore, GcMetadata {
     };
   }
 
+  /** The live entry at `sjid`: an element of this batch (not written yet), or a journal row. */
+  private async liveVersion(
+    client: pg.PoolClient,
+    ns: NamespaceId,
+    sjid: number,
+    requests: readonly CommitRequest[],
+    first: number,
+  ): Promise<VersionEntry> {
+    if (sjid >= first) {
+      const { path, size, mtime, blocks, deleted, device } = requests[sjid - first];
+      return { sjid, path, size, mtime, blocks, deleted, device: device ?? null };
+    }
+    const result = await client.query<VersionRow>(
+      'SELECT sjid, path, size, mtime, blocks, deleted, device FROM journal WHERE ns = $1 AND sjid = $2',
+      [ns, sjid],
+    );
+    return toVersion(result.rows[0]);
+  }
+
+  async history(ns: NamespaceId, path: FilePath, before: number | null, limit: number): Promise<HistoryResponse> {
+    // As readJournal: the running count of hashes comes from the stored lengths, so the page
+    // is cut at the block budget before any large row is read; journal_path is walked backwards.
+    const result = await this.query<VersionRow & { candidates: number }>(
+      `WITH candidates AS (
+         SELECT sjid,
+                row_number() OVER running AS n,
+                sum(octet_length(blocks) / 32) OVER running AS hashes
+         FROM journal
+         WHERE ns = $1 AND path = $2 AND sjid < $3
+         WINDOW running AS (ORDER BY sjid DESC ROWS UNBOUNDED PRECEDING)
+         ORDER BY sjid DESC
+         LIMIT $4::integer + 1
+       )
+       SELECT j.sjid, j.path, j.size, j.mtime, j.blocks, j.deleted, j.device, (SELECT count(*) FROM candidates) AS candidates
+       FROM candidates c JOIN journal j ON j.ns = $1 AND j.sjid = c.sjid
+       WHERE c.n <= $4::integer AND (c.n = 1 OR c.hashes <= $5::integer)
+       ORDER BY j.sjid DESC`,
+      [ns, path, before ?? Number.MAX_SAFE_INTEGER + 1, limit, HISTORY_BLOCK_BUDGET],
+    );
+    const rows = result.rows;
+    return { versions: rows.map(toVersion), more: rows.length > 0 && Number(rows[0].candidates) > rows.length };
+  }
+
   async namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean> {
     const result = await this.query('SELECT 1 FROM ns_blocks WHERE ns = $1 AND hash = $2', [ns, digest(hash)]);
     return result.rowCount !== 0;
@@ -454,7 +511,11 @@ function digest(hex: string): Buffer {
   return Buffer.from(hex, 'hex');
 }
 
-function toEntry(row: JournalRow): JournalEntry {
+function toVersion(row: VersionRow): VersionEntry {
+  return { ...toEntry(row), device: row.device };
+}
+
+function toEntry(row: Omit<JournalRow, 'candidates'>): JournalEntry {
   const blocks: BlockHash[] = [];
   for (let i = 0; i < row.blocks.length; i += 32) blocks.push(row.blocks.toString('hex', i, i + 32) as BlockHash);
   return { sjid: row.sjid, path: row.path as FilePath, size: row.size, mtime: row.mtime, blocks, deleted: row.deleted };

@@ -68,6 +68,18 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
+    name: 'device labels and version history',
+    // device: the committing device's label (NULL for entries from before, or from clients
+    // that send none; 40 characters at most, as the protocol allows). The index answers a
+    // path's history newest first without a scan. Building it holds writes to the journal
+    // for as long as it takes (once, at upgrade).
+    sql: `
+      ALTER TABLE journal ADD COLUMN device text CHECK (char_length(device) <= 40);
+      CREATE INDEX journal_path ON journal (ns, path, sjid DESC);
+    `,
+  },
+  {
+    version: 4,
     name: 'retention',
     // superseded_at: when a version stopped being its path's live version (a later version or
     // a deletion was committed); NULL while live, and for deletion entries. Block GC keeps the

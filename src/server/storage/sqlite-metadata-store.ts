@@ -2,8 +2,8 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type FilePath, type JournalEntry, type NamespaceId } from '../../protocol/index.ts';
-import { PAGE_BLOCK_BUDGET, commitOne, type CommitBatchResult, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
+import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type FilePath, type HistoryResponse, type JournalEntry, type NamespaceId, type VersionEntry } from '../../protocol/index.ts';
+import { HISTORY_BLOCK_BUDGET, PAGE_BLOCK_BUDGET, commitOne, type CommitBatchResult, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
 import { migrateSqlite } from './sqlite-migrations.ts';
 import { CommitGate } from './commit-gate.ts';
 import { tryLockFile } from './lock-file.ts';
@@ -35,6 +35,10 @@ interface JournalRow {
   mtime: number;
   blocks: Buffer;
   deleted: number;
+}
+
+interface VersionRow extends JournalRow {
+  device: string | null;
 }
 
 /** Journal rows read per step of a GC scan: the event loop gets a turn between steps. */
@@ -73,18 +77,21 @@ export class SqliteMetadataStore implements MetadataStore, GcMetadata {
       const now = Date.now();
       for (const [index, request] of requests.entries()) {
         const sjid = head + 1 + index;
-        // Earlier elements of the batch already changed files_live: the rule sees them.
-        const previous = s.liveFile.get(ns, request.path) as number | undefined;
+        // Earlier elements of the batch already changed files_live (and the journal): the rules see them.
+        const live = s.liveFile.get(ns, request.path) as number | undefined;
+        if (request.parent !== undefined && request.parent !== (live ?? 0)) {
+          throw new Conflict(index, live === undefined ? null : toVersion(s.entryAt.get(ns, live) as VersionRow));
+        }
         if (request.deleted) {
-          if (previous === undefined) throw new NotLive(index);
+          if (live === undefined) throw new NotLive(index);
           s.deleteLive.run(ns, request.path);
         } else {
           s.upsertLive.run(ns, request.path, sjid);
         }
         // The version this entry replaces starts its retention period (block GC).
-        if (previous !== undefined) s.supersede.run(now, ns, previous);
+        if (live !== undefined) s.supersede.run(now, ns, live);
         const digests = request.blocks.map((hash) => Buffer.from(hash, 'hex'));
-        s.insertEntry.run(ns, sjid, request.path, request.size, request.mtime, Buffer.concat(digests), request.deleted ? 1 : 0, now);
+        s.insertEntry.run(ns, sjid, request.path, request.size, request.mtime, Buffer.concat(digests), request.deleted ? 1 : 0, now, request.device ?? null);
         for (const digest of digests) s.addBlockRef.run(ns, digest, sjid);
         sjids.push(sjid);
       }
@@ -165,6 +172,7 @@ export class SqliteMetadataStore implements MetadataStore, GcMetadata {
       } catch (err) {
         // Thrown inside the transaction so that better-sqlite3 rolls every element back.
         if (err instanceof NotLive) return { ok: false, reason: 'not_live', index: err.index };
+        if (err instanceof Conflict) return { ok: false, reason: 'conflict', index: err.index, current: err.current };
         throw err;
       }
     });
@@ -220,6 +228,22 @@ export class SqliteMetadataStore implements MetadataStore, GcMetadata {
     };
   }
 
+  async history(ns: NamespaceId, path: FilePath, before: number | null, limit: number): Promise<HistoryResponse> {
+    const versions: VersionEntry[] = [];
+    let blockCount = 0;
+    let more = false;
+    for (const row of this.stmts.history.iterate(ns, path, before ?? Number.MAX_SAFE_INTEGER + 1, limit + 1) as IterableIterator<VersionRow>) {
+      const hashes = row.blocks.length / 32;
+      if (versions.length === limit || (versions.length > 0 && blockCount + hashes > HISTORY_BLOCK_BUDGET)) {
+        more = true;
+        break;
+      }
+      blockCount += hashes;
+      versions.push(toVersion(row));
+    }
+    return { versions, more };
+  }
+
   async namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean> {
     return this.stmts.hasBlockRef.get(ns, Buffer.from(hash, 'hex')) !== undefined;
   }
@@ -266,7 +290,12 @@ function prepareStatements(db: Database.Database) {
       'SELECT sjid, path, size, mtime, blocks, deleted FROM journal WHERE ns = ? AND sjid > ? ORDER BY sjid LIMIT ?',
     ),
     insertEntry: db.prepare(
-      'INSERT INTO journal (ns, sjid, path, size, mtime, blocks, deleted, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO journal (ns, sjid, path, size, mtime, blocks, deleted, committed_at, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    entryAt: db.prepare('SELECT sjid, path, size, mtime, blocks, deleted, device FROM journal WHERE ns = ? AND sjid = ?'),
+    // journal_path (ns, path, sjid) walked backwards.
+    history: db.prepare(
+      'SELECT sjid, path, size, mtime, blocks, deleted, device FROM journal WHERE ns = ? AND path = ? AND sjid < ? ORDER BY sjid DESC LIMIT ?',
     ),
     liveFile: db.prepare('SELECT sjid FROM files_live WHERE ns = ? AND path = ?').pluck(),
     upsertLive: db.prepare(
@@ -298,6 +327,20 @@ class NotLive extends Error {
   constructor(readonly index: number) {
     super(`batch element ${index} deletes a path that is not live`);
   }
+}
+
+/** Ends the batch transaction (rolling it back) at the element whose parent is not the live sjid. */
+class Conflict extends Error {
+  constructor(
+    readonly index: number,
+    readonly current: VersionEntry | null,
+  ) {
+    super(`batch element ${index} names a parent that is not the live entry`);
+  }
+}
+
+function toVersion(row: VersionRow): VersionEntry {
+  return { ...toEntry(row), device: row.device };
 }
 
 function toEntry(row: JournalRow): JournalEntry {

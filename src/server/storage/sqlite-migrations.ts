@@ -64,6 +64,16 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
+    name: 'device labels and version history',
+    // device: the committing device's label (NULL for entries from before, or from clients
+    // that send none). The index answers a path's history newest first without a scan.
+    sql: `
+      ALTER TABLE journal ADD COLUMN device TEXT;
+      CREATE INDEX journal_path ON journal (ns, path, sjid);
+    `,
+  },
+  {
+    version: 4,
     name: 'retention',
     // superseded_at (ms): when a version stopped being its path's live version (a later
     // version or a deletion was committed); NULL while live, and for deletion entries. Block
