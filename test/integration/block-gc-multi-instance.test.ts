@@ -17,6 +17,8 @@ import { api, createWorkspace, makeBlock, putBlock, type Member, type TestBlock 
  */
 
 const GRACE_MS = 1_000;
+/** S3 lists LastModified to the second and the store counts the end of it: a block looks up to 1 s younger. */
+const STORED_AT_SLACK_MS = 1_000;
 const cleanups: Array<() => Promise<void>> = [];
 const serverErrors: string[] = [];
 afterEach(async () => {
@@ -101,7 +103,7 @@ describe.each(STORES)('block GC on two PostgreSQL instances sharing $name', (sto
     await makeGarbage(a, m, garbage);
     await putBlock(a.url, m.token, live);
     expect((await api(a.url, 'POST', `/api/v1/ns/${m.ns}/commit`, { token: m.token, json: { path: 'keep', size: 5000, mtime: 1, blocks: [live.hash] } })).status).toBe(200);
-    await sleep(GRACE_MS + 200);
+    await sleep(GRACE_MS + STORED_AT_SLACK_MS + 200);
 
     const results: Array<{ instance: number; result: GcPassResult }> = [];
     for (let round = 0; round < 6; round++) {
@@ -130,7 +132,7 @@ describe.each(STORES)('block GC on two PostgreSQL instances sharing $name', (sto
     const m = await createWorkspace(a.url);
     const block = makeBlock(4321);
     await makeGarbage(a, m, [block]);
-    await sleep(GRACE_MS + 100);
+    await sleep(GRACE_MS + STORED_AT_SLACK_MS + 100);
     // B learns the block is stored (and caches its size)…
     expect((await api(b.url, 'POST', '/api/v1/blocks/missing', { token: m.token, json: { hashes: [block.hash] } })).body).toEqual({ missing: [] });
     // …A removes it…
@@ -149,7 +151,7 @@ describe.each(STORES)('block GC on two PostgreSQL instances sharing $name', (sto
     const m = await createWorkspace(instances[0].url);
     const pool = Array.from({ length: 200 }, (_, i) => makeBlock(300 + i));
     await makeGarbage(instances[0], m, pool);
-    await sleep(GRACE_MS + 100);
+    await sleep(GRACE_MS + STORED_AT_SLACK_MS + 100);
 
     const raceUntil = Date.now() + 3 * GRACE_MS;
     let passes = 0;

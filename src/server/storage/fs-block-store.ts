@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs, { constants as fsConstants } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { BlockHash } from '../../protocol/index.ts';
 import type { BlockBody, BlockStore, OpenedBlock, PutResult, StoredBlock, VerifiedBlock } from './block-store.ts';
 import { BlockVerifier, verifyKnownBlock } from './block-verifier.ts';
@@ -230,23 +230,31 @@ export class FsBlockStore implements BlockStore {
     }
   }
 
-  /** Walks `ab/cd/` one directory at a time (the temp directory is not a fan-out name). */
+  /**
+   * Walks `ab/` one at a time (the temp directory is not a fan-out name), reading its `cd/`
+   * directories and stat-ing their files GC_CONCURRENCY at a time: one call after another
+   * would cost a thread-pool round trip per directory and per file.
+   */
   async *list(): AsyncIterable<StoredBlock> {
     for (const top of (await readdirOrEmpty(this.root)).filter((name) => FAN_OUT.test(name)).sort()) {
-      for (const leaf of (await readdirOrEmpty(join(this.root, top))).filter((name) => FAN_OUT.test(name)).sort()) {
-        const dir = join(this.root, top, leaf);
-        const names = (await readdirOrEmpty(dir)).filter((name) => BLOCK_NAME.test(name) && name.startsWith(top + leaf));
-        const found = await mapBounded(names, GC_CONCURRENCY, async (name): Promise<StoredBlock | null> => {
-          try {
-            const info = await lstat(join(dir, name));
-            return info.isFile() ? { hash: name as BlockHash, size: info.size, storedAt: info.mtimeMs } : null;
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-            throw err;
-          }
-        });
-        for (const block of found) if (block) yield block;
-      }
+      const leaves = (await readdirOrEmpty(join(this.root, top))).filter((name) => FAN_OUT.test(name)).sort();
+      const files = (
+        await mapBounded(leaves, GC_CONCURRENCY, async (leaf) =>
+          (await readdirOrEmpty(join(this.root, top, leaf)))
+            .filter((name) => BLOCK_NAME.test(name) && name.startsWith(top + leaf))
+            .map((name) => join(this.root, top, leaf, name)),
+        )
+      ).flat();
+      const found = await mapBounded(files, GC_CONCURRENCY, async (path): Promise<StoredBlock | null> => {
+        try {
+          const info = await lstat(path);
+          return info.isFile() ? { hash: basename(path) as BlockHash, size: info.size, storedAt: info.mtimeMs } : null;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+          throw err;
+        }
+      });
+      for (const block of found) if (block) yield block;
     }
   }
 

@@ -206,7 +206,10 @@ export class S3BlockStore implements BlockStore {
       for (const object of page.Contents ?? []) {
         const hash = object.Key === undefined ? null : blockOfKey(object.Key.slice(root.length));
         if (hash === null || object.LastModified === undefined || typeof object.Size !== 'number') continue;
-        yield { hash, size: object.Size, storedAt: object.LastModified.getTime() };
+        // S3 lists LastModified to the whole second: take the end of that second, so a block
+        // never looks older than it is (the grace period is never cut short).
+        const modified = object.LastModified.getTime();
+        yield { hash, size: object.Size, storedAt: modified % 1000 === 0 ? modified + 999 : modified };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
