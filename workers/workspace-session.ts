@@ -27,12 +27,16 @@ export interface WorkspaceSessionDeps {
 
 /**
  * Between tabs: the leader sends its summary with the file deltas since the last one, and
- * every file at once when a tab says hello or a new leader starts.
+ * every file at once when a tab says hello or a new leader starts. A follower answers a
+ * `full` it did not ask for with `present`. Until a follower has made itself known, the
+ * leader leaves the deltas out (a 100,000-file join posted every file's changes to nobody);
+ * the first follower to appear after that gets every file at once.
  */
 type TabMessage =
   | { type: 'view'; view: SharedView; deltas: FileDelta[] }
   | { type: 'full'; view: SharedView; files: FileView[] }
-  | { type: 'hello' };
+  | { type: 'hello' }
+  | { type: 'present' };
 
 const VIEW_INTERVAL_MS = 200;
 const TICK_MS = 1000;
@@ -58,6 +62,11 @@ export class WorkspaceSession {
   private readonly lockAbort = new AbortController();
   private releaseLeadership: (() => void) | null = null;
   private pushTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Leader: whether another tab has said it mirrors this workspace, and whether deltas went unsent since the last `full`. */
+  private followersPresent = false;
+  private deltasUnsent = false;
+  /** Follower: a `hello` is out and its `full` not yet in. */
+  private awaitingFull = false;
   private lastPushAt = -Infinity;
   private tickTimer: ReturnType<typeof setInterval> | null = null;
   private readonly uploads: UploadQueue;
@@ -288,6 +297,7 @@ export class WorkspaceSession {
     const files = allFileViews(engine);
     this.tree.apply(files);
     this.shared = sharedViewOf(this.deps.record, engine, this.peers.views());
+    this.deltasUnsent = false;
     this.channel.postMessage({ type: 'full', view: this.shared, files } satisfies TabMessage);
     // Announce on join: what this device already holds (cursor 0 when it holds nothing).
     this.peers.advertise(engine.syncedCursor);
@@ -298,16 +308,23 @@ export class WorkspaceSession {
 
   private follow(): void {
     this.role = 'follower';
+    this.awaitingFull = true;
     this.channel.postMessage({ type: 'hello' } satisfies TabMessage);
     this.schedulePush();
   }
 
   private onTabMessage(message: TabMessage): void {
-    if (message.type === 'hello' && this.role === 'leader' && this.engine) {
-      this.channel.postMessage({ type: 'full', view: this.shared, files: this.tree.allFiles() } satisfies TabMessage);
+    if ((message.type === 'hello' || message.type === 'present') && this.role === 'leader' && this.engine) {
+      this.followersPresent = true;
+      if (message.type === 'hello' || this.deltasUnsent) {
+        this.deltasUnsent = false;
+        this.channel.postMessage({ type: 'full', view: this.shared, files: this.tree.allFiles() } satisfies TabMessage);
+      }
     }
     if (this.role !== 'follower') return;
     if (message.type === 'full') {
+      if (!this.awaitingFull) this.channel.postMessage({ type: 'present' } satisfies TabMessage);
+      this.awaitingFull = false;
       this.tree.clear();
       this.tree.apply(message.files);
     } else if (message.type === 'view') {
@@ -340,7 +357,8 @@ export class WorkspaceSession {
       const deltas = changedFileDeltas(this.engine);
       this.tree.apply(deltas);
       this.shared = sharedViewOf(this.deps.record, this.engine, this.peers.views());
-      this.channel.postMessage({ type: 'view', view: this.shared, deltas } satisfies TabMessage);
+      if (!this.followersPresent && deltas.length > 0) this.deltasUnsent = true;
+      this.channel.postMessage({ type: 'view', view: this.shared, deltas: this.followersPresent ? deltas : [] } satisfies TabMessage);
     }
     const view = this.view();
     for (const listener of this.listeners) {

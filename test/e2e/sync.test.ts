@@ -341,4 +341,37 @@ describe('sync over a slow server link', () => {
     await firstTab.close();
     await waitForRole(secondTab, 'leader', 30_000);
   });
+
+  test('three tabs: after the syncing tab goes away, the new leader keeps the remaining follower current', { timeout: 180_000 }, async () => {
+    const first = randomBuffer(64 * 1024 + 5);
+    const { namespaceId, shareLink } = await publishFile('first.bin', first);
+    const context = await harness.newBrowser();
+    const tabs = [await context.newPage(), await context.newPage(), await context.newPage()];
+    tabs.forEach((tab, i) => reportPageErrors(tab, `tab ${i + 1}`));
+    await joinWithLink(tabs[0], shareLink, namespaceId);
+    await waitForRole(tabs[0], 'leader');
+    for (const tab of tabs.slice(1)) {
+      await tab.goto(`${new URL(tabs[0].url()).origin}/w/${namespaceId}`);
+      await waitForRole(tab, 'follower');
+    }
+    await waitForFileStatus(tabs[2], 'first.bin', 'synced', 60_000);
+
+    // The tab that takes over announces itself with every file; the follower that did not ask
+    // for that answers, so the new leader sends it the changes that follow.
+    await tabs[0].close();
+    const role = async (tab: Page) => tab.getByTestId('sync-role').getAttribute('data-role');
+    await expect.poll(async () => [await role(tabs[1]), await role(tabs[2])].sort().join(','), { timeout: 30_000 }).toBe('follower,leader');
+    const follower = (await role(tabs[1])) === 'follower' ? tabs[1] : tabs[2];
+    const leader = follower === tabs[1] ? tabs[2] : tabs[1];
+
+    const later = randomBuffer(3 * 1024 + 1);
+    await uploadThroughPicker(leader, [await harness.writeTempFile('later.bin', later)]);
+    await waitForUploadsDone(leader, ['later.bin'], 60_000);
+    await waitForFileStatus(follower, 'later.bin', 'synced', 30_000);
+    await waitForFileStatus(leader, 'later.bin', 'synced', 30_000);
+    expect(await fileRowPaths(follower)).toEqual(await fileRowPaths(leader));
+    const saved = await saveFileAndHash(follower, 'later.bin');
+    expect(saved.sha256).toBe(sha256(later));
+    await context.close();
+  });
 });
