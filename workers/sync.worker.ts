@@ -1,11 +1,13 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
-import { DEFAULT_PEER_LABEL, describeError, inviteFromLink, parseBridgeReadOut, parseCursor, parseDeviceLabel, parseFilePath, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import { DEFAULT_PEER_LABEL, describeError, inviteFromLink, parseBridgeReadOut, parseCursor, parseDeviceLabel, parseFilePath, parseNamespaceId, type BlockHash, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import { fetchVersionBlocks } from '../src/engine/version-blocks.ts';
+import { sha256 } from './web-crypto.ts';
 import { BlockFiles } from './block-files.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
-import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
+import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
 import { WorkspaceSession } from './workspace-session.ts';
 
 /**
@@ -155,8 +157,8 @@ const api: SyncWorkerApi = {
     return session.list(parseFolderQuery(query));
   },
 
-  async upload(ns: NamespaceId, files: UploadInput[]) {
-    (await sessionFor(parseNamespaceId(ns))).upload(files);
+  async upload(ns: NamespaceId, files: UploadInput[], part?: UploadPart) {
+    (await sessionFor(parseNamespaceId(ns))).upload(files, part === undefined ? undefined : parseUploadPart(part));
   },
 
   async rename(ns: NamespaceId, from: string, to: string) {
@@ -183,14 +185,36 @@ const api: SyncWorkerApi = {
     const filePath = parseFilePath(path, 'path');
     const file = session ? await session.fileRecord(filePath) : await state.file(namespaceId, filePath);
     if (!file) throw new Error(`${path} is not in this workspace`);
-    const parts: Blob[] = [];
-    for (const hash of file.blocks) {
-      const blob = await blocks.getBlob(hash);
-      if (!blob) throw new Error(`${path} is not fully synced yet`);
-      parts.push(blob);
+    const blob = await composeBlob(blocks, file.blocks);
+    if (!blob) throw new Error(`${path} is not fully synced yet`);
+    return blob;
+  },
+
+  async versionBlob(ns: NamespaceId, path: string, sjid: number) {
+    const { blocks } = ready();
+    const id = parseNamespaceId(ns);
+    const filePath = parseFilePath(path, 'path');
+    const wanted = parseCursor(sjid, 'sjid');
+    const server = await apiFor(id);
+    // The one version with this sjid, if it is an entry of this path (history is validated).
+    const version = (await server.history(id, filePath, { before: wanted + 1, limit: 1 })).versions[0];
+    if (version === undefined || version.sjid !== wanted) throw new Error(`${path} has no version ${wanted} on the server`);
+    await fetchVersionBlocks(id, version, server, blocks, sha256);
+    const blob = await composeBlob(blocks, version.blocks);
+    if (!blob) throw new Error(`a block of version ${wanted} of ${path} went missing from this device's storage`);
+    if (blob.size !== version.size) {
+      throw new Error(`version ${wanted} of ${path} should be ${version.size} bytes, but its blocks hold ${blob.size}`);
     }
-    // Blobs compose by reference: the file is never copied into one buffer.
-    return new Blob(parts);
+    return blob;
+  },
+
+  async restoreDeleted(ns: NamespaceId, path: string, lastSjid: number) {
+    return (await sessionFor(parseNamespaceId(ns))).restoreDeleted(path, parseCursor(lastSjid, 'lastSjid'));
+  },
+
+  async deletedFiles(ns: NamespaceId, before?: number) {
+    const id = parseNamespaceId(ns);
+    return (await apiFor(id)).deletedFiles(id, before === undefined ? {} : { before: parseCursor(before, 'before') });
   },
 
   async relayCredentials(ns: NamespaceId) {
@@ -233,6 +257,17 @@ const api: SyncWorkerApi = {
   },
 };
 
+/** The blocks as one Blob, composed by reference (never copied into one buffer); null when one is not stored. */
+async function composeBlob(blocks: IdbBlockStore, hashes: readonly BlockHash[]): Promise<Blob | null> {
+  const parts: Blob[] = [];
+  for (const hash of hashes) {
+    const blob = await blocks.getBlob(hash);
+    if (!blob) return null;
+    parts.push(blob);
+  }
+  return new Blob(parts);
+}
+
 /** The page is trusted code, but a query still gets sane bounds before it drives a sort. */
 function parseFolderQuery(query: FolderQuery): FolderQuery {
   const sort = query.sort === 'size' || query.sort === 'modified' ? query.sort : 'name';
@@ -245,6 +280,11 @@ function parseFolderQuery(query: FolderQuery): FolderQuery {
     offset: whole(query.offset, Number.MAX_SAFE_INTEGER),
     limit: whole(query.limit, 500),
   };
+}
+
+function parseUploadPart(part: UploadPart): UploadPart {
+  const count = (value: unknown) => (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : 0);
+  return { first: part?.first === true, drop: { files: count(part?.drop?.files) } };
 }
 
 Comlink.expose(api);

@@ -2,7 +2,7 @@ import { SMALL_FILE_BATCH_BYTES, SMALL_FILE_BATCH_FILES, uploadSmallFiles } from
 import { uploadFile } from '../src/engine/uploader.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
 import { describeError, parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
-import type { UploadInput, UploadTotals, UploadView } from './sync-api.ts';
+import type { UploadInput, UploadPart, UploadTotals, UploadView } from './sync-api.ts';
 import { UploadParents } from './upload-parents.ts';
 
 /** The device's block store, which can also hand out a stored block as a disk-backed Blob. */
@@ -34,6 +34,8 @@ export interface UploadQueueOptions {
 export const SMALL_FILE_MAX = 256 * 1024;
 /** What the page is shown: the running uploads plus this many waiting, finished and failed. */
 const SHOW_QUEUED = 20;
+/** Running uploads shown: a batch of small files runs a thousand at once. */
+const SHOW_RUNNING = 20;
 const KEEP_FINISHED = 100;
 const KEEP_FAILED = 200;
 
@@ -90,22 +92,33 @@ export class UploadQueue {
 
   list(): UploadView[] {
     const queued = [...this.large.slice(0, SHOW_QUEUED), ...this.small.slice(0, SHOW_QUEUED)].map((entry) => entry.view);
-    return [...this.failed, ...this.finished, ...this.running, ...queued].map((view) => ({ ...view }));
+    const running: UploadView[] = [];
+    for (const view of this.running) {
+      if (running.length === SHOW_RUNNING) break;
+      running.push(view);
+    }
+    return [...this.failed, ...this.finished, ...running, ...queued].map((view) => ({ ...view }));
   }
 
   summary(): UploadTotals {
     return { ...this.totals };
   }
 
-  add(inputs: UploadInput[]): void {
-    if (this.idle()) {
+  /**
+   * Queues files. `part`: one of several calls carrying one drop; the first counts the whole
+   * drop's files into the totals (the queue may run dry between parts, and the totals still
+   * belong to the drop); bytes count as each part arrives.
+   */
+  add(inputs: UploadInput[], part?: UploadPart): void {
+    if (this.idle() && (!part || part.first)) {
       this.totals = emptyTotals();
       this.parents.clear();
     }
+    if (part?.first) this.totals.files += part.drop.files;
     const accepted: { view: UploadView; file: File; path: FilePath }[] = [];
     for (const { file, path } of inputs) {
       const view: UploadView = { id: this.nextId++, path, size: file.size, bytesHashed: 0, bytesUploaded: 0, state: 'queued' };
-      this.totals.files += 1;
+      if (!part) this.totals.files += 1;
       this.totals.bytes += file.size;
       try {
         accepted.push({ view, file, path: parseFilePath(path) });

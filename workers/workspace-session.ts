@@ -8,7 +8,7 @@ import { commitWithBlocks } from '../src/engine/uploader.ts';
 import type { BlockSource, FileRecord } from '../src/engine/types.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
-import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
+import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
 import { PeerHub } from './peer-hub.ts';
 import { UploadQueue } from './upload-queue.ts';
 import { storageEstimate } from './storage-estimate.ts';
@@ -39,6 +39,7 @@ type TabMessage =
   | { type: 'present' };
 
 const VIEW_INTERVAL_MS = 200;
+const STORED_SJIDS_FOR_MS = 5_000;
 const TICK_MS = 1000;
 /** How often the storage figures shown are refreshed. */
 const STORAGE_EVERY_TICKS = 5;
@@ -62,6 +63,8 @@ export class WorkspaceSession {
   private readonly lockAbort = new AbortController();
   private releaseLeadership: (() => void) | null = null;
   private pushTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Follower: the stored table's sjids by path, read for a drop's parents (see knownSjids). */
+  private storedSjids: { at: number; sjids: Promise<Map<string, number>> } | null = null;
   /** Leader: whether another tab has said it mirrors this workspace, and whether deltas went unsent since the last `full`. */
   private followersPresent = false;
   private deltasUnsent = false;
@@ -149,8 +152,8 @@ export class WorkspaceSession {
     return this.tree.list(query);
   }
 
-  upload(inputs: UploadInput[]): void {
-    this.uploads.add(inputs);
+  upload(inputs: UploadInput[], part?: UploadPart): void {
+    this.uploads.add(inputs, part);
   }
 
   /** A live file's record: from the running engine when this tab leads, else read from storage. */
@@ -182,8 +185,19 @@ export class WorkspaceSession {
       }
       return known;
     }
-    const wanted = new Set(paths);
-    for (const file of (await this.deps.state.load(this.namespaceId)).files) if (wanted.has(file.path)) known.set(file.path, file.sjid);
+    // A follower reads the stored table; a drop sent in parts asks once per part, so one
+    // read serves the parts of the next few seconds.
+    const now = performance.now();
+    if (!this.storedSjids || now - this.storedSjids.at > STORED_SJIDS_FOR_MS) {
+      const sjids = this.deps.state.load(this.namespaceId).then((state) => new Map(state.files.map((file) => [file.path, file.sjid])));
+      this.storedSjids = { at: now, sjids };
+      sjids.catch(() => (this.storedSjids = null));
+    }
+    const stored = await this.storedSjids.sjids;
+    for (const path of paths) {
+      const sjid = stored.get(path);
+      if (sjid !== undefined) known.set(path, sjid);
+    }
     return known;
   }
 
@@ -232,6 +246,18 @@ export class WorkspaceSession {
 
   async restoreVersion(path: string, sjid: number): Promise<{ path: string; conflicted: boolean }> {
     const kept = await restoreVersion(this.namespaceId, parseFilePath(path), sjid, this.deps.api, this.deps.blocks, this.conditions());
+    return { path: kept.path, conflicted: kept.conflicted };
+  }
+
+  /**
+   * Brings back a deleted file: its last live version `lastSjid`, committed with parent 0 (the
+   * server listed the path as deleted; this tab's table may not have read that deletion yet,
+   * and naming a stale parent would make the restore a conflicted copy for no reason). If the
+   * path was written again meanwhile, the restore lands beside it as a conflicted copy.
+   */
+  async restoreDeleted(path: string, lastSjid: number): Promise<{ path: string; conflicted: boolean }> {
+    const notLive: ConditionalCommits = { ...this.conditions(), parentOf: () => 0 };
+    const kept = await restoreVersion(this.namespaceId, parseFilePath(path), lastSjid, this.deps.api, this.deps.blocks, notLive);
     return { path: kept.path, conflicted: kept.conflicted };
   }
 

@@ -11,6 +11,8 @@ import {
   parseConflictCurrent,
   parseDeviceLabel,
   parseHistoryResponse,
+  parseDeletedFilesResponse,
+  type DeletedFilesResponse,
   parseBlockUploadBatchResponse,
   parseCommitBatchResponse,
   parseCursor,
@@ -208,6 +210,18 @@ export class ServerApi implements UploadApi {
     if (options.before !== undefined) query.set('before', String(parseCursor(options.before, 'before')));
     const body = await this.json('GET', `/api/v1/ns/${ns}/history?${query}`, undefined, options.signal);
     return parseHistoryResponse(body, path, options.before ?? null);
+  }
+
+  /**
+   * Recently deleted files, newest deletion first (GET /ns/:ns/deleted); `before` pages back
+   * past the last deletion of a previous answer.
+   */
+  async deletedFiles(ns: NamespaceId, options: { limit?: number; before?: number; signal?: AbortSignal } = {}): Promise<DeletedFilesResponse> {
+    const query = new URLSearchParams();
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.before !== undefined) query.set('before', String(parseCursor(options.before, 'before')));
+    const body = await this.json('GET', `/api/v1/ns/${ns}/deleted${query.size > 0 ? `?${query}` : ''}`, undefined, options.signal);
+    return parseDeletedFilesResponse(body, options.before ?? null);
   }
 
   /** Only the commit's own fields (callers often hold a FileRecord with more on it), and this device's label. */

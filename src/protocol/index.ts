@@ -17,3 +17,4 @@ export * from './block-upload.ts';
 export * from './display-label.ts';
 export * from './history.ts';
 export * from './conflict-name.ts';
+export * from './deleted-files.ts';

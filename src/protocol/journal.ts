@@ -44,7 +44,7 @@ export interface JournalPage {
 }
 
 // mtime spans year 1970 to about year 2286; a wild clock is still a number we can show.
-const MAX_MTIME = 10_000_000_000_000;
+export const MAX_MTIME = 10_000_000_000_000;
 
 export function parseCursor(value: unknown, field = 'cursor'): Cursor {
   return expectInteger(value, field, 0, MAX_CURSOR);

@@ -25,6 +25,7 @@ import { blockRoutes } from './routes/blocks.ts';
 import { blockUploadBatchRoutes } from './routes/block-upload-batch.ts';
 import { commitRoutes } from './routes/commit.ts';
 import { configRoutes } from './routes/config.ts';
+import { deletedRoutes } from './routes/deleted.ts';
 import { historyRoutes } from './routes/history.ts';
 import { journalRoutes } from './routes/journal.ts';
 import { lanRoutes } from './routes/lan.ts';
@@ -98,6 +99,7 @@ export function buildRouter(): Router<Handler> {
   journalRoutes(router);
   commitRoutes(router);
   historyRoutes(router);
+  deletedRoutes(router);
   blockRoutes(router);
   blockUploadBatchRoutes(router);
   metricsRoutes(router);
@@ -126,6 +128,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     metadata,
     blocks,
     notifier: options.notifier ?? backends.notifier,
+    historyMs: blockGc.settings.historyMs,
     gcGeneration: new GcGenerationWatch(blocks),
     journalReads: new SharedReads(),
     blockUploadBatches: new Slots(BLOCK_UPLOAD_BATCHES_IN_MEMORY),

@@ -15,6 +15,8 @@ export interface ServerDeps {
   metadata: MetadataStore;
   blocks: BlockStore;
   notifier: JournalNotifier;
+  /** HISTORY_DAYS in ms: how long old versions and deleted files keep their blocks. */
+  historyMs: number;
   /** Drops cached block sizes when block GC removed blocks since this instance last looked. */
   gcGeneration: GcGenerationWatch;
   /** Identical journal reads in flight share one query (many long polls wake together). */

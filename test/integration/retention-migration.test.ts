@@ -6,7 +6,7 @@ import { runStatement } from '../support/pg-test-db.ts';
 import { api, commitFile, createWorkspace, makeBlock, putBlock, startHarness, type Harness } from './helpers.ts';
 
 /**
- * Migration 4 on a journal written before it: the server is taken back to schema 3 (column
+ * Migration 5 on a journal written before it: the server is taken back to schema 4 (column
  * and ledger row removed), restarted, and must fill `superseded_at` from each version's next
  * entry, so block GC judges old data by the same rule as new.
  */
@@ -34,7 +34,7 @@ function journalOf(h: Harness) {
       rewind: async () => {
         await runStatement(url, 'ALTER TABLE journal DROP COLUMN superseded_at');
         await runStatement(url, 'DROP TABLE gc_state');
-        await runStatement(url, 'DELETE FROM schema_migrations WHERE version >= 4');
+        await runStatement(url, 'DELETE FROM schema_migrations WHERE version >= 5');
       },
     };
   }
@@ -52,7 +52,7 @@ function journalOf(h: Harness) {
     rewind: async () =>
       withDb((db) => {
         db.exec('ALTER TABLE journal DROP COLUMN superseded_at');
-        db.exec('DELETE FROM schema_migrations WHERE version >= 4');
+        db.exec('DELETE FROM schema_migrations WHERE version >= 5');
       }),
   };
 }

@@ -1,4 +1,4 @@
-import type { BlockHash, CommitRequest, FilePath, HistoryResponse, JournalEntry, NamespaceId, VersionEntry } from '../../protocol/index.ts';
+import type { BlockHash, CommitRequest, DeletedFilesResponse, FilePath, HistoryResponse, JournalEntry, NamespaceId, VersionEntry } from '../../protocol/index.ts';
 import type { BeforeCommitWrite, GcMetadata } from './gc-metadata.ts';
 
 /**
@@ -109,6 +109,14 @@ export interface MetadataStore extends GcMetadata {
    * when one exists). `more`: older entries remain.
    */
   history(ns: NamespaceId, path: FilePath, before: number | null, limit: number): Promise<HistoryResponse>;
+  /**
+   * Paths whose latest entry is a deletion with sjid < `before` (null: all), committed at or
+   * after `since` (ms since the epoch; null: any time, for the retention window), newest
+   * deletion first, at most `limit`, each with its last live version. Walks the namespace's
+   * deletions (journal_deletions index) backwards and skips those a later entry of the path
+   * superseded. `more`: older deletions remain.
+   */
+  deletedFiles(ns: NamespaceId, before: number | null, limit: number, since?: number | null): Promise<DeletedFilesResponse>;
   namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean>;
   /** The subset of `hashes` the namespace's journal references, in one query. */
   namespaceReferencedBlocks(ns: NamespaceId, hashes: readonly BlockHash[]): Promise<Set<BlockHash>>;

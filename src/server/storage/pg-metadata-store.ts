@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type FilePath, type HistoryResponse, type JournalEntry, type NamespaceId, type VersionEntry } from '../../protocol/index.ts';
+import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type DeletedFilesResponse, type FilePath, type HistoryResponse, type JournalEntry, type NamespaceId, type VersionEntry } from '../../protocol/index.ts';
 import type { Logger } from '../log.ts';
 import { journalPayload } from './pg-journal-notifier.ts';
 import { asStoreError, errorMessage, isConnectionError } from './pg-errors.ts';
@@ -427,6 +427,47 @@ export class PgMetadataStore implements MetadataStore, GcMetadata {
     );
     const rows = result.rows;
     return { versions: rows.map(toVersion), more: rows.length > 0 && Number(rows[0].candidates) > rows.length };
+  }
+
+  async deletedFiles(ns: NamespaceId, before: number | null, limit: number, since: number | null = null): Promise<DeletedFilesResponse> {
+    // journal_deletions walked backwards; a deletion counts only while it is its path's latest
+    // entry, and its last live version is the entry before it (both through journal_path).
+    const result = await this.query<{
+      sjid: number;
+      path: string;
+      deleted_at: number;
+      device: string | null;
+      last_sjid: number;
+      size: number;
+      mtime: number;
+    }>(
+      `SELECT d.sjid, d.path, floor(extract(epoch FROM d.committed_at) * 1000)::bigint AS deleted_at, d.device,
+              v.sjid AS last_sjid, v.size, v.mtime
+       FROM journal d
+       CROSS JOIN LATERAL (
+         SELECT p.sjid, p.size, p.mtime FROM journal p
+         WHERE p.ns = d.ns AND p.path = d.path AND p.sjid < d.sjid
+         ORDER BY p.sjid DESC LIMIT 1
+       ) v
+       WHERE d.ns = $1 AND d.deleted AND d.sjid < $2 AND d.committed_at >= to_timestamp($4::bigint / 1000.0)
+         AND NOT EXISTS (SELECT 1 FROM journal l WHERE l.ns = d.ns AND l.path = d.path AND l.sjid > d.sjid)
+       ORDER BY d.sjid DESC
+       LIMIT $3::integer + 1`,
+      [ns, before ?? Number.MAX_SAFE_INTEGER + 1, limit, since ?? 0],
+    );
+    const rows = result.rows.slice(0, limit);
+    return {
+      files: rows.map((row) => ({
+        path: row.path as FilePath,
+        sjid: row.sjid,
+        deletedAt: row.deleted_at,
+        device: row.device,
+        lastSjid: row.last_sjid,
+        size: row.size,
+        mtime: row.mtime,
+      })),
+      more: result.rows.length > limit,
+    };
   }
 
   async namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean> {

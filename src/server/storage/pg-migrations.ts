@@ -80,6 +80,13 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 4,
+    name: 'recently deleted',
+    // GET /ns/:ns/deleted walks a namespace's deletions newest first; without this it would
+    // read every journal entry of the namespace to find the few that are deletions.
+    sql: `CREATE INDEX journal_deletions ON journal (ns, sjid DESC) WHERE deleted;`,
+  },
+  {
+    version: 5,
     name: 'retention',
     // superseded_at: when a version stopped being its path's live version (a later version or
     // a deletion was committed); NULL while live, and for deletion entries. Block GC keeps the

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type FilePath, type HistoryResponse, type JournalEntry, type NamespaceId, type VersionEntry } from '../../protocol/index.ts';
+import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type DeletedFile, type DeletedFilesResponse, type FilePath, type HistoryResponse, type JournalEntry, type NamespaceId, type VersionEntry } from '../../protocol/index.ts';
 import { HISTORY_BLOCK_BUDGET, PAGE_BLOCK_BUDGET, commitOne, type CommitBatchResult, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
 import { migrateSqlite } from './sqlite-migrations.ts';
 import { CommitGate } from './commit-gate.ts';
@@ -35,6 +35,13 @@ interface JournalRow {
   mtime: number;
   blocks: Buffer;
   deleted: number;
+}
+
+interface DeletionRow {
+  sjid: number;
+  path: string;
+  committed_at: number;
+  device: string | null;
 }
 
 interface VersionRow extends JournalRow {
@@ -244,6 +251,30 @@ export class SqliteMetadataStore implements MetadataStore, GcMetadata {
     return { versions, more };
   }
 
+  async deletedFiles(ns: NamespaceId, before: number | null, limit: number, since: number | null = null): Promise<DeletedFilesResponse> {
+    const files: DeletedFile[] = [];
+    let more = false;
+    for (const row of this.stmts.deletions.iterate(ns, before ?? Number.MAX_SAFE_INTEGER + 1, since ?? 0, limit + 1) as IterableIterator<DeletionRow>) {
+      if (files.length === limit) {
+        more = true;
+        break;
+      }
+      const last = this.stmts.versionBefore.get(ns, row.path, row.sjid) as { sjid: number; size: number; mtime: number } | undefined;
+      // A deletion always follows a live version (not_live refuses the rest); none means nothing to restore.
+      if (last === undefined) continue;
+      files.push({
+        path: row.path as FilePath,
+        sjid: row.sjid,
+        deletedAt: row.committed_at,
+        device: row.device,
+        lastSjid: last.sjid,
+        size: last.size,
+        mtime: last.mtime,
+      });
+    }
+    return { files, more };
+  }
+
   async namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean> {
     return this.stmts.hasBlockRef.get(ns, Buffer.from(hash, 'hex')) !== undefined;
   }
@@ -297,6 +328,15 @@ function prepareStatements(db: Database.Database) {
     history: db.prepare(
       'SELECT sjid, path, size, mtime, blocks, deleted, device FROM journal WHERE ns = ? AND path = ? AND sjid < ? ORDER BY sjid DESC LIMIT ?',
     ),
+    // journal_deletions (ns, sjid) WHERE deleted = 1 walked backwards; a deletion counts only
+    // while it is its path's latest entry (journal_path answers that).
+    deletions: db.prepare(
+      `SELECT d.sjid, d.path, d.committed_at, d.device FROM journal d
+       WHERE d.ns = ? AND d.deleted = 1 AND d.sjid < ? AND d.committed_at >= ?
+         AND NOT EXISTS (SELECT 1 FROM journal l WHERE l.ns = d.ns AND l.path = d.path AND l.sjid > d.sjid)
+       ORDER BY d.sjid DESC LIMIT ?`,
+    ),
+    versionBefore: db.prepare('SELECT sjid, size, mtime FROM journal WHERE ns = ? AND path = ? AND sjid < ? ORDER BY sjid DESC LIMIT 1'),
     liveFile: db.prepare('SELECT sjid FROM files_live WHERE ns = ? AND path = ?').pluck(),
     upsertLive: db.prepare(
       'INSERT INTO files_live (ns, path, sjid) VALUES (?, ?, ?) ON CONFLICT (ns, path) DO UPDATE SET sjid = excluded.sjid',

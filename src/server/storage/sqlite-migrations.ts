@@ -74,6 +74,13 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 4,
+    name: 'recently deleted',
+    // GET /ns/:ns/deleted walks a namespace's deletions newest first; without this it would
+    // read every journal entry of the namespace to find the few that are deletions.
+    sql: `CREATE INDEX journal_deletions ON journal (ns, sjid) WHERE deleted = 1;`,
+  },
+  {
+    version: 5,
     name: 'retention',
     // superseded_at (ms): when a version stopped being its path's live version (a later
     // version or a deletion was committed); NULL while live, and for deletion entries. Block
