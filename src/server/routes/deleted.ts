@@ -17,9 +17,10 @@ const deleted: Handler = async (ctx, deps) => {
   for (const name of ctx.url.searchParams.keys()) {
     if (name !== 'limit' && name !== 'before') throw new ValidationError(name, 'is not a known parameter');
   }
-  // No time cut yet: server retention (HISTORY_DAYS) comes with block GC, which should pass
-  // its window's start here as `since` so that only restorable deletions are listed.
-  const body: DeletedFilesResponse = await deps.metadata.deletedFiles(ns, before === 0 ? null : before, limit, null);
+  // Only deletions within HISTORY_DAYS: older ones' blocks are block GC's to remove, so they
+  // could not be restored.
+  const since = Date.now() - deps.historyMs;
+  const body: DeletedFilesResponse = await deps.metadata.deletedFiles(ns, before === 0 ? null : before, limit, since);
   ctx.stats.bytesOut = sendJson(ctx.res, 200, body);
 };
 

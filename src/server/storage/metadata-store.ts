@@ -1,4 +1,5 @@
 import type { BlockHash, CommitRequest, DeletedFilesResponse, FilePath, HistoryResponse, JournalEntry, NamespaceId, VersionEntry } from '../../protocol/index.ts';
+import type { BeforeCommitWrite, GcMetadata } from './gc-metadata.ts';
 
 /**
  * Workspace metadata: workspaces, member tokens, invites, the journal and which blocks each
@@ -65,7 +66,7 @@ export async function commitOne(store: Pick<MetadataStore, 'commitBatch'>, ns: N
  */
 export const HISTORY_BLOCK_BUDGET = 200_000;
 
-export interface MetadataStore {
+export interface MetadataStore extends GcMetadata {
   createWorkspace(workspace: NewWorkspace): Promise<void>;
   /** Adds a member token for the namespace of a valid (unrevoked) invite; null when the invite is unknown or revoked. */
   joinByInviteHash(inviteHash: string, tokenHash: string): Promise<Workspace | null>;
@@ -96,8 +97,12 @@ export interface MetadataStore {
    * same parent exactly one succeeds. On `not_live` or `conflict` nothing is stored.
    * Each entry records the request's `device` label. Long-poll wakes (the PostgreSQL
    * NOTIFY) happen once, for the last sjid.
+   *
+   * `beforeWrite` runs first, where no block GC batch can run until this commit has written
+   * or given up (see GcMetadata): the place to check that the blocks are stored. What it
+   * throws refuses the commit, with nothing written.
    */
-  commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<CommitBatchResult>;
+  commitBatch(ns: NamespaceId, requests: readonly CommitRequest[], beforeWrite?: BeforeCommitWrite): Promise<CommitBatchResult>;
   /**
    * The entries of one path with sjid < `before` (null: all), newest first, deletions
    * included, at most `limit`; fewer when HISTORY_BLOCK_BUDGET would be passed (never zero

@@ -6,6 +6,7 @@ import { journalPayload } from './pg-journal-notifier.ts';
 import { asStoreError, errorMessage, isConnectionError } from './pg-errors.ts';
 import { migratePostgres } from './pg-migrations.ts';
 import type { PostgresTarget } from './pg-target.ts';
+import type { BeforeCommitWrite, GcMetadata, GcSession, JournalHeads } from './gc-metadata.ts';
 import { HISTORY_BLOCK_BUDGET, PAGE_BLOCK_BUDGET, commitOne, type CommitBatchResult, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
 
 /** Opening one connection: a server that does not answer (rather than refusing) costs this much. */
@@ -34,6 +35,16 @@ const POOL_SETTINGS: pg.PoolConfig = {
   application_name: 'nearsync',
 };
 
+/**
+ * Advisory lock classes (first key; the second is the schema's hash, so deployments sharing a
+ * database never block each other): 'nsgc' orders commits (shared, per transaction) against
+ * GC batches (exclusive, per batch); 'nsgp' lets one GC pass run at a time.
+ */
+const GC_GATE_LOCK = 0x6e736763;
+const GC_PASS_LOCK = 0x6e736770;
+/** Journal rows read per step of a GC scan. */
+const GC_SCAN_PAGE = 2_000;
+
 interface JournalRow {
   sjid: number;
   path: string;
@@ -59,7 +70,7 @@ interface VersionRow extends Omit<JournalRow, 'candidates'> {
  * Every failure to reach PostgreSQL surfaces as StoreUnavailableError (HTTP 503); the pool
  * drops broken connections and opens new ones when the server is back.
  */
-export class PgMetadataStore implements MetadataStore {
+export class PgMetadataStore implements MetadataStore, GcMetadata {
   private closed = false;
 
   private constructor(
@@ -180,9 +191,17 @@ export class PgMetadataStore implements MetadataStore {
    * apply the rules in order here, then write every row and the one notification in a
    * single statement.
    */
-  async commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<CommitBatchResult> {
+  async commitBatch(ns: NamespaceId, requests: readonly CommitRequest[], beforeWrite?: BeforeCommitWrite): Promise<CommitBatchResult> {
     return this.transaction(
       async (client): Promise<CommitBatchResult> => {
+        if (beforeWrite) {
+          // Two statements, so the generation is read (a fresh snapshot under READ COMMITTED)
+          // only once the lock is granted, i.e. after any GC batch before us has finished.
+          const [, generation] = (await client.query(
+            `SELECT pg_advisory_xact_lock_shared(${GC_GATE_LOCK}, hashtext(current_schema())); SELECT generation FROM gc_state`,
+          )) as unknown as [pg.QueryResult, pg.QueryResult<{ generation: number }>];
+          await beforeWrite(generation.rows[0].generation);
+        }
         const head = await client.query<{ head_sjid: number }>(
           'UPDATE workspaces SET head_sjid = head_sjid + $2 WHERE id = $1 RETURNING head_sjid',
           [ns, requests.length],
@@ -217,6 +236,8 @@ export class PgMetadataStore implements MetadataStore {
           }
           finalState.set(request.path, { sjid: first + index, deleted: request.deleted });
         }
+        // A version replaced by a later element of this same batch is superseded as it lands.
+        const replacedInBatch = requests.map((request, index) => !request.deleted && finalState.get(request.path)!.sjid !== first + index);
         const removed = [...finalState].filter(([, state]) => state.deleted).map(([path]) => path);
         const kept = [...finalState].filter(([, state]) => !state.deleted);
 
@@ -230,10 +251,16 @@ export class PgMetadataStore implements MetadataStore {
              SELECT $1, path, sjid FROM unnest($3::text[], $4::bigint[]) AS t(path, sjid)
              ON CONFLICT (ns, path) DO UPDATE SET sjid = excluded.sjid
            ), entries AS (
-             INSERT INTO journal (ns, sjid, path, size, mtime, blocks, deleted, device)
-             SELECT $1, sjid, path, size, mtime, blocks, deleted, device
-             FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::bytea[], $10::boolean[], $15::text[])
-               AS t(sjid, path, size, mtime, blocks, deleted, device)
+             INSERT INTO journal (ns, sjid, path, size, mtime, blocks, deleted, device, superseded_at)
+             SELECT $1, sjid, path, size, mtime, blocks, deleted, device, CASE WHEN replaced THEN now() END
+             FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::bytea[], $10::boolean[], $15::text[], $16::boolean[])
+               AS t(sjid, path, size, mtime, blocks, deleted, device, replaced)
+           ), superseded AS (
+             -- The versions live before this batch (files_live as the statement found it) whose
+             -- path the batch touches start their retention period (block GC).
+             UPDATE journal j SET superseded_at = now()
+             FROM files_live f
+             WHERE f.ns = $1 AND f.path = ANY($17::text[]) AND j.ns = $1 AND j.sjid = f.sjid
            ), refs AS (
              INSERT INTO ns_blocks (ns, hash, first_sjid)
              SELECT $1, substring($11::bytea FROM (n::integer - 1) * 32 + 1 FOR 32) AS hash, min(sjid)
@@ -258,12 +285,105 @@ export class PgMetadataStore implements MetadataStore {
             this.channel,
             journalPayload(ns, last),
             requests.map((request) => request.device ?? null),
+            replacedInBatch,
+            [...finalState.keys()],
           ],
         );
         return { ok: true, sjids: requests.map((_, index) => first + index) };
       },
       (result) => result.ok,
     );
+  }
+
+  /**
+   * The pass holds one pooled connection throughout: the pass lock is a session lock on it,
+   * and each batch's exclusive gate lock too (a session lock, so the generation bump commits
+   * before any block is deleted while commits stay held off until the unlock). A connection
+   * that fails is discarded, which releases its locks.
+   */
+  async beginGcPass(): Promise<GcSession | null> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw asStoreError(err);
+    }
+    let broken = false;
+    const q = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> => {
+      try {
+        return (await client.query<R>(text, values)).rows;
+      } catch (err) {
+        if (isConnectionError(err)) broken = true;
+        throw asStoreError(err);
+      }
+    };
+    try {
+      const [row] = await q<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext(current_schema())) AS ok', [GC_PASS_LOCK]);
+      if (!row.ok) {
+        client.release();
+        return null;
+      }
+    } catch (err) {
+      client.release(true);
+      throw err;
+    }
+    const readHeads = async (): Promise<JournalHeads> =>
+      new Map((await q<{ id: string; head_sjid: number }>('SELECT id, head_sjid FROM workspaces')).map((r) => [r.id, r.head_sjid]));
+    let ended = false;
+    return {
+      heads: readHeads,
+      retainedBlocks: async (historyMs, onPage) => {
+        let after = { ns: '', sjid: 0 };
+        for (;;) {
+          const rows = await q<{ ns: string; sjid: number; blocks: Buffer }>(
+            `SELECT ns, sjid, blocks FROM journal
+             WHERE (ns, sjid) > ($1, $2) AND NOT deleted
+               AND (superseded_at IS NULL OR superseded_at > now() - $3::bigint * interval '1 millisecond')
+             ORDER BY ns, sjid LIMIT $4`,
+            [after.ns, after.sjid, Math.round(historyMs), GC_SCAN_PAGE],
+          );
+          if (rows.length === 0) return;
+          onPage(Buffer.concat(rows.map((r) => r.blocks)));
+          const last = rows[rows.length - 1];
+          after = { ns: last.ns, sjid: last.sjid };
+        }
+      },
+      withCommitsHeld: async (heads, work) => {
+        await q('SELECT pg_advisory_lock($1, hashtext(current_schema()))', [GC_GATE_LOCK]);
+        try {
+          // Statements after the lock: they see every commit that held the gate before us.
+          const now = await readHeads();
+          const advanced = [...now].filter(([ns, head]) => head > (heads.get(ns) ?? 0));
+          let newer = Buffer.alloc(0);
+          if (advanced.length > 0) {
+            const rows = await q<{ blocks: Buffer }>(
+              `SELECT j.blocks FROM journal j
+               JOIN unnest($1::text[], $2::bigint[]) AS k(ns, head) ON j.ns = k.ns AND j.sjid > k.head`,
+              [advanced.map(([ns]) => ns), advanced.map(([ns]) => heads.get(ns) ?? 0)],
+            );
+            newer = Buffer.concat(rows.map((r) => r.blocks));
+            for (const [ns, head] of advanced) heads.set(ns, head);
+          }
+          await q('UPDATE gc_state SET generation = generation + 1');
+          return await work(newer);
+        } finally {
+          await q('SELECT pg_advisory_unlock($1, hashtext(current_schema()))', [GC_GATE_LOCK]).catch(() => {
+            broken = true;
+          });
+        }
+      },
+      end: async () => {
+        if (ended) return;
+        ended = true;
+        if (!broken) {
+          await q('SELECT pg_advisory_unlock($1, hashtext(current_schema()))', [GC_PASS_LOCK]).catch(() => {
+            broken = true;
+          });
+        }
+        // A discarded connection takes its session locks with it.
+        client.release(broken);
+      },
+    };
   }
 
   /** The live entry at `sjid`: an element of this batch (not written yet), or a journal row. */

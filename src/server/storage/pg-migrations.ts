@@ -85,6 +85,28 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     // read every journal entry of the namespace to find the few that are deletions.
     sql: `CREATE INDEX journal_deletions ON journal (ns, sjid DESC) WHERE deleted;`,
   },
+  {
+    version: 5,
+    name: 'retention',
+    // superseded_at: when a version stopped being its path's live version (a later version or
+    // a deletion was committed); NULL while live, and for deletion entries. Block GC keeps the
+    // blocks of versions superseded less than HISTORY_DAYS ago. Existing versions take the
+    // commit time of the next entry of their path. gc_state.generation grows before every
+    // batch of block deletions, so instances know when their cached block sizes may be stale.
+    sql: `
+      ALTER TABLE journal ADD COLUMN superseded_at timestamptz;
+      UPDATE journal AS j SET superseded_at = n.next_at
+      FROM (
+        SELECT ns, sjid, lead(committed_at) OVER (PARTITION BY ns, path ORDER BY sjid) AS next_at FROM journal
+      ) AS n
+      WHERE j.ns = n.ns AND j.sjid = n.sjid AND NOT j.deleted AND n.next_at IS NOT NULL;
+      CREATE TABLE gc_state (
+        id         integer PRIMARY KEY CHECK (id = 1),
+        generation bigint NOT NULL
+      );
+      INSERT INTO gc_state (id, generation) VALUES (1, 0);
+    `,
+  },
 ];
 
 /** First key of nearsync's advisory locks ('nsyn'); the second is the schema's hash. */

@@ -1,10 +1,13 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LAN_KEY_BYTES, type BlockHash, type CommitRequest, type DeletedFile, type DeletedFilesResponse, type FilePath, type HistoryResponse, type JournalEntry, type NamespaceId, type VersionEntry } from '../../protocol/index.ts';
 import { HISTORY_BLOCK_BUDGET, PAGE_BLOCK_BUDGET, commitOne, type CommitBatchResult, type CommitResult, type JournalRead, type MetadataStore, type NewWorkspace, type Workspace } from './metadata-store.ts';
 import { migrateSqlite } from './sqlite-migrations.ts';
+import { CommitGate } from './commit-gate.ts';
+import { tryLockFile } from './lock-file.ts';
+import type { BeforeCommitWrite, GcMetadata, GcSession, JournalHeads } from './gc-metadata.ts';
 
 export { MIGRATIONS } from './sqlite-migrations.ts';
 
@@ -45,12 +48,26 @@ interface VersionRow extends JournalRow {
   device: string | null;
 }
 
-export class SqliteMetadataStore implements MetadataStore {
+/** Journal rows read per step of a GC scan: the event loop gets a turn between steps. */
+const GC_SCAN_PAGE = 2_000;
+
+export class SqliteMetadataStore implements MetadataStore, GcMetadata {
   private readonly db: Database.Database;
+  /**
+   * Commits (shared) against GC batches (exclusive). In process only: a SQLite database is
+   * served by one process (several instances need PostgreSQL), so this covers every commit.
+   */
+  private readonly gate = new CommitGate();
+  /** Grows before each GC batch deletes blocks (see BeforeCommitWrite). */
+  private gcGeneration = 0;
+  private gcPassRunning = false;
+  /** `DATA_DIR/gc.lock`: one pass at a time, also against another process on the same data dir. */
+  private readonly gcLockFile: string;
   private readonly stmts: ReturnType<typeof prepareStatements>;
   private readonly commitTx: Database.Transaction<(ns: NamespaceId, requests: readonly CommitRequest[]) => CommitBatchResult>;
 
   private constructor(file: string) {
+    this.gcLockFile = join(dirname(file), 'gc.lock');
     this.db = openSqliteDatabase(file);
     try {
       migrateSqlite(this.db);
@@ -78,6 +95,8 @@ export class SqliteMetadataStore implements MetadataStore {
         } else {
           s.upsertLive.run(ns, request.path, sjid);
         }
+        // The version this entry replaces starts its retention period (block GC).
+        if (live !== undefined) s.supersede.run(now, ns, live);
         const digests = request.blocks.map((hash) => Buffer.from(hash, 'hex'));
         s.insertEntry.run(ns, sjid, request.path, request.size, request.mtime, Buffer.concat(digests), request.deleted ? 1 : 0, now, request.device ?? null);
         for (const digest of digests) s.addBlockRef.run(ns, digest, sjid);
@@ -152,15 +171,68 @@ export class SqliteMetadataStore implements MetadataStore {
     return commitOne(this, ns, request);
   }
 
-  async commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<CommitBatchResult> {
+  async commitBatch(ns: NamespaceId, requests: readonly CommitRequest[], beforeWrite?: BeforeCommitWrite): Promise<CommitBatchResult> {
+    return this.gate.shared(async () => {
+      await beforeWrite?.(this.gcGeneration);
+      try {
+        return this.commitTx.immediate(ns, requests);
+      } catch (err) {
+        // Thrown inside the transaction so that better-sqlite3 rolls every element back.
+        if (err instanceof NotLive) return { ok: false, reason: 'not_live', index: err.index };
+        if (err instanceof Conflict) return { ok: false, reason: 'conflict', index: err.index, current: err.current };
+        throw err;
+      }
+    });
+  }
+
+  async beginGcPass(): Promise<GcSession | null> {
+    if (this.gcPassRunning) return null;
+    this.gcPassRunning = true;
+    let releaseFile: (() => Promise<void>) | null;
     try {
-      return this.commitTx.immediate(ns, requests);
+      releaseFile = await tryLockFile(this.gcLockFile);
     } catch (err) {
-      // Thrown inside the transaction so that better-sqlite3 rolls every element back.
-      if (err instanceof NotLive) return { ok: false, reason: 'not_live', index: err.index };
-      if (err instanceof Conflict) return { ok: false, reason: 'conflict', index: err.index, current: err.current };
+      this.gcPassRunning = false;
       throw err;
     }
+    if (!releaseFile) {
+      this.gcPassRunning = false;
+      return null;
+    }
+    const release = releaseFile;
+    const s = this.stmts;
+    const readHeads = (): JournalHeads => new Map((s.allHeads.all() as { id: string; head_sjid: number }[]).map((row) => [row.id, row.head_sjid]));
+    return {
+      heads: async () => readHeads(),
+      retainedBlocks: async (historyMs, onPage) => {
+        const cutoff = Date.now() - historyMs;
+        let after = { ns: '', sjid: 0 };
+        for (;;) {
+          const rows = s.retainedPage.all(after.ns, after.sjid, cutoff, GC_SCAN_PAGE) as { ns: string; sjid: number; blocks: Buffer }[];
+          if (rows.length === 0) return;
+          onPage(Buffer.concat(rows.map((row) => row.blocks)));
+          const last = rows[rows.length - 1];
+          after = { ns: last.ns, sjid: last.sjid };
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+      },
+      withCommitsHeld: (heads, work) =>
+        this.gate.exclusive(async () => {
+          const newer: Buffer[] = [];
+          for (const [ns, head] of readHeads()) {
+            const known = heads.get(ns) ?? 0;
+            if (head <= known) continue;
+            for (const blocks of s.blocksAfter.all(ns, known) as Buffer[]) newer.push(blocks);
+            heads.set(ns, head);
+          }
+          this.gcGeneration += 1;
+          return work(Buffer.concat(newer));
+        }),
+      end: async () => {
+        await release();
+        this.gcPassRunning = false;
+      },
+    };
   }
 
   async history(ns: NamespaceId, path: FilePath, before: number | null, limit: number): Promise<HistoryResponse> {
@@ -276,6 +348,15 @@ function prepareStatements(db: Database.Database) {
     blockRefsAmong: db
       .prepare('SELECT lower(hex(hash)) FROM ns_blocks WHERE ns = ? AND hash IN (SELECT unhex(value) FROM json_each(?))')
       .pluck(),
+    supersede: db.prepare('UPDATE journal SET superseded_at = ? WHERE ns = ? AND sjid = ?'),
+    allHeads: db.prepare('SELECT id, head_sjid FROM workspaces'),
+    // Live versions and versions superseded after the cutoff, in primary-key order (keyset pages).
+    retainedPage: db.prepare(
+      `SELECT ns, sjid, blocks FROM journal
+       WHERE (ns, sjid) > (?, ?) AND deleted = 0 AND (superseded_at IS NULL OR superseded_at > ?)
+       ORDER BY ns, sjid LIMIT ?`,
+    ),
+    blocksAfter: db.prepare('SELECT blocks FROM journal WHERE ns = ? AND sjid > ?').pluck(),
     lanKey: db.prepare('SELECT lan_key FROM workspaces WHERE id = ?').pluck(),
     setLanKeyIfUnset: db.prepare('UPDATE workspaces SET lan_key = ? WHERE id = ? AND lan_key IS NULL'),
   };

@@ -79,6 +79,22 @@ export const MIGRATIONS: readonly Migration[] = [
     // read every journal entry of the namespace to find the few that are deletions.
     sql: `CREATE INDEX journal_deletions ON journal (ns, sjid) WHERE deleted = 1;`,
   },
+  {
+    version: 5,
+    name: 'retention',
+    // superseded_at (ms): when a version stopped being its path's live version (a later
+    // version or a deletion was committed); NULL while live, and for deletion entries. Block
+    // GC keeps the blocks of versions superseded less than HISTORY_DAYS ago. Existing
+    // versions take the commit time of the next entry of their path.
+    sql: `
+      ALTER TABLE journal ADD COLUMN superseded_at INTEGER;
+      UPDATE journal AS j SET superseded_at = n.next_at
+      FROM (
+        SELECT ns, sjid, lead(committed_at) OVER (PARTITION BY ns, path ORDER BY sjid) AS next_at FROM journal
+      ) AS n
+      WHERE j.ns = n.ns AND j.sjid = n.sjid AND j.deleted = 0 AND n.next_at IS NOT NULL;
+    `,
+  },
 ];
 
 /** The highest version recorded in the database, 0 for a database never migrated. */
