@@ -85,6 +85,9 @@ describe.each(BACKEND_CASES)('block GC on $name', (backendCase) => {
     const deletedList = async () =>
       (await api(h.url, 'GET', `/api/v1/ns/${m.ns}/deleted`, { token: m.token })).body.files.map((f: { path: string }) => f.path);
     expect(await deletedList()).toEqual(['gone.txt']);
+    const historySizes = async () =>
+      (await api(h.url, 'GET', `/api/v1/ns/${m.ns}/history?path=doc.txt`, { token: m.token })).body.versions.map((v: { size: number }) => v.size);
+    expect(await historySizes()).toEqual([1200, 1000 + 500]);
 
     await sleep(supersededAt + historyMs + 200 - Date.now());
     const second = await collect(h);
@@ -95,8 +98,9 @@ describe.each(BACKEND_CASES)('block GC on $name', (backendCase) => {
     for (const block of [live, v2, shared]) expect(present.has(block.hash)).toBe(true);
     expect(await download(h, m, v1)).toBe(404);
     expect(await download(h, m, live)).toBe(200);
-    // Recently deleted lists only what can still be restored.
+    // Recently deleted and history list only what can still be restored.
     expect(await deletedList()).toEqual([]);
+    expect(await historySizes()).toEqual([1200]);
     expect(await download(h, other, shared)).toBe(200);
 
     // The journal keeps every entry: a fresh reader still gets a gapless journal from 0.

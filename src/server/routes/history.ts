@@ -15,7 +15,8 @@ import type { Router } from '../http/router.ts';
 /**
  * GET /api/v1/ns/:ns/history?path=P[&limit=L][&before=S] — the versions of one path, newest
  * first, deletions included, each with the label of the device that committed it. `before`
- * pages back through a long history (entries with sjid < S).
+ * pages back through a long history (entries with sjid < S). Versions superseded more than
+ * HISTORY_DAYS ago are left out.
  */
 const history: Handler = async (ctx, deps) => {
   const ns = await requireMember(ctx.req, deps, ctx.params.ns);
@@ -27,7 +28,10 @@ const history: Handler = async (ctx, deps) => {
   for (const name of ctx.url.searchParams.keys()) {
     if (name !== 'path' && name !== 'limit' && name !== 'before') throw new ValidationError(name, 'is not a known parameter');
   }
-  const body: HistoryResponse = await deps.metadata.history(ns, path, before === 0 ? null : before, limit);
+  // Only versions within HISTORY_DAYS: older ones' blocks are block GC's to remove, so they
+  // could no longer be opened or restored.
+  const since = Date.now() - deps.historyMs;
+  const body: HistoryResponse = await deps.metadata.history(ns, path, before === 0 ? null : before, limit, since);
   ctx.stats.bytesOut = sendJson(ctx.res, 200, body);
 };
 

@@ -108,7 +108,8 @@ export interface MetadataStore extends GcMetadata {
    * included, at most `limit`; fewer when HISTORY_BLOCK_BUDGET would be passed (never zero
    * when one exists). `more`: older entries remain.
    */
-  history(ns: NamespaceId, path: FilePath, before: number | null, limit: number): Promise<HistoryResponse>;
+  /** `since` (ms since the epoch): versions superseded before it are left out (their blocks may be collected). */
+  history(ns: NamespaceId, path: FilePath, before: number | null, limit: number, since?: number | null): Promise<HistoryResponse>;
   /**
    * Paths whose latest entry is a deletion with sjid < `before` (null: all), committed at or
    * after `since` (ms since the epoch; null: any time, for the retention window), newest

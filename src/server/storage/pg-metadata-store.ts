@@ -405,7 +405,7 @@ export class PgMetadataStore implements MetadataStore, GcMetadata {
     return toVersion(result.rows[0]);
   }
 
-  async history(ns: NamespaceId, path: FilePath, before: number | null, limit: number): Promise<HistoryResponse> {
+  async history(ns: NamespaceId, path: FilePath, before: number | null, limit: number, since: number | null = null): Promise<HistoryResponse> {
     // As readJournal: the running count of hashes comes from the stored lengths, so the page
     // is cut at the block budget before any large row is read; journal_path is walked backwards.
     const result = await this.query<VersionRow & { candidates: number }>(
@@ -415,6 +415,7 @@ export class PgMetadataStore implements MetadataStore, GcMetadata {
                 sum(octet_length(blocks) / 32) OVER running AS hashes
          FROM journal
          WHERE ns = $1 AND path = $2 AND sjid < $3
+           AND (superseded_at IS NULL OR superseded_at >= to_timestamp($6::bigint / 1000.0))
          WINDOW running AS (ORDER BY sjid DESC ROWS UNBOUNDED PRECEDING)
          ORDER BY sjid DESC
          LIMIT $4::integer + 1
@@ -423,7 +424,7 @@ export class PgMetadataStore implements MetadataStore, GcMetadata {
        FROM candidates c JOIN journal j ON j.ns = $1 AND j.sjid = c.sjid
        WHERE c.n <= $4::integer AND (c.n = 1 OR c.hashes <= $5::integer)
        ORDER BY j.sjid DESC`,
-      [ns, path, before ?? Number.MAX_SAFE_INTEGER + 1, limit, HISTORY_BLOCK_BUDGET],
+      [ns, path, before ?? Number.MAX_SAFE_INTEGER + 1, limit, HISTORY_BLOCK_BUDGET, since ?? 0],
     );
     const rows = result.rows;
     return { versions: rows.map(toVersion), more: rows.length > 0 && Number(rows[0].candidates) > rows.length };

@@ -235,11 +235,11 @@ export class SqliteMetadataStore implements MetadataStore, GcMetadata {
     };
   }
 
-  async history(ns: NamespaceId, path: FilePath, before: number | null, limit: number): Promise<HistoryResponse> {
+  async history(ns: NamespaceId, path: FilePath, before: number | null, limit: number, since: number | null = null): Promise<HistoryResponse> {
     const versions: VersionEntry[] = [];
     let blockCount = 0;
     let more = false;
-    for (const row of this.stmts.history.iterate(ns, path, before ?? Number.MAX_SAFE_INTEGER + 1, limit + 1) as IterableIterator<VersionRow>) {
+    for (const row of this.stmts.history.iterate(ns, path, before ?? Number.MAX_SAFE_INTEGER + 1, since ?? 0, limit + 1) as IterableIterator<VersionRow>) {
       const hashes = row.blocks.length / 32;
       if (versions.length === limit || (versions.length > 0 && blockCount + hashes > HISTORY_BLOCK_BUDGET)) {
         more = true;
@@ -326,7 +326,7 @@ function prepareStatements(db: Database.Database) {
     entryAt: db.prepare('SELECT sjid, path, size, mtime, blocks, deleted, device FROM journal WHERE ns = ? AND sjid = ?'),
     // journal_path (ns, path, sjid) walked backwards.
     history: db.prepare(
-      'SELECT sjid, path, size, mtime, blocks, deleted, device FROM journal WHERE ns = ? AND path = ? AND sjid < ? ORDER BY sjid DESC LIMIT ?',
+      'SELECT sjid, path, size, mtime, blocks, deleted, device FROM journal WHERE ns = ? AND path = ? AND sjid < ? AND (superseded_at IS NULL OR superseded_at >= ?) ORDER BY sjid DESC LIMIT ?',
     ),
     // journal_deletions (ns, sjid) WHERE deleted = 1 walked backwards; a deletion counts only
     // while it is its path's latest entry (journal_path answers that).
