@@ -597,6 +597,8 @@ export class BlockScheduler {
       await Promise.all([...members.values()].map((member) => this.verifyAndStore(member, source, received.get(member.block.want.hash))));
     } finally {
       this.processingBytes -= bytes;
+      // Nothing refers to the bytes any more (the store keeps none): a source may reuse their buffer.
+      if (source.release) for (const block of received.values()) source.release(block);
     }
   }
 

@@ -84,6 +84,11 @@ export interface BlockSource {
    * Rejects when the request as a whole failed. Sources without it are never batched.
    */
   fetchBlocks?(wants: readonly WantedBlock[], signal: AbortSignal): Promise<Map<BlockHash, Uint8Array>>;
+  /**
+   * The scheduler is done with bytes this source returned (stored, refused or dropped): a
+   * source that read them into a reusable buffer may take it back.
+   */
+  release?(bytes: Uint8Array): void;
   /** Most blocks one fetchBlocks call may carry, read as a batch opens (a peer link has room for only so many requests). */
   readonly maxBatch?: number;
 }
