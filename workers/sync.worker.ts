@@ -3,6 +3,8 @@ import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
 import { describeError, inviteFromLink, parseBridgeReadOut, parseFilePath, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
 import { BlockFiles } from './block-files.ts';
+import { blockBuffers } from './block-buffers.ts';
+import { BlockWriter } from './block-writer.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
 import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
@@ -68,7 +70,7 @@ const api: SyncWorkerApi = {
     const writerId = crypto.randomUUID();
     await holdWriterLock(writerId);
     const files = await BlockFiles.open(writerId);
-    const blocks = new IdbBlockStore(db, files);
+    const blocks = new IdbBlockStore(db, files, new BlockWriter(writerId, blockBuffers));
     context = {
       base: apiBase.replace(/\/+$/, ''),
       db,

@@ -1,4 +1,3 @@
-import { BlockBufferPool } from '../src/engine/block-buffers.ts';
 import { NamespaceSync } from '../src/engine/namespace-sync.ts';
 import type { ServerApi } from '../src/engine/server-api.ts';
 import { ServerBlockSource } from '../src/engine/server-source.ts';
@@ -7,6 +6,7 @@ import type { BlockSource, FileRecord } from '../src/engine/types.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
 import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
+import { blockBuffers } from './block-buffers.ts';
 import { PeerHub } from './peer-hub.ts';
 import { UploadQueue } from './upload-queue.ts';
 import { storageEstimate } from './storage-estimate.ts';
@@ -29,14 +29,6 @@ type TabMessage =
   | { type: 'view'; view: SharedView; deltas: FileDelta[] }
   | { type: 'full'; view: SharedView; files: FileView[] }
   | { type: 'hello' };
-
-/**
- * Block buffers shared by every workspace of this worker: the server and peers receive large
- * blocks into them, and the scheduler hands each back once the block is stored (the block
- * files keep no reference). A new 4 MiB buffer per block left hundreds of MiB to the garbage
- * collector in the renderer while a big file synced.
- */
-const blockBuffers = new BlockBufferPool();
 
 const VIEW_INTERVAL_MS = 200;
 const TICK_MS = 1000;

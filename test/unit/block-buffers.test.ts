@@ -183,3 +183,54 @@ describe('pooled block buffers in the scheduler', () => {
     }
   });
 });
+
+describe('a store that hashes and stores in one step (putVerified)', () => {
+  /** Stores only bytes whose hash matches, as the browser's block writer does; counts its calls. */
+  class VerifyingStore extends MemoryBlockStore {
+    verified = 0;
+    async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
+      this.verified += 1;
+      const actual = await nodeSha256(bytes);
+      if (actual === hash) await this.putBlock(hash, bytes);
+      // The buffer is handed over: the caller must not use the bytes again.
+      bytes.fill(0);
+      return actual;
+    }
+  }
+
+  it('is used instead of the scheduler hashing and storing, and a peer whose bytes do not match is penalised', async () => {
+    const good = blockOf(2 * MiB, 70);
+    const bad = blockOf(2 * MiB, 71);
+    const badWant: WantedBlock = { ns: NS, hash: hashOf(blockOf(2 * MiB, 72)), sjid: 1, sizeHint: 2 * MiB };
+    const peer = {
+      id: 'liar',
+      kind: 'peer' as const,
+      maxInFlight: 2,
+      canServe: (want: WantedBlock) => want.hash === badWant.hash,
+      fetchBlock: async () => bad.slice(),
+    };
+    const server = {
+      id: 'server',
+      kind: 'server' as const,
+      maxInFlight: 2,
+      canServe: () => true,
+      fetchBlock: async (want: WantedBlock) => (want.hash === hashOf(good) ? good.slice() : blockOf(2 * MiB, 72)),
+    };
+    const store = new VerifyingStore();
+    const penalised: string[] = [];
+    const stored: number[] = [];
+    const scheduler = new BlockScheduler({
+      store,
+      sha256: () => Promise.reject(new Error('the store hashes')),
+      sources: () => [peer, server],
+      maxInFlight: 4,
+      events: { penalised: (source) => penalised.push(source.id), stored: (_want, bytes) => stored.push(bytes) },
+    });
+    scheduler.setWanted([{ ns: NS, hash: hashOf(good), sjid: 1, sizeHint: 2 * MiB }, badWant]);
+    await scheduler.whenIdle();
+    expect(penalised).toEqual(['liar']);
+    expect(await store.hasBlocks([hashOf(good), badWant.hash])).toEqual(new Set([hashOf(good), badWant.hash]));
+    expect(stored).toEqual([2 * MiB, 2 * MiB]);
+    expect(store.verified).toBe(3);
+  });
+});
