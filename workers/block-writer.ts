@@ -30,11 +30,22 @@ export class BlockWriter {
   private nextId = 1;
   private broken: Error | null = null;
 
-  constructor(
+  /** A writer, or null where a worker cannot start one (then blocks are hashed and stored on the sync worker's thread). */
+  static start(writerId: string, pool: BlockBufferPool): BlockWriter | null {
+    try {
+      if (typeof Worker === 'undefined') return null;
+      return new BlockWriter(writerId, pool, new Worker(new URL('./block-writer.worker.ts', import.meta.url), { type: 'module', name: 'nearsync block writer' }));
+    } catch {
+      return null;
+    }
+  }
+
+  private constructor(
     private readonly writerId: string,
     private readonly pool: BlockBufferPool,
+    worker: Worker,
   ) {
-    this.worker = new Worker(new URL('./block-writer.worker.ts', import.meta.url), { type: 'module', name: 'nearsync block writer' });
+    this.worker = worker;
     this.worker.onmessage = (event: MessageEvent<BlockWriteReply>) => this.answer(event.data);
     this.worker.onerror = (event) => this.fail(new Error(`the block writer failed: ${event.message || 'no reason given'}`));
   }

@@ -70,7 +70,7 @@ const api: SyncWorkerApi = {
     const writerId = crypto.randomUUID();
     await holdWriterLock(writerId);
     const files = await BlockFiles.open(writerId);
-    const blocks = new IdbBlockStore(db, files, new BlockWriter(writerId, blockBuffers));
+    const blocks = new IdbBlockStore(db, files, BlockWriter.start(writerId, blockBuffers));
     context = {
       base: apiBase.replace(/\/+$/, ''),
       db,
