@@ -1,4 +1,4 @@
-import type { BridgeReadOut, BridgeReadReply, NamespaceId } from '../src/protocol/index.ts';
+import type { BridgeReadOut, BridgeReadReply, DeletedFilesResponse, HistoryResponse, NamespaceId } from '../src/protocol/index.ts';
 
 /**
  * The sync worker's interface as the UI sees it through comlink. The UI never touches
@@ -67,6 +67,8 @@ export interface UploadView {
   bytesUploaded: number;
   state: UploadState;
   error?: string;
+  /** Another device's version took the path first: this upload was kept as this conflicted copy. */
+  conflictedCopy?: string;
 }
 
 /** Every upload since the queue was last empty, in numbers (the list shows only some rows). */
@@ -160,14 +162,30 @@ export interface UploadInput {
   path: string;
 }
 
+/**
+ * One part of a drop the page sends in parts. Handing the worker a File it has not sized yet
+ * costs the page's main thread a synchronous file-metadata round trip (about half a
+ * millisecond in Chromium 156; reading `file.size` costs the same), so 100,000 files go a few
+ * dozen at a time between frames and the page never reads their sizes. The first part
+ * announces the drop's file count, so the count shown is the drop's from the start; bytes
+ * add up as parts arrive.
+ */
+export interface UploadPart {
+  first: boolean;
+  drop: { files: number };
+}
+
 export interface OpenOptions {
   /** False: sync from the server only (no relay, no WebRTC), and do not wait for peers. */
   peers?: boolean;
 }
 
 export interface SyncWorkerApi {
-  /** `apiBase` is the server origin, e.g. "http://localhost:8080". */
-  init(apiBase: string): Promise<void>;
+  /**
+   * `apiBase` is the server origin, e.g. "http://localhost:8080"; `device` this browser's
+   * label (the peer label), recorded with its commits and used in conflicted-copy names.
+   */
+  init(apiBase: string, device?: string): Promise<void>;
   listWorkspaces(): Promise<WorkspaceSummary[]>;
   createWorkspace(name: string): Promise<{ namespaceId: NamespaceId; shareLink: string }>;
   /** Joins with the invite from a share link; rejoining a known workspace is a no-op. */
@@ -180,9 +198,36 @@ export interface SyncWorkerApi {
   close(ns: NamespaceId): Promise<void>;
   /** One window of the folder view of an open workspace. */
   listFolder(ns: NamespaceId, query: FolderQuery): Promise<FolderListing>;
-  upload(ns: NamespaceId, files: UploadInput[]): Promise<void>;
+  /** Queues files for upload; `part` when the page sends one drop in several calls. */
+  upload(ns: NamespaceId, files: UploadInput[], part?: UploadPart): Promise<void>;
   rename(ns: NamespaceId, from: string, to: string): Promise<void>;
   remove(ns: NamespaceId, path: string): Promise<void>;
+  /**
+   * The versions of one path, newest first, deletions included, each with the device that
+   * committed it; `before` (an sjid from the last answer) pages back when `more` is set.
+   */
+  history(ns: NamespaceId, path: string, before?: number): Promise<HistoryResponse>;
+  /**
+   * Makes version `sjid` of `path` the live one again (a commit of its blocks). If another
+   * device changed the file meanwhile, the restored version is kept as a conflicted copy:
+   * `path` says where it landed.
+   */
+  restoreVersion(ns: NamespaceId, path: string, sjid: number): Promise<{ path: string; conflicted: boolean }>;
+  /**
+   * The bytes of version `sjid` of `path` (from its history): blocks this device lacks are
+   * fetched from the server and checked against their hashes first.
+   */
+  versionBlob(ns: NamespaceId, path: string, sjid: number): Promise<Blob>;
+  /**
+   * Files deleted and not written since, newest deletion first, each with its last live
+   * version (restoreDeleted brings it back); `before` pages back.
+   */
+  deletedFiles(ns: NamespaceId, before?: number): Promise<DeletedFilesResponse>;
+  /**
+   * Commits a deleted file's last live version `lastSjid` again with parent 0; a path written
+   * again meanwhile gets it as a conflicted copy (`path` says where it landed).
+   */
+  restoreDeleted(ns: NamespaceId, path: string, lastSjid: number): Promise<{ path: string; conflicted: boolean }>;
   /** The file's bytes, assembled from stored blocks without one big buffer. */
   fileBlob(ns: NamespaceId, path: string): Promise<Blob>;
   /** Tokens for the relay handshake of `ns` (the transport runs on the page's thread). */

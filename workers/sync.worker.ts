@@ -1,13 +1,15 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
-import { describeError, inviteFromLink, parseBridgeReadOut, parseFilePath, parseNamespaceId, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import { DEFAULT_PEER_LABEL, describeError, inviteFromLink, parseBridgeReadOut, parseCursor, parseDeviceLabel, parseFilePath, parseNamespaceId, type BlockHash, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import { fetchVersionBlocks } from '../src/engine/version-blocks.ts';
+import { sha256 } from './web-crypto.ts';
 import { BlockFiles } from './block-files.ts';
 import { blockBuffers } from './block-buffers.ts';
 import { BlockWriter } from './block-writer.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
-import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, WorkspaceView } from './sync-api.ts';
+import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
 import { WorkspaceSession } from './workspace-session.ts';
 
 /**
@@ -17,6 +19,8 @@ import { WorkspaceSession } from './workspace-session.ts';
 
 interface WorkerContext {
   base: string;
+  /** This browser's label, sent with its commits. */
+  device: string;
   db: NearsyncDb;
   registry: WorkspaceRegistry;
   blocks: IdbBlockStore;
@@ -35,7 +39,7 @@ async function apiFor(ns: NamespaceId): Promise<ServerApi> {
   const { base, registry } = ready();
   const record = await registry.get(ns);
   if (!record) throw new Error('this workspace is not known on this device');
-  return new ServerApi(base, record.token);
+  return new ServerApi(base, record.token, undefined, ready().device);
 }
 
 async function sessionFor(ns: NamespaceId): Promise<WorkspaceSession> {
@@ -44,7 +48,7 @@ async function sessionFor(ns: NamespaceId): Promise<WorkspaceSession> {
   const { registry, blocks, state } = ready();
   const record = await registry.get(ns);
   if (!record) throw new Error('this workspace is not known on this device');
-  const session = new WorkspaceSession({ record, api: await apiFor(ns), blocks, state });
+  const session = new WorkspaceSession({ record, api: await apiFor(ns), blocks, state, device: ready().device });
   sessions.set(ns, session);
   session.start();
   return session;
@@ -63,8 +67,17 @@ async function tidyBlockStorage(blocks: IdbBlockStore, writerId: string): Promis
   }
 }
 
+/** The page's label for this browser when it is a valid one, else `fallback` (the page is trusted, its storage less so). */
+function deviceLabelOr(label: string | undefined, fallback: string): string {
+  try {
+    return label === undefined ? fallback : parseDeviceLabel(label);
+  } catch {
+    return fallback;
+  }
+}
+
 const api: SyncWorkerApi = {
-  async init(apiBase: string) {
+  async init(apiBase: string, device?: string) {
     if (context) return;
     const db = await openNearsyncDb();
     const writerId = crypto.randomUUID();
@@ -73,6 +86,7 @@ const api: SyncWorkerApi = {
     const blocks = new IdbBlockStore(db, files, BlockWriter.start(writerId, blockBuffers));
     context = {
       base: apiBase.replace(/\/+$/, ''),
+      device: deviceLabelOr(device, DEFAULT_PEER_LABEL),
       db,
       registry: new WorkspaceRegistry(db, files, blocks),
       blocks,
@@ -145,8 +159,8 @@ const api: SyncWorkerApi = {
     return session.list(parseFolderQuery(query));
   },
 
-  async upload(ns: NamespaceId, files: UploadInput[]) {
-    (await sessionFor(parseNamespaceId(ns))).upload(files);
+  async upload(ns: NamespaceId, files: UploadInput[], part?: UploadPart) {
+    (await sessionFor(parseNamespaceId(ns))).upload(files, part === undefined ? undefined : parseUploadPart(part));
   },
 
   async rename(ns: NamespaceId, from: string, to: string) {
@@ -157,6 +171,15 @@ const api: SyncWorkerApi = {
     await (await sessionFor(parseNamespaceId(ns))).remove(path);
   },
 
+  async history(ns: NamespaceId, path: string, before?: number) {
+    const id = parseNamespaceId(ns);
+    return (await apiFor(id)).history(id, parseFilePath(path), before === undefined ? {} : { before });
+  },
+
+  async restoreVersion(ns: NamespaceId, path: string, sjid: number) {
+    return (await sessionFor(parseNamespaceId(ns))).restoreVersion(path, parseCursor(sjid, 'sjid'));
+  },
+
   async fileBlob(ns: NamespaceId, path: string) {
     const { state, blocks } = ready();
     const namespaceId = parseNamespaceId(ns);
@@ -164,14 +187,36 @@ const api: SyncWorkerApi = {
     const filePath = parseFilePath(path, 'path');
     const file = session ? await session.fileRecord(filePath) : await state.file(namespaceId, filePath);
     if (!file) throw new Error(`${path} is not in this workspace`);
-    const parts: Blob[] = [];
-    for (const hash of file.blocks) {
-      const blob = await blocks.getBlob(hash);
-      if (!blob) throw new Error(`${path} is not fully synced yet`);
-      parts.push(blob);
+    const blob = await composeBlob(blocks, file.blocks);
+    if (!blob) throw new Error(`${path} is not fully synced yet`);
+    return blob;
+  },
+
+  async versionBlob(ns: NamespaceId, path: string, sjid: number) {
+    const { blocks } = ready();
+    const id = parseNamespaceId(ns);
+    const filePath = parseFilePath(path, 'path');
+    const wanted = parseCursor(sjid, 'sjid');
+    const server = await apiFor(id);
+    // The one version with this sjid, if it is an entry of this path (history is validated).
+    const version = (await server.history(id, filePath, { before: wanted + 1, limit: 1 })).versions[0];
+    if (version === undefined || version.sjid !== wanted) throw new Error(`${path} has no version ${wanted} on the server`);
+    await fetchVersionBlocks(id, version, server, blocks, sha256);
+    const blob = await composeBlob(blocks, version.blocks);
+    if (!blob) throw new Error(`a block of version ${wanted} of ${path} went missing from this device's storage`);
+    if (blob.size !== version.size) {
+      throw new Error(`version ${wanted} of ${path} should be ${version.size} bytes, but its blocks hold ${blob.size}`);
     }
-    // Blobs compose by reference: the file is never copied into one buffer.
-    return new Blob(parts);
+    return blob;
+  },
+
+  async restoreDeleted(ns: NamespaceId, path: string, lastSjid: number) {
+    return (await sessionFor(parseNamespaceId(ns))).restoreDeleted(path, parseCursor(lastSjid, 'lastSjid'));
+  },
+
+  async deletedFiles(ns: NamespaceId, before?: number) {
+    const id = parseNamespaceId(ns);
+    return (await apiFor(id)).deletedFiles(id, before === undefined ? {} : { before: parseCursor(before, 'before') });
   },
 
   async relayCredentials(ns: NamespaceId) {
@@ -214,6 +259,17 @@ const api: SyncWorkerApi = {
   },
 };
 
+/** The blocks as one Blob, composed by reference (never copied into one buffer); null when one is not stored. */
+async function composeBlob(blocks: IdbBlockStore, hashes: readonly BlockHash[]): Promise<Blob | null> {
+  const parts: Blob[] = [];
+  for (const hash of hashes) {
+    const blob = await blocks.getBlob(hash);
+    if (!blob) return null;
+    parts.push(blob);
+  }
+  return new Blob(parts);
+}
+
 /** The page is trusted code, but a query still gets sane bounds before it drives a sort. */
 function parseFolderQuery(query: FolderQuery): FolderQuery {
   const sort = query.sort === 'size' || query.sort === 'modified' ? query.sort : 'name';
@@ -226,6 +282,11 @@ function parseFolderQuery(query: FolderQuery): FolderQuery {
     offset: whole(query.offset, Number.MAX_SAFE_INTEGER),
     limit: whole(query.limit, 500),
   };
+}
+
+function parseUploadPart(part: UploadPart): UploadPart {
+  const count = (value: unknown) => (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : 0);
+  return { first: part?.first === true, drop: { files: count(part?.drop?.files) } };
 }
 
 Comlink.expose(api);

@@ -2,7 +2,8 @@ import { SMALL_FILE_BATCH_BYTES, SMALL_FILE_BATCH_FILES, uploadSmallFiles } from
 import { uploadFile } from '../src/engine/uploader.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
 import { describeError, parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
-import type { UploadInput, UploadTotals, UploadView } from './sync-api.ts';
+import type { UploadInput, UploadPart, UploadTotals, UploadView } from './sync-api.ts';
+import { UploadParents } from './upload-parents.ts';
 
 /** The device's block store, which can also hand out a stored block as a disk-backed Blob. */
 export interface BlobBlockStore extends LocalBlockStore {
@@ -12,6 +13,14 @@ export interface BlobBlockStore extends LocalBlockStore {
 export interface UploadQueueOptions {
   ns: NamespaceId;
   api: UploadApi;
+  /** This browser's label (the server records it; conflicted copies are named after it). */
+  device: string;
+  /**
+   * The live sjid this device knows for each of `paths` (absent: not live), in one read: an
+   * upload names it as the version it replaces, and one that lost its path is kept as a
+   * conflicted copy. One lookup per drop, not per file (a follower tab reads the whole table).
+   */
+  knownSjids(paths: readonly FilePath[]): Promise<ReadonlyMap<FilePath, number>>;
   blocks: BlobBlockStore;
   sha256: Sha256;
   onChange: () => void;
@@ -25,6 +34,8 @@ export interface UploadQueueOptions {
 export const SMALL_FILE_MAX = 256 * 1024;
 /** What the page is shown: the running uploads plus this many waiting, finished and failed. */
 const SHOW_QUEUED = 20;
+/** Running uploads shown: a batch of small files runs a thousand at once. */
+const SHOW_RUNNING = 20;
 const KEEP_FINISHED = 100;
 const KEEP_FAILED = 200;
 
@@ -32,6 +43,12 @@ interface Queued {
   view: UploadView;
   file: File;
   path: FilePath;
+  /**
+   * The live entry this device knew for the path when the user added the file: the version
+   * the upload replaces. Taken then, not at commit time, so a version another device commits
+   * while this one waits or uploads is not silently replaced: it meets a conflict instead.
+   */
+  parent: Promise<number>;
 }
 
 /**
@@ -51,6 +68,7 @@ export class UploadQueue {
   private runningLarge = 0;
   private batchRunning = false;
   private nextId = 1;
+  private readonly parents = new UploadParents();
 
   /**
    * The server API, but block bodies are the stored blocks' disk-backed Files: a Blob made
@@ -74,25 +92,46 @@ export class UploadQueue {
 
   list(): UploadView[] {
     const queued = [...this.large.slice(0, SHOW_QUEUED), ...this.small.slice(0, SHOW_QUEUED)].map((entry) => entry.view);
-    return [...this.failed, ...this.finished, ...this.running, ...queued].map((view) => ({ ...view }));
+    const running: UploadView[] = [];
+    for (const view of this.running) {
+      if (running.length === SHOW_RUNNING) break;
+      running.push(view);
+    }
+    return [...this.failed, ...this.finished, ...running, ...queued].map((view) => ({ ...view }));
   }
 
   summary(): UploadTotals {
     return { ...this.totals };
   }
 
-  add(inputs: UploadInput[]): void {
-    if (this.idle()) this.totals = emptyTotals();
+  /**
+   * Queues files. `part`: one of several calls carrying one drop; the first counts the whole
+   * drop's files into the totals (the queue may run dry between parts, and the totals still
+   * belong to the drop); bytes count as each part arrives.
+   */
+  add(inputs: UploadInput[], part?: UploadPart): void {
+    if (this.idle() && (!part || part.first)) {
+      this.totals = emptyTotals();
+      this.parents.clear();
+    }
+    if (part?.first) this.totals.files += part.drop.files;
+    const accepted: { view: UploadView; file: File; path: FilePath }[] = [];
     for (const { file, path } of inputs) {
       const view: UploadView = { id: this.nextId++, path, size: file.size, bytesHashed: 0, bytesUploaded: 0, state: 'queued' };
-      this.totals.files += 1;
+      if (!part) this.totals.files += 1;
       this.totals.bytes += file.size;
       try {
-        const parsed = parseFilePath(path);
-        (file.size <= SMALL_FILE_MAX ? this.small : this.large).push({ view, file, path: parsed });
+        accepted.push({ view, file, path: parseFilePath(path) });
       } catch (error) {
         this.fail(view, error);
       }
+    }
+    const known = accepted.length === 0 ? Promise.resolve(new Map<FilePath, number>()) : this.options.knownSjids(accepted.map((item) => item.path));
+    known.catch(() => {}); // A failed lookup fails each upload when its commit awaits it.
+    for (const item of accepted) {
+      const parent = known.then((sjids) => sjids.get(item.path) ?? 0);
+      parent.catch(() => {});
+      (item.file.size <= SMALL_FILE_MAX ? this.small : this.large).push({ ...item, parent });
     }
     this.options.onChange();
     this.drain();
@@ -124,17 +163,23 @@ export class UploadQueue {
   private takeBatch(): Queued[] {
     const batch: Queued[] = [];
     let bytes = 0;
+    const paths = new Set<FilePath>();
     while (this.small.length > 0 && batch.length < SMALL_FILE_BATCH_FILES) {
       const size = this.small[0].file.size;
       if (batch.length > 0 && bytes + size > SMALL_FILE_BATCH_BYTES) break;
+      // A path's second upload goes in the next batch, based on the first (UploadParents),
+      // rather than conflicting with it inside one commit.
+      if (paths.has(this.small[0].path)) break;
+      paths.add(this.small[0].path);
       batch.push(this.small.shift()!);
       bytes += size;
     }
     return batch;
   }
 
-  private async runLarge({ view, file, path }: Queued): Promise<void> {
+  private async runLarge({ view, file, path, parent }: Queued): Promise<void> {
     this.start(view);
+    let parentSent = 0;
     try {
       const result = await uploadFile({
         ns: this.options.ns,
@@ -144,6 +189,7 @@ export class UploadQueue {
         api: this.sendingStoredCopies,
         blocks: this.options.blocks,
         sha256: this.options.sha256,
+        conditions: { device: this.options.device, parentOf: async () => (parentSent = this.parents.resolve(path, await parent)) },
         onProgress: (progress) => {
           this.totals.bytesUploaded += progress.bytesUploaded - view.bytesUploaded;
           view.bytesHashed = progress.bytesHashed;
@@ -153,6 +199,8 @@ export class UploadQueue {
         },
       });
       view.size = result.size;
+      if (result.conflicted) view.conflictedCopy = result.path;
+      else this.parents.committed(path, parentSent, result.sjid);
       this.succeed(view);
       this.options.onCommitted(result.blocks);
     } catch (error) {
@@ -163,6 +211,8 @@ export class UploadQueue {
   private async runBatch(batch: Queued[]): Promise<void> {
     for (const { view } of batch) this.start(view);
     const hashes: BlockHash[] = [];
+    const knownParents = new Map(batch.map((queued) => [queued.path, queued.parent]));
+    const parentsSent = new Map<FilePath, number>();
     try {
       const sjids = await uploadSmallFiles(
         batch.map(({ file, path }) => ({
@@ -195,10 +245,24 @@ export class UploadQueue {
             this.options.onChange();
           },
           onUnreadable: (index, error) => this.fail(batch[index].view, new Error(`could not read the file: ${messageOf(error)}`)),
+          conditions: {
+            device: this.options.device,
+            parentOf: async (path) => {
+              const parent = this.parents.resolve(path, await (knownParents.get(path) ?? 0));
+              parentsSent.set(path, parent);
+              return parent;
+            },
+          },
+          onConflictedCopy: (index, path) => {
+            batch[index].view.conflictedCopy = path;
+          },
         },
       );
       sjids.forEach((sjid, index) => {
-        if (sjid !== null) this.succeed(batch[index].view);
+        if (sjid === null) return;
+        const { path, view } = batch[index];
+        if (view.conflictedCopy === undefined) this.parents.committed(path, parentsSent.get(path) ?? 0, sjid);
+        this.succeed(view);
       });
       this.options.onCommitted(hashes);
     } catch (error) {

@@ -1,11 +1,14 @@
 import { NamespaceSync } from '../src/engine/namespace-sync.ts';
 import type { ServerApi } from '../src/engine/server-api.ts';
 import { ServerBlockSource } from '../src/engine/server-source.ts';
+import { CommitConflictError } from '../src/engine/commit-conflict.ts';
+import type { ConditionalCommits } from '../src/engine/conflict-copies.ts';
+import { restoreVersion } from '../src/engine/restore-version.ts';
 import { commitWithBlocks } from '../src/engine/uploader.ts';
 import type { BlockSource, FileRecord } from '../src/engine/types.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
-import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, WorkspaceView } from './sync-api.ts';
+import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
 import { blockBuffers } from './block-buffers.ts';
 import { PeerHub } from './peer-hub.ts';
 import { UploadQueue } from './upload-queue.ts';
@@ -19,18 +22,25 @@ export interface WorkspaceSessionDeps {
   api: ServerApi;
   blocks: IdbBlockStore;
   state: IdbStateStore;
+  /** This browser's label: in its conflicted copies' names. */
+  device: string;
 }
 
 /**
  * Between tabs: the leader sends its summary with the file deltas since the last one, and
- * every file at once when a tab says hello or a new leader starts.
+ * every file at once when a tab says hello or a new leader starts. A follower answers a
+ * `full` it did not ask for with `present`. Until a follower has made itself known, the
+ * leader leaves the deltas out (a 100,000-file join posted every file's changes to nobody);
+ * the first follower to appear after that gets every file at once.
  */
 type TabMessage =
   | { type: 'view'; view: SharedView; deltas: FileDelta[] }
   | { type: 'full'; view: SharedView; files: FileView[] }
-  | { type: 'hello' };
+  | { type: 'hello' }
+  | { type: 'present' };
 
 const VIEW_INTERVAL_MS = 200;
+const STORED_SJIDS_FOR_MS = 5_000;
 const TICK_MS = 1000;
 /** How often the storage figures shown are refreshed. */
 const STORAGE_EVERY_TICKS = 5;
@@ -54,6 +64,13 @@ export class WorkspaceSession {
   private readonly lockAbort = new AbortController();
   private releaseLeadership: (() => void) | null = null;
   private pushTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Follower: the stored table's sjids by path, read for a drop's parents (see knownSjids). */
+  private storedSjids: { at: number; sjids: Promise<Map<string, number>> } | null = null;
+  /** Leader: whether another tab has said it mirrors this workspace, and whether deltas went unsent since the last `full`. */
+  private followersPresent = false;
+  private deltasUnsent = false;
+  /** Follower: a `hello` is out and its `full` not yet in. */
+  private awaitingFull = false;
   private lastPushAt = -Infinity;
   private tickTimer: ReturnType<typeof setInterval> | null = null;
   private readonly uploads: UploadQueue;
@@ -77,6 +94,8 @@ export class WorkspaceSession {
     this.uploads = new UploadQueue({
       ns,
       api: deps.api,
+      device: deps.device,
+      knownSjids: (paths) => this.knownSjids(paths),
       blocks: deps.blocks,
       sha256,
       onChange: () => this.schedulePush(),
@@ -135,13 +154,53 @@ export class WorkspaceSession {
     return this.tree.list(query);
   }
 
-  upload(inputs: UploadInput[]): void {
-    this.uploads.add(inputs);
+  upload(inputs: UploadInput[], part?: UploadPart): void {
+    this.uploads.add(inputs, part);
   }
 
   /** A live file's record: from the running engine when this tab leads, else read from storage. */
   async fileRecord(path: FilePath): Promise<FileRecord | undefined> {
     return this.engine?.file(path) ?? (await this.deps.state.file(this.namespaceId, path));
+  }
+
+  /**
+   * Commits from this tab name as their parent the live entry this device knows for the path
+   * (the leader's engine, or what the leader stored), so a version another device committed
+   * meanwhile is never replaced: a restore becomes a conflicted copy instead. (Uploads take
+   * their parents when added: UploadQueue.)
+   */
+  private conditions(): ConditionalCommits {
+    return {
+      device: this.deps.device,
+      parentOf: async (path) => (await this.fileRecord(path))?.sjid ?? 0,
+    };
+  }
+
+  /** The live sjids this device knows for `paths`: the engine's table when leading, else one read of the stored table. */
+  private async knownSjids(paths: readonly FilePath[]): Promise<Map<FilePath, number>> {
+    const known = new Map<FilePath, number>();
+    const engine = this.engine;
+    if (engine) {
+      for (const path of paths) {
+        const file = engine.file(path);
+        if (file) known.set(path, file.sjid);
+      }
+      return known;
+    }
+    // A follower reads the stored table; a drop sent in parts asks once per part, so one
+    // read serves the parts of the next few seconds.
+    const now = performance.now();
+    if (!this.storedSjids || now - this.storedSjids.at > STORED_SJIDS_FOR_MS) {
+      const sjids = this.deps.state.load(this.namespaceId).then((state) => new Map(state.files.map((file) => [file.path, file.sjid])));
+      this.storedSjids = { at: now, sjids };
+      sjids.catch(() => (this.storedSjids = null));
+    }
+    const stored = await this.storedSjids.sjids;
+    for (const path of paths) {
+      const sjid = stored.get(path);
+      if (sjid !== undefined) known.set(path, sjid);
+    }
+    return known;
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -151,23 +210,57 @@ export class WorkspaceSession {
     const file = await this.fileRecord(source);
     if (!file) throw new Error(`${source} is not in this workspace`);
     // Write the new name first: a crash between the two commits leaves a copy, never a loss.
-    await commitWithBlocks(
-      this.namespaceId,
-      { path: target, size: file.size, mtime: file.mtime, blocks: file.blocks, deleted: false },
-      this.deps.api,
-      this.deps.blocks,
-    );
-    await this.remove(source);
+    // Both commits are conditional: a target or source changed elsewhere meanwhile is never overwritten or removed.
+    try {
+      await commitWithBlocks(
+        this.namespaceId,
+        { path: target, size: file.size, mtime: file.mtime, blocks: file.blocks, deleted: false, parent: (await this.fileRecord(target))?.sjid ?? 0 },
+        this.deps.api,
+        this.deps.blocks,
+      );
+    } catch (error) {
+      if (error instanceof CommitConflictError) throw new Error(`${target} was changed on another device meanwhile: not renamed`);
+      throw error;
+    }
+    await this.removeVersion(source, file.sjid);
   }
 
   async remove(path: string): Promise<void> {
     const target = parseFilePath(path);
-    await commitWithBlocks(
-      this.namespaceId,
-      { path: target, size: 0, mtime: Date.now(), blocks: [], deleted: true },
-      this.deps.api,
-      this.deps.blocks,
-    );
+    const file = await this.fileRecord(target);
+    if (!file) return; // Not live as far as this device knows: nothing to delete.
+    await this.removeVersion(target, file.sjid);
+  }
+
+  /**
+   * Deletes `path` if its live entry is still `sjid`. Already deleted elsewhere: done. Changed
+   * elsewhere: the newer version stays (deleting what this user never saw would lose it).
+   */
+  private async removeVersion(path: FilePath, sjid: number): Promise<void> {
+    try {
+      await commitWithBlocks(this.namespaceId, { path, size: 0, mtime: Date.now(), blocks: [], deleted: true, parent: sjid }, this.deps.api, this.deps.blocks);
+    } catch (error) {
+      if (!(error instanceof CommitConflictError)) throw error;
+      if (error.current === null) return;
+      throw new Error(`${path} was changed on another device (${error.current.device ?? 'unknown device'}) since this device saw it: not deleted`);
+    }
+  }
+
+  async restoreVersion(path: string, sjid: number): Promise<{ path: string; conflicted: boolean }> {
+    const kept = await restoreVersion(this.namespaceId, parseFilePath(path), sjid, this.deps.api, this.deps.blocks, this.conditions());
+    return { path: kept.path, conflicted: kept.conflicted };
+  }
+
+  /**
+   * Brings back a deleted file: its last live version `lastSjid`, committed with parent 0 (the
+   * server listed the path as deleted; this tab's table may not have read that deletion yet,
+   * and naming a stale parent would make the restore a conflicted copy for no reason). If the
+   * path was written again meanwhile, the restore lands beside it as a conflicted copy.
+   */
+  async restoreDeleted(path: string, lastSjid: number): Promise<{ path: string; conflicted: boolean }> {
+    const notLive: ConditionalCommits = { ...this.conditions(), parentOf: () => 0 };
+    const kept = await restoreVersion(this.namespaceId, parseFilePath(path), lastSjid, this.deps.api, this.deps.blocks, notLive);
+    return { path: kept.path, conflicted: kept.conflicted };
   }
 
   /** This page will not connect to peers: the server need not wait for them. */
@@ -232,6 +325,7 @@ export class WorkspaceSession {
     const files = allFileViews(engine);
     this.tree.apply(files);
     this.shared = sharedViewOf(this.deps.record, engine, this.peers.views());
+    this.deltasUnsent = false;
     this.channel.postMessage({ type: 'full', view: this.shared, files } satisfies TabMessage);
     // Announce on join: what this device already holds (cursor 0 when it holds nothing).
     this.peers.advertise(engine.syncedCursor);
@@ -242,16 +336,23 @@ export class WorkspaceSession {
 
   private follow(): void {
     this.role = 'follower';
+    this.awaitingFull = true;
     this.channel.postMessage({ type: 'hello' } satisfies TabMessage);
     this.schedulePush();
   }
 
   private onTabMessage(message: TabMessage): void {
-    if (message.type === 'hello' && this.role === 'leader' && this.engine) {
-      this.channel.postMessage({ type: 'full', view: this.shared, files: this.tree.allFiles() } satisfies TabMessage);
+    if ((message.type === 'hello' || message.type === 'present') && this.role === 'leader' && this.engine) {
+      this.followersPresent = true;
+      if (message.type === 'hello' || this.deltasUnsent) {
+        this.deltasUnsent = false;
+        this.channel.postMessage({ type: 'full', view: this.shared, files: this.tree.allFiles() } satisfies TabMessage);
+      }
     }
     if (this.role !== 'follower') return;
     if (message.type === 'full') {
+      if (!this.awaitingFull) this.channel.postMessage({ type: 'present' } satisfies TabMessage);
+      this.awaitingFull = false;
       this.tree.clear();
       this.tree.apply(message.files);
     } else if (message.type === 'view') {
@@ -284,7 +385,8 @@ export class WorkspaceSession {
       const deltas = changedFileDeltas(this.engine);
       this.tree.apply(deltas);
       this.shared = sharedViewOf(this.deps.record, this.engine, this.peers.views());
-      this.channel.postMessage({ type: 'view', view: this.shared, deltas } satisfies TabMessage);
+      if (!this.followersPresent && deltas.length > 0) this.deltasUnsent = true;
+      this.channel.postMessage({ type: 'view', view: this.shared, deltas: this.followersPresent ? deltas : [] } satisfies TabMessage);
     }
     const view = this.view();
     for (const listener of this.listeners) {

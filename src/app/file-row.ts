@@ -10,6 +10,8 @@ export interface FileActions {
   save(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   remove(path: string): Promise<void>;
+  /** Opens the file's Versions panel. */
+  versions(path: string): void;
 }
 
 const STATUS_LABELS: Record<FileSyncStatus, string> = {
@@ -53,6 +55,9 @@ export class FileRow {
     this.statusLabel = h('span', { class: 'status-label', 'data-testid': 'file-status' });
     this.openButton = this.actionButton('Open', 'open-file', () => this.actions.open(this.path));
     this.saveButton = this.actionButton('Save', 'save-file', () => this.actions.save(this.path));
+    // Versions works whatever the sync state: history is read from the server.
+    const versionsButton = this.actionButton('Versions', 'versions-file', async () => this.actions.versions(this.path));
+    versionsButton.setAttribute('aria-haspopup', 'dialog');
     this.renameButton = this.actionButton('Rename', 'rename-file', async () => this.startRename());
     const deleteButton = this.actionButton('Delete', 'delete-file', () => this.confirmDelete());
     deleteButton.classList.add('is-danger');
@@ -63,7 +68,7 @@ export class FileRow {
       this.sizeCell,
       this.timeCell,
       h('div', { role: 'cell', class: 'cell-status' }, this.progress.element, this.statusLabel),
-      h('div', { role: 'cell', class: 'cell-actions' }, this.openButton, this.saveButton, this.renameButton, deleteButton),
+      h('div', { role: 'cell', class: 'cell-actions' }, this.openButton, this.saveButton, versionsButton, this.renameButton, deleteButton),
     );
   }
 

@@ -114,6 +114,11 @@ export class FolderView {
     this.renderBreadcrumb();
   }
 
+  /** Where focus goes when the control that had it left the screen (the filter box). */
+  focusTarget(): HTMLElement {
+    return this.filterInput;
+  }
+
   dispose(): void {
     this.disposed = true;
     window.removeEventListener('scroll', this.onScroll);

@@ -1,8 +1,8 @@
 import { h } from './dom.ts';
 
 /**
- * A short list of messages for the user (action failures, rejected names, "copied").
- * Errors stay until dismissed; confirmations fade on their own.
+ * A short list of messages for the user (action failures, rejected names, conflicted copies,
+ * "copied"). Errors and warnings stay until dismissed; confirmations fade on their own.
  */
 export class Notices {
   readonly element = h('div', { class: 'notices', 'aria-live': 'polite', 'data-testid': 'notices' });
@@ -16,11 +16,16 @@ export class Notices {
     this.add(title, 'error', lines);
   }
 
+  /** Something the user must know that is not a failure (a conflicted copy): stays until dismissed. */
+  warning(text: string): void {
+    this.add(text, 'warning');
+  }
+
   clear(): void {
     this.element.replaceChildren();
   }
 
-  private add(text: string, tone: 'info' | 'error', lines: string[] = []): HTMLElement {
+  private add(text: string, tone: 'info' | 'warning' | 'error', lines: string[] = []): HTMLElement {
     const notice = h(
       'div',
       { class: `notice is-${tone}`, role: tone === 'error' ? 'alert' : 'status', 'data-testid': `notice-${tone}` },

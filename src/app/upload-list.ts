@@ -44,9 +44,11 @@ class UploadRow {
     }
     this.hashed.update(upload.bytesHashed, upload.size);
     this.uploaded.update(upload.bytesUploaded, upload.size);
+    const copy = upload.conflictedCopy === undefined ? '' : ` · kept as ${upload.conflictedCopy} (another device changed ${upload.path} first)`;
+    if (upload.conflictedCopy !== undefined) setAttribute(this.element, 'data-conflicted-copy', upload.conflictedCopy);
     setText(
       this.detail,
-      `${formatBytes(upload.size)} · read ${formatPercent(upload.bytesHashed, upload.size)} · uploaded ${formatPercent(upload.bytesUploaded, upload.size)}`,
+      `${formatBytes(upload.size)} · read ${formatPercent(upload.bytesHashed, upload.size)} · uploaded ${formatPercent(upload.bytesUploaded, upload.size)}${copy}`,
     );
     setText(this.error, upload.error ?? '');
   }

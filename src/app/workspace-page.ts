@@ -6,11 +6,15 @@ import { h, setText } from './dom.ts';
 import type { PickedFile } from './dropped-files.ts';
 import { DropZone } from './drop-zone.ts';
 import { createFilePickers } from './file-pickers.ts';
+import { sendUploadsInParts } from './upload-sender.ts';
 import type { FileActions } from './file-row.ts';
 import { FolderView } from './folder-view.ts';
 import { formatBytes } from './format.ts';
 import { errorMessage } from './message-page.ts';
+import { ConflictNotices } from './conflict-notices.ts';
 import { Notices } from './notices.ts';
+import { RecentlyDeletedPanel } from './recently-deleted-panel.ts';
+import { VersionsPanel, type VersionActions } from './versions-panel.ts';
 import { PeerList } from './peer-list.ts';
 import { peerLabel, peerSyncEnabled } from './peer-settings.ts';
 import { PeerNetwork } from './peers/peer-network.ts';
@@ -40,6 +44,11 @@ function askForPersistentStorage(): void {
   void navigator.storage?.persisted?.().then((kept) => (kept ? true : navigator.storage.persist?.())).catch(() => undefined);
 }
 
+/** A file row's Versions button, if the row is on screen (the folder view recycles rows). */
+function versionsButtonOf(path: string): HTMLElement | null {
+  return document.querySelector<HTMLElement>(`[data-testid="file-row"][data-path="${CSS.escape(path)}"] [data-testid="versions-file"]`);
+}
+
 export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
   askForPersistentStorage();
   const notices = new Notices();
@@ -50,13 +59,42 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
   const uploads = new UploadList();
   const peers = new PeerList();
 
+  const conflictNotices = new ConflictNotices(notices);
+  const versionActions: VersionActions = {
+    history: (path, before) => api.history(namespaceId, path, before),
+    openVersion: (path, sjid) => openBlobInNewTab(path, () => api.versionBlob(namespaceId, path, sjid)),
+    restoreVersion: (path, sjid) => api.restoreVersion(namespaceId, path, sjid),
+  };
   const actions: FileActions = {
     open: (path) => openBlobInNewTab(path, () => api.fileBlob(namespaceId, path)),
     save: async (path) => saveBlob(path, await api.fileBlob(namespaceId, path)),
     rename: (from, to) => api.rename(namespaceId, from, to),
     remove: (path) => api.remove(namespaceId, path),
+    versions: (path) => showPanel(new VersionsPanel(path, versionActions, () => versionsButtonOf(path) ?? files.focusTarget())),
   };
   const files = new FolderView((query) => api.listFolder(namespaceId, query), actions);
+  const recentlyDeleted = h(
+    'button',
+    { type: 'button', class: 'button', 'data-testid': 'open-recently-deleted', 'aria-haspopup': 'dialog' },
+    'Recently deleted',
+  );
+  recentlyDeleted.addEventListener('click', () =>
+    showPanel(
+      new RecentlyDeletedPanel({
+        deletedFiles: (before) => api.deletedFiles(namespaceId, before),
+        restoreDeleted: (path, lastSjid) => api.restoreDeleted(namespaceId, path, lastSjid),
+      }),
+    ),
+  );
+  // The open panel (modal: one at a time); leaving the page (Back, another route) closes it.
+  let openPanel: VersionsPanel | RecentlyDeletedPanel | null = null;
+  function showPanel(panel: VersionsPanel | RecentlyDeletedPanel): void {
+    openPanel?.close();
+    openPanel = panel;
+    panel.open(() => {
+      if (openPanel === panel) openPanel = null;
+    });
+  }
   const emptyState = h(
     'div',
     { class: 'empty-state', 'data-testid': 'empty-state', hidden: true },
@@ -74,7 +112,9 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
       );
     }
     if (accepted.length === 0) return;
-    api.upload(namespaceId, accepted).catch((error: unknown) => notices.error(`Upload failed: ${errorMessage(error)}`));
+    sendUploadsInParts(accepted, (part, about) => api.upload(namespaceId, part, about)).catch((error: unknown) =>
+      notices.error(`Upload failed: ${errorMessage(error)}`),
+    );
   }
 
   const dropZone = new DropZone(uploadPicked, (error) => notices.error(`Could not read the dropped files: ${errorMessage(error)}`));
@@ -86,7 +126,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     viewError,
     storageFull,
     createShareLinkBox(api, namespaceId, notices),
-    createFilePickers(uploadPicked),
+    h('div', { class: 'workspace-tools' }, createFilePickers(uploadPicked), recentlyDeleted),
     notices.element,
     uploads.element,
     filesSection,
@@ -108,6 +148,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     storageFull.hidden = view.storageFull === null;
     setText(storageFull, view.storageFull ? storageFullMessage(view.storageFull) : '');
     uploads.update(view.uploads, view.uploadTotals);
+    conflictNotices.update(view.uploads);
     files.setName(view.name);
     files.setVersion(view.listingVersion);
     files.element.hidden = view.fileCount === 0;
@@ -164,6 +205,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     element,
     dispose() {
       closed = true;
+      openPanel?.close();
       network?.stop();
       renderer.stop();
       files.dispose();

@@ -8,6 +8,11 @@ import {
   expectString,
   lanKeyBytes,
   parseBlockHash,
+  parseConflictCurrent,
+  parseDeviceLabel,
+  parseHistoryResponse,
+  parseDeletedFilesResponse,
+  type DeletedFilesResponse,
   parseBlockUploadBatchResponse,
   parseCommitBatchResponse,
   parseCursor,
@@ -19,10 +24,13 @@ import {
   type BlockUploadBatchResponse,
   type CommitRequest,
   type Cursor,
+  type FilePath,
+  type HistoryResponse,
   type JournalPage,
   type NamespaceId,
 } from '../protocol/index.ts';
 import { POOLED_BLOCK_MIN, readBodyInto, type BlockBufferPool } from './block-buffers.ts';
+import { CommitConflictError } from './commit-conflict.ts';
 import type { JournalClient, JournalReadOptions, UploadApi } from './types.ts';
 
 /** An HTTP answer other than success, with the server's error code when it sent one. */
@@ -32,6 +40,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The error body's other fields (unvalidated: whoever reads one checks it). */
+    readonly details: Readonly<Record<string, unknown>> = {},
   ) {
     super(message);
   }
@@ -46,15 +56,25 @@ export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>
 export class ServerApi implements UploadApi {
   /** Set once the server answered that it has no batch upload route (a server older than it). */
   private batchUploadUnsupported = false;
+  /**
+   * Set once the server refused `parent` or `device` as unknown fields (a server from before
+   * conditional commits): commits then go without them, unconditional, as that server expects.
+   */
+  private conditionalCommitsUnsupported = false;
+  /** This device's label, sent with every commit (the server shows it in version history). */
+  readonly device: string | null;
 
   constructor(
     readonly base: string,
     private readonly token: string | null = null,
     private readonly fetchImpl: FetchLike = (input, init) => fetch(input, init),
-  ) {}
+    device: string | null = null,
+  ) {
+    this.device = device === null ? null : parseDeviceLabel(device);
+  }
 
   withToken(token: string): ServerApi {
-    return new ServerApi(this.base, token, this.fetchImpl);
+    return new ServerApi(this.base, token, this.fetchImpl, this.device);
   }
 
   async createWorkspace(name: string): Promise<{ namespaceId: NamespaceId; name: string; inviteUrl: string; token: string }> {
@@ -148,32 +168,82 @@ export class ServerApi implements UploadApi {
     return parseBlockUploadBatchResponse(await response.json(), blocks.length);
   }
 
+  /**
+   * `{sjid}`, or `{need}` naming the blocks the server lacks (nothing committed). A commit
+   * with a `parent` that is no longer the path's live entry rejects with CommitConflictError.
+   */
   async commit(ns: NamespaceId, request: CommitRequest): Promise<{ sjid: number } | { need: BlockHash[] }> {
-    // Only the commit's own fields: callers often hold a FileRecord with more on it.
-    const { path, size, mtime, blocks, deleted } = request;
-    try {
-      const body = expectRecord(
-        await this.json('POST', `/api/v1/ns/${ns}/commit`, { path, size, mtime, blocks, deleted }),
-        'response',
-      );
-      return { sjid: parseCursor(body.sjid, 'sjid') };
-    } catch (error) {
-      if (error instanceof NeedBlocksError) return { need: error.need };
-      throw error;
-    }
+    return this.withConditionalFallback(async () => {
+      try {
+        const body = expectRecord(await this.json('POST', `/api/v1/ns/${ns}/commit`, this.commitBody(request)), 'response');
+        return { sjid: parseCursor(body.sjid, 'sjid') };
+      } catch (error) {
+        if (error instanceof NeedBlocksError) return { need: error.need };
+        throw conflictOf(error, [request]);
+      }
+    });
   }
 
   /**
    * Commits 1 … 1000 entries in one transaction (POST /ns/:ns/commits): their sjids, in
-   * order, or `{need}` listing every block the server lacks (nothing committed).
+   * order, or `{need}` listing every block the server lacks (nothing committed). An element
+   * whose `parent` is not live rejects the batch with CommitConflictError naming its index.
    */
   async commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<{ sjids: number[] } | { need: BlockHash[] }> {
-    const commits = requests.map(({ path, size, mtime, blocks, deleted }) => ({ path, size, mtime, blocks, deleted }));
+    return this.withConditionalFallback(async () => {
+      const commits = requests.map((request) => this.commitBody(request));
+      try {
+        return parseCommitBatchResponse(await this.json('POST', `/api/v1/ns/${ns}/commits`, { commits }), requests.length);
+      } catch (error) {
+        if (error instanceof NeedBlocksError) return { need: error.need };
+        throw conflictOf(error, requests);
+      }
+    });
+  }
+
+  /**
+   * The versions of one path, newest first, deletions included (GET /ns/:ns/history);
+   * `before` pages back past the last version of a previous answer.
+   */
+  async history(ns: NamespaceId, path: FilePath, options: { limit?: number; before?: number; signal?: AbortSignal } = {}): Promise<HistoryResponse> {
+    const query = new URLSearchParams({ path });
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.before !== undefined) query.set('before', String(parseCursor(options.before, 'before')));
+    const body = await this.json('GET', `/api/v1/ns/${ns}/history?${query}`, undefined, options.signal);
+    return parseHistoryResponse(body, path, options.before ?? null);
+  }
+
+  /**
+   * Recently deleted files, newest deletion first (GET /ns/:ns/deleted); `before` pages back
+   * past the last deletion of a previous answer.
+   */
+  async deletedFiles(ns: NamespaceId, options: { limit?: number; before?: number; signal?: AbortSignal } = {}): Promise<DeletedFilesResponse> {
+    const query = new URLSearchParams();
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.before !== undefined) query.set('before', String(parseCursor(options.before, 'before')));
+    const body = await this.json('GET', `/api/v1/ns/${ns}/deleted${query.size > 0 ? `?${query}` : ''}`, undefined, options.signal);
+    return parseDeletedFilesResponse(body, options.before ?? null);
+  }
+
+  /** Only the commit's own fields (callers often hold a FileRecord with more on it), and this device's label. */
+  private commitBody(request: CommitRequest): Record<string, unknown> {
+    const { path, size, mtime, blocks, deleted, parent } = request;
+    const body: Record<string, unknown> = { path, size, mtime, blocks, deleted };
+    if (this.conditionalCommitsUnsupported) return body;
+    if (parent !== undefined) body.parent = parent;
+    const device = request.device ?? this.device;
+    if (device !== null) body.device = device;
+    return body;
+  }
+
+  /** Runs a commit; when the server does not know `parent`/`device` yet, remembers that and runs it again without them. */
+  private async withConditionalFallback<T>(send: () => Promise<T>): Promise<T> {
     try {
-      return parseCommitBatchResponse(await this.json('POST', `/api/v1/ns/${ns}/commits`, { commits }), requests.length);
+      return await send();
     } catch (error) {
-      if (error instanceof NeedBlocksError) return { need: error.need };
-      throw error;
+      if (this.conditionalCommitsUnsupported || !refusesConditionalFields(error)) throw error;
+      this.conditionalCommitsUnsupported = true;
+      return send();
     }
   }
 
@@ -239,8 +309,10 @@ export class ServerApi implements UploadApi {
     let code = `http_${response.status}`;
     let message = `${method} ${path.split('?')[0]} failed with HTTP ${response.status}`;
     let need: BlockHash[] | null = null;
+    let details: Record<string, unknown> = {};
     try {
       const body = expectRecord(await response.json(), 'error');
+      details = body;
       if (typeof body.error === 'string') code = body.error.slice(0, 100);
       if (typeof body.message === 'string') message = body.message.slice(0, 500);
       if (response.status === 409 && Array.isArray(body.need)) {
@@ -250,8 +322,29 @@ export class ServerApi implements UploadApi {
       // A body that is not our JSON error still leaves a useful status.
     }
     if (need) throw new NeedBlocksError(need);
-    throw new ApiError(response.status, code, message);
+    throw new ApiError(response.status, code, message, details);
   }
+}
+
+/**
+ * A 409 `conflict` answer to commits of `requests` as a CommitConflictError, its fields
+ * checked (index in range, `current` a live entry of that element's path); other errors as they are.
+ */
+function conflictOf(error: unknown, requests: readonly CommitRequest[]): unknown {
+  if (!(error instanceof ApiError && error.status === 409 && error.code === 'conflict')) return error;
+  const index = requests.length === 1 && error.details.index === undefined ? 0 : error.details.index;
+  if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= requests.length) {
+    return new ValidationError('index', 'a conflict must name one of the commits sent');
+  }
+  const path = requests[index].path;
+  return new CommitConflictError(path, index, parseConflictCurrent(error.details.current ?? null, path));
+}
+
+/** An old server's 400 for `parent` or `device`: "commit.parent: is not a known field". */
+function refusesConditionalFields(error: unknown): boolean {
+  if (!(error instanceof ApiError && error.status === 400 && error.code === 'invalid')) return false;
+  const field = error.details.field;
+  return typeof field === 'string' && /^commit(s\[\d+\])?\.(parent|device)$/.test(field) && error.message.includes('is not a known field');
 }
 
 class NeedBlocksError extends ApiError {

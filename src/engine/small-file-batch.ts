@@ -1,7 +1,8 @@
 import type { BlockHash, CommitRequest, FilePath, NamespaceId } from '../protocol/index.ts';
 import { MAX_BLOCK_SIZE } from '../protocol/index.ts';
 import { BlockBatchSender } from './block-batches.ts';
-import { commitBatchWithBlocks } from './uploader.ts';
+import { commitBatchWithBlocks } from './commit-with-blocks.ts';
+import { commitBatchKeepingBoth, type ConditionalCommits } from './conflict-copies.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from './types.ts';
 
 /** A file small enough to be one block (or none, when empty), uploaded with others. */
@@ -29,6 +30,10 @@ export interface SmallFileBatchOptions {
   onUploaded?: (index: number, bytes: number) => void;
   /** One file could not be read (gone, changed, unreadable): it is left out, the rest go on. */
   onUnreadable?: (index: number, error: unknown) => void;
+  /** Commit conditionally, keeping conflicted copies (see uploadFile); unconditional without it. */
+  conditions?: ConditionalCommits;
+  /** Another version held one file's path: this one was committed as a conflicted copy at `path`. */
+  onConflictedCopy?: (index: number, path: FilePath) => void;
 }
 
 /** What a batch can hold: the commit API's limit, and a memory bound for the bytes in hand. */
@@ -96,9 +101,17 @@ export async function uploadSmallFiles(files: readonly SmallFile[], options: Sma
     const file = files[index];
     return { path: file.path, size: hash ? bodies.get(hash)!.bytes.length : 0, mtime: file.mtime, blocks: hash ? [hash] : [], deleted: false };
   });
-  const sjids = await commitBatchWithBlocks(options.ns, requests, api, blocks);
   const result: (number | null)[] = files.map(() => null);
-  included.forEach((index, i) => (result[index] = sjids[i]));
+  if (options.conditions) {
+    const landed = await commitBatchKeepingBoth(options.ns, requests, api, blocks, options.conditions);
+    included.forEach((index, i) => {
+      result[index] = landed[i].sjid;
+      if (landed[i].conflicted) options.onConflictedCopy?.(index, landed[i].path);
+    });
+  } else {
+    const sjids = await commitBatchWithBlocks(options.ns, requests, api, blocks);
+    included.forEach((index, i) => (result[index] = sjids[i]));
+  }
   return result;
 }
 

@@ -111,8 +111,14 @@ export interface UploadApi {
    * an api without it sends every block with putBlock.
    */
   putBlocks?(blocks: readonly BlockUpload[]): Promise<BlockUploadBatchResponse | null>;
-  /** `{sjid}` on success, `{need}` when the server lacks blocks (nothing committed). */
+  /**
+   * `{sjid}` on success, `{need}` when the server lacks blocks (nothing committed). A request
+   * whose `parent` is not the path's live entry rejects with CommitConflictError (commit-conflict.ts).
+   */
   commit(ns: NamespaceId, request: CommitRequest): Promise<{ sjid: number } | { need: BlockHash[] }>;
-  /** 1 … MAX_COMMIT_BATCH commits in one transaction: `{sjids}` in order, or `{need}` across all of them (nothing committed). */
+  /**
+   * 1 … MAX_COMMIT_BATCH commits in one transaction: `{sjids}` in order, or `{need}` across all
+   * of them (nothing committed); a stale `parent` rejects with CommitConflictError naming its index.
+   */
   commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<{ sjids: number[] } | { need: BlockHash[] }>;
 }

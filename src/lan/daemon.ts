@@ -1,11 +1,12 @@
 import { mkdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { BlockServer } from '../engine/block-server.ts';
 import { NamespaceSync } from '../engine/namespace-sync.ts';
 import { ServerApi } from '../engine/server-api.ts';
 import { ServerBlockSource } from '../engine/server-source.ts';
 import type { BlockSource } from '../engine/types.ts';
-import { expectRecord, parseCursor, type BlockHash, type FilePath, type NamespaceId } from '../protocol/index.ts';
+import { expectRecord, parseCursor, parseDeviceLabel, type BlockHash, type FilePath, type NamespaceId } from '../protocol/index.ts';
 import { FolderWatcher } from './folder/folder-watcher.ts';
 import { LocalChanges } from './folder/local-changes.ts';
 import { FolderMaterialiser, printable, type JournalView } from './folder/materialiser.ts';
@@ -32,9 +33,21 @@ export interface PeerDaemonOptions {
   blockGcMs?: number;
   /** Blocks stored more recently than this are never removed (default 1 h). */
   blockGraceMs?: number;
+  /** This peer's label (default: the host name). */
+  device?: string;
 }
 
 const DEFAULT_BLOCK_GC_MS = 3_600_000;
+const FALLBACK_DEVICE_LABEL = 'nearsync peer';
+
+/** A valid device label from a host name (which may be empty, long or odd). */
+function deviceLabel(name: string): string {
+  try {
+    return parseDeviceLabel(name.slice(0, 40));
+  } catch {
+    return FALLBACK_DEVICE_LABEL;
+  }
+}
 const DEFAULT_BLOCK_GRACE_MS = 3_600_000;
 
 /** Fired when this daemon committed a local file: its blocks are servable from now on. */
@@ -51,6 +64,8 @@ export type SyncedListener = (ns: NamespaceId, cursor: number) => void;
  */
 export class PeerDaemon {
   readonly ns: NamespaceId;
+  /** This peer's label in version history and conflicted-copy names (the host name by default). */
+  readonly device: string;
   readonly api: ServerApi;
   /** The serving rule for LAN peers: live blocks of this workspace that are stored here. */
   readonly blockServer: BlockServer;
@@ -77,7 +92,9 @@ export class PeerDaemon {
   ) {
     const { membership, log } = options;
     this.ns = membership.namespaceId;
-    this.api = new ServerApi(membership.server, membership.token);
+    this.device = deviceLabel(options.device ?? hostname());
+    // The label goes with every commit (version history) and names this peer's conflicted copies.
+    this.api = new ServerApi(membership.server, membership.token, undefined, this.device);
     this.serverSource = new ServerBlockSource(this.api);
     this.sync = new NamespaceSync({
       ns: this.ns,
@@ -98,7 +115,7 @@ export class PeerDaemon {
       },
     });
     this.blockServer = new BlockServer(blocks, async (ns, hash) => ns === this.ns && this.holdsLiveBlock(hash));
-    this.materialiser = options.cacheOnly ? null : new FolderMaterialiser({ root: options.dir, state, blocks, log });
+    this.materialiser = options.cacheOnly ? null : new FolderMaterialiser({ root: options.dir, state, blocks, log, host: this.device });
     this.localChanges = options.cacheOnly
       ? null
       : new LocalChanges({

@@ -53,6 +53,11 @@ export interface ServerMetrics {
   advertsRelayed: number;
   /** Signals delivered to a peer. */
   signalsRelayed: number;
+  /** Block GC passes this instance completed. */
+  blockGcPasses: number;
+  /** Blocks block GC removed on this instance, and their bytes. */
+  blocksCollected: number;
+  blockBytesCollected: number;
 }
 
 /** GET /api/v1/metrics: the counters, and `lanBridge` when this instance runs the LAN bridge (LAN_BRIDGE=1). */

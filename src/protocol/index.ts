@@ -14,3 +14,7 @@ export * from './lan-stream.ts';
 export * from './batch.ts';
 export * from './block-records.ts';
 export * from './block-upload.ts';
+export * from './display-label.ts';
+export * from './history.ts';
+export * from './conflict-name.ts';
+export * from './deleted-files.ts';

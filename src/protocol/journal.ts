@@ -2,6 +2,7 @@ import { parseBlockHash, type BlockHash } from './block-hash.ts';
 import { ValidationError } from './errors.ts';
 import { expectArray, expectBoolean, expectInteger, expectOnlyKeys, expectRecord } from './fields.ts';
 import { parseFilePath, type FilePath } from './file-path.ts';
+import { parseDisplayLabel } from './display-label.ts';
 import { MAX_BLOCKS_PER_FILE, MAX_BLOCK_SIZE, MAX_CURSOR, MAX_FILE_SIZE, MAX_JOURNAL_PAGE } from './limits.ts';
 
 /** A journal cursor: the sjid of the last entry applied; 0 before the first. */
@@ -25,6 +26,13 @@ export interface CommitRequest {
   mtime: number;
   blocks: BlockHash[];
   deleted: boolean;
+  /**
+   * Conditional commit: the sjid of the live entry this version replaces, or 0 when the path
+   * must not be live. Absent: unconditional (clients from before conditional commits).
+   */
+  parent?: number;
+  /** Label of the device committing, shown in version history. */
+  device?: string;
 }
 
 export interface JournalPage {
@@ -36,7 +44,7 @@ export interface JournalPage {
 }
 
 // mtime spans year 1970 to about year 2286; a wild clock is still a number we can show.
-const MAX_MTIME = 10_000_000_000_000;
+export const MAX_MTIME = 10_000_000_000_000;
 
 export function parseCursor(value: unknown, field = 'cursor'): Cursor {
   return expectInteger(value, field, 0, MAX_CURSOR);
@@ -64,8 +72,20 @@ function parseFileFields(record: Record<string, unknown>, field: string): Commit
 /** One commit body; `field` names it in errors (a batch element is `commits[3]`). */
 export function parseCommitRequest(value: unknown, field = 'commit'): CommitRequest {
   const record = expectRecord(value, field);
-  expectOnlyKeys(record, field, ['path', 'size', 'mtime', 'blocks', 'deleted']);
-  return parseFileFields(record, field);
+  expectOnlyKeys(record, field, ['path', 'size', 'mtime', 'blocks', 'deleted', 'parent', 'device']);
+  const request = parseFileFields(record, field);
+  if (record.parent !== undefined) request.parent = parseCursor(record.parent, `${field}.parent`);
+  if (record.device !== undefined) request.device = parseDeviceLabel(record.device, `${field}.device`);
+  return request;
+}
+
+/**
+ * A device's display name as commits carry it: the relay's peer label rules (NFC, trimmed,
+ * 1 to 40 characters, no control or bidi-control characters), so one name shows in the peer
+ * list and in version history, and none can break or reorder the text around it.
+ */
+export function parseDeviceLabel(value: unknown, field = 'device'): string {
+  return parseDisplayLabel(value, field);
 }
 
 export function parseJournalEntry(value: unknown, field = 'entry'): JournalEntry {

@@ -4,6 +4,7 @@ import { expectArray, expectInteger, expectOnlyKeys, expectRecord, expectString 
 import { parseBlockHash, type BlockHash } from './block-hash.ts';
 import { parseCursor, type Cursor } from './journal.ts';
 import { MAX_BLOCK_SIZE } from './limits.ts';
+import { parseDisplayLabel } from './display-label.ts';
 
 /**
  * The relay's socket.io events (docs/protocol.md, "Relay events"). The server checks what
@@ -26,7 +27,7 @@ export const RelayEvent = {
 
 /** Workspace tokens one socket may present. */
 export const MAX_RELAY_TOKENS = 64;
-export const MAX_PEER_LABEL_LENGTH = 40;
+export { MAX_DISPLAY_LABEL_LENGTH as MAX_PEER_LABEL_LENGTH } from './display-label.ts';
 export const DEFAULT_PEER_LABEL = 'Browser';
 /** A signal's `data` as JSON (UTF-8 bytes), and an SDP inside it. */
 export const MAX_SIGNAL_BYTES = 64 * 1024;
@@ -194,9 +195,6 @@ export interface ClientConfig {
 }
 
 const PEER_ID_PATTERN = /^p_[A-Za-z0-9_-]{16}$/;
-// C0/C1 controls, line/paragraph separators and bidi embeddings, overrides and isolates:
-// a label is shown to other people, so it must not break lines or reorder the text around it.
-const LABEL_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 const MAX_TIMESTAMP_MS = 10_000_000_000_000;
 const ICE_URL_PATTERN = /^(stun|stuns|turn|turns):[^\s]+$/;
 
@@ -209,14 +207,7 @@ export function parsePeerId(value: unknown, field = 'peerId'): PeerId {
 
 /** A display name: NFC, trimmed, 1 to 40 characters, no control or bidi-control characters. */
 export function parsePeerLabel(value: unknown, field = 'label'): string {
-  if (typeof value !== 'string') throw new ValidationError(field, 'must be a string');
-  // Bound the work before normalising: NFC never grows a string past 3x (and trimming shrinks it).
-  if (value.length > MAX_PEER_LABEL_LENGTH * 8) throw new ValidationError(field, `must be at most ${MAX_PEER_LABEL_LENGTH} characters`);
-  const label = value.normalize('NFC').trim();
-  if (label.length === 0) throw new ValidationError(field, 'must not be empty');
-  if ([...label].length > MAX_PEER_LABEL_LENGTH) throw new ValidationError(field, `must be at most ${MAX_PEER_LABEL_LENGTH} characters`);
-  if (LABEL_FORBIDDEN.test(label)) throw new ValidationError(field, 'must not contain control characters');
-  return label;
+  return parseDisplayLabel(value, field);
 }
 
 /**

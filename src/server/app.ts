@@ -5,7 +5,11 @@ import { resolve } from 'node:path';
 import { ValidationError, parseIceServers, type IceServer, type ServerMetricsReport } from '../protocol/index.ts';
 import { namespaceOfToken } from './auth.ts';
 import type { Handler, RequestContext, ServerDeps } from './context.ts';
+import { DEFAULT_BLOCK_GC } from './config.ts';
 import { EgressLimiter } from './egress.ts';
+import { BlockGc, type BlockGcSettings } from './gc/block-gc.ts';
+import { GcGenerationWatch } from './gc/gc-generation.ts';
+import type { GcPassResult } from './gc/block-collector.ts';
 import { HttpError } from './http/errors.ts';
 import { BodyAbortedError } from './http/read-body.ts';
 import { sendError, setCommonHeaders } from './http/respond.ts';
@@ -21,6 +25,8 @@ import { blockRoutes } from './routes/blocks.ts';
 import { blockUploadBatchRoutes } from './routes/block-upload-batch.ts';
 import { commitRoutes } from './routes/commit.ts';
 import { configRoutes } from './routes/config.ts';
+import { deletedRoutes } from './routes/deleted.ts';
+import { historyRoutes } from './routes/history.ts';
 import { journalRoutes } from './routes/journal.ts';
 import { lanRoutes } from './routes/lan.ts';
 import { metricsRoutes } from './routes/metrics.ts';
@@ -56,6 +62,11 @@ export interface ServerOptions {
   relay?: RelayOptions;
   /** Run the LAN bridge (LAN_BRIDGE=1): UDP adverts and TCP block links to LAN peers. Off (no socket opened) when unset. */
   lanBridge?: LanBridgeOptions | null;
+  /**
+   * Retention and block GC (HISTORY_DAYS, BLOCK_GC_GRACE_S, BLOCK_GC_INTERVAL_S); default 30
+   * days, 1 h, 1 h. `intervalMs: 0` runs no timed pass (`collectBlocks()` still does).
+   */
+  blockGc?: BlockGcSettings;
 }
 
 export interface RunningServer {
@@ -63,6 +74,12 @@ export interface RunningServer {
   url: string;
   port: number;
   metrics(): ServerMetricsReport;
+  /**
+   * Runs one block GC pass now, in this process (after one already running here); `busy`
+   * when another instance's pass holds the pass lock. For tests and operators' scripts: there
+   * is no HTTP route for it.
+   */
+  collectBlocks(): Promise<GcPassResult>;
   /** Stops accepting, answers open long polls, waits for requests in flight (bounded), closes the stores. */
   close(): Promise<void>;
 }
@@ -81,6 +98,8 @@ export function buildRouter(): Router<Handler> {
   workspaceRoutes(router);
   journalRoutes(router);
   commitRoutes(router);
+  historyRoutes(router);
+  deletedRoutes(router);
   blockRoutes(router);
   blockUploadBatchRoutes(router);
   metricsRoutes(router);
@@ -99,6 +118,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const backends = await openBackends(options.backends ?? {}, dataDir, logger);
   const { metadata, blocks } = backends;
   const metrics = new Metrics();
+  const blockGc = new BlockGc({ metadata, blocks, metrics, logger }, options.blockGc ?? DEFAULT_BLOCK_GC);
   const prometheus = new PrometheusExporter(metrics, backends.engines, { lanBridge: Boolean(options.lanBridge) });
   const shutdown = new AbortController();
   let listenOrigin = '';
@@ -108,6 +128,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     metadata,
     blocks,
     notifier: options.notifier ?? backends.notifier,
+    historyMs: blockGc.settings.historyMs,
+    gcGeneration: new GcGenerationWatch(blocks),
     journalReads: new SharedReads(),
     blockUploadBatches: new Slots(BLOCK_UPLOAD_BATCHES_IN_MEMORY),
     metrics,
@@ -225,12 +247,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
   listenOrigin = `${scheme}://${urlHost}:${address.port}`;
   logger.info('listening', { url: listenOrigin, dataDir, staticDir, engines: backends.engines });
+  blockGc.start();
 
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
       const closed = new Promise<void>((done) => server.close(() => done()));
       shutdown.abort();
+      const gcClosed = blockGc.close();
       // The bridge first: browsers hear its LAN peers leave before their sockets close.
       const bridgeClosed = startedBridge?.close();
       const relayClosed = startedRelay.close();
@@ -248,13 +272,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await relayClosed;
       await bridgeClosed;
       await closed;
+      await gcClosed;
       await backends.close();
       logger.info('closed');
     })();
     return closing;
   };
 
-  return { url: listenOrigin, port: address.port, metrics: () => metrics.snapshot(), close };
+  return { url: listenOrigin, port: address.port, metrics: () => metrics.snapshot(), collectBlocks: () => blockGc.runNow(), close };
 }
 
 function respondToError(ctx: RequestContext, err: unknown, logger: Logger): void {

@@ -2,6 +2,7 @@ import { isIPv4 } from 'node:net';
 import { LAN_DISCOVERY_PORT, parseIceServers, type IceServer } from '../protocol/index.ts';
 import { broadcastAddresses } from '../lan/broadcast-addresses.ts';
 import type { BackendConfig } from './backends/index.ts';
+import type { BlockGcSettings } from './gc/block-gc.ts';
 import type { LanBridgeOptions } from './lan-bridge/lan-bridge.ts';
 
 /** Reads server settings from the environment; throws a readable Error for a bad value. */
@@ -102,6 +103,32 @@ export function envLanBridge(env: NodeJS.ProcessEnv = process.env, args: readonl
   }
   return { udpPort, tcpPort, bindAddress: bind, broadcastAddresses: [...new Set(broadcast)] };
 }
+
+/**
+ * Retention and block GC: HISTORY_DAYS (30; 0 keeps no old version or deleted file),
+ * BLOCK_GC_GRACE_S (3600: blocks stored more recently are never removed) and
+ * BLOCK_GC_INTERVAL_S (3600; 0 turns the timed passes off). Whole numbers; HISTORY_DAYS may
+ * have a fraction.
+ */
+export function envBlockGc(env: NodeJS.ProcessEnv = process.env): BlockGcSettings {
+  const read = (name: string, fallback: number, fraction: boolean, max: number): number => {
+    const text = env[name]?.trim();
+    if (text === undefined || text === '') return fallback;
+    const pattern = fraction ? /^[0-9]{1,9}(\.[0-9]{1,6})?$/ : /^[0-9]{1,12}$/;
+    const value = Number(text);
+    if (!pattern.test(text) || value > max) {
+      throw new Error(`${name} must be a ${fraction ? 'number' : 'whole number'} from 0 to ${max}, not ${JSON.stringify(text)}`);
+    }
+    return value;
+  };
+  const days = read('HISTORY_DAYS', 30, true, 36_500);
+  const graceS = read('BLOCK_GC_GRACE_S', 3600, false, 365 * 86_400);
+  const intervalS = read('BLOCK_GC_INTERVAL_S', 3600, false, 365 * 86_400);
+  return { historyMs: Math.round(days * 86_400_000), graceMs: graceS * 1000, intervalMs: intervalS * 1000 };
+}
+
+/** The defaults of envBlockGc with nothing set. */
+export const DEFAULT_BLOCK_GC: BlockGcSettings = { historyMs: 30 * 86_400_000, graceMs: 3_600_000, intervalMs: 3_600_000 };
 
 /** A URL with its password replaced, for error messages and logs. */
 export function redactUrl(url: string): string {

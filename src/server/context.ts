@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ClientConfig } from '../protocol/index.ts';
 import type { EgressLimiter } from './egress.ts';
+import type { GcGenerationWatch } from './gc/gc-generation.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { JournalNotifier } from './notifier.ts';
@@ -14,6 +15,10 @@ export interface ServerDeps {
   metadata: MetadataStore;
   blocks: BlockStore;
   notifier: JournalNotifier;
+  /** HISTORY_DAYS in ms: how long old versions and deleted files keep their blocks. */
+  historyMs: number;
+  /** Drops cached block sizes when block GC removed blocks since this instance last looked. */
+  gcGeneration: GcGenerationWatch;
   /** Identical journal reads in flight share one query (many long polls wake together). */
   journalReads: SharedReads<JournalRead>;
   /** Batch block uploads held in memory at once (each up to 16 MiB); more wait, unread. */

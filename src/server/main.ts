@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from './app.ts';
-import { envBackends, envEgressBytesPerSecond, envIceServers, envLanBridge, envPort } from './config.ts';
+import { envBackends, envBlockGc, envEgressBytesPerSecond, envIceServers, envLanBridge, envPort } from './config.ts';
 import { createLogger, parseLogLevel } from './log.ts';
 
 /**
@@ -11,7 +11,8 @@ import { createLogger, parseLogLevel } from './log.ts';
  * files: serve HTTPS), EGRESS_MBPS (pace block downloads), ICE_SERVERS (JSON array of
  * RTCIceServer-like objects for browsers; default none), LOG_LEVEL (info), and the scale-out
  * engines (README "Scaling out"): DATABASE_URL, REDIS_URL, BLOCK_STORE with S3_ENDPOINT,
- * AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_FORCE_PATH_STYLE; and the LAN
+ * AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_FORCE_PATH_STYLE; retention and
+ * block GC (HISTORY_DAYS, BLOCK_GC_GRACE_S, BLOCK_GC_INTERVAL_S); and the LAN
  * bridge (`--lan` or LAN_BRIDGE=1, with LAN_PORT, LAN_TCP_PORT, LAN_BIND, LAN_BROADCAST).
  */
 async function main(): Promise<void> {
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
     port: envPort('PORT', 8080),
     dataDir,
     backends: envBackends(),
+    blockGc: envBlockGc(),
     staticDir,
     publicUrl: env.PUBLIC_URL || undefined,
     egressBytesPerSecond: envEgressBytesPerSecond(),

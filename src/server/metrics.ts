@@ -24,6 +24,11 @@ export class Metrics implements ServerMetrics {
   advertsRelayed = 0;
   /** Signals delivered from one peer to another. */
   signalsRelayed = 0;
+  /** Block GC passes this instance completed (not those skipped while another instance collected). */
+  blockGcPasses = 0;
+  /** Blocks removed by this instance's GC passes, and their bytes. */
+  blocksCollected = 0;
+  blockBytesCollected = 0;
   /** The LAN bridge's figures, when it runs. */
   lanBridgeFigures: (() => LanBridgeMetrics) | null = null;
 
@@ -40,6 +45,9 @@ export class Metrics implements ServerMetrics {
       relaySockets: this.relaySockets,
       advertsRelayed: this.advertsRelayed,
       signalsRelayed: this.signalsRelayed,
+      blockGcPasses: this.blockGcPasses,
+      blocksCollected: this.blocksCollected,
+      blockBytesCollected: this.blockBytesCollected,
     };
     if (this.lanBridgeFigures) snapshot.lanBridge = this.lanBridgeFigures();
     return snapshot;

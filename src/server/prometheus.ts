@@ -85,6 +85,9 @@ export class PrometheusExporter {
     gaugeOf('nearsync_relay_sockets', 'Relay sockets connected to this instance now', () => metrics.relaySockets);
     counterOf('nearsync_adverts_relayed_total', 'Adverts broadcast to the members of a namespace', () => metrics.advertsRelayed);
     counterOf('nearsync_signals_relayed_total', 'WebRTC signals delivered from one peer to another', () => metrics.signalsRelayed);
+    counterOf('nearsync_block_gc_passes_total', 'Block GC passes this instance completed', () => metrics.blockGcPasses);
+    counterOf('nearsync_blocks_collected_total', 'Blocks removed by block GC on this instance', () => metrics.blocksCollected);
+    counterOf('nearsync_block_bytes_collected_total', 'Bytes of the blocks removed by block GC on this instance', () => metrics.blockBytesCollected);
     if (features.lanBridge) registerLanBridgeMetrics(registers, () => metrics.lanBridgeFigures?.() ?? null);
   }
 

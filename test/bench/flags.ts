@@ -16,6 +16,9 @@
  *   --files N,N,…       many-files: workspace sizes joined, one row each (default 10000,30000,100000)
  *   --profile PREFIX    many-files: CPU-profile the sync worker during each join into
  *                       PREFIX-<files>-worker0.cpuprofile and print its heaviest functions
+ *   --many-files-rows join,upload
+ *                       which rows of many-files (default: both; upload drops a folder of
+ *                       --files small files into a fresh browser)
  *   --big-file-rows download,upload,peer
  *                       which rows of big-file (default: all three)
  *   --blocks N          block-batch: small blocks fetched through the batch route (default 10000)
@@ -34,6 +37,8 @@ export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;
 export type BigFileRow = (typeof BIG_FILE_ROWS)[number];
+export const MANY_FILES_ROWS = ['join', 'upload'] as const;
+export type ManyFilesRow = (typeof MANY_FILES_ROWS)[number];
 
 export interface BenchFlags {
   scenarios: Scenario[];
@@ -48,6 +53,7 @@ export interface BenchFlags {
   files: number[];
   profile: string | undefined;
   bigFileRows: BigFileRow[];
+  manyFilesRows: ManyFilesRow[];
   blocks: number;
   /** Undefined: this checkout. */
   serverRoots: string[] | undefined;
@@ -68,6 +74,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     files: [10_000, 30_000, 100_000],
     profile: undefined,
     bigFileRows: [...BIG_FILE_ROWS],
+    manyFilesRows: [...MANY_FILES_ROWS],
     blocks: 10_000,
     serverRoots: undefined,
   };
@@ -113,6 +120,11 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
       const unknown = rows.filter((row) => !(BIG_FILE_ROWS as readonly string[]).includes(row));
       if (rows.length === 0 || unknown.length > 0) throw new Error(`--big-file-rows takes a list of ${BIG_FILE_ROWS.join(', ')}`);
       flags.bigFileRows = BIG_FILE_ROWS.filter((row) => rows.includes(row));
+    } else if (name === 'many-files-rows') {
+      const rows = value.split(',').map((part) => part.trim()).filter(Boolean);
+      const unknown = rows.filter((row) => !(MANY_FILES_ROWS as readonly string[]).includes(row));
+      if (rows.length === 0 || unknown.length > 0) throw new Error(`--many-files-rows takes a list of ${MANY_FILES_ROWS.join(', ')}`);
+      flags.manyFilesRows = MANY_FILES_ROWS.filter((row) => rows.includes(row));
     } else if (name === 'server-root') {
       const roots = value.split(',').map((part) => part.trim()).filter(Boolean);
       if (roots.length === 0) throw new Error('--server-root takes a comma-separated list of checkouts');

@@ -10,6 +10,7 @@ import { benchBlockBatch } from './block-batch.ts';
 import { parseBenchFlags, type Scenario } from './flags.ts';
 import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
 import { benchManyFiles } from './many-files.ts';
+import { benchManyFilesUpload } from './many-files-upload.ts';
 import { benchOfficeLan } from './office-lan.ts';
 import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
@@ -150,7 +151,8 @@ if (wants('many-files')) {
     log(`many-files: a fresh browser joins workspaces of ${flags.files.join(', ')} small files on loopback`);
     const harness = await E2eHarness.start();
     try {
-      groups.push(await benchManyFiles(harness, flags.files, log, flags.profile));
+      if (flags.manyFilesRows.includes('join')) groups.push(await benchManyFiles(harness, flags.files, log, flags.profile));
+      if (flags.manyFilesRows.includes('upload')) groups.push(await benchManyFilesUpload(harness, flags.files, log, flags.profile));
     } finally {
       await harness.close();
     }

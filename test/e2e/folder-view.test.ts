@@ -131,6 +131,11 @@ describe('uploading a folder of 2,000 small files', () => {
     const before = await uploadServer.metrics();
     const started = Date.now();
     await uploader.getByTestId('folder-input').setInputFiles(folder);
+    // The page hands the drop to the worker in parts; the first announces the whole drop, so
+    // the count shown is the drop's while files are still being handed over.
+    await uploader.waitForFunction(() => Number(document.querySelector('[data-testid="upload-totals"]')?.getAttribute('data-files')) > 0);
+    const firstTotals = uploader.getByTestId('upload-totals');
+    expect(await firstTotals.getAttribute('data-files')).toBe(String(count));
     await uploader.waitForFunction(
       (expected) => document.querySelector('[data-testid="upload-totals"]')?.getAttribute('data-done-files') === String(expected),
       count,

@@ -144,6 +144,39 @@ describe('two browsers share a workspace', () => {
     expect(await fileRowPaths(pageB)).toEqual(['project/src', 'project/readme.md']);
   });
 
+  test('both browsers replace one file at once: both versions survive, one as a conflicted copy', { timeout: 90_000 }, async () => {
+    const base = Buffer.from('base version\n');
+    await uploadThroughPicker(pageA, [await harness.writeTempFile('shared.txt', base)]);
+    // Both know the base version: each upload below replaces it (its parent).
+    await waitForFileStatus(pageA, 'shared.txt', 'synced');
+    await waitForFileStatus(pageB, 'shared.txt', 'synced');
+
+    const fromA = Buffer.from('edited in A\n');
+    const fromB = Buffer.from('edited in B, a longer line\n');
+    const [fileA, fileB] = await Promise.all([harness.writeTempFile('shared.txt', fromA), harness.writeTempFile('shared.txt', fromB)]);
+    await Promise.all([uploadThroughPicker(pageA, [fileA]), uploadThroughPicker(pageB, [fileB])]);
+
+    const expected = [sha256(fromA), sha256(fromB)].sort();
+    for (const page of [pageA, pageB]) {
+      await openFolder(page, '');
+      const copyRow = page.locator('[data-testid="file-row"][data-path^="shared (conflicted copy "]');
+      await copyRow.waitFor({ timeout: 30_000 });
+      const copy = (await copyRow.getAttribute('data-path'))!;
+      expect(copy).toMatch(/^shared \(conflicted copy \d{4}-\d\d-\d\d \d{6} [\p{L}\p{N} ._-]+\)\.txt$/u);
+      await waitForFileStatus(page, copy, 'synced');
+      await waitForFileStatus(page, 'shared.txt', 'synced');
+      // Wait for the winner's bytes to replace the base version here too.
+      const hashes = async () => [(await saveFileAndHash(page, 'shared.txt')).sha256, (await saveFileAndHash(page, copy)).sha256].sort();
+      const deadline = Date.now() + 20_000;
+      let seen = await hashes();
+      while (JSON.stringify(seen) !== JSON.stringify(expected) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        seen = await hashes();
+      }
+      expect(seen).toEqual(expected);
+    }
+  });
+
   test('a reset link stops working and the old one shows a clear message', { timeout: 60_000 }, async () => {
     const oldLink = await readShareLink(pageA);
     await pageA.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.origin });
@@ -307,5 +340,38 @@ describe('sync over a slow server link', () => {
     // When the syncing tab goes away, the other one takes over.
     await firstTab.close();
     await waitForRole(secondTab, 'leader', 30_000);
+  });
+
+  test('three tabs: after the syncing tab goes away, the new leader keeps the remaining follower current', { timeout: 180_000 }, async () => {
+    const first = randomBuffer(64 * 1024 + 5);
+    const { namespaceId, shareLink } = await publishFile('first.bin', first);
+    const context = await harness.newBrowser();
+    const tabs = [await context.newPage(), await context.newPage(), await context.newPage()];
+    tabs.forEach((tab, i) => reportPageErrors(tab, `tab ${i + 1}`));
+    await joinWithLink(tabs[0], shareLink, namespaceId);
+    await waitForRole(tabs[0], 'leader');
+    for (const tab of tabs.slice(1)) {
+      await tab.goto(`${new URL(tabs[0].url()).origin}/w/${namespaceId}`);
+      await waitForRole(tab, 'follower');
+    }
+    await waitForFileStatus(tabs[2], 'first.bin', 'synced', 60_000);
+
+    // The tab that takes over announces itself with every file; the follower that did not ask
+    // for that answers, so the new leader sends it the changes that follow.
+    await tabs[0].close();
+    const role = async (tab: Page) => tab.getByTestId('sync-role').getAttribute('data-role');
+    await expect.poll(async () => [await role(tabs[1]), await role(tabs[2])].sort().join(','), { timeout: 30_000 }).toBe('follower,leader');
+    const follower = (await role(tabs[1])) === 'follower' ? tabs[1] : tabs[2];
+    const leader = follower === tabs[1] ? tabs[2] : tabs[1];
+
+    const later = randomBuffer(3 * 1024 + 1);
+    await uploadThroughPicker(leader, [await harness.writeTempFile('later.bin', later)]);
+    await waitForUploadsDone(leader, ['later.bin'], 60_000);
+    await waitForFileStatus(follower, 'later.bin', 'synced', 30_000);
+    await waitForFileStatus(leader, 'later.bin', 'synced', 30_000);
+    expect(await fileRowPaths(follower)).toEqual(await fileRowPaths(leader));
+    const saved = await saveFileAndHash(follower, 'later.bin');
+    expect(saved.sha256).toBe(sha256(later));
+    await context.close();
   });
 });

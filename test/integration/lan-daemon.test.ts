@@ -75,7 +75,8 @@ describe('nearsync peer: folder sync through the server', () => {
     await a.waitFor(/uploaded note\.txt/);
     const b = daemons.start({ server: harness.url, invite: member.inviteUrl, dir: dirB });
     await until(async () => (await contentOf(join(dirB, 'docs/big.bin'))) === sha256(big), SYNC_MS, 'big.bin at B');
-    expect(await readFile(join(dirB, 'note.txt'), 'utf8')).toBe('first version\n');
+    // Written after big.bin (entries in journal order), so it may still be on its way.
+    await until(async () => (await readFile(join(dirB, 'note.txt'), 'utf8').catch(() => '')) === 'first version\n', SYNC_MS, 'note.txt at B');
     const live = await liveJournal(member);
     expect([...live.keys()].sort()).toEqual(['docs/big.bin', 'note.txt']);
     expect(live.get('docs/big.bin')).toHaveLength(3);
@@ -196,6 +197,9 @@ describe('nearsync peer: restarts, conflicts, cache-only', () => {
     await until(async () => (await readFile(join(dirA, names[0]), 'utf8').catch(() => '')) === 'edited at B\n', SYNC_MS, 'copy at A');
     expect(await readFile(join(dirA, 'plan.txt'), 'utf8')).toBe('edited at A\n');
     expect([...(await liveJournal(member)).keys()].sort()).toEqual([names[0], 'plan.txt']);
+    // Each daemon's commits carry its device label (the host name), as does the copy's name.
+    const history = await api(harness.url, 'GET', `/api/v1/ns/${member.ns}/history?path=plan.txt`, { token: member.token });
+    expect(history.body.versions.map((v: { device: unknown }) => typeof v.device)).toEqual(['string', 'string']);
   });
 
   it('cache-only keeps every block of every live file and writes no files', async () => {

@@ -122,6 +122,28 @@ describe('two instances on one schema', () => {
     expect(next.body).toEqual({ sjid: 3 });
   });
 
+  it('give exactly one success to twenty conditional commits naming one parent, split across both', async () => {
+    const m = await createWorkspace(a.url, 'Conditional');
+    const base = await api(a.url, 'POST', `/api/v1/ns/${m.ns}/commit`, { token: m.token, json: { path: 'doc', size: 0, mtime: 0, blocks: [], parent: 0 } });
+    expect(base.body).toEqual({ sjid: 1 });
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        api(i % 2 === 0 ? a.url : b.url, 'POST', `/api/v1/ns/${m.ns}/commit`, {
+          token: m.token,
+          json: { path: 'doc', size: 0, mtime: i + 1, blocks: [], parent: 1, device: `device ${i}` },
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 200).map((r) => r.body)).toEqual([{ sjid: 2 }]);
+    expect(results.filter((r) => r.status === 409 && r.body.error === 'conflict')).toHaveLength(19);
+    const history = await api(b.url, 'GET', `/api/v1/ns/${m.ns}/history?path=doc`, { token: m.token });
+    const winner = results.findIndex((r) => r.status === 200);
+    expect(history.body.versions.map((v: { sjid: number; device: string | null }) => [v.sjid, v.device])).toEqual([
+      [2, `device ${winner}`],
+      [1, null],
+    ]);
+  });
+
   it('do not wake listeners of another schema', async () => {
     const m = await createWorkspace(a.url, 'Isolated');
     const other = await schemaFor('other');

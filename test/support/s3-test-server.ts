@@ -2,12 +2,40 @@ import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, unlink } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { S3Settings } from '../../src/server/backends/index.ts';
 import { s3ClientConfig } from '../../src/server/backends/s3.ts';
 import { silentLogger } from '../../src/server/log.ts';
+
+/**
+ * s3rver's DeleteObject removes the key's directory once it is empty, with no lock: a
+ * PutObject of another key in that directory, between its mkdirp and its open, then fails with
+ * an ENOENT that its write stream does not handle, an uncaught exception in the test process.
+ * S3 itself has no directories. Block GC deletes while uploads run, so the test server keeps
+ * empty directories (the objects' own files are removed as before).
+ */
+function keepEmptyDirectories(): void {
+  const require = createRequire(import.meta.url);
+  const store = require('s3rver/lib/stores/filesystem.js').prototype as {
+    getResourcePath(bucket: string, key: string, resource: string): string;
+    deleteObject(bucket: string, key: string): Promise<void>;
+    nearsyncKeepsDirectories?: boolean;
+  };
+  if (store.nearsyncKeepsDirectories) return;
+  store.nearsyncKeepsDirectories = true;
+  store.deleteObject = async function deleteObject(bucket, key) {
+    await Promise.all(
+      ['object', 'object.md5', 'metadata.json'].map((resource) =>
+        unlink(this.getResourcePath(bucket, key, resource)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        }),
+      ),
+    );
+  };
+}
 
 /** s3rver accepts only its built-in key pair (and checks SigV4 requests for that key only). */
 const S3RVER_KEY = 'S3RVER';
@@ -40,6 +68,7 @@ export interface RequestCounts {
 }
 
 export async function startS3TestServer(): Promise<S3TestServer> {
+  keepEmptyDirectories();
   const directory = await mkdtemp(join(tmpdir(), 'nearsync-s3-'));
   const bucket = `nearsync-test-${randomBytes(6).toString('hex')}`;
   const requests: RequestCounts = { byMethod: {}, maxInFlight: 0 };

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError, parseCommand } from '../../src/lan/args.ts';
-import { conflictedCopyName } from '../../src/lan/folder/conflict-name.ts';
 import { namespaceOfLink, parseInvite } from '../../src/lan/membership.ts';
 
 const base = ['peer', '--server', 'http://127.0.0.1:8080', '--dir', 'work'];
@@ -64,20 +63,5 @@ describe('nearsync peer arguments', () => {
     expect(parseInvite('BBBBBBBBBBBBBBBBBBBBBB')).toBe('BBBBBBBBBBBBBBBBBBBBBB');
     expect(parseInvite('https://h/w/abcdefghijklmnop')).toBeNull();
     expect(namespaceOfLink('https://h/w/abcdefghijklmnop#invite=AAAAAAAAAAAAAAAAAAAAAA')).toBe('abcdefghijklmnop');
-  });
-});
-
-describe('conflicted copy names', () => {
-  const date = new Date(2024, 4, 1, 14, 22, 33);
-  it('keeps the extension and finds a free name', () => {
-    expect(conflictedCopyName('plan.txt', date, 'desk-1', () => false)).toBe('plan (conflicted copy 2024-05-01 142233 desk-1).txt');
-    expect(conflictedCopyName('.bashrc', date, 'h', () => false)).toBe('.bashrc (conflicted copy 2024-05-01 142233 h)');
-    const taken = new Set(['a (conflicted copy 2024-05-01 142233 h).md']);
-    expect(conflictedCopyName('a.md', date, 'h', (name) => taken.has(name))).toBe('a (conflicted copy 2024-05-01 142233 h 2).md');
-  });
-  it('stays within a 255-byte segment and strips odd host characters', () => {
-    const name = conflictedCopyName(`${'é'.repeat(200)}.bin`, date, 'bad/host name', () => false);
-    expect(new TextEncoder().encode(name).length).toBeLessThanOrEqual(255);
-    expect(name).toMatch(/ badhostname\)\.bin$/);
   });
 });

@@ -1,6 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CommitConflictError } from '../../engine/commit-conflict.ts';
 import { ApiError } from '../../engine/server-api.ts';
 import type { FileRecord, UploadApi } from '../../engine/types.ts';
 import { commitWithBlocks } from '../../engine/uploader.ts';
@@ -31,7 +32,10 @@ export interface LocalChangesOptions {
  * server lacks them and committed; vanished files are committed as deletions. A rename is
  * the two (the new path's blocks are already on the server, so nothing is sent again).
  * A path whose journal entry moved on since the local version was based on it is left to
- * the materialiser, which keeps both versions.
+ * the materialiser, which keeps both versions. Every commit names the entry the local
+ * version was based on as its `parent`, so a remote version committed after the engine last
+ * read the journal is not overwritten either: the server answers 409 conflict, nothing is
+ * committed, and the materialiser keeps both once the engine reads that version.
  */
 export class LocalChanges {
   private readonly warned = new Set<string>();
@@ -86,15 +90,27 @@ export class LocalChanges {
       return;
     }
     await this.uploadMissing(blocks);
-    // Checked again: a remote version may have arrived while the blocks went up. (The server
-    // has no compare-and-swap commit, so a commit racing in from elsewhere right now still wins.)
+    // Checked again: a remote version may have arrived while the blocks went up. One the
+    // engine has not read yet is caught by the server (parent).
     if (this.remoteMovedOn(path, record?.sjid)) return;
-    const sjid = await commitWithBlocks(
-      this.options.ns,
-      { path, size, mtime: Math.max(0, Math.floor(after.mtimeMs)), blocks, deleted: false },
-      this.options.api,
-      this.options.blocks,
-    );
+    // Based on what the daemon last wrote or committed here; a path it deleted, or never had, must not be live.
+    const parent = record && !record.deleted ? record.sjid : 0;
+    let sjid: number;
+    try {
+      sjid = await commitWithBlocks(
+        this.options.ns,
+        { path, size, mtime: Math.max(0, Math.floor(after.mtimeMs)), blocks, deleted: false, parent },
+        this.options.api,
+        this.options.blocks,
+      );
+    } catch (error) {
+      if (!(error instanceof CommitConflictError)) throw error;
+      // The materialiser settles it once the engine reads the entry: a newer version makes the
+      // local one a conflicted copy; a deletion leaves the local file to be uploaded as new.
+      const outcome = error.current === null ? 'it will be uploaded again as a new file' : 'it will be kept as a conflicted copy';
+      log(`conflict on ${printable(path)}: ${conflictDescription(error)}; the local version is not committed now, ${outcome}`);
+      return;
+    }
     state.putFolderRecord({ path, size, mtimeMs: after.mtimeMs, blocks, sjid, deleted: false });
     this.options.onCommitted?.(sjid, blocks);
     log(`uploaded ${printable(path)} (${size} bytes, entry ${sjid})`);
@@ -122,9 +138,15 @@ export class LocalChanges {
     }
     let result;
     try {
-      result = await this.options.api.commit(this.options.ns, { path, size: 0, mtime: Date.now(), blocks: [], deleted: true });
+      result = await this.options.api.commit(this.options.ns, { path, size: 0, mtime: Date.now(), blocks: [], deleted: true, parent: record.sjid });
     } catch (error) {
-      if (!(error instanceof ApiError && error.code === 'not_live')) throw error;
+      if (error instanceof CommitConflictError && error.current !== null) {
+        // Changed elsewhere since this copy was written: that version wins over the local delete (the materialiser writes it back).
+        log(`not deleting ${printable(path)} on the server: ${conflictDescription(error)}`);
+        return;
+      }
+      // Deleted already (conflict with nothing live, or not_live from a server without conditional commits).
+      if (!(error instanceof CommitConflictError || (error instanceof ApiError && error.code === 'not_live'))) throw error;
       state.deleteFolderRecord(path);
       return;
     }
@@ -179,4 +201,10 @@ export class LocalChanges {
     this.warned.add(key);
     this.options.log(line);
   }
+}
+
+function conflictDescription(error: CommitConflictError): string {
+  if (error.current === null) return 'it was deleted on the server';
+  const by = error.current.device === null ? '' : ` by ${printable(error.current.device)}`;
+  return `the server has a newer version (entry ${error.current.sjid}${by})`;
 }

@@ -6,7 +6,7 @@ import type { FileRecord } from '../../engine/types.ts';
 import type { FilePath } from '../../protocol/index.ts';
 import { fsyncDir, type DiskBlockStore } from '../store/disk-block-store.ts';
 import type { FolderRecord, SqliteStateStore } from '../store/sqlite-state-store.ts';
-import { conflictedCopyName } from './conflict-name.ts';
+import { conflictedCopyName } from '../../protocol/index.ts';
 import { cutFile, sameBlocks } from './file-blocks.ts';
 import { TEMP_PREFIX, UnsafePathError, foldName, lstatOrNull, resolveInFolder } from './safe-path.ts';
 
@@ -105,6 +105,8 @@ export class FolderMaterialiser {
     const { root, state, log } = this.options;
     const target = await resolveInFolder(root, file.path, { createParents: true });
     const existing = await lstatOrNull(target.absolute);
+    // What the target should still be when the new version goes in: ours (unchanged) or nothing.
+    let expected: { size: number; mtimeMs: number } | null = existing;
     if (existing && !(record && !record.deleted && matches(existing, record))) {
       // Something here the journal does not know: the same bytes need no write, other bytes are kept aside.
       const local = await cutFile(target.absolute);
@@ -113,11 +115,8 @@ export class FolderMaterialiser {
         state.putFolderRecord({ path: file.path, size: after.size, mtimeMs: after.mtimeMs, blocks: file.blocks, sjid: file.sjid, deleted: false });
         return;
       }
-      const names = new Set(await readdir(target.parent));
-      const base = target.absolute.slice(target.parent.length + 1);
-      const copy = conflictedCopyName(base, this.now(), this.host, (candidate) => names.has(candidate));
-      await rename(target.absolute, join(target.parent, copy));
-      log(`conflict on ${printable(file.path)}: kept the local version as ${printable(relative(root, join(target.parent, copy)))}`);
+      await this.keepAside(target, file.path);
+      expected = null;
     }
     const temp = join(target.parent, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     const handle = await open(temp, 'wx', 0o644);
@@ -136,11 +135,27 @@ export class FolderMaterialiser {
     await handle.close();
     const mtime = new Date(file.mtime);
     await utimes(temp, mtime, mtime);
+    // What we wrote is read off the temp file: once renamed into place, the target may be
+    // changed by a local program at any moment, and recording that as ours would hide the
+    // change (it was then overwritten by the next remote version, unseen).
+    const written = await stat(temp);
+    // The blocks took a while: a local edit made since the check above is kept aside too.
+    const now = await lstatOrNull(target.absolute);
+    if (now && !(expected && now.size === expected.size && now.mtimeMs === expected.mtimeMs)) await this.keepAside(target, file.path);
     await rename(temp, target.absolute);
     await fsyncDir(target.parent);
-    const written = await stat(target.absolute);
     state.putFolderRecord({ path: file.path, size: written.size, mtimeMs: written.mtimeMs, blocks: file.blocks, sjid: file.sjid, deleted: false });
     log(`${record || existing ? 'updated' : 'wrote'} ${printable(file.path)} (${file.size} bytes)`);
+  }
+
+  /** Renames the local file at `target` to a conflicted-copy name beside it; the watcher uploads it as a new file. */
+  private async keepAside(target: { absolute: string; parent: string }, path: FilePath): Promise<void> {
+    const { root, log } = this.options;
+    const names = new Set(await readdir(target.parent));
+    const base = target.absolute.slice(target.parent.length + 1);
+    const copy = conflictedCopyName(base, this.now(), this.host, (candidate) => names.has(candidate));
+    await rename(target.absolute, join(target.parent, copy));
+    log(`conflict on ${printable(path)}: kept the local version as ${printable(relative(root, join(target.parent, copy)))}`);
   }
 
   /** Directories emptied by deletes go too (the journal has no directories), up to the root. */

@@ -40,17 +40,35 @@ const commitBatch: Handler = async (ctx, deps) => {
 };
 
 /**
- * Checks the blocks, appends the entries and wakes long polls once. Blocks are never
- * removed, so checking them before the metadata transaction is enough. `indexed`: errors
- * name the element (batch route).
+ * Checks the blocks, appends the entries and wakes long polls once. `indexed`: errors name
+ * the element (batch route).
+ *
+ * Block GC may remove blocks, so the check that counts runs inside the commit, where no GC
+ * batch can run until the entries are written (`beforeWrite`, see GcMetadata): a block GC
+ * removed before it is missing there (409 need_blocks), and GC re-reads the references
+ * after it, so it keeps the blocks this commit names. The first check, before the commit,
+ * answers a commit with missing blocks without holding anything (on PostgreSQL, a pooled
+ * connection) and fills the size cache, so the second one costs no store request unless the
+ * GC generation moved (then the cache may name removed blocks, and is dropped).
  */
 async function commitAll(deps: ServerDeps, ns: NamespaceId, requests: readonly CommitRequest[], indexed: boolean): Promise<number[]> {
   await requireStoredBlocks(deps, requests, indexed);
-  const result = await deps.metadata.commitBatch(ns, requests);
+  const result = await deps.metadata.commitBatch(ns, requests, async (gcGeneration) => {
+    deps.gcGeneration.observe(gcGeneration);
+    await requireStoredBlocks(deps, requests, indexed);
+  });
   if (!result.ok) {
     if (result.reason === 'no_namespace') throw new HttpError(404, 'not_found', 'no such workspace');
-    const path = requests[result.index].path;
-    throw new HttpError(409, 'not_live', `${path} is not a live file`, indexed ? { extra: { index: result.index } } : {});
+    const index = indexed ? { index: result.index } : {};
+    const request = requests[result.index];
+    if (result.reason === 'conflict') {
+      const what = indexed ? `commits[${result.index}]: ` : '';
+      const live = result.current === null ? 'is not live' : `is live at entry ${result.current.sjid}`;
+      throw new HttpError(409, 'conflict', `${what}${request.path} ${live}, not at the parent ${request.parent}; nothing was committed`, {
+        extra: { ...index, current: result.current },
+      });
+    }
+    throw new HttpError(409, 'not_live', `${request.path} is not a live file`, { extra: index });
   }
   deps.metrics.commits += requests.length;
   deps.notifier.notify(ns, result.sjids[result.sjids.length - 1]);

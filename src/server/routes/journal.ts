@@ -3,22 +3,15 @@ import {
   MAX_CURSOR,
   MAX_JOURNAL_PAGE,
   MAX_LONG_POLL_SECONDS,
-  parseDecimal,
   type JournalPage,
   type NamespaceId,
 } from '../../protocol/index.ts';
 import { requireMember } from '../auth.ts';
 import type { Handler, ServerDeps } from '../context.ts';
 import { HttpError } from '../http/errors.ts';
+import { queryInt } from '../http/query.ts';
 import { sendJson } from '../http/respond.ts';
 import type { Router } from '../http/router.ts';
-
-function queryInt(url: URL, name: string, fallback: number, min: number, max: number): number {
-  const values = url.searchParams.getAll(name);
-  if (values.length === 0) return fallback;
-  if (values.length > 1) throw new HttpError(400, 'invalid', `${name}: must be given once`);
-  return parseDecimal(values[0], name, min, max);
-}
 
 /** The page after `cursor`, from a read that started no earlier than `notBefore` (performance.now()). */
 async function readPage(deps: ServerDeps, ns: NamespaceId, cursor: number, limit: number, notBefore: number): Promise<JournalPage> {

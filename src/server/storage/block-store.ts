@@ -27,9 +27,19 @@ export interface VerifiedBlock {
  */
 export type OpenedBlock = { size: number; stream: Readable; bytes?: undefined } | { size: number; bytes: Buffer; stream?: undefined };
 
+/** A stored block as block GC lists it. */
+export interface StoredBlock {
+  hash: BlockHash;
+  size: number;
+  /** When it was stored, ms since the epoch: file mtime, S3 LastModified (the store's clock). */
+  storedAt: number;
+}
+
 /**
  * Content-addressed block bytes, shared by all namespaces. Blocks are immutable: once a
- * hash is stored, its bytes never change.
+ * hash is stored, its bytes never change. Only block GC removes blocks (`remove`); since
+ * other instances may remove them too, cached sizes are dropped whenever the GC generation
+ * moves (`forgetSizes`, see GcMetadata).
  */
 export interface BlockStore {
   /** Stored size of a block, or null when it is not stored. */
@@ -50,6 +60,15 @@ export interface BlockStore {
   putMany(blocks: readonly VerifiedBlock[]): Promise<PutResult[]>;
   /** The block's bytes (a stream, or in memory) and their count, or null when not stored. */
   openRead(hash: BlockHash): Promise<OpenedBlock | null>;
+  /** Every stored block (any order; a block stored or removed meanwhile may or may not appear). */
+  list(): AsyncIterable<StoredBlock>;
+  /** Deletes the blocks (block GC only; absent ones are skipped) and forgets their sizes. */
+  remove(hashes: readonly BlockHash[]): Promise<void>;
+  /**
+   * Drops every cached size, and the answer of every check under way, so later checks ask the
+   * store itself: blocks may have been removed by another instance.
+   */
+  forgetSizes(): void;
   close(): Promise<void>;
 }
 

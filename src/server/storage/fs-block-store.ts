@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import fs, { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { lstat, mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { BlockHash } from '../../protocol/index.ts';
-import type { BlockBody, BlockStore, OpenedBlock, PutResult, VerifiedBlock } from './block-store.ts';
+import type { BlockBody, BlockStore, OpenedBlock, PutResult, StoredBlock, VerifiedBlock } from './block-store.ts';
 import { BlockVerifier, verifyKnownBlock } from './block-verifier.ts';
 import { mapBounded } from './bounded-map.ts';
+import { SmallFileReadPool } from './small-file-reads.ts';
 
 const STAT_CONCURRENCY = 64;
 const SIZE_CACHE_LIMIT = 100_000;
@@ -16,6 +17,10 @@ const SYNC_CONCURRENCY = 8;
 export const IN_MEMORY_BELOW = 64 * 1024;
 /** Read buffers of IN_MEMORY_BELOW bytes kept for reuse (about as many as reads run at once). */
 const SCRATCH_KEPT = 16;
+/** Files lstat-ed or unlinked at once by block GC. */
+const GC_CONCURRENCY = 16;
+const FAN_OUT = /^[0-9a-f]{2}$/;
+const BLOCK_NAME = /^[0-9a-f]{64}$/;
 
 /**
  * Blocks as files under `${root}/ab/cd/<hash>`. An upload goes to a temp file in
@@ -24,10 +29,16 @@ const SCRATCH_KEPT = 16;
  */
 export class FsBlockStore implements BlockStore {
   private readonly tmpDir: string;
-  /** Sizes of stored blocks; blocks are immutable and never removed, so entries stay true. */
+  /**
+   * Sizes of stored blocks; blocks are immutable, and only GC removes them: entries are
+   * dropped when this instance removes a block or learns that GC ran (forgetSizes).
+   */
   private readonly sizes = new Map<string, number>();
+  /** Grows at each forgetSizes: a check that began before must not fill the cache. */
+  private sizesEpoch = 0;
   /** Spare read buffers for openRead: a small block is read into one, then copied out at its size. */
   private readonly scratch: Buffer[] = [];
+  private readonly smallReads = new SmallFileReadPool(IN_MEMORY_BELOW);
 
   private constructor(private readonly root: string) {
     this.tmpDir = join(root, 'tmp');
@@ -48,9 +59,19 @@ export class FsBlockStore implements BlockStore {
   async stat(hash: BlockHash): Promise<number | null> {
     const cached = this.sizes.get(hash);
     if (cached !== undefined) return cached;
+    return this.statFile(hash);
+  }
+
+  /**
+   * stat() that asks the file system even when the size is cached. Uploads decide with it
+   * whether to write: a size cached before another instance's GC removed the block would
+   * make an upload store nothing, and the client's commit ask for the block again and again.
+   */
+  private async statFile(hash: BlockHash): Promise<number | null> {
+    const epoch = this.sizesEpoch;
     try {
       const info = await stat(this.pathOf(hash));
-      this.remember(hash, info.size);
+      if (epoch === this.sizesEpoch) this.remember(hash, info.size);
       return info.size;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -63,7 +84,7 @@ export class FsBlockStore implements BlockStore {
   }
 
   async put(hash: BlockHash, body: BlockBody, maxBytes: number): Promise<PutResult> {
-    const known = await this.stat(hash);
+    const known = await this.statFile(hash);
     const verifier = new BlockVerifier(hash, maxBytes);
 
     if (known !== null) return verifyKnownBlock(verifier, body);
@@ -87,7 +108,7 @@ export class FsBlockStore implements BlockStore {
         await fsyncDir(this.root);
         await fsyncDir(join(dir, '..'));
       }
-      if ((await this.stat(hash)) !== null) {
+      if ((await this.statFile(hash)) !== null) {
         // A concurrent upload of the same block won the race.
         await unlink(tmp);
         return { status: 'exists', size: verifier.size };
@@ -111,7 +132,7 @@ export class FsBlockStore implements BlockStore {
    * its name only complete, and only once all of them are durable does this resolve.
    */
   async putMany(blocks: readonly VerifiedBlock[]): Promise<PutResult[]> {
-    const known = await this.statMany(blocks.map((block) => block.hash));
+    const known = await mapBounded(blocks, STAT_CONCURRENCY, (block) => this.statFile(block.hash));
     const results: PutResult[] = blocks.map((block) => ({ status: 'exists', size: block.bytes.length }));
     const fresh = new Map<BlockHash, { bytes: Uint8Array; index: number; tmp: string | null; renamed: boolean }>();
     blocks.forEach((block, index) => {
@@ -145,7 +166,7 @@ export class FsBlockStore implements BlockStore {
 
       const filled = new Set<string>();
       await eachBounded(pending, SYNC_CONCURRENCY, async ([hash, entry]) => {
-        if ((await this.stat(hash)) !== null) return; // A concurrent upload of the same block won the race.
+        if ((await this.statFile(hash)) !== null) return; // A concurrent upload of the same block won the race.
         await rename(entry.tmp!, this.pathOf(hash));
         entry.renamed = true;
         filled.add(dirname(this.pathOf(hash)));
@@ -163,13 +184,26 @@ export class FsBlockStore implements BlockStore {
   }
 
   /**
-   * A block under IN_MEMORY_BELOW bytes comes back in memory, read with one open, one read
-   * and one close on a bare descriptor (a file stream per block costs many times the read:
-   * a batch of small blocks spent most of its CPU on stream machinery). A read shorter than
-   * asked for is the whole file: block files are complete once in place and never change.
-   * A larger block is streamed from the same descriptor.
+   * A block under IN_MEMORY_BELOW bytes comes back in memory, read whole on a reader thread
+   * (SmallFileReadPool) together with the other reads asked for in the same turn. A read
+   * shorter than asked for is the whole file: block files are complete once in place and
+   * never change. A block known or found to be larger is streamed.
    */
   async openRead(hash: BlockHash): Promise<OpenedBlock | null> {
+    const known = this.sizes.get(hash);
+    if (known === undefined || known < IN_MEMORY_BELOW) {
+      const read = await this.smallReads.read(this.pathOf(hash));
+      if (read === 'missing') return null;
+      if (read !== 'large') return { size: read.bytes.length, bytes: read.bytes };
+    }
+    return this.openOnLoop(hash);
+  }
+
+  /**
+   * One open, one read and one close on a bare descriptor from the event loop (a file stream
+   * per block costs many times the read); a larger block is streamed from the same descriptor.
+   */
+  private async openOnLoop(hash: BlockHash): Promise<OpenedBlock | null> {
     let fd: number;
     try {
       fd = await fsCall<number>((done) => fs.open(this.pathOf(hash), 'r', done));
@@ -196,6 +230,56 @@ export class FsBlockStore implements BlockStore {
     }
   }
 
+  /**
+   * Walks `ab/` one at a time (the temp directory is not a fan-out name), reading its `cd/`
+   * directories and stat-ing their files GC_CONCURRENCY at a time: one call after another
+   * would cost a thread-pool round trip per directory and per file.
+   */
+  async *list(): AsyncIterable<StoredBlock> {
+    for (const top of (await readdirOrEmpty(this.root)).filter((name) => FAN_OUT.test(name)).sort()) {
+      const leaves = (await readdirOrEmpty(join(this.root, top))).filter((name) => FAN_OUT.test(name)).sort();
+      const files = (
+        await mapBounded(leaves, GC_CONCURRENCY, async (leaf) =>
+          (await readdirOrEmpty(join(this.root, top, leaf)))
+            .filter((name) => BLOCK_NAME.test(name) && name.startsWith(top + leaf))
+            .map((name) => join(this.root, top, leaf, name)),
+        )
+      ).flat();
+      const found = await mapBounded(files, GC_CONCURRENCY, async (path): Promise<StoredBlock | null> => {
+        try {
+          const info = await lstat(path);
+          return info.isFile() ? { hash: basename(path) as BlockHash, size: info.size, storedAt: info.mtimeMs } : null;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+          throw err;
+        }
+      });
+      for (const block of found) if (block) yield block;
+    }
+  }
+
+  /**
+   * Unlinks the files. Not fsynced: a removal lost to a crash leaves a complete, unreferenced
+   * block that the next pass removes again.
+   */
+  async remove(hashes: readonly BlockHash[]): Promise<void> {
+    try {
+      await mapBounded(hashes, GC_CONCURRENCY, async (hash) => {
+        await unlink(this.pathOf(hash)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
+      });
+    } finally {
+      // Also drops what checks running meanwhile would remember of the removed files.
+      this.forgetSizes();
+    }
+  }
+
+  forgetSizes(): void {
+    this.sizes.clear();
+    this.sizesEpoch += 1;
+  }
+
   /** Names of files in the temp directory (tests check that uploads leave none behind). */
   async tempFiles(): Promise<string[]> {
     return readdir(this.tmpDir);
@@ -203,6 +287,7 @@ export class FsBlockStore implements BlockStore {
 
   async close(): Promise<void> {
     this.sizes.clear();
+    await this.smallReads.close();
   }
 
   private remember(hash: string, size: number): void {
@@ -235,6 +320,15 @@ async function eachBounded<T>(items: readonly T[], limit: number, work: (item: T
 /** A callback-style fs call as a promise (cheaper per call than fs/promises and its FileHandle). */
 function fsCall<T>(call: (done: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => call((err, value) => (err ? reject(err) : resolve(value))));
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+    throw err;
+  }
 }
 
 async function fsyncDir(dir: string): Promise<void> {

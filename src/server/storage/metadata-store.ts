@@ -1,4 +1,5 @@
-import type { BlockHash, CommitRequest, JournalEntry, NamespaceId } from '../../protocol/index.ts';
+import type { BlockHash, CommitRequest, DeletedFilesResponse, FilePath, HistoryResponse, JournalEntry, NamespaceId, VersionEntry } from '../../protocol/index.ts';
+import type { BeforeCommitWrite, GcMetadata } from './gc-metadata.ts';
 
 /**
  * Workspace metadata: workspaces, member tokens, invites, the journal and which blocks each
@@ -32,21 +33,40 @@ export interface JournalRead {
  */
 export const PAGE_BLOCK_BUDGET = 200_000;
 
-export type CommitResult = { ok: true; sjid: number } | { ok: false; reason: 'not_live' | 'no_namespace' };
+/** A conditional commit whose `parent` is not the path's live sjid: `current` is the live entry, or null. */
+export interface CommitConflict {
+  ok: false;
+  reason: 'conflict';
+  current: VersionEntry | null;
+}
 
-/** `index`: the batch element (from 0) that is a deletion of a path not live at that point. */
+export type CommitResult = { ok: true; sjid: number } | { ok: false; reason: 'not_live' | 'no_namespace' } | CommitConflict;
+
+/**
+ * `index`: the batch element (from 0) that failed: a deletion of a path not live at that
+ * point, or a `parent` that is not the path's live sjid at that point.
+ */
 export type CommitBatchResult =
   | { ok: true; sjids: number[] }
   | { ok: false; reason: 'not_live'; index: number }
+  | (CommitConflict & { index: number })
   | { ok: false; reason: 'no_namespace' };
 
 /** A single commit is a batch of one: one code path, one set of rules. */
 export async function commitOne(store: Pick<MetadataStore, 'commitBatch'>, ns: NamespaceId, request: CommitRequest): Promise<CommitResult> {
   const result = await store.commitBatch(ns, [request]);
-  return result.ok ? { ok: true, sjid: result.sjids[0] } : { ok: false, reason: result.reason };
+  if (result.ok) return { ok: true, sjid: result.sjids[0] };
+  if (result.reason === 'conflict') return { ok: false, reason: 'conflict', current: result.current };
+  return { ok: false, reason: result.reason };
 }
 
-export interface MetadataStore {
+/**
+ * A history page stops filling once it carries this many block hashes (always at least one
+ * version), like a journal page.
+ */
+export const HISTORY_BLOCK_BUDGET = 200_000;
+
+export interface MetadataStore extends GcMetadata {
   createWorkspace(workspace: NewWorkspace): Promise<void>;
   /** Adds a member token for the namespace of a valid (unrevoked) invite; null when the invite is unknown or revoked. */
   joinByInviteHash(inviteHash: string, tokenHash: string): Promise<Workspace | null>;
@@ -71,10 +91,32 @@ export interface MetadataStore {
    * Appends the entries in array order with consecutive sjids, in one transaction: all or
    * nothing. Elements apply one after another, so a deletion is valid when its path is live
    * after the elements before it (a batch may write a path and then delete it; deleting a
-   * path twice fails at the second). On `not_live` nothing is stored. Long-poll wakes (the
-   * PostgreSQL NOTIFY) happen once, for the last sjid.
+   * path twice fails at the second), and an element's `parent`, when given, must be the
+   * path's live sjid as the elements before it left it (0: not live). The check and the
+   * append happen under the namespace's commit lock, so of concurrent commits naming the
+   * same parent exactly one succeeds. On `not_live` or `conflict` nothing is stored.
+   * Each entry records the request's `device` label. Long-poll wakes (the PostgreSQL
+   * NOTIFY) happen once, for the last sjid.
+   *
+   * `beforeWrite` runs first, where no block GC batch can run until this commit has written
+   * or given up (see GcMetadata): the place to check that the blocks are stored. What it
+   * throws refuses the commit, with nothing written.
    */
-  commitBatch(ns: NamespaceId, requests: readonly CommitRequest[]): Promise<CommitBatchResult>;
+  commitBatch(ns: NamespaceId, requests: readonly CommitRequest[], beforeWrite?: BeforeCommitWrite): Promise<CommitBatchResult>;
+  /**
+   * The entries of one path with sjid < `before` (null: all), newest first, deletions
+   * included, at most `limit`; fewer when HISTORY_BLOCK_BUDGET would be passed (never zero
+   * when one exists). `more`: older entries remain.
+   */
+  history(ns: NamespaceId, path: FilePath, before: number | null, limit: number): Promise<HistoryResponse>;
+  /**
+   * Paths whose latest entry is a deletion with sjid < `before` (null: all), committed at or
+   * after `since` (ms since the epoch; null: any time, for the retention window), newest
+   * deletion first, at most `limit`, each with its last live version. Walks the namespace's
+   * deletions (journal_deletions index) backwards and skips those a later entry of the path
+   * superseded. `more`: older deletions remain.
+   */
+  deletedFiles(ns: NamespaceId, before: number | null, limit: number, since?: number | null): Promise<DeletedFilesResponse>;
   namespaceReferencesBlock(ns: NamespaceId, hash: BlockHash): Promise<boolean>;
   /** The subset of `hashes` the namespace's journal references, in one query. */
   namespaceReferencedBlocks(ns: NamespaceId, hashes: readonly BlockHash[]): Promise<Set<BlockHash>>;

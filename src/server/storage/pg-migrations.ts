@@ -66,6 +66,47 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     // Filled on first request (MetadataStore.lanKey), so existing workspaces get one too.
     sql: `ALTER TABLE workspaces ADD COLUMN lan_key bytea CHECK (octet_length(lan_key) = 32);`,
   },
+  {
+    version: 3,
+    name: 'device labels and version history',
+    // device: the committing device's label (NULL for entries from before, or from clients
+    // that send none; 40 characters at most, as the protocol allows). The index answers a
+    // path's history newest first without a scan. Building it holds writes to the journal
+    // for as long as it takes (once, at upgrade).
+    sql: `
+      ALTER TABLE journal ADD COLUMN device text CHECK (char_length(device) <= 40);
+      CREATE INDEX journal_path ON journal (ns, path, sjid DESC);
+    `,
+  },
+  {
+    version: 4,
+    name: 'recently deleted',
+    // GET /ns/:ns/deleted walks a namespace's deletions newest first; without this it would
+    // read every journal entry of the namespace to find the few that are deletions.
+    sql: `CREATE INDEX journal_deletions ON journal (ns, sjid DESC) WHERE deleted;`,
+  },
+  {
+    version: 5,
+    name: 'retention',
+    // superseded_at: when a version stopped being its path's live version (a later version or
+    // a deletion was committed); NULL while live, and for deletion entries. Block GC keeps the
+    // blocks of versions superseded less than HISTORY_DAYS ago. Existing versions take the
+    // commit time of the next entry of their path. gc_state.generation grows before every
+    // batch of block deletions, so instances know when their cached block sizes may be stale.
+    sql: `
+      ALTER TABLE journal ADD COLUMN superseded_at timestamptz;
+      UPDATE journal AS j SET superseded_at = n.next_at
+      FROM (
+        SELECT ns, sjid, lead(committed_at) OVER (PARTITION BY ns, path ORDER BY sjid) AS next_at FROM journal
+      ) AS n
+      WHERE j.ns = n.ns AND j.sjid = n.sjid AND NOT j.deleted AND n.next_at IS NOT NULL;
+      CREATE TABLE gc_state (
+        id         integer PRIMARY KEY CHECK (id = 1),
+        generation bigint NOT NULL
+      );
+      INSERT INTO gc_state (id, generation) VALUES (1, 0);
+    `,
+  },
 ];
 
 /** First key of nearsync's advisory locks ('nsyn'); the second is the schema's hash. */

@@ -1,7 +1,15 @@
-import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import type { BlockHash } from '../../protocol/index.ts';
-import type { BlockBody, BlockStore, PutResult, VerifiedBlock } from './block-store.ts';
+import type { BlockBody, BlockStore, PutResult, StoredBlock, VerifiedBlock } from './block-store.ts';
 import { BlockVerifier, verifyKnownBlock } from './block-verifier.ts';
 import { mapBounded } from './bounded-map.ts';
 import { guardReadStall, type NetworkBody } from './read-stall-guard.ts';
@@ -30,6 +38,8 @@ const DEFAULT_SIZE_CACHE_LIMIT = 100_000;
 const DEFAULT_READ_STALL_MS = 30_000;
 /** PutObject requests one putMany() keeps outstanding. */
 const PUT_MANY_CONCURRENCY = 8;
+/** DeleteObject requests block GC keeps outstanding. */
+const DELETE_CONCURRENCY = 8;
 /** 64 × 4 MiB: 256 MiB at most of upload buffers per instance. */
 const DEFAULT_UPLOADS_IN_MEMORY = 64;
 
@@ -48,8 +58,13 @@ export class S3BlockStore implements BlockStore {
   private readonly sizeCacheLimit: number;
   private readonly readStallMs: number;
   private readonly uploadSlots: Slots;
-  /** Sizes of blocks known to be stored (insertion order = eviction order). */
+  /**
+   * Sizes of blocks known to be stored (insertion order = eviction order). Only GC removes
+   * blocks: entries go when this instance removes one or learns that GC ran (forgetSizes).
+   */
   private readonly sizes = new Map<string, number>();
+  /** Grows at each forgetSizes: a request that began before must not fill the cache. */
+  private sizesEpoch = 0;
   /** HeadObject requests under way, shared by every caller asking about the same block. */
   private readonly statsInFlight = new Map<string, Promise<number | null>>();
   /** PutObject requests under way: a second upload of the same block waits for the first. */
@@ -99,7 +114,11 @@ export class S3BlockStore implements BlockStore {
     if (cached !== undefined) return cached;
     let pending = this.statsInFlight.get(hash);
     if (!pending) {
-      pending = this.headObject(hash).finally(() => this.statsInFlight.delete(hash));
+      const started: Promise<number | null> = this.headObject(hash).finally(() => {
+        // forgetSizes may have replaced it with a newer check meanwhile.
+        if (this.statsInFlight.get(hash) === started) this.statsInFlight.delete(hash);
+      });
+      pending = started;
       this.statsInFlight.set(hash, pending);
     }
     return pending;
@@ -110,7 +129,9 @@ export class S3BlockStore implements BlockStore {
   }
 
   async put(hash: BlockHash, body: BlockBody, maxBytes: number): Promise<PutResult> {
-    const known = await this.stat(hash);
+    // Asked of S3 even when cached: a size cached before another instance's GC removed the
+    // block would make the upload store nothing, and the commit ask for it again and again.
+    const known = await this.headObject(hash);
     const verifier = new BlockVerifier(hash, maxBytes);
     if (known !== null) return verifyKnownBlock(verifier, body);
 
@@ -137,7 +158,7 @@ export class S3BlockStore implements BlockStore {
    */
   async putMany(blocks: readonly VerifiedBlock[]): Promise<PutResult[]> {
     return mapBounded(blocks, PUT_MANY_CONCURRENCY, async ({ hash, bytes }): Promise<PutResult> => {
-      if ((await this.stat(hash)) !== null) return { status: 'exists', size: bytes.length };
+      if ((await this.headObject(hash)) !== null) return { status: 'exists', size: bytes.length };
       const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       return { status: await this.upload(hash, body), size: bytes.length };
     });
@@ -149,6 +170,7 @@ export class S3BlockStore implements BlockStore {
   }
 
   async openRead(hash: BlockHash): Promise<{ size: number; stream: Readable } | null> {
+    const epoch = this.sizesEpoch;
     let response;
     try {
       response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(hash) }));
@@ -165,9 +187,54 @@ export class S3BlockStore implements BlockStore {
       stream.destroy();
       throw err;
     }
-    this.remember(hash, size);
+    if (epoch === this.sizesEpoch) this.remember(hash, size);
     guardReadStall(stream as NetworkBody, this.readStallMs);
     return { size, stream };
+  }
+
+  /** ListObjectsV2 over `${prefix}blocks/`, a page (up to 1000 keys) at a time. */
+  async *list(): AsyncIterable<StoredBlock> {
+    const root = `${this.prefix}blocks/`;
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: root, ContinuationToken: token }));
+      } catch (err) {
+        throw asStoreError(err, 'listing blocks');
+      }
+      for (const object of page.Contents ?? []) {
+        const hash = object.Key === undefined ? null : blockOfKey(object.Key.slice(root.length));
+        if (hash === null || object.LastModified === undefined || typeof object.Size !== 'number') continue;
+        // S3 lists LastModified to the whole second: take the end of that second, so a block
+        // never looks older than it is (the grace period is never cut short).
+        const modified = object.LastModified.getTime();
+        yield { hash, size: object.Size, storedAt: modified % 1000 === 0 ? modified + 999 : modified };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  /** One DeleteObject per block (every S3-compatible store has it; GC is not in a hurry). */
+  async remove(hashes: readonly BlockHash[]): Promise<void> {
+    try {
+      await mapBounded(hashes, DELETE_CONCURRENCY, async (hash) => {
+        try {
+          await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(hash) }));
+        } catch (err) {
+          if (!isS3NotFound(err)) throw asStoreError(err, `removing block ${hash}`);
+        }
+      });
+    } finally {
+      this.forgetSizes();
+    }
+  }
+
+  forgetSizes(): void {
+    this.sizes.clear();
+    // A HeadObject under way may have been answered before a removal: new checks ask again.
+    this.statsInFlight.clear();
+    this.sizesEpoch += 1;
   }
 
   async close(): Promise<void> {
@@ -176,6 +243,7 @@ export class S3BlockStore implements BlockStore {
   }
 
   private async headObject(hash: BlockHash): Promise<number | null> {
+    const epoch = this.sizesEpoch;
     let response;
     try {
       response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(hash) }));
@@ -183,8 +251,12 @@ export class S3BlockStore implements BlockStore {
       if (isS3NotFound(err)) return null;
       throw asStoreError(err, `checking block ${hash}`);
     }
+    // Blocks are never empty, so an empty object is no block: count it missing, and the next
+    // upload replaces it. (s3rver, the test server, shows an object while its PUT is still
+    // writing it; a re-upload after block GC meeting a commit's check made that visible.)
+    if (response.ContentLength === 0) return null;
     const size = storedSize(response.ContentLength, 'HeadObject', hash);
-    this.remember(hash, size);
+    if (epoch === this.sizesEpoch) this.remember(hash, size);
     return size;
   }
 
@@ -199,7 +271,6 @@ export class S3BlockStore implements BlockStore {
         // That upload failed; this one tries on its own.
       }
     }
-    if (this.sizes.has(hash)) return 'exists';
     const sending = this.putObject(hash, bytes);
     this.uploadsInFlight.set(hash, sending);
     try {
@@ -237,6 +308,12 @@ export class S3BlockStore implements BlockStore {
     }
     this.sizes.set(hash, size);
   }
+}
+
+/** `ab/<hash>` (the key below `blocks/`) → the hash, or null for anything else. */
+function blockOfKey(rest: string): BlockHash | null {
+  const match = /^([0-9a-f]{2})\/(\1[0-9a-f]{62})$/.exec(rest);
+  return match ? (match[2] as BlockHash) : null;
 }
 
 /** The object's byte count from S3's Content-Length, checked before anyone relies on it. */

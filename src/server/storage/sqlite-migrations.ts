@@ -62,6 +62,39 @@ export const MIGRATIONS: readonly Migration[] = [
     // Filled on first request (MetadataStore.lanKey), so existing workspaces get one too.
     sql: `ALTER TABLE workspaces ADD COLUMN lan_key BLOB CHECK (lan_key IS NULL OR length(lan_key) = 32);`,
   },
+  {
+    version: 3,
+    name: 'device labels and version history',
+    // device: the committing device's label (NULL for entries from before, or from clients
+    // that send none). The index answers a path's history newest first without a scan.
+    sql: `
+      ALTER TABLE journal ADD COLUMN device TEXT;
+      CREATE INDEX journal_path ON journal (ns, path, sjid);
+    `,
+  },
+  {
+    version: 4,
+    name: 'recently deleted',
+    // GET /ns/:ns/deleted walks a namespace's deletions newest first; without this it would
+    // read every journal entry of the namespace to find the few that are deletions.
+    sql: `CREATE INDEX journal_deletions ON journal (ns, sjid) WHERE deleted = 1;`,
+  },
+  {
+    version: 5,
+    name: 'retention',
+    // superseded_at (ms): when a version stopped being its path's live version (a later
+    // version or a deletion was committed); NULL while live, and for deletion entries. Block
+    // GC keeps the blocks of versions superseded less than HISTORY_DAYS ago. Existing
+    // versions take the commit time of the next entry of their path.
+    sql: `
+      ALTER TABLE journal ADD COLUMN superseded_at INTEGER;
+      UPDATE journal AS j SET superseded_at = n.next_at
+      FROM (
+        SELECT ns, sjid, lead(committed_at) OVER (PARTITION BY ns, path ORDER BY sjid) AS next_at FROM journal
+      ) AS n
+      WHERE j.ns = n.ns AND j.sjid = n.sjid AND j.deleted = 0 AND n.next_at IS NOT NULL;
+    `,
+  },
 ];
 
 /** The highest version recorded in the database, 0 for a database never migrated. */
