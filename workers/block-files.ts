@@ -67,6 +67,7 @@ export class BlockFiles {
     const shard = await this.shard(hash, true);
     const tempName = `${hash}.${crypto.randomUUID()}`;
     const temp = (await this.temp.getFileHandle(tempName, { create: true })) as MovableFileHandle;
+    let moved = false;
     try {
       const access = await temp.createSyncAccessHandle();
       try {
@@ -90,11 +91,21 @@ export class BlockFiles {
       }
       // Another tab may have stored the same block meanwhile: keep theirs (a File it handed
       // out stays readable), drop ours.
-      if ((await this.handle(hash)) === null) await temp.move(shard, hash);
+      if ((await this.handle(hash)) === null) {
+        await temp.move(shard, hash);
+        moved = true;
+      }
       void this.index?.then((known) => known.add(hash));
     } finally {
-      await this.temp.removeEntry(tempName).catch(() => undefined);
+      // Moved into place, the temporary name is gone: asking to remove it costs a request
+      // to the browser process that can only fail.
+      if (!moved) await this.temp.removeEntry(tempName).catch(() => undefined);
     }
+  }
+
+  /** Another writer (the block writer's thread) stored this block: the index learns of it. */
+  noteStored(hash: BlockHash): void {
+    void this.index?.then((known) => known.add(hash));
   }
 
   /**

@@ -4,8 +4,10 @@ import type { BlockHash, Cursor, FilePath, NamespaceId } from '../src/protocol/i
 import { BlockStoreError } from '../src/engine/block-store-error.ts';
 import { foldFilePages, snapshotPages, worthCompacting, type FilePage } from '../src/engine/file-page-log.ts';
 import type { BlockFiles } from './block-files.ts';
+import type { BlockWriter } from './block-writer.ts';
 import { INLINE_BLOCK_MAX, InlineBlocks, type PackIndexRecord } from './inline-blocks.ts';
 import { storageFullError } from './storage-errors.ts';
+import { sha256 } from './web-crypto.ts';
 
 /** What this device remembers about a workspace it joined or created. */
 export interface WorkspaceRecord {
@@ -99,6 +101,8 @@ export class IdbBlockStore implements LocalBlockStore {
   constructor(
     private readonly db: NearsyncDb,
     private readonly files: BlockFiles,
+    /** Hashes and writes large fetched blocks off this thread (putVerified); none: done here. */
+    private readonly writer: BlockWriter | null = null,
   ) {
     this.inline = new InlineBlocks(db);
   }
@@ -128,8 +132,28 @@ export class IdbBlockStore implements LocalBlockStore {
       if (bytes.length <= INLINE_BLOCK_MAX) await this.inline.put(hash, bytes);
       else await this.files.put(hash, bytes);
     } catch (error) {
-      throw storageFullError(error) ?? new BlockStoreError(`could not store block ${hash.slice(0, 12)}…`, { cause: error });
+      throw storedError(hash, error);
     }
+  }
+
+  /**
+   * Hashes and stores a fetched block (LocalBlockStore.putVerified): a large block in a pooled
+   * buffer goes to the block writer, which does both on its own thread; others here.
+   */
+  async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
+    if (this.writer && bytes.length > INLINE_BLOCK_MAX && this.writer.accepts(bytes)) {
+      let actual: BlockHash;
+      try {
+        actual = await this.writer.hashAndPut(hash, bytes);
+      } catch (error) {
+        throw storedError(hash, error);
+      }
+      if (actual === hash) this.files.noteStored(hash);
+      return actual;
+    }
+    const actual = await sha256(bytes);
+    if (actual === hash) await this.putBlock(hash, bytes);
+    return actual;
   }
 
   /**
@@ -188,6 +212,10 @@ export class IdbBlockStore implements LocalBlockStore {
     }
     return moved;
   }
+}
+
+function storedError(hash: BlockHash, error: unknown): Error {
+  return storageFullError(error) ?? new BlockStoreError(`could not store block ${hash.slice(0, 12)}…`, { cause: error });
 }
 
 /** Block files looked up at once by hasBlocks. */

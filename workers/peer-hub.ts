@@ -1,3 +1,4 @@
+import type { BlockBufferPool } from '../src/engine/block-buffers.ts';
 import { BlockServer } from '../src/engine/block-server.ts';
 import { frameChannelOf, type DataChannelLike } from '../src/engine/frame-channel.ts';
 import type { NamespaceSync } from '../src/engine/namespace-sync.ts';
@@ -89,6 +90,8 @@ export interface PeerHubOptions {
   /** What peers say about these blocks changed: the scheduler should look at them again. */
   onBlocksChanged: (hashes: readonly BlockHash[]) => void;
   onChange: () => void;
+  /** Buffers that large blocks from peers are received into (see PeerLinkOptions.buffers). */
+  buffers?: BlockBufferPool;
 }
 
 /**
@@ -164,6 +167,7 @@ export class PeerHub {
       maxBatch: server.maxBatch,
       canServe: (want) => this.discovered && server.canServe(want),
       fetchBlock: (want, signal) => server.fetchBlock(want, signal),
+      ...(server.release ? { release: server.release.bind(server) } : {}),
     };
     const fetchBlocks = server.fetchBlocks?.bind(server);
     return fetchBlocks ? { ...gated, fetchBlocks } : gated;
@@ -212,6 +216,7 @@ export class PeerHub {
       channel: frames,
       sharedNamespaces: [ns],
       server: this.server,
+      buffers: this.options.buffers ?? null,
       onOpen: () => {
         this.announceHeldBlocks(link);
         // Server fetches that began before this link opened were announced to nobody here.

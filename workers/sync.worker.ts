@@ -5,6 +5,8 @@ import { DEFAULT_PEER_LABEL, describeError, inviteFromLink, parseBridgeReadOut, 
 import { fetchVersionBlocks } from '../src/engine/version-blocks.ts';
 import { sha256 } from './web-crypto.ts';
 import { BlockFiles } from './block-files.ts';
+import { blockBuffers } from './block-buffers.ts';
+import { BlockWriter } from './block-writer.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
 import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
@@ -81,7 +83,7 @@ const api: SyncWorkerApi = {
     const writerId = crypto.randomUUID();
     await holdWriterLock(writerId);
     const files = await BlockFiles.open(writerId);
-    const blocks = new IdbBlockStore(db, files);
+    const blocks = new IdbBlockStore(db, files, BlockWriter.start(writerId, blockBuffers));
     context = {
       base: apiBase.replace(/\/+$/, ''),
       device: deviceLabelOr(device, DEFAULT_PEER_LABEL),

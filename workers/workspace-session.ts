@@ -9,6 +9,7 @@ import type { BlockSource, FileRecord } from '../src/engine/types.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
 import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
+import { blockBuffers } from './block-buffers.ts';
 import { PeerHub } from './peer-hub.ts';
 import { UploadQueue } from './upload-queue.ts';
 import { storageEstimate } from './storage-estimate.ts';
@@ -87,8 +88,9 @@ export class WorkspaceSession {
       onSourcesChanged: () => this.engine?.sourcesChanged(),
       onBlocksChanged: (hashes) => this.engine?.blocksChanged(hashes),
       onChange: () => this.schedulePush(),
+      buffers: blockBuffers,
     });
-    this.server = this.peers.gateServer(new ServerBlockSource(deps.api));
+    this.server = this.peers.gateServer(new ServerBlockSource(deps.api, undefined, blockBuffers));
     this.uploads = new UploadQueue({
       ns,
       api: deps.api,

@@ -14,6 +14,7 @@ import {
   type NackReason,
   type NamespaceId,
 } from '../protocol/index.ts';
+import { POOLED_BLOCK_MIN, type BlockBufferPool } from './block-buffers.ts';
 import type { BlockLookup, BlockServer } from './block-server.ts';
 import type { FrameChannel } from './frame-channel.ts';
 
@@ -58,6 +59,12 @@ export interface PeerLinkOptions {
   chunkSize?: number;
   /** Block hashes remembered from the peer's HAVE frames (oldest forgotten first). */
   maxAnnounced?: number;
+  /**
+   * Buffers that blocks of at least POOLED_BLOCK_MIN bytes (by size hint) are received into,
+   * instead of a new buffer per block; the caller hands each back (`pool.give`) once it is
+   * done with the bytes. Buffers of requests that fail go back at once.
+   */
+  buffers?: BlockBufferPool | null;
   /** The peer sent something malformed; the link is closed already. Penalise the peer. */
   onProtocolError?: (error: ValidationError) => void;
   /** The peer announced blocks of a shared namespace (already recorded for `peerHas`). */
@@ -242,6 +249,11 @@ export class PeerLink {
     });
   }
 
+  /** The caller is done with bytes `request` resolved with: a pooled buffer goes back to the pool. */
+  release(bytes: Uint8Array): void {
+    this.options.buffers?.give(bytes);
+  }
+
   /** Tells the peer we hold these blocks of a shared namespace (beyond our advertised cursor). */
   sendHave(ns: NamespaceId, hashes: readonly BlockHash[]): void {
     if (!this.isOpen || !this.shared.has(ns)) return;
@@ -332,6 +344,10 @@ export class PeerLink {
     }
     const end = request.received + frame.bytes.length;
     let buffer = request.buffer;
+    const pool = this.options.buffers;
+    if (!buffer && pool && request.sizeHint >= POOLED_BLOCK_MIN && request.sizeHint <= pool.size) {
+      buffer = request.buffer = new Uint8Array(pool.take());
+    }
     if (!buffer || end > buffer.length) {
       const size = Math.min(MAX_BLOCK_SIZE, Math.max(end, request.sizeHint, buffer ? buffer.length * 2 : 0));
       const grown = new Uint8Array(size);
@@ -350,9 +366,15 @@ export class PeerLink {
     if (frame.totalLength !== request.received) {
       throw new ValidationError('end.totalLength', `is ${frame.totalLength} but ${request.received} bytes arrived`);
     }
-    const buffer = request.buffer!;
+    const buffer = request.buffer ?? new Uint8Array(0);
+    const pooled = this.options.buffers?.owns(buffer) === true;
+    // A pooled buffer is handed over as it is (the caller gives it back), unless the block
+    // turned out small: then its bytes are copied out and the buffer returns at once.
+    const keepPooled = pooled && request.received >= POOLED_BLOCK_MIN;
+    if (keepPooled) request.buffer = null;
     this.finishRequest(request);
-    request.resolve(buffer.length === request.received ? buffer : buffer.slice(0, request.received));
+    if (keepPooled) request.resolve(buffer.subarray(0, request.received));
+    else request.resolve(buffer.length === request.received && !pooled ? buffer : buffer.slice(0, request.received));
   }
 
   private onHaveFrame(ns: NamespaceId, hashes: readonly BlockHash[]): void {
@@ -392,6 +414,7 @@ export class PeerLink {
   private finishRequest(request: ClientRequest): void {
     this.requests.delete(request.id);
     request.cleanup();
+    if (request.buffer) this.options.buffers?.give(request.buffer);
     request.buffer = null;
     if (this.requests.size === 0 && this.stallTimer) {
       clearInterval(this.stallTimer);

@@ -117,6 +117,10 @@ export class PeerBlockSource implements BlockSource {
     }
   }
 
+  release(bytes: Uint8Array): void {
+    this.link.release(bytes);
+  }
+
   /** Block bytes received from this peer (before the scheduler's hash check). */
   get bytesReceived(): number {
     return this.throughput.bytes;

@@ -597,6 +597,8 @@ export class BlockScheduler {
       await Promise.all([...members.values()].map((member) => this.verifyAndStore(member, source, received.get(member.block.want.hash))));
     } finally {
       this.processingBytes -= bytes;
+      // Nothing refers to the bytes any more (the store keeps none): a source may reuse their buffer.
+      if (source.release) for (const block of received.values()) source.release(block);
     }
   }
 
@@ -605,8 +607,11 @@ export class BlockScheduler {
     const { want } = member.block;
     if (this.stopped || member.unwanted) return;
     if (!bytes) return this.fail(member, source, new BlockAbsentError(want.hash));
+    const length = bytes.length;
     try {
-      const actual = await this.options.sha256(bytes);
+      const { store } = this.options;
+      // A store that hashes and stores in one step (off this thread) stores only matching bytes.
+      const actual = store.putVerified ? await store.putVerified(want.hash, bytes) : await this.options.sha256(bytes);
       if (actual !== want.hash) {
         if (source.kind === 'peer' && !this.penalisedSources.has(source.id)) {
           this.penalise(source.id);
@@ -614,11 +619,11 @@ export class BlockScheduler {
         }
         throw new HashMismatchError(want.hash, actual);
       }
-      await this.options.store.putBlock(want.hash, bytes);
+      if (!store.putVerified) await store.putBlock(want.hash, bytes);
     } catch (error) {
       return this.fail(member, source, error);
     }
-    this.options.events.stored?.(want, bytes.length, source);
+    this.options.events.stored?.(want, length, source);
   }
 
   private fail(member: Member, source: BlockSource, error: unknown): void {

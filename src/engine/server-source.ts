@@ -1,4 +1,5 @@
 import { MAX_BLOCK_BATCH, type BlockHash, type NamespaceId } from '../protocol/index.ts';
+import type { BlockBufferPool } from './block-buffers.ts';
 import { ApiError, type ServerApi } from './server-api.ts';
 import type { BlockSource, WantedBlock } from './types.ts';
 
@@ -11,6 +12,8 @@ export class ServerBlockSource implements BlockSource {
   constructor(
     private readonly api: ServerApi,
     readonly maxInFlight = 4,
+    /** Buffers large blocks are read into, handed back through `release` (the browser's worker passes one). */
+    private readonly buffers: BlockBufferPool | null = null,
   ) {}
 
   /** Blocks per batch request; 1 (no batches) against a server without the batch route. */
@@ -23,7 +26,11 @@ export class ServerBlockSource implements BlockSource {
   }
 
   fetchBlock(want: WantedBlock, signal: AbortSignal): Promise<Uint8Array> {
-    return this.api.getBlock(want.ns, want.hash, signal);
+    return this.api.getBlock(want.ns, want.hash, signal, this.buffers ?? undefined);
+  }
+
+  release(bytes: Uint8Array): void {
+    this.buffers?.give(bytes);
   }
 
   /**

@@ -25,6 +25,13 @@ export interface LocalBlockStore {
   /** Stores bytes whose hash the caller has already verified. Idempotent. */
   putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void>;
   getBlock(hash: BlockHash): Promise<Uint8Array | null>;
+  /**
+   * Hashes `bytes` and stores them only if the hash is `hash`; resolves with the actual hash.
+   * Optional: a store that can do both off the caller's thread offers it (the browser's block
+   * writer), and the scheduler then uses it instead of its own hash and `putBlock`. The bytes
+   * may be unusable afterwards (their buffer handed over).
+   */
+  putVerified?(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash>;
 }
 
 /** Journal state of one namespace on this device: the file table and the cursors. */
@@ -84,6 +91,11 @@ export interface BlockSource {
    * Rejects when the request as a whole failed. Sources without it are never batched.
    */
   fetchBlocks?(wants: readonly WantedBlock[], signal: AbortSignal): Promise<Map<BlockHash, Uint8Array>>;
+  /**
+   * The scheduler is done with bytes this source returned (stored, refused or dropped): a
+   * source that read them into a reusable buffer may take it back.
+   */
+  release?(bytes: Uint8Array): void;
   /** Most blocks one fetchBlocks call may carry, read as a batch opens (a peer link has room for only so many requests). */
   readonly maxBatch?: number;
 }

@@ -8,8 +8,9 @@ import { makeTempDir, sha256OfFile, type E2eHarness, type TestServer } from '../
 import { createWorkspace, fileRow, joinWithLink, overallProgress, uploadThroughPicker, waitForRole } from '../e2e/ui.ts';
 import type { NetnsHarness } from '../netns/harness.ts';
 import { PseudoRandomFile } from '../support/pseudo-random-file.ts';
-import { PROCESS_TYPES, RssSampler, chromiumRss, markerSwitch, rssColumns, totalOf, type RssByType } from './chromium-rss.ts';
+import { PROCESS_TYPES, RssSampler, chromiumCpuSeconds, chromiumRss, markerSwitch, rssColumns, totalOf, type RssByType } from './chromium-rss.ts';
 import { measureRawChannel } from './raw-channel.ts';
+import { profileWorkers } from './worker-profiler.ts';
 import type { BigFileRow } from './flags.ts';
 import type { BenchRow } from './report.ts';
 
@@ -117,20 +118,37 @@ async function downloadFromServer(harness: E2eHarness, server: TestServer, sizeM
 
   const { browser, tag } = await measuredBrowser(harness);
   try {
+    // The baseline runs before and after the sync and the mean counts: load from others on
+    // this shared machine comes and goes over minutes, and one side alone may miss it. The run
+    // before is made from a tab of its own, closed before the sync: its discarded 4 MiB
+    // buffers leave about 190 MiB in its renderer that neither a garbage collection nor a
+    // memory-pressure signal returns (measured), and they are not the sync's memory. The run
+    // after is made from the page that synced.
+    const baselinePage = await browser.newPage();
+    await baselinePage.goto(`${server.origin}/`);
+    const fetchCpu = cpuMeter(tag);
+    const fetchBefore = await timePlainFetch(baselinePage, server, writer.namespaceId, writer.token, hashes);
+    const fetchCpuColumns = fetchCpu('fetch', fetchBefore);
+    log(`big-file: plain fetch of the same blocks, before (a tab of its own): ${fetchBefore.toFixed(1)} s`);
+    await baselinePage.close();
     const page = await browser.newPage();
     await page.goto(`${server.origin}/`);
     const idle = await idleRss(page, tag);
-    // The baseline runs before and after the sync and the mean counts: load from others on
-    // this shared machine comes and goes over minutes, and one side alone may miss it.
-    const fetchBefore = await timePlainFetch(page, server, writer.namespaceId, writer.token, hashes);
-    log(`big-file: plain fetch of the same blocks, before: ${fetchBefore.toFixed(1)} s`);
-    await page.waitForTimeout(SETTLE_MS);
+    log(`big-file: idle page RSS ${mib(totalOf(idle))} MiB: ${describeRss(idle)}`);
     const sampler = new RssSampler(tag);
     sampler.start();
+    const syncCpu = cpuMeter(tag);
+    // NEARSYNC_BENCH_PROFILE=PREFIX writes V8 CPU profiles of the page and the sync worker during the sync.
+    const profilePrefix = process.env.NEARSYNC_BENCH_PROFILE;
+    const profiler = profilePrefix ? await profileWorkers(browser.browser()!) : null;
     const started = performance.now();
     await joinWithLink(page, writer.inviteUrl, writer.namespaceId);
     await waitForSynced(page, 'big.bin', tag, log);
     const syncSeconds = (performance.now() - started) / 1000;
+    const syncCpuColumns = syncCpu('sync', syncSeconds);
+    for (const { file, top } of (await profiler?.stop(`${profilePrefix}-download`)) ?? []) {
+      log(`big-file: profile ${file}; heaviest self time:\n${top.map((t) => `  ${String(t.selfMs).padStart(7)} ms  ${t.fn}`).join('\n')}`);
+    }
     const peak = sampler.stop();
     log(`big-file: synced from the server in ${syncSeconds.toFixed(1)} s; RSS ${mib(totalOf(idle))} → peak ${mib(peak.total)} MiB`);
 
@@ -154,6 +172,8 @@ async function downloadFromServer(harness: E2eHarness, server: TestServer, sizeM
       byte_exact: exact ? 'yes' : 'NO',
       ...rssColumns(idle, peak),
       save_rss_growth_mib: mib(savePeak.total - totalOf(saveIdle)),
+      ...syncCpuColumns,
+      ...fetchCpuColumns,
     };
   } finally {
     await browser.close();
@@ -228,6 +248,28 @@ async function waitForUploadDone(page: Page, path: string, tag: string, log: Log
     if (Date.now() > deadline) throw new Error(`upload of ${path} not done after ${TRANSFER_TIMEOUT_MS / 1000} s`);
     await page.waitForTimeout(250);
   }
+}
+
+/**
+ * CPU seconds from now until the returned function is called, by the Chromium process types
+ * that do the work (renderer: page and sync worker; browser: storage and IPC; network) and by
+ * the server (this process: the bench idles meanwhile), and cores kept busy per wall second.
+ */
+function cpuMeter(tag: string): (label: string, wallSeconds: number) => Record<string, number> {
+  const before = chromiumCpuSeconds(tag);
+  const serverBefore = process.cpuUsage();
+  return (label, wallSeconds) => {
+    const after = chromiumCpuSeconds(tag);
+    const server = process.cpuUsage(serverBefore);
+    const round = (value: number) => Math.round(value * 10) / 10;
+    const columns: Record<string, number> = {};
+    let total = (server.user + server.system) / 1e6;
+    for (const type of ['renderer', 'browser', 'network'] as const) columns[`cpu_${label}_${type}_s`] = round(after[type] - before[type]);
+    for (const type of PROCESS_TYPES) total += Math.max(0, after[type] - before[type]);
+    columns[`cpu_${label}_server_s`] = round((server.user + server.system) / 1e6);
+    columns[`cpu_${label}_per_wall`] = Math.round((total / wallSeconds) * 100) / 100;
+    return columns;
+  };
 }
 
 /** Seconds for the page to GET the same blocks with fetch (FETCH_PARALLEL at once), discarding them. */

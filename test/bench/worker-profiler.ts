@@ -37,10 +37,11 @@ export async function profileWorkers(browser: Browser): Promise<WorkerProfiler> 
     if (message.id !== undefined) pending.get(message.id)?.(message.result);
   });
   const send = (sessionId: string, method: string, params: object = {}) =>
-    new Promise<unknown>((resolve) => {
+    new Promise<unknown>((resolve, reject) => {
       const id = nextId++;
       pending.set(id, resolve);
-      void session.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) });
+      // A target that went away meanwhile (a worker of a page that navigated) has no session.
+      session.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) }).catch(reject);
     });
   const attach = async (targetId: string, type: string) => {
     if (sessions.has(targetId)) return;
@@ -51,18 +52,19 @@ export async function profileWorkers(browser: Browser): Promise<WorkerProfiler> 
     await send(sessionId, 'Profiler.start');
   };
   session.on('Target.targetCreated', (event: { targetInfo: { targetId: string; type: string } }) => {
-    if (PROFILED.has(event.targetInfo.type)) void attach(event.targetInfo.targetId, event.targetInfo.type);
+    if (PROFILED.has(event.targetInfo.type)) attach(event.targetInfo.targetId, event.targetInfo.type).catch(() => {});
   });
   await session.send('Target.setDiscoverTargets', { discover: true });
   const { targetInfos } = (await session.send('Target.getTargets')) as { targetInfos: Array<{ targetId: string; type: string }> };
-  for (const info of targetInfos) if (PROFILED.has(info.type)) await attach(info.targetId, info.type);
+  for (const info of targetInfos) if (PROFILED.has(info.type)) await attach(info.targetId, info.type).catch(() => {});
 
   return {
     async stop(outputPrefix) {
       const results = [];
       let n = 0;
       for (const { sessionId, type } of sessions.values()) {
-        const { profile } = (await send(sessionId, 'Profiler.stop')) as { profile: Profile };
+        const stopped = (await send(sessionId, 'Profiler.stop').catch(() => null)) as { profile: Profile } | null;
+        const profile = stopped?.profile;
         if (!profile) continue;
         const file = `${outputPrefix}-${type}${n++}.cpuprofile`;
         await writeFile(file, JSON.stringify(profile));
