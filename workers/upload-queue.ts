@@ -34,6 +34,8 @@ export interface UploadQueueOptions {
 export const SMALL_FILE_MAX = 256 * 1024;
 /** What the page is shown: the running uploads plus this many waiting, finished and failed. */
 const SHOW_QUEUED = 20;
+/** How long a half-full batch waits for the next part of a drop before it goes anyway. */
+const PART_WAIT_MS = 1_000;
 /** Running uploads shown: a batch of small files runs a thousand at once. */
 const SHOW_RUNNING = 20;
 const KEEP_FINISHED = 100;
@@ -69,6 +71,10 @@ export class UploadQueue {
   private batchRunning = false;
   private nextId = 1;
   private readonly parents = new UploadParents();
+  /** Files a drop sent in parts has announced and not yet handed over, and when the last part came. */
+  private filesOwed = 0;
+  private lastPartAt = 0;
+  private partWait: ReturnType<typeof setTimeout> | null = null;
 
   /**
    * The server API, but block bodies are the stored blocks' disk-backed Files: a Blob made
@@ -114,7 +120,14 @@ export class UploadQueue {
       this.totals = emptyTotals();
       this.parents.clear();
     }
-    if (part?.first) this.totals.files += part.drop.files;
+    if (part?.first) {
+      this.totals.files += part.drop.files;
+      this.filesOwed += part.drop.files;
+    }
+    if (part) {
+      this.filesOwed = Math.max(0, this.filesOwed - inputs.length);
+      this.lastPartAt = performance.now();
+    }
     const accepted: { view: UploadView; file: File; path: FilePath }[] = [];
     for (const { file, path } of inputs) {
       const view: UploadView = { id: this.nextId++, path, size: file.size, bytesHashed: 0, bytesUploaded: 0, state: 'queued' };
@@ -151,13 +164,31 @@ export class UploadQueue {
         this.drain();
       });
     }
-    if (!this.batchRunning && this.small.length > 0) {
+    if (!this.batchRunning && this.small.length > 0 && !this.waitForMoreParts()) {
       this.batchRunning = true;
       void this.runBatch(this.takeBatch()).finally(() => {
         this.batchRunning = false;
         this.drain();
       });
     }
+  }
+
+  /**
+   * While a drop's parts are still arriving, a batch waits until it is full (rather than
+   * committing the first few dozen files on their own), unless the parts stop coming.
+   */
+  private waitForMoreParts(): boolean {
+    if (this.filesOwed === 0) return false;
+    const sinceLastPart = performance.now() - this.lastPartAt;
+    if (sinceLastPart >= PART_WAIT_MS) return false;
+    let bytes = 0;
+    for (let i = 0; i < this.small.length && i < SMALL_FILE_BATCH_FILES; i++) bytes += this.small[i].file.size;
+    if (this.small.length >= SMALL_FILE_BATCH_FILES || bytes >= SMALL_FILE_BATCH_BYTES) return false;
+    this.partWait ??= setTimeout(() => {
+      this.partWait = null;
+      this.drain();
+    }, PART_WAIT_MS - sinceLastPart);
+    return true;
   }
 
   private takeBatch(): Queued[] {
