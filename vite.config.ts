@@ -1,10 +1,20 @@
 import { defineConfig } from 'vite';
 
-// The web app: index.html at the top, UI in src/app, the sync worker in workers/.
+// The web app: index.html at the top, UI in src/app, the sync worker in workers/, and the
+// service worker built to /sw.js (a fixed name at the top: its scope must cover /w/).
 export default defineConfig({
   root: '.',
   publicDir: 'public',
-  build: { outDir: 'dist', emptyOutDir: true, target: 'es2022', sourcemap: true },
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    target: 'es2022',
+    sourcemap: true,
+    rollupOptions: {
+      input: { index: 'index.html', sw: 'workers/service-worker.ts' },
+      output: { entryFileNames: (chunk) => (chunk.name === 'sw' ? 'sw.js' : 'assets/[name]-[hash].js') },
+    },
+  },
   worker: { format: 'es' },
   server: {
     proxy: {

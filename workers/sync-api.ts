@@ -1,4 +1,4 @@
-import type { BridgeReadOut, BridgeReadReply, DeletedFilesResponse, HistoryResponse, NamespaceId } from '../src/protocol/index.ts';
+import type { BlockHash, BridgeReadOut, BridgeReadReply, DeletedFilesResponse, HistoryResponse, NamespaceId } from '../src/protocol/index.ts';
 
 /**
  * The sync worker's interface as the UI sees it through comlink. The UI never touches
@@ -249,6 +249,18 @@ export interface SyncWorkerApi {
   bridgeRead(ns: NamespaceId, read: BridgeReadOut): Promise<BridgeReadReply>;
   /** This page's peer id on the relay (it changes when the relay connection is renewed). */
   setSelfPeerId(ns: NamespaceId, peerId: string): Promise<void>;
+  /**
+   * Serves one read of a file URL (`/w/<ns>/file/<path>`) from the service worker on `port`
+   * (messages in file-read-messages.ts): Range to blocks, missing blocks fetched first.
+   */
+  serveFileReads(port: MessagePort): Promise<void>;
+  /**
+   * Priority fetch: these blocks of `ns` before anything the background sync wants (peers that
+   * hold them, else the server), verified and stored; resolves once all are stored, rejects
+   * when one cannot be had. In the worker, WorkspaceSession.fetchBlocksNow(wants, signal)
+   * takes an AbortSignal and the blocks' journal entries (which peers can serve them).
+   */
+  fetchBlocksNow(ns: NamespaceId, hashes: BlockHash[]): Promise<void>;
   /** Forgets the workspace on this device (blocks other workspaces use are kept). */
   forget(ns: NamespaceId): Promise<void>;
 }

@@ -1,7 +1,7 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
-import { DEFAULT_PEER_LABEL, describeError, inviteFromLink, parseBridgeReadOut, parseCursor, parseDeviceLabel, parseFilePath, parseNamespaceId, type BlockHash, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import { DEFAULT_PEER_LABEL, describeError, parseBlockHash, inviteFromLink, parseBridgeReadOut, parseCursor, parseDeviceLabel, parseFilePath, parseNamespaceId, type BlockHash, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
 import { fetchVersionBlocks } from '../src/engine/version-blocks.ts';
 import { sha256 } from './web-crypto.ts';
 import { BlockFiles } from './block-files.ts';
@@ -11,6 +11,10 @@ import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
 import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
 import { WorkspaceSession } from './workspace-session.ts';
+import { serveFileRead } from './file-reads.ts';
+import { expectedBlockSize } from '../src/engine/block-layout.ts';
+import { fetchFromServerNow } from '../src/engine/server-fetch-now.ts';
+import type { FileRecord, WantedBlock } from '../src/engine/types.ts';
 
 /**
  * The sync worker: owns IndexedDB, the tokens, the engine and every block byte. The UI
@@ -252,12 +256,45 @@ const api: SyncWorkerApi = {
     (await sessionFor(parseNamespaceId(ns))).setSelfPeerId(peerId);
   },
 
+  async serveFileReads(port: MessagePort) {
+    if (!(port instanceof MessagePort)) throw new Error('serveFileReads needs a MessagePort');
+    const { registry, state, blocks } = ready();
+    serveFileRead(port, {
+      lookup: async (ns, path) => {
+        if (!(await registry.get(ns))) return 'unknown-workspace';
+        const session = sessions.get(ns);
+        return (session ? await session.fileRecord(path) : await state.file(ns, path)) ?? null;
+      },
+      fetchNow: (ns, file, indexes, signal) => fetchNow(ns, blockWants(ns, file, indexes), signal),
+      blob: (hash) => blocks.getBlob(hash),
+      complete: async (file) => (await blocks.hasBlocks(file.blocks)).size === new Set(file.blocks).size,
+    });
+  },
+
+  async fetchBlocksNow(ns: NamespaceId, hashes: BlockHash[]) {
+    const id = parseNamespaceId(ns);
+    const checked = hashes.map((hash) => parseBlockHash(hash));
+    const sjid = sessions.get(id)?.knownCursor ?? (await ready().registry.get(id))?.cursor ?? 0;
+    await fetchNow(id, checked.map((hash) => ({ ns: id, hash, sjid, sizeHint: 0 })));
+  },
+
   async forget(ns: NamespaceId) {
     const id = parseNamespaceId(ns);
     await api.close(id);
     await ready().registry.forget(id);
   },
 };
+
+/** The session's priority fetch when the workspace is open in this tab, else straight from the server. */
+async function fetchNow(ns: NamespaceId, wants: WantedBlock[], signal?: AbortSignal): Promise<void> {
+  const session = sessions.get(ns);
+  if (session) return session.fetchBlocksNow(wants, signal);
+  return fetchFromServerNow(ns, wants.map((want) => want.hash), await apiFor(ns), ready().blocks, sha256, signal);
+}
+
+function blockWants(ns: NamespaceId, file: FileRecord, indexes: number[]): WantedBlock[] {
+  return indexes.map((index) => ({ ns, hash: file.blocks[index], sjid: file.sjid, sizeHint: expectedBlockSize(file.size, file.blocks.length, index) }));
+}
 
 /** The blocks as one Blob, composed by reference (never copied into one buffer); null when one is not stored. */
 async function composeBlob(blocks: IdbBlockStore, hashes: readonly BlockHash[]): Promise<Blob | null> {

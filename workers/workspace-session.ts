@@ -5,7 +5,8 @@ import { CommitConflictError } from '../src/engine/commit-conflict.ts';
 import type { ConditionalCommits } from '../src/engine/conflict-copies.ts';
 import { restoreVersion } from '../src/engine/restore-version.ts';
 import { commitWithBlocks } from '../src/engine/uploader.ts';
-import type { BlockSource, FileRecord } from '../src/engine/types.ts';
+import type { BlockSource, FileRecord, WantedBlock } from '../src/engine/types.ts';
+import { fetchFromServerNow } from '../src/engine/server-fetch-now.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
 import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
@@ -161,6 +162,21 @@ export class WorkspaceSession {
   /** A live file's record: from the running engine when this tab leads, else read from storage. */
   async fileRecord(path: FilePath): Promise<FileRecord | undefined> {
     return this.engine?.file(path) ?? (await this.deps.state.file(this.namespaceId, path));
+  }
+
+  /**
+   * Makes these blocks present before the background sync's (NamespaceSync.fetchBlocksNow):
+   * through the engine when this tab leads (peers first, then the server), else straight
+   * from the server (another tab's engine is not reachable from here).
+   */
+  fetchBlocksNow(wants: readonly WantedBlock[], signal?: AbortSignal): Promise<void> {
+    if (this.engine) return this.engine.fetchBlocksNow(wants, signal);
+    return fetchFromServerNow(this.namespaceId, wants.map((want) => want.hash), this.deps.api, this.deps.blocks, sha256, signal);
+  }
+
+  /** The newest journal entry this tab knows: every live block is covered by it (a want's sjid when its file is not known). */
+  get knownCursor(): number {
+    return this.engine?.cursor ?? this.shared.cursor;
   }
 
   /**

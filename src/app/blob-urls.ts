@@ -1,3 +1,4 @@
+import { inlineTypeFor } from '../protocol/served-types.ts';
 import { baseName } from './format.ts';
 
 // Long enough for a download or a new tab to read the blob, short enough not to pin memory.
@@ -9,35 +10,10 @@ function revokeLater(url: string): void {
 
 /**
  * A blob: URL runs with this page's origin, so a teammate's HTML or SVG opened inline could
- * script this origin. Only types that cannot run script are shown inline; the rest download.
+ * script this origin. Only types that cannot run script are shown inline; the rest download
+ * (src/protocol/served-types.ts).
  */
-const TEXT = 'text/plain;charset=utf-8';
-const INLINE_TYPES: Record<string, string> = {
-  txt: TEXT,
-  md: TEXT,
-  csv: TEXT,
-  log: TEXT,
-  json: TEXT,
-  png: 'image/png',
-  jpg: 'image/jpeg',
-  jpeg: 'image/jpeg',
-  gif: 'image/gif',
-  webp: 'image/webp',
-  avif: 'image/avif',
-  pdf: 'application/pdf',
-  mp3: 'audio/mpeg',
-  wav: 'audio/wav',
-  ogg: 'audio/ogg',
-  mp4: 'video/mp4',
-  webm: 'video/webm',
-};
-
-export function inlineTypeFor(path: string): string {
-  const name = baseName(path);
-  const dot = name.lastIndexOf('.');
-  const extension = dot > 0 ? name.slice(dot + 1).toLowerCase() : '';
-  return INLINE_TYPES[extension] ?? 'application/octet-stream';
-}
+export { inlineTypeFor };
 
 /**
  * Opens the tab synchronously, while the click still counts as a user gesture, and points

@@ -12,6 +12,8 @@ export interface FileActions {
   remove(path: string): Promise<void>;
   /** Opens the file's Versions panel. */
   versions(path: string): void;
+  /** Whether Open works before the file is synced (its file URL fetches what it needs first). */
+  opensUnsynced?(): boolean;
 }
 
 const STATUS_LABELS: Record<FileSyncStatus, string> = {
@@ -85,7 +87,7 @@ export class FileRow {
     if (last?.status !== file.status) {
       setAttribute(this.element, 'data-status', file.status);
       const synced = file.status === 'synced';
-      this.openButton.disabled = !synced;
+      this.openButton.disabled = !synced && !this.actions.opensUnsynced?.();
       this.saveButton.disabled = !synced;
       this.progress.element.hidden = synced;
     }

@@ -9,6 +9,7 @@ import { Router, workspacePath, type Route } from './router.ts';
 import { isSecureEnough } from './secure-context.ts';
 import { Shell } from './shell.ts';
 import { startSyncWorker, type SyncApi } from './sync-client.ts';
+import { startFileUrls } from './file-urls.ts';
 import { workspacePage } from './workspace-page.ts';
 
 const root = document.getElementById('app');
@@ -25,6 +26,7 @@ async function start(shell: Shell): Promise<void> {
   let api: SyncApi;
   try {
     api = await startSyncWorker();
+    startFileUrls(api);
   } catch (error) {
     shell.show(
       messagePage({

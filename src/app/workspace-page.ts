@@ -1,7 +1,8 @@
 import * as Comlink from 'comlink';
 import type { WorkspaceView } from '../../workers/sync-api.ts';
-import type { NamespaceId } from '../protocol/index.ts';
+import { fileUrlPath, parseFilePath, type NamespaceId } from '../protocol/index.ts';
 import { openBlobInNewTab, saveBlob } from './blob-urls.ts';
+import { fileUrlsReady } from './file-urls.ts';
 import { h, setText } from './dom.ts';
 import type { PickedFile } from './dropped-files.ts';
 import { DropZone } from './drop-zone.ts';
@@ -66,7 +67,12 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     restoreVersion: (path, sjid) => api.restoreVersion(namespaceId, path, sjid),
   };
   const actions: FileActions = {
-    open: (path) => openBlobInNewTab(path, () => api.fileBlob(namespaceId, path)),
+    // The file URL streams from the service worker (Range, unsynced blocks fetched first); the blob: URL is the fallback.
+    open: async (path) => {
+      if (fileUrlsReady()) window.open(fileUrlPath(namespaceId, parseFilePath(path)), '_blank', 'noopener');
+      else await openBlobInNewTab(path, () => api.fileBlob(namespaceId, path));
+    },
+    opensUnsynced: fileUrlsReady,
     save: async (path) => saveBlob(path, await api.fileBlob(namespaceId, path)),
     rename: (from, to) => api.rename(namespaceId, from, to),
     remove: (path) => api.remove(namespaceId, path),

@@ -6,7 +6,8 @@ import { LiveBlocks, type WantDelta } from './live-blocks.ts';
 import { RateMeter } from './rate-meter.ts';
 import { isStorageFull, type StorageFullState } from './storage-full.ts';
 import { BlockScheduler } from './scheduler.ts';
-import type { BlockSource, FileRecord, JournalClient, LocalBlockStore, Sha256, SyncStateStore } from './types.ts';
+import { isTransient } from './server-api.ts';
+import type { BlockSource, FileRecord, JournalClient, LocalBlockStore, Sha256, SyncStateStore, WantedBlock } from './types.ts';
 
 export interface NamespaceSyncOptions {
   ns: NamespaceId;
@@ -106,6 +107,8 @@ export class NamespaceSync {
   private readonly scheduler: BlockScheduler;
   private readonly now: () => number;
   private journalLoop: Promise<void> | null = null;
+  /** Readers waiting for blocks (fetchBlocksNow), by block. */
+  private readonly readers = new Map<BlockHash, Set<BlockReader>>();
 
   constructor(private readonly options: NamespaceSyncOptions) {
     this.now = options.now ?? (() => Date.now());
@@ -127,6 +130,7 @@ export class NamespaceSync {
         },
         failed: (want, source, error) => {
           this.noteFilesOf(want.hash);
+          this.failReaders(want.hash, source, error);
           if (isStorageFull(error)) void this.pauseForStorage();
           else if (error instanceof BlockStoreError) this.error = `Could not store on this device: ${error.message}`;
           else if (source.kind === 'server') this.error = `Could not fetch from the server: ${messageOf(error)}`;
@@ -149,9 +153,71 @@ export class NamespaceSync {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const set of this.readers.values()) for (const reader of set) reader.reject(new Error('syncing of this workspace stopped'));
+    this.readers.clear();
     if (this.storageTimer) clearTimeout(this.storageTimer);
     this.pollAbort.abort();
     await Promise.all([this.scheduler.stop(), this.journalLoop]);
+  }
+
+  /**
+   * Makes these blocks present before anything else: the ones not stored yet are fetched
+   * first (peers that hold them, else the server), past the background sync, each verified
+   * against its hash and stored as usual. Resolves once all are stored. Rejects when the
+   * server refuses one outright (gone from the journal, not allowed), when one cannot be
+   * stored, when the engine stops, or with `signal`'s reason (the reader went away: the
+   * blocks go back to the background order).
+   */
+  async fetchBlocksNow(wants: readonly WantedBlock[], signal?: AbortSignal): Promise<void> {
+    if (wants.length === 0) return;
+    const present = await this.options.blocks.hasBlocks(wants.map((want) => want.hash));
+    const missing = wants.filter((want) => !present.has(want.hash));
+    if (missing.length === 0) return;
+    signal?.throwIfAborted();
+    if (this.stopped) throw new Error('syncing of this workspace stopped');
+    const mine: Array<[BlockHash, BlockReader]> = [];
+    const waits = missing.map(
+      (want) =>
+        new Promise<void>((resolve, reject) => {
+          const reader = { resolve, reject };
+          let set = this.readers.get(want.hash);
+          if (!set) this.readers.set(want.hash, (set = new Set()));
+          set.add(reader);
+          mine.push([want.hash, reader]);
+        }),
+    );
+    const giveUp = () => {
+      const abandoned: BlockHash[] = [];
+      for (const [hash, reader] of mine) {
+        const set = this.readers.get(hash);
+        if (!set?.delete(reader)) continue;
+        reader.reject(signal?.reason ?? new Error('the read was cancelled'));
+        if (set.size === 0) {
+          this.readers.delete(hash);
+          abandoned.push(hash);
+        }
+      }
+      this.scheduler.unprioritise(abandoned);
+    };
+    signal?.addEventListener('abort', giveUp, { once: true });
+    this.scheduler.prioritise(missing);
+    try {
+      await Promise.all(waits);
+    } finally {
+      signal?.removeEventListener('abort', giveUp);
+    }
+  }
+
+  /** A fetch a reader waits for failed: the reader is told when no source is left to ask. */
+  private failReaders(hash: BlockHash, source: BlockSource, error: unknown): void {
+    const set = this.readers.get(hash);
+    if (!set) return;
+    const final = isStorageFull(error) || error instanceof BlockStoreError || (source.kind === 'server' && !isTransient(error));
+    if (!final) return;
+    this.readers.delete(hash);
+    this.scheduler.unprioritise([hash]);
+    const reason = new Error(`could not fetch block ${hash.slice(0, 12)}…: ${messageOf(error)}`, { cause: error });
+    for (const reader of set) reader.reject(reason);
   }
 
   /** New sources (peers) are usable: start fetches that were waiting for one. */
@@ -416,6 +482,11 @@ export class NamespaceSync {
   }
 
   private onBlockStored(hash: BlockHash, bytes: number, source: BlockSource): void {
+    const readers = this.readers.get(hash);
+    if (readers) {
+      this.readers.delete(hash);
+      for (const reader of readers) reader.resolve();
+    }
     const now = this.now();
     const paths = this.live.stored(hash);
     for (const path of paths) {
@@ -445,6 +516,11 @@ export class NamespaceSync {
     this.options.onSynced?.(cursor);
     this.options.onChange?.();
   }
+}
+
+interface BlockReader {
+  resolve(): void;
+  reject(reason: unknown): void;
 }
 
 const MAX_JOURNAL_PAGE = 1000;

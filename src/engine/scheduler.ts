@@ -68,6 +68,8 @@ interface ActiveRequest {
   settled: Promise<void>;
   /** Its slot is free again (the answer arrived; hashing and storing go on without it). */
   released: boolean;
+  /** A block a reader waits for (prioritise): its source takes no background request meanwhile. */
+  urgent: boolean;
 }
 
 /** A batch being filled during one pump, its slot already reserved. */
@@ -111,6 +113,9 @@ const DEFAULT_BATCH_BLOCK_MAX_BYTES = 256 * 1024;
 const DEFAULT_MAX_BATCH_BLOCKS = 256;
 const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
 
+/** Ranks of urgent blocks: below every background rank, first asked first served. */
+const URGENT_RANK_BASE = -Number.MAX_SAFE_INTEGER;
+
 const byRank = (a: QueueEntry, b: QueueEntry) => a.block.rank < b.block.rank;
 const byTime = (a: QueueEntry, b: QueueEntry) => a.block.notBefore < b.block.notBefore;
 
@@ -150,6 +155,11 @@ export class BlockScheduler {
   private continueTimer: ReturnType<typeof setTimeout> | null = null;
   private idleWaiters: Array<() => void> = [];
   private stopped = false;
+  /** Blocks a reader waits for (prioritise), until stored or given up. */
+  private urgent = new Set<BlockHash>();
+  private urgentSeq = 0;
+  /** Urgent requests in flight per source: while any, the source starts no background request. */
+  private urgentBySource = new Map<string, number>();
   private readonly now: () => number;
   private readonly batchBlockMaxBytes: number;
   private readonly maxBatchBlocks: number;
@@ -168,10 +178,15 @@ export class BlockScheduler {
     for (const want of wanted) {
       if (this.rewant(want.hash) || next.has(want.hash)) continue;
       const block = this.pending.get(want.hash) ?? newBlock(want);
-      block.rank = next.size;
+      if (!this.urgent.has(want.hash)) block.rank = next.size;
       next.set(want.hash, block);
     }
-    const stillWanted = new Set(wanted.map((want) => want.hash));
+    // A block a reader waits for stays wanted until it is stored or the reader gives up.
+    for (const hash of this.urgent) {
+      const block = this.pending.get(hash);
+      if (block && !next.has(hash)) next.set(hash, block);
+    }
+    const stillWanted = new Set([...wanted.map((want) => want.hash), ...this.urgent]);
     this.dropActive([...this.active.keys()].filter((hash) => !stillWanted.has(hash)));
     this.pending = next;
     this.nextRank = next.size;
@@ -184,7 +199,13 @@ export class BlockScheduler {
       if (block.notBefore > now) this.backoff.push(entry);
       else ready.push(entry);
     }
-    this.ready = new MinHeap<QueueEntry>(byRank, ready);
+    if (this.urgent.size === 0) {
+      this.ready = new MinHeap<QueueEntry>(byRank, ready);
+    } else {
+      // Urgent ranks sit below the list's own order: heapify one by one.
+      this.ready = new MinHeap<QueueEntry>(byRank);
+      for (const entry of ready) this.ready.push(entry);
+    }
     this.recheck = [];
     this.parked.clear();
     this.unclaimed = new MinHeap<QueueEntry>(byRank);
@@ -203,10 +224,62 @@ export class BlockScheduler {
     this.pump();
   }
 
+  /**
+   * A reader waits for these blocks (a Range read of a file not synced yet): they go before
+   * every other block, each starts at once even past the request caps, on a peer that claims
+   * it if any (else the server), and while one is in flight its source's background requests
+   * step aside (back to the queue, as yieldFetch) and it takes no new ones, so the reader gets
+   * the link to itself. Blocks not wanted yet are added. They stay urgent until stored
+   * (`stored` fires as for any block) or `unprioritise`.
+   */
+  prioritise(wants: readonly WantedBlock[]): void {
+    for (const want of wants) {
+      this.urgent.add(want.hash);
+      if (this.rewant(want.hash)) {
+        this.promote(this.active.get(want.hash)!);
+        continue;
+      }
+      let block = this.pending.get(want.hash);
+      if (!block) {
+        block = newBlock(want);
+        this.pending.set(want.hash, block);
+      }
+      block.rank = URGENT_RANK_BASE + this.urgentSeq++;
+      // A reader is waiting: no backoff left over from background failures.
+      block.notBefore = 0;
+      this.enqueue(block);
+    }
+    this.pump();
+  }
+
+  /** The reader gave up on these blocks: they go back to the background order (if still wanted at all). */
+  unprioritise(hashes: readonly BlockHash[]): void {
+    for (const hash of hashes) {
+      if (!this.urgent.delete(hash)) continue;
+      const block = this.pending.get(hash);
+      if (!block) continue;
+      block.rank = this.nextRank++;
+      this.enqueue(block);
+    }
+    this.pump();
+  }
+
+  /** A background request already carrying an urgent block: its source now serves it alone. */
+  private promote(request: ActiveRequest): void {
+    if (request.urgent || request.released) return;
+    request.urgent = true;
+    this.urgentBySource.set(request.source.id, (this.urgentBySource.get(request.source.id) ?? 0) + 1);
+    this.yieldBackground(request.source);
+  }
+
   /** Stops wanting these blocks: queued ones are forgotten, fetches of them stop. */
   removeWanted(hashes: readonly BlockHash[]): void {
     // Queue entries of a forgotten block are recognised as stale when they come up.
-    for (const hash of hashes) this.pending.delete(hash);
+    for (const hash of hashes) {
+      // A block a reader waits for is fetched all the same (a file removed mid-read).
+      if (this.urgent.has(hash)) continue;
+      this.pending.delete(hash);
+    }
     this.dropActive(hashes);
     this.pump();
   }
@@ -307,6 +380,7 @@ export class BlockScheduler {
     this.releaseDue(now);
     const sources = this.options.sources().filter((source) => !this.penalisedSources.has(source.id));
     const batches = new Map<string, OpenBatch>();
+    if (this.urgent.size > 0) this.startUrgent(sources, now);
     let looked = 0;
     for (;;) {
       const atCap = this.requestsInFlight >= this.options.maxInFlight || this.processingBytes >= MAX_PROCESSING_BYTES;
@@ -319,6 +393,11 @@ export class BlockScheduler {
       }
       const block = this.takeNext();
       if (!block) break;
+      if (this.urgent.has(block.want.hash)) {
+        // Urgent blocks are started by startUrgent on every pump, not from the queues.
+        looked += 1;
+        continue;
+      }
       const choice = this.chooseSource(block, sources, batches, atCap);
       if (choice === 'retry-later') {
         looked += 1;
@@ -424,7 +503,50 @@ export class BlockScheduler {
   }
 
   private hasCapacity(source: BlockSource): boolean {
+    // A source serving a reader's urgent block takes no background request until it is done.
+    if ((this.urgentBySource.get(source.id) ?? 0) > 0) return false;
     return (this.loadBySource.get(source.id) ?? 0) < source.maxInFlight;
+  }
+
+  /**
+   * Starts every urgent block that can start now, each alone (no batch), past the caps: a
+   * peer that claims it and has not failed it, else the server. The few blocks a reader
+   * asks for at once bound what this adds to the load.
+   */
+  private startUrgent(sources: readonly BlockSource[], now: number): void {
+    for (const hash of this.urgent) {
+      const block = this.pending.get(hash);
+      if (!block || block.notBefore > now) continue;
+      const able = sources.filter((source) => source.canServe(block.want));
+      let untried = able.filter((source) => !block.tried.has(source.id));
+      if (able.length === 0) continue;
+      if (untried.length === 0) {
+        // Every source failed it once: a new round after a short backoff (a reader is waiting).
+        block.tried.clear();
+        block.notBefore = now + Math.min(MAX_BACKOFF_MS, 250 * 2 ** Math.min(block.attempts, 6));
+        this.enqueue(block);
+        continue;
+      }
+      const peers = untried.filter((source) => source.kind === 'peer');
+      untried = peers.length > 0 ? peers : untried;
+      let best = untried[0];
+      for (const source of untried) if ((source.bytesPerSecond?.() ?? 0) > (best.bytesPerSecond?.() ?? 0)) best = source;
+      this.yieldBackground(best);
+      this.reserveSlot(best);
+      this.urgentBySource.set(best.id, (this.urgentBySource.get(best.id) ?? 0) + 1);
+      this.startRequest(best, [block], true);
+    }
+  }
+
+  /** Background requests on `source` go back to the queue (not counted as failures): a reader needs the link. */
+  private yieldBackground(source: BlockSource): void {
+    for (const [hash, request] of this.active) {
+      if (request.source.id !== source.id || request.urgent || request.released) continue;
+      const member = request.members.get(hash)!;
+      if (member.unwanted || member.yielded) continue;
+      member.yielded = true;
+      this.abortIfAbandoned(request, new Error('a read of this device needs the source first'));
+    }
   }
 
   private reserveSlot(source: BlockSource): void {
@@ -540,9 +662,9 @@ export class BlockScheduler {
   // ------------------------------------------------------------ fetching
 
   /** Sends one request for `blocks` (one block: fetchBlock; more: fetchBlocks). Its slot is reserved already. */
-  private startRequest(source: BlockSource, blocks: PendingBlock[]): void {
+  private startRequest(source: BlockSource, blocks: PendingBlock[], urgent = false): void {
     const controller = new AbortController();
-    const request: ActiveRequest = { source, controller, members: new Map(), settled: Promise.resolve(), released: false };
+    const request: ActiveRequest = { source, controller, members: new Map(), settled: Promise.resolve(), released: false, urgent };
     for (const block of blocks) {
       this.pending.delete(block.want.hash);
       request.members.set(block.want.hash, { block, unwanted: false, yielded: false });
@@ -568,6 +690,18 @@ export class BlockScheduler {
     request.released = true;
     this.requestsInFlight -= 1;
     this.loadBySource.set(request.source.id, (this.loadBySource.get(request.source.id) ?? 1) - 1);
+    if (request.urgent) {
+      const left = (this.urgentBySource.get(request.source.id) ?? 1) - 1;
+      this.urgentBySource.set(request.source.id, left);
+      // Everything that waited for the source while it served urgent blocks is looked at again
+      // (a freed slot unparks one block; the urgent fetch held back all of the source's slots).
+      const waiting = left === 0 ? this.parked.get(request.source.id) : undefined;
+      if (waiting) {
+        this.parked.delete(request.source.id);
+        this.recheck.push(waiting);
+        this.boundRecheck();
+      }
+    }
     this.unpark(request.source);
   }
 
@@ -623,6 +757,7 @@ export class BlockScheduler {
     } catch (error) {
       return this.fail(member, source, error);
     }
+    this.urgent.delete(want.hash);
     this.options.events.stored?.(want, length, source);
   }
 

@@ -18,3 +18,6 @@ export * from './display-label.ts';
 export * from './history.ts';
 export * from './conflict-name.ts';
 export * from './deleted-files.ts';
+export * from './file-url.ts';
+export * from './byte-range.ts';
+export * from './served-types.ts';
