@@ -7,6 +7,7 @@ import { netnsSupport } from '../netns/netns.ts';
 import { benchAppTransfer } from './app-transfer.ts';
 import { benchBigFile, benchBigFileFromPeer } from './big-file.ts';
 import { benchBlockBatch } from './block-batch.ts';
+import { benchRangeReadFromPeer, benchRangeReadFromServer } from './range-read.ts';
 import { parseBenchFlags, type Scenario } from './flags.ts';
 import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
 import { benchManyFiles } from './many-files.ts';
@@ -165,6 +166,33 @@ if (wants('block-batch')) {
     log(`block-batch: ${flags.blocks} small blocks through POST /api/v1/ns/:ns/blocks, server(s) from ${roots.join(', ')}`);
     groups.push(await benchBlockBatch(roots, flags.blocks, flags.repeats, log));
   });
+}
+
+if (wants('range-read')) {
+  const sizeMiB = flags.sizeMiB ?? BIG_FILE_DEFAULT_MIB;
+  const rows: BenchRow[] = [];
+  await attempt('range-read', async () => {
+    log(`range-read: 1 MiB Range reads of a ${sizeMiB} MiB file not synced yet, server capped at ${flags.egressMbps} Mbit/s`);
+    const harness = await E2eHarness.start();
+    try {
+      rows.push(await benchRangeReadFromServer(harness, sizeMiB, (flags.egressMbps * 1e6) / 8, log));
+    } finally {
+      await harness.close();
+    }
+  });
+  const support = netnsSupport();
+  if (!support.ok) log(`range-read from a peer needs network namespaces: ${support.reason}`);
+  else {
+    await attempt('range-read peer', async () => {
+      const harness = await NetnsHarness.start();
+      try {
+        rows.push(await benchRangeReadFromPeer(harness, sizeMiB, log));
+      } finally {
+        await harness.close();
+      }
+    });
+  }
+  if (rows.length > 0) groups.push(rows);
 }
 
 for (const row of groups.flat()) console.log(JSON.stringify(row));
