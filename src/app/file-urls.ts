@@ -1,4 +1,7 @@
 import * as Comlink from 'comlink';
+import { parseFileUrlPath } from '../protocol/index.ts';
+import { loadingPage, messagePage } from './message-page.ts';
+import type { Page } from './page.ts';
 import type { SyncApi } from './sync-client.ts';
 
 /**
@@ -23,4 +26,37 @@ export function startFileUrls(api: SyncApi): void {
 /** Whether file URLs work in this page right now (the service worker controls it). */
 export function fileUrlsReady(): boolean {
   return 'serviceWorker' in navigator && navigator.serviceWorker.controller !== null;
+}
+
+const RELOADED_KEY = 'nearsync:file-url-reloaded';
+
+/**
+ * The app itself was served at a file URL: the service worker did not answer it (this is the
+ * browser's first visit, so it was not installed yet, or a hard reload bypassed it). Once it
+ * controls the origin, one reload lets it answer; if it still does not, say why.
+ */
+export async function fileUrlWithoutServiceWorker(): Promise<Page> {
+  const target = (() => {
+    try {
+      return parseFileUrlPath(location.pathname);
+    } catch {
+      return null;
+    }
+  })();
+  if ('serviceWorker' in navigator && sessionStorage.getItem(RELOADED_KEY) !== location.pathname) {
+    sessionStorage.setItem(RELOADED_KEY, location.pathname);
+    const ready = await Promise.race([navigator.serviceWorker.ready.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000))]);
+    if (ready) {
+      location.reload();
+      return loadingPage('Opening the file…');
+    }
+  }
+  sessionStorage.removeItem(RELOADED_KEY);
+  const workspace = target ? `/w/${target.ns}` : '/';
+  return messagePage({
+    title: 'This file could not be opened here',
+    body: `File addresses are answered inside this browser, from a workspace it has joined, by the app's service worker${'serviceWorker' in navigator ? ', which did not start' : ', which this browser does not have'}. Open the workspace (${workspace}), then open the file from its list.`,
+    testId: 'file-url-unavailable',
+    tone: 'error',
+  });
 }

@@ -1,5 +1,5 @@
 import './styles.css';
-import type { NamespaceId } from '../protocol/index.ts';
+import { looksLikeFileUrlPath, type NamespaceId } from '../protocol/index.ts';
 import { homePage } from './home-page.ts';
 import { insecureContextNotice } from './insecure-context.ts';
 import { joinFromLocation } from './join.ts';
@@ -9,7 +9,7 @@ import { Router, workspacePath, type Route } from './router.ts';
 import { isSecureEnough } from './secure-context.ts';
 import { Shell } from './shell.ts';
 import { startSyncWorker, type SyncApi } from './sync-client.ts';
-import { startFileUrls } from './file-urls.ts';
+import { fileUrlWithoutServiceWorker, startFileUrls } from './file-urls.ts';
 import { workspacePage } from './workspace-page.ts';
 
 const root = document.getElementById('app');
@@ -69,6 +69,11 @@ async function start(shell: Shell): Promise<void> {
   window.addEventListener('hashchange', () => {
     if (location.hash.includes('invite=')) void followInvite();
   });
+
+  if (looksLikeFileUrlPath(location.pathname)) {
+    shell.show(await fileUrlWithoutServiceWorker());
+    return;
+  }
 
   if (location.hash.includes('invite=')) {
     router.start({ showCurrent: false });

@@ -257,6 +257,16 @@ describe('file URLs served by the service worker', () => {
     expect(post.status).toBe(405);
   }, 60_000);
 
+  it('on a first visit to a file URL, installs the service worker and lets it answer (here: no page of the app is open)', async () => {
+    const fresh = await (await harness.newBrowser()).newPage();
+    const answered = fresh.waitForResponse((response: PwResponse) => response.url().includes('/file/') && response.status() === 503, { timeout: 30_000 });
+    await fresh.goto(`${server.origin}${fileUrl('docs/a b ü.txt')}`);
+    const response = await answered;
+    expectSafeHeaders(response.headers());
+    await fresh.waitForFunction(() => document.body?.textContent?.includes('No page of this app is open'), undefined, { timeout: 30_000 });
+    await fresh.close();
+  }, 60_000);
+
   it('answers from stored blocks once the file is synced: full and Range reads', async () => {
     await waitForFileStatus(page, 'big.bin', 'synced', 120_000);
     const whole = await fetchInPage(page, fileUrl('big.bin'));
