@@ -3,7 +3,7 @@ import { describeError, looksLikeFileUrlPath, parseFileUrlPath, servedTypeFor, t
 import { parseFileReadReply, type FileReadReply, type FileReadRequest } from './file-read-messages.ts';
 
 /**
- * The app's service worker (built to /sw.js, scope /w/). Its one job: answer file URLs,
+ * The app's service worker (built to /sw.js, scope /). Its one job: answer file URLs,
  * `/w/<ns>/file/<path>`, with the file's bytes and HTTP Range support, so a file opens (and a
  * video plays and seeks) before it is synced. It holds no blocks and no tokens: it asks an
  * open page of this app for a MessagePort to that page's sync worker, which maps the range to

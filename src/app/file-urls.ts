@@ -5,7 +5,7 @@ import type { Page } from './page.ts';
 import type { SyncApi } from './sync-client.ts';
 
 /**
- * Registers the app's service worker (/sw.js, scope /w/), which answers file URLs
+ * Registers the app's service worker (/sw.js, scope /: every page of the app, so one reached by a client-side route is controlled too), which answers file URLs
  * (`/w/<ns>/file/<path>`) by asking an open page for a port to its sync worker: this page
  * hands each such port to its worker. Browsers without service workers (or an insecure
  * context) simply have no file URLs; Open then falls back to a blob: URL.
@@ -18,7 +18,7 @@ export function startFileUrls(api: SyncApi): void {
     void api.serveFileReads(Comlink.transfer(port, [port])).catch(() => port.close());
   });
   navigator.serviceWorker.startMessages();
-  navigator.serviceWorker.register('/sw.js', { scope: '/w/', type: 'module' }).catch((error: unknown) => {
+  navigator.serviceWorker.register('/sw.js', { scope: '/', type: 'module' }).catch((error: unknown) => {
     console.warn('nearsync: the service worker for file URLs did not register:', error);
   });
 }

@@ -98,12 +98,14 @@ describe('two browsers share a workspace', () => {
     expect(saved.sha256).toBe(sha256(text.bytes));
   });
 
-  test('Open shows a synced file in a new tab', { timeout: 60_000 }, async () => {
+  test('Open shows a synced file in a new tab, at its file URL', { timeout: 60_000 }, async () => {
+    await pageB.waitForFunction(() => navigator.serviceWorker.controller !== null);
     const [tab] = await Promise.all([
       pageB.context().waitForEvent('page'),
       fileRow(pageB, 'docs/meeting notes.txt').getByTestId('open-file').click(),
     ]);
-    await tab.waitForURL(/^blob:/);
+    await tab.waitForURL((url) => url.pathname.endsWith('/file/docs/meeting%20notes.txt'));
+    await tab.waitForLoadState();
     expect(await tab.evaluate(() => document.body.innerText)).toBe(text.bytes.toString('utf8'));
     await tab.close();
   });
