@@ -83,7 +83,7 @@ async function answer(request: Request, url: URL, clientId: string): Promise<Res
     'Content-Type': served.contentType,
     'Content-Length': String(head.end - head.start + 1),
     'Accept-Ranges': 'bytes',
-    'Content-Disposition': `${served.disposition}; filename*=UTF-8''${encodeURIComponent(name)}`,
+    'Content-Disposition': `${served.disposition}; filename*=UTF-8''${rfc5987(name)}`,
     'X-Nearsync-Synced': head.synced ? '1' : '0',
   };
   if (head.status === 206) headers['Content-Range'] = `bytes ${head.start}-${head.end}/${head.size}`;
@@ -139,6 +139,11 @@ async function pageFor(ns: NamespaceId, clientId: string): Promise<Client | null
     (client.id === clientId ? 8 : 0) + (new URL(client.url).pathname === `/w/${ns}` ? 4 : 0) + (client.focused ? 2 : 0) + (client.visibilityState === 'visible' ? 1 : 0);
   appPages.sort((a, b) => score(b) - score(a));
   return appPages[0] ?? null;
+}
+
+/** A name as an RFC 5987 value: encodeURIComponent leaves ' ( ) * as they are, which that syntax does not allow. */
+function rfc5987(name: string): string {
+  return encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 function send(port: MessagePort, message: FileReadRequest): void {

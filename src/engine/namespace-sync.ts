@@ -175,6 +175,10 @@ export class NamespaceSync {
     if (missing.length === 0) return;
     signal?.throwIfAborted();
     if (this.stopped) throw new Error('syncing of this workspace stopped');
+    // Paused for storage, nobody is asked for blocks: say so now rather than let the reader time out.
+    if (this.storageFull && !this.storageRetrying) {
+      throw new Error(`could not fetch blocks: this browser's storage for the site is full (${this.storageFull.neededBytes} more bytes are needed)`);
+    }
     const mine: Array<[BlockHash, BlockReader]> = [];
     const waits = missing.map(
       (want) =>
