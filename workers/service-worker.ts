@@ -1,14 +1,16 @@
 /// <reference lib="webworker" />
 import { describeError, looksLikeFileUrlPath, parseFileUrlPath, servedTypeFor, type NamespaceId } from '../src/protocol/index.ts';
 import { parseFileReadReply, type FileReadReply, type FileReadRequest } from './file-read-messages.ts';
+import { serveFileReadFromServer } from './file-reads-from-server.ts';
 
 /**
  * The app's service worker (built to /sw.js, scope /). Its one job: answer file URLs,
  * `/w/<ns>/file/<path>`, with the file's bytes and HTTP Range support, so a file opens (and a
  * video plays and seeks) before it is synced. It holds no blocks and no tokens: it asks an
  * open page of this app for a MessagePort to that page's sync worker, which maps the range to
- * blocks, fetches missing ones first and hands back pieces (file-reads.ts). Every other
- * request goes to the network untouched.
+ * blocks, fetches missing ones first and hands back pieces (file-reads.ts); with no page
+ * open it reads from the server itself (file-reads-from-server.ts). Every other request goes
+ * to the network untouched.
  */
 declare const self: ServiceWorkerGlobalScope;
 
@@ -60,11 +62,11 @@ async function answer(request: Request, url: URL, clientId: string): Promise<Res
     return plain(400, `This is not a valid file address: ${describeError(error)}`);
   }
   const client = await pageFor(target.ns, clientId);
-  if (!client) {
-    return plain(503, 'No page of this app is open in this browser to read the file from: open the workspace in a tab, then try again.');
-  }
   const { port1, port2 } = new MessageChannel();
-  client.postMessage({ type: 'nearsync:file-port' }, [port2]);
+  // An open page reads through its sync worker (stored blocks, peers, one queue); without one
+  // this worker reads from the server itself.
+  if (client) client.postMessage({ type: 'nearsync:file-port' }, [port2]);
+  else serveFileReadFromServer(port2, self.location.origin);
   const replies = new ReplyQueue(port1);
   send(port1, { type: 'open', ns: target.ns, path: target.path, range: request.headers.get('Range') });
   const head = await replies.next(OPEN_TIMEOUT_MS).catch((error: unknown) => ({ type: 'failed', message: describeError(error) }) as FileReadReply);
@@ -130,11 +132,11 @@ async function answer(request: Request, url: URL, clientId: string): Promise<Res
 /**
  * The page to read from: one showing this workspace (its tab runs the workspace's sync, or
  * mirrors the tab that does), else any page of the app; the focused and visible first. The
- * requesting page itself when it is one (a video element in the app).
+ * requesting page itself when it is one (a video element in the app). Null: none is open.
  */
 async function pageFor(ns: NamespaceId, clientId: string): Promise<Client | null> {
   const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
-  const appPages = windows.filter((client) => !looksLikeFileUrlPath(new URL(client.url).pathname));
+  const appPages = windows.filter((client) => isAppPage(new URL(client.url).pathname));
   const score = (client: WindowClient) =>
     (client.id === clientId ? 8 : 0) + (new URL(client.url).pathname === `/w/${ns}` ? 4 : 0) + (client.focused ? 2 : 0) + (client.visibilityState === 'visible' ? 1 : 0);
   appPages.sort((a, b) => score(b) - score(a));
@@ -144,6 +146,11 @@ async function pageFor(ns: NamespaceId, clientId: string): Promise<Client | null
 /** A name as an RFC 5987 value: encodeURIComponent leaves ' ( ) * as they are, which that syntax does not allow. */
 function rfc5987(name: string): string {
   return encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** The app's own pages (its routes): other documents of the origin (a file, an API response) run no sync worker. */
+function isAppPage(pathname: string): boolean {
+  return pathname === '/' || pathname === '/index.html' || /^\/w\/[^/]+\/?$/.test(pathname);
 }
 
 function send(port: MessagePort, message: FileReadRequest): void {

@@ -257,13 +257,13 @@ describe('file URLs served by the service worker', () => {
     expect(post.status).toBe(405);
   }, 60_000);
 
-  it('on a first visit to a file URL, installs the service worker and lets it answer (here: no page of the app is open)', async () => {
+  it('on a first visit to a file URL, installs the service worker and lets it answer (here: a browser that has not joined)', async () => {
     const fresh = await (await harness.newBrowser()).newPage();
-    const answered = fresh.waitForResponse((response: PwResponse) => response.url().includes('/file/') && response.status() === 503, { timeout: 30_000 });
+    const answered = fresh.waitForResponse((response: PwResponse) => response.url().includes('/file/') && response.status() === 404, { timeout: 30_000 });
     await fresh.goto(`${server.origin}${fileUrl('docs/a b ü.txt')}`);
     const response = await answered;
     expectSafeHeaders(response.headers());
-    await fresh.waitForFunction(() => document.body?.textContent?.includes('No page of this app is open'), undefined, { timeout: 30_000 });
+    await fresh.waitForFunction(() => document.body?.textContent?.includes('is not joined in this browser'), undefined, { timeout: 30_000 });
     await fresh.close();
   }, 60_000);
 
@@ -282,4 +282,26 @@ describe('file URLs served by the service worker', () => {
     expect(head.status).toBe(200);
     expect(head.headers['content-length']).toBe(String(BIG));
   }, 180_000);
+
+  it('with no page of the app open, the service worker reads from the server itself (blocks checked, not stored)', async () => {
+    const context = page.context();
+    const served = (await server.metrics()).blockBytesServed;
+    await page.close();
+    const tab = await context.newPage();
+    const range = { start: 3 * MAX_BLOCK_SIZE - 10, end: 3 * MAX_BLOCK_SIZE + 9 };
+    // A page of the origin that is not the app (the service worker controls it, no sync worker runs there).
+    await tab.goto(`${server.origin}/api/v1/health`);
+    const answer = await tab.evaluate(
+      async ({ url, range }) => {
+        const response = await fetch(url, { headers: { Range: range } });
+        return { status: response.status, bytes: [...new Uint8Array(await response.arrayBuffer())], synced: response.headers.get('x-nearsync-synced') };
+      },
+      { url: fileUrl('big.bin'), range: `bytes=${range.start}-${range.end}` },
+    );
+    expect(answer.status).toBe(206);
+    expect(createHash('sha256').update(Uint8Array.from(answer.bytes)).digest('hex')).toBe(sliceHash(big, range.start, range.end));
+    expect(answer.synced).toBe('0');
+    // Two blocks crossed, both from the server (the page that held them is gone).
+    expect((await server.metrics()).blockBytesServed - served).toBeGreaterThanOrEqual(2 * MAX_BLOCK_SIZE);
+  }, 60_000);
 });
