@@ -20,6 +20,8 @@
  *                       which rows of many-files (default: both; upload drops a folder of
  *                       --files small files into a fresh browser)
  *   --big-file-rows download,upload,peer
+ *   --range-read-rows server,peer
+ *                       which rows of range-read (default: both)
  *                       which rows of big-file (default: all three)
  *   --blocks N          block-batch: small blocks fetched through the batch route (default 10000)
  *   --server-root DIR,DIR…
@@ -37,6 +39,8 @@ export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;
 export type BigFileRow = (typeof BIG_FILE_ROWS)[number];
+export const RANGE_READ_ROWS = ['server', 'peer'] as const;
+export type RangeReadRow = (typeof RANGE_READ_ROWS)[number];
 export const MANY_FILES_ROWS = ['join', 'upload'] as const;
 export type ManyFilesRow = (typeof MANY_FILES_ROWS)[number];
 
@@ -53,6 +57,7 @@ export interface BenchFlags {
   files: number[];
   profile: string | undefined;
   bigFileRows: BigFileRow[];
+  rangeReadRows: RangeReadRow[];
   manyFilesRows: ManyFilesRow[];
   blocks: number;
   /** Undefined: this checkout. */
@@ -74,6 +79,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     files: [10_000, 30_000, 100_000],
     profile: undefined,
     bigFileRows: [...BIG_FILE_ROWS],
+    rangeReadRows: [...RANGE_READ_ROWS],
     manyFilesRows: [...MANY_FILES_ROWS],
     blocks: 10_000,
     serverRoots: undefined,
@@ -120,6 +126,11 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
       const unknown = rows.filter((row) => !(BIG_FILE_ROWS as readonly string[]).includes(row));
       if (rows.length === 0 || unknown.length > 0) throw new Error(`--big-file-rows takes a list of ${BIG_FILE_ROWS.join(', ')}`);
       flags.bigFileRows = BIG_FILE_ROWS.filter((row) => rows.includes(row));
+    } else if (name === 'range-read-rows') {
+      const rows = value.split(',').map((part) => part.trim()).filter(Boolean);
+      const unknown = rows.filter((row) => !(RANGE_READ_ROWS as readonly string[]).includes(row));
+      if (rows.length === 0 || unknown.length > 0) throw new Error(`--range-read-rows takes a list of ${RANGE_READ_ROWS.join(', ')}`);
+      flags.rangeReadRows = RANGE_READ_ROWS.filter((row) => rows.includes(row));
     } else if (name === 'many-files-rows') {
       const rows = value.split(',').map((part) => part.trim()).filter(Boolean);
       const unknown = rows.filter((row) => !(MANY_FILES_ROWS as readonly string[]).includes(row));

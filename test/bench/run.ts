@@ -171,7 +171,7 @@ if (wants('block-batch')) {
 if (wants('range-read')) {
   const sizeMiB = flags.sizeMiB ?? BIG_FILE_DEFAULT_MIB;
   const rows: BenchRow[] = [];
-  await attempt('range-read', async () => {
+  if (flags.rangeReadRows.includes('server')) await attempt('range-read', async () => {
     log(`range-read: 1 MiB Range reads of a ${sizeMiB} MiB file not synced yet, server capped at ${flags.egressMbps} Mbit/s`);
     const harness = await E2eHarness.start();
     try {
@@ -181,7 +181,8 @@ if (wants('range-read')) {
     }
   });
   const support = netnsSupport();
-  if (!support.ok) log(`range-read from a peer needs network namespaces: ${support.reason}`);
+  if (!flags.rangeReadRows.includes('peer')) log('range-read: peer row not asked for');
+  else if (!support.ok) log(`range-read from a peer needs network namespaces: ${support.reason}`);
   else {
     await attempt('range-read peer', async () => {
       const harness = await NetnsHarness.start();
