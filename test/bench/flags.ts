@@ -20,9 +20,9 @@
  *                       which rows of many-files (default: both; upload drops a folder of
  *                       --files small files into a fresh browser)
  *   --big-file-rows download,upload,peer
+ *                       which rows of big-file (default: all three)
  *   --range-read-rows server,peer
  *                       which rows of range-read (default: both)
- *                       which rows of big-file (default: all three)
  *   --blocks N          block-batch: small blocks fetched through the batch route (default 10000)
  *   --server-root DIR,DIR…
  *                       block-batch: the checkouts whose server is measured, rounds alternating
