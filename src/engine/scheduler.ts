@@ -113,6 +113,12 @@ const DEFAULT_BATCH_BLOCK_MAX_BYTES = 256 * 1024;
 const DEFAULT_MAX_BATCH_BLOCKS = 256;
 const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
 
+/**
+ * Urgent requests in flight at once, over all sources: a reader of a stream wants a block or
+ * two, but a caller may ask for many (a zip of files not synced); past this they wait their
+ * turn, first asked first served, still ahead of every background block.
+ */
+const MAX_URGENT_IN_FLIGHT = 4;
 /** Ranks of urgent blocks: below every background rank, first asked first served. */
 const URGENT_RANK_BASE = -Number.MAX_SAFE_INTEGER;
 
@@ -160,6 +166,7 @@ export class BlockScheduler {
   private urgentSeq = 0;
   /** Urgent requests in flight per source: while any, the source starts no background request. */
   private urgentBySource = new Map<string, number>();
+  private urgentInFlight = 0;
   private readonly now: () => number;
   private readonly batchBlockMaxBytes: number;
   private readonly maxBatchBlocks: number;
@@ -226,7 +233,8 @@ export class BlockScheduler {
 
   /**
    * A reader waits for these blocks (a Range read of a file not synced yet): they go before
-   * every other block, each starts at once even past the request caps, on a peer that claims
+   * every other block, each starts at once even past the request caps (up to four urgent
+   * requests at a time, then first asked first served), on a peer that claims
    * it if any (else the server), and while one is in flight its source's background requests
    * step aside (back to the queue, as yieldFetch) and it takes no new ones, so the reader gets
    * the link to itself. Blocks not wanted yet are added. They stay urgent until stored
@@ -269,6 +277,7 @@ export class BlockScheduler {
     if (request.urgent || request.released) return;
     request.urgent = true;
     this.urgentBySource.set(request.source.id, (this.urgentBySource.get(request.source.id) ?? 0) + 1);
+    this.urgentInFlight += 1;
     this.yieldBackground(request.source);
   }
 
@@ -515,6 +524,7 @@ export class BlockScheduler {
    */
   private startUrgent(sources: readonly BlockSource[], now: number): void {
     for (const hash of this.urgent) {
+      if (this.urgentInFlight >= MAX_URGENT_IN_FLIGHT) return;
       const block = this.pending.get(hash);
       if (!block || block.notBefore > now) continue;
       const able = sources.filter((source) => source.canServe(block.want));
@@ -534,6 +544,7 @@ export class BlockScheduler {
       this.yieldBackground(best);
       this.reserveSlot(best);
       this.urgentBySource.set(best.id, (this.urgentBySource.get(best.id) ?? 0) + 1);
+      this.urgentInFlight += 1;
       this.startRequest(best, [block], true);
     }
   }
@@ -691,6 +702,7 @@ export class BlockScheduler {
     this.requestsInFlight -= 1;
     this.loadBySource.set(request.source.id, (this.loadBySource.get(request.source.id) ?? 1) - 1);
     if (request.urgent) {
+      this.urgentInFlight -= 1;
       const left = (this.urgentBySource.get(request.source.id) ?? 1) - 1;
       this.urgentBySource.set(request.source.id, left);
       // Everything that waited for the source while it served urgent blocks is looked at again

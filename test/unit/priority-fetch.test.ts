@@ -119,6 +119,36 @@ describe('priority fetch (BlockScheduler.prioritise)', () => {
     await scheduler.whenIdle();
   });
 
+  it('runs at most four urgent requests at once, in the order asked, however many are asked for', async () => {
+    const table = blocks(40);
+    const hashes = [...table.keys()];
+    const server = new TracedSource('server', 'server', table, 2, 20);
+    let most = 0;
+    let now = 0;
+    const stored: BlockHash[] = [];
+    const counting: BlockSource = {
+      id: server.id,
+      kind: server.kind,
+      maxInFlight: server.maxInFlight,
+      canServe: (want) => server.canServe(want),
+      fetchBlock: async (want, signal) => {
+        now += 1;
+        most = Math.max(most, now);
+        try {
+          return await server.fetchBlock(want, signal);
+        } finally {
+          now -= 1;
+        }
+      },
+    };
+    const scheduler = new BlockScheduler({ store: new MemoryBlockStore(), sha256: nodeSha256, sources: () => [counting], maxInFlight: 2, events: { stored: (want) => stored.push(want.hash) } });
+    const urgent = hashes.slice(10, 30);
+    scheduler.prioritise(wantsOf(urgent));
+    await until(() => urgent.every((hash) => stored.includes(hash)));
+    expect(most).toBe(4);
+    expect(stored.slice(0, 20)).toEqual(urgent);
+  });
+
   it('goes back to the background order when the reader gives up', async () => {
     const table = blocks(10);
     const hashes = [...table.keys()];
