@@ -117,7 +117,11 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     );
   }
 
-  const dropZone = new DropZone(uploadPicked, (error) => notices.error(`Could not read the dropped files: ${errorMessage(error)}`));
+  function uploadFolders(folders: FileSystemDirectoryHandle[]): void {
+    api.uploadFolders(namespaceId, folders).catch((error: unknown) => notices.error(`Upload failed: ${errorMessage(error)}`));
+  }
+
+  const dropZone = new DropZone(uploadPicked, uploadFolders, (error) => notices.error(`Could not read the dropped files: ${errorMessage(error)}`));
 
   const element = h(
     'section',
@@ -126,7 +130,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     viewError,
     storageFull,
     createShareLinkBox(api, namespaceId, notices),
-    h('div', { class: 'workspace-tools' }, createFilePickers(uploadPicked), recentlyDeleted),
+    h('div', { class: 'workspace-tools' }, createFilePickers(uploadPicked, uploadFolders, (error) => notices.error(`Could not open the folder: ${errorMessage(error)}`)), recentlyDeleted),
     notices.element,
     uploads.element,
     filesSection,
