@@ -17,12 +17,13 @@ const NUDGE_BYTES = 64 * 1024 * 1024;
  */
 export class GcNudge {
   private sinceLast = 0;
+  /** Kept until the next nudge, so no compiler can prove the allocation unused and drop it. */
+  private ballast: ArrayBuffer | null = null;
 
   counted(objects: number): void {
     this.sinceLast += objects;
     if (this.sinceLast < NUDGE_EVERY) return;
     this.sinceLast = 0;
-    // Allocated and dropped at once: the allocation itself is the signal.
-    void new ArrayBuffer(NUDGE_BYTES);
+    this.ballast = new ArrayBuffer(NUDGE_BYTES);
   }
 }
