@@ -49,6 +49,11 @@ export class DaemonProcess {
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
   }
 
+  /** The daemon's process id (inside a namespace: `ip netns exec` execs in place, so the same process). */
+  get pid(): number {
+    return this.child.pid!;
+  }
+
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
