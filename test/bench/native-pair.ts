@@ -1,4 +1,4 @@
-import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServerApi } from '../../src/engine/server-api.ts';
@@ -12,6 +12,7 @@ import { generateDevice, installSyncthing, startSyncthing, writeConfig, type Run
 import { watchTransfer, type ExpectedFile, type TransferFigures } from './native/transfer-watch.ts';
 import { uploadFromNode, writeWorkspaceFiles } from './office.ts';
 import { median, type BenchRow } from './report.ts';
+import { heaviest } from './worker-profiler.ts';
 
 /**
  * native-pair: daemon → daemon over a veth between two network namespaces (two machines on
@@ -37,7 +38,11 @@ interface Side {
   iface: string;
 }
 
-export async function benchNativePair(sizeMiB: number, repeats: number, log: (message: string) => void): Promise<BenchRow[]> {
+/**
+ * With `profile` (the bench's --profile PREFIX), each nearsync receiver runs with `--cpu-prof`
+ * into PREFIX-native-<run>/, and its heaviest functions are logged.
+ */
+export async function benchNativePair(sizeMiB: number, repeats: number, log: (message: string) => void, profile?: string): Promise<BenchRow[]> {
   installSyncthing(log);
   const harness = await NetnsHarness.start({ buildApp: false });
   const cleanups: (() => Promise<unknown>)[] = [];
@@ -72,7 +77,9 @@ export async function benchNativePair(sizeMiB: number, repeats: number, log: (me
     const results: { nearsync: TransferFigures[]; syncthing: TransferFigures[]; serverBytes: number[] } = { nearsync: [], syncthing: [], serverBytes: [] };
     for (let run = 1; run <= repeats; run++) {
       const before = server.server.metrics().blockBytesServed;
-      const ours = await nearsyncRun(nearsync, server, b, link, files, anchor.pid, join(dir, `nearsync-b-${run}`));
+      const profileDir = profile ? `${profile}-native-${run}` : undefined;
+      const ours = await nearsyncRun(nearsync, server, b, link, files, anchor.pid, join(dir, `nearsync-b-${run}`), profileDir);
+      if (profileDir) await logProfile(profileDir, log);
       const serverBytes = server.server.metrics().blockBytesServed - before;
       results.nearsync.push(ours);
       results.serverBytes.push(serverBytes);
@@ -138,8 +145,10 @@ async function nearsyncRun(
   files: ExpectedFile[],
   anchorPid: number,
   folder: string,
+  profileDir: string | undefined,
 ): Promise<TransferFigures> {
   const pool = new DaemonPool();
+  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   try {
     const startedAt = performance.now();
     const receiver = pool.start({
@@ -149,6 +158,7 @@ async function nearsyncRun(
       dir: folder,
       lan: { port: UDP_PORT, tcpPort: 0, broadcast: link.broadcastAddress },
       env: DAEMON_ENV,
+      nodeArgs,
     });
     const figures = await watchTransfer({
       receiverPid: receiver.pid,
@@ -208,6 +218,14 @@ async function syncthingRun(device: SyncthingDevice, b: Side, files: ExpectedFil
     });
   } finally {
     await running?.stop();
+  }
+}
+
+async function logProfile(dir: string, log: (message: string) => void): Promise<void> {
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.endsWith('.cpuprofile')) continue;
+    const top = heaviest(JSON.parse(await readFile(join(dir, name), 'utf8')), 30);
+    log(`native-pair: receiver profile ${join(dir, name)}, heaviest functions (self ms):\n${top.map((entry) => `  ${String(entry.selfMs).padStart(6)}  ${entry.fn}`).join('\n')}`);
   }
 }
 

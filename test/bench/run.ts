@@ -174,7 +174,7 @@ if (wants('native-pair')) {
     failures.push('native-pair');
     log(`native-pair needs network namespaces: ${support.reason}`);
   } else {
-    await attempt('native-pair', async () => void groups.push(await benchNativePair(flags.sizeMiB ?? 256, flags.repeats, log)));
+    await attempt('native-pair', async () => void groups.push(await benchNativePair(flags.sizeMiB ?? 256, flags.repeats, log, flags.profile)));
   }
 }
 

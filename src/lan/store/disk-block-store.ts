@@ -48,8 +48,24 @@ export class DiskBlockStore implements LocalBlockStore {
   /** Verifies the hash itself: a block from any source is checked once more before it is kept. */
   async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
     if (!isBlockHash(hash)) throw new Error('not a block hash');
-    if (bytes.length === 0 || bytes.length > MAX_BLOCK_SIZE) throw new Error(`block of ${bytes.length} bytes is out of range`);
     if (sha256Hex(bytes) !== hash) throw new Error(`block bytes do not hash to ${hash.slice(0, 12)}…`);
+    await this.storeChecked(hash, bytes);
+  }
+
+  /**
+   * The engine's one-step check and store: one SHA-256 per block instead of the engine's and
+   * putBlock's two (a quarter of the receiving daemon's main-thread time at 256 MiB). Stores
+   * only bytes that hash to `hash`; resolves with the hash they have.
+   */
+  async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
+    if (!isBlockHash(hash)) throw new Error('not a block hash');
+    const actual = sha256Hex(bytes);
+    if (actual === hash) await this.storeChecked(hash, bytes);
+    return actual;
+  }
+
+  private async storeChecked(hash: BlockHash, bytes: Uint8Array): Promise<void> {
+    if (bytes.length === 0 || bytes.length > MAX_BLOCK_SIZE) throw new Error(`block of ${bytes.length} bytes is out of range`);
     if (this.known.has(hash) || (await this.exists(hash))) {
       this.known.add(hash);
       // Stored again now: the block GC's grace starts over (a local file cut into blocks it
