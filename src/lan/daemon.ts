@@ -10,7 +10,7 @@ import { expectRecord, parseCursor, parseDeviceLabel, type BlockHash, type FileP
 import { FolderWatcher } from './folder/folder-watcher.ts';
 import { LocalChanges } from './folder/local-changes.ts';
 import { FileAssembly, assemblingStore } from './folder/file-assembly.ts';
-import { FolderMaterialiser, printable, type JournalView } from './folder/materialiser.ts';
+import { FolderMaterialiser, MissingBlockError, printable, type JournalView } from './folder/materialiser.ts';
 import { TaskRunner } from './folder/task-runner.ts';
 import { TolerantJournalClient } from './tolerant-journal.ts';
 import type { Membership } from './membership.ts';
@@ -146,7 +146,8 @@ export class PeerDaemon {
   }
 
   static async open(options: PeerDaemonOptions): Promise<PeerDaemon> {
-    const blocks = await DiskBlockStore.open(join(options.stateDir, 'blocks'));
+    // A cache box's blocks are what it is for: fsynced. A folder's files are its durable copy.
+    const blocks = await DiskBlockStore.open(join(options.stateDir, 'blocks'), { durable: options.cacheOnly });
     const state = new SqliteStateStore(join(options.stateDir, 'state.db'));
     if (!options.cacheOnly) await mkdir(options.dir, { recursive: true });
     return new PeerDaemon(options, blocks, state);
@@ -255,7 +256,14 @@ export class PeerDaemon {
       cursor: snapshot.cursor,
       files: snapshot.files.map((progress) => ({ file: progress.file, complete: progress.status === 'synced' })),
     };
-    const inPlace = await this.materialiser.apply(view);
+    let inPlace: boolean;
+    try {
+      inPlace = await this.materialiser.apply(view);
+    } catch (error) {
+      // A block the engine counted as stored is gone (torn by a power cut, or removed): fetch it again.
+      if (error instanceof MissingBlockError) this.sync.forgetBlocks([error.hash]);
+      throw error;
+    }
     const pending = this.inSyncPending;
     if (inPlace && pending !== null && view.cursor >= pending) {
       this.inSyncPending = null;

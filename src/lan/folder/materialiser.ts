@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { expectedBlockSize } from '../../engine/block-layout.ts';
 import type { FileRecord } from '../../engine/types.ts';
-import type { FilePath } from '../../protocol/index.ts';
+import type { BlockHash, FilePath } from '../../protocol/index.ts';
 import { fsyncDir, type DiskBlockStore } from '../store/disk-block-store.ts';
 import type { FolderRecord, SqliteStateStore } from '../store/sqlite-state-store.ts';
 import { conflictedCopyName } from '../../protocol/index.ts';
@@ -180,7 +180,7 @@ export class FolderMaterialiser {
         continue;
       }
       const bytes = await this.options.blocks.getBlock(hash);
-      if (!bytes) throw new Error(`block ${hash.slice(0, 12)}… of ${file.path} is not stored`);
+      if (!bytes) throw new MissingBlockError(hash, file.path);
       if (written.size > 0 && bytes.length !== expected) return false;
       await handle.write(bytes, 0, bytes.length, offset);
       offset += bytes.length;
@@ -208,6 +208,17 @@ export class FolderMaterialiser {
       }
       dir = dirname(dir);
     }
+  }
+}
+
+/** A block a complete file needs is not in the block store (any more): the engine must fetch it again. */
+export class MissingBlockError extends Error {
+  override readonly name = 'MissingBlockError';
+  constructor(
+    readonly hash: BlockHash,
+    path: FilePath,
+  ) {
+    super(`block ${hash.slice(0, 12)}… of ${printable(path)} is not stored`);
   }
 }
 

@@ -57,3 +57,23 @@ export async function receivedBytes(pid: number, iface: string): Promise<number>
   }
   throw new Error(`no interface ${iface} in /proc/${pid}/net/dev`);
 }
+
+/**
+ * CPU seconds of each thread of process `pid`, summed by thread name (`comm`: Node's main
+ * thread is "node", libuv's pool "libuv-worker", V8's helpers "V8 DefaultWorke"…): where a
+ * receiver's time goes beyond what a JS profile of its main thread shows (file I/O, GC helpers).
+ */
+export async function threadCpuSeconds(pid: number): Promise<Record<string, number>> {
+  const byName: Record<string, number> = {};
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    try {
+      const text = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      byName[name] = (byName[name] ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    } catch {
+      // the thread ended
+    }
+  }
+  return byName;
+}

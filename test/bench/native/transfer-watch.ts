@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { receivedBytes, treeCpuSeconds } from './proc-stats.ts';
+import { receivedBytes, threadCpuSeconds, treeCpuSeconds } from './proc-stats.ts';
 
 /**
  * Watches one receiving daemon (nearsync or Syncthing, the same way) from its start until every
@@ -29,6 +29,8 @@ export interface TransferFigures {
   cpuTotalSeconds: number;
   /** Bytes the link received in all (framing, TLS, index exchange on top of the files). */
   linkBytes: number;
+  /** The receiver's CPU seconds by thread name, start → complete (its main process only). */
+  threads: Record<string, number>;
 }
 
 const SAMPLE_MS = 10;
@@ -67,6 +69,7 @@ export async function watchTransfer(options: {
     if (mostAt === null && got >= 0.999 * total) mostAt = now;
     if (await allComplete(options.folder, options.files)) {
       const cpu = await treeCpuSeconds(options.receiverPid);
+      const threads = await threadCpuSeconds(options.receiverPid);
       const completeAt = performance.now();
       await checkBytes(options.folder, options.files);
       if (firstMiBAt === null || mostAt === null) throw new Error(`the files are complete but the link received only ${got} bytes (${total} expected): not over the link?`);
@@ -79,6 +82,7 @@ export async function watchTransfer(options: {
         cpuSecondsPerGiB: (cpu - cpuAtFirstMiB) / (total / GiB),
         cpuTotalSeconds: cpu,
         linkBytes: rx - rxAtStart,
+        threads,
       };
     }
     if (!options.alive()) throw new Error(`the receiver exited before the files were complete:\n${options.describeFailure()}`);
