@@ -135,7 +135,13 @@ export class FolderMaterialiser {
       expected = null;
     }
     // Written while its blocks arrived (file-assembly.ts), or now from the block store.
-    const assembled = await this.options.assembly?.take(file);
+    let assembled = await this.options.assembly?.take(file);
+    // Made beside the target as it resolved then; if its directory resolves elsewhere now, start over here.
+    if (assembled && dirname(assembled.path) !== target.parent) {
+      await assembled.handle.close();
+      await unlink(assembled.path).catch(() => undefined);
+      assembled = null;
+    }
     const temp = assembled?.path ?? join(target.parent, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     const handle = assembled?.handle ?? (await open(temp, 'wx', 0o644));
     try {
