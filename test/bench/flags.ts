@@ -29,13 +29,16 @@
  *                       block-batch: the checkouts whose server is measured, rounds alternating
  *                       between them (default: this one; e.g. a `git worktree` of the base commit
  *                       beside it, sharing node_modules, for a before/after in one sitting)
+ *   native-pair         (scenario, on request) nearsync daemon → daemon against Syncthing over a
+ *                       veth between two namespaces, --size-mib (default 256) as 4 files,
+ *                       --repeats runs alternating, plus bare TCP; see native-pair.ts
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair'] as const;
 /** Scenarios run only when named: they take long or need a lot of disk. */
-const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch'];
+const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;

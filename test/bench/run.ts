@@ -12,6 +12,7 @@ import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.t
 import { benchManyFiles } from './many-files.ts';
 import { benchManyFilesUpload } from './many-files-upload.ts';
 import { benchOfficeLan } from './office-lan.ts';
+import { benchNativePair } from './native-pair.ts';
 import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
 
@@ -165,6 +166,16 @@ if (wants('block-batch')) {
     log(`block-batch: ${flags.blocks} small blocks through POST /api/v1/ns/:ns/blocks, server(s) from ${roots.join(', ')}`);
     groups.push(await benchBlockBatch(roots, flags.blocks, flags.repeats, log));
   });
+}
+
+if (wants('native-pair')) {
+  const support = netnsSupport();
+  if (!support.ok) {
+    failures.push('native-pair');
+    log(`native-pair needs network namespaces: ${support.reason}`);
+  } else {
+    await attempt('native-pair', async () => void groups.push(await benchNativePair(flags.sizeMiB ?? 256, flags.repeats, log, flags.profile)));
+  }
 }
 
 for (const row of groups.flat()) console.log(JSON.stringify(row));
