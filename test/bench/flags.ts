@@ -26,13 +26,15 @@
  *                       block-batch: the checkouts whose server is measured, rounds alternating
  *                       between them (default: this one; e.g. a `git worktree` of the base commit
  *                       beside it, sharing node_modules, for a before/after in one sitting)
+ *   folder-sync         (on request) the first --files count of small files and 3 large ones
+ *                       written into a folder by folder sync vs a bare write loop, same page
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'folder-sync'] as const;
 /** Scenarios run only when named: they take long or need a lot of disk. */
-const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch'];
+const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'folder-sync'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;

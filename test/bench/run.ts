@@ -7,6 +7,7 @@ import { netnsSupport } from '../netns/netns.ts';
 import { benchAppTransfer } from './app-transfer.ts';
 import { benchBigFile, benchBigFileFromPeer } from './big-file.ts';
 import { benchBlockBatch } from './block-batch.ts';
+import { benchFolderSync } from './folder-sync.ts';
 import { parseBenchFlags, type Scenario } from './flags.ts';
 import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
 import { benchManyFiles } from './many-files.ts';
@@ -164,6 +165,17 @@ if (wants('block-batch')) {
     const roots = (flags.serverRoots ?? [fileURLToPath(new URL('../..', import.meta.url))]).map((root) => resolve(root));
     log(`block-batch: ${flags.blocks} small blocks through POST /api/v1/ns/:ns/blocks, server(s) from ${roots.join(', ')}`);
     groups.push(await benchBlockBatch(roots, flags.blocks, flags.repeats, log));
+  });
+}
+
+if (wants('folder-sync')) {
+  await attempt('folder-sync', async () => {
+    const harness = await E2eHarness.start();
+    try {
+      groups.push(await benchFolderSync(harness, flags.files[0], log));
+    } finally {
+      await harness.close();
+    }
   });
 }
 

@@ -32,6 +32,8 @@ const SCAN_SPACING = 4;
 const JOURNAL_CHECK_MS = 500;
 /** Changes reported by the observer are gathered this long before a scan. */
 const OBSERVED_SETTLE_MS = 300;
+/** Files written into the folder at once. */
+const WRITES_AT_ONCE = 4;
 /** Refused names shown (all are counted). */
 const SHOW_REFUSED = 100;
 
@@ -168,15 +170,18 @@ export class FolderSync {
     }
     let waiting = 0;
     const failed: FolderSyncView['failed'] = [];
+    const ready: FileRecord[] = [];
     for (const file of live) {
-      if (this.stopped) return;
       if (this.journalRefused.has(file.path)) continue;
       const record = this.records.get(file.path);
       if (record && record.sjid >= file.sjid) continue;
-      if (engine.fileProgress(file.path)?.status !== 'synced') {
-        waiting += 1;
-        continue;
-      }
+      if (engine.fileProgress(file.path)?.status === 'synced') ready.push(file);
+      else waiting += 1;
+    }
+    let denied: unknown = null;
+    // A few files at once: each costs several round trips to the browser process, which overlap.
+    await eachOf(ready, WRITES_AT_ONCE, async (file) => {
+      if (this.stopped || denied) return;
       try {
         this.ownWrites.add(file.path);
         const outcome = await this.writer.write(file);
@@ -188,9 +193,10 @@ export class FolderSync {
       } catch (error) {
         failed.push({ path: file.path, error: describeError(error) });
         // A missing folder or revoked access fails every file: stop here and say so.
-        if (error instanceof DOMException && (error.name === 'NotAllowedError' || error.name === 'SecurityError')) throw error;
+        if (error instanceof DOMException && (error.name === 'NotAllowedError' || error.name === 'SecurityError')) denied = error;
       }
-    }
+    });
+    if (denied) throw denied;
     await this.records.flush();
     this.view.waiting = waiting;
     this.view.failed = failed;
@@ -281,6 +287,15 @@ export class FolderSync {
     this.wakeUp = null;
     wakeUp?.();
   }
+}
+
+/** Runs `work` over `items` with at most `limit` at once. */
+async function eachOf<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await work(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
 /** Changes when the journal side has new work: new entries, or blocks that completed files. */

@@ -38,23 +38,24 @@ export class FolderWriter {
   }
 
   /** Writes the journal's `file` (every block stored here) over whatever version folder sync left at its path. */
-  async write(file: FileRecord): Promise<WriteOutcome> {
+  async write(file: FileRecord, keptAside = false): Promise<WriteOutcome> {
     const { dirs, records } = this.options;
     const record = records.get(file.path);
     const place = (await dirs.parentOf(file.path, true))!;
-    const existing = await fileIn(place.dir, place.name);
-    let outcome: WriteOutcome = 'written';
-    if (existing && !matchesRecord(existing.file, record)) {
+    // One lookup that creates the file when missing (an empty file holds nothing to keep aside).
+    const handle = await place.dir.getFileHandle(place.name, { create: true });
+    const found = await handle.getFile();
+    const existing = found.size === 0 ? null : found;
+    if (existing && !matchesRecord(existing, record)) {
       // Not what folder sync left here: the same bytes need no write, other bytes are kept aside.
-      if (existing.file.size === file.size && (await this.sameBlocks(existing.file, file.blocks))) {
-        await records.put(recordOf(file, existing.file));
+      if (existing.size === file.size && (await this.sameBlocks(existing, file.blocks))) {
+        await records.put(recordOf(file, existing));
         return 'same';
       }
       await this.keepAside(place.dir, place.name);
-      outcome = 'kept-aside';
+      return this.write(file, true);
     }
-    const expected = outcome === 'kept-aside' ? null : existing?.file ?? null;
-    const handle = await place.dir.getFileHandle(place.name, { create: true });
+    const expected = existing;
     const writable = await handle.createWritable();
     try {
       for (const hash of file.blocks) {
@@ -68,7 +69,7 @@ export class FolderWriter {
       if (!untouched) {
         await writable.abort();
         await this.keepAside(place.dir, place.name);
-        return this.write(file);
+        return this.write(file, true);
       }
     } catch (error) {
       await writable.abort().catch(() => undefined);
@@ -76,7 +77,7 @@ export class FolderWriter {
     }
     await writable.close();
     await records.put(recordOf(file, await handle.getFile()));
-    return outcome;
+    return keptAside ? 'kept-aside' : 'written';
   }
 
   /**
