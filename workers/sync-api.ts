@@ -284,8 +284,8 @@ export interface SyncWorkerApi {
   unlinkFolder(ns: NamespaceId): Promise<void>;
   /** Folder sync's state, null when `ns` syncs with no folder in this tab. */
   folderSyncStatus(ns: NamespaceId): Promise<FolderSyncView | null>;
-  /** Look at the folder for changes now (the page gained focus); `settle` waits for a full pass. */
-  scanFolder(ns: NamespaceId, settle?: boolean): Promise<FolderSyncView | null>;
+  /** Look at the folder for changes soon (the page gained focus). */
+  scanFolder(ns: NamespaceId): Promise<FolderSyncView | null>;
   /** Forgets the workspace on this device (blocks other workspaces use are kept). */
   forget(ns: NamespaceId): Promise<void>;
 }

@@ -283,8 +283,8 @@ const api: SyncWorkerApi = {
     return folders.status(parseNamespaceId(ns));
   },
 
-  async scanFolder(ns: NamespaceId, settle = false) {
-    return folders.scan(parseNamespaceId(ns), settle === true);
+  async scanFolder(ns: NamespaceId) {
+    return folders.scan(parseNamespaceId(ns));
   },
 
   async forget(ns: NamespaceId) {

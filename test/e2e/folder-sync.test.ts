@@ -319,3 +319,16 @@ describe('sync to a folder on this computer', () => {
     expect(await folderContents(page)).toEqual(before);
   }, 120_000);
 });
+
+test('a browser without the File System Access API hides the option and says why in one line', async () => {
+  const server = await harness.startServer();
+  const context = await harness.newBrowser();
+  await context.addInitScript(() => {
+    delete (window as { showDirectoryPicker?: unknown }).showDirectoryPicker;
+    delete (Window.prototype as { showDirectoryPicker?: unknown }).showDirectoryPicker;
+  });
+  const page = await context.newPage();
+  await createWorkspace(page, server.origin, 'No folder API');
+  await expect.poll(() => page.getByTestId('folder-sync-unavailable').textContent()).toContain('File System Access API');
+  expect(await page.getByTestId('folder-sync-pick').count()).toBe(0);
+}, 60_000);

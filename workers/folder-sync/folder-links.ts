@@ -50,11 +50,20 @@ export class FolderLinks {
     const link = await store.link(ns);
     if (!link) throw new Error('this workspace is not linked to a folder on this device');
     await requireReadWrite(link.handle);
+    const { api, blocks } = workspace;
     const starting = FolderSync.start({
       ns,
       root: link.handle,
       store,
-      api: workspace.api,
+      // Block bodies are the stored blocks' disk-backed Files, as the upload queue sends them: a
+      // Blob made from the bytes would sit in the browser process until the worker collects it.
+      api: {
+        missingBlocks: (hashes) => api.missingBlocks(hashes),
+        commit: (id, request) => api.commit(id, request),
+        commitBatch: (id, requests) => api.commitBatch(id, requests),
+        putBlock: async (hash, body) => api.putBlock(hash, (await blocks.getBlob(hash)) ?? body),
+        ...(api.putBlocks ? { putBlocks: (batch) => api.putBlocks!(batch) } : {}),
+      },
       blocks: workspace.blocks,
       sha256,
       device: workspace.device,
@@ -82,10 +91,9 @@ export class FolderLinks {
     return sync?.status() ?? null;
   }
 
-  async scan(ns: NamespaceId, settle: boolean): Promise<FolderSyncView | null> {
+  async scan(ns: NamespaceId): Promise<FolderSyncView | null> {
     const sync = await this.running.get(ns)?.catch(() => null);
     if (!sync) return null;
-    if (settle) return sync.settle();
     sync.scanSoon();
     return sync.status();
   }

@@ -49,6 +49,7 @@ export class FolderSync {
   private readonly writer: FolderWriter;
   private readonly scanner: FolderScanner;
   private stopped = false;
+  private loop: Promise<void> = Promise.resolve();
   private wakeUp: (() => void) | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private observer: FileSystemObserverInstance | null = null;
@@ -86,7 +87,7 @@ export class FolderSync {
   static async start(deps: FolderSyncDeps): Promise<FolderSync> {
     const sync = new FolderSync(deps, await FolderRecords.load(deps.ns, deps.store));
     await sync.observe();
-    void sync.run();
+    sync.loop = sync.run();
     return sync;
   }
 
@@ -109,22 +110,14 @@ export class FolderSync {
     this.wake();
   }
 
-  /** Resolves once the loop has finished one full pass after this call (tests, the bench). */
-  async settle(): Promise<FolderSyncView> {
-    const passes = this.passes;
-    this.scanSoon();
-    while (this.passes < passes + 2 && !this.stopped) await new Promise((resolve) => setTimeout(resolve, 50));
-    return this.status();
-  }
-
+  /** Stops after the file in hand (records saved), so nothing is written or recorded once this resolves. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.observer?.disconnect();
     this.wake();
+    await this.loop;
     await this.records.flush().catch(() => undefined);
   }
-
-  private passes = 0;
 
   private async run(): Promise<void> {
     while (!this.stopped) {
@@ -148,7 +141,6 @@ export class FolderSync {
           this.dirs.forget();
           this.journalMark = '';
         }
-        this.passes += 1;
       }
       await this.sleep(JOURNAL_CHECK_MS);
     }
