@@ -32,6 +32,8 @@ const SCAN_SPACING = 4;
 const JOURNAL_CHECK_MS = 500;
 /** Changes reported by the observer are gathered this long before a scan. */
 const OBSERVED_SETTLE_MS = 300;
+/** The journal side waits at least this many times its last look over the live files. */
+const PLAN_SPACING = 10;
 /** Files written into the folder at once. */
 const WRITES_AT_ONCE = 4;
 /** Refused names shown (all are counted). */
@@ -57,6 +59,8 @@ export class FolderSync {
   private lastScanAt = 0;
   private lastScanMs = 0;
   private journalMark = '';
+  /** How long the last look over the live files took (a 100,000-file table is looked at less often). */
+  private planMs = 0;
   /** Paths this loop wrote since the last scan: their observer events are our own. */
   private readonly ownWrites = new Set<string>();
   /** Live journal paths by folded name, oldest entry first (for the scan's twin check). */
@@ -142,7 +146,7 @@ export class FolderSync {
           this.journalMark = '';
         }
       }
-      await this.sleep(JOURNAL_CHECK_MS);
+      await this.sleep(Math.max(JOURNAL_CHECK_MS, this.planMs * PLAN_SPACING));
     }
   }
 
@@ -154,8 +158,10 @@ export class FolderSync {
 
   /** Journal → folder: deletions first, then every live file this device holds whole and the folder lacks. */
   private async writeJournal(engine: NamespaceSync): Promise<void> {
+    let planned = performance.now();
     const live: FileRecord[] = [...engine.liveFiles()];
     this.noteJournalNames(live);
+    let planMs = performance.now() - planned;
     for (const record of [...this.records.all()]) {
       if (record.deleted || record.sjid === 0 || engine.file(record.path) || engine.cursor < record.sjid) continue;
       if (await this.writer.remove(record)) this.view.deleted += 1;
@@ -163,6 +169,7 @@ export class FolderSync {
     let waiting = 0;
     const failed: FolderSyncView['failed'] = [];
     const ready: FileRecord[] = [];
+    planned = performance.now();
     for (const file of live) {
       if (this.journalRefused.has(file.path)) continue;
       const record = this.records.get(file.path);
@@ -170,6 +177,7 @@ export class FolderSync {
       if (engine.fileProgress(file.path)?.status === 'synced') ready.push(file);
       else waiting += 1;
     }
+    this.planMs = planMs + performance.now() - planned;
     let denied: unknown = null;
     // A few files at once: each costs several round trips to the browser process, which overlap.
     await eachOf(ready, WRITES_AT_ONCE, async (file) => {
