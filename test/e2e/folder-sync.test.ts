@@ -318,6 +318,17 @@ describe('sync to a folder on this computer', () => {
     expect(await other.head()).toBe(head);
     expect(await folderContents(page)).toEqual(before);
   }, 120_000);
+
+  test('a folder that goes away stops folder sync with a message saying what failed and why; the workspace keeps its files', async () => {
+    const head = await other.head();
+    await page.evaluate(async (name) => (await navigator.storage.getDirectory()).removeEntry(name, { recursive: true }), FOLDER);
+    await page.evaluate(() => window.dispatchEvent(new Event('focus')));
+    const problem = page.getByTestId('folder-sync-error');
+    await problem.waitFor({ state: 'visible', timeout: 30_000 });
+    expect(await problem.textContent()).toMatch(new RegExp(`^Folder sync with ${FOLDER} stopped for now: .+`));
+    // Nothing was deleted from the workspace because its files vanished with the folder.
+    expect(await other.head()).toBe(head);
+  }, 60_000);
 });
 
 test('a browser without the File System Access API hides the option and says why in one line', async () => {

@@ -34,6 +34,7 @@ const JOURNAL_CHECK_MS = 500;
 const OBSERVED_SETTLE_MS = 300;
 /** The journal side waits at least this many times its last look over the live files. */
 const PLAN_SPACING = 10;
+const MAX_BACKOFF_MS = 30_000;
 /** Files written into the folder at once. */
 const WRITES_AT_ONCE = 4;
 /** Refused names shown (all are counted). */
@@ -61,6 +62,8 @@ export class FolderSync {
   private journalMark = '';
   /** How long the last look over the live files took (a 100,000-file table is looked at less often). */
   private planMs = 0;
+  /** After a failed pass (folder gone, access revoked, disk full) the loop waits longer each time, up to 30 s. */
+  private backoffMs = 0;
   /** Paths this loop wrote since the last scan: their observer events are our own. */
   private readonly ownWrites = new Set<string>();
   /** Live journal paths by folded name, oldest entry first (for the scan's twin check). */
@@ -139,14 +142,16 @@ export class FolderSync {
           if (this.scanDue()) await this.scan(engine);
           this.view.error = null;
           this.view.state = 'idle';
+          this.backoffMs = 0;
         } catch (error) {
+          this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(1_000, this.backoffMs * 2));
           this.view.error = `Folder sync with ${this.deps.root.name} stopped for now: ${describeError(error)}`;
           this.view.state = 'error';
           this.dirs.forget();
           this.journalMark = '';
         }
       }
-      await this.sleep(Math.max(JOURNAL_CHECK_MS, this.planMs * PLAN_SPACING));
+      await this.sleep(Math.max(JOURNAL_CHECK_MS, this.planMs * PLAN_SPACING, this.backoffMs));
     }
   }
 
@@ -242,8 +247,9 @@ export class FolderSync {
     this.view.conflicts += result.conflicted;
     this.folderRefused = new Map([...result.refused].map(([path, reason]) => [path, `not synced from the folder: ${reason}`]));
     if (result.failed.length > 0) this.view.failed = [...this.view.failed, ...result.failed].slice(-SHOW_REFUSED);
-    // Files that could not be read (still being written) are looked at again soon.
-    if (result.failed.length > 0) this.scheduleScan(2_000);
+    // Files that could not be read (still being written) are looked at again soon, but a
+    // large folder with a file that stays unreadable is not walked over and over.
+    if (result.failed.length > 0) this.scheduleScan(Math.max(2_000, this.lastScanMs * SCAN_SPACING));
     // What was uploaded is now in the journal: its records make the writer skip it.
     this.journalMark = '';
   }
