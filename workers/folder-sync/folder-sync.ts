@@ -37,6 +37,8 @@ const PLAN_SPACING = 10;
 const MAX_BACKOFF_MS = 30_000;
 /** Files written into the folder at once. */
 const WRITES_AT_ONCE = 4;
+/** After a reported change, a scan waits at least this many times the last scan's duration (at most a third of the time scanning). */
+const OBSERVED_SPACING = 2;
 /** Refused names shown (all are counted). */
 const SHOW_REFUSED = 100;
 
@@ -57,6 +59,8 @@ export class FolderSync {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private observer: FileSystemObserverInstance | null = null;
   private scanWanted = true;
+  /** The observer reported a change: a scan follows, but not back to back on a large folder. */
+  private changeObserved = false;
   private lastScanAt = 0;
   private lastScanMs = 0;
   private journalMark = '';
@@ -157,8 +161,10 @@ export class FolderSync {
 
   private scanDue(): boolean {
     if (this.scanWanted) return true;
+    const sinceLast = performance.now() - this.lastScanAt;
+    if (this.changeObserved && sinceLast >= this.lastScanMs * OBSERVED_SPACING) return true;
     const every = Math.max(this.observer ? SCAN_EVERY_OBSERVED_MS : SCAN_EVERY_MS, this.lastScanMs * SCAN_SPACING);
-    return performance.now() - this.lastScanAt >= every;
+    return sinceLast >= every;
   }
 
   /** Journal → folder: deletions first, then every live file this device holds whole and the folder lacks. */
@@ -225,6 +231,7 @@ export class FolderSync {
 
   private async scan(engine: NamespaceSync): Promise<void> {
     this.scanWanted = false;
+    this.changeObserved = false;
     const started = performance.now();
     this.ownWrites.clear();
     const journal: JournalSide = {
@@ -268,7 +275,8 @@ export class FolderSync {
       if (!foreign || settle) return;
       settle = setTimeout(() => {
         settle = null;
-        this.scanSoon();
+        this.changeObserved = true;
+        this.wake();
       }, OBSERVED_SETTLE_MS);
     });
     try {
