@@ -78,6 +78,8 @@ export interface UploadTotals {
   doneFiles: number;
   failedFiles: number;
   bytesUploaded: number;
+  /** A dropped or picked folder is still being walked: more files may be added to `files`. */
+  counting?: boolean;
 }
 
 /**
@@ -225,6 +227,12 @@ export interface SyncWorkerApi {
   listFolder(ns: NamespaceId, query: FolderQuery): Promise<FolderListing>;
   /** Queues files for upload; `part` when the page sends one drop in several calls. */
   upload(ns: NamespaceId, files: UploadInput[], part?: UploadPart): Promise<void>;
+  /**
+   * Uploads everything below these folders (a drop's `getAsFileSystemHandle()` or
+   * `showDirectoryPicker()`), each under its own name. The worker walks them as the uploads
+   * make room, so a folder of any size costs bounded memory and no main-thread time.
+   */
+  uploadFolders(ns: NamespaceId, folders: FileSystemDirectoryHandle[]): Promise<void>;
   rename(ns: NamespaceId, from: string, to: string): Promise<void>;
   remove(ns: NamespaceId, path: string): Promise<void>;
   /**

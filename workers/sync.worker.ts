@@ -172,6 +172,14 @@ const api: SyncWorkerApi = {
     (await sessionFor(parseNamespaceId(ns))).upload(files, part === undefined ? undefined : parseUploadPart(part));
   },
 
+  async uploadFolders(ns: NamespaceId, folders: FileSystemDirectoryHandle[]) {
+    const session = await sessionFor(parseNamespaceId(ns));
+    if (!Array.isArray(folders) || !folders.every((folder) => folder instanceof FileSystemDirectoryHandle)) {
+      throw new TypeError('uploadFolders takes folder handles');
+    }
+    session.uploadFolders(folders);
+  },
+
   async rename(ns: NamespaceId, from: string, to: string) {
     await (await sessionFor(parseNamespaceId(ns))).rename(from, to);
   },

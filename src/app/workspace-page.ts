@@ -118,8 +118,12 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     );
   }
 
+  function uploadFolders(folders: FileSystemDirectoryHandle[]): void {
+    api.uploadFolders(namespaceId, folders).catch((error: unknown) => notices.error(`Upload failed: ${errorMessage(error)}`));
+  }
+
   const folderSync = new FolderSyncPanel(api, namespaceId);
-  const dropZone = new DropZone(uploadPicked, (error) => notices.error(`Could not read the dropped files: ${errorMessage(error)}`));
+  const dropZone = new DropZone(uploadPicked, uploadFolders, (error) => notices.error(`Could not read the dropped files: ${errorMessage(error)}`));
 
   const element = h(
     'section',
@@ -128,7 +132,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     viewError,
     storageFull,
     createShareLinkBox(api, namespaceId, notices),
-    h('div', { class: 'workspace-tools' }, createFilePickers(uploadPicked), recentlyDeleted),
+    h('div', { class: 'workspace-tools' }, createFilePickers(uploadPicked, uploadFolders, (error) => notices.error(`Could not open the folder: ${errorMessage(error)}`)), recentlyDeleted),
     folderSync.element,
     notices.element,
     uploads.element,

@@ -19,6 +19,9 @@
  *   --many-files-rows join,upload
  *                       which rows of many-files (default: both; upload drops a folder of
  *                       --files small files into a fresh browser)
+ *   --upload-sources drop,picker
+ *                       how many-files' upload row hands the folder over (default: both; drop is
+ *                       Chromium's drag and drop of the directory, picker the folder input)
  *   --big-file-rows download,upload,peer
  *                       which rows of big-file (default: all three)
  *   --blocks N          block-batch: small blocks fetched through the batch route (default 10000)
@@ -40,6 +43,8 @@ export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;
 export type BigFileRow = (typeof BIG_FILE_ROWS)[number];
 export const MANY_FILES_ROWS = ['join', 'upload'] as const;
+export const UPLOAD_SOURCE_FLAGS = ['drop', 'picker'] as const;
+export type UploadSourceFlag = (typeof UPLOAD_SOURCE_FLAGS)[number];
 export type ManyFilesRow = (typeof MANY_FILES_ROWS)[number];
 
 export interface BenchFlags {
@@ -56,6 +61,7 @@ export interface BenchFlags {
   profile: string | undefined;
   bigFileRows: BigFileRow[];
   manyFilesRows: ManyFilesRow[];
+  uploadSources: UploadSourceFlag[];
   blocks: number;
   /** Undefined: this checkout. */
   serverRoots: string[] | undefined;
@@ -77,6 +83,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     profile: undefined,
     bigFileRows: [...BIG_FILE_ROWS],
     manyFilesRows: [...MANY_FILES_ROWS],
+    uploadSources: [...UPLOAD_SOURCE_FLAGS],
     blocks: 10_000,
     serverRoots: undefined,
   };
@@ -127,6 +134,11 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
       const unknown = rows.filter((row) => !(MANY_FILES_ROWS as readonly string[]).includes(row));
       if (rows.length === 0 || unknown.length > 0) throw new Error(`--many-files-rows takes a list of ${MANY_FILES_ROWS.join(', ')}`);
       flags.manyFilesRows = MANY_FILES_ROWS.filter((row) => rows.includes(row));
+    } else if (name === 'upload-sources') {
+      const sources = value.split(',').map((part) => part.trim()).filter(Boolean);
+      const unknown = sources.filter((source) => !(UPLOAD_SOURCE_FLAGS as readonly string[]).includes(source));
+      if (sources.length === 0 || unknown.length > 0) throw new Error(`--upload-sources takes a list of ${UPLOAD_SOURCE_FLAGS.join(', ')}`);
+      flags.uploadSources = UPLOAD_SOURCE_FLAGS.filter((source) => sources.includes(source));
     } else if (name === 'server-root') {
       const roots = value.split(',').map((part) => part.trim()).filter(Boolean);
       if (roots.length === 0) throw new Error('--server-root takes a comma-separated list of checkouts');

@@ -153,7 +153,7 @@ if (wants('many-files')) {
     const harness = await E2eHarness.start();
     try {
       if (flags.manyFilesRows.includes('join')) groups.push(await benchManyFiles(harness, flags.files, log, flags.profile));
-      if (flags.manyFilesRows.includes('upload')) groups.push(await benchManyFilesUpload(harness, flags.files, log, flags.profile));
+      if (flags.manyFilesRows.includes('upload')) groups.push(await benchManyFilesUpload(harness, flags.files, log, flags.profile, flags.uploadSources));
     } finally {
       await harness.close();
     }
