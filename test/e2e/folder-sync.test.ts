@@ -1,4 +1,4 @@
-import type { Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ServerApi } from '../../src/engine/server-api.ts';
 import { MAX_BLOCK_SIZE, parseFilePath, parseNamespaceId, type BlockHash, type JournalEntry, type NamespaceId } from '../../src/protocol/index.ts';
@@ -180,6 +180,7 @@ const text = (value: string) => new TextEncoder().encode(value);
 describe('sync to a folder on this computer', () => {
   let server: TestServer;
   let page: Page;
+  let context: BrowserContext;
   let other: OtherDevice;
   const big = randomBuffer(5 * MiB + 123);
   const readme = text('# Read me\n');
@@ -187,7 +188,7 @@ describe('sync to a folder on this computer', () => {
 
   beforeAll(async () => {
     server = await harness.startServer();
-    const context = await harness.newBrowser();
+    context = await harness.newBrowser();
     // The folder picker dialog cannot be clicked in a headless browser: it answers with an origin-private folder.
     await context.addInitScript((name) => {
       window.showDirectoryPicker = async (options) => {
@@ -317,6 +318,34 @@ describe('sync to a folder on this computer', () => {
     expect(counts).toEqual({ written: 0, uploaded: 0, deleted: 0, conflicts: 0 });
     expect(await other.head()).toBe(head);
     expect(await folderContents(page)).toEqual(before);
+  }, 120_000);
+
+  test('when the browser asks for permission again after a restart, one click restores access and syncing resumes', async () => {
+    // An origin-private folder never needs permission: from here on the page's handles answer as
+    // a picked folder does after a browser restart, and the prompt a click brings says yes.
+    await context.addInitScript(() => {
+      const handle = FileSystemHandle.prototype as unknown as Record<string, unknown>;
+      handle.queryPermission = async () => 'prompt';
+      handle.requestPermission = async (descriptor?: { mode?: string }) => {
+        if (descriptor?.mode !== 'readwrite') throw new Error('folder sync must ask for read-write access');
+        (window as unknown as { permissionAsked: boolean }).permissionAsked = true;
+        return 'granted';
+      };
+    });
+    await page.reload();
+    const restore = page.getByTestId('folder-sync-restore');
+    await restore.waitFor({ timeout: 30_000 });
+    expect(await restore.textContent()).toBe(`Restore access to ${FOLDER}`);
+    expect(await page.getByTestId('folder-sync-stop').isVisible()).toBe(false);
+    // Nothing reaches the folder while access is not restored.
+    const later = text('written after access came back\n');
+    await other.write('later.txt', later);
+    await page.waitForTimeout(1_500);
+    expect((await folderContents(page))['later.txt']).toBeUndefined();
+    await restore.click();
+    await page.getByTestId('folder-sync-stop').waitFor({ timeout: 30_000 });
+    expect(await page.evaluate(() => (window as unknown as { permissionAsked?: boolean }).permissionAsked)).toBe(true);
+    await expect.poll(async () => (await folderContents(page))['later.txt'], { timeout: 30_000, interval: 250 }).toBe(sha256(later));
   }, 120_000);
 
   test('a folder that goes away stops folder sync with a message saying what failed and why; the workspace keeps its files', async () => {
