@@ -16,7 +16,8 @@ const STATUS_EVERY_MS = 1000;
  */
 export class FolderSyncPanel {
   readonly element: HTMLElement;
-  private readonly status = h('p', { class: 'hint', 'data-testid': 'folder-sync-status', role: 'status' });
+  // Not a live region: its counts change every second while files move, too often to be read out.
+  private readonly status = h('p', { class: 'hint', 'data-testid': 'folder-sync-status' });
   private readonly refused = h('details', { class: 'folder-sync-refused', 'data-testid': 'folder-sync-refused', hidden: true });
   private readonly problem = h('p', { class: 'field-error', 'data-testid': 'folder-sync-error', role: 'alert', hidden: true });
   private readonly pick = h('button', { type: 'button', class: 'button', 'data-testid': 'folder-sync-pick' }, 'Sync to a folder…');
