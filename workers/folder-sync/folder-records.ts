@@ -23,6 +23,14 @@ export class FolderRecords {
     return new FolderRecords(ns, store, await store.records(ns));
   }
 
+  /** Reads the records again (another tab synced the folder meanwhile): unsaved changes are saved first. */
+  async reload(): Promise<void> {
+    await this.flush();
+    const stored = await this.store.records(this.ns);
+    this.records.clear();
+    for (const [path, record] of stored) this.records.set(path, record);
+  }
+
   get(path: FilePath): FolderRecord | undefined {
     return this.records.get(path);
   }

@@ -54,6 +54,8 @@ export class FolderSync {
   private readonly writer: FolderWriter;
   private readonly scanner: FolderScanner;
   private stopped = false;
+  /** This tab waited while another one synced the folder (its records in memory may be stale). */
+  private followed = false;
   private loop: Promise<void> = Promise.resolve();
   private wakeUp: (() => void) | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -135,8 +137,16 @@ export class FolderSync {
       const engine = this.deps.engine();
       if (!engine) {
         this.view.state = 'other-tab';
+        this.followed = true;
       } else {
         try {
+          if (this.followed) {
+            // Another tab synced the folder until now: its records are the truth.
+            await this.records.reload();
+            this.followed = false;
+            this.journalMark = '';
+            this.scanWanted = true;
+          }
           this.view.state = 'syncing';
           const mark = journalMark(engine);
           if (mark !== this.journalMark) {
