@@ -11,6 +11,7 @@ import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
 import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
 import { WorkspaceSession } from './workspace-session.ts';
+import { FolderLinks, type LinkedWorkspace } from './folder-sync/folder-links.ts';
 
 /**
  * The sync worker: owns IndexedDB, the tokens, the engine and every block byte. The UI
@@ -29,6 +30,13 @@ interface WorkerContext {
 
 let context: WorkerContext | null = null;
 const sessions = new Map<NamespaceId, WorkspaceSession>();
+const folders = new FolderLinks();
+
+/** What folder sync of `ns` needs: the open session's engine, uploads and blocks. */
+async function linkedWorkspace(ns: NamespaceId): Promise<LinkedWorkspace> {
+  const session = await sessionFor(ns);
+  return { api: await apiFor(ns), blocks: ready().blocks, device: ready().device, engine: () => session.syncEngine() };
+}
 
 function ready(): WorkerContext {
   if (!context) throw new Error('the sync worker is not initialised');
@@ -148,6 +156,7 @@ const api: SyncWorkerApi = {
   },
 
   async close(ns: NamespaceId) {
+    await folders.stop(ns);
     const session = sessions.get(ns);
     sessions.delete(ns);
     await session?.close();
@@ -260,8 +269,35 @@ const api: SyncWorkerApi = {
     (await sessionFor(parseNamespaceId(ns))).setSelfPeerId(peerId);
   },
 
+  async linkedFolder(ns: NamespaceId) {
+    return folders.linked(parseNamespaceId(ns));
+  },
+
+  async linkFolder(ns: NamespaceId, folder: FileSystemDirectoryHandle) {
+    const id = parseNamespaceId(ns);
+    await folders.link(id, folder, await linkedWorkspace(id));
+  },
+
+  async resumeFolder(ns: NamespaceId) {
+    const id = parseNamespaceId(ns);
+    await folders.resume(id, await linkedWorkspace(id));
+  },
+
+  async unlinkFolder(ns: NamespaceId) {
+    await folders.unlink(parseNamespaceId(ns));
+  },
+
+  async folderSyncStatus(ns: NamespaceId) {
+    return folders.status(parseNamespaceId(ns));
+  },
+
+  async scanFolder(ns: NamespaceId) {
+    return folders.scan(parseNamespaceId(ns));
+  },
+
   async forget(ns: NamespaceId) {
     const id = parseNamespaceId(ns);
+    await folders.unlink(id);
     await api.close(id);
     await ready().registry.forget(id);
   },

@@ -128,6 +128,11 @@ export class WorkspaceSession {
     }, TICK_MS);
   }
 
+  /** The running engine while this tab syncs the workspace (the leader), else null. */
+  syncEngine(): NamespaceSync | null {
+    return this.engine;
+  }
+
   subscribe(listener: (view: WorkspaceView) => void): void {
     this.listeners.add(listener);
     listener(this.view());

@@ -32,13 +32,15 @@
  *   native-pair         (scenario, on request) nearsync daemon → daemon against Syncthing over a
  *                       veth between two namespaces, --size-mib (default 256) as 4 files,
  *                       --repeats runs alternating, plus bare TCP; see native-pair.ts
+ *   folder-sync         (on request) the first --files count of small files and 3 large ones
+ *                       written into a folder by folder sync vs a bare write loop, same page
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync'] as const;
 /** Scenarios run only when named: they take long or need a lot of disk. */
-const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair'];
+const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;

@@ -7,6 +7,7 @@ import { netnsSupport } from '../netns/netns.ts';
 import { benchAppTransfer } from './app-transfer.ts';
 import { benchBigFile, benchBigFileFromPeer } from './big-file.ts';
 import { benchBlockBatch } from './block-batch.ts';
+import { benchFolderSync } from './folder-sync.ts';
 import { parseBenchFlags, type Scenario } from './flags.ts';
 import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
 import { benchManyFiles } from './many-files.ts';
@@ -176,6 +177,17 @@ if (wants('native-pair')) {
   } else {
     await attempt('native-pair', async () => void groups.push(await benchNativePair(flags.sizeMiB ?? 256, flags.repeats, log, flags.profile)));
   }
+}
+
+if (wants('folder-sync')) {
+  await attempt('folder-sync', async () => {
+    const harness = await E2eHarness.start();
+    try {
+      groups.push(await benchFolderSync(harness, flags.files[0], log));
+    } finally {
+      await harness.close();
+    }
+  });
 }
 
 for (const row of groups.flat()) console.log(JSON.stringify(row));
