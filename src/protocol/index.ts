@@ -21,3 +21,4 @@ export * from './deleted-files.ts';
 export * from './file-url.ts';
 export * from './byte-range.ts';
 export * from './served-types.ts';
+export * from './folder-safe-name.ts';
