@@ -9,8 +9,10 @@ import { blockBuffers } from './block-buffers.ts';
 import { BlockWriter } from './block-writer.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
-import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
+import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView, ZipProgressView } from './sync-api.ts';
+import type { ZipSource } from './zip-export.ts';
 import { WorkspaceSession } from './workspace-session.ts';
+import { ZipJobs } from './zip-jobs.ts';
 
 /**
  * The sync worker: owns IndexedDB, the tokens, the engine and every block byte. The UI
@@ -29,6 +31,7 @@ interface WorkerContext {
 
 let context: WorkerContext | null = null;
 const sessions = new Map<NamespaceId, WorkspaceSession>();
+const zips = new ZipJobs();
 
 function ready(): WorkerContext {
   if (!context) throw new Error('the sync worker is not initialised');
@@ -219,6 +222,20 @@ const api: SyncWorkerApi = {
     return (await apiFor(id)).deletedFiles(id, before === undefined ? {} : { before: parseCursor(before, 'before') });
   },
 
+  async writeZip(ns: NamespaceId, folder: string, target: FileSystemFileHandle, jobId: string, onProgress: (progress: ZipProgressView) => void) {
+    if (!(target instanceof FileSystemFileHandle)) throw new Error('a zip needs a file to write into');
+    return zips.write(jobId, await zipSourceFor(ns, folder), target, onProgress);
+  },
+
+  async zipStream(ns: NamespaceId, folder: string, jobId: string, onProgress: (progress: ZipProgressView) => void) {
+    const stream = zips.stream(jobId, await zipSourceFor(ns, folder), onProgress);
+    return Comlink.transfer(stream, [stream as unknown as Transferable]);
+  },
+
+  async cancelZip(jobId: string) {
+    zips.cancel(jobId);
+  },
+
   async relayCredentials(ns: NamespaceId) {
     const record = await ready().registry.get(parseNamespaceId(ns));
     if (!record) throw new Error('this workspace is not known on this device');
@@ -258,6 +275,14 @@ const api: SyncWorkerApi = {
     await ready().registry.forget(id);
   },
 };
+
+/** What a zip of `folder` of an open workspace reads. */
+async function zipSourceFor(ns: NamespaceId, folder: string): Promise<ZipSource> {
+  const session = sessions.get(parseNamespaceId(ns));
+  if (!session) throw new Error('this workspace is not open in this tab');
+  const path = typeof folder === 'string' ? folder.replace(/^\/+|\/+$/g, '') : '';
+  return { ...(await session.zipSource(path === '' ? '' : parseFilePath(path, 'folder'))), blocks: ready().blocks };
+}
 
 /** The blocks as one Blob, composed by reference (never copied into one buffer); null when one is not stored. */
 async function composeBlob(blocks: IdbBlockStore, hashes: readonly BlockHash[]): Promise<Blob | null> {

@@ -15,6 +15,7 @@ import { UploadQueue } from './upload-queue.ts';
 import { storageEstimate } from './storage-estimate.ts';
 import { sha256 } from './web-crypto.ts';
 import { WorkspaceTree, type FileDelta } from './workspace-tree.ts';
+import type { ZipSource } from './zip-export.ts';
 import { allFileViews, changedFileDeltas, emptySharedView, fullView, sharedViewOf, type SharedView } from './workspace-view.ts';
 
 export interface WorkspaceSessionDeps {
@@ -161,6 +162,24 @@ export class WorkspaceSession {
   /** A live file's record: from the running engine when this tab leads, else read from storage. */
   async fileRecord(path: FilePath): Promise<FileRecord | undefined> {
     return this.engine?.file(path) ?? (await this.deps.state.file(this.namespaceId, path));
+  }
+
+  /**
+   * What a zip of `folder` reads: the files below it from the folder tree and their records.
+   * A follower tab has no engine, and reading one record from storage reads the whole table,
+   * so it reads the table once for the whole zip.
+   */
+  async zipSource(folder: string): Promise<Omit<ZipSource, 'blocks'>> {
+    const totals = this.tree.totalsOf(folder);
+    if (!totals) throw new Error(`there is no folder ${folder} in this workspace`);
+    const engine = this.engine;
+    let record: ZipSource['record'];
+    if (engine) record = (path) => engine.file(path);
+    else {
+      const table = new Map((await this.deps.state.load(this.namespaceId)).files.map((file) => [file.path as string, file]));
+      record = (path) => table.get(path);
+    }
+    return { files: this.tree.filesBelow(folder), totals, folder, record };
   }
 
   /**
