@@ -1,4 +1,4 @@
-import { zipStream, type ZipSource } from './zip-export.ts';
+import { zipStream, type ZipOutput, type ZipSource } from './zip-export.ts';
 import type { ZipProgressView } from './sync-api.ts';
 
 /**
@@ -8,8 +8,12 @@ import type { ZipProgressView } from './sync-api.ts';
 export class ZipJobs {
   private readonly running = new Map<string, AbortController>();
 
-  /** Starts a zip as a stream; it leaves the registry when it ends, fails or is cancelled. */
+  /** Starts a zip as a byte stream; it leaves the registry when it ends, fails or is cancelled. */
   stream(jobId: string, source: ZipSource, onProgress: (progress: ZipProgressView) => void): ReadableStream<Uint8Array> {
+    return this.start(jobId, source, onProgress, 'bytes') as ReadableStream<Uint8Array>;
+  }
+
+  private start(jobId: string, source: ZipSource, onProgress: (progress: ZipProgressView) => void, output: ZipOutput): ReadableStream<Uint8Array | Blob> {
     const id = parseJobId(jobId);
     if (this.running.has(id)) throw new Error(`a zip named ${id} is already running`);
     const abort = new AbortController();
@@ -21,7 +25,7 @@ export class ZipJobs {
     return zipStream(source, abort.signal, (progress) => {
       if (progress.done) finish();
       onProgress(progress);
-    });
+    }, output);
   }
 
   /**
@@ -31,10 +35,11 @@ export class ZipJobs {
    */
   async write(jobId: string, source: ZipSource, target: FileSystemFileHandle, onProgress: (progress: ZipProgressView) => void): Promise<ZipProgressView> {
     let last: ZipProgressView | null = null;
-    const stream = this.stream(jobId, source, (progress) => {
+    // Blobs: the file stream copies block files inside the browser process.
+    const stream = this.start(jobId, source, (progress) => {
       last = progress;
       onProgress(progress);
-    });
+    }, 'blobs');
     try {
       const writable = await target.createWritable();
       await stream.pipeTo(writable, { signal: this.running.get(parseJobId(jobId))?.signal });

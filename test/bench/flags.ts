@@ -1,12 +1,12 @@
 /**
  * Command-line flags of `npm run bench`:
  *
- *   --scenario office-warm,office-cold,office-lan,app-transfer,big-file,many-files,block-batch
- *                       which scenarios (default: all but big-file, many-files and
- *                       block-batch, which run only when named)
+ *   --scenario office-warm,office-cold,office-lan,app-transfer,big-file,many-files,block-batch,zip
+ *                       which scenarios (default: all but big-file, many-files,
+ *                       block-batch and zip, which run only when named)
  *   --size-mib N        workspace size S for the office scenarios (default 128) and file
  *                       size for app-transfer (default 64 there when not given) and big-file
- *                       (default 4096)
+ *                       (default 4096); zip: the zipped workspace's size (default 2048)
  *   --joiners K         joining browsers in the office scenarios (default 3)
  *   --egress-mbps M     server block egress cap in megabits/s (default 100)
  *   --browsers processes|contexts
@@ -30,9 +30,9 @@
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'zip'] as const;
 /** Scenarios run only when named: they take long or need a lot of disk. */
-const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch'];
+const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'zip'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;

@@ -14,6 +14,7 @@ import { benchManyFilesUpload } from './many-files-upload.ts';
 import { benchOfficeLan } from './office-lan.ts';
 import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
+import { benchZip } from './zip.ts';
 
 /**
  * `npm run bench [-- --scenario office-warm,office-cold,office-lan,app-transfer,big-file,block-batch --size-mib 128
@@ -164,6 +165,19 @@ if (wants('block-batch')) {
     const roots = (flags.serverRoots ?? [fileURLToPath(new URL('../..', import.meta.url))]).map((root) => resolve(root));
     log(`block-batch: ${flags.blocks} small blocks through POST /api/v1/ns/:ns/blocks, server(s) from ${roots.join(', ')}`);
     groups.push(await benchBlockBatch(roots, flags.blocks, flags.repeats, log));
+  });
+}
+
+if (wants('zip')) {
+  await attempt('zip', async () => {
+    const sizeMiB = flags.sizeMiB ?? 2048;
+    log(`zip: Download as .zip of a ${sizeMiB} MiB workspace synced into the browser, vs reading its blocks`);
+    const harness = await E2eHarness.start();
+    try {
+      groups.push([await benchZip(harness, sizeMiB, log)]);
+    } finally {
+      await harness.close();
+    }
   });
 }
 

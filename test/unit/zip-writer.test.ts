@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crc32, crc32Update } from '../../src/engine/zip/crc32.ts';
-import { coalesce } from '../../src/engine/zip/coalesce.ts';
+import { coalesce, gatherIntoBlobs } from '../../src/engine/zip/coalesce.ts';
 import { zipArchive, type ZipEntry } from '../../src/engine/zip/zip-writer.ts';
 
 /**
@@ -35,7 +35,8 @@ async function writeArchive(name: string, entries: Iterable<ZipEntry>, hole?: Ui
   const file = await open(path, 'w');
   let position = 0;
   try {
-    for await (const chunk of zipArchive(entries)) {
+    for await (const piece of zipArchive(entries)) {
+      const chunk = piece instanceof Uint8Array ? piece : new Uint8Array(await piece.arrayBuffer());
       if (chunk !== hole) await file.write(chunk, 0, chunk.length, position);
       position += chunk.length;
     }
@@ -98,6 +99,25 @@ describe('zipArchive', () => {
     expect(listing).toContain('6 files');
   });
 
+  it('checksums the bytes of a Blob piece and puts out the Blob itself', async () => {
+    const bytes = randomBytes(200_000);
+    const pieces: ZipEntry = {
+      name: 'pieces.bin',
+      size: bytes.length,
+      mtime: 0,
+      async *data() {
+        yield { blob: new Blob([bytes.subarray(0, 150_000)]), bytes: bytes.subarray(0, 150_000) };
+        yield bytes.subarray(150_000);
+      },
+    };
+    const out: (Uint8Array | Blob)[] = [];
+    for await (const piece of zipArchive([pieces])) out.push(piece);
+    expect(out.filter((piece) => piece instanceof Blob)).toHaveLength(1);
+    const archive = await writeArchive('pieces.zip', [pieces]);
+    expect((await run('unzip', ['-t', archive])).stdout).toContain('No errors detected');
+    expect(Buffer.compare(await unzipped(archive, 'pieces.bin'), bytes)).toBe(0);
+  });
+
   it('refuses a file that yields other than its size', async () => {
     const short: ZipEntry = { name: 'short', size: 10, mtime: 0, async *data() { yield new Uint8Array(9); } };
     await expect(writeArchive('short.zip', [short])).rejects.toThrow('short: has 9 bytes, 10 expected');
@@ -157,5 +177,20 @@ describe('coalesce', () => {
     for await (const chunk of coalesce(source(), 4)) out.push(chunk);
     expect(out.map((chunk) => [...chunk])).toEqual([[1, 2, 3], [...large], [4, 5, 6], [7, 8, 9]]);
     expect(out[1]).toBe(large);
+  });
+});
+
+describe('gatherIntoBlobs', () => {
+  it('gathers bytes and Blobs in order into Blobs of at least the size asked', async () => {
+    async function* source() {
+      yield Uint8Array.of(1, 2);
+      yield new Blob([Uint8Array.of(3, 4, 5)]);
+      yield Uint8Array.of(6);
+      yield Uint8Array.of(7, 8, 9, 10, 11);
+      yield Uint8Array.of(12);
+    }
+    const out: number[][] = [];
+    for await (const blob of gatherIntoBlobs(source(), 5)) out.push([...new Uint8Array(await blob.arrayBuffer())]);
+    expect(out).toEqual([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [12]]);
   });
 });

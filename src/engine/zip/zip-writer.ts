@@ -15,6 +15,16 @@ import { crc32Update } from './crc32.ts';
  * extended-timestamp field (UTC seconds) that Info-ZIP, 7-Zip and libarchive prefer.
  */
 
+/**
+ * A piece of content whose bytes are also in a Blob (a disk-backed File): the writer checksums
+ * `bytes` and puts out `blob`, so a consumer that takes Blobs (a file stream) can let the
+ * browser copy file to file instead of taking the bytes back across from this thread.
+ */
+export interface ZipBlobChunk {
+  blob: Blob;
+  bytes: Uint8Array;
+}
+
 export interface ZipFile {
   /** "/"-separated path inside the archive, no leading "/". */
   name: string;
@@ -22,7 +32,7 @@ export interface ZipFile {
   size: number;
   /** Milliseconds since the epoch. */
   mtime: number;
-  data(): AsyncIterable<Uint8Array>;
+  data(): AsyncIterable<Uint8Array | ZipBlobChunk>;
 }
 
 export interface ZipFolder {
@@ -79,13 +89,14 @@ const encoder = new TextEncoder();
 
 /**
  * The archive of `entries`, as chunks in order. File content chunks are passed through as
- * they come (not copied); headers are small chunks of their own. Throws when a file yields a
- * different number of bytes than its `size` says, or a name is empty or too long for zip.
+ * they come (not copied; a ZipBlobChunk as its Blob); headers are small chunks of their own.
+ * Throws when a file yields a different number of bytes than its `size` says, or a name is
+ * empty or too long for zip.
  */
 export async function* zipArchive(
   entries: AsyncIterable<ZipEntry> | Iterable<ZipEntry>,
   onEntry?: (progress: ZipProgress) => void,
-): AsyncGenerator<Uint8Array> {
+): AsyncGenerator<Uint8Array | Blob> {
   const written: Written[] = [];
   let offset = 0;
   let contentBytes = 0;
@@ -103,10 +114,14 @@ export async function* zipArchive(
       let crc = 0;
       let count = 0;
       for await (const chunk of entry.data()) {
-        crc = crc32Update(crc, chunk);
-        count += chunk.length;
+        const bytes = chunk instanceof Uint8Array ? chunk : chunk.bytes;
+        if (!(chunk instanceof Uint8Array) && chunk.blob.size !== bytes.length) {
+          throw new Error(`${entry.name}: a piece's Blob holds ${chunk.blob.size} bytes, its bytes ${bytes.length}`);
+        }
+        crc = crc32Update(crc, bytes);
+        count += bytes.length;
         if (count > size) throw new Error(`${entry.name}: has more than the ${size} bytes expected`);
-        if (chunk.length > 0) yield chunk;
+        if (bytes.length > 0) yield chunk instanceof Uint8Array ? chunk : chunk.blob;
       }
       if (count !== size) throw new Error(`${entry.name}: has ${count} bytes, ${size} expected`);
       record.crc = crc;
