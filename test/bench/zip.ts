@@ -57,9 +57,10 @@ function expectedZipBytes(files: { path: string; size: number }[]): number {
 /**
  * Reads every block file of this origin once, in a worker (as the zip does), each whole: through
  * a read-only sync access handle (the fastest way, the zip's own) and, for comparison, as a
- * File's arrayBuffer() (how Open and Save read). Seconds of each and bytes.
+ * File's arrayBuffer() (how Open and Save read, and how IndexedDB values read); then writes
+ * them all into a file stream with nothing else (the sink's own ceiling). Seconds of each.
  */
-async function readAllBlocks(page: Page): Promise<{ syncSeconds: number; fileSeconds: number; bytes: number }> {
+async function readAllBlocks(page: Page): Promise<{ syncSeconds: number; fileSeconds: number; writeSeconds: number; bytes: number }> {
   return page.evaluate(async () => {
     const source = `
       const values = (dir) => dir.values();
@@ -81,12 +82,25 @@ async function readAllBlocks(page: Page): Promise<{ syncSeconds: number; fileSec
         const syncSeconds = (performance.now() - began) / 1000;
         began = performance.now();
         for (const handle of handles) await (await handle.getFile()).arrayBuffer();
-        postMessage({ syncSeconds, fileSeconds: (performance.now() - began) / 1000, bytes });
+        const fileSeconds = (performance.now() - began) / 1000;
+        // The sink alone: the same block Files into a file stream, four per write, as the zip writes them.
+        const out = await (await navigator.storage.getDirectory()).getDirectoryHandle('zip-out', { create: true });
+        const target = await out.getFileHandle('write-baseline.bin', { create: true });
+        began = performance.now();
+        const writable = await target.createWritable();
+        for (let i = 0; i < handles.length; i += 4) {
+          const files = await Promise.all(handles.slice(i, i + 4).map((handle) => handle.getFile()));
+          await writable.write(new Blob(files));
+        }
+        await writable.close();
+        const writeSeconds = (performance.now() - began) / 1000;
+        await out.removeEntry('write-baseline.bin');
+        postMessage({ syncSeconds, fileSeconds, writeSeconds, bytes });
       };`;
     const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
     const worker = new Worker(url);
     try {
-      return await new Promise<{ syncSeconds: number; fileSeconds: number; bytes: number }>((resolve, reject) => {
+      return await new Promise<{ syncSeconds: number; fileSeconds: number; writeSeconds: number; bytes: number }>((resolve, reject) => {
         worker.onmessage = (event) => resolve(event.data);
         worker.onerror = (event) => reject(new Error(event.message));
         worker.postMessage(null);
@@ -121,7 +135,7 @@ export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log): 
     await baselinePage.goto(`${server.origin}/`);
     const before = await readAllBlocks(baselinePage);
     await baselinePage.close();
-    log(`zip: read every block file, before: ${before.syncSeconds.toFixed(1)} s (${(before.bytes / MiB).toFixed(0)} MiB; as Files ${before.fileSeconds.toFixed(1)} s)`);
+    log(`zip: read every block file, before: ${before.syncSeconds.toFixed(1)} s (${(before.bytes / MiB).toFixed(0)} MiB; as Files ${before.fileSeconds.toFixed(1)} s; written to a file stream ${before.writeSeconds.toFixed(1)} s)`);
 
     await page.waitForTimeout(SETTLE_MS);
     const idle = chromiumRss(tag);
@@ -140,7 +154,7 @@ export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log): 
     });
     log(`zip: ${(zipBytes / MiB).toFixed(0)} MiB written in ${zipSeconds.toFixed(1)} s; RSS ${(totalOf(idle) / MiB).toFixed(0)} → peak ${(peak.total / MiB).toFixed(0)} MiB`);
     const after = await readAllBlocks(page);
-    log(`zip: read every block file, after: ${after.syncSeconds.toFixed(1)} s (as Files ${after.fileSeconds.toFixed(1)} s)`);
+    log(`zip: read every block file, after: ${after.syncSeconds.toFixed(1)} s (as Files ${after.fileSeconds.toFixed(1)} s; written to a file stream ${after.writeSeconds.toFixed(1)} s)`);
 
     const readSeconds = (before.syncSeconds + after.syncSeconds) / 2;
     const contentBytes = sizeMiB * MiB;
@@ -155,7 +169,10 @@ export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log): 
       read_after_seconds: after.syncSeconds,
       read_mbps: before.bytes / readSeconds / 1e6,
       read_as_files_mbps: (2 * before.bytes) / (before.fileSeconds + after.fileSeconds) / 1e6,
+      bare_write_mbps: (2 * before.bytes) / (before.writeSeconds + after.writeSeconds) / 1e6,
       ratio: readSeconds / zipSeconds,
+      ratio_to_read_as_files: (before.fileSeconds + after.fileSeconds) / 2 / zipSeconds,
+      ratio_to_bare_write: (before.writeSeconds + after.writeSeconds) / 2 / zipSeconds,
       archive_length_ok: zipBytes === expectedZipBytes(files) ? 'yes' : `NO (${zipBytes} vs ${expectedZipBytes(files)})`,
       ...rssColumns(idle, peak),
       ...cpu,
