@@ -74,13 +74,27 @@ export async function blocksForZip(blocks: ZipBlockStore, hashes: readonly Block
   }
 }
 
+/** How a zip stream is run: where progress goes, what stops it, who hears that it ended. */
+export interface ZipStreamOptions {
+  signal: AbortSignal;
+  onProgress(progress: ZipProgressView): void;
+  /** Once, when the stream is complete, fails or is cancelled. */
+  onEnd(): void;
+  output: ZipOutput;
+}
+
 /**
- * The archive as a byte stream; `onProgress` hears at most four times a second, and once at
- * the end. Aborting `signal` (or cancelling the stream) stops it between chunks.
+ * The archive as a stream; `onProgress` hears at most four times a second, and once at the
+ * end. Aborting `signal` (or cancelling the stream) stops it between chunks.
  */
-export function zipStream(source: ZipSource, signal: AbortSignal, onProgress: (progress: ZipProgressView) => void, output: 'bytes'): ReadableStream<Uint8Array>;
-export function zipStream(source: ZipSource, signal: AbortSignal, onProgress: (progress: ZipProgressView) => void, output: ZipOutput): ReadableStream<Uint8Array | Blob>;
-export function zipStream(source: ZipSource, signal: AbortSignal, onProgress: (progress: ZipProgressView) => void, output: ZipOutput): ReadableStream<Uint8Array | Blob> {
+export function zipStream(source: ZipSource, options: ZipStreamOptions): ReadableStream<Uint8Array | Blob> {
+  const { signal, onProgress, output } = options;
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    options.onEnd();
+  };
   const progress: ZipProgressView = { files: source.totals.files, bytes: source.totals.bytes, filesDone: 0, bytesDone: 0, waitingFor: null, done: false };
   let reportedAt = 0;
   const report = (force = false) => {
@@ -97,18 +111,25 @@ export function zipStream(source: ZipSource, signal: AbortSignal, onProgress: (p
   return new ReadableStream<Uint8Array | Blob>(
     {
       async pull(controller) {
-        signal.throwIfAborted();
-        const next = await chunks.next();
-        if (next.done) {
-          progress.done = true;
-          progress.waitingFor = null;
-          report(true);
-          controller.close();
-        } else {
-          controller.enqueue(next.value);
+        try {
+          signal.throwIfAborted();
+          const next = await chunks.next();
+          if (next.done) {
+            progress.done = true;
+            progress.waitingFor = null;
+            report(true);
+            controller.close();
+            end();
+          } else {
+            controller.enqueue(next.value);
+          }
+        } catch (error) {
+          end();
+          throw error;
         }
       },
       async cancel() {
+        end();
         await chunks.return(undefined);
       },
     },

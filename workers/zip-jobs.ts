@@ -18,14 +18,10 @@ export class ZipJobs {
     if (this.running.has(id)) throw new Error(`a zip named ${id} is already running`);
     const abort = new AbortController();
     this.running.set(id, abort);
-    const finish = () => {
+    const onEnd = () => {
       if (this.running.get(id) === abort) this.running.delete(id);
     };
-    abort.signal.addEventListener('abort', finish, { once: true });
-    return zipStream(source, abort.signal, (progress) => {
-      if (progress.done) finish();
-      onProgress(progress);
-    }, output);
+    return zipStream(source, { signal: abort.signal, onProgress, onEnd, output });
   }
 
   /**
@@ -40,11 +36,12 @@ export class ZipJobs {
       last = progress;
       onProgress(progress);
     }, 'blobs');
+    const signal = this.running.get(parseJobId(jobId))!.signal;
     try {
       const writable = await target.createWritable();
-      await stream.pipeTo(writable, { signal: this.running.get(parseJobId(jobId))?.signal });
+      await stream.pipeTo(writable, { signal });
     } catch (error) {
-      this.cancel(jobId);
+      if (!signal.aborted) await stream.cancel(error).catch(() => undefined);
       await removeIfEmpty(target);
       throw error;
     }

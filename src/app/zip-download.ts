@@ -19,8 +19,8 @@ function savePicker(): SaveFilePicker | null {
   return typeof picker === 'function' ? picker.bind(window) : null;
 }
 
-/** Why the button is off where the browser has no save dialog that returns a file to write into. */
-const NO_PICKER = 'Downloading as .zip needs a browser that can save into a chosen file (Chrome, Edge or another Chromium browser).';
+/** Why there is no button where the browser has no save dialog that returns a file to write into. */
+const NO_PICKER = 'Download as .zip needs a browser that can save into a chosen file (Chrome, Edge or another Chromium browser).';
 
 /**
  * "Download as .zip" for the open folder (or the whole workspace at the top): asks where to
@@ -44,14 +44,16 @@ export class ZipDownload {
     private readonly namespaceId: NamespaceId,
     private readonly notices: Notices,
   ) {
-    const picker = savePicker();
-    this.button = h('button', { type: 'button', class: 'button', 'data-testid': 'download-zip', disabled: !picker, title: picker ? null : NO_PICKER }, '');
+    this.button = h('button', { type: 'button', class: 'button', 'data-testid': 'download-zip' }, '');
     this.button.addEventListener('click', () => void this.start());
     this.cancelButton.addEventListener('click', () => {
       if (this.jobId) void this.api.cancelZip(this.jobId);
     });
     this.status.append(this.statusText, this.bar.element, this.cancelButton);
-    this.element = h('div', { class: 'zip-download' }, this.button, this.status);
+    // Without the save dialog the option is not offered; one line says why.
+    this.element = savePicker()
+      ? h('div', { class: 'zip-download' }, this.button, this.status)
+      : h('p', { class: 'zip-unavailable', 'data-testid': 'zip-unavailable' }, NO_PICKER);
     this.renderLabel();
   }
 
@@ -74,9 +76,10 @@ export class ZipDownload {
   }
 
   private renderLabel(): void {
-    const what = this.folder ? `“${this.folder.slice(this.folder.lastIndexOf('/') + 1)}”` : 'all files';
-    setText(this.button, this.folder ? `Download ${what} as .zip` : 'Download all as .zip');
-    this.button.setAttribute('aria-label', `Download ${this.folder ? `folder ${this.folder}` : 'the whole workspace'} as a .zip file`);
+    const name = this.folder.slice(this.folder.lastIndexOf('/') + 1);
+    setText(this.button, this.folder ? `Download “${name}” as .zip` : 'Download all as .zip');
+    // The visible text stays the start of the accessible name; the title says what it covers.
+    this.button.title = this.folder ? `Everything in ${this.folder}, as one .zip file` : 'Every file of this workspace, as one .zip file';
   }
 
   private async start(): Promise<void> {

@@ -172,4 +172,18 @@ describe('Download as .zip', () => {
     for (const file of files) expect(Buffer.compare(extracted.get(file.path.slice('slow/'.length))!, file.bytes)).toBe(0);
     expect((await stat((await copyOutOfOpfs(page, 'slow.zip'))!)).size).toBeGreaterThan(16 * MiB);
   });
+
+  test('a browser without the save dialog gets a line saying what is needed, not a button', { timeout: 120_000 }, async () => {
+    const server = await harness.startServer();
+    const workspace = await seedWorkspace(server.origin, 'No picker', [FILES[0]]);
+    const page = await (await harness.newBrowser()).newPage();
+    await page.addInitScript(() => {
+      delete (Window.prototype as unknown as { showSaveFilePicker?: unknown }).showSaveFilePicker;
+      delete (window as unknown as { showSaveFilePicker?: unknown }).showSaveFilePicker;
+    });
+    await joinWithLink(page, workspace.shareLink(server.origin), workspace.namespaceId);
+    await waitForAllSynced(page, FILES[0].bytes.length);
+    expect(await page.getByTestId('zip-unavailable').textContent()).toContain('needs a browser that can save into a chosen file');
+    expect(await page.getByTestId('download-zip').count()).toBe(0);
+  });
 });
