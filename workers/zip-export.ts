@@ -65,11 +65,15 @@ export async function blocksForZip(blocks: ZipBlockStore, hashes: readonly Block
     if (stored.size >= wanted.size) return;
     onWait();
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(resolve, WAIT_POLL_MS);
-      signal.addEventListener('abort', () => {
+      const onAbort = () => {
         clearTimeout(timer);
         reject(signal.reason);
-      }, { once: true });
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, WAIT_POLL_MS);
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 }
