@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { E2eHarness, makeTempDir, runCleanups } from './harness.ts';
+import { manyFilesBytes, manyFilesPath, seedManyFiles } from './support/seed-many-files.ts';
 import { seedWorkspace, type SeedFile } from './support/seed-workspace.ts';
 import { fileRow, joinWithLink, openFolder, showFileFolder, waitForAllSynced } from './ui.ts';
 
@@ -185,5 +186,26 @@ describe('Download as .zip', () => {
     await waitForAllSynced(page, FILES[0].bytes.length);
     expect(await page.getByTestId('zip-unavailable').textContent()).toContain('needs a browser that can save into a chosen file');
     expect(await page.getByTestId('download-zip').count()).toBe(0);
+  });
+
+  test('3,000 small files: every one in the archive, byte-exact, in the order of the folder view', { timeout: 240_000 }, async () => {
+    const count = 3_000;
+    const server = await harness.startServer();
+    const workspace = await seedManyFiles(server.origin, count);
+    const page = await newPage();
+    await joinWithLink(page, workspace.shareLink, workspace.namespaceId);
+    await waitForAllSynced(page, workspace.totalBytes, 120_000);
+    await downloadZip(page, `many files ${count}.zip`, 120_000);
+    const archive = (await copyOutOfOpfs(page, `many files ${count}.zip`))!;
+    const extracted = await unzipAll(archive);
+    expect(extracted.size).toBe(count);
+    for (let index = 0; index < count; index++) {
+      expect(Buffer.compare(extracted.get(manyFilesPath(index))!, manyFilesBytes(index)), manyFilesPath(index)).toBe(0);
+    }
+    // Entries in the folder view's order: folders first, names in numeric order.
+    const { stdout } = await run('zipinfo', ['-1', archive], { maxBuffer: 16 * MiB });
+    const names = stdout.trim().split('\n');
+    expect(names.slice(0, 2)).toEqual(['project-0/part-0/file-000000.txt', 'project-0/part-0/file-000100.txt']);
+    expect(names.at(-1)).toBe(manyFilesPath(2999));
   });
 });
