@@ -213,6 +213,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
       network?.stop();
       renderer.stop();
       files.dispose();
+      zipDownload.dispose();
       dropZone.dispose();
       api.close(namespaceId).catch(() => {
         // The worker may already be gone (page unloading); nothing is left to close then.

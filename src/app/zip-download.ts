@@ -69,6 +69,11 @@ export class ZipDownload {
     this.renderLabel();
   }
 
+  /** The page is going away: a zip it started stops (the file stays as it was). */
+  dispose(): void {
+    if (this.jobId) void this.api.cancelZip(this.jobId).catch(() => undefined);
+  }
+
   private archiveName(): string {
     const base = this.folder ? this.folder.slice(this.folder.lastIndexOf('/') + 1) : this.workspaceName || 'workspace';
     // The name is a suggestion for the save dialog; characters no file system takes are replaced.

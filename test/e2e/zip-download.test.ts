@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { E2eHarness, makeTempDir, runCleanups } from './harness.ts';
 import { manyFilesBytes, manyFilesPath, seedManyFiles } from './support/seed-many-files.ts';
 import { seedWorkspace, type SeedFile } from './support/seed-workspace.ts';
-import { fileRow, joinWithLink, openFolder, showFileFolder, waitForAllSynced } from './ui.ts';
+import { fileRow, joinWithLink, openFolder, showFileFolder, waitForAllSynced, waitForRole } from './ui.ts';
 
 /**
  * Download as .zip in real Chromium: the page's save dialog is answered with a file in the
@@ -16,7 +16,8 @@ import { fileRow, joinWithLink, openFolder, showFileFolder, waitForAllSynced } f
  * headless), the sync worker streams the archive into it, and the test reads the file back
  * out and checks it with Debian's Info-ZIP `unzip` (not with the writer's own code): every
  * file byte-exact, names (Unicode, nested), times, an empty file, a multi-block file, a block
- * two files share. Then a zip that waits for a file still syncing, cancelled, and run again.
+ * two files share, from the tab that syncs and from a second tab that mirrors it; 3,000 small
+ * files. Then a zip that waits for a file still syncing, cancelled, and run again.
  */
 
 const run = promisify(execFile);
@@ -109,12 +110,15 @@ async function unzipAll(archive: string): Promise<Map<string, Buffer>> {
 
 async function downloadZip(page: Page, expectedName: string, timeout = 60_000): Promise<void> {
   await page.getByTestId('download-zip').click();
-  await page.getByTestId('notice-info').filter({ hasText: `Saved ${expectedName}` }).waitFor({ timeout });
+  const saved = page.getByTestId('notice-info').filter({ hasText: `Saved ${expectedName}` });
+  const failed = page.getByTestId('notice-error').filter({ hasText: expectedName });
+  await saved.or(failed).first().waitFor({ timeout });
+  if ((await failed.count()) > 0) throw new Error(`the zip failed: ${await failed.first().textContent()}`);
   expect(await page.evaluate(() => (window as unknown as { __zipPicked: string[] }).__zipPicked.at(-1))).toBe(expectedName);
 }
 
 describe('Download as .zip', () => {
-  test('the whole workspace and one folder, checked by unzip byte for byte', { timeout: 180_000 }, async () => {
+  test('the whole workspace and one folder, from the syncing tab and a second one, checked by unzip byte for byte', { timeout: 180_000 }, async () => {
     const server = await harness.startServer();
     const workspace = await seedWorkspace(server.origin, 'Zip Team', FILES);
     const page = await newPage();
@@ -143,6 +147,19 @@ describe('Download as .zip', () => {
     // The status line is gone once done, and the button is usable again.
     expect(await page.getByTestId('zip-status').isHidden()).toBe(true);
     expect(await button.isEnabled()).toBe(true);
+
+    // A second tab of this browser mirrors the first (no engine of its own): it zips too.
+    const second = await page.context().newPage();
+    await second.addInitScript(SAVE_DIALOG_TO_OPFS);
+    await second.goto(`${server.origin}/w/${workspace.namespaceId}`);
+    await waitForRole(second, 'follower');
+    await waitForAllSynced(second, totalBytes(FILES));
+    await openFolder(second, 'docs');
+    await downloadZip(second, 'docs.zip');
+    const docs = await unzipAll((await copyOutOfOpfs(second, 'docs.zip'))!);
+    const inDocs = FILES.filter((file) => file.path.startsWith('docs/'));
+    expect([...docs.keys()].sort()).toEqual(inDocs.map((file) => file.path.slice('docs/'.length)).sort());
+    for (const file of inDocs) expect(Buffer.compare(docs.get(file.path.slice('docs/'.length))!, file.bytes)).toBe(0);
   });
 
   test('waits for a file still syncing; Cancel stops it and leaves no file; a second try completes', { timeout: 240_000 }, async () => {
