@@ -177,7 +177,14 @@ describe('Download as .zip', () => {
 
     await page.getByTestId('download-zip').click();
     const status = page.getByTestId('zip-status-text');
-    await status.filter({ hasText: 'waiting for slow/zz-large.bin to sync' }).waitFor({ timeout: 30_000 });
+    await status
+      .filter({ hasText: 'waiting for slow/zz-large.bin to sync' })
+      .waitFor({ timeout: 30_000 })
+      .catch(async (error: unknown) => {
+        const notices = await page.getByTestId('notices').textContent();
+        const row = await fileRow(page, 'slow/zz-large.bin').getAttribute('data-status');
+        throw new Error(`no wait shown; status "${await status.textContent()}", notices "${notices}", large file ${row}`, { cause: error });
+      });
     expect(await page.getByTestId('zip-status').getAttribute('data-files-done')).toBe('1');
     await page.getByTestId('zip-cancel').click();
     await page.getByTestId('notice-info').filter({ hasText: 'Stopped writing slow.zip' }).waitFor({ timeout: 10_000 });
