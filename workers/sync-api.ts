@@ -78,6 +78,8 @@ export interface UploadTotals {
   doneFiles: number;
   failedFiles: number;
   bytesUploaded: number;
+  /** A dropped or picked folder is still being walked: more files may be added to `files`. */
+  counting?: boolean;
 }
 
 /**
@@ -192,6 +194,31 @@ export interface OpenOptions {
   peers?: boolean;
 }
 
+/** Two-way sync of a workspace with a folder on this computer (workers/folder-sync). */
+export interface FolderSyncView {
+  folderName: string;
+  /** `other-tab`: another tab of this browser syncs the workspace; the folder waits for it to close. */
+  state: 'starting' | 'syncing' | 'idle' | 'error' | 'other-tab';
+  /** Files folder sync knows in the folder (written or committed by it). */
+  trackedFiles: number;
+  /** Since linking in this tab: files written into the folder, uploaded from it, deleted either way, conflicted copies made. */
+  written: number;
+  uploaded: number;
+  deleted: number;
+  conflicts: number;
+  /** Journal files not written yet because their blocks are still arriving. */
+  waiting: number;
+  /** Names refused (unsafe for the folder or for the workspace), never written or synced: the first 100. */
+  refused: { path: string; reason: string }[];
+  refusedCount: number;
+  /** Files that failed this pass (tried again later), with the reason. */
+  failed: { path: string; error: string }[];
+  error: string | null;
+  lastScanAt: number | null;
+  /** How folder changes are noticed: FileSystemObserver, or scans on a timer and on page focus. */
+  watching: 'observer' | 'scan';
+}
+
 export interface SyncWorkerApi {
   /**
    * `apiBase` is the server origin, e.g. "http://localhost:8080"; `device` this browser's
@@ -212,6 +239,12 @@ export interface SyncWorkerApi {
   listFolder(ns: NamespaceId, query: FolderQuery): Promise<FolderListing>;
   /** Queues files for upload; `part` when the page sends one drop in several calls. */
   upload(ns: NamespaceId, files: UploadInput[], part?: UploadPart): Promise<void>;
+  /**
+   * Uploads everything below these folders (a drop's `getAsFileSystemHandle()` or
+   * `showDirectoryPicker()`), each under its own name. The worker walks them as the uploads
+   * make room, so a folder of any size costs bounded memory and no main-thread time.
+   */
+  uploadFolders(ns: NamespaceId, folders: FileSystemDirectoryHandle[]): Promise<void>;
   rename(ns: NamespaceId, from: string, to: string): Promise<void>;
   remove(ns: NamespaceId, path: string): Promise<void>;
   /**
@@ -277,6 +310,18 @@ export interface SyncWorkerApi {
   bridgeRead(ns: NamespaceId, read: BridgeReadOut): Promise<BridgeReadReply>;
   /** This page's peer id on the relay (it changes when the relay connection is renewed). */
   setSelfPeerId(ns: NamespaceId, peerId: string): Promise<void>;
+  /** The folder `ns` was linked to on this device (the page checks and asks for permission with it). */
+  linkedFolder(ns: NamespaceId): Promise<FileSystemDirectoryHandle | null>;
+  /** Links `ns` to a folder (read-write permission granted) and starts syncing both ways. */
+  linkFolder(ns: NamespaceId, folder: FileSystemDirectoryHandle): Promise<void>;
+  /** Starts syncing with the linked folder again (after a reload, once permission is granted). */
+  resumeFolder(ns: NamespaceId): Promise<void>;
+  /** Stops syncing with the folder and forgets it (the folder's files stay as they are). */
+  unlinkFolder(ns: NamespaceId): Promise<void>;
+  /** Folder sync's state, null when `ns` syncs with no folder in this tab. */
+  folderSyncStatus(ns: NamespaceId): Promise<FolderSyncView | null>;
+  /** Look at the folder for changes soon (the page gained focus). */
+  scanFolder(ns: NamespaceId): Promise<FolderSyncView | null>;
   /** Forgets the workspace on this device (blocks other workspaces use are kept). */
   forget(ns: NamespaceId): Promise<void>;
 }

@@ -13,6 +13,7 @@ import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi
 import type { ZipSource } from './zip-export.ts';
 import { WorkspaceSession } from './workspace-session.ts';
 import { ZipJobs } from './zip-jobs.ts';
+import { FolderLinks, type LinkedWorkspace } from './folder-sync/folder-links.ts';
 
 /**
  * The sync worker: owns IndexedDB, the tokens, the engine and every block byte. The UI
@@ -32,6 +33,13 @@ interface WorkerContext {
 let context: WorkerContext | null = null;
 const sessions = new Map<NamespaceId, WorkspaceSession>();
 const zips = new ZipJobs();
+const folders = new FolderLinks();
+
+/** What folder sync of `ns` needs: the open session's engine, uploads and blocks. */
+async function linkedWorkspace(ns: NamespaceId): Promise<LinkedWorkspace> {
+  const session = await sessionFor(ns);
+  return { api: await apiFor(ns), blocks: ready().blocks, device: ready().device, engine: () => session.syncEngine() };
+}
 
 function ready(): WorkerContext {
   if (!context) throw new Error('the sync worker is not initialised');
@@ -151,6 +159,7 @@ const api: SyncWorkerApi = {
   },
 
   async close(ns: NamespaceId) {
+    await folders.stop(ns);
     const session = sessions.get(ns);
     sessions.delete(ns);
     await session?.close();
@@ -164,6 +173,14 @@ const api: SyncWorkerApi = {
 
   async upload(ns: NamespaceId, files: UploadInput[], part?: UploadPart) {
     (await sessionFor(parseNamespaceId(ns))).upload(files, part === undefined ? undefined : parseUploadPart(part));
+  },
+
+  async uploadFolders(ns: NamespaceId, folders: FileSystemDirectoryHandle[]) {
+    const session = await sessionFor(parseNamespaceId(ns));
+    if (!Array.isArray(folders) || !folders.every((folder) => folder instanceof FileSystemDirectoryHandle)) {
+      throw new TypeError('uploadFolders takes folder handles');
+    }
+    session.uploadFolders(folders);
   },
 
   async rename(ns: NamespaceId, from: string, to: string) {
@@ -269,8 +286,35 @@ const api: SyncWorkerApi = {
     (await sessionFor(parseNamespaceId(ns))).setSelfPeerId(peerId);
   },
 
+  async linkedFolder(ns: NamespaceId) {
+    return folders.linked(parseNamespaceId(ns));
+  },
+
+  async linkFolder(ns: NamespaceId, folder: FileSystemDirectoryHandle) {
+    const id = parseNamespaceId(ns);
+    await folders.link(id, folder, await linkedWorkspace(id));
+  },
+
+  async resumeFolder(ns: NamespaceId) {
+    const id = parseNamespaceId(ns);
+    await folders.resume(id, await linkedWorkspace(id));
+  },
+
+  async unlinkFolder(ns: NamespaceId) {
+    await folders.unlink(parseNamespaceId(ns));
+  },
+
+  async folderSyncStatus(ns: NamespaceId) {
+    return folders.status(parseNamespaceId(ns));
+  },
+
+  async scanFolder(ns: NamespaceId) {
+    return folders.scan(parseNamespaceId(ns));
+  },
+
   async forget(ns: NamespaceId) {
     const id = parseNamespaceId(ns);
+    await folders.unlink(id);
     await api.close(id);
     await ready().registry.forget(id);
   },

@@ -1,7 +1,8 @@
 import { SMALL_FILE_BATCH_BYTES, SMALL_FILE_BATCH_FILES, uploadSmallFiles } from '../src/engine/small-file-batch.ts';
 import { uploadFile } from '../src/engine/uploader.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
-import { describeError, parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
+import { describeError, normaliseUserPath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
+import type { FoundFile } from './folder-walk.ts';
 import type { UploadInput, UploadPart, UploadTotals, UploadView } from './sync-api.ts';
 import { UploadParents } from './upload-parents.ts';
 
@@ -36,6 +37,12 @@ export const SMALL_FILE_MAX = 256 * 1024;
 const SHOW_QUEUED = 20;
 /** How long a half-full batch waits for the next part of a drop before it goes anyway. */
 const PART_WAIT_MS = 1_000;
+/**
+ * A folder walk runs ahead of the uploads by at most this many small files (two batches) and
+ * this many large ones: it holds a file handle and an opened File per file, not bytes.
+ */
+const AHEAD_SMALL = 2 * SMALL_FILE_BATCH_FILES;
+const AHEAD_LARGE = 8;
 /** Running uploads shown: a batch of small files runs a thousand at once. */
 const SHOW_RUNNING = 20;
 const KEEP_FINISHED = 100;
@@ -75,6 +82,9 @@ export class UploadQueue {
   private filesOwed = 0;
   private lastPartAt = 0;
   private partWait: ReturnType<typeof setTimeout> | null = null;
+  /** Folder walks still finding files, oldest first; the queue pulls from the first. */
+  private readonly sources: AsyncIterator<FoundFile[]>[] = [];
+  private pulling = false;
 
   /**
    * The server API, but block bodies are the stored blocks' disk-backed Files: a Blob made
@@ -107,7 +117,65 @@ export class UploadQueue {
   }
 
   summary(): UploadTotals {
-    return { ...this.totals };
+    return { ...this.totals, counting: this.sources.length > 0 };
+  }
+
+  /**
+   * Queues the files of a folder walk as the queue makes room for them (`walkFolders`), so
+   * the walk stays a bounded distance ahead. The totals grow as files are found; `counting`
+   * says the walk is still going.
+   */
+  addWalk(walk: AsyncIterable<FoundFile[]>): void {
+    if (this.idle()) {
+      this.totals = emptyTotals();
+      this.parents.clear();
+    }
+    this.sources.push(walk[Symbol.asyncIterator]());
+    this.options.onChange();
+    this.pull();
+  }
+
+  private pull(): void {
+    if (this.pulling || this.sources.length === 0) return;
+    if (this.small.length >= AHEAD_SMALL || this.large.length >= AHEAD_LARGE) return;
+    this.pulling = true;
+    const source = this.sources[0];
+    source.next().then(
+      (next) => {
+        this.pulling = false;
+        this.lastPartAt = performance.now();
+        if (next.done) this.sources.shift();
+        else this.addFound(next.value);
+        if (next.done) this.options.onChange();
+        this.pull();
+        this.drain();
+      },
+      (error: unknown) => {
+        this.pulling = false;
+        this.sources.shift();
+        this.totals.files += 1;
+        this.fail(this.newView('(folder)', 0), new Error(`could not read the folder: ${messageOf(error)}`));
+        this.pull();
+        this.drain();
+      },
+    );
+  }
+
+  private addFound(found: FoundFile[]): void {
+    const files: UploadInput[] = [];
+    for (const item of found) {
+      if ('file' in item) {
+        files.push(item);
+      } else {
+        this.totals.files += 1;
+        this.fail(this.newView(item.path, 0), new Error(`could not read it: ${messageOf(item.error)}`));
+      }
+    }
+    this.add(files);
+  }
+
+  private newView(path: string, size: number): UploadView {
+    return { id: this.nextId++, path, size, bytesHashed: 0, bytesUploaded: 0, state: 'queued' };
   }
 
   /**
@@ -130,11 +198,11 @@ export class UploadQueue {
     }
     const accepted: { view: UploadView; file: File; path: FilePath }[] = [];
     for (const { file, path } of inputs) {
-      const view: UploadView = { id: this.nextId++, path, size: file.size, bytesHashed: 0, bytesUploaded: 0, state: 'queued' };
+      const view = this.newView(path, file.size);
       if (!part) this.totals.files += 1;
       this.totals.bytes += file.size;
       try {
-        accepted.push({ view, file, path: parseFilePath(path) });
+        accepted.push({ view, file, path: normaliseUserPath(path) });
       } catch (error) {
         this.fail(view, error);
       }
@@ -151,10 +219,11 @@ export class UploadQueue {
   }
 
   private idle(): boolean {
-    return this.running.size === 0 && this.large.length === 0 && this.small.length === 0;
+    return this.sources.length === 0 && this.running.size === 0 && this.large.length === 0 && this.small.length === 0;
   }
 
   private drain(): void {
+    this.pull();
     const parallel = this.options.parallelFiles ?? 2;
     while (this.runningLarge < parallel && this.large.length > 0) {
       const next = this.large.shift()!;
@@ -178,7 +247,7 @@ export class UploadQueue {
    * committing the first few dozen files on their own), unless the parts stop coming.
    */
   private waitForMoreParts(): boolean {
-    if (this.filesOwed === 0) return false;
+    if (this.filesOwed === 0 && this.sources.length === 0) return false;
     const sinceLastPart = performance.now() - this.lastPartAt;
     if (sinceLastPart >= PART_WAIT_MS) return false;
     let bytes = 0;

@@ -12,6 +12,7 @@ import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, S
 import { blockBuffers } from './block-buffers.ts';
 import { PeerHub } from './peer-hub.ts';
 import { UploadQueue } from './upload-queue.ts';
+import { walkFolders } from './folder-walk.ts';
 import { storageEstimate } from './storage-estimate.ts';
 import { sha256 } from './web-crypto.ts';
 import { WorkspaceTree, type FileDelta } from './workspace-tree.ts';
@@ -128,6 +129,11 @@ export class WorkspaceSession {
     }, TICK_MS);
   }
 
+  /** The running engine while this tab syncs the workspace (the leader), else null. */
+  syncEngine(): NamespaceSync | null {
+    return this.engine;
+  }
+
   subscribe(listener: (view: WorkspaceView) => void): void {
     this.listeners.add(listener);
     listener(this.view());
@@ -157,6 +163,10 @@ export class WorkspaceSession {
 
   upload(inputs: UploadInput[], part?: UploadPart): void {
     this.uploads.add(inputs, part);
+  }
+
+  uploadFolders(folders: FileSystemDirectoryHandle[]): void {
+    this.uploads.addWalk(walkFolders(folders));
   }
 
   /** A live file's record: from the running engine when this tab leads, else read from storage. */

@@ -1,5 +1,5 @@
 import { h } from './dom.ts';
-import { entriesOfDrop, filesOfEntries, type PickedFile } from './dropped-files.ts';
+import { entriesOfDrop, filesOfEntries, isFolderHandle, type PickedFile } from './dropped-files.ts';
 
 /**
  * Makes the whole window a drop target for files and folders while a workspace is open,
@@ -22,6 +22,7 @@ export class DropZone {
 
   constructor(
     private readonly onFiles: (files: PickedFile[]) => void,
+    private readonly onFolders: (folders: FileSystemDirectoryHandle[]) => void,
     private readonly onError: (error: unknown) => void,
   ) {
     for (const [type, listener] of this.listeners) window.addEventListener(type, listener as EventListener);
@@ -55,7 +56,15 @@ export class DropZone {
     event.preventDefault();
     this.depth = 0;
     this.overlay.hidden = true;
-    const { entries, plainFiles } = entriesOfDrop(event.dataTransfer);
+    const { entries, plainFiles, folders } = entriesOfDrop(event.dataTransfer);
+    if (folders.length > 0) {
+      Promise.all(folders)
+        .then((handles) => {
+          const found = handles.filter(isFolderHandle);
+          if (found.length > 0) this.onFolders(found);
+        })
+        .catch(this.onError);
+    }
     filesOfEntries(entries)
       .then((fromEntries) => {
         const picked = [...fromEntries, ...plainFiles.map((file) => ({ file, path: file.name }))];

@@ -81,12 +81,16 @@ export class UploadList {
     setAttribute(this.totalsLine, 'data-files', String(totals.files));
     setAttribute(this.totalsLine, 'data-done-files', String(totals.doneFiles));
     setAttribute(this.totalsLine, 'data-failed-files', String(totals.failedFiles));
+    setAttribute(this.totalsLine, 'data-counting', String(totals.counting === true));
     this.totalsBar.update(totals.doneFiles + totals.failedFiles, totals.files);
     const failed = totals.failedFiles > 0 ? ` · ${totals.failedFiles.toLocaleString()} failed` : '';
+    // While a folder is still being walked its totals grow: say so rather than show a false end.
+    const more = totals.counting ? '+' : '';
+    const counting = totals.counting ? ' · still finding files' : '';
     setText(
       this.totalsLine,
-      `${totals.doneFiles.toLocaleString()} of ${totals.files.toLocaleString()} ${totals.files === 1 ? 'file' : 'files'} uploaded` +
-        ` · ${formatBytes(totals.bytesUploaded)} of ${formatBytes(totals.bytes)} sent${failed}`,
+      `${totals.doneFiles.toLocaleString()} of ${totals.files.toLocaleString()}${more} ${totals.files === 1 && !more ? 'file' : 'files'} uploaded` +
+        ` · ${formatBytes(totals.bytesUploaded)} of ${formatBytes(totals.bytes)}${more} sent${failed}${counting}`,
     );
     const present = new Set<number>();
     for (const upload of uploads) {

@@ -9,6 +9,7 @@ import { createFilePickers } from './file-pickers.ts';
 import { sendUploadsInParts } from './upload-sender.ts';
 import type { FileActions } from './file-row.ts';
 import { FolderView } from './folder-view.ts';
+import { FolderSyncPanel } from './folder-sync-panel.ts';
 import { formatBytes } from './format.ts';
 import { errorMessage } from './message-page.ts';
 import { ConflictNotices } from './conflict-notices.ts';
@@ -120,7 +121,12 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     );
   }
 
-  const dropZone = new DropZone(uploadPicked, (error) => notices.error(`Could not read the dropped files: ${errorMessage(error)}`));
+  function uploadFolders(folders: FileSystemDirectoryHandle[]): void {
+    api.uploadFolders(namespaceId, folders).catch((error: unknown) => notices.error(`Upload failed: ${errorMessage(error)}`));
+  }
+
+  const folderSync = new FolderSyncPanel(api, namespaceId);
+  const dropZone = new DropZone(uploadPicked, uploadFolders, (error) => notices.error(`Could not read the dropped files: ${errorMessage(error)}`));
 
   const element = h(
     'section',
@@ -129,7 +135,13 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     viewError,
     storageFull,
     createShareLinkBox(api, namespaceId, notices),
-    h('div', { class: 'workspace-tools' }, createFilePickers(uploadPicked), h('div', { class: 'workspace-tools-end' }, zipDownload.element, recentlyDeleted)),
+    h(
+      'div',
+      { class: 'workspace-tools' },
+      createFilePickers(uploadPicked, uploadFolders, (error) => notices.error(`Could not open the folder: ${errorMessage(error)}`)),
+      h('div', { class: 'workspace-tools-end' }, zipDownload.element, recentlyDeleted),
+    ),
+    folderSync.element,
     notices.element,
     uploads.element,
     filesSection,
@@ -214,6 +226,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
       renderer.stop();
       files.dispose();
       zipDownload.dispose();
+      folderSync.dispose();
       dropZone.dispose();
       api.close(namespaceId).catch(() => {
         // The worker may already be gone (page unloading); nothing is left to close then.

@@ -9,7 +9,8 @@ import type { BlockSource } from '../engine/types.ts';
 import { expectRecord, parseCursor, parseDeviceLabel, type BlockHash, type FilePath, type NamespaceId } from '../protocol/index.ts';
 import { FolderWatcher } from './folder/folder-watcher.ts';
 import { LocalChanges } from './folder/local-changes.ts';
-import { FolderMaterialiser, printable, type JournalView } from './folder/materialiser.ts';
+import { FileAssembly, assemblingStore } from './folder/file-assembly.ts';
+import { FolderMaterialiser, MissingBlockError, printable, type JournalView } from './folder/materialiser.ts';
 import { TaskRunner } from './folder/task-runner.ts';
 import { TolerantJournalClient } from './tolerant-journal.ts';
 import type { Membership } from './membership.ts';
@@ -82,6 +83,9 @@ export class PeerDaemon {
   private readonly localChanges: LocalChanges | null;
   private watcher: FolderWatcher | null = null;
   private lastSynced = 0;
+  /** A synced cursor not yet reported: in folder mode "in sync" waits until the files are in place. */
+  private inSyncPending: number | null = null;
+  private readonly assembly: FileAssembly | null;
   private gcTimer: NodeJS.Timeout | null = null;
   private gcRun: Promise<void> | null = null;
 
@@ -96,26 +100,29 @@ export class PeerDaemon {
     // The label goes with every commit (version history) and names this peer's conflicted copies.
     this.api = new ServerApi(membership.server, membership.token, undefined, this.device);
     this.serverSource = new ServerBlockSource(this.api);
+    this.assembly = options.cacheOnly ? null : new FileAssembly(options.dir, log);
     this.sync = new NamespaceSync({
       ns: this.ns,
       journal: new TolerantJournalClient(membership.server, this.ns, membership.token, (sjid, path, reason) =>
         log(`refused journal entry ${sjid} (${printable(String(path)).slice(0, 200)}): ${reason}`),
       ),
       state,
-      blocks,
+      blocks: this.assembly ? assemblingStore(blocks, this.assembly) : blocks,
       sha256: nodeSha256,
       sources: () => [...this.extraSources.values(), this.serverSource],
       longPollSeconds: options.longPollSeconds ?? 25,
       // Each device its own fetch order, so peers starting together fetch different blocks first.
       fetchOrderSeed: Math.floor(Math.random() * 2 ** 31) + 1,
-      onChange: () => this.runner.request('materialise', 50),
+      // Not debounced: while blocks stream in, the materialiser still runs (finishing files,
+      // and telling the file assembly which files to write as their blocks arrive).
+      onChange: () => this.runner.requestWithin('materialise', 100),
       onSynced: (cursor) => this.synced(cursor),
       onPenalised: (sourceId) => {
         for (const listener of this.penalisedListeners) listener(sourceId);
       },
     });
     this.blockServer = new BlockServer(blocks, async (ns, hash) => ns === this.ns && this.holdsLiveBlock(hash));
-    this.materialiser = options.cacheOnly ? null : new FolderMaterialiser({ root: options.dir, state, blocks, log, host: this.device });
+    this.materialiser = options.cacheOnly ? null : new FolderMaterialiser({ root: options.dir, state, blocks, log, host: this.device, assembly: this.assembly ?? undefined });
     this.localChanges = options.cacheOnly
       ? null
       : new LocalChanges({
@@ -139,7 +146,8 @@ export class PeerDaemon {
   }
 
   static async open(options: PeerDaemonOptions): Promise<PeerDaemon> {
-    const blocks = await DiskBlockStore.open(join(options.stateDir, 'blocks'));
+    // A cache box's blocks are what it is for: fsynced. A folder's files are its durable copy.
+    const blocks = await DiskBlockStore.open(join(options.stateDir, 'blocks'), { durable: options.cacheOnly });
     const state = new SqliteStateStore(join(options.stateDir, 'state.db'));
     if (!options.cacheOnly) await mkdir(options.dir, { recursive: true });
     return new PeerDaemon(options, blocks, state);
@@ -171,6 +179,7 @@ export class PeerDaemon {
     this.watcher?.close();
     await this.sync.stop();
     await this.runner.stop();
+    await this.assembly?.close();
     this.state.close();
   }
 
@@ -247,13 +256,33 @@ export class PeerDaemon {
       cursor: snapshot.cursor,
       files: snapshot.files.map((progress) => ({ file: progress.file, complete: progress.status === 'synced' })),
     };
-    await this.materialiser.apply(view);
+    let inPlace: boolean;
+    try {
+      inPlace = await this.materialiser.apply(view);
+    } catch (error) {
+      // A block the engine counted as stored is gone (torn by a power cut, or removed): fetch it again.
+      if (error instanceof MissingBlockError) this.sync.forgetBlocks([error.hash]);
+      throw error;
+    }
+    const pending = this.inSyncPending;
+    if (inPlace && pending !== null && view.cursor >= pending) {
+      this.inSyncPending = null;
+      this.logInSync(pending);
+    }
+  }
+
+  private logInSync(cursor: number): void {
+    const snapshot = this.sync.snapshot();
+    this.options.log(`in sync at journal entry ${cursor}: ${snapshot.files.length} files, ${snapshot.totalBytes} bytes`);
   }
 
   private synced(cursor: number): void {
     if (cursor > this.lastSynced) {
-      const snapshot = this.sync.snapshot();
-      this.options.log(`in sync at journal entry ${cursor}: ${snapshot.files.length} files, ${snapshot.totalBytes} bytes`);
+      // The blocks are all here; the folder is in sync only once the materialiser wrote them out.
+      if (this.materialiser) {
+        this.inSyncPending = cursor;
+        this.runner.request('materialise', 0);
+      } else this.logInSync(cursor);
     }
     this.lastSynced = cursor;
     // From here the engine's own live table answers for these blocks (they may since be overwritten).

@@ -7,6 +7,7 @@ import { FreshEntryHold, nearbyCursor, type NearbyPeer } from './fresh-entry-hol
 import { banKey, plainIp } from './lan-ban.ts';
 import { connectLanPeer, LanConnectError } from './tcp/connect.ts';
 import { LanBlockServer, type LanBlockServerStats } from './tcp/lan-block-server.ts';
+import { BlockBufferPool } from '../engine/block-buffers.ts';
 import { isProtocolFailure, type LanPeer, type SessionFailure } from './tcp/lan-session.ts';
 
 /** What LAN peering needs of the daemon (PeerDaemon has it all). */
@@ -140,6 +141,12 @@ export class LanPeering {
   private closed = false;
   private boundTcpPort = 0;
   private readonly hold: FreshEntryHold | null;
+  /**
+   * Blocks from LAN peers are received into reused 4 MiB buffers: a fresh zero-filled buffer
+   * per block (page faults, then the garbage collector) was the receiving daemon's largest
+   * cost after the copy itself.
+   */
+  private readonly buffers = new BlockBufferPool();
 
   constructor(private readonly options: LanPeeringOptions) {
     const { host } = options;
@@ -157,6 +164,7 @@ export class LanPeering {
       onPeer: (peer) => this.accepted(peer),
       onPeerClosed: (peer, failure) => this.linkClosed(peer.remotePeerId, peer, failure, plainIp(peer.remoteAddress)),
       onPeerCursor: () => this.cursorRose(),
+      link: { buffers: this.buffers },
     });
     this.server.setNamespace(host.ns, options.lanKey);
     this.listener = new LanAdvertListener({
@@ -360,6 +368,7 @@ export class LanPeering {
       // Keyed by the id we dialled: a peer that answers as another id is never attached.
       onClose: (failure) => this.linkClosed(remote.peerId, dialled, failure, address),
       onCursor: () => this.cursorRose(),
+      link: { buffers: this.buffers },
     }).then(
       (peer) => {
         dialled = peer;

@@ -18,3 +18,4 @@ export * from './display-label.ts';
 export * from './history.ts';
 export * from './conflict-name.ts';
 export * from './deleted-files.ts';
+export * from './folder-safe-name.ts';

@@ -1,9 +1,10 @@
 /**
  * Command-line flags of `npm run bench`:
  *
- *   --scenario office-warm,office-cold,office-lan,app-transfer,big-file,many-files,block-batch,zip
+ *   --scenario office-warm,office-cold,office-lan,app-transfer,big-file,many-files,block-batch,
+ *              native-pair,folder-sync,zip
  *                       which scenarios (default: all but big-file, many-files,
- *                       block-batch and zip, which run only when named)
+ *                       block-batch, native-pair, folder-sync and zip, which run only when named)
  *   --size-mib N        workspace size S for the office scenarios (default 128) and file
  *                       size for app-transfer (default 64 there when not given) and big-file
  *                       (default 4096); zip: the zipped workspace's size (default 2048)
@@ -19,6 +20,9 @@
  *   --many-files-rows join,upload
  *                       which rows of many-files (default: both; upload drops a folder of
  *                       --files small files into a fresh browser)
+ *   --upload-sources drop,picker
+ *                       how many-files' upload row hands the folder over (default: both; drop is
+ *                       Chromium's drag and drop of the directory, picker the folder input)
  *   --big-file-rows download,upload,peer
  *                       which rows of big-file (default: all three)
  *   --blocks N          block-batch: small blocks fetched through the batch route (default 10000)
@@ -26,18 +30,25 @@
  *                       block-batch: the checkouts whose server is measured, rounds alternating
  *                       between them (default: this one; e.g. a `git worktree` of the base commit
  *                       beside it, sharing node_modules, for a before/after in one sitting)
+ *   native-pair         (scenario, on request) nearsync daemon → daemon against Syncthing over a
+ *                       veth between two namespaces, --size-mib (default 256) as 4 files,
+ *                       --repeats runs alternating, plus bare TCP; see native-pair.ts
+ *   folder-sync         (on request) the first --files count of small files and 3 large ones
+ *                       written into a folder by folder sync vs a bare write loop, same page
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'zip'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'zip'] as const;
 /** Scenarios run only when named: they take long or need a lot of disk. */
-const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'zip'];
+const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'zip'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;
 export type BigFileRow = (typeof BIG_FILE_ROWS)[number];
 export const MANY_FILES_ROWS = ['join', 'upload'] as const;
+export const UPLOAD_SOURCE_FLAGS = ['drop', 'picker'] as const;
+export type UploadSourceFlag = (typeof UPLOAD_SOURCE_FLAGS)[number];
 export type ManyFilesRow = (typeof MANY_FILES_ROWS)[number];
 
 export interface BenchFlags {
@@ -54,6 +65,7 @@ export interface BenchFlags {
   profile: string | undefined;
   bigFileRows: BigFileRow[];
   manyFilesRows: ManyFilesRow[];
+  uploadSources: UploadSourceFlag[];
   blocks: number;
   /** Undefined: this checkout. */
   serverRoots: string[] | undefined;
@@ -75,6 +87,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     profile: undefined,
     bigFileRows: [...BIG_FILE_ROWS],
     manyFilesRows: [...MANY_FILES_ROWS],
+    uploadSources: [...UPLOAD_SOURCE_FLAGS],
     blocks: 10_000,
     serverRoots: undefined,
   };
@@ -125,6 +138,11 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
       const unknown = rows.filter((row) => !(MANY_FILES_ROWS as readonly string[]).includes(row));
       if (rows.length === 0 || unknown.length > 0) throw new Error(`--many-files-rows takes a list of ${MANY_FILES_ROWS.join(', ')}`);
       flags.manyFilesRows = MANY_FILES_ROWS.filter((row) => rows.includes(row));
+    } else if (name === 'upload-sources') {
+      const sources = value.split(',').map((part) => part.trim()).filter(Boolean);
+      const unknown = sources.filter((source) => !(UPLOAD_SOURCE_FLAGS as readonly string[]).includes(source));
+      if (sources.length === 0 || unknown.length > 0) throw new Error(`--upload-sources takes a list of ${UPLOAD_SOURCE_FLAGS.join(', ')}`);
+      flags.uploadSources = UPLOAD_SOURCE_FLAGS.filter((source) => sources.includes(source));
     } else if (name === 'server-root') {
       const roots = value.split(',').map((part) => part.trim()).filter(Boolean);
       if (roots.length === 0) throw new Error('--server-root takes a comma-separated list of checkouts');

@@ -5,6 +5,7 @@ import type { E2eHarness } from '../e2e/harness.ts';
 import { manyFilesBytes, manyFilesPath } from '../e2e/support/seed-many-files.ts';
 import { createWorkspace } from '../e2e/ui.ts';
 import { PROCESS_TYPES, RssSampler, chromiumCpuSeconds, chromiumRss, markerSwitch, rssColumns } from './chromium-rss.ts';
+import { UPLOAD_SOURCE_FLAGS, type UploadSourceFlag } from './flags.ts';
 import type { BenchRow } from './report.ts';
 import { profileWorkers } from './worker-profiler.ts';
 
@@ -58,13 +59,50 @@ async function writeFolder(count: number): Promise<{ root: string; folder: strin
   return { root, folder, bytes };
 }
 
-export async function benchManyFilesUpload(harness: E2eHarness, counts: number[], log: (line: string) => void, profilePrefix?: string): Promise<BenchRow[]> {
+/**
+ * How the folder reaches the page: `drop`, dragged from the desktop (Chromium hands the page a
+ * directory handle, walked by the sync worker; `showDirectoryPicker` takes the same path), or
+ * `picker`, the folder input (a File per file, built by Chromium on the main thread).
+ */
+type UploadSource = UploadSourceFlag;
+
+/** Drops a folder on the page through Chromium's own drag and drop, as the desktop would. */
+async function dropFolder(page: import('playwright-core').Page, folder: string): Promise<void> {
+  const cdp = await page.context().newCDPSession(page);
+  const data = { items: [], files: [folder], dragOperationsMask: 1 };
+  for (const type of ['dragEnter', 'dragOver', 'drop'] as const) await cdp.send('Input.dispatchDragEvent', { type, x: 200, y: 200, data });
+  await cdp.detach();
+}
+
+export async function benchManyFilesUpload(
+  harness: E2eHarness,
+  counts: number[],
+  log: (line: string) => void,
+  profilePrefix?: string,
+  sources: readonly UploadSource[] = UPLOAD_SOURCE_FLAGS,
+): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   for (const count of counts) {
     const { root, folder, bytes } = await writeFolder(count);
     log(`many-files-upload ${count}: wrote the folder (${(bytes / 1e6).toFixed(1)} MB)`);
+    try {
+      for (const source of sources) rows.push(await benchOne(harness, { count, source, folder, bytes }, log, profilePrefix));
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  }
+  return rows;
+}
+
+async function benchOne(
+  harness: E2eHarness,
+  { count, source, folder, bytes }: { count: number; source: UploadSource; folder: string; bytes: number },
+  log: (line: string) => void,
+  profilePrefix?: string,
+): Promise<BenchRow> {
+  {
     const server = await harness.startServer();
-    const tag = `many-files-upload-${count}-${process.pid}`;
+    const tag = `many-files-upload-${source}-${count}-${process.pid}`;
     // Profiling attaches through the shared browser, which a persistent context does not expose.
     const context = profilePrefix ? await harness.newBrowser() : await harness.newProfileBrowser([markerSwitch(tag)]);
     try {
@@ -79,7 +117,8 @@ export async function benchManyFilesUpload(harness: E2eHarness, counts: number[]
       const cpuBefore = chromiumCpuSeconds(tag);
       const serverCpuBefore = process.cpuUsage();
       const began = performance.now();
-      await page.getByTestId('folder-input').setInputFiles(folder, { timeout: 0 });
+      if (source === 'drop') await dropFolder(page, folder);
+      else await page.getByTestId('folder-input').setInputFiles(folder, { timeout: 0 });
       const picked = performance.now();
       await page.waitForFunction(
         (expected) => {
@@ -96,10 +135,7 @@ export async function benchManyFilesUpload(harness: E2eHarness, counts: number[]
       const cpuAfter = chromiumCpuSeconds(tag);
       const serverCpu = process.cpuUsage(serverCpuBefore);
       const after = await server.metrics();
-      for (const { file, top } of (await profiler?.stop(`${profilePrefix}-upload-${count}`)) ?? []) {
-        log(`many-files-upload ${count}: profile ${file}; heaviest self time:\n${top.map((t) => `  ${String(t.selfMs).padStart(7)} ms  ${t.fn}`).join('\n')}`);
-      }
-      for (const { file, top } of (await profiler?.stop(`${profilePrefix}-upload-${count}`)) ?? []) {
+      for (const { file, top } of (await profiler?.stop(`${profilePrefix}-upload-${source}-${count}`)) ?? []) {
         log(`many-files-upload ${count}: profile ${file}; heaviest self time:\n${top.map((t) => `  ${String(t.selfMs).padStart(7)} ms  ${t.fn}`).join('\n')}`);
       }
       const failed = Number(await page.getByTestId('upload-totals').getAttribute('data-failed-files'));
@@ -114,7 +150,7 @@ export async function benchManyFilesUpload(harness: E2eHarness, counts: number[]
       // app's handler 52 ms of it); it is reported apart from the tasks of the upload itself.
       const pickTask = probe.longTasks.find((task) => task.start <= probe.changeAt && probe.changeAt <= task.start + task.duration);
       const uploadTasks = probe.longTasks.filter((task) => task !== pickTask).map((task) => task.duration);
-      const readSeconds = await timePickedRead(page);
+      const readSeconds = source === 'picker' ? await timePickedRead(page) : null;
       const cpu: Record<string, number> = {};
       let chromium = 0;
       for (const type of PROCESS_TYPES) {
@@ -124,6 +160,7 @@ export async function benchManyFilesUpload(harness: E2eHarness, counts: number[]
       }
       const row: BenchRow = {
         scenario: 'many-files-upload',
+        source,
         files: count,
         bytes,
         upload_seconds: seconds,
@@ -144,14 +181,12 @@ export async function benchManyFilesUpload(harness: E2eHarness, counts: number[]
         cpu_server_s: Math.round(((serverCpu.user + serverCpu.system) / 1e6) * 100) / 100,
         ...rssColumns(idle, peak),
       };
-      log(`many-files-upload ${count}: ${JSON.stringify(row)}`);
-      rows.push(row);
+      log(`many-files-upload ${source} ${count}: ${JSON.stringify(row)}`);
+      return row;
     } finally {
       await context.close();
-      await rm(root, { recursive: true, force: true });
     }
   }
-  return rows;
 }
 
 /** The floor: the page reads every file the picker handed it once, four at a time. */

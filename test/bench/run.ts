@@ -7,11 +7,13 @@ import { netnsSupport } from '../netns/netns.ts';
 import { benchAppTransfer } from './app-transfer.ts';
 import { benchBigFile, benchBigFileFromPeer } from './big-file.ts';
 import { benchBlockBatch } from './block-batch.ts';
+import { benchFolderSync } from './folder-sync.ts';
 import { parseBenchFlags, type Scenario } from './flags.ts';
 import { benchOfficeCold, benchOfficeWarm, type OfficeContext } from './office.ts';
 import { benchManyFiles } from './many-files.ts';
 import { benchManyFilesUpload } from './many-files-upload.ts';
 import { benchOfficeLan } from './office-lan.ts';
+import { benchNativePair } from './native-pair.ts';
 import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
 import { benchZip } from './zip.ts';
@@ -153,7 +155,7 @@ if (wants('many-files')) {
     const harness = await E2eHarness.start();
     try {
       if (flags.manyFilesRows.includes('join')) groups.push(await benchManyFiles(harness, flags.files, log, flags.profile));
-      if (flags.manyFilesRows.includes('upload')) groups.push(await benchManyFilesUpload(harness, flags.files, log, flags.profile));
+      if (flags.manyFilesRows.includes('upload')) groups.push(await benchManyFilesUpload(harness, flags.files, log, flags.profile, flags.uploadSources));
     } finally {
       await harness.close();
     }
@@ -165,6 +167,27 @@ if (wants('block-batch')) {
     const roots = (flags.serverRoots ?? [fileURLToPath(new URL('../..', import.meta.url))]).map((root) => resolve(root));
     log(`block-batch: ${flags.blocks} small blocks through POST /api/v1/ns/:ns/blocks, server(s) from ${roots.join(', ')}`);
     groups.push(await benchBlockBatch(roots, flags.blocks, flags.repeats, log));
+  });
+}
+
+if (wants('native-pair')) {
+  const support = netnsSupport();
+  if (!support.ok) {
+    failures.push('native-pair');
+    log(`native-pair needs network namespaces: ${support.reason}`);
+  } else {
+    await attempt('native-pair', async () => void groups.push(await benchNativePair(flags.sizeMiB ?? 256, flags.repeats, log, flags.profile)));
+  }
+}
+
+if (wants('folder-sync')) {
+  await attempt('folder-sync', async () => {
+    const harness = await E2eHarness.start();
+    try {
+      groups.push(await benchFolderSync(harness, flags.files[0], log));
+    } finally {
+      await harness.close();
+    }
   });
 }
 

@@ -76,7 +76,7 @@ export async function profileWorkers(browser: Browser): Promise<WorkerProfiler> 
   };
 }
 
-function heaviest(profile: Profile, count = 25): Array<{ fn: string; selfMs: number }> {
+export function heaviest(profile: Profile, count = 25): Array<{ fn: string; selfMs: number }> {
   const byNode = new Map<number, number>();
   const samples = profile.samples ?? [];
   const deltas = profile.timeDeltas ?? [];

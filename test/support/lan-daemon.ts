@@ -17,6 +17,8 @@ export interface DaemonArgs {
   netns?: Netns;
   /** More environment (the daemon's NEARSYNC_* knobs). */
   env?: Record<string, string>;
+  /** Flags for node itself, before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  nodeArgs?: string[];
 }
 
 /** `node bin/nearsync.mjs peer …` as a child process, with its output collected. */
@@ -26,7 +28,7 @@ export class DaemonProcess {
   private readonly child: ChildProcess;
 
   constructor(args: DaemonArgs) {
-    const argv = ['bin/nearsync.mjs', 'peer', '--server', args.server, '--dir', args.dir];
+    const argv = [...(args.nodeArgs ?? []), 'bin/nearsync.mjs', 'peer', '--server', args.server, '--dir', args.dir];
     if (args.invite) argv.push('--invite', args.invite);
     if (args.state) argv.push('--state', args.state);
     if (args.cacheOnly) argv.push('--cache-only');
@@ -47,6 +49,11 @@ export class DaemonProcess {
     this.child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     this.child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+  }
+
+  /** The daemon's process id (inside a namespace: `ip netns exec` execs in place, so the same process). */
+  get pid(): number {
+    return this.child.pid!;
   }
 
   get running(): boolean {

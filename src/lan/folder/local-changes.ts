@@ -1,6 +1,6 @@
 import type { Dirent } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, readdir, unlink } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { CommitConflictError } from '../../engine/commit-conflict.ts';
 import { ApiError } from '../../engine/server-api.ts';
 import type { FileRecord, UploadApi } from '../../engine/types.ts';
@@ -41,6 +41,7 @@ export class LocalChanges {
   private readonly warned = new Set<string>();
   /** Blocks of the file being cut, uploaded and committed now: the block GC must leave them. */
   private readonly inProgress = new Set<BlockHash>();
+  private readonly startedAt = Date.now();
 
   constructor(private readonly options: LocalChangesOptions) {}
 
@@ -166,6 +167,18 @@ export class LocalChanges {
     }
   }
 
+  /**
+   * A temp file last changed before this daemon started is what a killed run was writing
+   * (files are assembled in temp files as their blocks arrive): never a file of the folder.
+   * Its status change time, since the materialiser sets a temp's mtime to the entry's.
+   */
+  private async removeLeftoverTemp(absolute: string): Promise<void> {
+    const info = await lstat(absolute).catch(() => null);
+    if (!info?.isFile() || info.ctimeMs >= this.startedAt) return;
+    await unlink(absolute).catch(() => undefined);
+    this.options.log(`removed ${printable(relative(this.options.root, absolute))}, left behind by a run that stopped mid-file`);
+  }
+
   /** Regular files under `dir`; symlinks, temp files and names the protocol refuses are skipped. */
   private async *walk(dir: string, prefix: string): AsyncGenerator<{ path: FilePath; absolute: string }> {
     let entries: Dirent[];
@@ -176,7 +189,10 @@ export class LocalChanges {
       throw error;
     }
     for (const entry of entries) {
-      if (isTempName(entry.name)) continue;
+      if (isTempName(entry.name)) {
+        if (entry.isFile()) await this.removeLeftoverTemp(join(dir, entry.name));
+        continue;
+      }
       const relative = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
       const absolute = join(dir, entry.name);
       if (entry.isDirectory()) {

@@ -1,13 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { open, readdir, rename, rmdir, stat, unlink, utimes } from 'node:fs/promises';
+import { open, readdir, type FileHandle, rename, rmdir, stat, unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { expectedBlockSize } from '../../engine/block-layout.ts';
 import type { FileRecord } from '../../engine/types.ts';
-import type { FilePath } from '../../protocol/index.ts';
+import type { BlockHash, FilePath } from '../../protocol/index.ts';
 import { fsyncDir, type DiskBlockStore } from '../store/disk-block-store.ts';
 import type { FolderRecord, SqliteStateStore } from '../store/sqlite-state-store.ts';
 import { conflictedCopyName } from '../../protocol/index.ts';
 import { cutFile, sameBlocks } from './file-blocks.ts';
+import type { FileAssembly } from './file-assembly.ts';
 import { TEMP_PREFIX, UnsafePathError, foldName, lstatOrNull, resolveInFolder } from './safe-path.ts';
 
 /** What the engine knows right now: the live file table and which files have every block. */
@@ -24,6 +26,8 @@ export interface MaterialiserOptions {
   log: (line: string) => void;
   host?: string;
   now?: () => Date;
+  /** Temp files written while blocks arrive; without it each file is written whole once complete. */
+  assembly?: FileAssembly;
 }
 
 /**
@@ -47,7 +51,13 @@ export class FolderMaterialiser {
     return this.refused;
   }
 
-  async apply(view: JournalView): Promise<void> {
+  /**
+   * Brings the folder in step with `view`; resolves true when every live file is in place
+   * (written at its current version, or refused and logged), which is when "in sync" is true
+   * of the folder and not just of the block store.
+   */
+  async apply(view: JournalView): Promise<boolean> {
+    let inPlace = true;
     const live = new Map(view.files.map((entry) => [entry.file.path, entry]));
     for (const record of this.options.state.folderRecords()) {
       // A record past the engine's cursor is our own commit the journal has not shown yet.
@@ -59,7 +69,10 @@ export class FolderMaterialiser {
     const owners = new Map<string, FilePath>();
     for (const { file } of ordered) if (!owners.has(foldName(file.path))) owners.set(foldName(file.path), file.path);
     for (const { file, complete } of ordered) {
-      if (!complete) continue;
+      if (!complete) {
+        inPlace = false;
+        continue;
+      }
       const record = this.options.state.folderRecord(file.path);
       if (record && record.sjid >= file.sjid) continue;
       try {
@@ -77,6 +90,9 @@ export class FolderMaterialiser {
         this.refused.set(file.path, error.message);
       }
     }
+    // After the writes above took their temp files: the rest are still arriving.
+    this.options.assembly?.plan(ordered.filter(({ file, complete }) => !complete && owners.get(foldName(file.path)) === file.path).map(({ file }) => file));
+    return inPlace;
   }
 
   private async removeDeleted(record: FolderRecord): Promise<void> {
@@ -118,13 +134,21 @@ export class FolderMaterialiser {
       await this.keepAside(target, file.path);
       expected = null;
     }
-    const temp = join(target.parent, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    const handle = await open(temp, 'wx', 0o644);
+    // Written while its blocks arrived (file-assembly.ts), or now from the block store.
+    let assembled = await this.options.assembly?.take(file);
+    // Made beside the target as it resolved then; if its directory resolves elsewhere now, start over here.
+    if (assembled && dirname(assembled.path) !== target.parent) {
+      await assembled.handle.close();
+      await unlink(assembled.path).catch(() => undefined);
+      assembled = null;
+    }
+    const temp = assembled?.path ?? join(target.parent, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const handle = assembled?.handle ?? (await open(temp, 'wx', 0o644));
     try {
-      for (const hash of file.blocks) {
-        const bytes = await this.options.blocks.getBlock(hash);
-        if (!bytes) throw new Error(`block ${hash.slice(0, 12)}… of ${file.path} is not stored`);
-        await handle.write(bytes);
+      if (!(await this.fillGaps(file, handle, assembled?.written ?? new Set()))) {
+        // A block of unexpected length: the 4 MiB offsets were wrong, so the file is written whole.
+        await handle.truncate(0);
+        await this.fillGaps(file, handle, new Set());
       }
       await handle.sync();
     } catch (error) {
@@ -148,6 +172,28 @@ export class FolderMaterialiser {
     log(`${record || existing ? 'updated' : 'wrote'} ${printable(file.path)} (${file.size} bytes)`);
   }
 
+  /**
+   * Writes the blocks of `file` not yet `written` at their offsets, from the block store. With
+   * blocks already written at fixed 4 MiB offsets, false if a block turns out to be of another
+   * length (nothing is trusted to be where it should be then).
+   */
+  private async fillGaps(file: FileRecord, handle: FileHandle, written: ReadonlySet<number>): Promise<boolean> {
+    let offset = 0;
+    for (const [i, hash] of file.blocks.entries()) {
+      const expected = expectedBlockSize(file.size, file.blocks.length, i);
+      if (written.has(i)) {
+        offset += expected;
+        continue;
+      }
+      const bytes = await this.options.blocks.getBlock(hash);
+      if (!bytes) throw new MissingBlockError(hash, file.path);
+      if (written.size > 0 && bytes.length !== expected) return false;
+      await handle.write(bytes, 0, bytes.length, offset);
+      offset += bytes.length;
+    }
+    return true;
+  }
+
   /** Renames the local file at `target` to a conflicted-copy name beside it; the watcher uploads it as a new file. */
   private async keepAside(target: { absolute: string; parent: string }, path: FilePath): Promise<void> {
     const { root, log } = this.options;
@@ -168,6 +214,17 @@ export class FolderMaterialiser {
       }
       dir = dirname(dir);
     }
+  }
+}
+
+/** A block a complete file needs is not in the block store (any more): the engine must fetch it again. */
+export class MissingBlockError extends Error {
+  override readonly name = 'MissingBlockError';
+  constructor(
+    readonly hash: BlockHash,
+    path: FilePath,
+  ) {
+    super(`block ${hash.slice(0, 12)}… of ${printable(path)} is not stored`);
   }
 }
 

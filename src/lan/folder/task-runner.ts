@@ -15,6 +15,15 @@ export class TaskRunner {
     private readonly onError: (job: string, error: unknown) => void,
   ) {}
 
+  /**
+   * Runs `job` within `delayMs`, without postponing a run already asked for: unlike request(),
+   * a steady stream of calls (a block stored every few ms) still lets it run.
+   */
+  requestWithin(job: string, delayMs: number): void {
+    if (this.stopped || this.timers.has(job)) return;
+    this.request(job, delayMs);
+  }
+
   request(job: string, debounceMs = 0): void {
     if (this.stopped) return;
     const existing = this.timers.get(job);

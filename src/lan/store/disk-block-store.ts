@@ -16,12 +16,22 @@ export class DiskBlockStore implements LocalBlockStore {
   private readonly tmpDir: string;
   private readonly madeDirs = new Set<string>();
 
-  private constructor(readonly root: string) {
+  private constructor(
+    readonly root: string,
+    private readonly durable: boolean,
+  ) {
     this.tmpDir = join(root, 'tmp');
   }
 
-  static async open(root: string): Promise<DiskBlockStore> {
-    const store = new DiskBlockStore(root);
+  /**
+   * `durable: false` (a folder-mode daemon, whose files are the durable copy): blocks are not
+   * fsynced one by one, and every read checks the hash instead, so a block torn by a power cut
+   * is removed and reported absent rather than served. On this kind of machine (2 cores,
+   * shared disk) a 4 MiB write + fsync took 150–235 ms against 85 ms without, and the fsync
+   * held the peer's fetch slot: at 64 blocks per 256 MiB it capped the receiving rate.
+   */
+  static async open(root: string, options: { durable?: boolean } = {}): Promise<DiskBlockStore> {
+    const store = new DiskBlockStore(root, options.durable ?? true);
     await mkdir(root, { recursive: true, mode: 0o700 });
     // Temp files are writes a crash cut short: never blocks.
     await rm(store.tmpDir, { recursive: true, force: true });
@@ -48,8 +58,24 @@ export class DiskBlockStore implements LocalBlockStore {
   /** Verifies the hash itself: a block from any source is checked once more before it is kept. */
   async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
     if (!isBlockHash(hash)) throw new Error('not a block hash');
-    if (bytes.length === 0 || bytes.length > MAX_BLOCK_SIZE) throw new Error(`block of ${bytes.length} bytes is out of range`);
     if (sha256Hex(bytes) !== hash) throw new Error(`block bytes do not hash to ${hash.slice(0, 12)}…`);
+    await this.storeChecked(hash, bytes);
+  }
+
+  /**
+   * The engine's one-step check and store: one SHA-256 per block instead of the engine's and
+   * putBlock's two (a quarter of the receiving daemon's main-thread time at 256 MiB). Stores
+   * only bytes that hash to `hash`; resolves with the hash they have.
+   */
+  async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
+    if (!isBlockHash(hash)) throw new Error('not a block hash');
+    const actual = sha256Hex(bytes);
+    if (actual === hash) await this.storeChecked(hash, bytes);
+    return actual;
+  }
+
+  private async storeChecked(hash: BlockHash, bytes: Uint8Array): Promise<void> {
+    if (bytes.length === 0 || bytes.length > MAX_BLOCK_SIZE) throw new Error(`block of ${bytes.length} bytes is out of range`);
     if (this.known.has(hash) || (await this.exists(hash))) {
       this.known.add(hash);
       // Stored again now: the block GC's grace starts over (a local file cut into blocks it
@@ -66,19 +92,24 @@ export class DiskBlockStore implements LocalBlockStore {
     const file = await open(temp, 'wx', 0o600);
     try {
       await file.writeFile(bytes);
-      await file.sync();
+      if (this.durable) await file.sync();
     } finally {
       await file.close();
     }
     await rename(temp, this.pathOf(hash));
-    await fsyncDir(dir);
+    if (this.durable) await fsyncDir(dir);
     this.known.add(hash);
   }
 
   async getBlock(hash: BlockHash): Promise<Uint8Array | null> {
     if (!isBlockHash(hash)) return null;
     try {
-      return new Uint8Array(await readFile(this.pathOf(hash)));
+      const bytes = new Uint8Array(await readFile(this.pathOf(hash)));
+      if (!this.durable && sha256Hex(bytes) !== hash) {
+        await this.remove(hash);
+        return null;
+      }
+      return bytes;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw error;

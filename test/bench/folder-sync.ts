@@ -1,0 +1,177 @@
+import { createHash } from 'node:crypto';
+import type { Page } from 'playwright-core';
+import { ServerApi } from '../../src/engine/server-api.ts';
+import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../src/protocol/index.ts';
+import type { E2eHarness } from '../e2e/harness.ts';
+import { manyFilesBytes, manyFilesPath, seedManyFiles } from '../e2e/support/seed-many-files.ts';
+import { joinWithLink } from '../e2e/ui.ts';
+import type { BenchRow } from './report.ts';
+
+/**
+ * Folder sync, journal → folder: a workspace of many small files (0.2–3 KiB) and a few large
+ * ones, fully synced into a browser, is written into an origin-private folder by "Sync to a
+ * folder…", timed from the click until the panel counts every file written. The baseline is the
+ * same bytes written with the same API (getDirectoryHandle / getFileHandle / createWritable /
+ * write / close, one file after another) in a bare loop in the same page, run before and after.
+ */
+
+const LARGE_FILES = 3;
+const LARGE_BYTES = 8 * 1024 * 1024 + 12_345;
+const SYNCED_FOLDER = 'bench-folder-sync';
+
+/** Large file k's bytes: the small files' generator at another size, so the page can make them too. */
+function largeBytes(k: number): Buffer {
+  const bytes = Buffer.alloc(LARGE_BYTES);
+  let state = (k + 1_000_003) * 0x9e3779b1;
+  for (let i = 0; i < LARGE_BYTES; i++) {
+    state = (state ^ (state << 13)) >>> 0;
+    state = (state ^ (state >>> 17)) >>> 0;
+    state = (state ^ (state << 5)) >>> 0;
+    bytes[i] = 32 + (state % 95);
+  }
+  return bytes;
+}
+
+const largePath = (k: number) => `large/movie-${k}.bin`;
+
+/** The bare loop: the same files, bytes made in the page before the clock starts, written one by one. */
+async function bareLoopSeconds(page: Page, folder: string, files: number): Promise<number> {
+  return page.evaluate(
+    async ({ folder, files, largeFiles, largeSize }) => {
+      // The seeding's generators, again (page code cannot import them).
+      const fill = (size: number, seed: number) => {
+        const bytes = new Uint8Array(size);
+        let state = seed * 0x9e3779b1;
+        for (let i = 0; i < size; i++) {
+          state = (state ^ (state << 13)) >>> 0;
+          state = (state ^ (state >>> 17)) >>> 0;
+          state = (state ^ (state << 5)) >>> 0;
+          bytes[i] = 32 + (state % 95);
+        }
+        return bytes;
+      };
+      const pathOf = (index: number) => `project-${index % 10}/part-${Math.floor(index / 10) % 10}/file-${String(index).padStart(6, '0')}.txt`;
+      const items: { path: string; bytes: Uint8Array }[] = [];
+      for (let index = 0; index < files; index++) items.push({ path: pathOf(index), bytes: fill(200 + ((index * 2654435761) % 2873), index + 1) });
+      for (let k = 0; k < largeFiles; k++) items.push({ path: `large/movie-${k}.bin`, bytes: fill(largeSize, k + 1_000_003) });
+      const opfs = await navigator.storage.getDirectory();
+      await opfs.removeEntry(folder, { recursive: true }).catch(() => undefined);
+      const root = await opfs.getDirectoryHandle(folder, { create: true });
+      const began = performance.now();
+      const dirs = new Map<string, FileSystemDirectoryHandle>([['', root]]);
+      for (const { path, bytes } of items) {
+        const slash = path.lastIndexOf('/');
+        const parentPath = path.slice(0, slash);
+        let dir = dirs.get(parentPath);
+        if (!dir) {
+          dir = root;
+          for (const part of parentPath.split('/')) dir = await dir.getDirectoryHandle(part, { create: true });
+          dirs.set(parentPath, dir);
+        }
+        const writable = await (await dir.getFileHandle(path.slice(slash + 1), { create: true })).createWritable();
+        await writable.write(bytes as Uint8Array<ArrayBuffer>);
+        await writable.close();
+      }
+      return (performance.now() - began) / 1000;
+    },
+    { folder, files, largeFiles: LARGE_FILES, largeSize: LARGE_BYTES },
+  );
+}
+
+/** SHA-256 of some files of a folder in OPFS (to check both writers wrote the same bytes). */
+async function folderHashes(page: Page, folder: string, paths: string[]): Promise<string[]> {
+  return page.evaluate(
+    async ({ folder, paths }) => {
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle(folder);
+      const out: string[] = [];
+      for (const path of paths) {
+        let dir = root;
+        const parts = path.split('/');
+        for (const part of parts.slice(0, -1)) dir = await dir.getDirectoryHandle(part);
+        const bytes = await (await (await dir.getFileHandle(parts[parts.length - 1])).getFile()).arrayBuffer();
+        out.push([...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join(''));
+      }
+      return out;
+    },
+    { folder, paths },
+  );
+}
+
+export async function benchFolderSync(harness: E2eHarness, files: number, log: (line: string) => void): Promise<BenchRow[]> {
+  const server = await harness.startServer();
+  const workspace = await seedManyFiles(server.origin, files, { log });
+  const api = new ServerApi(server.origin, workspace.token);
+  let totalBytes = workspace.totalBytes;
+  for (let k = 0; k < LARGE_FILES; k++) {
+    const bytes = largeBytes(k);
+    const blocks: BlockHash[] = [];
+    for (let offset = 0; offset < bytes.length; offset += MAX_BLOCK_SIZE) {
+      const block = bytes.subarray(offset, offset + MAX_BLOCK_SIZE);
+      const hash = createHash('sha256').update(block).digest('hex') as BlockHash;
+      await api.putBlock(hash, block);
+      blocks.push(hash);
+    }
+    await api.commit(workspace.namespaceId, { path: largePath(k) as FilePath, size: bytes.length, mtime: Date.now(), blocks, deleted: false });
+    totalBytes += bytes.length;
+  }
+  const context = await harness.newProfileBrowser();
+  const page = context.pages()[0] ?? (await context.newPage());
+  // tsx keeps function names with a `__name` helper that page code does not have.
+  await page.addInitScript({ content: 'globalThis.__name ??= (fn) => fn;' });
+  // Stands in for the folder picker dialog, which a headless browser cannot click.
+  await page.addInitScript((name) => {
+    window.showDirectoryPicker = async () => (await navigator.storage.getDirectory()).getDirectoryHandle(name, { create: true });
+  }, SYNCED_FOLDER);
+  await joinWithLink(page, workspace.shareLink, workspace.namespaceId);
+  await page.waitForFunction(
+    (expected) => {
+      const element = document.querySelector('[data-testid="overall-progress"]');
+      return element !== null && Number(element.getAttribute('data-total-bytes')) === expected && Number(element.getAttribute('data-done-bytes')) === expected;
+    },
+    totalBytes,
+    { timeout: 0, polling: 250 },
+  );
+  log(`folder-sync: ${files} + ${LARGE_FILES} files (${(totalBytes / 1e6).toFixed(1)} MB) synced into the browser`);
+
+  const bareBefore = await bareLoopSeconds(page, 'bench-bare-1', files);
+  log(`folder-sync: bare loop ${bareBefore.toFixed(2)} s`);
+
+  const began = performance.now();
+  await page.getByTestId('folder-sync-pick').click();
+  const expected = files + LARGE_FILES;
+  await page.waitForFunction(
+    (count) => Number(document.querySelector<HTMLElement>('[data-testid="folder-sync"]')?.dataset.written ?? 0) >= count,
+    expected,
+    { timeout: 0, polling: 50 },
+  );
+  const syncSeconds = (performance.now() - began) / 1000;
+  log(`folder-sync: folder sync ${syncSeconds.toFixed(2)} s`);
+
+  const bareAfter = await bareLoopSeconds(page, 'bench-bare-2', files);
+  log(`folder-sync: bare loop again ${bareAfter.toFixed(2)} s`);
+
+  const sample = [manyFilesPath(0), manyFilesPath(files - 1), manyFilesPath(Math.floor(files / 2)), largePath(0), largePath(LARGE_FILES - 1)];
+  const expectedHashes = [manyFilesBytes(0), manyFilesBytes(files - 1), manyFilesBytes(Math.floor(files / 2)), largeBytes(0), largeBytes(LARGE_FILES - 1)].map((bytes) =>
+    createHash('sha256').update(bytes).digest('hex'),
+  );
+  const synced = await folderHashes(page, SYNCED_FOLDER, sample);
+  const bare = await folderHashes(page, 'bench-bare-2', sample);
+  const byteExact = synced.join() === expectedHashes.join() && bare.join() === expectedHashes.join();
+  await context.close();
+
+  const bareSeconds = (bareBefore + bareAfter) / 2;
+  return [
+    {
+      scenario: 'folder-sync',
+      files: expected,
+      mb: Number((totalBytes / 1e6).toFixed(1)),
+      folderSyncS: Number(syncSeconds.toFixed(2)),
+      folderSyncFilesPerS: Math.round(expected / syncSeconds),
+      bareLoopS: Number(bareSeconds.toFixed(2)),
+      bareLoopRunsS: `${bareBefore.toFixed(2)} / ${bareAfter.toFixed(2)}`,
+      ratio: Number((bareSeconds / syncSeconds).toFixed(3)),
+      goal: 0.5,
+      byteExact: byteExact ? 'yes' : 'NO',
+    },
+  ];
+}

@@ -1,0 +1,335 @@
+import type { NamespaceSync } from '../../src/engine/namespace-sync.ts';
+import type { FileRecord, Sha256, UploadApi } from '../../src/engine/types.ts';
+import { describeError, foldTwins, foldedName, unsafePathReason, type FilePath, type FolderPlatform, type NamespaceId } from '../../src/protocol/index.ts';
+import type { FolderSyncView } from '../sync-api.ts';
+import type { BlobBlockStore } from '../upload-queue.ts';
+import { FolderDirs } from './folder-dirs.ts';
+import { FolderRecords } from './folder-records.ts';
+import { FolderScanner, type JournalSide } from './folder-scanner.ts';
+import type { FolderSyncStore } from './folder-sync-store.ts';
+import { FolderWriter } from './folder-writer.ts';
+
+export interface FolderSyncDeps {
+  ns: NamespaceId;
+  root: FileSystemDirectoryHandle;
+  store: FolderSyncStore;
+  api: UploadApi;
+  blocks: BlobBlockStore;
+  sha256: Sha256;
+  device: string;
+  platform: FolderPlatform;
+  /** The running engine while this tab syncs the workspace (the leader); null in other tabs. */
+  engine: () => NamespaceSync | null;
+}
+
+/** Without FileSystemObserver the folder is scanned this often (and on page focus). */
+const SCAN_EVERY_MS = 10_000;
+/** With it, a full scan still runs now and then, in case a change went unreported. */
+const SCAN_EVERY_OBSERVED_MS = 60_000;
+/** A scan waits at least this many times its own last duration (a 100,000-file folder takes seconds). */
+const SCAN_SPACING = 4;
+/** How often the journal side looks for new entries and completed files. */
+const JOURNAL_CHECK_MS = 500;
+/** Changes reported by the observer are gathered this long before a scan. */
+const OBSERVED_SETTLE_MS = 300;
+/** The journal side waits at least this many times its last look over the live files. */
+const PLAN_SPACING = 10;
+const MAX_BACKOFF_MS = 30_000;
+/** Files written into the folder at once. */
+const WRITES_AT_ONCE = 4;
+/** After a reported change, a scan waits at least this many times the last scan's duration (at most a third of the time scanning). */
+const OBSERVED_SPACING = 2;
+/** Refused names shown (all are counted). */
+const SHOW_REFUSED = 100;
+
+/**
+ * Two-way sync of one workspace with one folder on this computer (any
+ * FileSystemDirectoryHandle: a folder the user picked, or an origin-private one in tests).
+ * One loop does one thing at a time: write what the journal has that the folder lacks
+ * (FolderWriter), then, when due, scan the folder and commit its changes (FolderScanner).
+ * It runs only where the engine runs (the tab that holds the workspace's sync lock).
+ */
+export class FolderSync {
+  private readonly dirs: FolderDirs;
+  private readonly writer: FolderWriter;
+  private readonly scanner: FolderScanner;
+  private stopped = false;
+  /** This tab waited while another one synced the folder (its records in memory may be stale). */
+  private followed = false;
+  private loop: Promise<void> = Promise.resolve();
+  private wakeUp: (() => void) | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private observer: FileSystemObserverInstance | null = null;
+  private scanWanted = true;
+  /** The observer reported a change: a scan follows, but not back to back on a large folder. */
+  private changeObserved = false;
+  private lastScanAt = 0;
+  private lastScanMs = 0;
+  private journalMark = '';
+  /** How long the last look over the live files took (a 100,000-file table is looked at less often). */
+  private planMs = 0;
+  /** After a failed pass (folder gone, access revoked, disk full) the loop waits longer each time, up to 30 s. */
+  private backoffMs = 0;
+  /** Paths this loop wrote since the last scan: their observer events are our own. */
+  private readonly ownWrites = new Set<string>();
+  /** Live journal paths by folded name, oldest entry first (for the scan's twin check). */
+  private journalOwners = new Map<string, string>();
+  private journalRefused = new Map<string, string>();
+  private folderRefused = new Map<string, string>();
+  private readonly view: Omit<FolderSyncView, 'refused' | 'refusedCount' | 'watching' | 'folderName' | 'trackedFiles'> = {
+    state: 'starting',
+    written: 0,
+    uploaded: 0,
+    deleted: 0,
+    conflicts: 0,
+    waiting: 0,
+    failed: [],
+    error: null,
+    lastScanAt: null,
+  };
+
+  private constructor(
+    private readonly deps: FolderSyncDeps,
+    private readonly records: FolderRecords,
+  ) {
+    this.dirs = new FolderDirs(deps.root);
+    this.writer = new FolderWriter({ dirs: this.dirs, records, blocks: deps.blocks, sha256: deps.sha256, device: deps.device });
+    this.scanner = new FolderScanner({ ns: deps.ns, dirs: this.dirs, records, api: deps.api, blocks: deps.blocks, sha256: deps.sha256, device: deps.device, platform: deps.platform });
+  }
+
+  static async start(deps: FolderSyncDeps): Promise<FolderSync> {
+    const sync = new FolderSync(deps, await FolderRecords.load(deps.ns, deps.store));
+    await sync.observe();
+    sync.loop = sync.run();
+    return sync;
+  }
+
+  status(): FolderSyncView {
+    const refused = [...this.journalRefused, ...this.folderRefused];
+    return {
+      ...this.view,
+      failed: this.view.failed.slice(0, SHOW_REFUSED),
+      folderName: this.deps.root.name,
+      trackedFiles: this.records.size,
+      watching: this.observer ? 'observer' : 'scan',
+      refused: refused.slice(0, SHOW_REFUSED).map(([path, reason]) => ({ path, reason })),
+      refusedCount: refused.length,
+    };
+  }
+
+  /** Look at the folder again soon (the page gained focus, or a test asks). */
+  scanSoon(): void {
+    this.scanWanted = true;
+    this.wake();
+  }
+
+  /** Stops after the file in hand (records saved), so nothing is written or recorded once this resolves. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.observer?.disconnect();
+    this.wake();
+    await this.loop;
+    await this.records.flush().catch(() => undefined);
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      const engine = this.deps.engine();
+      if (!engine) {
+        this.view.state = 'other-tab';
+        this.followed = true;
+      } else {
+        try {
+          if (this.followed) {
+            // Another tab synced the folder until now: its records are the truth.
+            await this.records.reload();
+            this.followed = false;
+            this.journalMark = '';
+            this.scanWanted = true;
+          }
+          this.view.state = 'syncing';
+          const mark = journalMark(engine);
+          if (mark !== this.journalMark) {
+            this.journalMark = mark;
+            await this.writeJournal(engine);
+          }
+          if (this.scanDue()) await this.scan(engine);
+          this.view.error = null;
+          this.view.state = 'idle';
+          this.backoffMs = 0;
+        } catch (error) {
+          this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(1_000, this.backoffMs * 2));
+          this.view.error = `Folder sync with ${this.deps.root.name} stopped for now: ${describeError(error)}`;
+          this.view.state = 'error';
+          this.dirs.forget();
+          this.journalMark = '';
+        }
+      }
+      await this.sleep(Math.max(JOURNAL_CHECK_MS, this.planMs * PLAN_SPACING, this.backoffMs));
+    }
+  }
+
+  private scanDue(): boolean {
+    if (this.scanWanted) return true;
+    const sinceLast = performance.now() - this.lastScanAt;
+    if (this.changeObserved && sinceLast >= this.lastScanMs * OBSERVED_SPACING) return true;
+    const every = Math.max(this.observer ? SCAN_EVERY_OBSERVED_MS : SCAN_EVERY_MS, this.lastScanMs * SCAN_SPACING);
+    return sinceLast >= every;
+  }
+
+  /** Journal → folder: deletions first, then every live file this device holds whole and the folder lacks. */
+  private async writeJournal(engine: NamespaceSync): Promise<void> {
+    let planned = performance.now();
+    const live: FileRecord[] = [...engine.liveFiles()];
+    this.noteJournalNames(live);
+    let planMs = performance.now() - planned;
+    for (const record of [...this.records.all()]) {
+      if (record.deleted || record.sjid === 0 || engine.file(record.path) || engine.cursor < record.sjid) continue;
+      if (await this.writer.remove(record)) this.view.deleted += 1;
+    }
+    let waiting = 0;
+    const failed: FolderSyncView['failed'] = [];
+    const ready: FileRecord[] = [];
+    planned = performance.now();
+    for (const file of live) {
+      if (this.journalRefused.has(file.path)) continue;
+      const record = this.records.get(file.path);
+      if (record && record.sjid >= file.sjid) continue;
+      if (engine.fileProgress(file.path)?.status === 'synced') ready.push(file);
+      else waiting += 1;
+    }
+    this.planMs = planMs + performance.now() - planned;
+    let denied: unknown = null;
+    // A few files at once: each costs several round trips to the browser process, which overlap.
+    await eachOf(ready, WRITES_AT_ONCE, async (file) => {
+      if (this.stopped || denied) return;
+      try {
+        this.ownWrites.add(file.path);
+        const outcome = await this.writer.write(file);
+        if (outcome === 'written' || outcome === 'kept-aside') this.view.written += 1;
+        if (outcome === 'kept-aside') {
+          this.view.conflicts += 1;
+          this.scanWanted = true; // The copy kept aside goes up as a new file.
+        }
+      } catch (error) {
+        failed.push({ path: file.path, error: describeError(error) });
+        // A missing folder or revoked access fails every file: stop here and say so.
+        if (error instanceof DOMException && (error.name === 'NotAllowedError' || error.name === 'SecurityError')) denied = error;
+      }
+    });
+    if (denied) throw denied;
+    await this.records.flush();
+    this.view.waiting = waiting;
+    this.view.failed = failed;
+    // Files still arriving: check again when the engine moves (the mark changes with doneBytes).
+  }
+
+  /** Which live paths the folder cannot hold (unsafe names, case and Unicode twins: the oldest entry keeps the name). */
+  private noteJournalNames(live: readonly FileRecord[]): void {
+    const twins = foldTwins(live.map((file) => ({ path: file.path, order: file.sjid })));
+    const refused = new Map<string, string>();
+    const owners = new Map<string, string>();
+    for (const file of live) {
+      const twin = twins.get(file.path);
+      const reason = unsafePathReason(file.path, this.deps.platform) ?? (twin === undefined ? null : `differs only by case or Unicode form from "${twin}", an older entry`);
+      if (reason) refused.set(file.path, `not written into the folder: ${reason}`);
+      else owners.set(foldedPath(file.path), file.path);
+    }
+    this.journalRefused = refused;
+    this.journalOwners = owners;
+  }
+
+  private async scan(engine: NamespaceSync): Promise<void> {
+    this.scanWanted = false;
+    this.changeObserved = false;
+    const started = performance.now();
+    this.ownWrites.clear();
+    const journal: JournalSide = {
+      file: (path) => engine.file(path),
+      get cursor() {
+        return engine.cursor;
+      },
+      noteStoredBlocks: (hashes) => void engine.noteStoredBlocks(hashes),
+      twinOf: (path) => {
+        const owner = this.journalOwners.get(foldedPath(path));
+        return owner === undefined || owner === path ? undefined : owner;
+      },
+    };
+    const result = await this.scanner.scan(journal);
+    this.lastScanMs = performance.now() - started;
+    this.lastScanAt = performance.now();
+    this.view.lastScanAt = Date.now();
+    this.view.uploaded += result.uploaded;
+    this.view.deleted += result.deleted;
+    this.view.conflicts += result.conflicted;
+    this.folderRefused = new Map([...result.refused].map(([path, reason]) => [path, `not synced from the folder: ${reason}`]));
+    if (result.failed.length > 0) this.view.failed = [...this.view.failed, ...result.failed].slice(-SHOW_REFUSED);
+    // Files that could not be read (still being written) are looked at again soon, but a
+    // large folder with a file that stays unreadable is not walked over and over.
+    if (result.failed.length > 0) this.scheduleScan(Math.max(2_000, this.lastScanMs * SCAN_SPACING));
+    // What was uploaded is now in the journal: its records make the writer skip it.
+    this.journalMark = '';
+  }
+
+  private scheduleScan(afterMs: number): void {
+    setTimeout(() => this.scanSoon(), afterMs);
+  }
+
+  /** FileSystemObserver where the browser has it: a change in the folder brings a scan within a moment. */
+  private async observe(): Promise<void> {
+    const Observer = (globalThis as { FileSystemObserver?: FileSystemObserverConstructor }).FileSystemObserver;
+    if (!Observer) return;
+    let settle: ReturnType<typeof setTimeout> | null = null;
+    const observer = new Observer((changes) => {
+      const foreign = changes.some((change) => change.type !== 'appeared' && change.type !== 'modified' ? true : !this.ownWrites.has(change.relativePathComponents.join('/')));
+      if (!foreign || settle) return;
+      settle = setTimeout(() => {
+        settle = null;
+        this.changeObserved = true;
+        this.wake();
+      }, OBSERVED_SETTLE_MS);
+    });
+    try {
+      await observer.observe(this.deps.root, { recursive: true });
+      this.observer = observer;
+    } catch {
+      // Not for this kind of folder: the timer and page focus bring scans instead.
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wakeUp = resolve;
+      this.timer = setTimeout(() => this.wake(), ms);
+    });
+  }
+
+  private wake(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const wakeUp = this.wakeUp;
+    this.wakeUp = null;
+    wakeUp?.();
+  }
+}
+
+/** Runs `work` over `items` with at most `limit` at once. */
+async function eachOf<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await work(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
+
+/** Changes when the journal side has new work: new entries, or blocks that completed files. */
+function journalMark(engine: NamespaceSync): string {
+  const summary = engine.summary();
+  return `${summary.cursor}:${summary.doneBytes}:${summary.fileCount}`;
+}
+
+function foldedPath(path: string): string {
+  return path.split('/').map(foldedName).join('/');
+}
+
+export type { FilePath };
