@@ -20,6 +20,8 @@ const BINARIES = [
   { what: 'ip and tc (iproute2)', pkg: 'iproute2', rootOnly: true, present: () => onPath('ip') && onPath('tc') },
   { what: 'runuser (util-linux)', pkg: 'util-linux', rootOnly: true, present: () => onPath('runuser') },
   { what: 'redis-server', pkg: 'redis-server', present: () => onPath('redis-server') },
+  // The zip tests check archives with Info-ZIP, never with the writer's own code.
+  { what: 'unzip and zipinfo (Info-ZIP)', pkg: 'unzip', present: () => onPath('unzip') && onPath('zipinfo') },
   { what: 'PostgreSQL server binaries (initdb, pg_ctl)', pkg: 'postgresql', present: () => postgresBinDir() !== null },
 ];
 

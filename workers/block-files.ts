@@ -103,6 +103,29 @@ export class BlockFiles {
     }
   }
 
+  /**
+   * The block's bytes through a read-only sync access handle, which other readers share: in
+   * Chromium 156 it read 4 MiB block files at 190–620 MB/s where a File's arrayBuffer() gave
+   * 30–86 MB/s (the same files, a loaded 2-core machine), since a File's bytes come through the
+   * browser process's blob system. Null when the block is not stored here; throws when the
+   * file cannot be opened so (a writer holds it, or the browser lacks the mode).
+   */
+  async read(hash: BlockHash): Promise<Uint8Array | null> {
+    const handle = await this.handle(hash);
+    if (!handle) return null;
+    const open = handle.createSyncAccessHandle as unknown as (options: { mode: 'read-only' }) => Promise<FileSystemSyncAccessHandle>;
+    const access = await open.call(handle, { mode: 'read-only' });
+    try {
+      const size = access.getSize();
+      const bytes = new Uint8Array(size);
+      const read = access.read(bytes, { at: 0 });
+      if (read !== size) throw new Error(`block ${hash.slice(0, 12)}…: read ${read} of ${size} bytes`);
+      return bytes;
+    } finally {
+      access.close();
+    }
+  }
+
   /** Another writer (the block writer's thread) stored this block: the index learns of it. */
   noteStored(hash: BlockHash): void {
     void this.index?.then((known) => known.add(hash));

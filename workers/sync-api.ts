@@ -177,6 +177,18 @@ export interface UploadPart {
   drop: { files: number };
 }
 
+/** How far a .zip of a folder has got (`writeZip`, `zipStream`). */
+export interface ZipProgressView {
+  /** Files and bytes of content in the folder when the zip began. */
+  files: number;
+  bytes: number;
+  filesDone: number;
+  bytesDone: number;
+  /** A file whose blocks are not all on this device yet: the zip waits for the sync to bring them. */
+  waitingFor: string | null;
+  done: boolean;
+}
+
 export interface OpenOptions {
   /** False: sync from the server only (no relay, no WebRTC), and do not wait for peers. */
   peers?: boolean;
@@ -263,6 +275,22 @@ export interface SyncWorkerApi {
   restoreDeleted(ns: NamespaceId, path: string, lastSjid: number): Promise<{ path: string; conflicted: boolean }>;
   /** The file's bytes, assembled from stored blocks without one big buffer. */
   fileBlob(ns: NamespaceId, path: string): Promise<Blob>;
+  /**
+   * Writes `folder` ('' for the whole workspace) of an open workspace as a .zip into `target`
+   * (from `showSaveFilePicker`, or any FileSystemFileHandle), streamed: entries are named
+   * relative to the folder, stored uncompressed, with zip64 where needed. `jobId` names the
+   * job for `cancelZip`. A file not fully synced yet is waited for. On failure or cancel the
+   * file is left untouched (an empty one the picker made is removed) and the promise rejects.
+   */
+  writeZip(ns: NamespaceId, folder: string, target: FileSystemFileHandle, jobId: string, onProgress: (progress: ZipProgressView) => void): Promise<ZipProgressView>;
+  /**
+   * The same archive as a transferable byte stream, for a consumer that is not a file handle
+   * (a service worker answering a download where `showSaveFilePicker` is missing). Cancelling
+   * the stream, or `cancelZip(jobId)`, stops it.
+   */
+  zipStream(ns: NamespaceId, folder: string, jobId: string, onProgress: (progress: ZipProgressView) => void): Promise<ReadableStream<Uint8Array>>;
+  /** Stops a running `writeZip` or `zipStream`; unknown ids are ignored. */
+  cancelZip(jobId: string): Promise<void>;
   /** Tokens for the relay handshake of `ns` (the transport runs on the page's thread). */
   relayCredentials(ns: NamespaceId): Promise<{ tokens: string[] }>;
   /** The page's transport for `ns`; replaces an earlier one. */

@@ -9,12 +9,14 @@ import { blockBuffers } from './block-buffers.ts';
 import { BlockWriter } from './block-writer.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
-import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
+import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView, ZipProgressView } from './sync-api.ts';
+import type { ZipSource } from './zip-export.ts';
 import { WorkspaceSession } from './workspace-session.ts';
 import { serveFileRead } from './file-reads.ts';
 import { expectedBlockSize } from '../src/engine/block-layout.ts';
 import { fetchFromServerNow } from '../src/engine/server-fetch-now.ts';
 import type { FileRecord, WantedBlock } from '../src/engine/types.ts';
+import { ZipJobs } from './zip-jobs.ts';
 import { FolderLinks, type LinkedWorkspace } from './folder-sync/folder-links.ts';
 
 /**
@@ -34,6 +36,7 @@ interface WorkerContext {
 
 let context: WorkerContext | null = null;
 const sessions = new Map<NamespaceId, WorkspaceSession>();
+const zips = new ZipJobs();
 const folders = new FolderLinks();
 
 /** What folder sync of `ns` needs: the open session's engine, uploads and blocks. */
@@ -240,6 +243,20 @@ const api: SyncWorkerApi = {
     return (await apiFor(id)).deletedFiles(id, before === undefined ? {} : { before: parseCursor(before, 'before') });
   },
 
+  async writeZip(ns: NamespaceId, folder: string, target: FileSystemFileHandle, jobId: string, onProgress: (progress: ZipProgressView) => void) {
+    if (!(target instanceof FileSystemFileHandle)) throw new Error('a zip needs a file to write into');
+    return zips.write(jobId, await zipSourceFor(ns, folder), target, onProgress);
+  },
+
+  async zipStream(ns: NamespaceId, folder: string, jobId: string, onProgress: (progress: ZipProgressView) => void) {
+    const stream = zips.stream(jobId, await zipSourceFor(ns, folder), onProgress);
+    return Comlink.transfer(stream, [stream as unknown as Transferable]);
+  },
+
+  async cancelZip(jobId: string) {
+    zips.cancel(jobId);
+  },
+
   async relayCredentials(ns: NamespaceId) {
     const record = await ready().registry.get(parseNamespaceId(ns));
     if (!record) throw new Error('this workspace is not known on this device');
@@ -338,6 +355,24 @@ async function fetchNow(ns: NamespaceId, wants: WantedBlock[], signal?: AbortSig
 
 function blockWants(ns: NamespaceId, file: FileRecord, indexes: number[]): WantedBlock[] {
   return indexes.map((index) => ({ ns, hash: file.blocks[index], sjid: file.sjid, sizeHint: expectedBlockSize(file.size, file.blocks.length, index) }));
+}
+
+/** What a zip of `folder` of an open workspace reads. */
+async function zipSourceFor(ns: NamespaceId, folder: string): Promise<ZipSource> {
+  const session = sessions.get(parseNamespaceId(ns));
+  if (!session) throw new Error('this workspace is not open in this tab');
+  const path = typeof folder === 'string' ? folder.replace(/^\/+|\/+$/g, '') : '';
+  const id = parseNamespaceId(ns);
+  return {
+    ...(await session.zipSource(path === '' ? '' : parseFilePath(path, 'folder'))),
+    blocks: ready().blocks,
+    fetchNow: (record, hashes, signal) => {
+      // One want per missing hash (a file may repeat a block).
+      const missing = new Set(hashes);
+      const indexes = record.blocks.flatMap((hash, index) => (missing.delete(hash) ? [index] : []));
+      return fetchNow(id, blockWants(id, record, indexes), signal);
+    },
+  };
 }
 
 /** The blocks as one Blob, composed by reference (never copied into one buffer); null when one is not stored. */

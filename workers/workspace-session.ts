@@ -17,6 +17,7 @@ import { walkFolders } from './folder-walk.ts';
 import { storageEstimate } from './storage-estimate.ts';
 import { sha256 } from './web-crypto.ts';
 import { WorkspaceTree, type FileDelta } from './workspace-tree.ts';
+import type { ZipSource } from './zip-export.ts';
 import { allFileViews, changedFileDeltas, emptySharedView, fullView, sharedViewOf, type SharedView } from './workspace-view.ts';
 
 export interface WorkspaceSessionDeps {
@@ -187,6 +188,24 @@ export class WorkspaceSession {
   /** The newest journal entry this tab knows: every live block is covered by it (a want's sjid when its file is not known). */
   get knownCursor(): number {
     return this.engine?.cursor ?? this.shared.cursor;
+  }
+
+  /**
+   * What a zip of `folder` reads: the files below it from the folder tree and their records.
+   * A follower tab has no engine, and reading one record from storage reads the whole table,
+   * so it reads the table once for the whole zip.
+   */
+  async zipSource(folder: string): Promise<Omit<ZipSource, 'blocks'>> {
+    const totals = this.tree.totalsOf(folder);
+    if (!totals) throw new Error(`there is no folder ${folder} in this workspace`);
+    const engine = this.engine;
+    let record: ZipSource['record'];
+    if (engine) record = (path) => engine.file(path);
+    else {
+      const table = new Map((await this.deps.state.load(this.namespaceId)).files.map((file) => [file.path as string, file]));
+      record = (path) => table.get(path);
+    }
+    return { files: this.tree.filesBelow(folder), totals, folder, record };
   }
 
   /**

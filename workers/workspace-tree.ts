@@ -74,6 +74,31 @@ export class WorkspaceTree {
     return [...this.byPath.values()].map((entry) => entry.view);
   }
 
+  /** A folder's file count and size ('' is the whole workspace), null when it does not exist. */
+  totalsOf(folder: string): { files: number; bytes: number } | null {
+    const node = this.findFolder(folder);
+    return node ? { files: node.fileCount, bytes: node.totalBytes } : null;
+  }
+
+  /**
+   * Every file below a folder, depth first in the folder view's name order (folders first),
+   * walked lazily: each folder's sorted children are the cached arrays the view lists from,
+   * replaced (not changed) when the tree changes, so a long walk (a zip) sees each folder as
+   * it was when reached.
+   */
+  *filesBelow(folder: string): Generator<FileView> {
+    const start = this.findFolder(folder);
+    if (!start) return;
+    const byName: FolderQuery = { folder, sort: 'name', descending: false, filter: '', offset: 0, limit: 0 };
+    const walk = function* (this: WorkspaceTree, node: FolderNode): Generator<FileView> {
+      for (const child of this.sortedChildren(node, byName, 'name:asc')) {
+        if (child.kind === 'file') yield child.view;
+        else yield* walk.call(this, child);
+      }
+    };
+    yield* walk.call(this, start);
+  }
+
   list(query: FolderQuery): FolderListing {
     const folder = this.findFolder(query.folder);
     const offset = Math.max(0, Math.floor(query.offset));

@@ -112,6 +112,8 @@ export class FolderView {
     this.filterInput.value = '';
     this.afterQueryChange();
     this.renderBreadcrumb();
+    // For the page's folder-level actions (Download as .zip).
+    this.element.dispatchEvent(new CustomEvent<string>('folder-open', { detail: path }));
   }
 
   /** Where focus goes when the control that had it left the screen (the filter box). */

@@ -27,6 +27,7 @@ import type { SyncApi } from './sync-client.ts';
 import { prepareUploads } from './upload-paths.ts';
 import { UploadList } from './upload-list.ts';
 import { LatestValueRenderer } from './view-scheduler.ts';
+import { ZipDownload } from './zip-download.ts';
 
 /** Why syncing waits, how much space it needs, and that it resumes by itself. */
 function storageFullMessage(full: NonNullable<WorkspaceView['storageFull']>): string {
@@ -80,6 +81,8 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     versions: (path) => showPanel(new VersionsPanel(path, versionActions, () => versionsButtonOf(path) ?? files.focusTarget())),
   };
   const files = new FolderView((query) => api.listFolder(namespaceId, query), actions);
+  const zipDownload = new ZipDownload(api, namespaceId, notices);
+  files.element.addEventListener('folder-open', (event) => zipDownload.setFolder((event as CustomEvent<string>).detail));
   const recentlyDeleted = h(
     'button',
     { type: 'button', class: 'button', 'data-testid': 'open-recently-deleted', 'aria-haspopup': 'dialog' },
@@ -138,7 +141,12 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     viewError,
     storageFull,
     createShareLinkBox(api, namespaceId, notices),
-    h('div', { class: 'workspace-tools' }, createFilePickers(uploadPicked, uploadFolders, (error) => notices.error(`Could not open the folder: ${errorMessage(error)}`)), recentlyDeleted),
+    h(
+      'div',
+      { class: 'workspace-tools' },
+      createFilePickers(uploadPicked, uploadFolders, (error) => notices.error(`Could not open the folder: ${errorMessage(error)}`)),
+      h('div', { class: 'workspace-tools-end' }, zipDownload.element, recentlyDeleted),
+    ),
     folderSync.element,
     notices.element,
     uploads.element,
@@ -163,6 +171,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     uploads.update(view.uploads, view.uploadTotals);
     conflictNotices.update(view.uploads);
     files.setName(view.name);
+    zipDownload.setWorkspaceName(view.name);
     files.setVersion(view.listingVersion);
     files.element.hidden = view.fileCount === 0;
     emptyState.hidden = view.fileCount > 0;
@@ -222,6 +231,7 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
       network?.stop();
       renderer.stop();
       files.dispose();
+      zipDownload.dispose();
       folderSync.dispose();
       dropZone.dispose();
       api.close(namespaceId).catch(() => {

@@ -17,6 +17,7 @@ import { benchOfficeLan } from './office-lan.ts';
 import { benchNativePair } from './native-pair.ts';
 import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
+import { benchZip } from './zip.ts';
 
 /**
  * `npm run bench [-- --scenario office-warm,office-cold,office-lan,app-transfer,big-file,block-batch --size-mib 128
@@ -217,6 +218,19 @@ if (wants('range-read')) {
     });
   }
   if (rows.length > 0) groups.push(rows);
+}
+
+if (wants('zip')) {
+  await attempt('zip', async () => {
+    const sizeMiB = flags.sizeMiB ?? 2048;
+    log(`zip: Download as .zip of a ${sizeMiB} MiB workspace synced into the browser, vs reading its blocks`);
+    const harness = await E2eHarness.start();
+    try {
+      groups.push([await benchZip(harness, sizeMiB, log)]);
+    } finally {
+      await harness.close();
+    }
+  });
 }
 
 for (const row of groups.flat()) console.log(JSON.stringify(row));

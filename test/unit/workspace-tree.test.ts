@@ -65,4 +65,21 @@ describe('WorkspaceTree', () => {
     tree.apply([view('big/f1', 1, 2, 'syncing')]);
     expect(tree.version).toBeGreaterThan(before);
   });
+
+  it('walks the files below a folder depth first in name order, and gives its totals (for a zip)', () => {
+    const tree = new WorkspaceTree();
+    tree.apply([view('b/z.txt', 1), view('b/a/2.txt', 2), view('b/a/10.txt', 3), view('a.txt', 4), view('b/m.txt', 5), view('c/x', 6)]);
+    expect([...tree.filesBelow('b')].map((file) => file.path)).toEqual(['b/a/2.txt', 'b/a/10.txt', 'b/m.txt', 'b/z.txt']);
+    expect([...tree.filesBelow('')].map((file) => file.path)).toEqual(['b/a/2.txt', 'b/a/10.txt', 'b/m.txt', 'b/z.txt', 'c/x', 'a.txt']);
+    expect([...tree.filesBelow('nope')]).toEqual([]);
+    expect(tree.totalsOf('b')).toEqual({ files: 4, bytes: 11 });
+    expect(tree.totalsOf('')).toEqual({ files: 6, bytes: 21 });
+    expect(tree.totalsOf('nope')).toBeNull();
+    // A walk under way keeps the folder as it was when reached; a file removed meanwhile is
+    // still yielded (the zip skips paths without a live record).
+    const walk = tree.filesBelow('b');
+    expect(walk.next().value?.path).toBe('b/a/2.txt');
+    tree.apply([{ path: 'b/m.txt', removed: true }, view('b/n.txt', 1)]);
+    expect([...walk].map((file) => file.path)).toEqual(['b/a/10.txt', 'b/m.txt', 'b/z.txt']);
+  });
 });

@@ -11,6 +11,8 @@ import { MAX_BLOCK_SIZE, inviteFromLink, type BlockHash, type FilePath, type Nam
 export interface SeedFile {
   path: string;
   bytes: Uint8Array;
+  /** Milliseconds since the epoch (default: now). */
+  mtime?: number;
 }
 
 export interface SeededWorkspace {
@@ -48,7 +50,7 @@ export async function seedWorkspace(baseUrl: string, name: string, files: readon
     const result = await api.commit(created.namespaceId, {
       path: file.path as FilePath,
       size: file.bytes.length,
-      mtime: Date.now(),
+      mtime: file.mtime ?? Date.now(),
       blocks: hashes,
       deleted: false,
     });

@@ -1,0 +1,132 @@
+import * as Comlink from 'comlink';
+import type { ZipProgressView } from '../../workers/sync-api.ts';
+import type { NamespaceId } from '../protocol/index.ts';
+import { h, setText } from './dom.ts';
+import { formatBytes } from './format.ts';
+import { errorMessage } from './message-page.ts';
+import type { Notices } from './notices.ts';
+import { ProgressBar } from './progress-bar.ts';
+import type { SyncApi } from './sync-client.ts';
+
+/** Chromium's save dialog (File System Access API); not in TypeScript's DOM types yet. */
+type SaveFilePicker = (options: {
+  suggestedName: string;
+  types?: { description: string; accept: Record<string, string[]> }[];
+}) => Promise<FileSystemFileHandle>;
+
+function savePicker(): SaveFilePicker | null {
+  const picker = (window as unknown as { showSaveFilePicker?: SaveFilePicker }).showSaveFilePicker;
+  return typeof picker === 'function' ? picker.bind(window) : null;
+}
+
+/** Why there is no button where the browser has no save dialog that returns a file to write into. */
+const NO_PICKER = 'Download as .zip needs a browser that can save into a chosen file (Chrome, Edge or another Chromium browser).';
+
+/**
+ * "Download as .zip" for the open folder (or the whole workspace at the top): asks where to
+ * save, then the sync worker streams the archive straight into that file, so a folder of any
+ * size never sits in memory. Shows files and bytes done, what it waits for, and a Cancel
+ * button; one zip at a time per page.
+ */
+export class ZipDownload {
+  readonly element: HTMLElement;
+  private readonly button: HTMLButtonElement;
+  private readonly status = h('div', { class: 'zip-status', 'data-testid': 'zip-status', hidden: true });
+  private readonly statusText = h('span', { class: 'zip-status-text', role: 'status', 'data-testid': 'zip-status-text' });
+  private readonly bar = new ProgressBar('Zip progress');
+  private readonly cancelButton = h('button', { type: 'button', class: 'small', 'data-testid': 'zip-cancel' }, 'Cancel');
+  private folder = '';
+  private workspaceName = '';
+  private jobId: string | null = null;
+
+  constructor(
+    private readonly api: SyncApi,
+    private readonly namespaceId: NamespaceId,
+    private readonly notices: Notices,
+  ) {
+    this.button = h('button', { type: 'button', class: 'button', 'data-testid': 'download-zip' }, '');
+    this.button.addEventListener('click', () => void this.start());
+    this.cancelButton.addEventListener('click', () => {
+      if (this.jobId) void this.api.cancelZip(this.jobId);
+    });
+    this.status.append(this.statusText, this.bar.element, this.cancelButton);
+    // Without the save dialog the option is not offered; one line says why.
+    this.element = savePicker()
+      ? h('div', { class: 'zip-download' }, this.button, this.status)
+      : h('p', { class: 'zip-unavailable', 'data-testid': 'zip-unavailable' }, NO_PICKER);
+    this.renderLabel();
+  }
+
+  /** The folder the view shows ('' at the top): the button zips it. */
+  setFolder(folder: string): void {
+    this.folder = folder;
+    this.renderLabel();
+  }
+
+  setWorkspaceName(name: string): void {
+    if (name === this.workspaceName) return;
+    this.workspaceName = name;
+    this.renderLabel();
+  }
+
+  /** The page is going away: a zip it started stops (the file stays as it was). */
+  dispose(): void {
+    if (this.jobId) void this.api.cancelZip(this.jobId).catch(() => undefined);
+  }
+
+  private archiveName(): string {
+    const base = this.folder ? this.folder.slice(this.folder.lastIndexOf('/') + 1) : this.workspaceName || 'workspace';
+    // The name is a suggestion for the save dialog; characters no file system takes are replaced.
+    return `${base.replace(/[\\/:*?"<>|\u0000-\u001f]/g, '_')}.zip`;
+  }
+
+  private renderLabel(): void {
+    const name = this.folder.slice(this.folder.lastIndexOf('/') + 1);
+    setText(this.button, this.folder ? `Download “${name}” as .zip` : 'Download all as .zip');
+    // The visible text stays the start of the accessible name; the title says what it covers.
+    this.button.title = this.folder ? `Everything in ${this.folder}, as one .zip file` : 'Every file of this workspace, as one .zip file';
+  }
+
+  private async start(): Promise<void> {
+    const picker = savePicker();
+    if (!picker || this.jobId) return;
+    const folder = this.folder;
+    const name = this.archiveName();
+    let target: FileSystemFileHandle;
+    try {
+      target = await picker({ suggestedName: name, types: [{ description: 'Zip archive', accept: { 'application/zip': ['.zip'] } }] });
+    } catch (error) {
+      // Closing the dialog is a choice, not a failure.
+      if (error instanceof DOMException && error.name === 'AbortError') return;
+      this.notices.error(`Could not choose where to save ${name}: ${errorMessage(error)}`);
+      return;
+    }
+    const jobId = crypto.randomUUID();
+    this.jobId = jobId;
+    this.button.disabled = true;
+    this.status.hidden = false;
+    this.cancelButton.disabled = false;
+    this.showProgress(name, { files: 0, bytes: 0, filesDone: 0, bytesDone: 0, waitingFor: null, done: false });
+    try {
+      const result = await this.api.writeZip(this.namespaceId, folder, target, jobId, Comlink.proxy((progress: ZipProgressView) => this.showProgress(name, progress)));
+      this.notices.info(`Saved ${name}: ${result.filesDone} ${result.filesDone === 1 ? 'file' : 'files'}, ${formatBytes(result.bytesDone)}.`);
+    } catch (error) {
+      if (error instanceof Error && error.name === 'AbortError') this.notices.info(`Stopped writing ${name}; the file was not saved.`);
+      else this.notices.error(`Could not write ${name}: ${errorMessage(error)}`);
+    } finally {
+      this.jobId = null;
+      this.button.disabled = false;
+      this.status.hidden = true;
+    }
+  }
+
+  private showProgress(name: string, progress: ZipProgressView): void {
+    const waiting = progress.waitingFor ? ` — waiting for ${progress.waitingFor} to sync` : '';
+    setText(
+      this.statusText,
+      `Writing ${name}: ${progress.filesDone} of ${progress.files} files, ${formatBytes(progress.bytesDone)} of ${formatBytes(progress.bytes)}${waiting}`,
+    );
+    this.status.setAttribute('data-files-done', String(progress.filesDone));
+    this.bar.update(progress.bytesDone, progress.bytes);
+  }
+}

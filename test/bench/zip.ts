@@ -1,0 +1,192 @@
+import { randomUUID } from 'node:crypto';
+import type { Page } from 'playwright-core';
+import { ServerApi } from '../../src/engine/server-api.ts';
+import type { E2eHarness } from '../e2e/harness.ts';
+import { joinWithLink, waitForAllSynced } from '../e2e/ui.ts';
+import { PseudoRandomFile } from '../support/pseudo-random-file.ts';
+import { RssSampler, chromiumCpuSeconds, chromiumRss, markerSwitch, rssColumns, totalOf, PROCESS_TYPES, type ByProcessType } from './chromium-rss.ts';
+import type { BenchRow } from './report.ts';
+
+/**
+ * Download as .zip of a workspace already synced into the browser (on-disk profile), written
+ * into an origin-private file through the same FileSystemWritableFileStream a picked file
+ * gets, against reading the same blocks from this origin's block files in the same browser
+ * and run, in a worker, the fastest way (read-only sync access handles): the floor, since a
+ * zip reads every block once and adds CRC and writes to it.
+ * RSS of all the browser's processes from the idle page to the peak while the zip runs.
+ *
+ * The workspace: files of 16–64 MiB (multiples of 64 KiB, so every block is a block file the
+ * baseline reads too) in four folders, S MiB in all.
+ */
+
+const MiB = 1024 * 1024;
+const SETTLE_MS = 3_000;
+const ZIP_TIMEOUT_MS = 60 * 60_000;
+
+type Log = (message: string) => void;
+
+/** Answers the save dialog with OPFS `zip-out/<name>` (a real FileSystemFileHandle). */
+const SAVE_DIALOG_TO_OPFS = () => {
+  (window as unknown as { showSaveFilePicker: unknown }).showSaveFilePicker = async (options: { suggestedName: string }) => {
+    const root = await navigator.storage.getDirectory();
+    const folder = await root.getDirectoryHandle('zip-out', { create: true });
+    return folder.getFileHandle(options.suggestedName, { create: true });
+  };
+};
+
+function workspaceFiles(sizeMiB: number): { path: string; size: number }[] {
+  const files: { path: string; size: number }[] = [];
+  let left = sizeMiB * MiB;
+  for (let i = 0; left > 0; i++) {
+    const size = Math.min(left, (16 + ((i * 37) % 49)) * MiB);
+    files.push({ path: `set-${i % 4}/clip-${String(i).padStart(3, '0')}.bin`, size });
+    left -= size;
+  }
+  return files;
+}
+
+/** The archive's exact length: stored entries with data descriptors, no zip64 below 4 GiB. */
+function expectedZipBytes(files: { path: string; size: number }[]): number {
+  const encoder = new TextEncoder();
+  return files.reduce((sum, file) => {
+    const name = encoder.encode(file.path).length;
+    return sum + (30 + name + 9) + file.size + 16 + (46 + name + 9);
+  }, 22);
+}
+
+/**
+ * Reads every block file of this origin once, in a worker (as the zip does), each whole: through
+ * a read-only sync access handle (the fastest way, the zip's own) and, for comparison, as a
+ * File's arrayBuffer() (how Open and Save read, and how IndexedDB values read); then writes
+ * them all into a file stream with nothing else (the sink's own ceiling). Seconds of each.
+ */
+async function readAllBlocks(page: Page): Promise<{ syncSeconds: number; fileSeconds: number; writeSeconds: number; bytes: number }> {
+  return page.evaluate(async () => {
+    const source = `
+      const values = (dir) => dir.values();
+      onmessage = async () => {
+        const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('blocks');
+        const handles = [];
+        for await (const sub of values(root)) {
+          if (sub.kind !== 'directory' || sub.name === 'tmp') continue;
+          for await (const handle of values(sub)) if (handle.kind === 'file') handles.push(handle);
+        }
+        let began = performance.now();
+        let bytes = 0;
+        for (const handle of handles) {
+          const access = await handle.createSyncAccessHandle({ mode: 'read-only' });
+          const buffer = new Uint8Array(access.getSize());
+          bytes += access.read(buffer, { at: 0 });
+          access.close();
+        }
+        const syncSeconds = (performance.now() - began) / 1000;
+        began = performance.now();
+        for (const handle of handles) await (await handle.getFile()).arrayBuffer();
+        const fileSeconds = (performance.now() - began) / 1000;
+        // The sink alone: the same block Files into a file stream, four per write, as the zip writes them.
+        const out = await (await navigator.storage.getDirectory()).getDirectoryHandle('zip-out', { create: true });
+        const target = await out.getFileHandle('write-baseline.bin', { create: true });
+        began = performance.now();
+        const writable = await target.createWritable();
+        for (let i = 0; i < handles.length; i += 4) {
+          const files = await Promise.all(handles.slice(i, i + 4).map((handle) => handle.getFile()));
+          await writable.write(new Blob(files));
+        }
+        await writable.close();
+        const writeSeconds = (performance.now() - began) / 1000;
+        await out.removeEntry('write-baseline.bin');
+        postMessage({ syncSeconds, fileSeconds, writeSeconds, bytes });
+      };`;
+    const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
+    const worker = new Worker(url);
+    try {
+      return await new Promise<{ syncSeconds: number; fileSeconds: number; writeSeconds: number; bytes: number }>((resolve, reject) => {
+        worker.onmessage = (event) => resolve(event.data);
+        worker.onerror = (event) => reject(new Error(event.message));
+        worker.postMessage(null);
+      });
+    } finally {
+      worker.terminate();
+      URL.revokeObjectURL(url);
+    }
+  });
+}
+
+export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log): Promise<BenchRow> {
+  const server = await harness.startServer();
+  const files = workspaceFiles(sizeMiB);
+  const created = await new ServerApi(server.origin).createWorkspace('zip bench');
+  const api = new ServerApi(server.origin, created.token);
+  log(`zip: uploading ${files.length} files, ${sizeMiB} MiB, to the server from Node`);
+  for (const file of files) await new PseudoRandomFile(`zip ${file.path}`, file.size).commitTo(api, created.namespaceId, file.path);
+
+  const tag = randomUUID();
+  const browser = await harness.newProfileBrowser([markerSwitch(tag)]);
+  try {
+    const page = await browser.newPage();
+    await page.addInitScript(SAVE_DIALOG_TO_OPFS);
+    await joinWithLink(page, created.inviteUrl, created.namespaceId);
+    await waitForAllSynced(page, sizeMiB * MiB, ZIP_TIMEOUT_MS);
+    log('zip: workspace synced into the browser');
+
+    // The baseline before runs in a tab of its own, closed before the zip: its discarded
+    // buffers are not the zip's memory. The one after runs in the page that zipped.
+    const baselinePage = await browser.newPage();
+    await baselinePage.goto(`${server.origin}/`);
+    const before = await readAllBlocks(baselinePage);
+    await baselinePage.close();
+    log(`zip: read every block file, before: ${before.syncSeconds.toFixed(1)} s (${(before.bytes / MiB).toFixed(0)} MiB; as Files ${before.fileSeconds.toFixed(1)} s; written to a file stream ${before.writeSeconds.toFixed(1)} s)`);
+
+    await page.waitForTimeout(SETTLE_MS);
+    const idle = chromiumRss(tag);
+    const sampler = new RssSampler(tag);
+    sampler.start();
+    const cpuBefore = chromiumCpuSeconds(tag);
+    const began = performance.now();
+    await page.getByTestId('download-zip').click();
+    await page.getByTestId('notice-info').filter({ hasText: 'Saved zip bench.zip' }).waitFor({ timeout: ZIP_TIMEOUT_MS });
+    const zipSeconds = (performance.now() - began) / 1000;
+    const cpu = cpuColumns(cpuBefore, chromiumCpuSeconds(tag));
+    const peak = sampler.stop();
+    const zipBytes = await page.evaluate(async () => {
+      const root = await navigator.storage.getDirectory();
+      return (await (await (await root.getDirectoryHandle('zip-out')).getFileHandle('zip bench.zip')).getFile()).size;
+    });
+    log(`zip: ${(zipBytes / MiB).toFixed(0)} MiB written in ${zipSeconds.toFixed(1)} s; RSS ${(totalOf(idle) / MiB).toFixed(0)} → peak ${(peak.total / MiB).toFixed(0)} MiB`);
+    const after = await readAllBlocks(page);
+    log(`zip: read every block file, after: ${after.syncSeconds.toFixed(1)} s (as Files ${after.fileSeconds.toFixed(1)} s; written to a file stream ${after.writeSeconds.toFixed(1)} s)`);
+
+    const readSeconds = (before.syncSeconds + after.syncSeconds) / 2;
+    const contentBytes = sizeMiB * MiB;
+    return {
+      scenario: 'zip',
+      size_mib: sizeMiB,
+      files: files.length,
+      zip_seconds: zipSeconds,
+      zip_mbps: contentBytes / zipSeconds / 1e6,
+      read_baseline_seconds: readSeconds,
+      read_before_seconds: before.syncSeconds,
+      read_after_seconds: after.syncSeconds,
+      read_mbps: before.bytes / readSeconds / 1e6,
+      read_as_files_mbps: (2 * before.bytes) / (before.fileSeconds + after.fileSeconds) / 1e6,
+      bare_write_mbps: (2 * before.bytes) / (before.writeSeconds + after.writeSeconds) / 1e6,
+      ratio: readSeconds / zipSeconds,
+      ratio_to_read_as_files: (before.fileSeconds + after.fileSeconds) / 2 / zipSeconds,
+      ratio_to_bare_write: (before.writeSeconds + after.writeSeconds) / 2 / zipSeconds,
+      archive_length_ok: zipBytes === expectedZipBytes(files) ? 'yes' : `NO (${zipBytes} vs ${expectedZipBytes(files)})`,
+      ...rssColumns(idle, peak),
+      ...cpu,
+    };
+  } finally {
+    await browser.close();
+  }
+}
+
+function cpuColumns(before: ByProcessType, after: ByProcessType): Record<string, number> {
+  const columns: Record<string, number> = {};
+  for (const type of PROCESS_TYPES) {
+    const used = Math.max(0, after[type] - before[type]);
+    if (used > 0) columns[`cpu_${type}_s`] = Math.round(used * 100) / 100;
+  }
+  return columns;
+}

@@ -1,0 +1,237 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { E2eHarness, makeTempDir, runCleanups } from './harness.ts';
+import { manyFilesBytes, manyFilesPath, seedManyFiles } from './support/seed-many-files.ts';
+import { seedWorkspace, type SeedFile } from './support/seed-workspace.ts';
+import { fileRow, joinWithLink, openFolder, showFileFolder, waitForAllSynced, waitForRole } from './ui.ts';
+
+/**
+ * Download as .zip in real Chromium: the page's save dialog is answered with a file in the
+ * origin-private file system (a real FileSystemFileHandle; the dialog itself cannot be driven
+ * headless), the sync worker streams the archive into it, and the test reads the file back
+ * out and checks it with Debian's Info-ZIP `unzip` (not with the writer's own code): every
+ * file byte-exact, names (Unicode, nested), times, an empty file, a multi-block file, a block
+ * two files share, from the tab that syncs and from a second tab that mirrors it; 3,000 small
+ * files. Then a zip that waits for a file still syncing, cancelled, and run again.
+ */
+
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+const MTIME = Date.UTC(2024, 6, 14, 9, 41, 30);
+
+const photo = randomBytes(100_000);
+const FILES: SeedFile[] = [
+  { path: 'readme.txt', bytes: Buffer.from('top level\n'), mtime: MTIME },
+  { path: 'empty.txt', bytes: new Uint8Array(0), mtime: MTIME },
+  { path: 'Fotos/Ürlaub 2024/straße ✓.jpg', bytes: photo, mtime: MTIME },
+  { path: 'Fotos/Ürlaub 2024/日本語 メモ.txt', bytes: Buffer.from('こんにちは\n'), mtime: MTIME },
+  { path: 'Fotos/big/multi.bin', bytes: randomBytes(9 * MiB + 123), mtime: MTIME },
+  { path: 'docs/a/b/c/deep.md', bytes: randomBytes(3000), mtime: MTIME },
+  // The same bytes as the photo: one block, two entries.
+  { path: 'docs/copy of photo.jpg', bytes: photo, mtime: MTIME },
+];
+const totalBytes = (files: SeedFile[]) => files.reduce((sum, file) => sum + file.bytes.length, 0);
+
+/** Answers the save dialog with a file in OPFS `zip-out/`, and records what the page suggested. */
+const SAVE_DIALOG_TO_OPFS = () => {
+  const picked: string[] = [];
+  (window as unknown as { __zipPicked: string[] }).__zipPicked = picked;
+  (window as unknown as { showSaveFilePicker: unknown }).showSaveFilePicker = async (options: { suggestedName: string }) => {
+    picked.push(options.suggestedName);
+    const root = await navigator.storage.getDirectory();
+    const folder = await root.getDirectoryHandle('zip-out', { create: true });
+    return folder.getFileHandle(options.suggestedName, { create: true });
+  };
+};
+
+let harness: E2eHarness;
+/** The test's own temp dirs (archives copied out, extracted trees). */
+const tempDirs: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  harness = await E2eHarness.start();
+}, 180_000);
+
+afterAll(async () => {
+  await runCleanups(tempDirs);
+  await harness?.close();
+});
+
+async function newPage(): Promise<Page> {
+  const page = await (await harness.newBrowser()).newPage();
+  page.on('pageerror', (error) => console.error('page error:', error.message));
+  await page.addInitScript(SAVE_DIALOG_TO_OPFS);
+  return page;
+}
+
+/** The OPFS file `zip-out/<name>` copied out to a temp file, or null when it does not exist. */
+async function copyOutOfOpfs(page: Page, name: string): Promise<string | null> {
+  const base64 = await page.evaluate(async (fileName) => {
+    const root = await navigator.storage.getDirectory();
+    let file: File;
+    try {
+      file = await (await (await root.getDirectoryHandle('zip-out')).getFileHandle(fileName)).getFile();
+    } catch {
+      return null;
+    }
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let text = '';
+    for (let at = 0; at < bytes.length; at += 0x8000) text += String.fromCharCode(...bytes.subarray(at, at + 0x8000));
+    return btoa(text);
+  }, name);
+  if (base64 === null) return null;
+  const path = join(await makeTempDir('nearsync-zip-out-', tempDirs), name);
+  await writeFile(path, Buffer.from(base64, 'base64'));
+  return path;
+}
+
+/** Extracts with unzip after `unzip -t`, and returns every extracted file by its path. */
+async function unzipAll(archive: string): Promise<Map<string, Buffer>> {
+  const test = await run('unzip', ['-t', archive]);
+  expect(test.stdout).toContain('No errors detected');
+  const dir = await makeTempDir('nearsync-unzipped-', tempDirs);
+  await run('unzip', ['-q', archive, '-d', dir]);
+  const files = new Map<string, Buffer>();
+  const walk = async (folder: string) => {
+    for (const entry of await readdir(folder, { withFileTypes: true })) {
+      const path = join(folder, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else files.set(relative(dir, path), await readFile(path));
+    }
+  };
+  await walk(dir);
+  return files;
+}
+
+async function downloadZip(page: Page, expectedName: string, timeout = 60_000): Promise<void> {
+  await page.getByTestId('download-zip').click();
+  const saved = page.getByTestId('notice-info').filter({ hasText: `Saved ${expectedName}` });
+  const failed = page.getByTestId('notice-error').filter({ hasText: expectedName });
+  await saved.or(failed).first().waitFor({ timeout });
+  if ((await failed.count()) > 0) throw new Error(`the zip failed: ${await failed.first().textContent()}`);
+  expect(await page.evaluate(() => (window as unknown as { __zipPicked: string[] }).__zipPicked.at(-1))).toBe(expectedName);
+}
+
+describe('Download as .zip', () => {
+  test('the whole workspace and one folder, from the syncing tab and a second one, checked by unzip byte for byte', { timeout: 180_000 }, async () => {
+    const server = await harness.startServer();
+    const workspace = await seedWorkspace(server.origin, 'Zip Team', FILES);
+    const page = await newPage();
+    await joinWithLink(page, workspace.shareLink(server.origin), workspace.namespaceId);
+    await waitForAllSynced(page, totalBytes(FILES));
+
+    const button = page.getByTestId('download-zip');
+    expect(await button.textContent()).toBe('Download all as .zip');
+    await downloadZip(page, 'Zip Team.zip');
+    const whole = await copyOutOfOpfs(page, 'Zip Team.zip');
+    const extracted = await unzipAll(whole!);
+    expect([...extracted.keys()].sort()).toEqual(FILES.map((file) => file.path).sort());
+    for (const file of FILES) expect(Buffer.compare(extracted.get(file.path)!, file.bytes), file.path).toBe(0);
+    // Times from the journal, as the extended timestamp (UTC) that zipinfo -T shows.
+    const { stdout: listing } = await run('zipinfo', ['-T', whole!], { env: { ...process.env, TZ: 'UTC' } });
+    expect(listing).toContain('20240714.094130 Fotos/Ürlaub 2024/straße ✓.jpg');
+
+    // One folder: the button follows the open folder; entries are named from inside it.
+    await openFolder(page, 'Fotos');
+    expect(await button.textContent()).toBe('Download “Fotos” as .zip');
+    await downloadZip(page, 'Fotos.zip');
+    const fotos = await unzipAll((await copyOutOfOpfs(page, 'Fotos.zip'))!);
+    const inFotos = FILES.filter((file) => file.path.startsWith('Fotos/'));
+    expect([...fotos.keys()].sort()).toEqual(inFotos.map((file) => file.path.slice('Fotos/'.length)).sort());
+    for (const file of inFotos) expect(Buffer.compare(fotos.get(file.path.slice('Fotos/'.length))!, file.bytes)).toBe(0);
+    // The status line is gone once done, and the button is usable again.
+    expect(await page.getByTestId('zip-status').isHidden()).toBe(true);
+    expect(await button.isEnabled()).toBe(true);
+
+    // A second tab of this browser mirrors the first (no engine of its own): it zips too.
+    const second = await page.context().newPage();
+    await second.addInitScript(SAVE_DIALOG_TO_OPFS);
+    await second.goto(`${server.origin}/w/${workspace.namespaceId}`);
+    await waitForRole(second, 'follower');
+    await waitForAllSynced(second, totalBytes(FILES));
+    await openFolder(second, 'docs');
+    await downloadZip(second, 'docs.zip');
+    const docs = await unzipAll((await copyOutOfOpfs(second, 'docs.zip'))!);
+    const inDocs = FILES.filter((file) => file.path.startsWith('docs/'));
+    expect([...docs.keys()].sort()).toEqual(inDocs.map((file) => file.path.slice('docs/'.length)).sort());
+    for (const file of inDocs) expect(Buffer.compare(docs.get(file.path.slice('docs/'.length))!, file.bytes)).toBe(0);
+  });
+
+  test('waits for a file still syncing; Cancel stops it and leaves no file; a second try completes', { timeout: 240_000 }, async () => {
+    // Server egress at 1 MiB/s: the 16 MiB file takes about 16 s to arrive (and the small one
+    // may queue behind it).
+    const server = await harness.startServer({ egressBytesPerSecond: 1 * MiB });
+    const files: SeedFile[] = [
+      { path: 'slow/first.txt', bytes: Buffer.from('small and early\n'), mtime: MTIME },
+      { path: 'slow/zz-large.bin', bytes: randomBytes(16 * MiB), mtime: MTIME },
+    ];
+    const workspace = await seedWorkspace(server.origin, 'Slow', files);
+    const page = await newPage();
+    await joinWithLink(page, workspace.shareLink(server.origin), workspace.namespaceId);
+    await showFileFolder(page, 'slow/first.txt');
+    await fileRow(page, 'slow/zz-large.bin').waitFor();
+    const before = await page.getByTestId('overall-progress').getAttribute('data-done-bytes');
+
+    await page.getByTestId('download-zip').click();
+    const status = page.getByTestId('zip-status-text');
+    // The zip waits for whichever file has not arrived yet (the fetch order is the sync's).
+    await status
+      .filter({ hasText: /waiting for slow\/(first\.txt|zz-large\.bin) to sync/ })
+      .waitFor({ timeout: 30_000 })
+      .catch(async (error: unknown) => {
+        const notices = await page.getByTestId('notices').textContent();
+        const row = await fileRow(page, 'slow/zz-large.bin').getAttribute('data-status');
+        throw new Error(`no wait shown; ${before} bytes synced at the click; status "${await status.textContent()}", notices "${notices}", large file ${row}`, { cause: error });
+      });
+    await page.getByTestId('zip-cancel').click();
+    await page.getByTestId('notice-info').filter({ hasText: 'Stopped writing slow.zip' }).waitFor({ timeout: 10_000 });
+    expect(await copyOutOfOpfs(page, 'slow.zip')).toBeNull();
+
+    // Again, left to finish: it completes once the sync has brought the rest.
+    await downloadZip(page, 'slow.zip', 120_000);
+    const extracted = await unzipAll((await copyOutOfOpfs(page, 'slow.zip'))!);
+    expect([...extracted.keys()].sort()).toEqual(['first.txt', 'zz-large.bin']);
+    for (const file of files) expect(Buffer.compare(extracted.get(file.path.slice('slow/'.length))!, file.bytes)).toBe(0);
+    expect((await stat((await copyOutOfOpfs(page, 'slow.zip'))!)).size).toBeGreaterThan(16 * MiB);
+  });
+
+  test('a browser without the save dialog gets a line saying what is needed, not a button', { timeout: 120_000 }, async () => {
+    const server = await harness.startServer();
+    const workspace = await seedWorkspace(server.origin, 'No picker', [FILES[0]]);
+    const page = await (await harness.newBrowser()).newPage();
+    await page.addInitScript(() => {
+      delete (Window.prototype as unknown as { showSaveFilePicker?: unknown }).showSaveFilePicker;
+      delete (window as unknown as { showSaveFilePicker?: unknown }).showSaveFilePicker;
+    });
+    await joinWithLink(page, workspace.shareLink(server.origin), workspace.namespaceId);
+    await waitForAllSynced(page, FILES[0].bytes.length);
+    expect(await page.getByTestId('zip-unavailable').textContent()).toContain('needs a browser that can save into a chosen file');
+    expect(await page.getByTestId('download-zip').count()).toBe(0);
+  });
+
+  test('3,000 small files: every one in the archive, byte-exact, in the order of the folder view', { timeout: 240_000 }, async () => {
+    const count = 3_000;
+    const server = await harness.startServer();
+    const workspace = await seedManyFiles(server.origin, count);
+    const page = await newPage();
+    await joinWithLink(page, workspace.shareLink, workspace.namespaceId);
+    await waitForAllSynced(page, workspace.totalBytes, 120_000);
+    await downloadZip(page, `many files ${count}.zip`, 120_000);
+    const archive = (await copyOutOfOpfs(page, `many files ${count}.zip`))!;
+    const extracted = await unzipAll(archive);
+    expect(extracted.size).toBe(count);
+    for (let index = 0; index < count; index++) {
+      expect(Buffer.compare(extracted.get(manyFilesPath(index))!, manyFilesBytes(index)), manyFilesPath(index)).toBe(0);
+    }
+    // Entries in the folder view's order: folders first, names in numeric order.
+    const { stdout } = await run('zipinfo', ['-1', archive], { maxBuffer: 16 * MiB });
+    const names = stdout.trim().split('\n');
+    expect(names.slice(0, 2)).toEqual(['project-0/part-0/file-000000.txt', 'project-0/part-0/file-000100.txt']);
+    expect(names.at(-1)).toBe(manyFilesPath(2999));
+  });
+});

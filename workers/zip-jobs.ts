@@ -1,0 +1,69 @@
+import { zipStream, type ZipOutput, type ZipSource } from './zip-export.ts';
+import type { ZipProgressView } from './sync-api.ts';
+
+/**
+ * The running zips of this worker, by the page's job id, so the page can cancel one; and the
+ * two ways out: into a file handle, or as a stream for someone else to consume.
+ */
+export class ZipJobs {
+  private readonly running = new Map<string, AbortController>();
+
+  /** Starts a zip as a byte stream; it leaves the registry when it ends, fails or is cancelled. */
+  stream(jobId: string, source: ZipSource, onProgress: (progress: ZipProgressView) => void): ReadableStream<Uint8Array> {
+    return this.start(jobId, source, onProgress, 'bytes') as ReadableStream<Uint8Array>;
+  }
+
+  private start(jobId: string, source: ZipSource, onProgress: (progress: ZipProgressView) => void, output: ZipOutput): ReadableStream<Uint8Array | Blob> {
+    const id = parseJobId(jobId);
+    if (this.running.has(id)) throw new Error(`a zip named ${id} is already running`);
+    const abort = new AbortController();
+    this.running.set(id, abort);
+    const onEnd = () => {
+      if (this.running.get(id) === abort) this.running.delete(id);
+    };
+    return zipStream(source, { signal: abort.signal, onProgress, onEnd, output });
+  }
+
+  /**
+   * Streams the zip into `target`. A FileSystemWritableFileStream writes to a side file that
+   * replaces the target only on close, so a failed or cancelled zip leaves the target as it
+   * was; an empty target (what the save picker made) is then removed.
+   */
+  async write(jobId: string, source: ZipSource, target: FileSystemFileHandle, onProgress: (progress: ZipProgressView) => void): Promise<ZipProgressView> {
+    let last: ZipProgressView | null = null;
+    // Blobs: the file stream copies block files inside the browser process.
+    const stream = this.start(jobId, source, (progress) => {
+      last = progress;
+      onProgress(progress);
+    }, 'blobs');
+    const signal = this.running.get(parseJobId(jobId))!.signal;
+    try {
+      const writable = await target.createWritable();
+      await stream.pipeTo(writable, { signal });
+    } catch (error) {
+      if (!signal.aborted) await stream.cancel(error).catch(() => undefined);
+      await removeIfEmpty(target);
+      throw error;
+    }
+    return last!;
+  }
+
+  cancel(jobId: string): void {
+    const abort = this.running.get(parseJobId(jobId));
+    abort?.abort(new DOMException('The zip was cancelled', 'AbortError'));
+  }
+}
+
+function parseJobId(jobId: string): string {
+  if (typeof jobId !== 'string' || jobId.length === 0 || jobId.length > 100) throw new Error('a zip job needs an id of 1 to 100 characters');
+  return jobId;
+}
+
+async function removeIfEmpty(target: FileSystemFileHandle): Promise<void> {
+  try {
+    const removable = target as FileSystemFileHandle & { remove?: () => Promise<void> };
+    if ((await target.getFile()).size === 0) await removable.remove?.();
+  } catch {
+    // Best effort: the zip's own error is what the user needs to hear.
+  }
+}
