@@ -3,7 +3,7 @@ import type { Page } from 'playwright-core';
 import { ServerApi } from '../../src/engine/server-api.ts';
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../src/protocol/index.ts';
 import type { E2eHarness } from '../e2e/harness.ts';
-import { manyFilesBytes, manyFilesPath, seedManyFiles } from '../e2e/support/seed-many-files.ts';
+import { manyFilesBytes, manyFilesPath, printableBytes, seedManyFiles } from '../e2e/support/seed-many-files.ts';
 import { joinWithLink } from '../e2e/ui.ts';
 import type { BenchRow } from './report.ts';
 
@@ -21,15 +21,7 @@ const SYNCED_FOLDER = 'bench-folder-sync';
 
 /** Large file k's bytes: the small files' generator at another size, so the page can make them too. */
 function largeBytes(k: number): Buffer {
-  const bytes = Buffer.alloc(LARGE_BYTES);
-  let state = (k + 1_000_003) * 0x9e3779b1;
-  for (let i = 0; i < LARGE_BYTES; i++) {
-    state = (state ^ (state << 13)) >>> 0;
-    state = (state ^ (state >>> 17)) >>> 0;
-    state = (state ^ (state << 5)) >>> 0;
-    bytes[i] = 32 + (state % 95);
-  }
-  return bytes;
+  return printableBytes(k + 1_000_003, LARGE_BYTES);
 }
 
 const largePath = (k: number) => `large/movie-${k}.bin`;

@@ -12,8 +12,8 @@ import { median } from './report.ts';
  * to the sender's end. No TLS and no framing: what the link and the kernel allow.
  */
 
-/** Sender, run inside the namespace: connect, write the bytes with backpressure, end. */
-const SENDER = `
+/** Sender, run inside a namespace (`node -e SCRIPT host port total`): connect, write the bytes with backpressure, end. */
+export const TCP_SENDER_SCRIPT = `
 const net = require('node:net');
 const [host, port, total] = process.argv.slice(1).map((arg, i) => (i === 0 ? arg : Number(arg)));
 const chunk = Buffer.alloc(1024 * 1024, 0x5a);
@@ -77,7 +77,7 @@ async function transferOnce(ns: Netns, total: number): Promise<number> {
     server!.listen({ host: ns.hostAddress, port: 0 }, () => resolve());
   });
   const port = (server!.address() as AddressInfo).port;
-  const sender = ns.spawn(process.execPath, ['-e', SENDER, ns.hostAddress, String(port), String(total)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const sender = ns.spawn(process.execPath, ['-e', TCP_SENDER_SCRIPT, ns.hostAddress, String(port), String(total)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let senderErrors = '';
   sender.stderr!.on('data', (chunk: Buffer) => (senderErrors += chunk.toString()));
   let timer: ReturnType<typeof setTimeout> | undefined;

@@ -1,3 +1,4 @@
+import { TCP_SENDER_SCRIPT } from '../raw-tcp.ts';
 import type { Netns } from '../../netns/netns.ts';
 import { stopProcess } from '../../netns/netns.ts';
 
@@ -26,25 +27,6 @@ const server = net.createServer((socket) => {
 server.listen({ host, port: 0 }, () => console.log('port ' + server.address().port));
 `;
 
-const SENDER = `
-const net = require('node:net');
-const [host, port, total] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
-const chunk = Buffer.alloc(1024 * 1024, 0x5a);
-const socket = net.connect({ host, port }, () => {
-  let sent = 0;
-  const pump = () => {
-    while (sent < total) {
-      const piece = sent + chunk.length <= total ? chunk : chunk.subarray(0, total - sent);
-      sent += piece.length;
-      if (!socket.write(piece)) return void socket.once('drain', pump);
-    }
-    socket.end();
-  };
-  pump();
-});
-socket.on('error', (error) => { console.error(error.message); process.exit(1); });
-`;
-
 /** One transfer of `total` bytes from `senderNs` to `receiverAddress` in `receiverNs`; MB/s. */
 export async function bareTcpOnce(senderNs: Netns, receiverNs: Netns, receiverAddress: string, total: number): Promise<number> {
   const receiver = receiverNs.spawn(process.execPath, ['-e', RECEIVER, receiverAddress, String(total)], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -61,7 +43,7 @@ export async function bareTcpOnce(senderNs: Netns, receiverNs: Netns, receiverAd
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     const port = /port (\d+)/.exec(out)![1];
-    sender.child = senderNs.spawn(process.execPath, ['-e', SENDER, receiverAddress, port, String(total)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    sender.child = senderNs.spawn(process.execPath, ['-e', TCP_SENDER_SCRIPT, receiverAddress, port, String(total)], { stdio: ['ignore', 'ignore', 'pipe'] });
     const timer = setTimeout(() => receiver.kill('SIGKILL'), 60_000);
     const code = await exited;
     clearTimeout(timer);

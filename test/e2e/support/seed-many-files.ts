@@ -35,9 +35,13 @@ export function manyFilesPath(index: number): string {
 
 /** File i's bytes: 200–3072 printable bytes, deterministic, distinct per file. */
 export function manyFilesBytes(index: number): Buffer {
-  const size = 200 + ((index * 2654435761) % 2873);
+  return printableBytes(index + 1, 200 + ((index * 2654435761) % 2873));
+}
+
+/** `size` printable bytes from an xorshift stream: deterministic, distinct per `seed`. */
+export function printableBytes(seed: number, size: number): Buffer {
   const bytes = Buffer.alloc(size);
-  let state = (index + 1) * 0x9e3779b1;
+  let state = seed * 0x9e3779b1;
   for (let i = 0; i < size; i++) {
     state = (state ^ (state << 13)) >>> 0;
     state = (state ^ (state >>> 17)) >>> 0;
