@@ -2,12 +2,14 @@
  * Command-line flags of `npm run bench`:
  *
  *   --scenario office-warm,office-cold,office-lan,app-transfer,big-file,many-files,block-batch,
- *              native-pair,folder-sync,range-read,zip
+ *              native-pair,folder-sync,range-read,zip,webtorrent
  *                       which scenarios (default: all but big-file, many-files, block-batch,
- *                       native-pair, folder-sync, range-read and zip, which run only when named)
+ *                       native-pair, folder-sync, range-read, zip and webtorrent, which run
+ *                       only when named)
  *   --size-mib N        workspace size S for the office scenarios (default 128) and file
  *                       size for app-transfer (default 64 there when not given), big-file and
- *                       range-read (default 4096); zip: the zipped workspace's size (default 2048)
+ *                       range-read (default 4096); zip: the zipped workspace's size (default 2048);
+ *                       webtorrent: the seeded file's size (default 256)
  *   --joiners K         joining browsers in the office scenarios (default 3)
  *   --egress-mbps M     server block egress cap in megabits/s (default 100)
  *   --browsers processes|contexts
@@ -37,13 +39,20 @@
  *                       --repeats runs alternating, plus bare TCP; see native-pair.ts
  *   folder-sync         (on request) the first --files count of small files and 3 large ones
  *                       written into a folder by folder sync vs a bare write loop, same page
+ *   webtorrent          (on request) the outside anchor: WebTorrent 2.x's bundled browser build
+ *                       seeds --size-mib of pseudo-random bytes in one browser profile and a
+ *                       second downloads them (--browsers kind, same namespace, local websocket
+ *                       tracker only), against the bare data channel (--channel-mib) measured
+ *                       in the same run; see webtorrent.ts. To set an office row against it,
+ *                       run `--scenario office-warm,webtorrent` and divide peer_mbps by
+ *                       webtorrent_mbps (both rows also carry raw_channel_mbps).
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip', 'webtorrent'] as const;
 /** Scenarios run only when named: they take long or need a lot of disk. */
-const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip'];
+const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip', 'webtorrent'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;

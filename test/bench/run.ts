@@ -1,4 +1,5 @@
 import { appendFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { E2eHarness } from '../e2e/harness.ts';
@@ -17,6 +18,7 @@ import { benchOfficeLan } from './office-lan.ts';
 import { benchNativePair } from './native-pair.ts';
 import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
+import { measureWebTorrent } from './webtorrent.ts';
 import { benchZip } from './zip.ts';
 
 /**
@@ -36,6 +38,7 @@ const MiB = 1024 * 1024;
 const OFFICE_DEFAULT_MIB = 128;
 const APP_TRANSFER_DEFAULT_MIB = 64;
 const BIG_FILE_DEFAULT_MIB = 4096;
+const WEBTORRENT_DEFAULT_MIB = 256;
 
 const flags = parseBenchFlags(process.argv.slice(2));
 const began = performance.now();
@@ -231,6 +234,43 @@ if (wants('zip')) {
       await harness.close();
     }
   });
+}
+
+if (wants('webtorrent')) {
+  const support = netnsSupport();
+  if (!support.ok) {
+    failures.push('webtorrent');
+    log(`webtorrent needs network namespaces: ${support.reason}`);
+  } else {
+    await attempt('webtorrent', async () => {
+      const sizeMiB = flags.sizeMiB ?? WEBTORRENT_DEFAULT_MIB;
+      log(`webtorrent: WebTorrent 2.x browser → browser (${flags.browsers}), ${sizeMiB} MiB, local websocket tracker, vs the bare data channel`);
+      const harness = await NetnsHarness.start({ buildApp: false });
+      try {
+        const torrent = await measureWebTorrent(harness, flags.browsers, Math.round(sizeMiB * MiB), log);
+        log(`webtorrent ${torrent.version}: ${torrent.mbps.toFixed(1)} MB/s from first byte, ${torrent.mbpsFromAdd.toFixed(1)} MB/s from adding the torrent`);
+        const raw = await measureRawChannel(harness, flags.browsers, Math.round(flags.channelMiB * MiB));
+        log(`bare data channel: ${raw.samples.map((mbps) => mbps.toFixed(1)).join(', ')} MB/s, median ${raw.mbps.toFixed(1)}`);
+        groups.push([
+          {
+            scenario: 'webtorrent',
+            browsers: flags.browsers,
+            size_mib: sizeMiB,
+            webtorrent_version: torrent.version,
+            piece_kib: torrent.pieceLength / 1024,
+            seed_hash_s: torrent.seedHashSeconds,
+            webtorrent_mbps: torrent.mbps,
+            webtorrent_from_add_mbps: torrent.mbpsFromAdd,
+            raw_channel_mbps: raw.mbps,
+            webtorrent_to_raw_ratio: torrent.mbps / raw.mbps,
+            load_1m: loadavg()[0],
+          },
+        ]);
+      } finally {
+        await harness.close();
+      }
+    });
+  }
 }
 
 for (const row of groups.flat()) console.log(JSON.stringify(row));
