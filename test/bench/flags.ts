@@ -43,9 +43,9 @@
  *                       seeds --size-mib of pseudo-random bytes in one browser profile and a
  *                       second downloads them (--browsers kind, same namespace, local websocket
  *                       tracker only), against the bare data channel (--channel-mib) measured
- *                       in the same run; see webtorrent.ts. To set an office row against it,
- *                       run `--scenario office-warm,webtorrent` and divide peer_mbps by
- *                       webtorrent_mbps (both rows also carry raw_channel_mbps).
+ *                       in the same run; see webtorrent.ts. With office-warm or office-cold
+ *                       in the same run (`--scenario office-warm,webtorrent`), their rows
+ *                       gain webtorrent_mbps and peer_to_webtorrent_ratio.
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */

@@ -273,6 +273,16 @@ if (wants('webtorrent')) {
   }
 }
 
+// With the anchor in the same run, the office rows carry their ratio to it.
+const webtorrentRow = groups.flat().find((row) => row.scenario === 'webtorrent');
+if (webtorrentRow && typeof webtorrentRow.webtorrent_mbps === 'number') {
+  for (const row of groups.flat()) {
+    if (row.scenario !== 'office-warm' && row.scenario !== 'office-cold') continue;
+    row.webtorrent_mbps = webtorrentRow.webtorrent_mbps;
+    row.peer_to_webtorrent_ratio = typeof row.peer_mbps === 'number' ? row.peer_mbps / webtorrentRow.webtorrent_mbps : null;
+  }
+}
+
 for (const row of groups.flat()) console.log(JSON.stringify(row));
 for (const rows of groups) printTable(rows);
 log(`done in ${((performance.now() - began) / 1000).toFixed(0)} s${failures.length ? `; failed: ${failures.join(', ')}` : ''}`);
