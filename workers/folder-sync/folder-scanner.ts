@@ -44,6 +44,8 @@ export interface ScanResult {
   refused: Map<string, string>;
   /** Files that could not be read or committed now (tried again next scan). */
   failed: { path: string; error: string }[];
+  /** A pass over some paths met a name only a walk of the whole folder can decide (a case or Unicode twin of a tracked file). */
+  fullScanWanted?: boolean;
 }
 
 interface Changed {
@@ -53,7 +55,7 @@ interface Changed {
 }
 
 /** What one pass covers: the whole folder, or the paths the folder's observer reported. */
-type Scope = { all: true } | { all: false; paths: readonly string[] };
+type Scope = { all: true } | { all: false; paths: ReadonlySet<string> };
 
 /**
  * One scan: files are looked at as the walk lists them, changed ones are uploaded in batches
@@ -92,6 +94,11 @@ class ScanPass {
   /** After the walk: the files that waited for twins, then deletions of tracked files not found in `scope`. */
   async finish(scope: Scope): Promise<ScanResult> {
     const { dirs } = this.options;
+    // A pass over some paths has not listed the rest of the folder: which twin owns the name is for a full scan to say.
+    if (!scope.all && this.later.length > 0) {
+      this.result.fullScanWanted = true;
+      this.later.length = 0;
+    }
     for (const path of this.later) {
       const twin = this.twins.twinAfterWalk(path);
       if (twin !== null) {
@@ -156,8 +163,13 @@ class ScanPass {
   }
 }
 
+/** Whether `path` is one of the scope's paths or below one (its ancestors looked up: a scope may hold 1,000 paths, the records 100,000). */
 function inScope(path: string, scope: Scope): boolean {
-  return scope.all || scope.paths.some((prefix) => path === prefix || path.startsWith(`${prefix}/`));
+  if (scope.all) return true;
+  for (let end = path.length; end > 0; end = path.lastIndexOf('/', end - 1)) {
+    if (scope.paths.has(path.slice(0, end))) return true;
+  }
+  return false;
 }
 
 /**
@@ -207,7 +219,7 @@ export class FolderScanner {
       }
     }
     for await (const chunk of walkTrees(folders, isFolderWorkName)) await pass.take(chunk);
-    return pass.finish({ all: false, paths: covered });
+    return pass.finish({ all: false, paths: new Set(covered) });
   }
 
   private conditions(batch: readonly Changed[]): ConditionalCommits {

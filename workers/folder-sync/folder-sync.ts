@@ -290,6 +290,7 @@ export class FolderSync {
       return;
     }
     this.view.pathsChecked += paths.length;
+    if (result.fullScanWanted) this.scanWanted = true;
     for (const path of paths) {
       for (const refused of this.folderRefused.keys()) if (refused === path || refused.startsWith(`${path}/`)) this.folderRefused.delete(refused);
     }
