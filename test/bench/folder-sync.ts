@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { Page } from 'playwright-core';
 import { ServerApi } from '../../src/engine/server-api.ts';
-import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../src/protocol/index.ts';
 import type { E2eHarness } from '../e2e/harness.ts';
 import { manyFilesBytes, manyFilesPath, printableBytes, seedManyFiles } from '../e2e/support/seed-many-files.ts';
+import { commitBytes } from '../e2e/support/seed-workspace.ts';
 import { joinWithLink } from '../e2e/ui.ts';
 import { RssSampler, chromiumRss, markerSwitch, rssColumns } from './chromium-rss.ts';
 import type { BenchRow } from './report.ts';
@@ -129,14 +129,7 @@ export async function benchFolderSync(harness: E2eHarness, files: number, log: (
   let totalBytes = workspace.totalBytes;
   for (let k = 0; k < LARGE_FILES; k++) {
     const bytes = largeBytes(k);
-    const blocks: BlockHash[] = [];
-    for (let offset = 0; offset < bytes.length; offset += MAX_BLOCK_SIZE) {
-      const block = bytes.subarray(offset, offset + MAX_BLOCK_SIZE);
-      const hash = createHash('sha256').update(block).digest('hex') as BlockHash;
-      await api.putBlock(hash, block);
-      blocks.push(hash);
-    }
-    await api.commit(workspace.namespaceId, { path: largePath(k) as FilePath, size: bytes.length, mtime: Date.now(), blocks, deleted: false });
+    await commitBytes(api, workspace.namespaceId, largePath(k), bytes);
     totalBytes += bytes.length;
   }
   const tag = `folder-sync-${process.pid}-${Date.now()}`;

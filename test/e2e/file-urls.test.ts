@@ -10,7 +10,7 @@ import { ServerApi } from '../../src/engine/server-api.ts';
 import { MAX_BLOCK_SIZE, parseFilePath, type BlockHash, type NamespaceId } from '../../src/protocol/index.ts';
 import { PseudoRandomFile } from '../support/pseudo-random-file.ts';
 import { E2eHarness, type TestServer } from './harness.ts';
-import { seedWorkspace, type SeededWorkspace } from './support/seed-workspace.ts';
+import { commitBytes, seedWorkspace, type SeededWorkspace } from './support/seed-workspace.ts';
 import { joinWithLink, showFileFolder, waitForFileStatus } from './ui.ts';
 
 /**
@@ -119,19 +119,6 @@ async function encodeSeekableWebm(): Promise<Uint8Array> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/** Commits `bytes` as `path`, split into blocks as the app would; returns the block hashes in order. */
-async function commitBytes(api: ServerApi, ns: string, path: string, bytes: Uint8Array): Promise<BlockHash[]> {
-  const blocks: BlockHash[] = [];
-  for (let offset = 0; offset < bytes.length; offset += MAX_BLOCK_SIZE) {
-    const block = bytes.subarray(offset, offset + MAX_BLOCK_SIZE);
-    const hash = createHash('sha256').update(block).digest('hex') as BlockHash;
-    await api.putBlock(hash, block);
-    blocks.push(hash);
-  }
-  await api.commit(ns as NamespaceId, { path: parseFilePath(path), size: bytes.length, mtime: Date.now(), blocks, deleted: false });
-  return blocks;
 }
 
 describe('file URLs served by the service worker', () => {
