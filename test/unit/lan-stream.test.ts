@@ -90,7 +90,7 @@ describe('DATA payloads written straight into the receiver\'s buffers', () => {
       decoder.feed(stream.subarray(at, at + size), (message) => {
         if (isHelloMessage(message)) return void events.push('hello');
         const frame = decodeFrame(message);
-        events.push(frame.type === 'data' ? `message data ${frame.id}@${frame.offset}+${frame.bytes.length}` : `message ${frame.type} ${frame.id}`);
+        events.push(frame.type === 'data' ? `message data ${frame.id}@${frame.offset}+${frame.bytes.length}` : `message ${frame.type} ${'id' in frame ? frame.id : ''}`);
       });
       at += size;
     }
