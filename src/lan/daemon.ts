@@ -17,7 +17,6 @@ import { TolerantJournalClient } from './tolerant-journal.ts';
 import type { Membership } from './membership.ts';
 import { collectUnusedBlocks } from './store/block-gc.ts';
 import { DiskBlockStore } from './store/disk-block-store.ts';
-import { Sha256Workers } from './store/hash-workers.ts';
 import { nodeSha256 } from './store/node-sha256.ts';
 import { SqliteStateStore } from './store/sqlite-state-store.ts';
 
@@ -98,8 +97,6 @@ export class PeerDaemon {
    */
   readonly blocks: LocalBlockStore;
   private readonly folderBlocks: FolderBlockStore | null;
-  /** One worker: received blocks are hashed while the main thread reads the next ones. */
-  private readonly hashers = new Sha256Workers(1);
 
   private constructor(
     private readonly options: PeerDaemonOptions,
@@ -116,9 +113,7 @@ export class PeerDaemon {
     this.assembly = options.cacheOnly ? null : new FileAssembly(options.dir, log);
     // A file changed under us serves no blocks until scanned (and committed) again.
     this.folderBlocks = this.assembly
-      ? new FolderBlockStore(staging, this.assembly, options.dir, state, () => this.runner.request('scan', options.debounceMs ?? 300), (bytes) =>
-          this.hashers.hash(bytes),
-        )
+      ? new FolderBlockStore(staging, this.assembly, options.dir, state, () => this.runner.request('scan', options.debounceMs ?? 300))
       : null;
     this.blocks = this.folderBlocks ?? staging;
     const blocks = this.blocks;
@@ -201,7 +196,6 @@ export class PeerDaemon {
     await this.sync.stop();
     await this.runner.stop();
     await this.assembly?.close();
-    await this.hashers.close();
     this.state.close();
   }
 

@@ -34,7 +34,6 @@ export class FolderBlockIndex {
     records: Iterable<FolderRecord>,
     /** A file was found changed under the daemon (its places are dropped already). */
     private readonly onChanged: (path: FilePath) => void = () => undefined,
-    private readonly sha256: (bytes: Uint8Array) => Promise<BlockHash> = async (bytes) => sha256Hex(bytes),
   ) {
     for (const record of records) this.recordChanged(record.path, record);
   }
@@ -94,7 +93,7 @@ export class FolderBlockIndex {
   async read(hash: BlockHash): Promise<Uint8Array | null> {
     for (const place of [...(this.byHash.get(hash) ?? [])]) {
       const bytes = await this.readPlace(place);
-      if (bytes && (await this.sha256(bytes)) === hash) return bytes;
+      if (bytes && sha256Hex(bytes) === hash) return bytes;
       this.changed(place.path);
     }
     return null;

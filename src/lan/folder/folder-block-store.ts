@@ -33,11 +33,9 @@ export class FolderBlockStore implements LocalBlockStore {
     state: SqliteStateStore,
     /** A file was found changed under the daemon: its blocks are no longer served from it. */
     onFileChanged: (path: FilePath) => void = () => undefined,
-    /** SHA-256 of received and read-back blocks (the daemon's worker threads). */
-    private readonly sha256: (bytes: Uint8Array) => Promise<BlockHash> = async (bytes) => sha256Hex(bytes),
   ) {
     const records = state.folderRecords();
-    this.index = new FolderBlockIndex(root, records, onFileChanged, sha256);
+    this.index = new FolderBlockIndex(root, records, onFileChanged);
     // Copies staged by an earlier run (or an earlier version, which kept every block) go too.
     for (const record of records) if (!record.deleted) for (const hash of record.blocks) this.recorded.add(hash);
     state.onFolderRecord = (path, record) => {
@@ -57,13 +55,13 @@ export class FolderBlockStore implements LocalBlockStore {
   }
 
   async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
-    if ((await this.sha256(bytes)) !== hash) throw new Error(`block bytes do not hash to ${hash.slice(0, 12)}…`);
+    if (sha256Hex(bytes) !== hash) throw new Error(`block bytes do not hash to ${hash.slice(0, 12)}…`);
     await this.place(hash, bytes);
   }
 
   /** One SHA-256 per block (the staging store does not hash again). */
   async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
-    const actual = await this.sha256(bytes);
+    const actual = sha256Hex(bytes);
     if (actual === hash) await this.place(hash, bytes);
     return actual;
   }
