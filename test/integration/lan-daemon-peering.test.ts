@@ -224,5 +224,5 @@ describe.skipIf(!isRoot())('nearsync peer --lan: two daemons on one LAN', () => 
     await allAt(dirA, 'A', [['A', a]]);
     expect(a.output).not.toMatch(/uploaded part-/); // its files were in step: nothing uploaded again
     expect(await a.stop()).toBe(0);
-  }, 90_000);
+  }, 180_000);
 });
