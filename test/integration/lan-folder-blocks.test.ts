@@ -83,6 +83,18 @@ describe('blocks served from the folder\'s files', () => {
     expect(changed).toEqual([]);
   });
 
+  it('keeps the staged copies of a file not cut at 4 MiB offsets (its blocks would be read from the wrong places)', async () => {
+    const parts = [randomBytes(1000), randomBytes(1000)];
+    const hashes = parts.map((part) => sha256(part) as BlockHash);
+    for (const [i, part] of parts.entries()) await store.putBlock(hashes[i], part);
+    const bytes = Buffer.concat(parts);
+    await writeFile(join(folder, 'odd.bin'), bytes);
+    const info = await stat(join(folder, 'odd.bin'));
+    state.putFolderRecord({ path: 'odd.bin' as FilePath, size: info.size, mtimeMs: info.mtimeMs, blocks: hashes, sjid: 1, deleted: false });
+    expect(await store.evictRecorded(() => false)).toBe(0);
+    for (const [i, hash] of hashes.entries()) expect(Buffer.from((await store.getBlock(hash))!).equals(parts[i])).toBe(true);
+  });
+
   it('keeps a staged copy that an upload still reads, and lets it go afterwards', async () => {
     const bytes = randomBytes(1000);
     const hash = sha256(bytes) as BlockHash;

@@ -62,6 +62,11 @@ export class FolderBlockIndex {
     return this.byHash.has(hash);
   }
 
+  /** The length `hash` has where the index places it (fixed 4 MiB cutting), or null if nowhere. */
+  lengthOf(hash: BlockHash): number | null {
+    return this.byHash.get(hash)?.[0].length ?? null;
+  }
+
   /**
    * The subset of `hashes` in a file that still has the size and mtime of its record (one
    * stat per file). A changed file's places are dropped.

@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import type { LocalBlockStore } from '../../engine/types.ts';
 import type { BlockHash, FilePath } from '../../protocol/index.ts';
 import type { DiskBlockStore } from '../store/disk-block-store.ts';
@@ -80,6 +81,9 @@ export class FolderBlockStore implements LocalBlockStore {
         this.recorded.add(hash);
         continue;
       }
+      // A file not cut at fixed 4 MiB offsets would place its blocks wrongly: its copies stay.
+      const staged = await stat(this.staging.pathOf(hash)).catch(() => null);
+      if (!staged || staged.size !== this.index.lengthOf(hash)) continue;
       if (await this.staging.remove(hash)) removed += 1;
     }
     return removed;
