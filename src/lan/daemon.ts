@@ -92,8 +92,7 @@ export class PeerDaemon {
 
   /**
    * Every block this daemon holds, as the engine and LAN peers see it: the block store itself
-   * for a cache box; in folder mode the folder's files, the temp files being assembled, and the
-   * staging store (FolderBlockStore).
+   * for a cache box; in folder mode the folder's files and the staging store (FolderBlockStore).
    */
   readonly blocks: LocalBlockStore;
   private readonly folderBlocks: FolderBlockStore | null;

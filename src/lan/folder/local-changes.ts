@@ -1,10 +1,9 @@
-import type { LocalBlockStore } from '../../engine/types.ts';
 import type { Dirent } from 'node:fs';
 import { lstat, readdir, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { CommitConflictError } from '../../engine/commit-conflict.ts';
 import { ApiError } from '../../engine/server-api.ts';
-import type { FileRecord, UploadApi } from '../../engine/types.ts';
+import type { FileRecord, LocalBlockStore, UploadApi } from '../../engine/types.ts';
 import { commitWithBlocks } from '../../engine/uploader.ts';
 import { MAX_MISSING_QUERY, parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../../protocol/index.ts';
 import type { SqliteStateStore } from '../store/sqlite-state-store.ts';
