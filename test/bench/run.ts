@@ -46,6 +46,7 @@ const log = (message: string) => process.stderr.write(`[bench ${((performance.no
 const groups: BenchRow[][] = [];
 const failures: string[] = [];
 const wants = (scenario: Scenario) => flags.scenarios.includes(scenario);
+const round3 = (value: number) => Math.round(value * 1000) / 1000;
 
 async function attempt(name: string, work: () => Promise<void>): Promise<void> {
   try {
@@ -258,11 +259,11 @@ if (wants('webtorrent')) {
             size_mib: sizeMiB,
             webtorrent_version: torrent.version,
             piece_kib: torrent.pieceLength / 1024,
-            seed_hash_s: torrent.seedHashSeconds,
-            webtorrent_mbps: torrent.mbps,
-            webtorrent_from_add_mbps: torrent.mbpsFromAdd,
-            raw_channel_mbps: raw.mbps,
-            webtorrent_to_raw_ratio: torrent.mbps / raw.mbps,
+            seed_hash_s: round3(torrent.seedHashSeconds),
+            webtorrent_mbps: round3(torrent.mbps),
+            webtorrent_from_add_mbps: round3(torrent.mbpsFromAdd),
+            raw_channel_mbps: round3(raw.mbps),
+            webtorrent_to_raw_ratio: round3(torrent.mbps / raw.mbps),
             load_1m: loadavg()[0],
           },
         ]);
@@ -279,7 +280,7 @@ if (webtorrentRow && typeof webtorrentRow.webtorrent_mbps === 'number') {
   for (const row of groups.flat()) {
     if (row.scenario !== 'office-warm' && row.scenario !== 'office-cold') continue;
     row.webtorrent_mbps = webtorrentRow.webtorrent_mbps;
-    row.peer_to_webtorrent_ratio = typeof row.peer_mbps === 'number' ? row.peer_mbps / webtorrentRow.webtorrent_mbps : null;
+    row.peer_to_webtorrent_ratio = typeof row.peer_mbps === 'number' ? round3(row.peer_mbps / webtorrentRow.webtorrent_mbps) : null;
   }
 }
 
