@@ -1,6 +1,7 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { FileRecord, LocalBlockStore, NamespaceState, SyncStateStore } from '../src/engine/types.ts';
 import type { BlockHash, Cursor, FilePath, NamespaceId } from '../src/protocol/index.ts';
+import { parseKeepSettings, type KeepSetting } from '../src/engine/keep-policy.ts';
 import { BlockStoreError } from '../src/engine/block-store-error.ts';
 import { foldFilePages, snapshotPages, worthCompacting, type FilePage } from '../src/engine/file-page-log.ts';
 import type { BlockFiles } from './block-files.ts';
@@ -18,6 +19,13 @@ export interface WorkspaceRecord {
   cursor: Cursor;
   syncedCursor: Cursor;
   addedAt: number;
+  /**
+   * Which folders this device keeps and which are online only (keep-policy.ts). Absent until
+   * the user chose (a join asks first when the workspace will not fit); empty: keep all.
+   */
+  keep?: KeepSetting[];
+  /** Bytes of blocks kept for online-only files before the least recently used go (default 1 GiB). */
+  cacheLimitBytes?: number;
 }
 
 interface StoredFile extends FileRecord {
@@ -214,6 +222,17 @@ export class IdbBlockStore implements LocalBlockStore {
   }
 
   /**
+   * Removes blocks (evicted cache blocks of online-only files), wherever they are stored.
+   * A block already gone is no error.
+   */
+  async deleteBlocks(hashes: readonly BlockHash[]): Promise<void> {
+    if (hashes.length === 0) return;
+    const inline = await this.inline.has(hashes);
+    if (inline.size > 0) await this.inline.delete([...inline]);
+    for (const hash of hashes) if (!inline.has(hash)) await this.files.delete(hash);
+  }
+
+  /**
    * Moves the blocks schema version 1 kept as Blob values into block files, one at a
    * time; each leaves IndexedDB only once its file is complete, so none is ever lost.
    */
@@ -357,6 +376,26 @@ export class WorkspaceRegistry {
       ...existing,
       ...record,
     });
+    await tx.done;
+  }
+
+  /** The keep settings of a workspace: undefined while the user has not chosen. */
+  async keepSettings(ns: NamespaceId): Promise<KeepSetting[] | undefined> {
+    const keep = (await this.db.get('workspaces', ns))?.keep;
+    return keep === undefined ? undefined : parseKeepSettings(keep);
+  }
+
+  async setKeepSettings(ns: NamespaceId, keep: KeepSetting[]): Promise<void> {
+    const tx = this.db.transaction('workspaces', 'readwrite');
+    const existing = await tx.store.get(ns);
+    if (existing) await tx.store.put({ ...existing, keep: parseKeepSettings(keep) });
+    await tx.done;
+  }
+
+  async setCacheLimit(ns: NamespaceId, cacheLimitBytes: number): Promise<void> {
+    const tx = this.db.transaction('workspaces', 'readwrite');
+    const existing = await tx.store.get(ns);
+    if (existing) await tx.store.put({ ...existing, cacheLimitBytes });
     await tx.done;
   }
 

@@ -10,7 +10,8 @@ export interface WorkspaceSummary {
   name: string;
 }
 
-export type FileSyncStatus = 'synced' | 'syncing' | 'waiting';
+/** `online`: an online-only file not stored here (fetched when opened); `synced` once its blocks are. */
+export type FileSyncStatus = 'synced' | 'syncing' | 'waiting' | 'online';
 
 export interface FileView {
   path: string;
@@ -20,6 +21,8 @@ export interface FileView {
   /** Bytes of this file stored on this device. */
   bytesDone: number;
   bytesPerSecond: number;
+  /** The keep policy makes this file (or every file of this folder) online only. */
+  onlineOnly?: boolean;
 }
 
 export type FolderSort = 'name' | 'size' | 'modified';

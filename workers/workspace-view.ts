@@ -44,8 +44,10 @@ export function emptySharedView(record: WorkspaceRecord): SharedView {
   };
 }
 
-export function fileViewOf({ file, bytesDone, status, bytesPerSecond }: FileProgress): FileView {
-  return { path: file.path, size: file.size, mtime: file.mtime, status, bytesDone, bytesPerSecond };
+export function fileViewOf({ file, bytesDone, status, bytesPerSecond, onlineOnly }: FileProgress): FileView {
+  const view: FileView = { path: file.path, size: file.size, mtime: file.mtime, status, bytesDone, bytesPerSecond };
+  if (onlineOnly) view.onlineOnly = true;
+  return view;
 }
 
 /** What changed in the engine's file table since the last call: one delta per touched path. */

@@ -20,6 +20,7 @@ const STATUS_LABELS: Record<FileSyncStatus, string> = {
   synced: 'Synced',
   syncing: 'Syncing',
   waiting: 'Waiting',
+  online: 'Online only',
 };
 
 /** One row of the file table (ARIA table roles on divs), keyed by path; `update` writes only what changed. */
