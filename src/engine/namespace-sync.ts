@@ -192,6 +192,17 @@ export class NamespaceSync {
     this.journalLoop = this.followJournal();
   }
 
+  /** Whether a kept file uses `hash` (another workspace must not evict it). */
+  keepsBlock(hash: BlockHash): boolean {
+    return this.live.isKeptBlock(hash);
+  }
+
+  /** A new limit for the cache of online-only blocks (the oldest go at once when over it). */
+  setCacheLimit(bytes: number): void {
+    this.cache.setLimit(bytes);
+    this.evictCache();
+  }
+
   /** Whether background fetching waits for releaseFetching(). */
   get fetchingHeld(): boolean {
     return this.held;
