@@ -62,7 +62,7 @@ const STORAGE_EVERY_TICKS = 5;
  * Largest real test write when a join checks that the files fit: browsers' estimates ignore
  * a lowered quota, and a write of the whole workspace would cost as much as the join.
  */
-const JOIN_FIT_PROBE_BYTES = 64 * 1024 * 1024;
+const JOIN_FIT_PROBE_BYTES = 16 * 1024 * 1024;
 
 /**
  * One open workspace in this tab. Tabs of one browser share IndexedDB, so only the tab
@@ -438,7 +438,8 @@ export class WorkspaceSession {
       engine.releaseFetching();
       return;
     }
-    this.joinQuestion = { neededBytes: needed, freeBytes: free };
+    // An estimate that claims room while a real write fails is wrong (a lowered quota): not shown.
+    this.joinQuestion = { neededBytes: needed, freeBytes: free !== null && free < needed ? free : null };
     this.schedulePush();
   }
 

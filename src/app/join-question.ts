@@ -58,10 +58,13 @@ export class JoinQuestionBanner {
     }
     if (this.asked) return;
     this.asked = true;
-    const free = question.freeBytes === null ? 'less' : `only about ${formatBytes(question.freeBytes)}`;
+    const room =
+      question.freeBytes === null
+        ? 'this browser will not let this site store that much'
+        : `this browser lets this site store only about ${formatBytes(question.freeBytes)} more`;
     setText(
       this.text,
-      `This workspace holds ${formatBytes(question.neededBytes)}, but this browser lets this site store ${free} more. ` +
+      `This workspace holds ${formatBytes(question.neededBytes)}, but ${room}. ` +
         'Nothing has been downloaded yet. Online-only files are listed as usual and downloaded when you open them.',
     );
     setText(this.hint, 'Keeping everything anyway will stop when the storage is full, until space is freed.');
