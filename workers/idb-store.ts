@@ -6,6 +6,7 @@ import { BlockStoreError } from '../src/engine/block-store-error.ts';
 import { foldFilePages, snapshotPages, worthCompacting, type FilePage } from '../src/engine/file-page-log.ts';
 import type { BlockFiles } from './block-files.ts';
 import type { BlockWriter } from './block-writer.ts';
+import type { CacheBlocks } from './cache-blocks.ts';
 import { INLINE_BLOCK_MAX, InlineBlocks, type PackIndexRecord } from './inline-blocks.ts';
 import { storageFullError } from './storage-errors.ts';
 import { sha256 } from './web-crypto.ts';
@@ -105,17 +106,51 @@ export function openNearsyncDb(): Promise<NearsyncDb> {
 export class IdbBlockStore implements LocalBlockStore {
   private readonly inline: InlineBlocks;
   private legacyKeys: Promise<Set<BlockHash>> | null = null;
+  /** Whether a block belongs in the evictable cache (only online-only files use it): set by the worker. */
+  private cacheOnly: (hash: BlockHash) => boolean = () => false;
 
   constructor(
     private readonly db: NearsyncDb,
     private readonly files: BlockFiles,
     /** Hashes and writes large fetched blocks off this thread (putVerified); none: done here. */
     private readonly writer: BlockWriter | null = null,
+    /** Blocks read for online-only files, in a bucket the browser may clear; none: they stay here (bounded all the same). */
+    private readonly cache: CacheBlocks | null = null,
   ) {
     this.inline = new InlineBlocks(db);
   }
 
+  /** Tells the store which blocks go to the evictable cache rather than the kept store. */
+  routeToCache(cacheOnly: (hash: BlockHash) => boolean): void {
+    this.cacheOnly = cacheOnly;
+  }
+
+  /** Kept store first, then the cache (a cleared cache is simply a miss). */
   async hasBlocks(hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
+    const found = await this.hasKept(hashes);
+    if (!this.cache || found.size === hashes.length) return found;
+    for (const hash of await this.cache.has(hashes.filter((hash) => !found.has(hash)))) found.add(hash);
+    return found;
+  }
+
+  /**
+   * Blocks that kept files use now: any that sit in the evictable cache move to the kept
+   * store (copied, then removed from the cache), so the browser clearing the cache never
+   * takes a kept file's block.
+   */
+  async keepBlocks(hashes: readonly BlockHash[]): Promise<void> {
+    if (!this.cache || hashes.length === 0) return;
+    const kept = await this.hasKept(hashes);
+    const cached = await this.cache.has(hashes.filter((hash) => !kept.has(hash)));
+    for (const hash of cached) {
+      const bytes = await this.cache.read(hash);
+      if (!bytes) continue; // Cleared meanwhile: the engine finds it missing and fetches it.
+      await this.putKept(hash, bytes);
+      await this.cache.delete([hash]);
+    }
+  }
+
+  private async hasKept(hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
     const found = hashes.length > 0 ? await this.inline.has(hashes) : new Set<BlockHash>();
     const notInline = hashes.filter((hash) => !found.has(hash));
     for (let start = 0; start < notInline.length; start += HAS_BATCH) {
@@ -136,6 +171,19 @@ export class IdbBlockStore implements LocalBlockStore {
   }
 
   async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
+    if (this.cache && this.cacheOnly(hash)) {
+      try {
+        await this.cache.put(hash, bytes);
+        return;
+      } catch (error) {
+        if (storageFullError(error)) throw storedError(hash, error);
+        // The cache cannot take it: the kept store can (the engine's cache limit still applies).
+      }
+    }
+    await this.putKept(hash, bytes);
+  }
+
+  private async putKept(hash: BlockHash, bytes: Uint8Array): Promise<void> {
     try {
       if (bytes.length <= INLINE_BLOCK_MAX) await this.inline.put(hash, bytes);
       else await this.files.put(hash, bytes);
@@ -149,7 +197,8 @@ export class IdbBlockStore implements LocalBlockStore {
    * buffer goes to the block writer, which does both on its own thread; others here.
    */
   async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
-    if (this.writer && bytes.length > INLINE_BLOCK_MAX && this.writer.accepts(bytes)) {
+    // Cache blocks are hashed and written here: the block writer writes into the kept store only.
+    if (this.writer && !(this.cache && this.cacheOnly(hash)) && bytes.length > INLINE_BLOCK_MAX && this.writer.accepts(bytes)) {
       let actual: BlockHash;
       try {
         actual = await this.writer.hashAndPut(hash, bytes);
@@ -177,8 +226,8 @@ export class IdbBlockStore implements LocalBlockStore {
     if (file) return new Uint8Array(await file.arrayBuffer());
     const inline = await this.inline.get(hash);
     if (inline) return inline;
-    // Another tab's block file, or a version 1 Blob.
-    const blob = (await this.files.file(hash)) ?? (await this.db.get('blocks', hash));
+    // Another tab's block file, or a version 1 Blob, or a cache block.
+    const blob = (await this.files.file(hash)) ?? (await this.db.get('blocks', hash)) ?? (await this.cache?.file(hash));
     return blob ? new Uint8Array(await blob.arrayBuffer()) : null;
   }
 
@@ -204,7 +253,7 @@ export class IdbBlockStore implements LocalBlockStore {
     if (file) return file;
     const inline = await this.inline.get(hash);
     if (inline) return new Blob([inline as Uint8Array<ArrayBuffer>]);
-    return (await this.files.file(hash)) ?? (await this.db.get('blocks', hash));
+    return (await this.files.file(hash)) ?? (await this.db.get('blocks', hash)) ?? (await this.cache?.file(hash)) ?? undefined;
   }
 
   /** The block file of a block the file index lists (no file-system lookup for the others). */
@@ -227,6 +276,7 @@ export class IdbBlockStore implements LocalBlockStore {
    */
   async deleteBlocks(hashes: readonly BlockHash[]): Promise<void> {
     if (hashes.length === 0) return;
+    await this.cache?.delete(hashes);
     const inline = await this.inline.has(hashes);
     if (inline.size > 0) await this.inline.delete([...inline]);
     for (const hash of hashes) if (!inline.has(hash)) await this.files.delete(hash);

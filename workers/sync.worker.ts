@@ -7,6 +7,7 @@ import { sha256 } from './web-crypto.ts';
 import { BlockFiles } from './block-files.ts';
 import { blockBuffers } from './block-buffers.ts';
 import { BlockWriter } from './block-writer.ts';
+import { CacheBlocks } from './cache-blocks.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
 import type { FolderQuery, JoinAnswer, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView, ZipProgressView } from './sync-api.ts';
@@ -107,7 +108,8 @@ const api: SyncWorkerApi = {
     const writerId = crypto.randomUUID();
     await holdWriterLock(writerId);
     const files = await BlockFiles.open(writerId);
-    const blocks = new IdbBlockStore(db, files, BlockWriter.start(writerId, blockBuffers));
+    const blocks = new IdbBlockStore(db, files, BlockWriter.start(writerId, blockBuffers), CacheBlocks.open(writerId));
+    blocks.routeToCache(isCacheOnlyBlock);
     context = {
       base: apiBase.replace(/\/+$/, ''),
       device: deviceLabelOr(device, DEFAULT_PEER_LABEL),
@@ -380,6 +382,21 @@ const api: SyncWorkerApi = {
     await ready().registry.forget(id);
   },
 };
+
+/**
+ * Whether a block belongs in the evictable cache: an open workspace's online-only file uses
+ * it and no open workspace keeps it.
+ */
+function isCacheOnlyBlock(hash: BlockHash): boolean {
+  let online = false;
+  for (const session of sessions.values()) {
+    const engine = session.syncEngine();
+    if (!engine) continue;
+    if (engine.keepsBlock(hash)) return false;
+    if (engine.isLiveBlock(hash)) online = true;
+  }
+  return online;
+}
 
 /**
  * Removes cache blocks `ns` evicted, except those a kept file of another workspace open in

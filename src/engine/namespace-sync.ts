@@ -189,6 +189,7 @@ export class NamespaceSync {
     const inJournalOrder = [...state.files].sort((a, b) => a.sjid - b.sjid);
     this.plan(this.live.apply(inJournalOrder.map((file) => ({ path: file.path, next: file }))));
     this.refillCache();
+    await this.keepHeldBlocks(state.files);
     this.journalLoop = this.followJournal();
   }
 
@@ -236,8 +237,19 @@ export class NamespaceSync {
       this.options.onSynced?.(0);
     }
     this.refillCache();
+    void this.keepHeldBlocks(this.files.values()).catch(() => undefined);
     this.options.onSynced?.(this.syncedCursorValue);
     this.options.onChange?.();
+  }
+
+  /** Kept files' stored blocks are made safe from eviction (LocalBlockStore.keepBlocks). */
+  private async keepHeldBlocks(files: Iterable<FileRecord>): Promise<void> {
+    if (!this.options.blocks.keepBlocks) return;
+    const held = new Set<BlockHash>();
+    for (const file of files) {
+      for (const hash of file.blocks) if (this.live.isKeptBlock(hash) && this.live.holds(hash)) held.add(hash);
+    }
+    if (held.size > 0) await this.options.blocks.keepBlocks([...held]);
   }
 
   /**
@@ -261,7 +273,8 @@ export class NamespaceSync {
   private evictCache(all = false): number {
     if (!this.options.evictBlocks) return 0;
     const spare = new Set(this.recentReads.flat());
-    const evicted = all ? this.cache.evictAll(spare) : this.cache.evictOverflow(spare);
+    // A block a kept file took up since it was cached only leaves the accounting, never the store.
+    const evicted = (all ? this.cache.evictAll(spare) : this.cache.evictOverflow(spare)).filter((hash) => !this.live.isKeptBlock(hash));
     if (evicted.length === 0) return 0;
     for (const path of this.live.dropped(evicted)) this.changedFiles?.add(path);
     void this.options.evictBlocks(evicted).catch(() => undefined);
@@ -555,6 +568,7 @@ export class NamespaceSync {
     ];
     for (const { path } of changes) this.changedFiles?.add(path);
     this.plan(this.live.apply(changes));
+    await this.keepHeldBlocks(changed).catch(() => undefined);
   }
 
   private async learnStoredBlocks(files: readonly FileRecord[]): Promise<void> {

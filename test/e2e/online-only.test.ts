@@ -58,6 +58,28 @@ async function readFileUrl(page: Page, path: string): Promise<{ sha256: string; 
   }, `/w/${workspace.namespaceId}/file/${path.split('/').map(encodeURIComponent).join('/')}`);
 }
 
+/** Block files in this browser's kept store (`default`) or in the online-only cache's storage bucket. */
+async function blockFilesIn(page: Page, where: 'default' | 'cache'): Promise<string[]> {
+  return page.evaluate(async (place) => {
+    type Dir = FileSystemDirectoryHandle & { entries(): AsyncIterable<[string, FileSystemHandle]> };
+    const buckets = (navigator as unknown as { storageBuckets: { keys(): Promise<string[]>; open(name: string): Promise<{ getDirectory(): Promise<FileSystemDirectoryHandle> }> } }).storageBuckets;
+    if (place === 'cache' && !(await buckets.keys()).includes('nearsync-online-cache')) return [];
+    const origin = place === 'default' ? await navigator.storage.getDirectory() : await (await buckets.open('nearsync-online-cache')).getDirectory();
+    const names: string[] = [];
+    let root: Dir;
+    try {
+      root = (await origin.getDirectoryHandle('blocks')) as Dir;
+    } catch {
+      return names;
+    }
+    for await (const [name, handle] of root.entries()) {
+      if (handle.kind !== 'directory' || name === 'tmp') continue;
+      for await (const [file] of (handle as Dir).entries()) names.push(file);
+    }
+    return names;
+  }, where);
+}
+
 async function zipEntries(page: Page, name: string): Promise<Map<string, Buffer>> {
   const base64 = await page.evaluate(async (fileName) => {
     const root = await navigator.storage.getDirectory();
@@ -159,6 +181,26 @@ describe('online-only files', () => {
     expect([...zipped.keys()]).toEqual(['small.bin']);
     expect(sha256(zipped.get('small.bin')!)).toBe(sha256(small));
 
+    // The blocks read for online-only files are in the cache's own bucket (not persisted), not in the kept store.
+    // Seeded in order: keep/a.bin's one block, then cloud/big.bin's three.
+    const [keptBlock, ...rest] = workspace.blocks.keys();
+    const bigBlocks = rest.slice(0, 3);
+    const cached = await blockFilesIn(page, 'cache');
+    const keptStore = await blockFilesIn(page, 'default');
+    for (const hash of bigBlocks) {
+      expect(cached).toContain(hash);
+      expect(keptStore).not.toContain(hash);
+    }
+    expect(keptStore).toContain(keptBlock);
+
+    // The browser clearing the bucket (deleted here as it would be under storage pressure) is a
+    // miss: the next open fetches the blocks again and the bytes are right.
+    await page.evaluate(() => (navigator as unknown as { storageBuckets: { delete(name: string): Promise<void> } }).storageBuckets.delete('nearsync-online-cache'));
+    mark = await served();
+    expect((await readFileUrl(page, 'cloud/big.bin')).sha256).toBe(sha256(big));
+    expect((await served()) - mark).toBe(big.length);
+    for (const hash of bigBlocks) expect(await blockFilesIn(page, 'cache')).toContain(hash);
+
     // The cache is bounded: with a 1 MiB limit (as the worker reads it at start), the blocks
     // read so far are evicted; reading again fetches them again and the bytes are still right.
     await page.evaluate(async ({ ns, limit }) => {
@@ -182,28 +224,32 @@ describe('online-only files', () => {
     await openFolder(page, 'cloud');
     await scrollToRow(page, 'cloud/big.bin');
     await page.locator('[data-testid="file-row"][data-path="cloud/big.bin"][data-status="online"]').waitFor({ timeout: 30_000 });
-    const storedBlocks = await page.evaluate(async () => {
-      const names: string[] = [];
-      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('blocks');
-      for await (const [name, handle] of (root as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries()) {
-        if (handle.kind !== 'directory' || name === 'tmp') continue;
-        for await (const [file] of (handle as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries()) names.push(file);
-      }
-      return names;
-    });
-    const bigBlocks = [...workspace.blocks.keys()].filter((hash) => workspace.blocks.get(hash)! >= MiB && workspace.blocks.get(hash)! !== kept.length);
-    for (const hash of bigBlocks) expect(storedBlocks).not.toContain(hash);
+    const afterEviction = await blockFilesIn(page, 'cache');
+    for (const hash of bigBlocks) expect(afterEviction).not.toContain(hash);
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null, undefined, { timeout: 20_000 });
     mark = await served();
     expect((await readFileUrl(page, 'cloud/big.bin')).sha256).toBe(sha256(big));
     expect((await served()) - mark).toBe(big.length);
     // The kept folder never lost a block.
     await waitForAllSynced(page, kept.length);
+    expect(await blockFilesIn(page, 'default')).toContain(keptBlock);
 
     // Save (the blob path) of an online-only file fetches it too.
     mark = await served();
     const saved = await saveFileAndHash(page, 'cloud/more.bin');
     expect(saved.sha256).toBe(sha256(more));
     expect((await served()) - mark).toBe(more.length);
+
+    // Keeping the online-only folder: its files sync, and blocks that sat in the cache move to
+    // the kept store (a cleared cache must never take a kept file's block).
+    await openFolder(page, '');
+    await page.locator('[data-testid="folder-row"][data-path="cloud"] [data-testid="keep-select"]').selectOption('keep');
+    await waitForAllSynced(page, kept.length + big.length + small.length + more.length);
+    const keptNow = await blockFilesIn(page, 'default');
+    const cacheNow = await blockFilesIn(page, 'cache');
+    for (const hash of workspace.blocks.keys()) {
+      expect(keptNow).toContain(hash);
+      expect(cacheNow).not.toContain(hash);
+    }
   });
 });
