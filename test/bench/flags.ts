@@ -2,12 +2,14 @@
  * Command-line flags of `npm run bench`:
  *
  *   --scenario office-warm,office-cold,office-lan,app-transfer,big-file,many-files,block-batch,
- *              native-pair,folder-sync,range-read,zip
+ *              native-pair,folder-sync,range-read,zip,online-open
  *                       which scenarios (default: all but big-file, many-files, block-batch,
- *                       native-pair, folder-sync, range-read and zip, which run only when named)
+ *                       native-pair, folder-sync, range-read, zip and online-open, which run
+ *                       only when named)
  *   --size-mib N        workspace size S for the office scenarios (default 128) and file
  *                       size for app-transfer (default 64 there when not given), big-file and
- *                       range-read (default 4096); zip: the zipped workspace's size (default 2048)
+ *                       range-read (default 4096); zip: the zipped workspace's size (default 2048);
+ *                       online-open: the file opened (default 256)
  *   --joiners K         joining browsers in the office scenarios (default 3)
  *   --egress-mbps M     server block egress cap in megabits/s (default 100)
  *   --browsers processes|contexts
@@ -41,9 +43,9 @@
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip', 'online-open'] as const;
 /** Scenarios run only when named: they take long or need a lot of disk. */
-const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip'];
+const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip', 'online-open'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;
