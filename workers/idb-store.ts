@@ -138,16 +138,23 @@ export class IdbBlockStore implements LocalBlockStore {
    * store (copied, then removed from the cache), so the browser clearing the cache never
    * takes a kept file's block.
    */
-  async keepBlocks(hashes: readonly BlockHash[]): Promise<void> {
-    if (!this.cache || hashes.length === 0) return;
+  async keepBlocks(hashes: readonly BlockHash[]): Promise<BlockHash[]> {
+    if (!this.cache || hashes.length === 0) return [];
     const kept = await this.hasKept(hashes);
-    const cached = await this.cache.has(hashes.filter((hash) => !kept.has(hash)));
+    const notKept = hashes.filter((hash) => !kept.has(hash));
+    const cached = await this.cache.has(notKept);
+    // Neither here nor in the cache: the browser cleared the cache meanwhile.
+    const gone = notKept.filter((hash) => !cached.has(hash));
     for (const hash of cached) {
       const bytes = await this.cache.read(hash);
-      if (!bytes) continue; // Cleared meanwhile: the engine finds it missing and fetches it.
+      if (!bytes) {
+        gone.push(hash);
+        continue;
+      }
       await this.putKept(hash, bytes);
       await this.cache.delete([hash]);
     }
+    return gone;
   }
 
   private async hasKept(hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {

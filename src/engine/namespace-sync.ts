@@ -249,7 +249,9 @@ export class NamespaceSync {
     for (const file of files) {
       for (const hash of file.blocks) if (this.live.isKeptBlock(hash) && this.live.holds(hash)) held.add(hash);
     }
-    if (held.size > 0) await this.options.blocks.keepBlocks([...held]);
+    if (held.size === 0) return;
+    const gone = await this.options.blocks.keepBlocks([...held]);
+    if (gone.length > 0 && !this.stopped) this.forgetBlocks(gone);
   }
 
   /**

@@ -245,11 +245,13 @@ describe('online-only files', () => {
     await openFolder(page, '');
     await page.locator('[data-testid="folder-row"][data-path="cloud"] [data-testid="keep-select"]').selectOption('keep');
     await waitForAllSynced(page, kept.length + big.length + small.length + more.length);
-    const keptNow = await blockFilesIn(page, 'default');
-    const cacheNow = await blockFilesIn(page, 'cache');
-    for (const hash of workspace.blocks.keys()) {
-      expect(keptNow).toContain(hash);
-      expect(cacheNow).not.toContain(hash);
+    // The move runs after the policy change is applied: wait for it, block by block.
+    const all = [...workspace.blocks.keys()];
+    for (let settled = false; !settled; ) {
+      const keptNow = new Set(await blockFilesIn(page, 'default'));
+      const cacheNow = new Set(await blockFilesIn(page, 'cache'));
+      settled = all.every((hash) => keptNow.has(hash) && !cacheNow.has(hash));
+      if (!settled) await page.waitForTimeout(200);
     }
   });
 });
