@@ -14,9 +14,11 @@ import { fileRow, joinWithLink, openFolder, overallProgress, saveFileAndHash, sc
  * fetches nothing; "online only" lets it finish. A folder set back to "keep" syncs, the
  * online-only ones are listed with their sizes but never fetched by the background sync
  * (the server's block byte counter says exactly what was fetched). Opening one file through
- * its file URL fetches exactly its blocks, right bytes; a zip and Save of online-only files
- * work; blocks read for them sit in a bounded cache, and once it is over its limit they are
- * gone and the next open fetches them again, still the right bytes.
+ * its file URL fetches exactly its blocks, right bytes; a zip, Save and folder sync of
+ * online-only files work; blocks read for them sit in a storage bucket the browser may clear
+ * (deleted here: the next open fetches again) and bounded by an LRU limit (once over it they
+ * are gone and the next open fetches them again, still the right bytes); keeping the folder
+ * moves them to the kept store.
  */
 
 const run = promisify(execFile);
@@ -80,6 +82,23 @@ async function blockFilesIn(page: Page, where: 'default' | 'cache'): Promise<str
   }, where);
 }
 
+/** Every file of the linked folder (origin-private `linked/`) with the SHA-256 of its bytes. */
+async function linkedFolderContents(page: Page): Promise<Record<string, string>> {
+  return page.evaluate(async () => {
+    const hex = (digest: ArrayBuffer) => [...new Uint8Array(digest)].map((byte) => byte.toString(16).padStart(2, '0')).join('');
+    const out: Record<string, string> = {};
+    const walk = async (dir: FileSystemDirectoryHandle, prefix: string): Promise<void> => {
+      for await (const [entry, handle] of (dir as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries()) {
+        const path = prefix ? `${prefix}/${entry}` : entry;
+        if (handle.kind === 'directory') await walk(handle as FileSystemDirectoryHandle, path);
+        else out[path] = hex(await crypto.subtle.digest('SHA-256', await (await (handle as FileSystemFileHandle).getFile()).arrayBuffer()));
+      }
+    };
+    await walk(await (await navigator.storage.getDirectory()).getDirectoryHandle('linked'), '');
+    return out;
+  });
+}
+
 async function zipEntries(page: Page, name: string): Promise<Map<string, Buffer>> {
   const base64 = await page.evaluate(async (fileName) => {
     const root = await navigator.storage.getDirectory();
@@ -122,6 +141,10 @@ describe('online-only files', () => {
     const page: Page = await (await harness.newBrowser()).newPage();
     page.on('pageerror', (error) => console.error('page error:', error.message));
     await page.addInitScript(SAVE_DIALOG_TO_OPFS);
+    // Folder sync's picker answers with an origin-private folder (the dialog cannot be clicked headless).
+    await page.addInitScript(() => {
+      window.showDirectoryPicker = async () => (await navigator.storage.getDirectory()).getDirectoryHandle('linked', { create: true });
+    });
     const cdp: CDPSession = await page.context().newCDPSession(page);
     // Room for the app's own databases and a third of the workspace, as a small disk would leave.
     await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.origin, quotaSize: 14 * MiB });
@@ -239,6 +262,16 @@ describe('online-only files', () => {
     const saved = await saveFileAndHash(page, 'cloud/more.bin');
     expect(saved.sha256).toBe(sha256(more));
     expect((await served()) - mark).toBe(more.length);
+
+    // Folder sync writes online-only files too, fetching them for the folder.
+    mark = await served();
+    await page.getByTestId('folder-sync-pick').click();
+    await page.getByTestId('folder-sync-stop').waitFor();
+    const expected = Object.fromEntries(FILES.map((file) => [file.path, sha256(file.bytes)]));
+    await expect.poll(() => linkedFolderContents(page), { timeout: 90_000, interval: 250 }).toEqual(expected);
+    // What the small cache no longer held came from the server for it.
+    expect((await served()) - mark).toBeGreaterThan(0);
+    await page.getByTestId('folder-sync-stop').click();
 
     // Keeping the online-only folder: its files sync, and blocks that sat in the cache move to
     // the kept store (a cleared cache must never take a kept file's block).
