@@ -6,6 +6,7 @@ import {
   MAX_REQUEST_ID,
   ValidationError,
   decodeFrame,
+  encodeDataHead,
   encodeFrame,
   type BlockHash,
   type DataFrame,
@@ -132,6 +133,13 @@ export class PeerLink {
   private drainWaiters: Array<() => void> = [];
   private drainTimer: ReturnType<typeof setTimeout> | null = null;
 
+  /**
+   * The request whose DATA payload the channel is writing into its buffer right now (a
+   * channel with a dataSink), and whether it finished meanwhile: its buffer then goes back to
+   * the pool only once the channel stopped writing into it.
+   */
+  private direct: { request: ClientRequest; length: number; finished: boolean } | null = null;
+
   /** `${ns}/${hash}` of blocks the peer announced, oldest first. */
   private readonly announced = new Set<string>();
 
@@ -158,6 +166,9 @@ export class PeerLink {
     this.channel.onmessage = (bytes) => this.receive(bytes);
     this.channel.onbufferedamountlow = () => this.checkDrained();
     this.channel.onclose = () => this.teardown();
+    if ('dataSink' in this.channel) {
+      this.channel.dataSink = { begin: (id, offset, length) => this.beginDirectData(id, offset, length), end: () => this.endDirectData() };
+    }
     this.channel.onopen = () => {
       if (!this.closed) this.options.onOpen?.();
     };
@@ -339,10 +350,21 @@ export class PeerLink {
   private onData(frame: DataFrame): void {
     const request = this.answeredRequest(frame.id, 'data');
     if (!request) return;
-    if (frame.offset !== request.received) {
+    const buffer = this.receiveBuffer(request, frame.offset, frame.bytes.length);
+    buffer.set(frame.bytes, request.received);
+    this.received(request, frame.bytes.length);
+  }
+
+  /**
+   * The buffer a request's next `length` bytes at `offset` go into (pooled, or grown to fit).
+   * Throws ValidationError for a chunk out of order or past the largest block.
+   */
+  private receiveBuffer(request: ClientRequest, offset: number, length: number): Uint8Array {
+    if (offset !== request.received) {
       throw new ValidationError('data.offset', `must be ${request.received}: chunks arrive in order without gaps`);
     }
-    const end = request.received + frame.bytes.length;
+    if (length < 1 || offset > MAX_BLOCK_SIZE - length) throw new ValidationError('data.offset', `chunk ends past ${MAX_BLOCK_SIZE} bytes`);
+    const end = request.received + length;
     let buffer = request.buffer;
     const pool = this.options.buffers;
     if (!buffer && pool && request.sizeHint >= POOLED_BLOCK_MIN && request.sizeHint <= pool.size) {
@@ -352,12 +374,51 @@ export class PeerLink {
       const size = Math.min(MAX_BLOCK_SIZE, Math.max(end, request.sizeHint, buffer ? buffer.length * 2 : 0));
       const grown = new Uint8Array(size);
       if (buffer) grown.set(buffer.subarray(0, request.received));
+      if (buffer) this.options.buffers?.give(buffer);
       buffer = request.buffer = grown;
     }
-    buffer.set(frame.bytes, request.received);
-    request.received = end;
+    return buffer;
+  }
+
+  private received(request: ClientRequest, length: number): void {
+    request.received += length;
     request.lastFrameAt = this.lastFrameAt;
-    this.bytesReceived += frame.bytes.length;
+    this.bytesReceived += length;
+  }
+
+  /**
+   * The channel's DataPayloadSink: a DATA frame's payload is about to be written. Checked like
+   * `onData` (a bad frame closes the link and is reported); the payload's place in the
+   * request's buffer, or null for a frame to be dropped or decoded as a message.
+   */
+  private beginDirectData(id: number, offset: number, length: number): Uint8Array | null {
+    if (this.closed) return null;
+    this.lastFrameAt = this.now();
+    try {
+      const request = this.answeredRequest(id, 'data');
+      if (!request) return null;
+      const buffer = this.receiveBuffer(request, offset, length);
+      this.direct = { request, length, finished: false };
+      return buffer.subarray(offset, offset + length);
+    } catch (error) {
+      if (error instanceof ValidationError) this.fail(error);
+      else throw error;
+      return null;
+    }
+  }
+
+  private endDirectData(): void {
+    const direct = this.direct;
+    this.direct = null;
+    if (!direct) return;
+    this.lastFrameAt = this.now();
+    if (direct.finished) {
+      // Abandoned while its bytes were still arriving: now nothing writes into the buffer.
+      if (direct.request.buffer) this.options.buffers?.give(direct.request.buffer);
+      direct.request.buffer = null;
+      return;
+    }
+    this.received(direct.request, direct.length);
   }
 
   private onEnd(frame: EndFrame): void {
@@ -414,8 +475,13 @@ export class PeerLink {
   private finishRequest(request: ClientRequest): void {
     this.requests.delete(request.id);
     request.cleanup();
-    if (request.buffer) this.options.buffers?.give(request.buffer);
-    request.buffer = null;
+    if (this.direct?.request === request) {
+      // The channel is still writing a frame into its buffer: it goes back once that ends.
+      this.direct.finished = true;
+    } else {
+      if (request.buffer) this.options.buffers?.give(request.buffer);
+      request.buffer = null;
+    }
     if (this.requests.size === 0 && this.stallTimer) {
       clearInterval(this.stallTimer);
       this.stallTimer = null;
@@ -499,7 +565,7 @@ export class PeerLink {
       if (this.channel.bufferedAmount > highWaterMark) await this.drained();
       if (served.cancelled || this.closed) return;
       const chunk = bytes.subarray(offset, Math.min(bytes.length, offset + chunkSize));
-      if (!this.sendRaw(encodeFrame({ type: 'data', id: served.id, offset, bytes: chunk }))) return;
+      if (!this.sendDataFrame(served.id, offset, chunk)) return;
       this.bytesSent += chunk.length;
     }
     if (this.sendRaw(encodeFrame({ type: 'end', id: served.id, totalLength: bytes.length }))) this.blocksServed += 1;
@@ -538,6 +604,19 @@ export class PeerLink {
     if (this.closed) return false;
     try {
       this.channel.send(bytes);
+      return true;
+    } catch {
+      this.teardown();
+      return false;
+    }
+  }
+
+  /** One DATA frame; head and payload apart where the channel takes them so (no copy). */
+  private sendDataFrame(id: number, offset: number, chunk: Uint8Array): boolean {
+    if (!this.channel.sendData) return this.sendRaw(encodeFrame({ type: 'data', id, offset, bytes: chunk }));
+    if (this.closed) return false;
+    try {
+      this.channel.sendData(encodeDataHead(id, offset, chunk.length), chunk);
       return true;
     } catch {
       this.teardown();
