@@ -242,7 +242,10 @@ export interface FolderSyncView {
   /** Files that failed this pass (tried again later), with the reason. */
   failed: { path: string; error: string }[];
   error: string | null;
+  /** When the last full scan of the folder ended (ms since the epoch). */
   lastScanAt: number | null;
+  /** Paths looked at alone because FileSystemObserver reported them changed (no full scan needed). */
+  pathsChecked: number;
   /** How folder changes are noticed: FileSystemObserver, or scans on a timer and on page focus. */
   watching: 'observer' | 'scan';
 }

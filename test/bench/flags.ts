@@ -38,7 +38,12 @@
  *                       veth between two namespaces, --size-mib (default 256) as 4 files,
  *                       --repeats runs alternating, plus bare TCP; see native-pair.ts
  *   folder-sync         (on request) the first --files count of small files and 3 large ones
- *                       written into a folder by folder sync vs a bare write loop, same page
+ *                       written into a folder by folder sync vs a bare write loop, same page;
+ *                       then a rescan with nothing changed and one after touching 100 files
+ *                       (time and Chromium RSS growth per process)
+ *   --bare-files N      folder-sync: the bare loop writes only the first N small files (and the
+ *                       large ones), compared per file (default: all; a 100,000-file bare loop
+ *                       takes about 20 minutes, twice)
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
@@ -74,11 +79,13 @@ export interface BenchFlags {
   manyFilesRows: ManyFilesRow[];
   uploadSources: UploadSourceFlag[];
   blocks: number;
+  /** folder-sync: small files in the bare loop; undefined: all of them. */
+  bareFiles: number | undefined;
   /** Undefined: this checkout. */
   serverRoots: string[] | undefined;
 }
 
-const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib', 'blocks']);
+const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib', 'blocks', 'bare-files']);
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
   const flags: BenchFlags = {
@@ -97,6 +104,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     manyFilesRows: [...MANY_FILES_ROWS],
     uploadSources: [...UPLOAD_SOURCE_FLAGS],
     blocks: 10_000,
+    bareFiles: undefined,
     serverRoots: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -116,6 +124,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
         if (!Number.isInteger(number)) throw new Error(`--${name} needs a whole number`);
         if (name === 'joiners') flags.joiners = number;
         else if (name === 'blocks') flags.blocks = number;
+        else if (name === 'bare-files') flags.bareFiles = number;
         else flags.repeats = number;
       }
     } else if (name === 'scenario' || name === 'scenarios') {

@@ -186,7 +186,7 @@ if (wants('folder-sync')) {
   await attempt('folder-sync', async () => {
     const harness = await E2eHarness.start();
     try {
-      groups.push(await benchFolderSync(harness, flags.files[0], log));
+      groups.push(await benchFolderSync(harness, flags.files[0], log, flags.bareFiles));
     } finally {
       await harness.close();
     }
