@@ -2,14 +2,15 @@
  * Command-line flags of `npm run bench`:
  *
  *   --scenario office-warm,office-cold,office-lan,app-transfer,big-file,many-files,block-batch,
- *              native-pair,folder-sync,range-read,zip,webtorrent
+ *              native-pair,folder-sync,range-read,zip,online-open,webtorrent
  *                       which scenarios (default: all but big-file, many-files, block-batch,
- *                       native-pair, folder-sync, range-read, zip and webtorrent, which run
- *                       only when named)
+ *                       native-pair, folder-sync, range-read, zip, online-open and webtorrent,
+ *                       which run only when named)
  *   --size-mib N        workspace size S for the office scenarios (default 128) and file
  *                       size for app-transfer (default 64 there when not given), big-file and
  *                       range-read (default 4096); zip: the zipped workspace's size (default 2048);
- *                       webtorrent: the seeded file's size (default 256)
+ *                       online-open: the file opened (default 256); webtorrent: the seeded
+ *                       file's size (default 256)
  *   --joiners K         joining browsers in the office scenarios (default 3)
  *   --egress-mbps M     server block egress cap in megabits/s (default 100)
  *   --browsers processes|contexts
@@ -55,9 +56,9 @@
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip', 'webtorrent'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip', 'online-open', 'webtorrent'] as const;
 /** Scenarios run only when named: they take long or need a lot of disk. */
-const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip', 'webtorrent'];
+const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip', 'online-open', 'webtorrent'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;

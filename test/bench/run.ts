@@ -20,6 +20,7 @@ import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
 import { measureWebTorrent } from './webtorrent.ts';
 import { benchZip } from './zip.ts';
+import { benchOnlineOpen } from './online-open.ts';
 
 /**
  * `npm run bench [-- --scenario office-warm,office-cold,office-lan,app-transfer,big-file,block-batch --size-mib 128
@@ -231,6 +232,19 @@ if (wants('zip')) {
     const harness = await E2eHarness.start();
     try {
       groups.push([await benchZip(harness, sizeMiB, log)]);
+    } finally {
+      await harness.close();
+    }
+  });
+}
+
+if (wants('online-open')) {
+  await attempt('online-open', async () => {
+    const sizeMiB = flags.sizeMiB ?? 256;
+    log(`online-open: opening a ${sizeMiB} MiB online-only file vs the same file kept`);
+    const harness = await E2eHarness.start();
+    try {
+      groups.push([await benchOnlineOpen(harness, sizeMiB, log)]);
     } finally {
       await harness.close();
     }

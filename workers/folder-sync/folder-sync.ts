@@ -1,3 +1,4 @@
+import { expectedBlockSize } from '../../src/engine/block-layout.ts';
 import type { NamespaceSync } from '../../src/engine/namespace-sync.ts';
 import type { FileRecord, Sha256, UploadApi } from '../../src/engine/types.ts';
 import { describeError, foldTwins, foldedName, isFolderWorkName, unsafePathReason, type FilePath, type FolderPlatform, type NamespaceId } from '../../src/protocol/index.ts';
@@ -192,7 +193,11 @@ export class FolderSync {
     return sinceLast >= every;
   }
 
-  /** Journal → folder: deletions first, then every live file this device holds whole and the folder lacks. */
+  /**
+   * Journal → folder: deletions first, then every live file this device holds whole and the
+   * folder lacks. An online-only file is fetched for the folder (priority fetch) as it is
+   * written: the folder holds it, the browser keeps its blocks only in the evictable cache.
+   */
   private async writeJournal(engine: NamespaceSync): Promise<void> {
     let planned = performance.now();
     const live: FileRecord[] = [...engine.liveFiles()];
@@ -214,7 +219,8 @@ export class FolderSync {
       if (this.journalRefused.has(file.path)) continue;
       const record = this.records.get(file.path);
       if (record && record.sjid >= file.sjid) continue;
-      if (engine.fileProgress(file.path)?.status === 'synced') ready.push(file);
+      const progress = engine.fileProgress(file.path);
+      if (progress?.status === 'synced' || progress?.onlineOnly) ready.push(file);
       else waiting += 1;
     }
     this.planMs = planMs + performance.now() - planned;
@@ -224,6 +230,9 @@ export class FolderSync {
       if (this.stopped || denied) return;
       try {
         this.ownWrites.add(file.path);
+        if (engine.fileProgress(file.path)?.onlineOnly) {
+          await engine.fetchBlocksNow(file.blocks.map((hash, index) => ({ ns: this.deps.ns, hash, sjid: file.sjid, sizeHint: expectedBlockSize(file.size, file.blocks.length, index) })));
+        }
         const outcome = await this.writer.write(file);
         if (outcome === 'written' || outcome === 'kept-aside') this.view.written += 1;
         if (outcome === 'kept-aside') {
