@@ -302,6 +302,7 @@ const api: SyncWorkerApi = {
       fetchNow: (ns, file, indexes, signal) => fetchNow(ns, blockWants(ns, file, indexes), signal),
       blob: (hash) => blocks.getBlob(hash),
       complete: async (file) => (await blocks.hasBlocks(file.blocks)).size === new Set(file.blocks).size,
+      pieces: async (ns, file, index) => (await sessions.get(ns)?.pieceReader(blockWants(ns, file, [index])[0])) ?? null,
     });
   },
 

@@ -76,8 +76,17 @@ export interface PeerLinkOptions {
   now?: () => number;
 }
 
+/** Watches one request's answer as it arrives. */
+export interface ChunkWatch {
+  /** Each chunk, in order: its offset in the block and a view valid only during the call. */
+  onChunk(offset: number, bytes: Uint8Array): void;
+  /** Set by the link while the request is in flight: a copy of the bytes received so far. */
+  receivedSoFar?: () => Uint8Array;
+}
+
 interface ClientRequest {
   id: number;
+  watch: ChunkWatch | null;
   sizeHint: number;
   buffer: Uint8Array | null;
   received: number;
@@ -207,7 +216,7 @@ export class PeerLink {
    * Fetches one block's bytes (unverified: the caller checks the hash). Rejects with
    * PeerNackError, PeerLinkError, or the signal's reason on abort (the peer is told to stop).
    */
-  request(ns: NamespaceId, hash: BlockHash, signal?: AbortSignal, sizeHint = 0): Promise<Uint8Array> {
+  request(ns: NamespaceId, hash: BlockHash, signal?: AbortSignal, sizeHint = 0, watch: ChunkWatch | null = null): Promise<Uint8Array> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (!this.isOpen) return Promise.reject(new PeerLinkError(this.closed ? 'closed' : 'not_open', 'peer link is not open'));
     if (this.requests.size >= this.opts.maxRequests) {
@@ -230,6 +239,7 @@ export class PeerLink {
       };
       const request: ClientRequest = {
         id,
+        watch,
         sizeHint: Number.isInteger(sizeHint) && sizeHint > 0 ? Math.min(sizeHint, MAX_BLOCK_SIZE) : 0,
         buffer: null,
         received: 0,
@@ -240,6 +250,7 @@ export class PeerLink {
         cleanup: () => signal?.removeEventListener('abort', onAbort),
       };
       this.requests.set(id, request);
+      if (watch) watch.receivedSoFar = () => (this.requests.get(id) === request && request.buffer ? request.buffer.slice(0, request.received) : new Uint8Array(0));
       signal?.addEventListener('abort', onAbort, { once: true });
       this.armStallTimer();
       if (!this.sendRaw(frame)) {
@@ -358,6 +369,16 @@ export class PeerLink {
     request.received = end;
     request.lastFrameAt = this.lastFrameAt;
     this.bytesReceived += frame.bytes.length;
+    if (request.watch) {
+      try {
+        request.watch.onChunk(frame.offset, frame.bytes);
+      } catch (error) {
+        // The listener's fault, not the peer's: report it elsewhere.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
   }
 
   private onEnd(frame: EndFrame): void {
