@@ -6,8 +6,11 @@ import { parseFileReadRequest, type FileReadReply } from './file-read-messages.t
 export interface FileReadDeps {
   /** The live file, `'unknown-workspace'` when this browser has not joined `ns`, null when no such file. */
   lookup(ns: NamespaceId, path: FilePath): Promise<FileRecord | null | 'unknown-workspace'>;
-  /** Makes blocks `indexes` of `file` present, fetching missing ones first (fetchBlocksNow). */
-  fetchNow(ns: NamespaceId, file: FileRecord, indexes: number[], signal: AbortSignal): Promise<void>;
+  /**
+   * Makes blocks `indexes` of `file` present, fetching missing ones first (fetchBlocksNow);
+   * `from`: where the reader's bytes start in the first of them (peers send those first).
+   */
+  fetchNow(ns: NamespaceId, file: FileRecord, indexes: number[], signal: AbortSignal, from?: number): Promise<void>;
   /** A stored block as a (disk-backed) Blob. */
   blob(hash: BlockHash): Promise<Blob | undefined>;
   /** Whether every block of `file` is stored. */
@@ -91,7 +94,7 @@ export function serveFileRead(port: MessagePort, deps: FileReadDeps): void {
     // The first block is asked for before the first pull arrives (its pieces watched from the start).
     if (end >= start) {
       await leaseFor(ns, file, blockIndexAt(start));
-      void deps.fetchNow(ns, file, [blockIndexAt(start)], abort.signal).catch(() => {});
+      void deps.fetchNow(ns, file, [blockIndexAt(start)], abort.signal, start % MAX_BLOCK_SIZE).catch(() => {});
     }
     post({ type: 'head', status: wanted ? 206 : 200, size: file.size, start, end, synced: await deps.complete(file) });
   }
@@ -107,7 +110,7 @@ export function serveFileRead(port: MessagePort, deps: FileReadDeps): void {
     const last = blockIndexAt(read.end);
     if (index + 1 <= last) void deps.fetchNow(ns, file, [index + 1], abort.signal).catch(() => {});
     const blockStart = index * MAX_BLOCK_SIZE;
-    const stored = deps.fetchNow(ns, file, [index], abort.signal);
+    const stored = deps.fetchNow(ns, file, [index], abort.signal, read.next - blockStart);
     const early = await earlyPiece(await leaseFor(ns, file, index), read.next - blockStart, stored);
     if (early) {
       const length = Math.min(early.length, read.end + 1 - read.next);

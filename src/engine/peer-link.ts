@@ -1,5 +1,6 @@
 import {
   BLOCK_CHUNK_SIZE,
+  FEATURE_RANGE_REQUESTS,
   MAX_BLOCK_SIZE,
   MAX_DATA_BYTES,
   MAX_HAVE_HASHES,
@@ -80,8 +81,8 @@ export interface PeerLinkOptions {
 export interface ChunkWatch {
   /** Each chunk, in order: its offset in the block and a view valid only during the call. */
   onChunk(offset: number, bytes: Uint8Array): void;
-  /** Set by the link while the request is in flight: a copy of the bytes received so far. */
-  receivedSoFar?: () => Uint8Array;
+  /** Set by the link while the request is in flight: copies of the runs received so far, in arrival order. */
+  receivedSoFar?: () => Array<{ offset: number; bytes: Uint8Array }>;
 }
 
 interface ClientRequest {
@@ -89,7 +90,14 @@ interface ClientRequest {
   watch: ChunkWatch | null;
   sizeHint: number;
   buffer: Uint8Array | null;
+  /** Bytes received in all. */
   received: number;
+  /** REQUEST_FROM: where the answer starts (0 for a plain REQUEST, or a reader's request from 0). */
+  from: number;
+  /** Offset the next chunk must have (or 0 once, at the block's end, when `from` > 0). */
+  next: number;
+  /** The block's length, once a rotated answer wrapped to 0. */
+  wrappedAt: number | null;
   sentAt: number;
   lastFrameAt: number;
   resolve: (bytes: Uint8Array) => void;
@@ -101,6 +109,8 @@ interface ServedRequest {
   id: number;
   ns: NamespaceId;
   hash: BlockHash;
+  /** REQUEST_FROM: a reader waits (served before plain requests), bytes from here first. */
+  from: number | null;
   cancelled: boolean;
   lookup: Promise<BlockLookup> | null;
 }
@@ -143,6 +153,9 @@ export class PeerLink {
 
   /** `${ns}/${hash}` of blocks the peer announced, oldest first. */
   private readonly announced = new Set<string>();
+  /** The peer announced FEATURE_RANGE_REQUESTS: it understands REQUEST_FROM. */
+  private peerTakesRangeRequests = false;
+  private featuresAnnounced = false;
 
   bytesReceived = 0;
   bytesSent = 0;
@@ -168,8 +181,23 @@ export class PeerLink {
     this.channel.onbufferedamountlow = () => this.checkDrained();
     this.channel.onclose = () => this.teardown();
     this.channel.onopen = () => {
-      if (!this.closed) this.options.onOpen?.();
+      if (this.closed) return;
+      this.announceFeatures();
+      this.options.onOpen?.();
     };
+    if (this.channel.isOpen) queueMicrotask(() => this.announceFeatures());
+  }
+
+  /** Whether the peer said it understands REQUEST_FROM (reader requests, served first, from an offset). */
+  get takesRangeRequests(): boolean {
+    return this.peerTakesRangeRequests;
+  }
+
+  /** Tells the peer, once per link, that we understand REQUEST_FROM (a HAVE of the feature hash). */
+  private announceFeatures(): void {
+    if (this.featuresAnnounced || !this.isOpen) return;
+    this.featuresAnnounced = true;
+    for (const ns of this.shared) this.sendRaw(encodeFrame({ type: 'have', ns, hashes: [FEATURE_RANGE_REQUESTS] }));
   }
 
   get isOpen(): boolean {
@@ -215,8 +243,11 @@ export class PeerLink {
   /**
    * Fetches one block's bytes (unverified: the caller checks the hash). Rejects with
    * PeerNackError, PeerLinkError, or the signal's reason on abort (the peer is told to stop).
+   * `from` (a multiple of REQUEST_FROM_ALIGNMENT) marks a reader's request: to a peer that
+   * takes range requests it goes as REQUEST_FROM (served before the peer's queue, its bytes
+   * from `from` first); to others as a plain REQUEST.
    */
-  request(ns: NamespaceId, hash: BlockHash, signal?: AbortSignal, sizeHint = 0, watch: ChunkWatch | null = null): Promise<Uint8Array> {
+  request(ns: NamespaceId, hash: BlockHash, signal?: AbortSignal, sizeHint = 0, watch: ChunkWatch | null = null, from: number | null = null): Promise<Uint8Array> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (!this.isOpen) return Promise.reject(new PeerLinkError(this.closed ? 'closed' : 'not_open', 'peer link is not open'));
     if (this.requests.size >= this.opts.maxRequests) {
@@ -225,7 +256,7 @@ export class PeerLink {
     const id = this.takeId();
     let frame: Uint8Array<ArrayBuffer>;
     try {
-      frame = encodeFrame({ type: 'request', id, ns, hash });
+      frame = from !== null && this.peerTakesRangeRequests ? encodeFrame({ type: 'request-from', id, from, ns, hash }) : encodeFrame({ type: 'request', id, ns, hash });
     } catch (error) {
       return Promise.reject(error);
     }
@@ -243,6 +274,9 @@ export class PeerLink {
         sizeHint: Number.isInteger(sizeHint) && sizeHint > 0 ? Math.min(sizeHint, MAX_BLOCK_SIZE) : 0,
         buffer: null,
         received: 0,
+        from: from !== null && this.peerTakesRangeRequests ? from : 0,
+        next: from !== null && this.peerTakesRangeRequests ? from : 0,
+        wrappedAt: null,
         sentAt: now,
         lastFrameAt: now,
         resolve,
@@ -250,7 +284,7 @@ export class PeerLink {
         cleanup: () => signal?.removeEventListener('abort', onAbort),
       };
       this.requests.set(id, request);
-      if (watch) watch.receivedSoFar = () => (this.requests.get(id) === request && request.buffer ? request.buffer.slice(0, request.received) : new Uint8Array(0));
+      if (watch) watch.receivedSoFar = () => this.receivedRuns(request);
       signal?.addEventListener('abort', onAbort, { once: true });
       this.armStallTimer();
       if (!this.sendRaw(frame)) {
@@ -310,7 +344,9 @@ export class PeerLink {
   private dispatch(frame: Frame): void {
     switch (frame.type) {
       case 'request':
-        return this.onRequest(frame.id, frame.ns, frame.hash);
+        return this.onRequest(frame.id, frame.ns, frame.hash, null);
+      case 'request-from':
+        return this.onRequest(frame.id, frame.ns, frame.hash, frame.from);
       case 'cancel':
         return this.onCancel(frame.id);
       case 'data':
@@ -350,10 +386,13 @@ export class PeerLink {
   private onData(frame: DataFrame): void {
     const request = this.answeredRequest(frame.id, 'data');
     if (!request) return;
-    if (frame.offset !== request.received) {
-      throw new ValidationError('data.offset', `must be ${request.received}: chunks arrive in order without gaps`);
+    if (frame.offset !== request.next) {
+      // An answer that began at `from` wraps to 0 once, at the block's end.
+      if (request.from > 0 && request.wrappedAt === null && request.received > 0 && frame.offset === 0) request.wrappedAt = request.next;
+      else throw new ValidationError('data.offset', `must be ${request.next}: chunks arrive in order without gaps`);
     }
-    const end = request.received + frame.bytes.length;
+    const end = frame.offset + frame.bytes.length;
+    if (request.wrappedAt !== null && end > request.from) throw new ValidationError('data.offset', `passes ${request.from}, where the answer began`);
     let buffer = request.buffer;
     const pool = this.options.buffers;
     if (!buffer && pool && request.sizeHint >= POOLED_BLOCK_MIN && request.sizeHint <= pool.size) {
@@ -362,11 +401,12 @@ export class PeerLink {
     if (!buffer || end > buffer.length) {
       const size = Math.min(MAX_BLOCK_SIZE, Math.max(end, request.sizeHint, buffer ? buffer.length * 2 : 0));
       const grown = new Uint8Array(size);
-      if (buffer) grown.set(buffer.subarray(0, request.received));
+      if (buffer) grown.set(buffer);
       buffer = request.buffer = grown;
     }
-    buffer.set(frame.bytes, request.received);
-    request.received = end;
+    buffer.set(frame.bytes, frame.offset);
+    request.received += frame.bytes.length;
+    request.next = end;
     request.lastFrameAt = this.lastFrameAt;
     this.bytesReceived += frame.bytes.length;
     if (request.watch) {
@@ -387,6 +427,9 @@ export class PeerLink {
     if (frame.totalLength !== request.received) {
       throw new ValidationError('end.totalLength', `is ${frame.totalLength} but ${request.received} bytes arrived`);
     }
+    if (request.from > 0 && (request.wrappedAt !== frame.totalLength || request.next !== request.from)) {
+      throw new ValidationError('end', `an answer from ${request.from} must end where it began, after wrapping at the block's end`);
+    }
     const buffer = request.buffer ?? new Uint8Array(0);
     const pooled = this.options.buffers?.owns(buffer) === true;
     // A pooled buffer is handed over as it is (the caller gives it back), unless the block
@@ -398,9 +441,12 @@ export class PeerLink {
     else request.resolve(buffer.length === request.received && !pooled ? buffer : buffer.slice(0, request.received));
   }
 
-  private onHaveFrame(ns: NamespaceId, hashes: readonly BlockHash[]): void {
+  private onHaveFrame(ns: NamespaceId, announced: readonly BlockHash[]): void {
     // The relay may tell the two sides about a namespace at slightly different moments.
     if (!this.shared.has(ns)) return;
+    const hashes = announced.filter((hash) => hash !== FEATURE_RANGE_REQUESTS);
+    if (hashes.length < announced.length) this.peerTakesRangeRequests = true;
+    if (hashes.length === 0) return;
     for (const hash of hashes) {
       const key = `${ns}/${hash}`;
       this.announced.delete(key);
@@ -430,6 +476,17 @@ export class PeerLink {
       this.nextId = id + 1;
     }
     return id;
+  }
+
+  /** Copies of what a request received so far, as runs in arrival order (two once a rotated answer wrapped). */
+  private receivedRuns(request: ClientRequest): Array<{ offset: number; bytes: Uint8Array }> {
+    const buffer = request.buffer;
+    if (this.requests.get(request.id) !== request || !buffer || request.received === 0) return [];
+    if (request.wrappedAt === null) return [{ offset: request.from, bytes: buffer.slice(request.from, request.next) }];
+    return [
+      { offset: request.from, bytes: buffer.slice(request.from, request.wrappedAt) },
+      { offset: 0, bytes: buffer.slice(0, request.next) },
+    ];
   }
 
   private finishRequest(request: ClientRequest): void {
@@ -464,14 +521,19 @@ export class PeerLink {
 
   // ------------------------------------------------------------ serving
 
-  private onRequest(id: number, ns: NamespaceId, hash: BlockHash): void {
+  private onRequest(id: number, ns: NamespaceId, hash: BlockHash, from: number | null): void {
     if (this.serving.has(id)) throw new ValidationError('request.id', 'is already in use');
     if (!this.options.server) return this.sendQuietly({ type: 'nack', id, reason: 'forbidden' });
     if (!this.shared.has(ns)) return this.sendQuietly({ type: 'nack', id, reason: 'forbidden' });
     if (this.serving.size >= this.opts.maxServing) return this.sendQuietly({ type: 'nack', id, reason: 'busy' });
-    const served: ServedRequest = { id, ns, hash, cancelled: false, lookup: null };
+    const served: ServedRequest = { id, ns, hash, from, cancelled: false, lookup: null };
     this.serving.set(id, served);
-    this.serveQueue.push(served);
+    if (from === null) this.serveQueue.push(served);
+    else {
+      // A reader waits: before every plain request still queued, after earlier readers'.
+      const at = this.serveQueue.findIndex((queued) => queued.from === null);
+      this.serveQueue.splice(at < 0 ? this.serveQueue.length : at, 0, served);
+    }
     void this.serveLoop();
   }
 
@@ -516,12 +578,18 @@ export class PeerLink {
 
   private async sendBlock(served: ServedRequest, bytes: Uint8Array): Promise<void> {
     const { chunkSize, highWaterMark } = this.opts;
-    for (let offset = 0; offset < bytes.length; offset += chunkSize) {
-      if (this.channel.bufferedAmount > highWaterMark) await this.drained();
-      if (served.cancelled || this.closed) return;
-      const chunk = bytes.subarray(offset, Math.min(bytes.length, offset + chunkSize));
-      if (!this.sendRaw(encodeFrame({ type: 'data', id: served.id, offset, bytes: chunk }))) return;
-      this.bytesSent += chunk.length;
+    const from = served.from ?? 0;
+    if (from >= bytes.length && from > 0) return this.sendQuietly({ type: 'nack', id: served.id, reason: 'bad_request' });
+    // From `from` to the end, then from the start up to `from`.
+    const runs = from > 0 ? [[from, bytes.length], [0, from]] : [[0, bytes.length]];
+    for (const [start, end] of runs) {
+      for (let offset = start; offset < end; offset += chunkSize) {
+        if (this.channel.bufferedAmount > highWaterMark) await this.drained();
+        if (served.cancelled || this.closed) return;
+        const chunk = bytes.subarray(offset, Math.min(end, offset + chunkSize));
+        if (!this.sendRaw(encodeFrame({ type: 'data', id: served.id, offset, bytes: chunk }))) return;
+        this.bytesSent += chunk.length;
+      }
     }
     if (this.sendRaw(encodeFrame({ type: 'end', id: served.id, totalLength: bytes.length }))) this.blocksServed += 1;
   }

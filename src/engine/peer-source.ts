@@ -97,14 +97,14 @@ export class PeerBlockSource implements BlockSource {
         const onBad = (error: Error) => bad.abort(error);
         const watch: ChunkWatch = { onChunk: (offset, chunk) => taps.get(want.hash)?.feed(feeder, offset, chunk, onBad) };
         // A reader that opens the block's tap while this fetch runs gets what arrived so far.
-        const unlist = taps.fetching(want.hash, () => ({ feeder, onBad, bytes: watch.receivedSoFar?.() ?? new Uint8Array(0) }));
+        const unlist = taps.fetching(want.hash, () => ({ feeder, onBad, runs: watch.receivedSoFar?.() ?? [] }));
         try {
-          bytes = await this.link.request(want.ns, want.hash, AbortSignal.any([signal, bad.signal]), want.sizeHint, watch);
+          bytes = await this.link.request(want.ns, want.hash, AbortSignal.any([signal, bad.signal]), want.sizeHint, watch, want.from ?? null);
         } finally {
           unlist();
         }
       } else {
-        bytes = await this.link.request(want.ns, want.hash, signal, want.sizeHint);
+        bytes = await this.link.request(want.ns, want.hash, signal, want.sizeHint, null, want.from ?? null);
       }
       this.throughput.record(bytes.length, started, this.now());
       return bytes;

@@ -58,9 +58,10 @@ export class PieceTap {
 
   /**
    * Bytes `[offset, offset + bytes.length)` of the block, from the fetch `feeder` (one object
-   * per request). A new feeder starts over, at the first piece boundary at or after its first
-   * offset (a tap opened while a fetch was under way picks it up from there). Bytes are copied:
-   * the caller's buffer may be reused once this returns.
+   * per request), in the order the link accepted them: contiguous, except one wrap to 0 of
+   * an answer that began at a reader's offset. A new feeder starts over, at the first piece
+   * boundary at or after its first offset (a tap opened while a fetch was under way picks it up
+   * from there). Bytes are copied: the caller's buffer may be reused once this returns.
    */
   feed(feeder: object, offset: number, bytes: Uint8Array, onBad: BadFeed): void {
     if (feeder !== this.feeder) {
@@ -68,6 +69,11 @@ export class PieceTap {
       this.onBad = onBad;
       this.received = offset;
       this.nextPiece = Math.ceil(offset / PIECE_SIZE);
+    }
+    if (offset === 0 && this.received > 0) {
+      // An answer that began at a reader's offset (REQUEST_FROM) wrapped to the block's start.
+      this.received = 0;
+      this.nextPiece = 0;
     }
     if (offset !== this.received) return; // the link allows no gaps; never trust a skipped region
     const end = offset + bytes.length;
@@ -138,11 +144,11 @@ export class PieceTap {
   }
 }
 
-/** What a peer fetch under way received so far (a copy), with what its feed needs. */
+/** What a peer fetch under way received so far (copies, as runs in arrival order), with what its feed needs. */
 export interface InFlightBytes {
   feeder: object;
   onBad: BadFeed;
-  bytes: Uint8Array;
+  runs: Array<{ offset: number; bytes: Uint8Array }>;
 }
 
 /**
@@ -162,7 +168,7 @@ export class PieceTaps {
       tap = new PieceTap(hash, sizeHint, this.sha256);
       this.taps.set(hash, tap);
       const fetch = this.fetches.get(hash)?.();
-      if (fetch && fetch.bytes.length > 0) tap.feed(fetch.feeder, 0, fetch.bytes, fetch.onBad);
+      for (const run of fetch?.runs ?? []) if (run.bytes.length > 0) tap.feed(fetch!.feeder, run.offset, run.bytes, fetch!.onBad);
     }
     tap.refs += 1;
     return tap;

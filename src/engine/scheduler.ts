@@ -253,6 +253,8 @@ export class BlockScheduler {
         block = newBlock(want);
         this.pending.set(want.hash, block);
       }
+      // Where the reader's bytes start: a peer that can serves them first (WantedBlock.from).
+      if (want.from !== undefined) block.want = { ...block.want, from: want.from };
       block.rank = URGENT_RANK_BASE + this.urgentSeq++;
       // A reader is waiting: no backoff left over from background failures.
       block.notBefore = 0;
@@ -267,6 +269,8 @@ export class BlockScheduler {
       if (!this.urgent.delete(hash)) continue;
       const block = this.pending.get(hash);
       if (!block) continue;
+      const { from: _readerOffset, ...background } = block.want;
+      block.want = background;
       block.rank = this.nextRank++;
       this.enqueue(block);
     }
