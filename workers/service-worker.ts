@@ -1,7 +1,8 @@
 /// <reference lib="webworker" />
-import { describeError, looksLikeFileUrlPath, parseFileUrlPath, servedTypeFor, type NamespaceId } from '../src/protocol/index.ts';
+import { describeError, looksLikeFileUrlPath, looksLikeZipDownloadPath, parseFileUrlPath, servedTypeFor, type NamespaceId } from '../src/protocol/index.ts';
 import { parseFileReadReply, type FileReadReply, type FileReadRequest } from './file-read-messages.ts';
 import { serveFileReadFromServer } from './file-reads-from-server.ts';
+import { ZipDownloads, isZipDownloadAnnouncement } from './zip-downloads.ts';
 
 /**
  * The app's service worker (built to /sw.js, scope /). Its one job: answer file URLs,
@@ -10,7 +11,8 @@ import { serveFileReadFromServer } from './file-reads-from-server.ts';
  * open page of this app for a MessagePort to that page's sync worker, which maps the range to
  * blocks, fetches missing ones first and hands back pieces (file-reads.ts); with no page
  * open it reads from the server itself (file-reads-from-server.ts). Every other request goes
- * to the network untouched.
+ * to the network untouched. Second job: answer a zip download the app started where the
+ * browser has no save dialog (zip-downloads.ts).
  */
 declare const self: ServiceWorkerGlobalScope;
 
@@ -35,8 +37,11 @@ self.addEventListener('install', (event) => {
   // Requests that are not file URLs skip this worker altogether where the browser can route
   // them (Chromium's static routing): block downloads pay no service-worker hop.
   const withRoutes = event as ExtendableEvent & { addRoutes?: (rules: unknown) => Promise<void> };
+  // Rules apply in order, the first that matches decides.
   const routed = withRoutes.addRoutes?.([
-    { condition: { not: { urlPattern: { pathname: '/w/*/file/*' } } }, source: 'network' },
+    { condition: { urlPattern: { pathname: '/w/*/file/*' } }, source: 'fetch-event' },
+    { condition: { urlPattern: { pathname: '/w/*/zip/*' } }, source: 'fetch-event' },
+    { condition: { urlPattern: { pathname: '/*' } }, source: 'network' },
   ]);
   event.waitUntil(Promise.resolve(routed).catch(() => {}).then(() => self.skipWaiting()));
 });
@@ -44,9 +49,20 @@ self.addEventListener('install', (event) => {
 // Take open pages at once, so a file URL works on the first visit too.
 self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
 
+const zipDownloads = new ZipDownloads();
+
+self.addEventListener('message', (event) => {
+  if (isZipDownloadAnnouncement(event.data)) event.waitUntil(zipDownloads.announce(event.data, event.ports[0]));
+});
+
 self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
-  if (url.origin !== self.location.origin || !looksLikeFileUrlPath(url.pathname)) return;
+  if (url.origin !== self.location.origin) return;
+  if (looksLikeZipDownloadPath(url.pathname) && event.request.method === 'GET') {
+    event.respondWith(zipDownloads.respond(url.pathname, SAFETY_HEADERS));
+    return;
+  }
+  if (!looksLikeFileUrlPath(url.pathname)) return;
   if (event.request.method !== 'GET' && event.request.method !== 'HEAD') {
     event.respondWith(plain(405, `${event.request.method} is not allowed on a file URL: only GET and HEAD`, { Allow: 'GET, HEAD' }));
     return;

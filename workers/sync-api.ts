@@ -177,7 +177,7 @@ export interface UploadPart {
   drop: { files: number };
 }
 
-/** How far a .zip of a folder has got (`writeZip`, `zipStream`). */
+/** How far a .zip of a folder has got (`writeZip`, `zipToDownload`). */
 export interface ZipProgressView {
   /** Files and bytes of content in the folder when the zip began. */
   files: number;
@@ -284,12 +284,13 @@ export interface SyncWorkerApi {
    */
   writeZip(ns: NamespaceId, folder: string, target: FileSystemFileHandle, jobId: string, onProgress: (progress: ZipProgressView) => void): Promise<ZipProgressView>;
   /**
-   * The same archive as a transferable byte stream, for a consumer that is not a file handle
-   * (a service worker answering a download where `showSaveFilePicker` is missing). Cancelling
-   * the stream, or `cancelZip(jobId)`, stops it.
+   * The same archive as a byte stream posted on `port` (`{type: 'nearsync:zip-stream', stream}`)
+   * to the service worker, which answers the download `/w/<ns>/zip/<jobId>/<name>` with it:
+   * the way out where `showSaveFilePicker` is missing. Resolves once the download has read
+   * the whole archive; rejects (AbortError) when the download or `cancelZip(jobId)` stopped it.
    */
-  zipStream(ns: NamespaceId, folder: string, jobId: string, onProgress: (progress: ZipProgressView) => void): Promise<ReadableStream<Uint8Array>>;
-  /** Stops a running `writeZip` or `zipStream`; unknown ids are ignored. */
+  zipToDownload(ns: NamespaceId, folder: string, jobId: string, port: MessagePort, onProgress: (progress: ZipProgressView) => void): Promise<ZipProgressView>;
+  /** Stops a running `writeZip` or `zipToDownload`; unknown ids are ignored. */
   cancelZip(jobId: string): Promise<void>;
   /** Tokens for the relay handshake of `ns` (the transport runs on the page's thread). */
   relayCredentials(ns: NamespaceId): Promise<{ tokens: string[] }>;

@@ -248,9 +248,9 @@ const api: SyncWorkerApi = {
     return zips.write(jobId, await zipSourceFor(ns, folder), target, onProgress);
   },
 
-  async zipStream(ns: NamespaceId, folder: string, jobId: string, onProgress: (progress: ZipProgressView) => void) {
-    const stream = zips.stream(jobId, await zipSourceFor(ns, folder), onProgress);
-    return Comlink.transfer(stream, [stream as unknown as Transferable]);
+  async zipToDownload(ns: NamespaceId, folder: string, jobId: string, port: MessagePort, onProgress: (progress: ZipProgressView) => void) {
+    if (!(port instanceof MessagePort)) throw new Error('a zip download needs a MessagePort to the service worker');
+    return zips.toPort(jobId, await zipSourceFor(ns, folder), port, onProgress);
   },
 
   async cancelZip(jobId: string) {

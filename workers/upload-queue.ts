@@ -100,7 +100,8 @@ export class UploadQueue {
       missingBlocks: (hashes) => api.missingBlocks(hashes),
       commit: (ns, request) => api.commit(ns, request),
       commitBatch: (ns, requests) => api.commitBatch(ns, requests),
-      putBlock: async (hash, body) => api.putBlock(hash, (await blocks.getBlob(hash)) ?? body),
+      // A Blob body is already disk-backed (a slice of the picked File): sent as it is.
+      putBlock: async (hash, body) => api.putBlock(hash, body instanceof Blob ? body : ((await blocks.getBlob(hash)) ?? body)),
       // Batches carry only small blocks (a 409's need list), sent as bytes.
       ...(api.putBlocks ? { putBlocks: (batch) => api.putBlocks!(batch) } : {}),
     };
@@ -286,6 +287,7 @@ export class UploadQueue {
         path,
         mtime: mtimeOf(file),
         stream: file.stream(),
+        bodyOf: (offset, length) => file.slice(offset, offset + length),
         api: this.sendingStoredCopies,
         blocks: this.options.blocks,
         sha256: this.options.sha256,

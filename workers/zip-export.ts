@@ -103,8 +103,8 @@ export async function blocksForZip(
 export interface ZipStreamOptions {
   signal: AbortSignal;
   onProgress(progress: ZipProgressView): void;
-  /** Once, when the stream is complete, fails or is cancelled. */
-  onEnd(): void;
+  /** Once, when the stream is complete, fails (with what failed) or is cancelled. */
+  onEnd(error?: unknown): void;
   output: ZipOutput;
 }
 
@@ -115,10 +115,10 @@ export interface ZipStreamOptions {
 export function zipStream(source: ZipSource, options: ZipStreamOptions): ReadableStream<Uint8Array | Blob> {
   const { signal, onProgress, output } = options;
   let ended = false;
-  const end = () => {
+  const end = (error?: unknown) => {
     if (ended) return;
     ended = true;
-    options.onEnd();
+    options.onEnd(error);
   };
   const progress: ZipProgressView = { files: source.totals.files, bytes: source.totals.bytes, filesDone: 0, bytesDone: 0, waitingFor: null, done: false };
   let reportedAt = 0;
@@ -149,7 +149,7 @@ export function zipStream(source: ZipSource, options: ZipStreamOptions): Readabl
             controller.enqueue(next.value);
           }
         } catch (error) {
-          end();
+          end(error);
           throw error;
         }
       },

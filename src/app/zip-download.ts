@@ -1,6 +1,6 @@
 import * as Comlink from 'comlink';
 import type { ZipProgressView } from '../../workers/sync-api.ts';
-import type { NamespaceId } from '../protocol/index.ts';
+import { zipDownloadPath, type NamespaceId } from '../protocol/index.ts';
 import { h, setText } from './dom.ts';
 import { formatBytes } from './format.ts';
 import { errorMessage } from './message-page.ts';
@@ -19,14 +19,24 @@ function savePicker(): SaveFilePicker | null {
   return typeof picker === 'function' ? picker.bind(window) : null;
 }
 
-/** Why there is no button where the browser has no save dialog that returns a file to write into. */
-const NO_PICKER = 'Download as .zip needs a browser that can save into a chosen file (Chrome, Edge or another Chromium browser).';
+/**
+ * The service worker that would answer a streamed download, where there is no save dialog: the
+ * page's controller (null on the very first visit until it claims the page, and in browsers
+ * or contexts without service workers).
+ */
+function downloadWorker(): ServiceWorker | null {
+  return 'serviceWorker' in navigator ? navigator.serviceWorker.controller : null;
+}
+
+/** Why there is no button where the browser has neither a save dialog nor service workers. */
+const NO_WAY_OUT = 'Download as .zip needs a browser that can save into a chosen file or stream a download (Chrome, Edge, Firefox or Safari over https).';
 
 /**
  * "Download as .zip" for the open folder (or the whole workspace at the top): asks where to
  * save, then the sync worker streams the archive straight into that file, so a folder of any
- * size never sits in memory. Shows files and bytes done, what it waits for, and a Cancel
- * button; one zip at a time per page.
+ * size never sits in memory. Without a save dialog (Firefox, Safari) the same stream becomes
+ * an ordinary download that the app's service worker answers. Shows files and bytes done,
+ * what it waits for, and a Cancel button; one zip at a time per page.
  */
 export class ZipDownload {
   readonly element: HTMLElement;
@@ -50,10 +60,10 @@ export class ZipDownload {
       if (this.jobId) void this.api.cancelZip(this.jobId);
     });
     this.status.append(this.statusText, this.bar.element, this.cancelButton);
-    // Without the save dialog the option is not offered; one line says why.
-    this.element = savePicker()
+    // With neither way out the option is not offered; one line says why.
+    this.element = savePicker() || 'serviceWorker' in navigator
       ? h('div', { class: 'zip-download' }, this.button, this.status)
-      : h('p', { class: 'zip-unavailable', 'data-testid': 'zip-unavailable' }, NO_PICKER);
+      : h('p', { class: 'zip-unavailable', 'data-testid': 'zip-unavailable' }, NO_WAY_OUT);
     this.renderLabel();
   }
 
@@ -88,8 +98,9 @@ export class ZipDownload {
   }
 
   private async start(): Promise<void> {
+    if (this.jobId) return;
     const picker = savePicker();
-    if (!picker || this.jobId) return;
+    if (!picker) return this.startDownload();
     const folder = this.folder;
     const name = this.archiveName();
     let target: FileSystemFileHandle;
@@ -101,6 +112,43 @@ export class ZipDownload {
       this.notices.error(`Could not choose where to save ${name}: ${errorMessage(error)}`);
       return;
     }
+    await this.run(name, (jobId, onProgress) => this.api.writeZip(this.namespaceId, folder, target, jobId, onProgress), 'the file was not saved');
+  }
+
+  /**
+   * No save dialog: the sync worker hands the archive stream to the service worker, and a
+   * download of the job's URL (answered by it) saves it where the browser saves downloads.
+   */
+  private async startDownload(): Promise<void> {
+    const worker = downloadWorker();
+    const name = this.archiveName();
+    if (!worker) {
+      this.notices.error(`${NO_WAY_OUT} Here the app's service worker is not running yet: reload the page and try again.`);
+      return;
+    }
+    const folder = this.folder;
+    await this.run(
+      name,
+      (jobId, onProgress) => {
+        const { port1, port2 } = new MessageChannel();
+        worker.postMessage({ type: 'nearsync:zip-download', ns: this.namespaceId, jobId }, [port2]);
+        const done = this.api.zipToDownload(this.namespaceId, folder, jobId, Comlink.transfer(port1, [port1]), onProgress);
+        // A navigation of a hidden frame, not a download link: Chromium hands `<a download>`
+        // straight to its download manager, past the service worker (measured: the server's
+        // page came back); a navigation is the worker's to answer, and an attachment saves.
+        const frame = h('iframe', { src: zipDownloadPath(this.namespaceId, jobId, name), hidden: true, title: 'zip download' });
+        document.body.append(frame);
+        return done.finally(() => setTimeout(() => frame.remove(), 1_000));
+      },
+      'the download was cancelled',
+    );
+  }
+
+  private async run(
+    name: string,
+    zip: (jobId: string, onProgress: (progress: ZipProgressView) => void) => Promise<ZipProgressView>,
+    whenStopped: string,
+  ): Promise<void> {
     const jobId = crypto.randomUUID();
     this.jobId = jobId;
     this.button.disabled = true;
@@ -108,10 +156,10 @@ export class ZipDownload {
     this.cancelButton.disabled = false;
     this.showProgress(name, { files: 0, bytes: 0, filesDone: 0, bytesDone: 0, waitingFor: null, done: false });
     try {
-      const result = await this.api.writeZip(this.namespaceId, folder, target, jobId, Comlink.proxy((progress: ZipProgressView) => this.showProgress(name, progress)));
+      const result = await zip(jobId, Comlink.proxy((progress: ZipProgressView) => this.showProgress(name, progress)));
       this.notices.info(`Saved ${name}: ${result.filesDone} ${result.filesDone === 1 ? 'file' : 'files'}, ${formatBytes(result.bytesDone)}.`);
     } catch (error) {
-      if (error instanceof Error && error.name === 'AbortError') this.notices.info(`Stopped writing ${name}; the file was not saved.`);
+      if (error instanceof Error && error.name === 'AbortError') this.notices.info(`Stopped writing ${name}; ${whenStopped}.`);
       else this.notices.error(`Could not write ${name}: ${errorMessage(error)}`);
     } finally {
       this.jobId = null;

@@ -1,6 +1,8 @@
 import type { BlockHash, CommitRequest, FilePath, NamespaceId } from '../protocol/index.ts';
 import { cutBlocks } from './chunker.ts';
 import { commitWithBlocks } from './commit-with-blocks.ts';
+import { MissingBlockQuestions } from './missing-block-questions.ts';
+import { ApiError } from './server-api.ts';
 import { commitKeepingBoth, type ConditionalCommits } from './conflict-copies.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from './types.ts';
 
@@ -22,6 +24,12 @@ export interface UploadFileOptions {
   /** Block uploads in flight while the next blocks are read and hashed. */
   parallel?: number;
   /**
+   * The source's bytes `offset … offset + length` as a Blob that reads them from where they
+   * are (a slice of the picked File): sent as the block's body, so the upload need not wait
+   * for the local copy to be written. Without it the block's bytes are sent once kept.
+   */
+  bodyOf?: (offset: number, length: number) => Blob;
+  /**
    * Commit conditionally (`parent` = the live entry this device knows), keeping this version
    * as a conflicted copy when another took the path first. Without it the commit is
    * unconditional (as before conditional commits).
@@ -32,7 +40,9 @@ export interface UploadFileOptions {
 /**
  * Uploads one file as it is read: each 4 MiB block is hashed, kept locally (so this device
  * never downloads its own upload), sent to the server unless it already has it, and the
- * file is committed once every block is there. Memory stays at about `parallel + 2` blocks.
+ * file is committed once every block is there. At most `parallel` blocks are sent at once;
+ * with `bodyOf` twice as many are in hand (kept, asked about, waiting to be sent), so the
+ * link stays busy while questions are answered. Memory stays at about that many blocks + 2.
  */
 export async function uploadFile(
   options: UploadFileOptions,
@@ -43,13 +53,36 @@ export async function uploadFile(
   const report = () => options.onProgress?.({ ...progress });
   const hashes: BlockHash[] = [];
   const inFlight = new Set<Promise<void>>();
+  const inHand = options.bodyOf ? parallel * 2 : parallel;
+  const sending = new Slots(parallel);
+  const questions = new MissingBlockQuestions((asked) => api.missingBlocks(asked));
   let failure: unknown = null;
 
-  const keepAndSend = async (hash: BlockHash, bytes: Uint8Array) => {
-    // Kept first, then sent: an adapter may send the stored copy rather than the bytes.
-    await store.putBlock(hash, bytes);
-    const missing = await api.missingBlocks([hash]);
-    if (missing.length > 0) await api.putBlock(hash, bytes);
+  const keepAndSend = async (hash: BlockHash, bytes: Uint8Array, offset: number) => {
+    const { bodyOf } = options;
+    const kept = store.putBlock(hash, bytes);
+    // Without a body of its own, kept first: an adapter may send the stored copy.
+    if (!bodyOf) await kept;
+    // The local write, the question and the upload overlap (measured in Chromium 156 on a
+    // loaded 2-core machine: a 4 MiB block took about 300 ms to write while four were
+    // written, the question 30–300 ms, so a block in turn kept the link idle).
+    if (await questions.lacks(hash)) {
+      await sending.take();
+      try {
+        if (!bodyOf) await api.putBlock(hash, bytes);
+        else {
+          await api.putBlock(hash, bodyOf(offset, bytes.length)).catch(async (error: unknown) => {
+            // The source changed since it was read: send what was read and hashed (the kept copy).
+            if (!(error instanceof ApiError && error.code === 'hash_mismatch')) throw error;
+            await kept;
+            await api.putBlock(hash, bytes);
+          });
+        }
+      } finally {
+        sending.give();
+      }
+    }
+    await kept;
     progress.bytesUploaded += bytes.length;
     report();
   };
@@ -64,18 +97,19 @@ export async function uploadFile(
     ahead = reader.next();
     const hash = await sha256(block);
     hashes.push(hash);
+    const offset = size;
     size += block.length;
     progress.bytesHashed += block.length;
     progress.phase = 'uploading';
     report();
     // Keeping the block locally and sending it overlap with reading the next one.
-    const task: Promise<void> = keepAndSend(hash, block)
+    const task: Promise<void> = keepAndSend(hash, block, offset)
       .catch((error: unknown) => {
         failure ??= error;
       })
       .finally(() => inFlight.delete(task));
     inFlight.add(task);
-    if (inFlight.size >= parallel) await Promise.race(inFlight);
+    if (inFlight.size >= inHand) await Promise.race(inFlight);
   }
   await reader.return(undefined);
   await Promise.all(inFlight);
@@ -90,6 +124,27 @@ export async function uploadFile(
   progress.phase = 'done';
   report();
   return { ...landed, blocks: hashes, size };
+}
+
+/** At most `size` holders at once; the rest wait in turn. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  constructor(size: number) {
+    this.free = size;
+  }
+  async take(): Promise<void> {
+    if (this.free > 0) {
+      this.free -= 1;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+  give(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free += 1;
+  }
 }
 
 // They moved to commit-with-blocks.ts (so conflict-copies.ts uses them without an import cycle); callers still import them from here.

@@ -39,3 +39,41 @@ export function parseFileUrlPath(pathname: string): { ns: NamespaceId; path: Fil
   });
   return { ns, path: parseFilePath(segments.join('/'), 'path') };
 }
+
+/**
+ * A zip download the app started (where the browser has no save dialog): the service worker
+ * answers `/w/<namespaceId>/zip/<jobId>/<name>` with the archive stream the page handed it
+ * for that job, once. The job id is a fresh UUID, so no other site can start a download of a
+ * workspace by linking to it; the name is only the file name the browser saves under.
+ */
+export const ZIP_URL_MARKER = 'zip';
+
+export function zipDownloadPath(ns: NamespaceId, jobId: string, name: string): string {
+  return `/w/${ns}/${ZIP_URL_MARKER}/${jobId}/${encodeURIComponent(name)}`;
+}
+
+export function looksLikeZipDownloadPath(pathname: string): boolean {
+  return /^\/w\/[^/]+\/zip\//.test(pathname);
+}
+
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Whether a zip job id is what the app makes (a lower-case UUID); anything else is refused. */
+export function isZipJobId(value: unknown): value is string {
+  return typeof value === 'string' && JOB_ID.test(value);
+}
+
+export function parseZipDownloadPath(pathname: string): { ns: NamespaceId; jobId: string; name: string } {
+  const match = /^\/w\/([^/]+)\/zip\/([^/]+)\/([^/]+)$/.exec(pathname);
+  if (!match) throw new ValidationError('url', `is not a zip download (/w/<workspace>/${ZIP_URL_MARKER}/<job>/<name>)`);
+  const ns = parseNamespaceId(match[1], 'workspace');
+  if (!isZipJobId(match[2])) throw new ValidationError('job', 'is not a zip job id');
+  let name: string;
+  try {
+    name = decodeURIComponent(match[3]);
+  } catch {
+    throw new ValidationError('name', 'has malformed percent-encoding');
+  }
+  if (name.length === 0 || name.length > 255 || /[\/\\\u0000-\u001f]/.test(name)) throw new ValidationError('name', 'is not a file name');
+  return { ns, jobId: match[2], name };
+}

@@ -5,6 +5,8 @@ import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ServerApi } from '../../src/engine/server-api.ts';
+import { PseudoRandomFile } from '../support/pseudo-random-file.ts';
 import { E2eHarness, makeTempDir, runCleanups } from './harness.ts';
 import { manyFilesBytes, manyFilesPath, seedManyFiles } from './support/seed-many-files.ts';
 import { seedWorkspace, type SeedFile } from './support/seed-workspace.ts';
@@ -47,6 +49,12 @@ const SAVE_DIALOG_TO_OPFS = () => {
     const folder = await root.getDirectoryHandle('zip-out', { create: true });
     return folder.getFileHandle(options.suggestedName, { create: true });
   };
+};
+
+/** A browser without `showSaveFilePicker` (Firefox, Safari). */
+const NO_SAVE_DIALOG = () => {
+  delete (Window.prototype as unknown as { showSaveFilePicker?: unknown }).showSaveFilePicker;
+  delete (window as unknown as { showSaveFilePicker?: unknown }).showSaveFilePicker;
 };
 
 let harness: E2eHarness;
@@ -200,17 +208,62 @@ describe('Download as .zip', () => {
     expect((await stat((await copyOutOfOpfs(page, 'slow.zip'))!)).size).toBeGreaterThan(16 * MiB);
   });
 
-  test('a browser without the save dialog gets a line saying what is needed, not a button', { timeout: 120_000 }, async () => {
+  test('without the save dialog the archive is a download the service worker answers, checked by unzip; a cancelled download stops the zip; job links work once', { timeout: 240_000 }, async () => {
+    const server = await harness.startServer({ egressBytesPerSecond: 2 * MiB });
+    const workspace = await seedWorkspace(server.origin, 'Zip Team', FILES);
+    const page = await (await harness.newBrowser()).newPage();
+    page.on('pageerror', (error) => console.error('page error:', error.message));
+    await page.addInitScript(NO_SAVE_DIALOG);
+    await joinWithLink(page, workspace.shareLink(server.origin), workspace.namespaceId);
+    await waitForAllSynced(page, totalBytes(FILES));
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, undefined, { timeout: 30_000 });
+
+    const started = page.waitForEvent('download');
+    await page.getByTestId('download-zip').click();
+    const download = await started;
+    expect(download.suggestedFilename()).toBe('Zip Team.zip');
+    const saved = await download.path();
+    expect(await download.failure()).toBeNull();
+    await page.getByTestId('notice-info').filter({ hasText: 'Saved Zip Team.zip: 7 files' }).waitFor({ timeout: 30_000 });
+    const extracted = await unzipAll(saved);
+    expect([...extracted.keys()].sort()).toEqual(FILES.map((file) => file.path).sort());
+    for (const file of FILES) expect(Buffer.compare(extracted.get(file.path)!, file.bytes), file.path).toBe(0);
+
+    // The job's URL answered once; another job id was never announced: both are refused.
+    const refusals = await page.evaluate(async ({ ns, used }) => {
+      const reused = await fetch(used);
+      const unknown = await fetch(`/w/${ns}/zip/${crypto.randomUUID()}/x.zip`);
+      const malformed = await fetch(`/w/${ns}/zip/not-a-job/x.zip`);
+      return [reused.status, unknown.status, malformed.status, unknown.headers.get('content-security-policy'), await unknown.text()];
+    }, { ns: workspace.namespaceId, used: new URL(download.url()).pathname });
+    expect(refusals.slice(0, 4)).toEqual([404, 404, 400, 'sandbox']);
+    expect(refusals[4]).toContain('expired or was used already');
+
+    // A file still arriving (2 MiB/s for 24 MiB): the zip waits for it inside the download;
+    // cancelling the download in the browser stops the zip, and the page says so.
+    await new PseudoRandomFile('zip download late', 24 * MiB).commitTo(new ServerApi(server.origin, workspace.token), workspace.namespaceId, 'late/zz-large.bin');
+    await showFileFolder(page, 'late/zz-large.bin');
+    await openFolder(page, 'late');
+    const second = page.waitForEvent('download');
+    await page.getByTestId('download-zip').click();
+    const slow = await second;
+    await page.getByTestId('zip-status-text').filter({ hasText: /waiting for late\/zz-large\.bin to sync/ }).waitFor({ timeout: 30_000 });
+    await slow.cancel();
+    await page.getByTestId('notice-info').filter({ hasText: 'Stopped writing late.zip' }).waitFor({ timeout: 30_000 });
+    expect(await page.getByTestId('zip-status').isHidden()).toBe(true);
+  });
+
+  test('a browser with neither a save dialog nor service workers gets a line saying what is needed, not a button', { timeout: 120_000 }, async () => {
     const server = await harness.startServer();
     const workspace = await seedWorkspace(server.origin, 'No picker', [FILES[0]]);
     const page = await (await harness.newBrowser()).newPage();
+    await page.addInitScript(NO_SAVE_DIALOG);
     await page.addInitScript(() => {
-      delete (Window.prototype as unknown as { showSaveFilePicker?: unknown }).showSaveFilePicker;
-      delete (window as unknown as { showSaveFilePicker?: unknown }).showSaveFilePicker;
+      delete (Navigator.prototype as unknown as { serviceWorker?: unknown }).serviceWorker;
     });
     await joinWithLink(page, workspace.shareLink(server.origin), workspace.namespaceId);
     await waitForAllSynced(page, FILES[0].bytes.length);
-    expect(await page.getByTestId('zip-unavailable').textContent()).toContain('needs a browser that can save into a chosen file');
+    expect(await page.getByTestId('zip-unavailable').textContent()).toContain('needs a browser that can save into a chosen file or stream a download');
     expect(await page.getByTestId('download-zip').count()).toBe(0);
   });
 

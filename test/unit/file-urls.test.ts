@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fileUrlPath, parseByteRange, parseFileUrlPath, parseFilePath, servedTypeFor, type NamespaceId } from '../../src/protocol/index.ts';
+import { fileUrlPath, parseByteRange, parseFileUrlPath, parseFilePath, parseZipDownloadPath, servedTypeFor, zipDownloadPath, type NamespaceId } from '../../src/protocol/index.ts';
 import { parseFileReadReply, parseFileReadRequest } from '../../workers/file-read-messages.ts';
 
 const NS = 'AbCdEfGhIjKlMnOpQrStUv' as NamespaceId;
@@ -26,6 +26,32 @@ describe('file URLs', () => {
       `/w/${NS}/file/`,
     ]) {
       expect(() => parseFileUrlPath(bad), bad).toThrow();
+    }
+  });
+});
+
+describe('zip download URLs', () => {
+  const JOB = '0b6c1f0e-4f4e-4d7a-9a57-3c2d1e0f9a8b';
+
+  it('reads back the namespace, job and name it was made from', () => {
+    const url = zipDownloadPath(NS, JOB, 'Fotos 2024 #1.zip');
+    expect(url).toBe(`/w/${NS}/zip/${JOB}/Fotos%202024%20%231.zip`);
+    expect(parseZipDownloadPath(url)).toEqual({ ns: NS, jobId: JOB, name: 'Fotos 2024 #1.zip' });
+  });
+
+  it('refuses job ids that are not UUIDs, names with separators or control characters, and extra segments', () => {
+    for (const bad of [
+      `/w/${NS}/zip/not-a-job/a.zip`,
+      `/w/${NS}/zip/${JOB.toUpperCase()}/a.zip`,
+      `/w/${NS}/zip/${JOB}/a%2Fb.zip`,
+      `/w/${NS}/zip/${JOB}/a%5Cb.zip`,
+      `/w/${NS}/zip/${JOB}/a%0Ab.zip`,
+      `/w/${NS}/zip/${JOB}/%E0%A4%A.zip`,
+      `/w/${NS}/zip/${JOB}/a/b.zip`,
+      `/w/${NS}/zip/${JOB}/`,
+      `/w/bad!ns/zip/${JOB}/a.zip`,
+    ]) {
+      expect(() => parseZipDownloadPath(bad), bad).toThrow();
     }
   });
 });

@@ -1,0 +1,103 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ServerApi } from '../../src/engine/server-api.ts';
+import { uploadFile } from '../../src/engine/uploader.ts';
+import { MAX_BLOCK_SIZE, parseFilePath, type BlockHash } from '../../src/protocol/index.ts';
+import { startServer, type RunningServer } from '../../src/server/app.ts';
+import { silentLogger } from '../../src/server/log.ts';
+import { MemoryBlockStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
+
+/**
+ * Uploads whose block bodies are slices of the source (`bodyOf`, as the browser sends the
+ * picked File's slices) against the real server: the blocks that reach the server are the
+ * bytes that were read and hashed, even when the source changed after it was read; blocks
+ * the server has are not sent again; the questions about missing blocks are gathered.
+ */
+
+let server: RunningServer;
+let dataDir: string;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'nearsync-upload-bodies-'));
+  server = await startServer({ host: '127.0.0.1', port: 0, dataDir, staticDir: null, logger: silentLogger });
+});
+afterAll(async () => {
+  await server?.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+function pattern(length: number, seed: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + seed * 17 + (i >> 12)) & 0xff;
+  return bytes;
+}
+
+describe('uploads with source slices as bodies', () => {
+  it('sends slices, falls back to what was read when the source changed, and asks about missing blocks in few requests', async () => {
+    const created = await new ServerApi(server.url).createWorkspace('bodies');
+    const api = new ServerApi(server.url, created.token);
+    const read = pattern(6 * MAX_BLOCK_SIZE + 1234, 1);
+    // The "file on disk" changed after it was read: block 2 of it differs from what was hashed.
+    const onDisk = read.slice();
+    onDisk[2 * MAX_BLOCK_SIZE + 99] ^= 0xff;
+    const diskBlob = new Blob([onDisk as Uint8Array<ArrayBuffer>]);
+    const slices: number[] = [];
+    let questions = 0;
+    const counting = {
+      ...api,
+      missingBlocks: (hashes: BlockHash[]) => {
+        questions += 1;
+        return api.missingBlocks(hashes);
+      },
+      putBlock: (hash: BlockHash, body: Uint8Array | Blob) => api.putBlock(hash, body),
+      commit: api.commit.bind(api),
+      commitBatch: api.commitBatch.bind(api),
+    };
+    const blocks = new MemoryBlockStore();
+    const result = await uploadFile({
+      ns: created.namespaceId,
+      path: parseFilePath('changed.bin'),
+      mtime: 1_700_000_000_000,
+      stream: new Blob([read as Uint8Array<ArrayBuffer>]).stream(),
+      bodyOf: (offset, length) => {
+        slices.push(offset);
+        return diskBlob.slice(offset, offset + length);
+      },
+      api: counting,
+      blocks,
+      sha256: nodeSha256,
+    });
+    expect(slices).toEqual([0, 1, 2, 3, 4, 5, 6].map((index) => index * MAX_BLOCK_SIZE));
+    expect(result.size).toBe(read.length);
+    // Every block on the server is the block that was read (block 2 included).
+    for (let index = 0; index < result.blocks.length; index++) {
+      const expected = read.subarray(index * MAX_BLOCK_SIZE, (index + 1) * MAX_BLOCK_SIZE);
+      expect(result.blocks[index]).toBe(hashOf(expected));
+      const stored = await api.getBlock(created.namespaceId, result.blocks[index]);
+      expect(Buffer.compare(stored, expected)).toBe(0);
+    }
+    expect(questions).toBeLessThan(result.blocks.length);
+
+    // The same bytes again: the server has every block, so no slice is read for sending.
+    slices.length = 0;
+    await uploadFile({
+      ns: created.namespaceId,
+      path: parseFilePath('again.bin'),
+      mtime: 1_700_000_000_000,
+      stream: new Blob([read as Uint8Array<ArrayBuffer>]).stream(),
+      bodyOf: (offset, length) => {
+        slices.push(offset);
+        return diskBlob.slice(offset, offset + length);
+      },
+      api: {
+        ...counting,
+        putBlock: () => Promise.reject(new Error('a block the server has was sent')),
+      },
+      blocks: new MemoryBlockStore(),
+      sha256: nodeSha256,
+    });
+    expect(slices).toEqual([]);
+  });
+});
