@@ -1,3 +1,5 @@
+import type { DataPayloadSink } from '../protocol/lan-stream.ts';
+
 /**
  * A message-oriented duplex carrying block frames: what an RTCDataChannel gives (in the
  * worker after transfer, or in Node through @roamhq/wrtc), or a MessagePort relay. The
@@ -18,6 +20,18 @@ export interface FrameChannel {
   /** Fires once, after which nothing is delivered. */
   onclose: (() => void) | null;
   close(): void;
+  /**
+   * Present on channels over a byte stream (LAN links): the receiver's PeerLink sets it, and the
+   * payload of each DATA frame it accepts is written straight into that block's buffer instead
+   * of arriving through `onmessage` (one copy of every byte fewer).
+   */
+  dataSink?: DataPayloadSink | null;
+  /**
+   * Present on channels over a byte stream: sends one DATA frame given as its head
+   * (`encodeDataHead`) and payload, without joining them first. The payload is read later,
+   * when the stream takes it: it must not change until then.
+   */
+  sendData?(head: Uint8Array<ArrayBuffer>, payload: Uint8Array): void;
 }
 
 /** The part of RTCDataChannel that `frameChannelOf` uses (structural, so no DOM import). */

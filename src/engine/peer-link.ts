@@ -7,6 +7,7 @@ import {
   MAX_REQUEST_ID,
   ValidationError,
   decodeFrame,
+  encodeDataHead,
   encodeFrame,
   type BlockHash,
   type DataFrame,
@@ -151,6 +152,13 @@ export class PeerLink {
   private drainWaiters: Array<() => void> = [];
   private drainTimer: ReturnType<typeof setTimeout> | null = null;
 
+  /**
+   * The request whose DATA payload the channel is writing into its buffer right now (a
+   * channel with a dataSink), and whether it finished meanwhile: its buffer then goes back to
+   * the pool only once the channel stopped writing into it.
+   */
+  private direct: { request: ClientRequest; offset: number; length: number; finished: boolean } | null = null;
+
   /** `${ns}/${hash}` of blocks the peer announced, oldest first. */
   private readonly announced = new Set<string>();
   /** The peer announced FEATURE_RANGE_REQUESTS: it understands REQUEST_FROM. */
@@ -180,6 +188,9 @@ export class PeerLink {
     this.channel.onmessage = (bytes) => this.receive(bytes);
     this.channel.onbufferedamountlow = () => this.checkDrained();
     this.channel.onclose = () => this.teardown();
+    if ('dataSink' in this.channel) {
+      this.channel.dataSink = { begin: (id, offset, length) => this.beginDirectData(id, offset, length), end: () => this.endDirectData() };
+    }
     this.channel.onopen = () => {
       if (this.closed) return;
       this.announceFeatures();
@@ -386,12 +397,23 @@ export class PeerLink {
   private onData(frame: DataFrame): void {
     const request = this.answeredRequest(frame.id, 'data');
     if (!request) return;
-    if (frame.offset !== request.next) {
-      // An answer that began at `from` wraps to 0 once, at the block's end.
-      if (request.from > 0 && request.wrappedAt === null && request.received > 0 && frame.offset === 0) request.wrappedAt = request.next;
+    const buffer = this.receiveBuffer(request, frame.offset, frame.bytes.length);
+    buffer.set(frame.bytes, frame.offset);
+    this.received(request, frame.offset, frame.bytes.length);
+  }
+
+  /**
+   * The buffer a request's next `length` bytes at `offset` go into (pooled, or grown to fit).
+   * Throws ValidationError for a chunk out of order or past the largest block. An answer to
+   * REQUEST_FROM wraps to 0 once (the block's end), then must not pass where it began.
+   */
+  private receiveBuffer(request: ClientRequest, offset: number, length: number): Uint8Array {
+    if (offset !== request.next) {
+      if (request.from > 0 && request.wrappedAt === null && request.received > 0 && offset === 0) request.wrappedAt = request.next;
       else throw new ValidationError('data.offset', `must be ${request.next}: chunks arrive in order without gaps`);
     }
-    const end = frame.offset + frame.bytes.length;
+    if (length < 1 || offset > MAX_BLOCK_SIZE - length) throw new ValidationError('data.offset', `chunk ends past ${MAX_BLOCK_SIZE} bytes`);
+    const end = offset + length;
     if (request.wrappedAt !== null && end > request.from) throw new ValidationError('data.offset', `passes ${request.from}, where the answer began`);
     let buffer = request.buffer;
     const pool = this.options.buffers;
@@ -401,17 +423,22 @@ export class PeerLink {
     if (!buffer || end > buffer.length) {
       const size = Math.min(MAX_BLOCK_SIZE, Math.max(end, request.sizeHint, buffer ? buffer.length * 2 : 0));
       const grown = new Uint8Array(size);
+      // A rotated answer holds bytes past `received`: keep the whole buffer.
       if (buffer) grown.set(buffer);
+      if (buffer) this.options.buffers?.give(buffer);
       buffer = request.buffer = grown;
     }
-    buffer.set(frame.bytes, frame.offset);
-    request.received += frame.bytes.length;
-    request.next = end;
+    return buffer;
+  }
+
+  private received(request: ClientRequest, offset: number, length: number): void {
+    request.received += length;
+    request.next = offset + length;
     request.lastFrameAt = this.lastFrameAt;
-    this.bytesReceived += frame.bytes.length;
-    if (request.watch) {
+    this.bytesReceived += length;
+    if (request.watch && request.buffer) {
       try {
-        request.watch.onChunk(frame.offset, frame.bytes);
+        request.watch.onChunk(offset, request.buffer.subarray(offset, offset + length));
       } catch (error) {
         // The listener's fault, not the peer's: report it elsewhere.
         queueMicrotask(() => {
@@ -419,6 +446,41 @@ export class PeerLink {
         });
       }
     }
+  }
+
+  /**
+   * The channel's DataPayloadSink: a DATA frame's payload is about to be written. Checked like
+   * `onData` (a bad frame closes the link and is reported); the payload's place in the
+   * request's buffer, or null for a frame to be dropped or decoded as a message.
+   */
+  private beginDirectData(id: number, offset: number, length: number): Uint8Array | null {
+    if (this.closed) return null;
+    this.lastFrameAt = this.now();
+    try {
+      const request = this.answeredRequest(id, 'data');
+      if (!request) return null;
+      const buffer = this.receiveBuffer(request, offset, length);
+      this.direct = { request, offset, length, finished: false };
+      return buffer.subarray(offset, offset + length);
+    } catch (error) {
+      if (error instanceof ValidationError) this.fail(error);
+      else throw error;
+      return null;
+    }
+  }
+
+  private endDirectData(): void {
+    const direct = this.direct;
+    this.direct = null;
+    if (!direct) return;
+    this.lastFrameAt = this.now();
+    if (direct.finished) {
+      // Abandoned while its bytes were still arriving: now nothing writes into the buffer.
+      if (direct.request.buffer) this.options.buffers?.give(direct.request.buffer);
+      direct.request.buffer = null;
+      return;
+    }
+    this.received(direct.request, direct.offset, direct.length);
   }
 
   private onEnd(frame: EndFrame): void {
@@ -492,8 +554,13 @@ export class PeerLink {
   private finishRequest(request: ClientRequest): void {
     this.requests.delete(request.id);
     request.cleanup();
-    if (request.buffer) this.options.buffers?.give(request.buffer);
-    request.buffer = null;
+    if (this.direct?.request === request) {
+      // The channel is still writing a frame into its buffer: it goes back once that ends.
+      this.direct.finished = true;
+    } else {
+      if (request.buffer) this.options.buffers?.give(request.buffer);
+      request.buffer = null;
+    }
     if (this.requests.size === 0 && this.stallTimer) {
       clearInterval(this.stallTimer);
       this.stallTimer = null;
@@ -587,7 +654,7 @@ export class PeerLink {
         if (this.channel.bufferedAmount > highWaterMark) await this.drained();
         if (served.cancelled || this.closed) return;
         const chunk = bytes.subarray(offset, Math.min(end, offset + chunkSize));
-        if (!this.sendRaw(encodeFrame({ type: 'data', id: served.id, offset, bytes: chunk }))) return;
+        if (!this.sendDataFrame(served.id, offset, chunk)) return;
         this.bytesSent += chunk.length;
       }
     }
@@ -627,6 +694,19 @@ export class PeerLink {
     if (this.closed) return false;
     try {
       this.channel.send(bytes);
+      return true;
+    } catch {
+      this.teardown();
+      return false;
+    }
+  }
+
+  /** One DATA frame; head and payload apart where the channel takes them so (no copy). */
+  private sendDataFrame(id: number, offset: number, chunk: Uint8Array): boolean {
+    if (!this.channel.sendData) return this.sendRaw(encodeFrame({ type: 'data', id, offset, bytes: chunk }));
+    if (this.closed) return false;
+    try {
+      this.channel.sendData(encodeDataHead(id, offset, chunk.length), chunk);
       return true;
     } catch {
       this.teardown();

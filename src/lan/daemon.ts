@@ -5,11 +5,12 @@ import { BlockServer } from '../engine/block-server.ts';
 import { NamespaceSync } from '../engine/namespace-sync.ts';
 import { ServerApi } from '../engine/server-api.ts';
 import { ServerBlockSource } from '../engine/server-source.ts';
-import type { BlockSource } from '../engine/types.ts';
+import type { BlockSource, LocalBlockStore } from '../engine/types.ts';
 import { expectRecord, parseCursor, parseDeviceLabel, type BlockHash, type FilePath, type NamespaceId } from '../protocol/index.ts';
 import { FolderWatcher } from './folder/folder-watcher.ts';
 import { LocalChanges } from './folder/local-changes.ts';
-import { FileAssembly, assemblingStore } from './folder/file-assembly.ts';
+import { FileAssembly } from './folder/file-assembly.ts';
+import { FolderBlockStore } from './folder/folder-block-store.ts';
 import { FolderMaterialiser, MissingBlockError, printable, type JournalView } from './folder/materialiser.ts';
 import { TaskRunner } from './folder/task-runner.ts';
 import { TolerantJournalClient } from './tolerant-journal.ts';
@@ -89,9 +90,17 @@ export class PeerDaemon {
   private gcTimer: NodeJS.Timeout | null = null;
   private gcRun: Promise<void> | null = null;
 
+  /**
+   * Every block this daemon holds, as the engine and LAN peers see it: the block store itself
+   * for a cache box; in folder mode the folder's files and the staging store (FolderBlockStore).
+   */
+  readonly blocks: LocalBlockStore;
+  private readonly folderBlocks: FolderBlockStore | null;
+
   private constructor(
     private readonly options: PeerDaemonOptions,
-    readonly blocks: DiskBlockStore,
+    /** The block store in the state dir: everything for a cache box; in folder mode, only what no file holds. */
+    private readonly staging: DiskBlockStore,
     readonly state: SqliteStateStore,
   ) {
     const { membership, log } = options;
@@ -101,13 +110,19 @@ export class PeerDaemon {
     this.api = new ServerApi(membership.server, membership.token, undefined, this.device);
     this.serverSource = new ServerBlockSource(this.api);
     this.assembly = options.cacheOnly ? null : new FileAssembly(options.dir, log);
+    // A file changed under us serves no blocks until scanned (and committed) again.
+    this.folderBlocks = this.assembly
+      ? new FolderBlockStore(staging, this.assembly, options.dir, state, () => this.runner.request('scan', options.debounceMs ?? 300))
+      : null;
+    this.blocks = this.folderBlocks ?? staging;
+    const blocks = this.blocks;
     this.sync = new NamespaceSync({
       ns: this.ns,
       journal: new TolerantJournalClient(membership.server, this.ns, membership.token, (sjid, path, reason) =>
         log(`refused journal entry ${sjid} (${printable(String(path)).slice(0, 200)}): ${reason}`),
       ),
       state,
-      blocks: this.assembly ? assemblingStore(blocks, this.assembly) : blocks,
+      blocks,
       sha256: nodeSha256,
       sources: () => [...this.extraSources.values(), this.serverSource],
       longPollSeconds: options.longPollSeconds ?? 25,
@@ -138,8 +153,8 @@ export class PeerDaemon {
         });
     this.runner = new TaskRunner(
       {
-        materialise: () => this.materialise(),
-        scan: () => this.localChanges?.scan() ?? Promise.resolve(),
+        materialise: () => this.materialise().finally(() => this.evictStaged()),
+        scan: () => (this.localChanges?.scan() ?? Promise.resolve()).finally(() => this.evictStaged()),
       },
       (job, error) => log(`${job === 'scan' ? 'uploading local changes' : 'writing the folder'} failed: ${(error as Error).message}; will retry`),
     );
@@ -271,6 +286,11 @@ export class PeerDaemon {
     }
   }
 
+  /** Blocks now in recorded files leave the staging store (the folder holds them). */
+  private async evictStaged(): Promise<void> {
+    await this.folderBlocks?.evictRecorded((hash) => this.localChanges?.isUploading(hash) ?? false);
+  }
+
   private logInSync(cursor: number): void {
     const snapshot = this.sync.snapshot();
     this.options.log(`in sync at journal entry ${cursor}: ${snapshot.files.length} files, ${snapshot.totalBytes} bytes`);
@@ -302,7 +322,7 @@ export class PeerDaemon {
   /** Old versions' blocks are never served (only live ones are) nor written: they only fill the disk. */
   private async collectUnusedBlocks(): Promise<void> {
     try {
-      const result = await collectUnusedBlocks(this.blocks, {
+      const result = await collectUnusedBlocks(this.staging, {
         inUse: (hash) => this.sync.isLiveBlock(hash) || this.ownCommits.has(hash) || (this.localChanges?.isUploading(hash) ?? false),
         graceMs: this.options.blockGraceMs ?? DEFAULT_BLOCK_GRACE_MS,
       });

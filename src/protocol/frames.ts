@@ -150,6 +150,22 @@ function frameBuffer(type: number, bodyLength: number): { bytes: Uint8Array<Arra
   return { bytes, view: new DataView(bytes.buffer) };
 }
 
+/**
+ * The first DATA_HEADER_SIZE bytes of a DATA frame carrying `length` payload bytes: a channel
+ * over a byte stream sends them and the payload back to back, without joining them in a copy.
+ */
+export function encodeDataHead(id: number, offset: number, length: number): Uint8Array<ArrayBuffer> {
+  checkId(id, 'data.id');
+  if (!Number.isInteger(length) || length < 1 || length > MAX_DATA_BYTES) throw new ValidationError('data.bytes', `must hold 1 to ${MAX_DATA_BYTES} bytes`);
+  if (!Number.isInteger(offset) || offset < 0 || offset + length > MAX_BLOCK_SIZE) {
+    throw new ValidationError('data.offset', `must keep the chunk within ${MAX_BLOCK_SIZE} bytes`);
+  }
+  const { bytes, view } = frameBuffer(FrameType.data, 8);
+  view.setUint32(2, id);
+  view.setUint32(6, offset);
+  return bytes;
+}
+
 /** Encodes one frame; throws ValidationError when a field is out of its range. */
 export function encodeFrame(frame: Frame): Uint8Array<ArrayBuffer> {
   switch (frame.type) {
@@ -174,15 +190,9 @@ export function encodeFrame(frame: Frame): Uint8Array<ArrayBuffer> {
       return bytes;
     }
     case 'data': {
-      checkId(frame.id, 'data.id');
-      const length = frame.bytes.length;
-      if (length < 1 || length > MAX_DATA_BYTES) throw new ValidationError('data.bytes', `must hold 1 to ${MAX_DATA_BYTES} bytes`);
-      if (!Number.isInteger(frame.offset) || frame.offset < 0 || frame.offset + length > MAX_BLOCK_SIZE) {
-        throw new ValidationError('data.offset', `must keep the chunk within ${MAX_BLOCK_SIZE} bytes`);
-      }
-      const { bytes, view } = frameBuffer(FrameType.data, 8 + length);
-      view.setUint32(2, frame.id);
-      view.setUint32(6, frame.offset);
+      const head = encodeDataHead(frame.id, frame.offset, frame.bytes.length);
+      const bytes = new Uint8Array(DATA_HEADER_SIZE + frame.bytes.length);
+      bytes.set(head);
       bytes.set(frame.bytes, DATA_HEADER_SIZE);
       return bytes;
     }

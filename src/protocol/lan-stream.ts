@@ -1,6 +1,6 @@
 import { parseNamespaceId, type NamespaceId } from './api.ts';
 import { ValidationError } from './errors.ts';
-import { MAX_FRAME_SIZE } from './frames.ts';
+import { DATA_HEADER_SIZE, FRAME_VERSION, FrameType, MAX_FRAME_SIZE } from './frames.ts';
 import { LAN_PEER_ID_BYTES } from './lan-advert.ts';
 import type { Cursor } from './journal.ts';
 import { MAX_CURSOR } from './limits.ts';
@@ -39,77 +39,189 @@ export function encodeStreamMessage(message: Uint8Array): Uint8Array<ArrayBuffer
 }
 
 /**
+ * Where the payload of a DATA frame goes, decided as soon as the frame's header is in: the
+ * receiver's block buffer at the frame's offset, so the payload is copied once, from the TLS
+ * record into the block, instead of into a message of its own first and then into the block.
+ */
+export interface DataPayloadSink {
+  /**
+   * A DATA frame (request `id`, block `offset`, `length` payload bytes) begins. Returns the
+   * view of exactly `length` bytes its payload is written into, or null to have it delivered
+   * as an ordinary message. Called only after every earlier message was delivered.
+   */
+  begin(id: number, offset: number, length: number): Uint8Array | null;
+  /** The payload of the frame last begun is all written into its view. */
+  end(): void;
+}
+
+/** version, type, id u32, offset u32 (frames.ts). */
+const DATA_HEAD_BYTES = DATA_HEADER_SIZE;
+
+/**
  * Cuts a byte stream, fed in chunks of any size, back into messages. It holds at most one
  * partial header and one partial message (≤ MAX_STREAM_MESSAGE bytes): a declared length
  * of 0 or over the limit throws ValidationError as soon as the 4 header bytes are in,
  * before any of that message is kept. After a throw the decoder is unusable (the stream
  * has lost its framing); the caller closes the connection.
+ *
+ * With a `DataPayloadSink`, DATA frames the sink accepts are not delivered as messages: their
+ * payload goes straight into the view the sink gave (see `feed`).
  */
 export class StreamDecoder {
   private readonly header = new Uint8Array(STREAM_HEADER_SIZE);
   private headerFilled = 0;
+  /** The first bytes of a message, kept until it is known whether the message is a DATA frame. */
+  private readonly head = new Uint8Array(DATA_HEAD_BYTES);
+  private headFilled = 0;
+  /** Length of the message whose head is being read; 0 when none. */
+  private headOf = 0;
   /** The message being assembled, sized from its header; null between messages. */
   private message: Uint8Array | null = null;
   private messageFilled = 0;
+  /** The payload view of a DATA frame being written directly; null when none. */
+  private direct: Uint8Array | null = null;
+  private directFilled = 0;
   private failed = false;
+
+  constructor(private readonly sink: DataPayloadSink | null = null) {}
 
   /** Bytes held for an incomplete message (its header included). */
   get buffered(): number {
-    return this.headerFilled + this.messageFilled;
+    return this.headerFilled + this.headFilled + this.messageFilled + this.directFilled;
   }
 
   /**
    * The whole messages completed by `chunk`, in order. A message that lies entirely inside
    * `chunk` is returned as a view into it (no copy); the caller must not reuse the chunk.
+   * Meant for a decoder without a sink (a sink needs messages delivered in step: `feed`).
    */
   push(chunk: Uint8Array): Uint8Array[] {
-    if (this.failed) throw new ValidationError('stream', 'framing was already lost');
     const out: Uint8Array[] = [];
+    this.feed(chunk, (message) => out.push(message));
+    return out;
+  }
+
+  /**
+   * Delivers each message completed by `chunk` as soon as it is complete, so the sink's
+   * `begin` always sees the effects of every earlier message. Views into `chunk` as in `push`.
+   */
+  feed(chunk: Uint8Array, deliver: (message: Uint8Array) => void): void {
+    if (this.failed) throw new ValidationError('stream', 'framing was already lost');
     let at = 0;
     while (at < chunk.length) {
-      if (this.message === null) {
-        if (this.headerFilled === 0 && chunk.length - at >= STREAM_HEADER_SIZE) {
-          // Fast path: the header, and maybe the whole message, is in this chunk.
-          const length = this.checkLength(new DataView(chunk.buffer, chunk.byteOffset + at, STREAM_HEADER_SIZE).getUint32(0));
-          at += STREAM_HEADER_SIZE;
-          if (chunk.length - at >= length) {
-            out.push(chunk.subarray(at, at + length));
-            at += length;
-            continue;
-          }
-          this.message = new Uint8Array(length);
-          this.messageFilled = 0;
-          continue;
+      if (this.direct !== null) {
+        const take = Math.min(this.direct.length - this.directFilled, chunk.length - at);
+        this.direct.set(chunk.subarray(at, at + take), this.directFilled);
+        this.directFilled += take;
+        at += take;
+        if (this.directFilled === this.direct.length) {
+          this.direct = null;
+          this.directFilled = 0;
+          this.sink!.end();
         }
+        continue;
+      }
+      if (this.message !== null) {
+        const take = Math.min(this.message.length - this.messageFilled, chunk.length - at);
+        this.message.set(chunk.subarray(at, at + take), this.messageFilled);
+        this.messageFilled += take;
+        at += take;
+        if (this.messageFilled === this.message.length) {
+          const message = this.message;
+          this.message = null;
+          this.messageFilled = 0;
+          deliver(message);
+        }
+        continue;
+      }
+      if (this.headOf > 0) {
+        // A message that may be a DATA frame: its first bytes decide where the rest goes.
+        const take = Math.min(DATA_HEAD_BYTES - this.headFilled, chunk.length - at);
+        this.head.set(chunk.subarray(at, at + take), this.headFilled);
+        this.headFilled += take;
+        at += take;
+        if (this.headFilled === DATA_HEAD_BYTES) this.routeMessage(this.headOf, this.head, null, deliver);
+        continue;
+      }
+      let length: number;
+      if (this.headerFilled === 0 && chunk.length - at >= STREAM_HEADER_SIZE) {
+        length = this.checkLength(new DataView(chunk.buffer, chunk.byteOffset + at, STREAM_HEADER_SIZE).getUint32(0));
+        at += STREAM_HEADER_SIZE;
+      } else {
         const take = Math.min(STREAM_HEADER_SIZE - this.headerFilled, chunk.length - at);
         this.header.set(chunk.subarray(at, at + take), this.headerFilled);
         this.headerFilled += take;
         at += take;
         if (this.headerFilled < STREAM_HEADER_SIZE) break;
-        const length = this.checkLength(new DataView(this.header.buffer).getUint32(0));
+        length = this.checkLength(new DataView(this.header.buffer).getUint32(0));
         this.headerFilled = 0;
-        this.message = new Uint8Array(length);
-        this.messageFilled = 0;
+      }
+      if (this.sink !== null && length > DATA_HEAD_BYTES) {
+        if (chunk.length - at >= DATA_HEAD_BYTES) {
+          // Fast path: the frame's head is in this chunk (maybe the whole message).
+          const head = chunk.subarray(at, at + DATA_HEAD_BYTES);
+          const whole = chunk.length - at >= length ? chunk.subarray(at, at + length) : null;
+          const restPending = this.routeMessage(length, head, whole, deliver);
+          at += restPending ? DATA_HEAD_BYTES : length;
+          continue;
+        }
+        this.headOf = length;
+        this.headFilled = 0;
         continue;
       }
-      const take = Math.min(this.message.length - this.messageFilled, chunk.length - at);
-      this.message.set(chunk.subarray(at, at + take), this.messageFilled);
-      this.messageFilled += take;
-      at += take;
-      if (this.messageFilled === this.message.length) {
-        out.push(this.message);
-        this.message = null;
-        this.messageFilled = 0;
+      if (chunk.length - at >= length) {
+        deliver(chunk.subarray(at, at + length));
+        at += length;
+        continue;
       }
+      this.message = new Uint8Array(length);
+      this.messageFilled = 0;
     }
-    return out;
+  }
+
+  /**
+   * The head (first DATA_HEAD_BYTES bytes) of a message of `length` bytes is known. Sends a
+   * DATA frame's payload to the sink's view, or else assembles (or, if `whole` holds it,
+   * delivers) the message. Returns true when the head's bytes were consumed from the chunk and
+   * the rest is pending (direct or assembling), false when `whole` was delivered or written.
+   */
+  private routeMessage(length: number, head: Uint8Array, whole: Uint8Array | null, deliver: (message: Uint8Array) => void): boolean {
+    this.headOf = 0;
+    this.headFilled = 0;
+    let target: Uint8Array | null = null;
+    if (head[0] === FRAME_VERSION && head[1] === FrameType.data) {
+      const view = new DataView(head.buffer, head.byteOffset, DATA_HEAD_BYTES);
+      target = this.sink!.begin(view.getUint32(2), view.getUint32(6), length - DATA_HEAD_BYTES);
+      if (target !== null && target.length !== length - DATA_HEAD_BYTES) throw new Error('the payload sink gave a view of the wrong length');
+    }
+    if (target !== null) {
+      if (whole !== null) {
+        target.set(whole.subarray(DATA_HEAD_BYTES));
+        this.sink!.end();
+        return false;
+      }
+      this.direct = target;
+      this.directFilled = 0;
+      return true;
+    }
+    if (whole !== null) {
+      deliver(whole);
+      return false;
+    }
+    this.message = new Uint8Array(length);
+    this.message.set(head);
+    this.messageFilled = DATA_HEAD_BYTES;
+    return true;
   }
 
   private checkLength(length: number): number {
     if (length < 1 || length > MAX_STREAM_MESSAGE) {
       this.failed = true;
       this.message = null;
+      this.direct = null;
       this.headerFilled = 0;
+      this.headOf = 0;
+      this.headFilled = 0;
       this.messageFilled = 0;
       throw new ValidationError('stream.length', `declares ${length} bytes; must be from 1 to ${MAX_STREAM_MESSAGE}`);
     }

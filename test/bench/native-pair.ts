@@ -1,4 +1,4 @@
-import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServerApi } from '../../src/engine/server-api.ts';
@@ -7,7 +7,7 @@ import { linkNamespaces, type NamespaceLink } from '../netns/namespace-link.ts';
 import { createNamespace, stopProcess, type Netns } from '../netns/netns.ts';
 import { DaemonPool } from '../support/lan-daemon.ts';
 import { bareTcpOnce } from './native/bare-tcp.ts';
-import { receivedBytes } from './native/proc-stats.ts';
+import { receivedBytes, treeCpuSeconds } from './native/proc-stats.ts';
 import { generateDevice, installSyncthing, startSyncthing, writeConfig, type RunningSyncthing, type SyncthingDevice } from './native/syncthing.ts';
 import { watchTransfer, type ExpectedFile, type TransferFigures } from './native/transfer-watch.ts';
 import { uploadFromNode, writeWorkspaceFiles } from './office.ts';
@@ -28,6 +28,18 @@ import { heaviest } from './worker-profiler.ts';
  */
 
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+interface Results {
+  nearsync: TransferFigures[];
+  syncthing: TransferFigures[];
+  serverBytes: number[];
+  /** Sender CPU seconds (its process tree, receiver start → files complete) per GiB of files. */
+  senderCpu: number[];
+  syncthingSenderCpu: number[];
+  /** The nearsync receiver's state directory size / its folder's size, once in sync. */
+  stateRatio: number[];
+}
 const UDP_PORT = 21_027 + Math.floor(Math.random() * 1000) * 3;
 /** Production timings for the daemons (the test defaults poll and rescan much more often). */
 const DAEMON_ENV = { NEARSYNC_LONG_POLL_SECONDS: '25', NEARSYNC_RESCAN_MS: '30000', NEARSYNC_DEBOUNCE_MS: '300' };
@@ -69,22 +81,30 @@ export async function benchNativePair(sizeMiB: number, repeats: number, log: (me
     log(`native-pair: bare TCP ${bare.map((mbps) => mbps.toFixed(0)).join(', ')} MB/s`);
 
     const server = await harness.startServer();
-    const nearsync = await startNearsyncSender(server, written, a, link, dir, log);
-    cleanups.push(() => nearsync.pool.stopAll());
+    const senderProfile = profile ? `${profile}-native-sender` : undefined;
+    const nearsync = await startNearsyncSender(server, written, a, link, dir, log, senderProfile);
+    cleanups.push(async () => {
+      await nearsync.pool.stopAll();
+      if (senderProfile) await logProfile(senderProfile, log, 'sender');
+    });
     const syncthing = await startSyncthingSender(a, b, source, dir, log);
     cleanups.push(() => syncthing.sender.stop());
 
-    const results: { nearsync: TransferFigures[]; syncthing: TransferFigures[]; serverBytes: number[] } = { nearsync: [], syncthing: [], serverBytes: [] };
+    const results: Results = { nearsync: [], syncthing: [], serverBytes: [], senderCpu: [], syncthingSenderCpu: [], stateRatio: [] };
     for (let run = 1; run <= repeats; run++) {
       const before = server.server.metrics().blockBytesServed;
       const profileDir = profile ? `${profile}-native-${run}` : undefined;
-      const ours = await nearsyncRun(nearsync, server, b, link, files, anchor.pid, join(dir, `nearsync-b-${run}`), profileDir);
+      const senderCpuBefore = await treeCpuSeconds(nearsync.pid);
+      const ours = await nearsyncRun(nearsync, server, b, link, files, anchor.pid, join(dir, `nearsync-b-${run}`), profileDir, (ratio) => results.stateRatio.push(ratio));
+      results.senderCpu.push(((await treeCpuSeconds(nearsync.pid)) - senderCpuBefore) / (total / GiB));
       if (profileDir) await logProfile(profileDir, log);
       const serverBytes = server.server.metrics().blockBytesServed - before;
       results.nearsync.push(ours);
       results.serverBytes.push(serverBytes);
       log(`native-pair run ${run}: nearsync ${describe(ours)}; server block bytes ${serverBytes}`);
+      const theirSenderBefore = await treeCpuSeconds(syncthing.sender.child.pid!);
       const theirs = await syncthingRun(syncthing.receiver, b, files, anchor.pid);
+      results.syncthingSenderCpu.push(((await treeCpuSeconds(syncthing.sender.child.pid!)) - theirSenderBefore) / (total / GiB));
       results.syncthing.push(theirs);
       log(`native-pair run ${run}: syncthing ${describe(theirs)}`);
     }
@@ -108,6 +128,7 @@ async function namespaceAnchor(b: Side): Promise<{ pid: number; child: ReturnTyp
 
 interface NearsyncSender {
   pool: DaemonPool;
+  pid: number;
   invite: string;
   lastEntry: number;
 }
@@ -119,6 +140,7 @@ async function startNearsyncSender(
   link: NamespaceLink,
   dir: string,
   log: (message: string) => void,
+  profileDir: string | undefined,
 ): Promise<NearsyncSender> {
   const { writer } = await uploadFromNode(server, written, 'bench native-pair');
   const journal = await new ServerApi(server.hostUrl, writer.token).readJournal(writer.namespaceId, 0, { limit: 1000 });
@@ -131,10 +153,11 @@ async function startNearsyncSender(
     dir: join(dir, 'nearsync-a'),
     lan: { port: UDP_PORT, tcpPort: 0, broadcast: link.broadcastAddress },
     env: DAEMON_ENV,
+    nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
   });
   await sender.waitFor(new RegExp(`in sync at journal entry ${lastEntry}\\b`), 120_000);
   log(`native-pair: the nearsync sender is in sync at entry ${lastEntry}`);
-  return { pool, invite: writer.inviteUrl, lastEntry };
+  return { pool, pid: sender.pid, invite: writer.inviteUrl, lastEntry };
 }
 
 async function nearsyncRun(
@@ -146,6 +169,7 @@ async function nearsyncRun(
   anchorPid: number,
   folder: string,
   profileDir: string | undefined,
+  onStateRatio: (ratio: number) => void,
 ): Promise<TransferFigures> {
   const pool = new DaemonPool();
   const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
@@ -171,6 +195,9 @@ async function nearsyncRun(
       alive: () => receiver.running,
       describeFailure: () => receiver.output,
     });
+    // "in sync" is logged once every file is in place; the state dir is measured after it.
+    await receiver.waitFor(new RegExp(`in sync at journal entry ${sender.lastEntry}\\b`), 60_000);
+    onStateRatio((await treeBytes(`${folder}.nearsync`)) / (await treeBytes(folder)));
     return figures;
   } finally {
     await pool.stopAll();
@@ -221,11 +248,20 @@ async function syncthingRun(device: SyncthingDevice, b: Side, files: ExpectedFil
   }
 }
 
-async function logProfile(dir: string, log: (message: string) => void): Promise<void> {
+/** Bytes of every regular file under `dir` (a file's size, not its blocks on disk). */
+async function treeBytes(dir: string): Promise<number> {
+  let bytes = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) bytes += (await stat(join(entry.parentPath ?? entry.path, entry.name))).size;
+  }
+  return bytes;
+}
+
+async function logProfile(dir: string, log: (message: string) => void, who = 'receiver'): Promise<void> {
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     if (!name.endsWith('.cpuprofile')) continue;
     const top = heaviest(JSON.parse(await readFile(join(dir, name), 'utf8')), 30);
-    log(`native-pair: receiver profile ${join(dir, name)}, heaviest functions (self ms):\n${top.map((entry) => `  ${String(entry.selfMs).padStart(6)}  ${entry.fn}`).join('\n')}`);
+    log(`native-pair: ${who} profile ${join(dir, name)}, heaviest functions (self ms):\n${top.map((entry) => `  ${String(entry.selfMs).padStart(6)}  ${entry.fn}`).join('\n')}`);
   }
 }
 
@@ -246,10 +282,14 @@ const describe = (f: TransferFigures) =>
  * - tail_s: the 99.9 % mark → complete (how long the files lag the network).
  * - cpu_s_per_gib: receiver CPU (all its processes, /proc) from the first MiB on the link to
  *   complete, per GiB of files; cpu_total_s: its CPU seconds start → complete, startup included.
+ * - sender_cpu_s_per_gib: the sender's CPU (its process tree) from the receiver's start to
+ *   complete, per GiB of files.
+ * - state_dir_vs_folder: the nearsync receiver's state directory / its folder, in bytes, once
+ *   it said "in sync" (the largest of the runs).
  * - *_vs_syncthing: nearsync's figure / Syncthing's (network: higher is better; complete and CPU: lower).
  * - bare TCP: the same veth with nothing on top.
  */
-function rows(sizeMiB: number, repeats: number, bare: number[], results: { nearsync: TransferFigures[]; syncthing: TransferFigures[]; serverBytes: number[] }): BenchRow[] {
+function rows(sizeMiB: number, repeats: number, bare: number[], results: Results): BenchRow[] {
   const summary = (runs: TransferFigures[]) => ({
     network_mbps: round(median(runs.map((f) => f.networkMbps)), 1),
     complete_s: round(median(runs.map((f) => f.completeSeconds))),
@@ -275,8 +315,18 @@ function rows(sizeMiB: number, repeats: number, bare: number[], results: { nears
       cpu_vs_syncthing: round(ours.cpu_s_per_gib / theirs.cpu_s_per_gib),
       network_vs_bare_tcp: round(ours.network_mbps / bareMbps),
       server_block_bytes: Math.max(...results.serverBytes),
+      sender_cpu_s_per_gib: round(median(results.senderCpu)),
+      state_dir_vs_folder: round(Math.max(...results.stateRatio), 4),
     },
-    { scenario: 'native-pair', system: 'syncthing 1.19', size_mib: sizeMiB, runs: repeats, ...theirs, network_vs_bare_tcp: round(theirs.network_mbps / bareMbps) },
+    {
+      scenario: 'native-pair',
+      system: 'syncthing 1.19',
+      size_mib: sizeMiB,
+      runs: repeats,
+      ...theirs,
+      network_vs_bare_tcp: round(theirs.network_mbps / bareMbps),
+      sender_cpu_s_per_gib: round(median(results.syncthingSenderCpu)),
+    },
     { scenario: 'native-pair', system: 'bare tcp', size_mib: sizeMiB, runs: bare.length, network_mbps: round(bareMbps, 1), network_mbps_runs: bare.map((mbps) => mbps.toFixed(0)).join(' ') },
   ];
 }

@@ -13,7 +13,9 @@ import type { BenchRow } from './report.ts';
  * gets, against reading the same blocks from this origin's block files in the same browser
  * and run, in a worker, the fastest way (read-only sync access handles): the floor, since a
  * zip reads every block once and adds CRC and writes to it.
- * RSS of all the browser's processes from the idle page to the peak while the zip runs.
+ * RSS of all the browser's processes from the idle page to the peak while the zip runs. Then
+ * the same archive as a streamed download through the service worker (`download_*`: the way
+ * out where there is no save dialog), against the same read baseline and the file-stream zip.
  *
  * The workspace: files of 16–64 MiB (multiples of 64 KiB, so every block is a block file the
  * baseline reads too) in four folders, S MiB in all.
@@ -153,6 +155,27 @@ export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log): 
       return (await (await (await root.getDirectoryHandle('zip-out')).getFileHandle('zip bench.zip')).getFile()).size;
     });
     log(`zip: ${(zipBytes / MiB).toFixed(0)} MiB written in ${zipSeconds.toFixed(1)} s; RSS ${(totalOf(idle) / MiB).toFixed(0)} → peak ${(peak.total / MiB).toFixed(0)} MiB`);
+    // The same archive as a streamed download (the way out without a save dialog): the
+    // page's service worker answers it; timed until the browser has the whole file.
+    const downloadPage = await browser.newPage();
+    await downloadPage.addInitScript(() => {
+      delete (Window.prototype as unknown as { showSaveFilePicker?: unknown }).showSaveFilePicker;
+      delete (window as unknown as { showSaveFilePicker?: unknown }).showSaveFilePicker;
+    });
+    await downloadPage.goto(page.url());
+    await downloadPage.waitForFunction(() => navigator.serviceWorker.controller !== null, undefined, { timeout: 60_000 });
+    await downloadPage.getByTestId('download-zip').waitFor();
+    const downloadStarted = performance.now();
+    const started = downloadPage.waitForEvent('download', { timeout: ZIP_TIMEOUT_MS });
+    await downloadPage.getByTestId('download-zip').click();
+    const download = await started;
+    const downloadedTo = await download.path();
+    const downloadSeconds = (performance.now() - downloadStarted) / 1000;
+    const downloadFailure = await download.failure();
+    const { size: downloadBytes } = await import('node:fs/promises').then((fs) => fs.stat(downloadedTo));
+    await downloadPage.close();
+    log(`zip: the same as a streamed download: ${(downloadBytes / MiB).toFixed(0)} MiB in ${downloadSeconds.toFixed(1)} s${downloadFailure ? ` (failed: ${downloadFailure})` : ''}`);
+
     const after = await readAllBlocks(page);
     log(`zip: read every block file, after: ${after.syncSeconds.toFixed(1)} s (as Files ${after.fileSeconds.toFixed(1)} s; written to a file stream ${after.writeSeconds.toFixed(1)} s)`);
 
@@ -174,6 +197,11 @@ export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log): 
       ratio_to_read_as_files: (before.fileSeconds + after.fileSeconds) / 2 / zipSeconds,
       ratio_to_bare_write: (before.writeSeconds + after.writeSeconds) / 2 / zipSeconds,
       archive_length_ok: zipBytes === expectedZipBytes(files) ? 'yes' : `NO (${zipBytes} vs ${expectedZipBytes(files)})`,
+      download_seconds: downloadSeconds,
+      download_mbps: contentBytes / downloadSeconds / 1e6,
+      download_ratio: readSeconds / downloadSeconds,
+      download_to_file_stream_ratio: zipSeconds / downloadSeconds,
+      download_length_ok: downloadBytes === expectedZipBytes(files) ? 'yes' : `NO (${downloadBytes} vs ${expectedZipBytes(files)})`,
       ...rssColumns(idle, peak),
       ...cpu,
     };

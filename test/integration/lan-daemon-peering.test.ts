@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -100,6 +100,55 @@ describe.skipIf(!isRoot())('nearsync peer --lan: two daemons on one LAN', () => 
     expect(await a.stop()).toBe(0);
   }, 180_000);
 
+  it('serves blocks from its files, keeping no copy; a block whose file changed under it is a miss, fetched from the server, no one banned', async () => {
+    const member = await createWorkspace(server.hostUrl, 'lan folder serving');
+    const dirA = join(scratch, 'serve-a');
+    const dirB = join(scratch, 'serve-b');
+    await mkdir(dirA, { recursive: true });
+    const files = new Map<string, Buffer>([
+      ['kept.bin', randomBytes(6 * MiB + 321)],
+      ['changed.bin', randomBytes(3 * MiB + 3)],
+    ]);
+    // Whole-second mtimes, so the test can put one back exactly after changing the bytes.
+    const mtime = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
+    for (const [path, bytes] of files) {
+      await writeFile(join(dirA, path), bytes);
+      await utimes(join(dirA, path), mtime, mtime);
+    }
+    const lan = { port: udpPort + 2, tcpPort: 0, broadcast: broadcast() };
+    const a = daemons.start({ netns: harness.ns, server: server.hostUrl, invite: member.inviteUrl, dir: dirA, lan });
+    await a.waitFor(new RegExp(`in sync at journal entry ${files.size}\\b`), SYNC_MS);
+    // A's state dir keeps none of the blocks: its files hold them.
+    await until(async () => (await storedBlocks(`${dirA}.nearsync`)) === 0, SYNC_MS, 'A keeping no block copies').catch((error: Error) => {
+      throw withOutput(error, ['A', a]);
+    });
+
+    // changed.bin's bytes change under A with its size and mtime kept: A's scanner sees nothing.
+    const changed = Buffer.from(files.get('changed.bin')!);
+    changed.fill(7, 1000, 2000);
+    await writeFile(join(dirA, 'changed.bin'), changed);
+    await utimes(join(dirA, 'changed.bin'), mtime, mtime);
+
+    const servedBefore = served();
+    const b = daemons.start({ netns: harness.ns, server: server.hostUrl, invite: member.inviteUrl, dir: dirB, lan });
+    for (const [path, bytes] of files) {
+      await until(async () => (await contentOf(join(dirB, path))) === sha256(bytes), SYNC_MS, `${path} at B`).catch((error: Error) => {
+        throw withOutput(error, ['A', a], ['B', b]);
+      });
+    }
+    // kept.bin's two blocks came from A; changed.bin's one block, refused by A, from the server.
+    expect(served() - servedBefore).toBe(files.get('changed.bin')!.length);
+    const fromLan = [...b.output.matchAll(/LAN: fetched (\d+) blocks from/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    expect(fromLan).toBe(2);
+    expect(a.output + b.output).not.toMatch(/banned/);
+    // A's own upload at the start only: the change kept size and mtime, so its scanner saw none.
+    expect(a.output.match(/uploaded changed\.bin/g)).toHaveLength(1);
+    await b.waitFor(new RegExp(`in sync at journal entry ${files.size}\\b`), SYNC_MS);
+    await until(async () => (await storedBlocks(`${dirB}.nearsync`)) === 0, SYNC_MS, 'B keeping no block copies');
+    expect(await b.stop()).toBe(0);
+    expect(await a.stop()).toBe(0);
+  }, 120_000);
+
   it('a daemon killed mid-transfer: the joining one finishes from the other LAN peer; the killed one restarts and resumes', async () => {
     const member = await createWorkspace(server.hostUrl, 'lan kill');
     const dirA = join(scratch, 'kill-a');
@@ -175,5 +224,5 @@ describe.skipIf(!isRoot())('nearsync peer --lan: two daemons on one LAN', () => 
     await allAt(dirA, 'A', [['A', a]]);
     expect(a.output).not.toMatch(/uploaded part-/); // its files were in step: nothing uploaded again
     expect(await a.stop()).toBe(0);
-  }, 90_000);
+  }, 180_000);
 });

@@ -160,7 +160,8 @@ describe('nearsync peer: restarts, conflicts, cache-only', () => {
       await until(() => slow.server.metrics().blockRequestsServed - before >= 8 - storedAtKill, SYNC_MS, 'requests counted');
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(slow.server.metrics().blockRequestsServed - before).toBe(8 - storedAtKill);
-      expect(await storedBlocks(state)).toEqual(blocks.map((block) => block.hash).sort());
+      // The file holds every block now: the state dir keeps no second copy.
+      await until(async () => (await storedBlocks(state)).length === 0, SYNC_MS, 'staged copies gone once the file is in place');
       await second.stop();
     } finally {
       await daemons.stopAll();
@@ -226,7 +227,7 @@ describe('nearsync peer: restarts, conflicts, cache-only', () => {
     expect([...(await liveJournal(member)).keys()].sort()).toEqual(['one.bin', 'sub/two.bin']);
   });
 
-  it('removes the blocks of versions no live file uses, and fetches them again when a file needs them once more', async () => {
+  it('keeps no copy of the blocks its files hold (old versions too), and fetches them again when a file needs them once more', async () => {
     const member = await createWorkspace(harness.url, 'gc');
     const dir = await folder('gc');
     const stateDir = `${dir}.nearsync`;
@@ -256,9 +257,9 @@ describe('nearsync peer: restarts, conflicts, cache-only', () => {
         throw new Error(`${error.message}\n--- daemon ---\n${daemon.output}`);
       },
     );
-    expect(await storedBlocks(stateDir)).toEqual([...secondBlocks].sort());
-    // The log line follows the pass that removed them (one pass, or two if the first began mid-change).
-    await daemon.waitFor(/cache: removed \d+ blocks no live file uses/, SYNC_MS);
+    // The live version's blocks are served from doc.bin itself: no copy of them is kept either.
+    await until(async () => (await storedBlocks(stateDir)).length === 0, SYNC_MS, 'the live version\'s staged copies gone');
+    expect(secondBlocks).toHaveLength(2);
     expect(await contentOf(join(dir, 'doc.bin'))).toBe(sha256(second));
 
     // Another member commits the first version again under a new name: the daemon, which

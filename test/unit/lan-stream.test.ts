@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ValidationError, type NamespaceId } from '../../src/protocol/index.ts';
+import { ValidationError, decodeFrame, encodeFrame, type NamespaceId } from '../../src/protocol/index.ts';
 import {
   HELLO_KIND,
   MAX_STREAM_MESSAGE,
@@ -49,6 +49,71 @@ function decodeInChunks(stream: Uint8Array, cut: (index: number) => number): Uin
   expect(decoder.buffered).toBe(0);
   return out;
 }
+
+describe('DATA payloads written straight into the receiver\'s buffers', () => {
+  const data = (id: number, offset: number, length: number, seed: number) => encodeFrame({ type: 'data', id, offset, bytes: bytesOf(length, seed) });
+  // A hello, DATA frames the sink takes (ids 1 and 2), one it declines (id 9), a short one, an END.
+  const frames = [
+    encodeHello({ peerId: bytesOf(16, 7), cursors: [{ ns: NS, cursor: 3 }] }),
+    data(1, 0, 70_000, 1),
+    data(2, 0, 11, 2),
+    data(9, 0, 500, 3),
+    data(1, 70_000, 200_000, 4),
+    encodeFrame({ type: 'data', id: 2, offset: 11, bytes: new Uint8Array([42]) }),
+    encodeFrame({ type: 'end', id: 1, totalLength: 270_000 }),
+  ];
+  const stream = concat(frames.map(encodeStreamMessage));
+
+  function run(cut: (index: number) => number) {
+    const blocks = new Map([
+      [1, new Uint8Array(270_000)],
+      [2, new Uint8Array(12)],
+    ]);
+    const events: string[] = [];
+    let open: { id: number; offset: number; length: number } | null = null;
+    const decoder = new StreamDecoder({
+      begin(id, offset, length) {
+        expect(open).toBeNull();
+        const block = blocks.get(id);
+        if (!block) return null;
+        open = { id, offset, length };
+        return block.subarray(offset, offset + length);
+      },
+      end() {
+        events.push(`data ${open!.id}@${open!.offset}+${open!.length}`);
+        open = null;
+      },
+    });
+    let at = 0;
+    for (let i = 0; at < stream.length; i++) {
+      const size = Math.max(1, cut(i));
+      decoder.feed(stream.subarray(at, at + size), (message) => {
+        if (isHelloMessage(message)) return void events.push('hello');
+        const frame = decodeFrame(message);
+        events.push(frame.type === 'data' ? `message data ${frame.id}@${frame.offset}+${frame.bytes.length}` : `message ${frame.type} ${'id' in frame ? frame.id : ''}`);
+      });
+      at += size;
+    }
+    expect(decoder.buffered).toBe(0);
+    return { events, blocks };
+  }
+
+  it('writes each accepted payload at its offset and delivers everything else in stream order, however the stream is cut', () => {
+    const expectedEvents = ['hello', 'data 1@0+70000', 'data 2@0+11', 'message data 9@0+500', 'data 1@70000+200000', 'data 2@11+1', 'message end 1'];
+    const cuts: Array<(index: number) => number> = [() => stream.length, () => 1, () => 7, () => 16_384, (i) => [3, 10, 11, 4, 9000][i % 5]];
+    for (const cut of cuts) {
+      const { events, blocks } = run(cut);
+      expect(events).toEqual(expectedEvents);
+      expect(Buffer.from(blocks.get(1)!).equals(Buffer.from(concat([bytesOf(70_000, 1), bytesOf(200_000, 4)])))).toBe(true);
+      expect([...blocks.get(2)!]).toEqual([...bytesOf(11, 2), 42]);
+    }
+  });
+
+  it('still refuses a declared length of 0 with a sink', () => {
+    const decoder = new StreamDecoder({ begin: () => null, end: () => undefined });
+    expect(() => decoder.feed(new Uint8Array([0, 0, 0, 0]), () => undefined)).toThrow(ValidationError);
+  });
+});
 
 describe('LAN stream framing', () => {
   const messages = [bytesOf(1, 1), bytesOf(2, 2), bytesOf(70_000, 3), bytesOf(MAX_STREAM_MESSAGE, 4), bytesOf(5, 5)];

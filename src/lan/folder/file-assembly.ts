@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FileRecord, LocalBlockStore } from '../../engine/types.ts';
+import type { FileRecord } from '../../engine/types.ts';
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../protocol/index.ts';
-import type { DiskBlockStore } from '../store/disk-block-store.ts';
 import { TEMP_PREFIX, UnsafePathError, resolveInFolder } from './safe-path.ts';
 
 /**
@@ -193,21 +192,4 @@ export class FileAssembly {
       if (paths?.size === 0) this.byHash.delete(hash);
     }
   }
-}
-
-/** The daemon's block store as the engine sees it: every verified block also goes to the files being assembled. */
-export function assemblingStore(blocks: DiskBlockStore, assembly: FileAssembly): LocalBlockStore {
-  return {
-    hasBlocks: (hashes) => blocks.hasBlocks(hashes),
-    getBlock: (hash) => blocks.getBlock(hash),
-    async putBlock(hash, bytes) {
-      await blocks.putBlock(hash, bytes);
-      await assembly.blockArrived(hash, bytes);
-    },
-    async putVerified(hash, bytes) {
-      const actual = await blocks.putVerified(hash, bytes);
-      if (actual === hash) await assembly.blockArrived(hash, bytes);
-      return actual;
-    },
-  };
 }

@@ -3,10 +3,9 @@ import { lstat, readdir, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { CommitConflictError } from '../../engine/commit-conflict.ts';
 import { ApiError } from '../../engine/server-api.ts';
-import type { FileRecord, UploadApi } from '../../engine/types.ts';
+import type { FileRecord, LocalBlockStore, UploadApi } from '../../engine/types.ts';
 import { commitWithBlocks } from '../../engine/uploader.ts';
 import { MAX_MISSING_QUERY, parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../../protocol/index.ts';
-import type { DiskBlockStore } from '../store/disk-block-store.ts';
 import type { SqliteStateStore } from '../store/sqlite-state-store.ts';
 import { cutFile, sameBlocks } from './file-blocks.ts';
 import { matches, printable } from './materialiser.ts';
@@ -17,7 +16,8 @@ export interface LocalChangesOptions {
   root: string;
   api: UploadApi;
   state: SqliteStateStore;
-  blocks: DiskBlockStore;
+  /** Where cut blocks are kept until committed (the folder-mode block store). */
+  blocks: LocalBlockStore;
   /** The engine's live entry for a path, and how far it has read the journal. */
   liveFile: (path: FilePath) => FileRecord | undefined;
   cursor: () => number;

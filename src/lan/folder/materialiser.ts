@@ -3,9 +3,9 @@ import { open, readdir, type FileHandle, rename, rmdir, stat, unlink, utimes } f
 import { hostname } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { expectedBlockSize } from '../../engine/block-layout.ts';
-import type { FileRecord } from '../../engine/types.ts';
+import type { FileRecord, LocalBlockStore } from '../../engine/types.ts';
 import type { BlockHash, FilePath } from '../../protocol/index.ts';
-import { fsyncDir, type DiskBlockStore } from '../store/disk-block-store.ts';
+import { fsyncDir } from '../store/disk-block-store.ts';
 import type { FolderRecord, SqliteStateStore } from '../store/sqlite-state-store.ts';
 import { conflictedCopyName } from '../../protocol/index.ts';
 import { cutFile, sameBlocks } from './file-blocks.ts';
@@ -22,7 +22,8 @@ export interface JournalView {
 export interface MaterialiserOptions {
   root: string;
   state: SqliteStateStore;
-  blocks: DiskBlockStore;
+  /** Where blocks a temp file lacks are read from. */
+  blocks: Pick<LocalBlockStore, 'getBlock'>;
   log: (line: string) => void;
   host?: string;
   now?: () => Date;

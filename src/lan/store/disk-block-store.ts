@@ -74,6 +74,12 @@ export class DiskBlockStore implements LocalBlockStore {
     return actual;
   }
 
+  /** Stores bytes the caller has just hashed to `hash` itself (the folder store: one hash per block). */
+  async putHashed(hash: BlockHash, bytes: Uint8Array): Promise<void> {
+    if (!isBlockHash(hash)) throw new Error('not a block hash');
+    await this.storeChecked(hash, bytes);
+  }
+
   private async storeChecked(hash: BlockHash, bytes: Uint8Array): Promise<void> {
     if (bytes.length === 0 || bytes.length > MAX_BLOCK_SIZE) throw new Error(`block of ${bytes.length} bytes is out of range`);
     if (this.known.has(hash) || (await this.exists(hash))) {

@@ -129,6 +129,9 @@ export class SqliteStateStore implements SyncStateStore {
     return (this.db.prepare('SELECT path, size, mtime_ms, blocks, sjid, deleted FROM folder_files').all() as FolderRow[]).map(toFolderRecord);
   }
 
+  /** Told of every folder record put (the record) or deleted (undefined): the folder's block index follows them. */
+  onFolderRecord: ((path: FilePath, record: FolderRecord | undefined) => void) | null = null;
+
   putFolderRecord(record: FolderRecord): void {
     this.db
       .prepare(
@@ -137,10 +140,12 @@ export class SqliteStateStore implements SyncStateStore {
            sjid = excluded.sjid, deleted = excluded.deleted`,
       )
       .run(record.path, record.size, record.mtimeMs, record.blocks.join(','), record.sjid, record.deleted ? 1 : 0);
+    this.onFolderRecord?.(record.path, record);
   }
 
   deleteFolderRecord(path: FilePath): void {
     this.db.prepare('DELETE FROM folder_files WHERE path = ?').run(path);
+    this.onFolderRecord?.(path, undefined);
   }
 
   private migrate(): void {

@@ -1,7 +1,7 @@
 import type { BlockServer } from '../../engine/block-server.ts';
 import { PeerLink, type PeerLinkOptions } from '../../engine/peer-link.ts';
 import { PeerBlockSource, type PeerBlockSourceOptions } from '../../engine/peer-source.ts';
-import { ValidationError, type Cursor, type NamespaceId } from '../../protocol/index.ts';
+import { MAX_DATA_BYTES, ValidationError, type Cursor, type NamespaceId } from '../../protocol/index.ts';
 import { decodeHello, encodeHello, isHelloMessage, type LanHello } from '../../protocol/lan-stream.ts';
 import type { SocketFrameChannel } from './socket-channel.ts';
 
@@ -128,7 +128,7 @@ export function startLanSession(options: LanSessionOptions): Promise<LanPeer> {
       }
       clearTimeout(timer);
       peer = new LanPeerImpl(options, hello, (error) => fail('bad_frame', error), () => failure);
-      if (options.idleTimeoutMs) watchIdle(peer, options, () => lastHeardAt);
+      if (options.idleTimeoutMs) watchIdle(peer, options, () => Math.max(lastHeardAt, channel.lastReceivedAt));
       resolve(peer);
       return true;
     };
@@ -172,6 +172,15 @@ function checkHello(hello: LanHello, ns: NamespaceId, peerId: string | null): La
   return hello;
 }
 
+/**
+ * How a LAN link serves blocks. The browser's 64 KiB DATA frames suit a data channel's
+ * messages; a TCP stream has no message size to respect, so the largest frame the protocol
+ * allows (17 per 4 MiB block instead of 64: fewer headers to write, decode and dispatch), and
+ * up to 4 MiB queued in the socket before the serving loop waits (a veth moves 1 MiB in about a
+ * millisecond: a 1 MiB mark left the loop waiting on the drain poll).
+ */
+const LAN_LINK_DEFAULTS = { chunkSize: MAX_DATA_BYTES, highWaterMark: 4 * 1024 * 1024, lowWaterMark: 1024 * 1024 } as const;
+
 class LanPeerImpl implements LanPeer {
   readonly ns: NamespaceId;
   readonly remotePeerId: string;
@@ -191,6 +200,7 @@ class LanPeerImpl implements LanPeer {
     this.remoteAddress = options.remoteAddress;
     this.remoteCursor = hello.cursors[0].cursor;
     this.link = new PeerLink({
+      ...LAN_LINK_DEFAULTS,
       ...options.link,
       channel: options.channel,
       sharedNamespaces: [options.ns],

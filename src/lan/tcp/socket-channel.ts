@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { FrameChannel } from '../../engine/frame-channel.ts';
 import { FRAME_VERSION, FrameType, NACK_REASONS, ValidationError, type NackReason } from '../../protocol/index.ts';
-import { MAX_STREAM_MESSAGE, StreamDecoder, streamHeader } from '../../protocol/lan-stream.ts';
+import { MAX_STREAM_MESSAGE, StreamDecoder, streamHeader, type DataPayloadSink } from '../../protocol/lan-stream.ts';
 
 export interface SocketChannelOptions {
   /**
@@ -23,8 +23,8 @@ export interface SocketChannelOptions {
 const NACK_FRAME_BYTES = 7;
 
 const DEFAULTS = {
-  // Above the engine's serving high-water mark (1 MiB plus a frame), so serving alone never pauses.
-  readPauseBytes: 4 * 1024 * 1024,
+  // Above a LAN link's serving high-water mark (4 MiB plus a frame), so serving alone never pauses.
+  readPauseBytes: 8 * 1024 * 1024,
   maxBufferedBytes: 16 * 1024 * 1024,
   // A LAN that moves nothing for half a minute is gone or hostile; the peers dial again.
   stallTimeoutMs: 30_000,
@@ -55,7 +55,18 @@ export class SocketFrameChannel implements FrameChannel {
   /** We refused one of the peer's requests (a NACK frame went out): for the refusal counters. */
   onnack: ((reason: NackReason) => void) | null = null;
 
-  private readonly decoder = new StreamDecoder();
+  /**
+   * Where DATA frame payloads go as they arrive (the PeerLink's block buffers): set once; until
+   * then, and whenever it declines a frame, DATA frames arrive as messages like any other.
+   */
+  dataSink: DataPayloadSink | null = null;
+  /** When bytes last arrived from the peer (directly written DATA frames reach no handler). */
+  lastReceivedAt = Date.now();
+
+  private readonly decoder = new StreamDecoder({
+    begin: (id, offset, length) => (this.closed || !this.dataSink ? null : this.dataSink.begin(id, offset, length)),
+    end: () => this.dataSink?.end(),
+  });
   private readonly limits: typeof DEFAULTS;
   private closed = false;
   private readPaused = false;
@@ -96,11 +107,27 @@ export class SocketFrameChannel implements FrameChannel {
     this.socket.write(streamHeader(bytes.length));
     this.socket.write(bytes);
     this.socket.uncork();
-    this.queuedBytes += 4 + bytes.length;
     if (this.onnack && bytes.length === NACK_FRAME_BYTES && bytes[0] === FRAME_VERSION && bytes[1] === FrameType.nack) {
       const reason = NACK_REASONS[bytes[6] - 1];
       if (reason) this.onnack(reason);
     }
+    this.sent(4 + bytes.length);
+  }
+
+  /** One DATA frame as head and payload: the payload goes to the socket as it is (no copy into a frame). */
+  sendData(head: Uint8Array<ArrayBuffer>, payload: Uint8Array): void {
+    if (!this.isOpen) throw new Error('InvalidStateError: channel is not open');
+    const length = head.length + payload.length;
+    this.socket.cork();
+    this.socket.write(streamHeader(length));
+    this.socket.write(head);
+    this.socket.write(payload);
+    this.socket.uncork();
+    this.sent(4 + length);
+  }
+
+  private sent(bytes: number): void {
+    this.queuedBytes += bytes;
     if (this.socket.writableLength > this.limits.maxBufferedBytes) {
       this.destroy();
       this.onbacklog?.();
@@ -127,19 +154,18 @@ export class SocketFrameChannel implements FrameChannel {
 
   private receive(chunk: Buffer): void {
     if (this.closed) return;
-    let messages: Uint8Array[];
+    this.lastReceivedAt = Date.now();
     try {
-      messages = this.decoder.push(chunk);
+      this.decoder.feed(chunk, (message) => {
+        if (this.closed) return;
+        if (this.intercept?.(message)) return;
+        this.onmessage?.(message);
+      });
     } catch (error) {
       if (!(error instanceof ValidationError)) throw error;
       this.destroy();
       this.onstreamerror?.(error);
       return;
-    }
-    for (const message of messages) {
-      if (this.closed) return;
-      if (this.intercept?.(message)) continue;
-      this.onmessage?.(message);
     }
     if (!this.closed && !this.readPaused && this.socket.writableLength > this.limits.readPauseBytes) {
       this.readPaused = true;

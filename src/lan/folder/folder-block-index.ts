@@ -1,0 +1,158 @@
+import { constants } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expectedBlockSize } from '../../engine/block-layout.ts';
+import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../protocol/index.ts';
+import { sha256Hex } from '../store/node-sha256.ts';
+import type { FolderRecord } from '../store/sqlite-state-store.ts';
+
+/** Where a block lies in the folder, and the file as the daemon last wrote or committed it. */
+interface BlockPlace {
+  path: FilePath;
+  offset: number;
+  length: number;
+  /** The file's size and mtime when recorded: a file that differs is not read at all. */
+  size: number;
+  mtimeMs: number;
+}
+
+/**
+ * The blocks a folder-mode daemon can read back from its own files: block hash → (file,
+ * offset, length, the file's size and mtime), derived from the folder records (the entry each
+ * file holds, cut at fixed 4 MiB offsets like every nearsync client cuts). Why: keeping a second
+ * copy of every block in the state directory doubled the disk a folder needs; the files are the
+ * copy. Nothing is trusted: a read checks the file's size and mtime, then the bytes' hash; a
+ * file changed under the daemon is a miss (its places are dropped until its record is put
+ * again), never a bad block. Kept in step by `recordChanged` (the state store's hook).
+ */
+export class FolderBlockIndex {
+  private readonly byHash = new Map<BlockHash, BlockPlace[]>();
+  private readonly byPath = new Map<FilePath, readonly BlockHash[]>();
+
+  constructor(
+    private readonly root: string,
+    records: Iterable<FolderRecord>,
+    /** A file was found changed under the daemon (its places are dropped already). */
+    private readonly onChanged: (path: FilePath) => void = () => undefined,
+  ) {
+    for (const record of records) this.recordChanged(record.path, record);
+  }
+
+  /** The folder record of `path` was put (`record`) or deleted (undefined). */
+  recordChanged(path: FilePath, record: FolderRecord | undefined): void {
+    this.drop(path);
+    if (!record || record.deleted || record.blocks.length === 0) return;
+    this.byPath.set(path, record.blocks);
+    record.blocks.forEach((hash, i) => {
+      const place: BlockPlace = {
+        path,
+        offset: i * MAX_BLOCK_SIZE,
+        length: expectedBlockSize(record.size, record.blocks.length, i),
+        size: record.size,
+        mtimeMs: record.mtimeMs,
+      };
+      const places = this.byHash.get(hash);
+      if (places) places.push(place);
+      else this.byHash.set(hash, [place]);
+    });
+  }
+
+  /** Whether some indexed file holds `hash` (by its record; the bytes are checked on read). */
+  covers(hash: BlockHash): boolean {
+    return this.byHash.has(hash);
+  }
+
+  /** The length `hash` has where the index places it (fixed 4 MiB cutting), or null if nowhere. */
+  lengthOf(hash: BlockHash): number | null {
+    return this.byHash.get(hash)?.[0].length ?? null;
+  }
+
+  /**
+   * The subset of `hashes` in a file that still has the size and mtime of its record (one
+   * stat per file). A changed file's places are dropped.
+   */
+  async present(hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
+    const found = new Set<BlockHash>();
+    const unchanged = new Map<FilePath, boolean>();
+    for (const hash of hashes) {
+      for (const place of this.byHash.get(hash) ?? []) {
+        let ok = unchanged.get(place.path);
+        if (ok === undefined) {
+          ok = await this.unchanged(place);
+          unchanged.set(place.path, ok);
+          if (!ok) this.changed(place.path);
+        }
+        if (ok) {
+          found.add(hash);
+          break;
+        }
+      }
+    }
+    return found;
+  }
+
+  /**
+   * The bytes of `hash` read from a file that holds it, or null: every place is tried, and a
+   * file whose size, mtime or bytes no longer match is dropped from the index (a miss).
+   */
+  async read(hash: BlockHash): Promise<Uint8Array | null> {
+    for (const place of [...(this.byHash.get(hash) ?? [])]) {
+      const bytes = await this.readPlace(place);
+      if (bytes && sha256Hex(bytes) === hash) return bytes;
+      this.changed(place.path);
+    }
+    return null;
+  }
+
+  private async readPlace(place: BlockPlace): Promise<Uint8Array | null> {
+    let handle;
+    try {
+      // A symlink put in the file's place is not followed (its target's bytes would fail the hash anyway).
+      handle = await open(join(this.root, place.path), constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch {
+      return null;
+    }
+    try {
+      const info = await handle.stat();
+      if (!info.isFile() || info.size !== place.size || info.mtimeMs !== place.mtimeMs) return null;
+      const bytes = new Uint8Array(place.length);
+      let filled = 0;
+      while (filled < place.length) {
+        const { bytesRead } = await handle.read(bytes, filled, place.length - filled, place.offset + filled);
+        if (bytesRead === 0) return null;
+        filled += bytesRead;
+      }
+      return bytes;
+    } catch {
+      return null;
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  private async unchanged(place: BlockPlace): Promise<boolean> {
+    try {
+      const info = await stat(join(this.root, place.path));
+      return info.isFile() && info.size === place.size && info.mtimeMs === place.mtimeMs;
+    } catch {
+      return false;
+    }
+  }
+
+  private changed(path: FilePath): void {
+    if (!this.byPath.has(path)) return;
+    this.drop(path);
+    this.onChanged(path);
+  }
+
+  private drop(path: FilePath): void {
+    const hashes = this.byPath.get(path);
+    if (!hashes) return;
+    this.byPath.delete(path);
+    for (const hash of new Set(hashes)) {
+      const places = this.byHash.get(hash)?.filter((place) => place.path !== path);
+      if (places && places.length > 0) this.byHash.set(hash, places);
+      else this.byHash.delete(hash);
+    }
+  }
+}

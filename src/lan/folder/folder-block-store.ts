@@ -1,0 +1,95 @@
+import { stat } from 'node:fs/promises';
+import type { LocalBlockStore } from '../../engine/types.ts';
+import type { BlockHash, FilePath } from '../../protocol/index.ts';
+import type { DiskBlockStore } from '../store/disk-block-store.ts';
+import { sha256Hex } from '../store/node-sha256.ts';
+import type { SqliteStateStore } from '../store/sqlite-state-store.ts';
+import type { FileAssembly } from './file-assembly.ts';
+import { FolderBlockIndex } from './folder-block-index.ts';
+
+/**
+ * A folder-mode daemon's blocks as the engine and its LAN peers see them:
+ *
+ * - the folder's own files (FolderBlockIndex): every block of a file in place, read back and
+ *   hash-checked when asked for; a file changed under the daemon is a miss;
+ * - the staging store (DiskBlockStore in the state dir): blocks of files not in place yet, and
+ *   of local files cut for upload. A received block goes there and, at its offset, into the
+ *   temp file of every file being assembled that uses it (FileAssembly). Once a recorded file
+ *   holds a staged block, the staged copy goes (`evictRecorded`).
+ *
+ * So the state directory stays small once in sync. Why: a second copy of every block doubled the
+ * disk a folder needs (issue 14); Syncthing serves from its files the same way. Staging during
+ * the transfer is kept on purpose: a daemon killed mid-transfer resumes from it without fetching
+ * a stored block again (temp files of a killed run are removed, their blocks unknown).
+ */
+export class FolderBlockStore implements LocalBlockStore {
+  readonly index: FolderBlockIndex;
+  /** Blocks of files recorded since the last eviction: their staged copies may go. */
+  private readonly recorded = new Set<BlockHash>();
+
+  constructor(
+    private readonly staging: DiskBlockStore,
+    private readonly assembly: FileAssembly,
+    root: string,
+    state: SqliteStateStore,
+    /** A file was found changed under the daemon: its blocks are no longer served from it. */
+    onFileChanged: (path: FilePath) => void = () => undefined,
+  ) {
+    const records = state.folderRecords();
+    this.index = new FolderBlockIndex(root, records, onFileChanged);
+    // Copies staged by an earlier run (or an earlier version, which kept every block) go too.
+    for (const record of records) if (!record.deleted) for (const hash of record.blocks) this.recorded.add(hash);
+    state.onFolderRecord = (path, record) => {
+      this.index.recordChanged(path, record);
+      if (record && !record.deleted) for (const hash of record.blocks) this.recorded.add(hash);
+    };
+  }
+
+  async hasBlocks(hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
+    const found = await this.staging.hasBlocks(hashes);
+    for (const hash of await this.index.present(hashes.filter((hash) => !found.has(hash)))) found.add(hash);
+    return found;
+  }
+
+  async getBlock(hash: BlockHash): Promise<Uint8Array | null> {
+    return (await this.staging.getBlock(hash)) ?? (await this.index.read(hash));
+  }
+
+  async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
+    if (sha256Hex(bytes) !== hash) throw new Error(`block bytes do not hash to ${hash.slice(0, 12)}…`);
+    await this.place(hash, bytes);
+  }
+
+  /** One SHA-256 per block (the staging store does not hash again). */
+  async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
+    const actual = sha256Hex(bytes);
+    if (actual === hash) await this.place(hash, bytes);
+    return actual;
+  }
+
+  /**
+   * Removes the staged copies of blocks that files recorded since the last call now hold
+   * (checked by size and mtime), except those `busy` says are still read from the store (an
+   * upload in progress); returns how many went.
+   */
+  async evictRecorded(busy: (hash: BlockHash) => boolean): Promise<number> {
+    const hashes = [...this.recorded];
+    this.recorded.clear();
+    let removed = 0;
+    for (const hash of await this.index.present(hashes)) {
+      if (busy(hash)) {
+        this.recorded.add(hash);
+        continue;
+      }
+      // A file not cut at fixed 4 MiB offsets would place its blocks wrongly: its copies stay.
+      const staged = await stat(this.staging.pathOf(hash)).catch(() => null);
+      if (!staged || staged.size !== this.index.lengthOf(hash)) continue;
+      if (await this.staging.remove(hash)) removed += 1;
+    }
+    return removed;
+  }
+
+  private async place(hash: BlockHash, bytes: Uint8Array): Promise<void> {
+    await Promise.all([this.staging.putHashed(hash, bytes), this.assembly.blockArrived(hash, bytes)]);
+  }
+}

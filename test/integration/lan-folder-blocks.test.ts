@@ -1,0 +1,158 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BlockServer } from '../../src/engine/block-server.ts';
+import { FileAssembly } from '../../src/lan/folder/file-assembly.ts';
+import { FolderBlockStore } from '../../src/lan/folder/folder-block-store.ts';
+import { DiskBlockStore } from '../../src/lan/store/disk-block-store.ts';
+import { SqliteStateStore } from '../../src/lan/store/sqlite-state-store.ts';
+import { MAX_BLOCK_SIZE, type BlockHash, type FilePath, type NamespaceId } from '../../src/protocol/index.ts';
+import { sha256 } from './helpers.ts';
+
+/**
+ * A folder-mode daemon's block store (FolderBlockStore) on a real folder, SQLite state and
+ * block store: blocks of files in place are served from the files themselves, hash-checked;
+ * a file changed under it is a miss, never a bad block; staged copies go once a file holds them.
+ */
+
+const NS = 'folderblocksfolderblocks' as NamespaceId;
+
+let root: string;
+let folder: string;
+let state: SqliteStateStore;
+let staging: DiskBlockStore;
+let assembly: FileAssembly;
+let changed: FilePath[];
+let store: FolderBlockStore;
+
+beforeEach(async () => {
+  root = await mkdtemp(join(tmpdir(), 'nearsync-folder-blocks-'));
+  folder = join(root, 'folder');
+  await mkdir(folder);
+  state = new SqliteStateStore(join(root, 'state.db'));
+  staging = await DiskBlockStore.open(join(root, 'blocks'), { durable: false });
+  assembly = new FileAssembly(folder, () => undefined);
+  changed = [];
+  store = new FolderBlockStore(staging, assembly, folder, state, (path) => changed.push(path));
+});
+
+afterEach(async () => {
+  await assembly.close();
+  state.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+/** Writes `bytes` as `path` in the folder and records it, as the materialiser does after its rename. */
+async function placeFile(path: string, bytes: Buffer): Promise<BlockHash[]> {
+  const blocks: BlockHash[] = [];
+  for (let at = 0; at < bytes.length; at += MAX_BLOCK_SIZE) blocks.push(sha256(bytes.subarray(at, at + MAX_BLOCK_SIZE)) as BlockHash);
+  await writeFile(join(folder, path), bytes);
+  // A whole second, so a test can put the same mtime back exactly.
+  const mtime = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
+  await utimes(join(folder, path), mtime, mtime);
+  const info = await stat(join(folder, path));
+  state.putFolderRecord({ path: path as FilePath, size: info.size, mtimeMs: info.mtimeMs, blocks, sjid: 1, deleted: false });
+  return blocks;
+}
+
+const blockServer = () => new BlockServer(store, async () => true);
+const stagedCount = async () => (await staging.list()).length;
+
+describe('blocks served from the folder\'s files', () => {
+  it('reads every block of a file in place, bytes exact, and the staged copies go once the file holds them', async () => {
+    const bytes = randomBytes(2 * MAX_BLOCK_SIZE + 4321);
+    const blocks: BlockHash[] = [];
+    for (let at = 0; at < bytes.length; at += MAX_BLOCK_SIZE) blocks.push(sha256(bytes.subarray(at, at + MAX_BLOCK_SIZE)) as BlockHash);
+    // Received before any file was planned: staged.
+    for (const [i, hash] of blocks.entries()) expect(await store.putVerified(hash, bytes.subarray(i * MAX_BLOCK_SIZE, (i + 1) * MAX_BLOCK_SIZE))).toBe(hash);
+    expect(await stagedCount()).toBe(3);
+
+    expect(await placeFile('data.bin', bytes)).toEqual(blocks);
+    expect(await store.evictRecorded(() => false)).toBe(3);
+    expect(await stagedCount()).toBe(0);
+
+    expect(await store.hasBlocks(blocks)).toEqual(new Set(blocks));
+    for (const [i, hash] of blocks.entries()) {
+      const got = await store.getBlock(hash);
+      expect(Buffer.from(got!).equals(bytes.subarray(i * MAX_BLOCK_SIZE, (i + 1) * MAX_BLOCK_SIZE))).toBe(true);
+      const lookup = await blockServer().lookup(NS, hash, new Set([NS]));
+      expect(lookup.ok && Buffer.from(lookup.bytes).equals(Buffer.from(got!))).toBe(true);
+    }
+    expect(changed).toEqual([]);
+  });
+
+  it('keeps the staged copies of a file not cut at 4 MiB offsets (its blocks would be read from the wrong places)', async () => {
+    const parts = [randomBytes(1000), randomBytes(1000)];
+    const hashes = parts.map((part) => sha256(part) as BlockHash);
+    for (const [i, part] of parts.entries()) await store.putBlock(hashes[i], part);
+    const bytes = Buffer.concat(parts);
+    await writeFile(join(folder, 'odd.bin'), bytes);
+    const info = await stat(join(folder, 'odd.bin'));
+    state.putFolderRecord({ path: 'odd.bin' as FilePath, size: info.size, mtimeMs: info.mtimeMs, blocks: hashes, sjid: 1, deleted: false });
+    expect(await store.evictRecorded(() => false)).toBe(0);
+    for (const [i, hash] of hashes.entries()) expect(Buffer.from((await store.getBlock(hash))!).equals(parts[i])).toBe(true);
+  });
+
+  it('keeps a staged copy that an upload still reads, and lets it go afterwards', async () => {
+    const bytes = randomBytes(1000);
+    const hash = sha256(bytes) as BlockHash;
+    await store.putBlock(hash, bytes);
+    await placeFile('small.txt', bytes);
+    expect(await store.evictRecorded((h) => h === hash)).toBe(0);
+    expect(await stagedCount()).toBe(1);
+    expect(await store.evictRecorded(() => false)).toBe(1);
+    expect(await stagedCount()).toBe(0);
+  });
+
+  it('a file edited under the daemon is a miss ("not_found"), not a bad block, and its blocks are no longer claimed', async () => {
+    const bytes = randomBytes(MAX_BLOCK_SIZE + 10);
+    const [first, second] = await placeFile('edited.bin', bytes);
+    // Edited: other bytes, another mtime.
+    const edited = Buffer.from(bytes);
+    edited[5] ^= 0xff;
+    await writeFile(join(folder, 'edited.bin'), edited);
+    await utimes(join(folder, 'edited.bin'), new Date(), new Date(Date.now() + 5000));
+
+    expect(await store.getBlock(first)).toBeNull();
+    expect(changed).toEqual(['edited.bin']);
+    expect(await blockServer().lookup(NS, second, new Set([NS]))).toEqual({ ok: false, reason: 'not_found' });
+    expect(await store.hasBlocks([first, second])).toEqual(new Set());
+
+    // Recorded again (the scanner committed the edit): served again, the new bytes.
+    const [newFirst] = await placeFile('edited.bin', edited);
+    expect(Buffer.from((await store.getBlock(newFirst))!).equals(edited.subarray(0, MAX_BLOCK_SIZE))).toBe(true);
+  });
+
+  it('bytes changed with the size and mtime kept fail the hash check on read: a miss too', async () => {
+    const bytes = randomBytes(3000);
+    const [hash] = await placeFile('same-stat.txt', bytes);
+    const before = await stat(join(folder, 'same-stat.txt'));
+    const altered = Buffer.from(bytes);
+    altered[2999] ^= 1;
+    await writeFile(join(folder, 'same-stat.txt'), altered);
+    await utimes(join(folder, 'same-stat.txt'), before.atime, before.mtime);
+    expect((await stat(join(folder, 'same-stat.txt'))).mtimeMs).toBe(before.mtimeMs);
+
+    expect(await store.getBlock(hash)).toBeNull();
+    expect(changed).toEqual(['same-stat.txt']);
+    expect(await blockServer().lookup(NS, hash, new Set([NS]))).toEqual({ ok: false, reason: 'not_found' });
+  });
+
+  it('a file that is gone, or a symlink in its place, is a miss', async () => {
+    const [gone] = await placeFile('gone.txt', randomBytes(100));
+    await rm(join(folder, 'gone.txt'));
+    expect(await store.getBlock(gone)).toBeNull();
+
+    const bytes = randomBytes(200);
+    const [linked] = await placeFile('linked.txt', bytes);
+    const info = await stat(join(folder, 'linked.txt'));
+    await writeFile(join(root, 'outside.txt'), bytes);
+    await utimes(join(root, 'outside.txt'), info.atime, info.mtime);
+    await rm(join(folder, 'linked.txt'));
+    await symlink(join(root, 'outside.txt'), join(folder, 'linked.txt'));
+    expect(await store.getBlock(linked)).toBeNull();
+    expect(changed).toEqual(['gone.txt', 'linked.txt']);
+  });
+});
