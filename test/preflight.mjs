@@ -22,6 +22,8 @@ const BINARIES = [
   { what: 'redis-server', pkg: 'redis-server', present: () => onPath('redis-server') },
   // The zip tests check archives with Info-ZIP, never with the writer's own code.
   { what: 'unzip and zipinfo (Info-ZIP)', pkg: 'unzip', present: () => onPath('unzip') && onPath('zipinfo') },
+  // The video seek test encodes a real seekable video (MP4 with its index first).
+  { what: 'ffmpeg', pkg: 'ffmpeg', present: () => onPath('ffmpeg') },
   { what: 'PostgreSQL server binaries (initdb, pg_ctl)', pkg: 'postgresql', present: () => postgresBinDir() !== null },
 ];
 

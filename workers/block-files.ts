@@ -42,7 +42,11 @@ export class BlockFiles {
 
   /** Opens (creating) the block directory. `writerId` names this worker's temporary directory. */
   static async open(writerId: string): Promise<BlockFiles> {
-    const origin = await navigator.storage.getDirectory();
+    return BlockFiles.openIn(await navigator.storage.getDirectory(), writerId);
+  }
+
+  /** The same layout under another file system root (a storage bucket's). */
+  static async openIn(origin: FileSystemDirectoryHandle, writerId: string): Promise<BlockFiles> {
     const root = await origin.getDirectoryHandle(ROOT, { create: true });
     const temps = await root.getDirectoryHandle(TEMP, { create: true });
     return new BlockFiles(root, await temps.getDirectoryHandle(writerId, { create: true }));

@@ -5,7 +5,7 @@ export type FoundFile = { path: string; file: File } | { path: string; error: un
 
 /** Files opened at once while walking: each `getFile()` is a round trip to the browser process. */
 const OPEN_AT_ONCE = 16;
-/** Files per chunk handed to the upload queue. */
+/** Files per chunk handed to the upload queue (or the folder sync scan). */
 const CHUNK_FILES = 250;
 
 /**
@@ -19,9 +19,24 @@ const CHUNK_FILES = 250;
  * 499 MiB), so no list of every file is ever built. Paths are `<folder name>/<relative path>`,
  * "/" separated, as a folder picker gives them; the queue validates them.
  */
-export async function* walkFolders(roots: readonly FileSystemDirectoryHandle[]): AsyncGenerator<FoundFile[]> {
+export function walkFolders(roots: readonly FileSystemDirectoryHandle[]): AsyncGenerator<FoundFile[]> {
+  return walkTrees(roots.map((handle) => ({ handle, path: handle.name })));
+}
+
+/** A folder to walk and the path its files' paths start with ('' for none). */
+export interface WalkStart {
+  handle: FileSystemDirectoryHandle;
+  path: string;
+}
+
+/**
+ * The walk of `walkFolders` from any folders, with paths below each start's `path`. Entries
+ * `skip` names (files or folders) are left out. A folder that cannot be listed is one entry
+ * `{ path: '<folder>/', error }` (its path ends in "/"; '/' for a start at '').
+ */
+export async function* walkTrees(starts: readonly WalkStart[], skip: (name: string) => boolean = () => false): AsyncGenerator<FoundFile[]> {
   const nudge = new GcNudge();
-  const stack: { handle: FileSystemDirectoryHandle; path: string }[] = roots.map((handle) => ({ handle, path: handle.name })).reverse();
+  const stack: WalkStart[] = [...starts].reverse();
   let chunk: FoundFile[] = [];
   let opening: { path: string; handle: FileSystemFileHandle }[] = [];
   const openPending = async () => {
@@ -32,10 +47,11 @@ export async function* walkFolders(roots: readonly FileSystemDirectoryHandle[]):
   };
   while (stack.length > 0) {
     const { handle: directory, path: folder } = stack.pop()!;
-    const subfolders: { handle: FileSystemDirectoryHandle; path: string }[] = [];
+    const subfolders: WalkStart[] = [];
     try {
       for await (const entry of directory.values()) {
-        const path = `${folder}/${entry.name}`;
+        if (skip(entry.name)) continue;
+        const path = folder === '' ? entry.name : `${folder}/${entry.name}`;
         if (entry.kind === 'directory') {
           subfolders.push({ handle: entry as FileSystemDirectoryHandle, path });
           continue;
@@ -48,7 +64,7 @@ export async function* walkFolders(roots: readonly FileSystemDirectoryHandle[]):
         }
       }
     } catch (error) {
-      // A folder removed or made unreadable meanwhile: its files cannot be uploaded; say which.
+      // A folder removed or made unreadable meanwhile: its files cannot be read; say which.
       chunk.push({ path: `${folder}/`, error });
     }
     // Depth first in listing order: the first subfolder is walked next.

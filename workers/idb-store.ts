@@ -1,10 +1,12 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { FileRecord, LocalBlockStore, NamespaceState, SyncStateStore } from '../src/engine/types.ts';
 import type { BlockHash, Cursor, FilePath, NamespaceId } from '../src/protocol/index.ts';
+import { parseKeepSettings, type KeepSetting } from '../src/engine/keep-policy.ts';
 import { BlockStoreError } from '../src/engine/block-store-error.ts';
 import { foldFilePages, snapshotPages, worthCompacting, type FilePage } from '../src/engine/file-page-log.ts';
 import type { BlockFiles } from './block-files.ts';
 import type { BlockWriter } from './block-writer.ts';
+import type { CacheBlocks } from './cache-blocks.ts';
 import { INLINE_BLOCK_MAX, InlineBlocks, type PackIndexRecord } from './inline-blocks.ts';
 import { storageFullError } from './storage-errors.ts';
 import { sha256 } from './web-crypto.ts';
@@ -18,6 +20,13 @@ export interface WorkspaceRecord {
   cursor: Cursor;
   syncedCursor: Cursor;
   addedAt: number;
+  /**
+   * Which folders this device keeps and which are online only (keep-policy.ts). Absent until
+   * the user chose (a join asks first when the workspace will not fit); empty: keep all.
+   */
+  keep?: KeepSetting[];
+  /** Bytes of blocks kept for online-only files before the least recently used go (default 1 GiB). */
+  cacheLimitBytes?: number;
 }
 
 interface StoredFile extends FileRecord {
@@ -97,17 +106,58 @@ export function openNearsyncDb(): Promise<NearsyncDb> {
 export class IdbBlockStore implements LocalBlockStore {
   private readonly inline: InlineBlocks;
   private legacyKeys: Promise<Set<BlockHash>> | null = null;
+  /** Whether a block belongs in the evictable cache (only online-only files use it): set by the worker. */
+  private cacheOnly: (hash: BlockHash) => boolean = () => false;
 
   constructor(
     private readonly db: NearsyncDb,
     private readonly files: BlockFiles,
     /** Hashes and writes large fetched blocks off this thread (putVerified); none: done here. */
     private readonly writer: BlockWriter | null = null,
+    /** Blocks read for online-only files, in a bucket the browser may clear; none: they stay here (bounded all the same). */
+    private readonly cache: CacheBlocks | null = null,
   ) {
     this.inline = new InlineBlocks(db);
   }
 
+  /** Tells the store which blocks go to the evictable cache rather than the kept store. */
+  routeToCache(cacheOnly: (hash: BlockHash) => boolean): void {
+    this.cacheOnly = cacheOnly;
+  }
+
+  /** Kept store first, then the cache (a cleared cache is simply a miss). */
   async hasBlocks(hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
+    const found = await this.hasKept(hashes);
+    if (!this.cache || found.size === hashes.length) return found;
+    for (const hash of await this.cache.has(hashes.filter((hash) => !found.has(hash)))) found.add(hash);
+    return found;
+  }
+
+  /**
+   * Blocks that kept files use now: any that sit in the evictable cache move to the kept
+   * store (copied, then removed from the cache), so the browser clearing the cache never
+   * takes a kept file's block.
+   */
+  async keepBlocks(hashes: readonly BlockHash[]): Promise<BlockHash[]> {
+    if (!this.cache || hashes.length === 0) return [];
+    const kept = await this.hasKept(hashes);
+    const notKept = hashes.filter((hash) => !kept.has(hash));
+    const cached = await this.cache.has(notKept);
+    // Neither here nor in the cache: the browser cleared the cache meanwhile.
+    const gone = notKept.filter((hash) => !cached.has(hash));
+    for (const hash of cached) {
+      const bytes = await this.cache.read(hash);
+      if (!bytes) {
+        gone.push(hash);
+        continue;
+      }
+      await this.putKept(hash, bytes);
+      await this.cache.delete([hash]);
+    }
+    return gone;
+  }
+
+  private async hasKept(hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
     const found = hashes.length > 0 ? await this.inline.has(hashes) : new Set<BlockHash>();
     const notInline = hashes.filter((hash) => !found.has(hash));
     for (let start = 0; start < notInline.length; start += HAS_BATCH) {
@@ -128,6 +178,19 @@ export class IdbBlockStore implements LocalBlockStore {
   }
 
   async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
+    if (this.cache && this.cacheOnly(hash)) {
+      try {
+        await this.cache.put(hash, bytes);
+        return;
+      } catch (error) {
+        if (storageFullError(error)) throw storedError(hash, error);
+        // The cache cannot take it: the kept store can (the engine's cache limit still applies).
+      }
+    }
+    await this.putKept(hash, bytes);
+  }
+
+  private async putKept(hash: BlockHash, bytes: Uint8Array): Promise<void> {
     try {
       if (bytes.length <= INLINE_BLOCK_MAX) await this.inline.put(hash, bytes);
       else await this.files.put(hash, bytes);
@@ -141,7 +204,8 @@ export class IdbBlockStore implements LocalBlockStore {
    * buffer goes to the block writer, which does both on its own thread; others here.
    */
   async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
-    if (this.writer && bytes.length > INLINE_BLOCK_MAX && this.writer.accepts(bytes)) {
+    // Cache blocks are hashed and written here: the block writer writes into the kept store only.
+    if (this.writer && !(this.cache && this.cacheOnly(hash)) && bytes.length > INLINE_BLOCK_MAX && this.writer.accepts(bytes)) {
       let actual: BlockHash;
       try {
         actual = await this.writer.hashAndPut(hash, bytes);
@@ -169,8 +233,8 @@ export class IdbBlockStore implements LocalBlockStore {
     if (file) return new Uint8Array(await file.arrayBuffer());
     const inline = await this.inline.get(hash);
     if (inline) return inline;
-    // Another tab's block file, or a version 1 Blob.
-    const blob = (await this.files.file(hash)) ?? (await this.db.get('blocks', hash));
+    // Another tab's block file, or a version 1 Blob, or a cache block.
+    const blob = (await this.files.file(hash)) ?? (await this.db.get('blocks', hash)) ?? (await this.cache?.file(hash));
     return blob ? new Uint8Array(await blob.arrayBuffer()) : null;
   }
 
@@ -196,7 +260,7 @@ export class IdbBlockStore implements LocalBlockStore {
     if (file) return file;
     const inline = await this.inline.get(hash);
     if (inline) return new Blob([inline as Uint8Array<ArrayBuffer>]);
-    return (await this.files.file(hash)) ?? (await this.db.get('blocks', hash));
+    return (await this.files.file(hash)) ?? (await this.db.get('blocks', hash)) ?? (await this.cache?.file(hash)) ?? undefined;
   }
 
   /** The block file of a block the file index lists (no file-system lookup for the others). */
@@ -211,6 +275,18 @@ export class IdbBlockStore implements LocalBlockStore {
 
   deleteInline(hashes: readonly BlockHash[]): Promise<void> {
     return this.inline.delete(hashes);
+  }
+
+  /**
+   * Removes blocks (evicted cache blocks of online-only files), wherever they are stored.
+   * A block already gone is no error.
+   */
+  async deleteBlocks(hashes: readonly BlockHash[]): Promise<void> {
+    if (hashes.length === 0) return;
+    await this.cache?.delete(hashes);
+    const inline = await this.inline.has(hashes);
+    if (inline.size > 0) await this.inline.delete([...inline]);
+    for (const hash of hashes) if (!inline.has(hash)) await this.files.delete(hash);
   }
 
   /**
@@ -357,6 +433,26 @@ export class WorkspaceRegistry {
       ...existing,
       ...record,
     });
+    await tx.done;
+  }
+
+  /** The keep settings of a workspace: undefined while the user has not chosen. */
+  async keepSettings(ns: NamespaceId): Promise<KeepSetting[] | undefined> {
+    const keep = (await this.db.get('workspaces', ns))?.keep;
+    return keep === undefined ? undefined : parseKeepSettings(keep);
+  }
+
+  async setKeepSettings(ns: NamespaceId, keep: KeepSetting[]): Promise<void> {
+    const tx = this.db.transaction('workspaces', 'readwrite');
+    const existing = await tx.store.get(ns);
+    if (existing) await tx.store.put({ ...existing, keep: parseKeepSettings(keep) });
+    await tx.done;
+  }
+
+  async setCacheLimit(ns: NamespaceId, cacheLimitBytes: number): Promise<void> {
+    const tx = this.db.transaction('workspaces', 'readwrite');
+    const existing = await tx.store.get(ns);
+    if (existing) await tx.store.put({ ...existing, cacheLimitBytes });
     await tx.done;
   }
 

@@ -1,3 +1,6 @@
+import type { KeepMode, KeepSetting } from '../src/engine/keep-policy.ts';
+
+export type { KeepMode, KeepSetting };
 import type { BlockHash, BridgeReadOut, BridgeReadReply, DeletedFilesResponse, HistoryResponse, NamespaceId } from '../src/protocol/index.ts';
 
 /**
@@ -10,7 +13,8 @@ export interface WorkspaceSummary {
   name: string;
 }
 
-export type FileSyncStatus = 'synced' | 'syncing' | 'waiting';
+/** `online`: an online-only file not stored here (fetched when opened); `synced` once its blocks are. */
+export type FileSyncStatus = 'synced' | 'syncing' | 'waiting' | 'online';
 
 export interface FileView {
   path: string;
@@ -20,6 +24,8 @@ export interface FileView {
   /** Bytes of this file stored on this device. */
   bytesDone: number;
   bytesPerSecond: number;
+  /** The keep policy makes this file (or every file of this folder) online only. */
+  onlineOnly?: boolean;
 }
 
 export type FolderSort = 'name' | 'size' | 'modified';
@@ -39,7 +45,7 @@ export interface FolderQuery {
 /** A row of the folder view: a folder (with what is below it) or a file. */
 export type ListingRow =
   | ({ kind: 'file'; name: string } & FileView)
-  | ({ kind: 'folder'; name: string; fileCount: number } & FileView);
+  | ({ kind: 'folder'; name: string; fileCount: number; /** This device's keep mode for the folder. */ keep?: KeepMode } & FileView);
 
 export interface FolderListing {
   folder: string;
@@ -149,7 +155,29 @@ export interface WorkspaceView {
   storageFull: { remainingBytes: number; freeBytes: number | null; neededBytes: number } | null;
   /** This site's storage in this browser (all workspaces), when the browser reports it. */
   storage: StorageView | null;
+  /** Which folders this device keeps and which are online only ('' is the whole workspace). */
+  keep: KeepSetting[];
+  /** Online-only files (not in totalBytes/doneBytes) and their bytes. */
+  onlineFileCount: number;
+  onlineBytes: number;
+  /** Bytes of blocks kept because online-only files were read (evicted least recently used first). */
+  cacheBytes: number;
+  /**
+   * Set when this device just joined and the files to keep will not fit in the storage the
+   * browser allows: nothing is fetched until the user answers (answerJoinQuestion).
+   */
+  joinQuestion: JoinQuestion | null;
 }
+
+export interface JoinQuestion {
+  /** Bytes the kept files still need. */
+  neededBytes: number;
+  /** What the browser says is free for this site (quota minus usage), when it says. */
+  freeBytes: number | null;
+}
+
+/** The answer to a JoinQuestion: keep everything anyway, or make the whole workspace online only. */
+export type JoinAnswer = 'keep' | 'online';
 
 export interface StorageView {
   usage: number;
@@ -214,7 +242,10 @@ export interface FolderSyncView {
   /** Files that failed this pass (tried again later), with the reason. */
   failed: { path: string; error: string }[];
   error: string | null;
+  /** When the last full scan of the folder ended (ms since the epoch). */
   lastScanAt: number | null;
+  /** Paths looked at alone because FileSystemObserver reported them changed (no full scan needed). */
+  pathsChecked: number;
   /** How folder changes are noticed: FileSystemObserver, or scans on a timer and on page focus. */
   watching: 'observer' | 'scan';
 }
@@ -323,6 +354,15 @@ export interface SyncWorkerApi {
    * takes an AbortSignal and the blocks' journal entries (which peers can serve them).
    */
   fetchBlocksNow(ns: NamespaceId, hashes: BlockHash[]): Promise<void>;
+  /**
+   * Keeps `folder` of `ns` on this device or makes it online only ('' is the whole workspace;
+   * settings below it are replaced); `null` makes it follow its parent again.
+   */
+  setKeep(ns: NamespaceId, folder: string, mode: KeepMode | null): Promise<void>;
+  /** Answers the view's `joinQuestion`: keep everything anyway, or make the workspace online only. */
+  answerJoinQuestion(ns: NamespaceId, answer: JoinAnswer): Promise<void>;
+  /** Bytes of blocks kept for online-only files of `ns` on this device before the least recently used go. */
+  setOnlineCacheLimit(ns: NamespaceId, bytes: number): Promise<void>;
   /** The folder `ns` was linked to on this device (the page checks and asks for permission with it). */
   linkedFolder(ns: NamespaceId): Promise<FileSystemDirectoryHandle | null>;
   /** Links `ns` to a folder (read-write permission granted) and starts syncing both ways. */

@@ -7,15 +7,17 @@ import { sha256 } from './web-crypto.ts';
 import { BlockFiles } from './block-files.ts';
 import { blockBuffers } from './block-buffers.ts';
 import { BlockWriter } from './block-writer.ts';
+import { CacheBlocks } from './cache-blocks.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
-import type { FolderQuery, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView, ZipProgressView } from './sync-api.ts';
+import type { FolderQuery, JoinAnswer, OpenOptions, PeerAdvert, PeerTransport, SyncWorkerApi, UploadInput, UploadPart, WorkspaceView, ZipProgressView } from './sync-api.ts';
 import type { ZipSource } from './zip-export.ts';
 import { WorkspaceSession } from './workspace-session.ts';
 import { serveFileRead } from './file-reads.ts';
 import { expectedBlockSize } from '../src/engine/block-layout.ts';
 import { fetchFromServerNow } from '../src/engine/server-fetch-now.ts';
 import type { FileRecord, WantedBlock } from '../src/engine/types.ts';
+import type { KeepMode } from '../src/engine/keep-policy.ts';
 import { ZipJobs } from './zip-jobs.ts';
 import { FolderLinks, type LinkedWorkspace } from './folder-sync/folder-links.ts';
 
@@ -63,7 +65,15 @@ async function sessionFor(ns: NamespaceId): Promise<WorkspaceSession> {
   const { registry, blocks, state } = ready();
   const record = await registry.get(ns);
   if (!record) throw new Error('this workspace is not known on this device');
-  const session = new WorkspaceSession({ record, api: await apiFor(ns), blocks, state, device: ready().device });
+  const session = new WorkspaceSession({
+    record,
+    api: await apiFor(ns),
+    blocks,
+    state,
+    device: ready().device,
+    keep: { load: () => registry.keepSettings(ns), save: (settings) => registry.setKeepSettings(ns, settings) },
+    evictBlocks: (hashes) => evictUnlessKept(ns, hashes),
+  });
   sessions.set(ns, session);
   session.start();
   return session;
@@ -98,7 +108,8 @@ const api: SyncWorkerApi = {
     const writerId = crypto.randomUUID();
     await holdWriterLock(writerId);
     const files = await BlockFiles.open(writerId);
-    const blocks = new IdbBlockStore(db, files, BlockWriter.start(writerId, blockBuffers));
+    const blocks = new IdbBlockStore(db, files, BlockWriter.start(writerId, blockBuffers), CacheBlocks.open(writerId));
+    blocks.routeToCache(isCacheOnlyBlock);
     context = {
       base: apiBase.replace(/\/+$/, ''),
       device: deviceLabelOr(device, DEFAULT_PEER_LABEL),
@@ -211,6 +222,13 @@ const api: SyncWorkerApi = {
     const filePath = parseFilePath(path, 'path');
     const file = session ? await session.fileRecord(filePath) : await state.file(namespaceId, filePath);
     if (!file) throw new Error(`${path} is not in this workspace`);
+    // An online-only file (or one still syncing): its missing blocks first, through the priority fetch.
+    const present = await blocks.hasBlocks(file.blocks);
+    const missing = new Set(file.blocks.filter((hash) => !present.has(hash)));
+    if (missing.size > 0) {
+      const indexes = file.blocks.flatMap((hash, index) => (missing.delete(hash) ? [index] : []));
+      await fetchNow(namespaceId, blockWants(namespaceId, file, indexes));
+    }
     const blob = await composeBlob(blocks, file.blocks);
     if (!blob) throw new Error(`${path} is not fully synced yet`);
     return blob;
@@ -313,6 +331,25 @@ const api: SyncWorkerApi = {
     await fetchNow(id, checked.map((hash) => ({ ns: id, hash, sjid, sizeHint: 0 })));
   },
 
+  async setKeep(ns: NamespaceId, folder: string, mode: KeepMode | null) {
+    if (mode !== null && mode !== 'keep' && mode !== 'online') throw new TypeError('mode must be "keep", "online" or null');
+    if (typeof folder !== 'string') throw new TypeError('folder must be a string');
+    const path = folder.replace(/^\/+|\/+$/g, '');
+    await (await sessionFor(parseNamespaceId(ns))).setKeep(path === '' ? '' : parseFilePath(path, 'folder'), mode);
+  },
+
+  async answerJoinQuestion(ns: NamespaceId, answer: JoinAnswer) {
+    if (answer !== 'keep' && answer !== 'online') throw new TypeError('answer must be "keep" or "online"');
+    await (await sessionFor(parseNamespaceId(ns))).answerJoinQuestion(answer);
+  },
+
+  async setOnlineCacheLimit(ns: NamespaceId, bytes: number) {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new TypeError('the cache limit must be a whole number of bytes');
+    const id = parseNamespaceId(ns);
+    await ready().registry.setCacheLimit(id, bytes);
+    sessions.get(id)?.setCacheLimit(bytes);
+  },
+
   async linkedFolder(ns: NamespaceId) {
     return folders.linked(parseNamespaceId(ns));
   },
@@ -346,6 +383,32 @@ const api: SyncWorkerApi = {
     await ready().registry.forget(id);
   },
 };
+
+/**
+ * Whether a block belongs in the evictable cache: an open workspace's online-only file uses
+ * it and no open workspace keeps it.
+ */
+function isCacheOnlyBlock(hash: BlockHash): boolean {
+  let online = false;
+  for (const session of sessions.values()) {
+    const engine = session.syncEngine();
+    if (!engine) continue;
+    if (engine.keepsBlock(hash)) return false;
+    if (engine.isLiveBlock(hash)) online = true;
+  }
+  return online;
+}
+
+/**
+ * Removes cache blocks `ns` evicted, except those a kept file of another workspace open in
+ * this tab uses (blocks are shared by content). A workspace not open here that keeps one
+ * finds it missing when it next starts and fetches it again.
+ */
+async function evictUnlessKept(ns: NamespaceId, hashes: readonly BlockHash[]): Promise<void> {
+  const others = [...sessions.values()].filter((session) => session.namespaceId !== ns).map((session) => session.syncEngine());
+  const doomed = hashes.filter((hash) => !others.some((engine) => engine?.keepsBlock(hash)));
+  await ready().blocks.deleteBlocks(doomed);
+}
 
 /** The session's priority fetch when the workspace is open in this tab, else straight from the server. */
 async function fetchNow(ns: NamespaceId, wants: WantedBlock[], signal?: AbortSignal): Promise<void> {

@@ -10,7 +10,9 @@ import { fetchFromServerNow } from '../src/engine/server-fetch-now.ts';
 import { PieceTaps } from '../src/engine/piece-taps.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
-import type { FileView, FolderListing, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
+import { KeepPolicy, type KeepMode, type KeepSetting } from '../src/engine/keep-policy.ts';
+import type { BlockHash } from '../src/protocol/index.ts';
+import type { FileView, FolderListing, JoinAnswer, JoinQuestion, ListingRow, FolderQuery, PeerAdvert, PeerTransport, StorageView, SyncRole, UploadInput, UploadPart, WorkspaceView } from './sync-api.ts';
 import { blockBuffers } from './block-buffers.ts';
 import { PeerHub } from './peer-hub.ts';
 import { UploadQueue } from './upload-queue.ts';
@@ -29,6 +31,13 @@ export interface WorkspaceSessionDeps {
   state: IdbStateStore;
   /** This browser's label: in its conflicted copies' names. */
   device: string;
+  /** This device's keep settings of the workspace (undefined: the user has not chosen yet). */
+  keep: {
+    load(): Promise<KeepSetting[] | undefined>;
+    save(settings: KeepSetting[]): Promise<void>;
+  };
+  /** Removes evicted cache blocks from the store (those no other open workspace keeps). */
+  evictBlocks(hashes: readonly BlockHash[]): Promise<void>;
 }
 
 /**
@@ -42,13 +51,20 @@ type TabMessage =
   | { type: 'view'; view: SharedView; deltas: FileDelta[] }
   | { type: 'full'; view: SharedView; files: FileView[] }
   | { type: 'hello' }
-  | { type: 'present' };
+  | { type: 'present' }
+  /** The keep settings changed in some tab (read them from storage). */
+  | { type: 'keep' };
 
 const VIEW_INTERVAL_MS = 200;
 const STORED_SJIDS_FOR_MS = 5_000;
 const TICK_MS = 1000;
 /** How often the storage figures shown are refreshed. */
 const STORAGE_EVERY_TICKS = 5;
+/**
+ * Largest real test write when a join checks that the files fit: browsers' estimates ignore
+ * a lowered quota, and a write of the whole workspace would cost as much as the join.
+ */
+const JOIN_FIT_PROBE_BYTES = 16 * 1024 * 1024;
 
 /**
  * One open workspace in this tab. Tabs of one browser share IndexedDB, so only the tab
@@ -84,6 +100,10 @@ export class WorkspaceSession {
   /** Blocks file reads wait for, watched piece by piece as peers send them. */
   private readonly taps = new PieceTaps(sha256);
   private closed = false;
+  /** This device's keep settings as last read or written. */
+  private keep: KeepSetting[] = [];
+  /** Leader: the question a join that will not fit asks, until answered. */
+  private joinQuestion: JoinQuestion | null = null;
 
   constructor(private readonly deps: WorkspaceSessionDeps) {
     const ns = deps.record.namespaceId;
@@ -163,8 +183,12 @@ export class WorkspaceSession {
     this.schedulePush();
   }
 
+  /** Rows of the folder view; folder rows carry this device's keep mode for them. */
   list(query: FolderQuery): FolderListing {
-    return this.tree.list(query);
+    const listing = this.tree.list(query);
+    const policy = new KeepPolicy(this.keep);
+    const withMode = (row: ListingRow): ListingRow => (row.kind === 'folder' ? { ...row, keep: policy.modeOf(row.path) } : row);
+    return { ...listing, rows: listing.rows.map(withMode), folderSummary: listing.folderSummary && withMode(listing.folderSummary) };
   }
 
   upload(inputs: UploadInput[], part?: UploadPart): void {
@@ -376,7 +400,16 @@ export class WorkspaceSession {
   private async lead(): Promise<void> {
     if (this.closed) return;
     this.role = 'leader';
-    const engine = new NamespaceSync({
+    const chosen = await this.deps.keep.load().catch(() => undefined);
+    this.keep = chosen ?? [];
+    // New to this device and nothing chosen yet: read the journal, then see whether it fits.
+    const holdFetching = chosen === undefined && this.deps.record.cursor === 0;
+    const engine: NamespaceSync = new NamespaceSync({
+      keepPolicy: new KeepPolicy(this.keep),
+      cacheLimitBytes: this.deps.record.cacheLimitBytes,
+      evictBlocks: (hashes) => this.deps.evictBlocks(hashes),
+      holdFetching,
+      onCaughtUp: () => void this.checkJoinFits(engine),
       ns: this.namespaceId,
       journal: this.deps.api.journal(this.namespaceId),
       state: this.deps.state,
@@ -385,7 +418,8 @@ export class WorkspaceSession {
       sources: () => [...this.peers.sources(), this.server],
       trackFileChanges: true,
       onChange: () => this.schedulePush(),
-      onSynced: (cursor) => this.peers.advertise(cursor),
+      // A device holding online-only files claims nothing by cursor (advertisedCursor).
+      onSynced: () => this.peers.advertise(engine.advertisedCursor),
       onBlockStored: (hash, bytes, sourceId) => this.peers.blockStored(hash, bytes, sourceId),
       onPenalised: (sourceId) => this.peers.penalised(sourceId),
       onServerFetch: (hash) => this.peers.serverFetchStarted(hash),
@@ -405,11 +439,11 @@ export class WorkspaceSession {
     this.tree.clear();
     const files = allFileViews(engine);
     this.tree.apply(files);
-    this.shared = sharedViewOf(this.deps.record, engine, this.peers.views());
+    this.shared = sharedViewOf(this.deps.record, engine, this.peers.views(), this.joinQuestion);
     this.deltasUnsent = false;
     this.channel.postMessage({ type: 'full', view: this.shared, files } satisfies TabMessage);
-    // Announce on join: what this device already holds (cursor 0 when it holds nothing).
-    this.peers.advertise(engine.syncedCursor);
+    // Announce on join: what this device already holds (cursor 0 when it holds nothing or a partial copy).
+    this.peers.advertise(engine.advertisedCursor);
     this.schedulePush();
     // Hold the lock until this session closes (or the tab goes away).
     await new Promise<void>((resolve) => (this.releaseLeadership = resolve));
@@ -422,7 +456,68 @@ export class WorkspaceSession {
     this.schedulePush();
   }
 
+  /**
+   * A join read the whole journal with fetching held: start fetching when the kept files fit
+   * in what the browser allows, else ask the user (the view's joinQuestion) instead of failing
+   * half-way. Fits means: the estimate's free space covers them, and a real test write (up to
+   * JOIN_FIT_PROBE_BYTES) succeeds, since estimates ignore a lowered quota.
+   */
+  private async checkJoinFits(engine: NamespaceSync): Promise<void> {
+    if (!engine.fetchingHeld || this.engine !== engine) return;
+    const { totalBytes, doneBytes } = engine.summary();
+    const needed = Math.max(0, totalBytes - doneBytes);
+    const estimate = await storageEstimate().catch(() => null);
+    const free = estimate && estimate.quota > 0 ? Math.max(0, estimate.quota - estimate.usage) : null;
+    const fits = (free === null || needed <= free) && (await this.deps.blocks.canStore(Math.min(needed, JOIN_FIT_PROBE_BYTES)).catch(() => true));
+    if (this.engine !== engine || !engine.fetchingHeld) return;
+    if (fits) {
+      engine.releaseFetching();
+      return;
+    }
+    // An estimate that claims room while a real write fails is wrong (a lowered quota): not shown.
+    this.joinQuestion = { neededBytes: needed, freeBytes: free !== null && free < needed ? free : null };
+    this.schedulePush();
+  }
+
+  /** Keeps `folder` or makes it online only (null: it follows its parent), for every tab of this browser. */
+  async setKeep(folder: string, mode: KeepMode | null): Promise<void> {
+    const current = (await this.deps.keep.load()) ?? [];
+    const next = new KeepPolicy(current).with(folder, mode).settings();
+    await this.deps.keep.save(next);
+    this.applyKeep(next);
+    this.channel.postMessage({ type: 'keep' } satisfies TabMessage);
+  }
+
+  /** The user's answer to a join that will not fit: keep everything anyway, or the whole workspace online only. */
+  async answerJoinQuestion(answer: JoinAnswer): Promise<void> {
+    const next: KeepSetting[] = answer === 'online' ? [{ folder: '', mode: 'online' }] : [];
+    await this.deps.keep.save(next);
+    this.applyKeep(next);
+    this.channel.postMessage({ type: 'keep' } satisfies TabMessage);
+  }
+
+  setCacheLimit(bytes: number): void {
+    this.engine?.setCacheLimit(bytes);
+  }
+
+  /** New keep settings: the leader re-plans (and a held join starts: the user has chosen). */
+  private applyKeep(settings: KeepSetting[]): void {
+    this.keep = settings;
+    const engine = this.engine;
+    if (engine) {
+      engine.setKeepPolicy(new KeepPolicy(settings));
+      this.joinQuestion = null;
+      engine.releaseFetching();
+      this.peers.advertise(engine.advertisedCursor);
+    }
+    this.schedulePush();
+  }
+
   private onTabMessage(message: TabMessage): void {
+    if (message.type === 'keep') {
+      void this.deps.keep.load().then((settings) => this.applyKeep(settings ?? []), () => undefined);
+      return;
+    }
     if ((message.type === 'hello' || message.type === 'present') && this.role === 'leader' && this.engine) {
       this.followersPresent = true;
       if (message.type === 'hello' || this.deltasUnsent) {
@@ -446,7 +541,7 @@ export class WorkspaceSession {
   }
 
   private view(): WorkspaceView {
-    return fullView(this.shared, this.role, { list: this.uploads.list(), totals: this.uploads.summary() }, this.tree.version, this.storage);
+    return fullView(this.shared, this.role, { list: this.uploads.list(), totals: this.uploads.summary() }, this.tree.version, this.storage, this.keep);
   }
 
   /** At most one view per interval; the first change after a quiet spell goes out at once. */
@@ -465,7 +560,7 @@ export class WorkspaceSession {
     if (this.role === 'leader' && this.engine) {
       const deltas = changedFileDeltas(this.engine);
       this.tree.apply(deltas);
-      this.shared = sharedViewOf(this.deps.record, this.engine, this.peers.views());
+      this.shared = sharedViewOf(this.deps.record, this.engine, this.peers.views(), this.joinQuestion);
       if (!this.followersPresent && deltas.length > 0) this.deltasUnsent = true;
       this.channel.postMessage({ type: 'view', view: this.shared, deltas: this.followersPresent ? deltas : [] } satisfies TabMessage);
     }

@@ -215,7 +215,8 @@ function newFolder(name: string, path: string, parent: FolderNode | null): Folde
 
 /** Adds (sign +1) or takes away (-1) one file's contribution to its folder and every ancestor. */
 function adjust(folder: FolderNode, view: FileView, sign: 1 | -1, reshaped: boolean): void {
-  const incomplete = view.status === 'synced' ? 0 : 1;
+  // An online-only file not stored here is as it should be: it holds no folder back from "synced".
+  const incomplete = view.status === 'synced' || view.status === 'online' ? 0 : 1;
   const syncing = view.status === 'syncing' ? 1 : 0;
   for (let node: FolderNode | null = folder; node; node = node.parent) {
     node.totalBytes += sign * view.size;

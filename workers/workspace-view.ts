@@ -1,13 +1,14 @@
 import type { FileProgress, NamespaceSync } from '../src/engine/namespace-sync.ts';
 import type { FilePath } from '../src/protocol/index.ts';
-import type { FileView, PeerView, StorageView, SyncRole, UploadTotals, UploadView, WorkspaceView } from './sync-api.ts';
+import type { KeepSetting } from '../src/engine/keep-policy.ts';
+import type { FileView, JoinQuestion, PeerView, StorageView, SyncRole, UploadTotals, UploadView, WorkspaceView } from './sync-api.ts';
 import type { WorkspaceRecord } from './idb-store.ts';
 import type { FileDelta } from './workspace-tree.ts';
 
 /** The part of a view that every tab of this browser shares (the leader broadcasts it). */
-export type SharedView = Omit<WorkspaceView, 'role' | 'uploads' | 'uploadTotals' | 'listingVersion' | 'storage'>;
+export type SharedView = Omit<WorkspaceView, 'role' | 'uploads' | 'uploadTotals' | 'listingVersion' | 'storage' | 'keep'>;
 
-export function sharedViewOf(record: WorkspaceRecord, engine: NamespaceSync, peers: PeerView[]): SharedView {
+export function sharedViewOf(record: WorkspaceRecord, engine: NamespaceSync, peers: PeerView[], joinQuestion: JoinQuestion | null): SharedView {
   const summary = engine.summary();
   return {
     namespaceId: record.namespaceId,
@@ -23,6 +24,10 @@ export function sharedViewOf(record: WorkspaceRecord, engine: NamespaceSync, pee
     peers,
     error: summary.error,
     storageFull: summary.storageFull,
+    onlineFileCount: summary.onlineFileCount,
+    onlineBytes: summary.onlineBytes,
+    cacheBytes: summary.cacheBytes,
+    joinQuestion,
   };
 }
 
@@ -41,11 +46,17 @@ export function emptySharedView(record: WorkspaceRecord): SharedView {
     peers: [],
     error: null,
     storageFull: null,
+    onlineFileCount: 0,
+    onlineBytes: 0,
+    cacheBytes: 0,
+    joinQuestion: null,
   };
 }
 
-export function fileViewOf({ file, bytesDone, status, bytesPerSecond }: FileProgress): FileView {
-  return { path: file.path, size: file.size, mtime: file.mtime, status, bytesDone, bytesPerSecond };
+export function fileViewOf({ file, bytesDone, status, bytesPerSecond, onlineOnly }: FileProgress): FileView {
+  const view: FileView = { path: file.path, size: file.size, mtime: file.mtime, status, bytesDone, bytesPerSecond };
+  if (onlineOnly) view.onlineOnly = true;
+  return view;
 }
 
 /** What changed in the engine's file table since the last call: one delta per touched path. */
@@ -73,6 +84,7 @@ export function fullView(
   uploads: { list: UploadView[]; totals: UploadTotals },
   listingVersion: number,
   storage: StorageView | null,
+  keep: KeepSetting[],
 ): WorkspaceView {
-  return { ...shared, role, uploads: uploads.list, uploadTotals: uploads.totals, listingVersion, storage };
+  return { ...shared, role, uploads: uploads.list, uploadTotals: uploads.totals, listingVersion, storage, keep };
 }

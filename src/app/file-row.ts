@@ -4,6 +4,7 @@ import { h, setAttribute, setText } from './dom.ts';
 import { formatBytes, formatPercent, formatRate, formatTime } from './format.ts';
 import { errorMessage } from './message-page.ts';
 import { ProgressBar } from './progress-bar.ts';
+import type { KeepActions } from './keep-control.ts';
 
 export interface FileActions {
   open(path: string): Promise<void>;
@@ -14,12 +15,15 @@ export interface FileActions {
   versions(path: string): void;
   /** Whether Open works before the file is synced (its file URL fetches what it needs first). */
   opensUnsynced?(): boolean;
+  /** Keep a folder on this device or make it online only (folder rows show the choice). */
+  keep?: KeepActions;
 }
 
 const STATUS_LABELS: Record<FileSyncStatus, string> = {
   synced: 'Synced',
   syncing: 'Syncing',
   waiting: 'Waiting',
+  online: 'Online only',
 };
 
 /** One row of the file table (ARIA table roles on divs), keyed by path; `update` writes only what changed. */
@@ -84,15 +88,18 @@ export class FileRow {
     this.last = file;
     if (last?.size !== file.size) setText(this.sizeCell, formatBytes(file.size));
     if (last?.mtime !== file.mtime) setText(this.timeCell, formatTime(file.mtime));
-    if (last?.status !== file.status) {
+    if (last?.status !== file.status || last.onlineOnly !== file.onlineOnly) {
       setAttribute(this.element, 'data-status', file.status);
+      setAttribute(this.element, 'data-online-only', String(file.onlineOnly === true));
       const synced = file.status === 'synced';
-      this.openButton.disabled = !synced && !this.actions.opensUnsynced?.();
-      this.saveButton.disabled = !synced;
-      this.progress.element.hidden = synced;
+      // An online-only file is fetched when opened or saved: both work before its blocks are here.
+      this.openButton.disabled = !synced && !file.onlineOnly && !this.actions.opensUnsynced?.();
+      this.saveButton.disabled = !synced && !file.onlineOnly;
+      this.progress.element.hidden = synced || file.status === 'online';
     }
     if (
       last?.status !== file.status ||
+      last.onlineOnly !== file.onlineOnly ||
       last.bytesDone !== file.bytesDone ||
       last.bytesPerSecond !== file.bytesPerSecond ||
       last.size !== file.size
@@ -196,6 +203,10 @@ export class FileRow {
 }
 
 function statusText(file: FileView): string {
+  if (file.onlineOnly) {
+    if (file.status === 'synced') return 'Online only · on this device now';
+    if (file.status === 'online') return file.bytesDone > 0 ? `Online only · ${formatPercent(file.bytesDone, file.size)} on this device` : 'Online only';
+  }
   if (file.status === 'synced') return STATUS_LABELS.synced;
   const parts = [STATUS_LABELS[file.status], formatPercent(file.bytesDone, file.size)];
   if (file.status === 'syncing' && file.bytesPerSecond > 0) parts.push(formatRate(file.bytesPerSecond));

@@ -2,6 +2,7 @@ import type { ListingRow } from '../../workers/sync-api.ts';
 import { h, setAttribute, setText } from './dom.ts';
 import { formatBytes, formatPercent, formatTime } from './format.ts';
 import { ProgressBar } from './progress-bar.ts';
+import { keepSelect, type KeepActions } from './keep-control.ts';
 
 type FolderListingRow = Extract<ListingRow, { kind: 'folder' }>;
 
@@ -25,12 +26,15 @@ export class FolderRow {
   private readonly statusLabel = h('span', { class: 'status-label', 'data-testid': 'folder-status' });
   private readonly progress: ProgressBar;
   private last: FolderListingRow | null = null;
+  private readonly keep: ReturnType<typeof keepSelect> | null;
 
   constructor(
     readonly path: string,
     shownName: string,
     open: (path: string) => void,
+    keepActions?: KeepActions,
   ) {
+    this.keep = keepActions ? keepSelect(path, keepActions, `Where the files of ${path} live`) : null;
     this.progress = new ProgressBar(`Sync progress of folder ${path}`, 'bar bar-small');
     const openButton = h(
       'button',
@@ -46,25 +50,41 @@ export class FolderRow {
       this.sizeCell,
       this.timeCell,
       h('div', { role: 'cell', class: 'cell-status' }, this.progress.element, this.statusLabel),
-      h('div', { role: 'cell', class: 'cell-actions' }),
+      h('div', { role: 'cell', class: 'cell-actions' }, this.keep?.element ?? null),
     );
   }
 
   update(row: FolderListingRow): void {
     const last = this.last;
     this.last = row;
+    if (row.keep && last?.keep !== row.keep) {
+      this.keep?.show(row.keep);
+      setAttribute(this.element, 'data-keep', row.keep);
+    }
     if (last?.size !== row.size || last.fileCount !== row.fileCount) {
       setText(this.sizeCell, formatBytes(row.size));
       this.sizeCell.title = `${row.fileCount} ${row.fileCount === 1 ? 'file' : 'files'}`;
     }
     if (last?.mtime !== row.mtime) setText(this.timeCell, formatTime(row.mtime));
-    if (last?.status !== row.status || last.bytesDone !== row.bytesDone || last.size !== row.size || last.fileCount !== row.fileCount) {
+    if (
+      last?.status !== row.status ||
+      last.bytesDone !== row.bytesDone ||
+      last.size !== row.size ||
+      last.fileCount !== row.fileCount ||
+      last.keep !== row.keep
+    ) {
       setAttribute(this.element, 'data-status', row.status);
       const synced = row.status === 'synced';
       this.progress.element.hidden = synced;
       this.progress.update(synced ? row.size : row.bytesDone, row.size);
-      const count = `${row.fileCount.toLocaleString()} ${row.fileCount === 1 ? 'file' : 'files'}`;
-      setText(this.statusLabel, synced ? `Synced · ${count}` : `${row.status === 'syncing' ? 'Syncing' : 'Waiting'} · ${formatPercent(row.bytesDone, row.size)} · ${count}`);
+      setText(this.statusLabel, folderStatusText(row));
     }
   }
+}
+
+function folderStatusText(row: FolderListingRow): string {
+  const count = `${row.fileCount.toLocaleString()} ${row.fileCount === 1 ? 'file' : 'files'}`;
+  if (row.status !== 'synced') return `${row.status === 'syncing' ? 'Syncing' : 'Waiting'} · ${formatPercent(row.bytesDone, row.size)} · ${count}`;
+  // Synced means every kept file is here; an online-only folder's files are fetched when opened.
+  return `${row.keep === 'online' ? 'Online only' : 'Synced'} · ${count}`;
 }

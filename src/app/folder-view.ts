@@ -91,6 +91,11 @@ export class FolderView {
   }
 
   /** The tree changed in the worker (a new view arrived): ask again for the rows on screen. */
+  /** Lists the rows again (something they show changed outside the tree, e.g. keep settings). */
+  relist(): void {
+    this.schedule(true);
+  }
+
   setVersion(version: number): void {
     if (version === this.version) return;
     this.version = version;
@@ -294,7 +299,7 @@ export class FolderView {
   private place(key: string, row: ListingRow, index: number): void {
     let placed = this.rows.get(key);
     if (!placed) {
-      const element = row.kind === 'folder' ? new FolderRow(row.path, row.name, (path) => this.openFolder(path)) : new FileRow(row.path, this.actions, row.name);
+      const element = row.kind === 'folder' ? new FolderRow(row.path, row.name, (path) => this.openFolder(path), this.actions.keep) : new FileRow(row.path, this.actions, row.name);
       placed = { row: element, top: -1 };
       this.rows.set(key, placed);
       this.body.append(element.element);

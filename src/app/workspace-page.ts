@@ -28,6 +28,8 @@ import { prepareUploads } from './upload-paths.ts';
 import { UploadList } from './upload-list.ts';
 import { LatestValueRenderer } from './view-scheduler.ts';
 import { ZipDownload } from './zip-download.ts';
+import { JoinQuestionBanner } from './join-question.ts';
+import { keepSelect, type KeepActions } from './keep-control.ts';
 
 /** Why syncing waits, how much space it needs, and that it resumes by itself. */
 function storageFullMessage(full: NonNullable<WorkspaceView['storageFull']>): string {
@@ -68,7 +70,11 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     openVersion: (path, sjid) => openBlobInNewTab(path, () => api.versionBlob(namespaceId, path, sjid)),
     restoreVersion: (path, sjid) => api.restoreVersion(namespaceId, path, sjid),
   };
+  const keepActions: KeepActions = { set: (folder, mode) => api.setKeep(namespaceId, folder, mode) };
+  const workspaceKeep = keepSelect('', keepActions, 'Where this workspace’s files live on this device');
+  const joinQuestion = new JoinQuestionBanner((answer) => api.answerJoinQuestion(namespaceId, answer), notices);
   const actions: FileActions = {
+    keep: keepActions,
     // The file URL streams from the service worker (Range, unsynced blocks fetched first); the blob: URL is the fallback.
     open: async (path) => {
       if (fileUrlsReady()) window.open(fileUrlPath(namespaceId, parseFilePath(path)), '_blank', 'noopener');
@@ -140,12 +146,13 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
     h('header', { class: 'workspace-header' }, title, summary.element),
     viewError,
     storageFull,
+    joinQuestion.element,
     createShareLinkBox(api, namespaceId, notices),
     h(
       'div',
       { class: 'workspace-tools' },
       createFilePickers(uploadPicked, uploadFolders, (error) => notices.error(`Could not open the folder: ${errorMessage(error)}`)),
-      h('div', { class: 'workspace-tools-end' }, zipDownload.element, recentlyDeleted),
+      h('div', { class: 'workspace-tools-end' }, h('label', { class: 'keep-label' }, 'Files: ', workspaceKeep.element), zipDownload.element, recentlyDeleted),
     ),
     folderSync.element,
     notices.element,
@@ -157,7 +164,15 @@ export function workspacePage(api: SyncApi, namespaceId: NamespaceId): Page {
   element.addEventListener('file-action-error', (event) => notices.error((event as CustomEvent<string>).detail));
 
   let lastName = '';
+  let lastKeep = '';
   function render(view: WorkspaceView): void {
+    const keepKey = JSON.stringify(view.keep);
+    if (keepKey !== lastKeep) {
+      lastKeep = keepKey;
+      workspaceKeep.show(view.keep.find((setting) => setting.folder === '')?.mode ?? 'keep');
+      files.relist();
+    }
+    joinQuestion.update(view.joinQuestion);
     if (view.name !== lastName) {
       lastName = view.name;
       setText(title, view.name);

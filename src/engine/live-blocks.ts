@@ -21,11 +21,20 @@ interface Progress {
  * costs in proportion to the files and blocks it touches, never to the workspace's size:
  * which blocks live files use (counted), which of them this device lacks (the wanted set),
  * which files wait for each missing block, and each incomplete file's bytes present.
+ *
+ * Files the keep policy makes online only are listed but want nothing: their blocks are
+ * fetched when read. Totals, progress and the wanted set count kept files only.
  */
 export class LiveBlocks {
   private readonly files = new Map<FilePath, FileRecord>();
   /** Live files' uses of each block (a file using a block twice counts twice). */
   private readonly uses = new Map<BlockHash, number>();
+  /** Kept files' uses of each block: a block here is never a cache block. */
+  private readonly keptUses = new Map<BlockHash, number>();
+  /** Online-only files, and for each of their blocks the files using it (rows to refresh when it comes or goes). */
+  private readonly onlineFiles = new Set<FilePath>();
+  private readonly onlineUsers = new Map<BlockHash, Set<FilePath>>();
+  private onlineBytesValue = 0;
   private readonly have = new Set<BlockHash>();
   /** Missing blocks → the files waiting for them. A key here is a wanted block. */
   private readonly waiting = new Map<BlockHash, Set<FilePath>>();
@@ -34,8 +43,12 @@ export class LiveBlocks {
   private totalBytesValue = 0;
   private doneBytesValue = 0;
 
-  constructor(private readonly ns: NamespaceId) {}
+  constructor(
+    private readonly ns: NamespaceId,
+    private isKept: (path: FilePath) => boolean = () => true,
+  ) {}
 
+  /** Bytes of kept files. */
   get totalBytes(): number {
     return this.totalBytesValue;
   }
@@ -46,6 +59,41 @@ export class LiveBlocks {
 
   get fileCount(): number {
     return this.files.size;
+  }
+
+  get onlineFileCount(): number {
+    return this.onlineFiles.size;
+  }
+
+  /** Bytes of online-only files (listed, not kept). */
+  get onlineBytes(): number {
+    return this.onlineBytesValue;
+  }
+
+  isOnlineOnly(path: FilePath): boolean {
+    return this.onlineFiles.has(path);
+  }
+
+  /** Whether a kept file uses `hash` (a block to keep, never to evict). */
+  isKeptBlock(hash: BlockHash): boolean {
+    return this.keptUses.has(hash);
+  }
+
+  /** Stored blocks that only online-only files use, with their expected lengths: the cache's content. */
+  *heldOnlineOnly(): IterableIterator<[BlockHash, number]> {
+    for (const hash of this.onlineUsers.keys()) {
+      if (this.have.has(hash) && !this.keptUses.has(hash)) yield [hash, this.onlineBlockSize(hash)];
+    }
+  }
+
+  /** The expected length of a block an online-only file uses (0 when none does). */
+  onlineBlockSize(hash: BlockHash): number {
+    for (const path of this.onlineUsers.get(hash) ?? EMPTY) {
+      const file = this.files.get(path)!;
+      const index = file.blocks.indexOf(hash);
+      if (index >= 0) return expectedBlockSize(file.size, file.blocks.length, index);
+    }
+    return 0;
   }
 
   /** Blocks live files lack here. */
@@ -92,11 +140,23 @@ export class LiveBlocks {
   bytesDone(path: FilePath): number {
     const file = this.files.get(path);
     if (!file) return 0;
+    if (this.onlineFiles.has(path)) {
+      // Online only: what happens to be stored (read before, or shared with a kept file).
+      let bytes = 0;
+      file.blocks.forEach((hash, index) => {
+        if (this.have.has(hash)) bytes += expectedBlockSize(file.size, file.blocks.length, index);
+      });
+      return file.blocks.every((hash) => this.have.has(hash)) ? file.size : Math.min(bytes, file.size);
+    }
     return this.progress.get(path)?.bytesDone ?? file.size;
   }
 
+  /** Every block of the file is stored (for an online-only file: cached right now). */
   isComplete(path: FilePath): boolean {
-    return this.files.has(path) && !this.progress.has(path);
+    const file = this.files.get(path);
+    if (!file) return false;
+    if (this.onlineFiles.has(path)) return file.blocks.every((hash) => this.have.has(hash));
+    return !this.progress.has(path);
   }
 
   /** Records blocks known to be stored before any file is added (a start-up scan). */
@@ -125,8 +185,9 @@ export class LiveBlocks {
   /** A block was stored. Returns the files whose progress changed. */
   stored(hash: BlockHash): ReadonlySet<FilePath> {
     this.have.add(hash);
+    const online = this.onlineUsers.get(hash);
     const paths = this.waiting.get(hash);
-    if (!paths) return EMPTY;
+    if (!paths) return online ? new Set(online) : EMPTY;
     this.waiting.delete(hash);
     for (const path of paths) {
       const file = this.files.get(path)!;
@@ -144,7 +205,31 @@ export class LiveBlocks {
         this.progress.delete(path);
       }
     }
+    return online ? new Set([...paths, ...online]) : paths;
+  }
+
+  /**
+   * Cache blocks removed from the store (evicted): the online-only files using them lack them
+   * again, and want nothing. Blocks a kept file uses are never taken here (see forget).
+   * Returns the files whose state changed.
+   */
+  dropped(hashes: readonly BlockHash[]): Set<FilePath> {
+    const paths = new Set<FilePath>();
+    for (const hash of hashes) {
+      if (this.keptUses.has(hash)) continue;
+      this.have.delete(hash);
+      for (const path of this.onlineUsers.get(hash) ?? EMPTY) paths.add(path);
+    }
     return paths;
+  }
+
+  /**
+   * The keep policy changed: every file is looked at again. Rare (a user's choice), so it
+   * rebuilds everything. Returns what became wanted and what stopped being wanted.
+   */
+  setKeep(isKept: (path: FilePath) => boolean): WantDelta {
+    this.isKept = isKept;
+    return this.rebuild();
   }
 
   /**
@@ -153,6 +238,10 @@ export class LiveBlocks {
    */
   forget(hashes: readonly BlockHash[]): WantDelta {
     for (const hash of hashes) this.have.delete(hash);
+    return this.rebuild();
+  }
+
+  private rebuild(): WantDelta {
     const files = [...this.files.values()];
     const removedAll = this.apply(files.map((file) => ({ path: file.path, next: null })));
     const addedAll = this.apply(files.sort((a, b) => a.sjid - b.sjid).map((file) => ({ path: file.path, next: file })));
@@ -162,11 +251,23 @@ export class LiveBlocks {
 
   private attach(file: FileRecord, added: Map<BlockHash, WantedBlock>, removed: Set<BlockHash>): void {
     this.files.set(file.path, file);
+    if (!this.isKept(file.path)) {
+      this.onlineFiles.add(file.path);
+      this.onlineBytesValue += file.size;
+      for (const hash of file.blocks) {
+        this.uses.set(hash, (this.uses.get(hash) ?? 0) + 1);
+        let paths = this.onlineUsers.get(hash);
+        if (!paths) this.onlineUsers.set(hash, (paths = new Set()));
+        paths.add(file.path);
+      }
+      return;
+    }
     this.totalBytesValue += file.size;
     let bytesDone = 0;
     let missingSlots = 0;
     file.blocks.forEach((hash, index) => {
       this.uses.set(hash, (this.uses.get(hash) ?? 0) + 1);
+      this.keptUses.set(hash, (this.keptUses.get(hash) ?? 0) + 1);
       const bytes = expectedBlockSize(file.size, file.blocks.length, index);
       if (this.have.has(hash)) {
         bytesDone += bytes;
@@ -190,13 +291,22 @@ export class LiveBlocks {
 
   private detach(file: FileRecord, removed: Set<BlockHash>): void {
     this.files.delete(file.path);
+    if (this.onlineFiles.delete(file.path)) {
+      this.onlineBytesValue -= file.size;
+      for (const hash of file.blocks) {
+        countDown(this.uses, hash);
+        const paths = this.onlineUsers.get(hash);
+        paths?.delete(file.path);
+        if (paths?.size === 0) this.onlineUsers.delete(hash);
+      }
+      return;
+    }
     this.totalBytesValue -= file.size;
     this.doneBytesValue -= this.progress.get(file.path)?.bytesDone ?? file.size;
     this.progress.delete(file.path);
     for (const hash of file.blocks) {
-      const uses = (this.uses.get(hash) ?? 1) - 1;
-      if (uses > 0) this.uses.set(hash, uses);
-      else this.uses.delete(hash);
+      countDown(this.uses, hash);
+      countDown(this.keptUses, hash);
       const paths = this.waiting.get(hash);
       if (!paths) continue;
       paths.delete(file.path);
@@ -209,3 +319,9 @@ export class LiveBlocks {
 }
 
 const EMPTY: ReadonlySet<FilePath> = new Set();
+
+function countDown(counts: Map<BlockHash, number>, hash: BlockHash): void {
+  const left = (counts.get(hash) ?? 1) - 1;
+  if (left > 0) counts.set(hash, left);
+  else counts.delete(hash);
+}

@@ -2,6 +2,8 @@ import { describeError, type BlockHash, type FilePath, type NamespaceId } from '
 import { BlockStoreError } from './block-store-error.ts';
 import { foldEntries } from './file-table.ts';
 import { spreadFetchOrder } from './fetch-order.ts';
+import { LruBlockCache } from './block-cache.ts';
+import { KeepPolicy } from './keep-policy.ts';
 import { LiveBlocks, type WantDelta } from './live-blocks.ts';
 import { RateMeter } from './rate-meter.ts';
 import { isStorageFull, type StorageFullState } from './storage-full.ts';
@@ -23,8 +25,27 @@ export interface NamespaceSyncOptions {
   trackFileChanges?: boolean;
   /** Something a view shows has changed. Called often: throttle downstream. */
   onChange?: () => void;
-  /** Every block of every live file up to `cursor` is stored (what an advert may claim). */
+  /**
+   * Every block of every kept file up to `cursor` is stored, or the synced cursor went down
+   * (the keep policy grew). What an advert may claim is `advertisedCursor`.
+   */
   onSynced?: (cursor: number) => void;
+  /** Which files to keep on this device (default: all). */
+  keepPolicy?: KeepPolicy;
+  /** Bytes of blocks fetched for online-only files kept before the least recently used go (default 1 GiB). */
+  cacheLimitBytes?: number;
+  /**
+   * Removes cache blocks from the store. Without it nothing is evicted. A failure leaves them
+   * stored (the next start counts them again).
+   */
+  evictBlocks?: (hashes: readonly BlockHash[]) => Promise<void>;
+  /**
+   * Read the journal but fetch nothing until `releaseFetching()` (a join that may not fit
+   * asks the user first). Readers (fetchBlocksNow) still get their blocks.
+   */
+  holdFetching?: boolean;
+  /** The journal was read to its end for the first time (the whole workspace is known). */
+  onCaughtUp?: () => void;
   /** A block is being fetched from the server: peers syncing alongside may wait for it. */
   onServerFetch?: (hash: BlockHash) => void;
   /** A block was stored (from any source): peers syncing alongside may want to hear of it. */
@@ -52,13 +73,16 @@ export interface NamespaceSyncOptions {
   now?: () => number;
 }
 
-export type FileStatus = 'synced' | 'syncing' | 'waiting';
+/** `online`: an online-only file not all stored here (`synced` when its blocks happen to be). */
+export type FileStatus = 'synced' | 'syncing' | 'waiting' | 'online';
 
 export interface FileProgress {
   file: FileRecord;
   bytesDone: number;
   status: FileStatus;
   bytesPerSecond: number;
+  /** The keep policy makes this file online only. */
+  onlineOnly: boolean;
 }
 
 export interface EngineSnapshot {
@@ -73,6 +97,11 @@ export interface EngineSnapshot {
   error: string | null;
   /** Set while fetching is paused because the block store is full. */
   storageFull: StorageFullState | null;
+  /** Online-only files (not in the totals above) and their bytes. */
+  onlineFileCount: number;
+  onlineBytes: number;
+  /** Bytes of blocks kept for online-only files (the evictable cache). */
+  cacheBytes: number;
 }
 
 /**
@@ -109,10 +138,20 @@ export class NamespaceSync {
   private journalLoop: Promise<void> | null = null;
   /** Readers waiting for blocks (fetchBlocksNow), by block. */
   private readonly readers = new Map<BlockHash, Set<BlockReader>>();
+  private policy: KeepPolicy;
+  /** Blocks only online-only files use, stored because someone read them. */
+  private readonly cache: LruBlockCache;
+  /** The blocks of the last few reads: never evicted, their readers may not have read them yet. */
+  private recentReads: BlockHash[][] = [];
+  private held: boolean;
+  private caughtUpOnce = false;
 
   constructor(private readonly options: NamespaceSyncOptions) {
     this.now = options.now ?? (() => Date.now());
-    this.live = new LiveBlocks(options.ns);
+    this.policy = options.keepPolicy ?? new KeepPolicy();
+    this.held = options.holdFetching ?? false;
+    this.cache = new LruBlockCache(options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT);
+    this.live = new LiveBlocks(options.ns, (path) => this.policy.isKept(path));
     this.changedFiles = options.trackFileChanges ? new Set() : null;
     this.scheduler = new BlockScheduler({
       store: options.blocks,
@@ -142,15 +181,108 @@ export class NamespaceSync {
 
   async start(): Promise<void> {
     const state = await this.options.state.load(this.options.ns);
+    if (this.held) this.scheduler.holdBackground(true);
     this.cursorValue = state.cursor;
     this.syncedCursorValue = state.syncedCursor;
     this.files = new Map(state.files.map((file) => [file.path, file]));
     await this.learnStoredBlocks(state.files);
     const inJournalOrder = [...state.files].sort((a, b) => a.sjid - b.sjid);
     this.plan(this.live.apply(inJournalOrder.map((file) => ({ path: file.path, next: file }))));
+    this.refillCache();
+    await this.keepHeldBlocks(state.files);
     this.journalLoop = this.followJournal();
   }
 
+  /** Whether a kept file uses `hash` (another workspace must not evict it). */
+  keepsBlock(hash: BlockHash): boolean {
+    return this.live.isKeptBlock(hash);
+  }
+
+  /** A new limit for the cache of online-only blocks (the oldest go at once when over it). */
+  setCacheLimit(bytes: number): void {
+    this.cache.setLimit(bytes);
+    this.evictCache();
+  }
+
+  /** Whether background fetching waits for releaseFetching(). */
+  get fetchingHeld(): boolean {
+    return this.held;
+  }
+
+  /** Starts the background fetching a `holdFetching` engine held back. */
+  releaseFetching(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.scheduler.holdBackground(false);
+  }
+
+  /** The keep policy in force. */
+  get keepPolicy(): KeepPolicy {
+    return this.policy;
+  }
+
+  /**
+   * Applies a new keep policy: files now kept want their missing blocks (fetched in the
+   * background), blocks only online-only files use become cache blocks (the least recently
+   * used go once the cache is over its limit); blocks a kept file shares stay.
+   */
+  setKeepPolicy(policy: KeepPolicy): void {
+    this.policy = policy;
+    for (const path of this.files.keys()) this.changedFiles?.add(path);
+    this.plan(this.live.setKeep((path) => this.policy.isKept(path)));
+    if (this.live.missingCount > 0 && this.syncedCursorValue > 0) {
+      // Files that just became kept are not all here: the old claim no longer holds.
+      this.syncedCursorValue = 0;
+      void this.options.state.setSyncedCursor(this.options.ns, 0).catch(() => undefined);
+      this.options.onSynced?.(0);
+    }
+    this.refillCache();
+    void this.keepHeldBlocks(this.files.values()).catch(() => undefined);
+    this.options.onSynced?.(this.syncedCursorValue);
+    this.options.onChange?.();
+  }
+
+  /** Kept files' stored blocks are made safe from eviction (LocalBlockStore.keepBlocks). */
+  private async keepHeldBlocks(files: Iterable<FileRecord>): Promise<void> {
+    if (!this.options.blocks.keepBlocks) return;
+    const held = new Set<BlockHash>();
+    for (const file of files) {
+      for (const hash of file.blocks) if (this.live.isKeptBlock(hash) && this.live.holds(hash)) held.add(hash);
+    }
+    if (held.size === 0) return;
+    const gone = await this.options.blocks.keepBlocks([...held]);
+    if (gone.length > 0 && !this.stopped) this.forgetBlocks(gone);
+  }
+
+  /**
+   * The cursor a peer download advertisement may claim: the synced cursor when every live
+   * file is kept, else 0. An online-only file's blocks are mostly not here, so a device
+   * holding a partial copy claims nothing by cursor and announces what it holds with HAVE;
+   * peers then never count on it for a block it lacks (docs/protocol.md, "advert").
+   */
+  get advertisedCursor(): number {
+    return this.live.onlineFileCount > 0 ? 0 : this.syncedCursorValue;
+  }
+
+  /** The cache's accounting follows the stored blocks that only online-only files use. */
+  private refillCache(): void {
+    for (const hash of [...this.cache.keys()]) if (!this.live.isLive(hash) || this.live.isKeptBlock(hash)) this.cache.remove(hash);
+    this.cache.addAllCold(this.live.heldOnlineOnly());
+    this.evictCache();
+  }
+
+  /** Removes least recently used cache blocks until the cache fits its limit (`all`: every one that may go). */
+  private evictCache(all = false): number {
+    if (!this.options.evictBlocks) return 0;
+    const spare = new Set(this.recentReads.flat());
+    // A block a kept file took up since it was cached only leaves the accounting, never the store.
+    const evicted = (all ? this.cache.evictAll(spare) : this.cache.evictOverflow(spare)).filter((hash) => !this.live.isKeptBlock(hash));
+    if (evicted.length === 0) return 0;
+    for (const path of this.live.dropped(evicted)) this.changedFiles?.add(path);
+    void this.options.evictBlocks(evicted).catch(() => undefined);
+    this.options.onChange?.();
+    return evicted.length;
+  }
   async stop(): Promise<void> {
     this.stopped = true;
     for (const set of this.readers.values()) for (const reader of set) reader.reject(new Error('syncing of this workspace stopped'));
@@ -170,7 +302,12 @@ export class NamespaceSync {
    */
   async fetchBlocksNow(wants: readonly WantedBlock[], signal?: AbortSignal): Promise<void> {
     if (wants.length === 0) return;
+    this.recentReads.push(wants.map((want) => want.hash));
+    if (this.recentReads.length > RECENT_READS_SPARED) this.recentReads.shift();
     const present = await this.options.blocks.hasBlocks(wants.map((want) => want.hash));
+    // A cache block read again is the most recently used; one evicted meanwhile is fetched again.
+    for (const want of wants) if (present.has(want.hash)) this.cache.use(want.hash);
+    this.evictCache();
     const missing = wants.filter((want) => !present.has(want.hash));
     if (missing.length === 0) return;
     signal?.throwIfAborted();
@@ -201,7 +338,7 @@ export class NamespaceSync {
           abandoned.push(hash);
         }
       }
-      this.scheduler.unprioritise(abandoned);
+      this.unprioritise(abandoned);
     };
     signal?.addEventListener('abort', giveUp, { once: true });
     this.scheduler.prioritise(missing);
@@ -219,9 +356,16 @@ export class NamespaceSync {
     const final = isStorageFull(error) || error instanceof BlockStoreError || (source.kind === 'server' && !isTransient(error));
     if (!final) return;
     this.readers.delete(hash);
-    this.scheduler.unprioritise([hash]);
+    this.unprioritise([hash]);
     const reason = new Error(`could not fetch block ${hash.slice(0, 12)}…: ${messageOf(error)}`, { cause: error });
     for (const reader of set) reader.reject(reason);
+  }
+
+  /** Readers gave up on these blocks: back to the background order, or not fetched at all when no kept file wants them. */
+  private unprioritise(hashes: readonly BlockHash[]): void {
+    this.scheduler.unprioritise(hashes);
+    const unwanted = hashes.filter((hash) => !this.live.isWanted(hash));
+    if (unwanted.length > 0) this.scheduler.removeWanted(unwanted);
   }
 
   /** New sources (peers) are usable: start fetches that were waiting for one. */
@@ -314,13 +458,15 @@ export class NamespaceSync {
   fileProgress(path: FilePath, inFlight: ReadonlySet<BlockHash> = this.scheduler.inFlight()): FileProgress | undefined {
     const file = this.files.get(path);
     if (!file) return undefined;
-    if (this.live.isComplete(path)) return { file, bytesDone: file.size, status: 'synced', bytesPerSecond: 0 };
+    const onlineOnly = this.live.isOnlineOnly(path);
+    if (this.live.isComplete(path)) return { file, bytesDone: file.size, status: 'synced', bytesPerSecond: 0, onlineOnly };
     const fetching = file.blocks.some((hash) => inFlight.has(hash));
     return {
       file,
       bytesDone: this.live.bytesDone(path),
-      status: fetching ? 'syncing' : 'waiting',
+      status: fetching ? 'syncing' : onlineOnly ? 'online' : 'waiting',
       bytesPerSecond: this.fileRates.get(path)?.bytesPerSecond(this.now()) ?? 0,
+      onlineOnly,
     };
   }
 
@@ -342,6 +488,9 @@ export class NamespaceSync {
       bytesFromPeers: this.bytesFromPeers,
       error: this.error,
       storageFull: this.storageFull,
+      onlineFileCount: this.live.onlineFileCount,
+      onlineBytes: this.live.onlineBytes,
+      cacheBytes: this.cache.bytes,
     };
   }
 
@@ -377,6 +526,10 @@ export class NamespaceSync {
           signal: this.pollAbort.signal,
         });
         if (page.entries.length > 0) await this.applyPage(page.entries);
+        if (!caughtUp && !page.more && !this.caughtUpOnce) {
+          this.caughtUpOnce = true;
+          this.options.onCaughtUp?.();
+        }
         caughtUp = !page.more;
         failures = 0;
         if (this.error?.startsWith('Journal')) this.error = null;
@@ -417,6 +570,7 @@ export class NamespaceSync {
     ];
     for (const { path } of changes) this.changedFiles?.add(path);
     this.plan(this.live.apply(changes));
+    await this.keepHeldBlocks(changed).catch(() => undefined);
   }
 
   private async learnStoredBlocks(files: readonly FileRecord[]): Promise<void> {
@@ -443,6 +597,11 @@ export class NamespaceSync {
    * refusal pauses again with a fresh figure).
    */
   private async pauseForStorage(): Promise<void> {
+    // Kept files come first: the cache of online-only blocks makes room before anything pauses.
+    if (this.evictCache(true) > 0) {
+      this.scheduler.wake();
+      return;
+    }
     const first = this.storageFull === null || this.storageRetrying;
     this.storageRetrying = false;
     this.storageFull = await this.storageFullState();
@@ -493,6 +652,10 @@ export class NamespaceSync {
     }
     const now = this.now();
     const paths = this.live.stored(hash);
+    if (this.live.isLive(hash) && !this.live.isKeptBlock(hash)) {
+      this.cache.touch(hash, bytes);
+      this.evictCache();
+    }
     for (const path of paths) {
       this.changedFiles?.add(path);
       let meter = this.fileRates.get(path);
@@ -528,6 +691,12 @@ interface BlockReader {
 }
 
 const MAX_JOURNAL_PAGE = 1000;
+
+/** Cache of online-only blocks: 1 GiB unless the device says otherwise. */
+const DEFAULT_CACHE_LIMIT = 1024 * 1024 * 1024;
+
+/** The blocks of this many recent reads are never evicted (their readers are still at them). */
+const RECENT_READS_SPARED = 4;
 
 /** Free space worth resuming for: one full block, so a resume is not refused at once. */
 const RESUME_MIN_FREE = 4 * 1024 * 1024;

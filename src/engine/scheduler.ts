@@ -241,6 +241,8 @@ export class BlockScheduler {
    * the link to itself. Blocks not wanted yet are added. They stay urgent until stored
    * (`stored` fires as for any block) or `unprioritise`.
    */
+  private backgroundHeld = false;
+
   prioritise(wants: readonly WantedBlock[]): void {
     for (const want of wants) {
       this.urgent.add(want.hash);
@@ -261,6 +263,12 @@ export class BlockScheduler {
       this.enqueue(block);
     }
     this.pump();
+  }
+
+  /** Holds the background fetches (urgent ones still start), or lets them go again. */
+  holdBackground(held: boolean): void {
+    this.backgroundHeld = held;
+    if (!held) this.wake();
   }
 
   /** The reader gave up on these blocks: they go back to the background order (if still wanted at all). */
@@ -403,7 +411,8 @@ export class BlockScheduler {
     const batches = new Map<string, OpenBatch>();
     if (this.urgent.size > 0) this.startUrgent(sources, now);
     let looked = 0;
-    for (;;) {
+    // Held: only urgent blocks (readers) start; the background waits for holdBackground(false).
+    for (; !this.backgroundHeld; ) {
       const atCap = this.requestsInFlight >= this.options.maxInFlight || this.processingBytes >= MAX_PROCESSING_BYTES;
       if (atCap && batches.size === 0) break;
       // Nobody can take another request: looking further would only find more waiting.

@@ -32,6 +32,13 @@ export interface LocalBlockStore {
    * may be unusable afterwards (their buffer handed over).
    */
   putVerified?(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash>;
+  /**
+   * Kept files use these stored blocks: a store that keeps some blocks where they may be
+   * evicted (the cache of online-only files) moves them to where they are kept. Resolves with
+   * those found gone meanwhile (evicted by the platform), which the engine fetches again.
+   * Optional.
+   */
+  keepBlocks?(hashes: readonly BlockHash[]): Promise<BlockHash[]>;
 }
 
 /** Journal state of one namespace on this device: the file table and the cursors. */

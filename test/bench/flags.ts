@@ -2,12 +2,14 @@
  * Command-line flags of `npm run bench`:
  *
  *   --scenario office-warm,office-cold,office-lan,app-transfer,big-file,many-files,block-batch,
- *              native-pair,folder-sync,range-read,zip
+ *              native-pair,folder-sync,range-read,zip,online-open
  *                       which scenarios (default: all but big-file, many-files, block-batch,
- *                       native-pair, folder-sync, range-read and zip, which run only when named)
+ *                       native-pair, folder-sync, range-read, zip and online-open, which run
+ *                       only when named)
  *   --size-mib N        workspace size S for the office scenarios (default 128) and file
  *                       size for app-transfer (default 64 there when not given), big-file and
- *                       range-read (default 4096); zip: the zipped workspace's size (default 2048)
+ *                       range-read (default 4096); zip: the zipped workspace's size (default 2048);
+ *                       online-open: the file opened (default 256)
  *   --joiners K         joining browsers in the office scenarios (default 3)
  *   --egress-mbps M     server block egress cap in megabits/s (default 100)
  *   --browsers processes|contexts
@@ -36,14 +38,19 @@
  *                       veth between two namespaces, --size-mib (default 256) as 4 files,
  *                       --repeats runs alternating, plus bare TCP; see native-pair.ts
  *   folder-sync         (on request) the first --files count of small files and 3 large ones
- *                       written into a folder by folder sync vs a bare write loop, same page
+ *                       written into a folder by folder sync vs a bare write loop, same page;
+ *                       then a rescan with nothing changed and one after touching 100 files
+ *                       (time and Chromium RSS growth per process)
+ *   --bare-files N      folder-sync: the bare loop writes only the first N small files (and the
+ *                       large ones), compared per file (default: all; a 100,000-file bare loop
+ *                       takes about 20 minutes, twice)
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
 
-export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip'] as const;
+export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-transfer', 'big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip', 'online-open'] as const;
 /** Scenarios run only when named: they take long or need a lot of disk. */
-const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip'];
+const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip', 'online-open'];
 export type Scenario = (typeof SCENARIOS)[number];
 export type BrowserKind = 'processes' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;
@@ -72,11 +79,13 @@ export interface BenchFlags {
   manyFilesRows: ManyFilesRow[];
   uploadSources: UploadSourceFlag[];
   blocks: number;
+  /** folder-sync: small files in the bare loop; undefined: all of them. */
+  bareFiles: number | undefined;
   /** Undefined: this checkout. */
   serverRoots: string[] | undefined;
 }
 
-const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib', 'blocks']);
+const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib', 'blocks', 'bare-files']);
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
   const flags: BenchFlags = {
@@ -95,6 +104,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     manyFilesRows: [...MANY_FILES_ROWS],
     uploadSources: [...UPLOAD_SOURCE_FLAGS],
     blocks: 10_000,
+    bareFiles: undefined,
     serverRoots: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -114,6 +124,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
         if (!Number.isInteger(number)) throw new Error(`--${name} needs a whole number`);
         if (name === 'joiners') flags.joiners = number;
         else if (name === 'blocks') flags.blocks = number;
+        else if (name === 'bare-files') flags.bareFiles = number;
         else flags.repeats = number;
       }
     } else if (name === 'scenario' || name === 'scenarios') {

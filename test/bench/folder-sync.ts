@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { Page } from 'playwright-core';
 import { ServerApi } from '../../src/engine/server-api.ts';
-import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../src/protocol/index.ts';
 import type { E2eHarness } from '../e2e/harness.ts';
 import { manyFilesBytes, manyFilesPath, printableBytes, seedManyFiles } from '../e2e/support/seed-many-files.ts';
+import { commitBytes } from '../e2e/support/seed-workspace.ts';
 import { joinWithLink } from '../e2e/ui.ts';
+import { RssSampler, chromiumRss, markerSwitch, rssColumns } from './chromium-rss.ts';
 import type { BenchRow } from './report.ts';
 
 /**
@@ -12,8 +13,15 @@ import type { BenchRow } from './report.ts';
  * ones, fully synced into a browser, is written into an origin-private folder by "Sync to a
  * folder…", timed from the click until the panel counts every file written. The baseline is the
  * same bytes written with the same API (getDirectoryHandle / getFileHandle / createWritable /
- * write / close, one file after another) in a bare loop in the same page, run before and after.
+ * write / close, one file after another) in a bare loop in the same page, run before and after
+ * (over the first `bareFiles` small files when given: compared per file). Then the folder is
+ * scanned again with nothing changed (a page focus asks for it), and 100 files are edited in
+ * the folder and timed until folder sync has committed them; both with the growth of
+ * Chromium's RSS per process over the idle figure just before.
  */
+
+/** Files edited in the folder for the last row. */
+const TOUCHED = 100;
 
 const LARGE_FILES = 3;
 const LARGE_BYTES = 8 * 1024 * 1024 + 12_345;
@@ -89,24 +97,43 @@ async function folderHashes(page: Page, folder: string, paths: string[]): Promis
   );
 }
 
-export async function benchFolderSync(harness: E2eHarness, files: number, log: (line: string) => void): Promise<BenchRow[]> {
+/** The panel's counts (its data attributes). */
+async function panelCount(page: Page, name: 'written' | 'uploaded' | 'lastScan'): Promise<number> {
+  return page.evaluate((key) => Number(document.querySelector<HTMLElement>('[data-testid="folder-sync"]')?.dataset[key] ?? 0), name);
+}
+
+/** Appends a line to each of `paths` in the synced folder, as an editor would. */
+async function touchFiles(page: Page, folder: string, paths: string[]): Promise<void> {
+  await page.evaluate(
+    async ({ folder, paths }) => {
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle(folder);
+      for (const path of paths) {
+        let dir = root;
+        const parts = path.split('/');
+        for (const part of parts.slice(0, -1)) dir = await dir.getDirectoryHandle(part);
+        const handle = await dir.getFileHandle(parts[parts.length - 1]);
+        const size = (await handle.getFile()).size;
+        const writable = await handle.createWritable({ keepExistingData: true });
+        await writable.write({ type: 'write', position: size, data: `edited ${path}\n` });
+        await writable.close();
+      }
+    },
+    { folder, paths },
+  );
+}
+
+export async function benchFolderSync(harness: E2eHarness, files: number, log: (line: string) => void, bareFiles = files): Promise<BenchRow[]> {
   const server = await harness.startServer();
   const workspace = await seedManyFiles(server.origin, files, { log });
   const api = new ServerApi(server.origin, workspace.token);
   let totalBytes = workspace.totalBytes;
   for (let k = 0; k < LARGE_FILES; k++) {
     const bytes = largeBytes(k);
-    const blocks: BlockHash[] = [];
-    for (let offset = 0; offset < bytes.length; offset += MAX_BLOCK_SIZE) {
-      const block = bytes.subarray(offset, offset + MAX_BLOCK_SIZE);
-      const hash = createHash('sha256').update(block).digest('hex') as BlockHash;
-      await api.putBlock(hash, block);
-      blocks.push(hash);
-    }
-    await api.commit(workspace.namespaceId, { path: largePath(k) as FilePath, size: bytes.length, mtime: Date.now(), blocks, deleted: false });
+    await commitBytes(api, workspace.namespaceId, largePath(k), bytes);
     totalBytes += bytes.length;
   }
-  const context = await harness.newProfileBrowser();
+  const tag = `folder-sync-${process.pid}-${Date.now()}`;
+  const context = await harness.newProfileBrowser([markerSwitch(tag)]);
   const page = context.pages()[0] ?? (await context.newPage());
   // tsx keeps function names with a `__name` helper that page code does not have.
   await page.addInitScript({ content: 'globalThis.__name ??= (fn) => fn;' });
@@ -125,9 +152,13 @@ export async function benchFolderSync(harness: E2eHarness, files: number, log: (
   );
   log(`folder-sync: ${files} + ${LARGE_FILES} files (${(totalBytes / 1e6).toFixed(1)} MB) synced into the browser`);
 
-  const bareBefore = await bareLoopSeconds(page, 'bench-bare-1', files);
+  const bareCount = Math.min(files, bareFiles);
+  const bareBefore = await bareLoopSeconds(page, 'bench-bare-1', bareCount);
   log(`folder-sync: bare loop ${bareBefore.toFixed(2)} s`);
 
+  const idleBeforeWrite = chromiumRss(tag);
+  const writeSampler = new RssSampler(tag, 1_000);
+  writeSampler.start();
   const began = performance.now();
   await page.getByTestId('folder-sync-pick').click();
   const expected = files + LARGE_FILES;
@@ -137,21 +168,55 @@ export async function benchFolderSync(harness: E2eHarness, files: number, log: (
     { timeout: 0, polling: 50 },
   );
   const syncSeconds = (performance.now() - began) / 1000;
+  const writeRss = rssColumns(idleBeforeWrite, writeSampler.stop());
   log(`folder-sync: folder sync ${syncSeconds.toFixed(2)} s`);
 
-  const bareAfter = await bareLoopSeconds(page, 'bench-bare-2', files);
+  // Nothing changed: a page focus asks for a scan; timed until the panel shows it done.
+  const rescanRow = async (scenario: string, change: () => Promise<void>, done: () => Promise<boolean>) => {
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const idle = chromiumRss(tag);
+    const sampler = new RssSampler(tag);
+    sampler.start();
+    const began = performance.now();
+    await change();
+    while (!(await done())) await new Promise((resolve) => setTimeout(resolve, 50));
+    const seconds = (performance.now() - began) / 1000;
+    const peak = sampler.stop();
+    log(`folder-sync: ${scenario} ${seconds.toFixed(2)} s`);
+    return { scenario, files: expected, seconds: Number(seconds.toFixed(2)), ...rssColumns(idle, peak) };
+  };
+  // The first scan follows the first write; the rescans are timed after it.
+  await page.waitForFunction(() => Number(document.querySelector<HTMLElement>('[data-testid="folder-sync"]')?.dataset.lastScan ?? 0) > 0, null, { timeout: 0, polling: 250 });
+  const scanBefore = await panelCount(page, 'lastScan');
+  const rescan = await rescanRow(
+    'folder-sync-rescan-unchanged',
+    () => page.evaluate(() => void window.dispatchEvent(new Event('focus'))),
+    async () => (await panelCount(page, 'lastScan')) > scanBefore,
+  );
+  const uploadedBefore = await panelCount(page, 'uploaded');
+  const touched = Array.from({ length: TOUCHED }, (_, k) => manyFilesPath(Math.floor((k * files) / TOUCHED)));
+  const touch = await rescanRow(
+    `folder-sync-rescan-${TOUCHED}-touched`,
+    () => touchFiles(page, SYNCED_FOLDER, touched),
+    async () => (await panelCount(page, 'uploaded')) >= uploadedBefore + TOUCHED,
+  );
+
+  const bareAfter = await bareLoopSeconds(page, 'bench-bare-2', bareCount);
   log(`folder-sync: bare loop again ${bareAfter.toFixed(2)} s`);
 
-  const sample = [manyFilesPath(0), manyFilesPath(files - 1), manyFilesPath(Math.floor(files / 2)), largePath(0), largePath(LARGE_FILES - 1)];
-  const expectedHashes = [manyFilesBytes(0), manyFilesBytes(files - 1), manyFilesBytes(Math.floor(files / 2)), largeBytes(0), largeBytes(LARGE_FILES - 1)].map((bytes) =>
-    createHash('sha256').update(bytes).digest('hex'),
-  );
-  const synced = await folderHashes(page, SYNCED_FOLDER, sample);
-  const bare = await folderHashes(page, 'bench-bare-2', sample);
-  const byteExact = synced.join() === expectedHashes.join() && bare.join() === expectedHashes.join();
+  // The touched files were edited: the sample avoids them (index 0 is one).
+  const sampleIndexes = [1, files - 1, Math.floor(files / 2) + 1].map((index) => Math.min(index, files - 1));
+  const bareSample = [1, bareCount - 1].map((index) => Math.min(index, bareCount - 1));
+  const synced = await folderHashes(page, SYNCED_FOLDER, [...sampleIndexes.map(manyFilesPath), largePath(0), largePath(LARGE_FILES - 1)]);
+  const bare = await folderHashes(page, 'bench-bare-2', [...bareSample.map(manyFilesPath), largePath(0)]);
+  const hashOf = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+  const byteExact =
+    synced.join() === [...sampleIndexes.map(manyFilesBytes), largeBytes(0), largeBytes(LARGE_FILES - 1)].map(hashOf).join() &&
+    bare.join() === [...bareSample.map(manyFilesBytes), largeBytes(0)].map(hashOf).join();
   await context.close();
 
   const bareSeconds = (bareBefore + bareAfter) / 2;
+  const bareFilesPerS = (bareCount + LARGE_FILES) / bareSeconds;
   return [
     {
       scenario: 'folder-sync',
@@ -159,11 +224,16 @@ export async function benchFolderSync(harness: E2eHarness, files: number, log: (
       mb: Number((totalBytes / 1e6).toFixed(1)),
       folderSyncS: Number(syncSeconds.toFixed(2)),
       folderSyncFilesPerS: Math.round(expected / syncSeconds),
+      bareLoopFiles: bareCount + LARGE_FILES,
       bareLoopS: Number(bareSeconds.toFixed(2)),
       bareLoopRunsS: `${bareBefore.toFixed(2)} / ${bareAfter.toFixed(2)}`,
-      ratio: Number((bareSeconds / syncSeconds).toFixed(3)),
+      // Per file: the bare loop may have written fewer files.
+      ratio: Number((expected / syncSeconds / bareFilesPerS).toFixed(3)),
       goal: 0.5,
       byteExact: byteExact ? 'yes' : 'NO',
+      ...writeRss,
     },
+    rescan,
+    touch,
   ];
 }

@@ -18,6 +18,7 @@ import { benchNativePair } from './native-pair.ts';
 import { measureRawChannel } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
 import { benchZip } from './zip.ts';
+import { benchOnlineOpen } from './online-open.ts';
 
 /**
  * `npm run bench [-- --scenario office-warm,office-cold,office-lan,app-transfer,big-file,block-batch --size-mib 128
@@ -185,7 +186,7 @@ if (wants('folder-sync')) {
   await attempt('folder-sync', async () => {
     const harness = await E2eHarness.start();
     try {
-      groups.push(await benchFolderSync(harness, flags.files[0], log));
+      groups.push(await benchFolderSync(harness, flags.files[0], log, flags.bareFiles));
     } finally {
       await harness.close();
     }
@@ -227,6 +228,19 @@ if (wants('zip')) {
     const harness = await E2eHarness.start();
     try {
       groups.push([await benchZip(harness, sizeMiB, log)]);
+    } finally {
+      await harness.close();
+    }
+  });
+}
+
+if (wants('online-open')) {
+  await attempt('online-open', async () => {
+    const sizeMiB = flags.sizeMiB ?? 256;
+    log(`online-open: opening a ${sizeMiB} MiB online-only file vs the same file kept`);
+    const harness = await E2eHarness.start();
+    try {
+      groups.push([await benchOnlineOpen(harness, sizeMiB, log)]);
     } finally {
       await harness.close();
     }

@@ -1,11 +1,16 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import type { Page, Response as PwResponse } from 'playwright-core';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Page, Request as PwRequest, Response as PwResponse } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServerApi } from '../../src/engine/server-api.ts';
 import { MAX_BLOCK_SIZE, parseFilePath, type BlockHash, type NamespaceId } from '../../src/protocol/index.ts';
 import { PseudoRandomFile } from '../support/pseudo-random-file.ts';
 import { E2eHarness, type TestServer } from './harness.ts';
-import { seedWorkspace, type SeededWorkspace } from './support/seed-workspace.ts';
+import { commitBytes, seedWorkspace, type SeededWorkspace } from './support/seed-workspace.ts';
 import { joinWithLink, showFileFolder, waitForFileStatus } from './ui.ts';
 
 /**
@@ -91,15 +96,45 @@ async function recordWebm(page: Page): Promise<Uint8Array> {
   return new Uint8Array(bytes);
 }
 
+/** Length of the seek test's video, in seconds. */
+const SEEK_VIDEO_SECONDS = 40;
+
+/**
+ * A real 40 s WebM (VP8, 320×240 at 5 frames a second, noise so it does not compress: about
+ * 13.6 MB, four blocks, the last from about 37 s on) encoded by ffmpeg, with a keyframe every
+ * second and its cue index, as a video player needs to seek without reading what lies
+ * before the point it seeks to.
+ */
+async function encodeSeekableWebm(): Promise<Uint8Array> {
+  const dir = mkdtempSync(join(tmpdir(), 'nearsync-seek-'));
+  try {
+    const out = join(dir, 'seek.webm');
+    // Not execFileSync: the test's server and its connections need the event loop meanwhile.
+    await promisify(execFile)('ffmpeg', [
+      '-loglevel', 'error', '-f', 'lavfi', '-i', `testsrc2=size=320x240:rate=5:duration=${SEEK_VIDEO_SECONDS}`,
+      '-vf', 'noise=alls=40:allf=t', '-c:v', 'libvpx', '-b:v', '2800k', '-minrate', '2800k', '-maxrate', '2800k',
+      '-g', '5', '-deadline', 'realtime', '-cpu-used', '8', '-an', out,
+    ]);
+    return new Uint8Array(readFileSync(out));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('file URLs served by the service worker', () => {
   let harness: E2eHarness;
   let server: TestServer;
   let seeded: SeededWorkspace;
   let page: Page;
   const big = new PseudoRandomFile('file urls', BIG);
+  /** Encoded while the page joins (ffmpeg takes a while on a loaded machine). */
+  let seekVideo: Promise<Uint8Array>;
   const fileUrl = (path: string) => `/w/${seeded.namespaceId}/file/${path.split('/').map(encodeURIComponent).join('/')}`;
 
   beforeAll(async () => {
+    seekVideo = encodeSeekableWebm();
+    // Awaited in its test; a failure here must not go unhandled meanwhile.
+    seekVideo.catch(() => undefined);
     harness = await E2eHarness.start();
     server = await harness.startServer({ egressBytesPerSecond: EGRESS });
     seeded = await seedWorkspace(server.origin, 'urls', [
@@ -281,6 +316,77 @@ describe('file URLs served by the service worker', () => {
     const head = await fetchInPage(page, fileUrl('big.bin'), { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(head.headers['content-length']).toBe(String(BIG));
+  }, 180_000);
+
+  it('seeks a <video> of a larger file not synced yet to near its end and plays from there, reading the tail first', async () => {
+    const video = await seekVideo;
+    const api = new ServerApi(server.origin, seeded.token);
+    // Another file ahead of it in the background order keeps the sync busy elsewhere meanwhile.
+    await new PseudoRandomFile('seek filler', 12 * MAX_BLOCK_SIZE).commitTo(api, seeded.namespaceId as NamespaceId, 'filler.bin');
+    const blocks = await commitBytes(api, seeded.namespaceId, 'seek.webm', video);
+    expect(blocks.length).toBeGreaterThanOrEqual(3);
+    await waitForFileStatus(page, 'seek.webm', 'waiting', 30_000);
+
+    // Every block GET of this browser (pages and workers), and the Range of each read of the file URL, in order.
+    const gets: BlockHash[] = [];
+    const onRequest = (request: PwRequest) => {
+      const hash = /\/api\/v1\/blocks\/([0-9a-f]{64})(?:\?|$)/.exec(request.url())?.[1] as BlockHash | undefined;
+      if (hash && blocks.includes(hash)) gets.push(hash);
+    };
+    const ranges: string[] = [];
+    const onPageRequest = (request: PwRequest) => {
+      if (request.url().endsWith('/file/seek.webm')) ranges.push(request.headers().range ?? '(whole file)');
+    };
+    page.context().on('request', onRequest);
+    page.on('request', onPageRequest);
+    // In the last block (from about 37 s).
+    const seekTo = SEEK_VIDEO_SECONDS - 2;
+    const played = await page.evaluate(
+      async ({ url, seekTo }) => {
+        const video = document.createElement('video');
+        video.muted = true;
+        video.preload = 'metadata';
+        video.src = url;
+        document.body.append(video);
+        const failed = new Promise<never>((_, reject) => (video.onerror = () => reject(new Error(`video error ${video.error?.code}: ${video.error?.message}`))));
+        await Promise.race([new Promise((resolve) => (video.onloadedmetadata = resolve)), failed]);
+        const seeked = new Promise<boolean>((resolve) => video.addEventListener('seeked', () => resolve(true), { once: true }));
+        video.currentTime = seekTo;
+        const didSeek = await Promise.race([seeked, failed]);
+        await video.play();
+        // Played on from the seek point.
+        await Promise.race([
+          new Promise<void>((resolve) => {
+            video.ontimeupdate = () => {
+              if (video.currentTime > seekTo + 0.5) resolve();
+            };
+          }),
+          failed,
+        ]);
+        const time = video.currentTime;
+        const { duration } = video;
+        video.remove();
+        return { didSeek, time, duration };
+      },
+      { url: fileUrl('seek.webm'), seekTo },
+    );
+    page.context().off('request', onRequest);
+    page.off('request', onPageRequest);
+
+    expect(played.didSeek).toBe(true);
+    expect(played.duration).toBeCloseTo(SEEK_VIDEO_SECONDS, 0);
+    expect(played.time).toBeGreaterThan(seekTo + 0.5);
+    // The player read the tail by Range: a request starting in the last block.
+    const lastBlockStart = (blocks.length - 1) * MAX_BLOCK_SIZE;
+    const starts = ranges.map((range) => Number(/^bytes=(\d+)-/.exec(range)?.[1] ?? -1));
+    expect(starts.some((start) => start >= lastBlockStart), ranges.join(', ')).toBe(true);
+    // The last block was fetched before the one ahead of it: the file was not read up to the
+    // seek point first (the first block's read may fetch the next one ahead; that is all).
+    const order = `block order ${gets.map((hash) => blocks.indexOf(hash)).join(',')}`;
+    const lastAt = gets.indexOf(blocks[blocks.length - 1]);
+    expect(lastAt, order).toBeGreaterThanOrEqual(0);
+    const beforeLast = gets.indexOf(blocks[blocks.length - 2]);
+    expect(beforeLast === -1 || beforeLast > lastAt, order).toBe(true);
   }, 180_000);
 
   it('with no page of the app open, the service worker reads from the server itself (blocks checked, not stored)', async () => {

@@ -308,6 +308,32 @@ describe('sync to a folder on this computer', () => {
     await other.waitFor((journal) => expect(journal.get('Notes.txt')?.blocks).toEqual([sha256(text('notes edited here before the delete arrived\n'))]));
   }, 120_000);
 
+  test('changes FileSystemObserver reports are committed by looking at those paths alone, without a scan of the whole folder', async () => {
+    const panel = page.getByTestId('folder-sync');
+    // Settled first: the last test's writes into the folder are behind us.
+    await afterNextScan(page);
+    const lastScan = Number(await panel.getAttribute('data-last-scan'));
+    const checked = Number(await panel.getAttribute('data-paths-checked'));
+    const before = await other.live();
+    await editFolder(page, {
+      write: { 'observed/fresh.txt': 'appeared in the folder\n', 'same.txt': 'same.txt edited in the folder\n' },
+      move: [['renamed/new-name.txt', 'observed/renamed.txt']],
+    });
+    // A whole folder with its files removed at once.
+    await page.evaluate(async (name) => (await (await navigator.storage.getDirectory()).getDirectoryHandle(name)).removeEntry('moved', { recursive: true }), FOLDER);
+    const live = await other.waitFor((files) => {
+      expect(files.get('observed/fresh.txt')?.blocks).toEqual([sha256(text('appeared in the folder\n'))]);
+      expect(files.get('same.txt')?.blocks).toEqual([sha256(text('same.txt edited in the folder\n'))]);
+      expect(files.get('observed/renamed.txt')?.blocks).toEqual(before.get('renamed/new-name.txt')?.blocks);
+      expect(files.has('renamed/new-name.txt')).toBe(false);
+      expect(files.has('moved/big.bin')).toBe(false);
+    });
+    expect(live.get('same.txt')!.sjid).toBeGreaterThan(before.get('same.txt')!.sjid);
+    // The observer's paths were looked at one by one, and no full scan ran.
+    await expect.poll(async () => Number(await panel.getAttribute('data-paths-checked')), { timeout: 10_000, interval: 100 }).toBeGreaterThan(checked);
+    expect(Number(await panel.getAttribute('data-last-scan'))).toBe(lastScan);
+  }, 120_000);
+
   test('after a reload the folder is restored without writing or uploading anything again', async () => {
     const head = await other.head();
     const before = await folderContents(page);

@@ -6,7 +6,8 @@ import { seedWorkspace, type SeededWorkspace } from './support/seed-workspace.ts
 import { joinWithLink, overallProgress, saveFileAndHash, waitForAllSynced } from './ui.ts';
 
 /**
- * A browser whose storage quota runs out mid-join (lowered through the DevTools protocol, as a
+ * A browser whose storage quota runs out mid-join (the user chose to keep everything when the
+ * join said it would not fit) (lowered through the DevTools protocol, as a
  * full disk would): syncing pauses with a message saying how much more space is needed, keeps
  * every block it stored, and finishes by itself once the quota is raised again.
  */
@@ -43,6 +44,10 @@ describe('storage quota exhaustion', () => {
     await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.origin, quotaSize: 14 * MiB });
 
     await joinWithLink(page, workspace.shareLink(server.origin), workspace.namespaceId);
+    // The join sees that the workspace will not fit and asks first; keeping everything anyway
+    // syncs until the storage is full.
+    await page.getByTestId('join-question').waitFor({ state: 'visible', timeout: 60_000 });
+    await page.getByTestId('join-keep-all').click();
     const banner = page.getByTestId('storage-full');
     await banner.waitFor({ state: 'visible', timeout: 60_000 });
     const message = (await banner.textContent()) ?? '';

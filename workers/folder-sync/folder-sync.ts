@@ -1,12 +1,13 @@
+import { expectedBlockSize } from '../../src/engine/block-layout.ts';
 import type { NamespaceSync } from '../../src/engine/namespace-sync.ts';
 import type { FileRecord, Sha256, UploadApi } from '../../src/engine/types.ts';
-import { describeError, foldTwins, foldedName, unsafePathReason, type FilePath, type FolderPlatform, type NamespaceId } from '../../src/protocol/index.ts';
+import { describeError, foldTwins, foldedName, isFolderWorkName, unsafePathReason, type FilePath, type FolderPlatform, type NamespaceId } from '../../src/protocol/index.ts';
 import type { FolderSyncView } from '../sync-api.ts';
 import type { BlobBlockStore } from '../upload-queue.ts';
 import { FolderDirs } from './folder-dirs.ts';
 import { FolderRecords } from './folder-records.ts';
-import { FolderScanner, type JournalSide } from './folder-scanner.ts';
-import type { FolderSyncStore } from './folder-sync-store.ts';
+import { FolderScanner, type JournalSide, type ScanResult } from './folder-scanner.ts';
+import type { FolderRecord, FolderSyncStore } from './folder-sync-store.ts';
 import { FolderWriter } from './folder-writer.ts';
 
 export interface FolderSyncDeps {
@@ -30,14 +31,18 @@ const SCAN_EVERY_OBSERVED_MS = 60_000;
 const SCAN_SPACING = 4;
 /** How often the journal side looks for new entries and completed files. */
 const JOURNAL_CHECK_MS = 500;
-/** Changes reported by the observer are gathered this long before a scan. */
+/** Changes reported by the observer are gathered this long before they are looked at. */
 const OBSERVED_SETTLE_MS = 300;
+/** More reported paths than this at once (a folder copied in, a big checkout): a full scan instead. */
+const MAX_OBSERVED_PATHS = 1_000;
+/** A reported file that could not be read (still being written) is looked at again after this long. */
+const UNREADABLE_RETRY_MS = 2_000;
 /** The journal side waits at least this many times its last look over the live files. */
 const PLAN_SPACING = 10;
 const MAX_BACKOFF_MS = 30_000;
 /** Files written into the folder at once. */
 const WRITES_AT_ONCE = 4;
-/** After a reported change, a scan waits at least this many times the last scan's duration (at most a third of the time scanning). */
+/** After a change reported without paths, a full scan waits at least this many times the last scan's duration (at most a third of the time scanning). */
 const OBSERVED_SPACING = 2;
 /** Refused names shown (all are counted). */
 const SHOW_REFUSED = 100;
@@ -61,8 +66,10 @@ export class FolderSync {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private observer: FileSystemObserverInstance | null = null;
   private scanWanted = true;
-  /** The observer reported a change: a scan follows, but not back to back on a large folder. */
+  /** The observer reported a change it could not say where: a full scan follows, but not back to back on a large folder. */
   private changeObserved = false;
+  /** Paths the observer reported as changed since they were last looked at. */
+  private observedPaths = new Set<string>();
   private lastScanAt = 0;
   private lastScanMs = 0;
   private journalMark = '';
@@ -70,6 +77,8 @@ export class FolderSync {
   private planMs = 0;
   /** After a failed pass (folder gone, access revoked, disk full) the loop waits longer each time, up to 30 s. */
   private backoffMs = 0;
+  /** When the loop may try again after a failed pass. */
+  private retryAt = 0;
   /** Paths this loop wrote since the last scan: their observer events are our own. */
   private readonly ownWrites = new Set<string>();
   /** Live journal paths by folded name, oldest entry first (for the scan's twin check). */
@@ -86,6 +95,7 @@ export class FolderSync {
     failed: [],
     error: null,
     lastScanAt: null,
+    pathsChecked: 0,
   };
 
   private constructor(
@@ -154,6 +164,7 @@ export class FolderSync {
             await this.writeJournal(engine);
           }
           if (this.scanDue()) await this.scan(engine);
+          else if (this.observedPaths.size > 0) await this.scanObserved(engine);
           this.view.error = null;
           this.view.state = 'idle';
           this.backoffMs = 0;
@@ -163,9 +174,14 @@ export class FolderSync {
           this.view.state = 'error';
           this.dirs.forget();
           this.journalMark = '';
+          // The retry is a full scan: the error stays until one gets through the folder.
+          this.scanWanted = true;
+          this.retryAt = performance.now() + this.backoffMs;
         }
       }
-      await this.sleep(Math.max(JOURNAL_CHECK_MS, this.planMs * PLAN_SPACING, this.backoffMs));
+      await this.sleep(Math.max(JOURNAL_CHECK_MS, this.planMs * PLAN_SPACING));
+      // A reported change or a focus does not cut a failed pass's wait short.
+      while (!this.stopped && performance.now() < this.retryAt) await this.sleep(this.retryAt - performance.now());
     }
   }
 
@@ -177,14 +193,22 @@ export class FolderSync {
     return sinceLast >= every;
   }
 
-  /** Journal → folder: deletions first, then every live file this device holds whole and the folder lacks. */
+  /**
+   * Journal → folder: deletions first, then every live file this device holds whole and the
+   * folder lacks. An online-only file is fetched for the folder (priority fetch) as it is
+   * written: the folder holds it, the browser keeps its blocks only in the evictable cache.
+   */
   private async writeJournal(engine: NamespaceSync): Promise<void> {
     let planned = performance.now();
     const live: FileRecord[] = [...engine.liveFiles()];
     this.noteJournalNames(live);
     let planMs = performance.now() - planned;
-    for (const record of [...this.records.all()]) {
-      if (record.deleted || record.sjid === 0 || engine.file(record.path) || engine.cursor < record.sjid) continue;
+    // Only the records to remove are listed (removing changes the table being iterated).
+    const gone: FolderRecord[] = [];
+    for (const record of this.records.all()) {
+      if (!record.deleted && record.sjid !== 0 && !engine.file(record.path) && engine.cursor >= record.sjid) gone.push(record);
+    }
+    for (const record of gone) {
       if (await this.writer.remove(record)) this.view.deleted += 1;
     }
     let waiting = 0;
@@ -195,7 +219,8 @@ export class FolderSync {
       if (this.journalRefused.has(file.path)) continue;
       const record = this.records.get(file.path);
       if (record && record.sjid >= file.sjid) continue;
-      if (engine.fileProgress(file.path)?.status === 'synced') ready.push(file);
+      const progress = engine.fileProgress(file.path);
+      if (progress?.status === 'synced' || progress?.onlineOnly) ready.push(file);
       else waiting += 1;
     }
     this.planMs = planMs + performance.now() - planned;
@@ -205,6 +230,9 @@ export class FolderSync {
       if (this.stopped || denied) return;
       try {
         this.ownWrites.add(file.path);
+        if (engine.fileProgress(file.path)?.onlineOnly) {
+          await engine.fetchBlocksNow(file.blocks.map((hash, index) => ({ ns: this.deps.ns, hash, sjid: file.sjid, sizeHint: expectedBlockSize(file.size, file.blocks.length, index) })));
+        }
         const outcome = await this.writer.write(file);
         if (outcome === 'written' || outcome === 'kept-aside') this.view.written += 1;
         if (outcome === 'kept-aside') {
@@ -242,9 +270,52 @@ export class FolderSync {
   private async scan(engine: NamespaceSync): Promise<void> {
     this.scanWanted = false;
     this.changeObserved = false;
+    // Changes reported from here on may be in folders the walk has passed: they stay.
+    this.observedPaths.clear();
     const started = performance.now();
     this.ownWrites.clear();
-    const journal: JournalSide = {
+    const result = await this.scanner.scan(this.journalSide(engine));
+    this.lastScanMs = performance.now() - started;
+    this.lastScanAt = performance.now();
+    this.view.lastScanAt = Date.now();
+    this.folderRefused = new Map([...result.refused].map(([path, reason]) => [path, `not synced from the folder: ${reason}`]));
+    this.scanned(result);
+    // Files that could not be read (still being written) are looked at again soon, but a
+    // large folder with a file that stays unreadable is not walked over and over.
+    if (result.failed.length > 0) this.scheduleScan(Math.max(2_000, this.lastScanMs * SCAN_SPACING));
+  }
+
+  /** Only the paths the observer reported: a file is looked at, a folder walked, a gone path's files deleted. */
+  private async scanObserved(engine: NamespaceSync): Promise<void> {
+    const paths = [...this.observedPaths];
+    this.observedPaths.clear();
+    this.ownWrites.clear();
+    let result: ScanResult;
+    try {
+      result = await this.scanner.scanPaths(this.journalSide(engine), paths);
+    } catch {
+      // A reported folder went away while it was walked, say: the full scan sorts it out.
+      this.scanWanted = true;
+      return;
+    }
+    this.view.pathsChecked += paths.length;
+    if (result.fullScanWanted) this.scanWanted = true;
+    for (const path of paths) {
+      for (const refused of this.folderRefused.keys()) if (refused === path || refused.startsWith(`${path}/`)) this.folderRefused.delete(refused);
+    }
+    for (const [path, reason] of result.refused) this.folderRefused.set(path, `not synced from the folder: ${reason}`);
+    this.scanned(result);
+    // Files that could not be read (still being written) are looked at again in a moment.
+    if (result.failed.length > 0) {
+      setTimeout(() => {
+        for (const { path } of result.failed) this.observedPaths.add(path);
+        this.wake();
+      }, UNREADABLE_RETRY_MS);
+    }
+  }
+
+  private journalSide(engine: NamespaceSync): JournalSide {
+    return {
       file: (path) => engine.file(path),
       get cursor() {
         return engine.cursor;
@@ -255,18 +326,13 @@ export class FolderSync {
         return owner === undefined || owner === path ? undefined : owner;
       },
     };
-    const result = await this.scanner.scan(journal);
-    this.lastScanMs = performance.now() - started;
-    this.lastScanAt = performance.now();
-    this.view.lastScanAt = Date.now();
+  }
+
+  private scanned(result: ScanResult): void {
     this.view.uploaded += result.uploaded;
     this.view.deleted += result.deleted;
     this.view.conflicts += result.conflicted;
-    this.folderRefused = new Map([...result.refused].map(([path, reason]) => [path, `not synced from the folder: ${reason}`]));
     if (result.failed.length > 0) this.view.failed = [...this.view.failed, ...result.failed].slice(-SHOW_REFUSED);
-    // Files that could not be read (still being written) are looked at again soon, but a
-    // large folder with a file that stays unreadable is not walked over and over.
-    if (result.failed.length > 0) this.scheduleScan(Math.max(2_000, this.lastScanMs * SCAN_SPACING));
     // What was uploaded is now in the journal: its records make the writer skip it.
     this.journalMark = '';
   }
@@ -275,17 +341,38 @@ export class FolderSync {
     setTimeout(() => this.scanSoon(), afterMs);
   }
 
-  /** FileSystemObserver where the browser has it: a change in the folder brings a scan within a moment. */
+  /**
+   * FileSystemObserver where the browser has it: the paths it reports are looked at within a
+   * moment (not the whole folder); a report without a usable path, or too many at once, brings
+   * a full scan instead.
+   */
   private async observe(): Promise<void> {
     const Observer = (globalThis as { FileSystemObserver?: FileSystemObserverConstructor }).FileSystemObserver;
     if (!Observer) return;
     let settle: ReturnType<typeof setTimeout> | null = null;
     const observer = new Observer((changes) => {
-      const foreign = changes.some((change) => change.type !== 'appeared' && change.type !== 'modified' ? true : !this.ownWrites.has(change.relativePathComponents.join('/')));
-      if (!foreign || settle) return;
+      let noted = false;
+      for (const change of changes) {
+        if (change.type === 'errored' || change.type === 'unknown' || change.relativePathComponents.length === 0) {
+          this.changeObserved = true;
+          noted = true;
+          continue;
+        }
+        const path = change.relativePathComponents.join('/');
+        // Our own writes, and the swap files a writable makes beside its file.
+        if (change.relativePathComponents.some(isFolderWorkName)) continue;
+        if ((change.type === 'appeared' || change.type === 'modified') && this.ownWrites.has(path)) continue;
+        this.observedPaths.add(path);
+        if (change.type === 'moved' && change.relativePathMovedFrom && change.relativePathMovedFrom.length > 0) this.observedPaths.add(change.relativePathMovedFrom.join('/'));
+        noted = true;
+      }
+      if (this.observedPaths.size > MAX_OBSERVED_PATHS) {
+        this.observedPaths.clear();
+        this.changeObserved = true;
+      }
+      if (!noted || settle) return;
       settle = setTimeout(() => {
         settle = null;
-        this.changeObserved = true;
         this.wake();
       }, OBSERVED_SETTLE_MS);
     });

@@ -1,5 +1,6 @@
 import type { FileRecord } from '../../src/engine/types.ts';
 import { MAX_BLOCK_SIZE, conflictedCopyName, type BlockHash, type FilePath } from '../../src/protocol/index.ts';
+import { GcNudge } from '../gc-nudge.ts';
 import type { BlobBlockStore } from '../upload-queue.ts';
 import { fileIn, type FolderDirs } from './folder-dirs.ts';
 import { matchesRecord, type FolderRecords } from './folder-records.ts';
@@ -20,6 +21,9 @@ interface RenamableFileHandle extends FileSystemFileHandle {
   move(name: string): Promise<void>;
 }
 
+/** A handle, a writable and the Files read before, during and after the write (and a Blob per block). */
+const PLATFORM_OBJECTS_PER_WRITE = 5;
+
 export type WriteOutcome = 'written' | 'same' | 'kept-aside';
 
 /**
@@ -32,6 +36,8 @@ export type WriteOutcome = 'written' | 'same' | 'kept-aside';
  */
 export class FolderWriter {
   private readonly now: () => Date;
+  /** Each write opens a handle, a writable and three Files, dropped at once (see gc-nudge.ts). */
+  private readonly nudge = new GcNudge();
 
   constructor(private readonly options: FolderWriterOptions) {
     this.now = options.now ?? (() => new Date());
@@ -41,6 +47,7 @@ export class FolderWriter {
   async write(file: FileRecord, keptAside = false): Promise<WriteOutcome> {
     const { dirs, records } = this.options;
     const record = records.get(file.path);
+    this.nudge.counted(PLATFORM_OBJECTS_PER_WRITE + file.blocks.length);
     const place = (await dirs.parentOf(file.path, true))!;
     // One lookup that creates the file when missing (an empty file holds nothing to keep aside).
     const handle = await place.dir.getFileHandle(place.name, { create: true });

@@ -31,6 +31,20 @@ function blockHash(bytes: Uint8Array): BlockHash {
   return createHash('sha256').update(bytes).digest('hex') as BlockHash;
 }
 
+/** Uploads `bytes` cut into blocks with a member's `api` and commits them as `path`; returns the block hashes in order. */
+export async function commitBytes(api: ServerApi, ns: NamespaceId, path: string, bytes: Uint8Array, mtime = Date.now()): Promise<BlockHash[]> {
+  const hashes: BlockHash[] = [];
+  for (let offset = 0; offset < bytes.length; offset += MAX_BLOCK_SIZE) {
+    const block = bytes.subarray(offset, Math.min(bytes.length, offset + MAX_BLOCK_SIZE));
+    const hash = blockHash(block);
+    await api.putBlock(hash, block);
+    hashes.push(hash);
+  }
+  const result = await api.commit(ns, { path: path as FilePath, size: bytes.length, mtime, blocks: hashes, deleted: false });
+  if ('need' in result) throw new Error(`commit of ${path} still needs ${result.need.length} block(s)`);
+  return hashes;
+}
+
 /** `baseUrl` is how the test process reaches the server (the harness's `hostUrl`). */
 export async function seedWorkspace(baseUrl: string, name: string, files: readonly SeedFile[]): Promise<SeededWorkspace> {
   const created = await new ServerApi(baseUrl).createWorkspace(name);
@@ -39,22 +53,8 @@ export async function seedWorkspace(baseUrl: string, name: string, files: readon
   const api = new ServerApi(baseUrl, created.token);
   const blocks = new Map<BlockHash, number>();
   for (const file of files) {
-    const hashes: BlockHash[] = [];
-    for (let offset = 0; offset < file.bytes.length; offset += MAX_BLOCK_SIZE) {
-      const block = file.bytes.subarray(offset, Math.min(file.bytes.length, offset + MAX_BLOCK_SIZE));
-      const hash = blockHash(block);
-      hashes.push(hash);
-      if (!blocks.has(hash)) await api.putBlock(hash, block);
-      blocks.set(hash, block.length);
-    }
-    const result = await api.commit(created.namespaceId, {
-      path: file.path as FilePath,
-      size: file.bytes.length,
-      mtime: file.mtime ?? Date.now(),
-      blocks: hashes,
-      deleted: false,
-    });
-    if ('need' in result) throw new Error(`commit of ${file.path} still needs ${result.need.length} block(s)`);
+    const hashes = await commitBytes(api, created.namespaceId, file.path, file.bytes, file.mtime);
+    hashes.forEach((hash, index) => blocks.set(hash, Math.min(MAX_BLOCK_SIZE, file.bytes.length - index * MAX_BLOCK_SIZE)));
   }
   const namespaceId = created.namespaceId;
   return {
