@@ -13,8 +13,9 @@ export type FileReadReply =
   /** `end` inclusive (-1 for an empty file); status 206 for a Range answer. */
   | { type: 'head'; status: 200 | 206; size: number; start: number; end: number; synced: boolean }
   | { type: 'refused'; status: 400 | 404 | 416 | 503; message: string; size?: number }
-  /** The next bytes of the range, in order. */
+  /** The next bytes of the range, in order: a slice of a stored block, or a verified piece still arriving (bytes). */
   | { type: 'piece'; blob: Blob }
+  | { type: 'piece'; bytes: Uint8Array }
   | { type: 'end' }
   | { type: 'failed'; message: string };
 
@@ -47,7 +48,9 @@ export function parseFileReadReply(data: unknown): FileReadReply | null {
       return { type: 'refused', status: status as 400 | 404 | 416 | 503, message: message.message, ...(size === undefined ? {} : { size }) };
     }
     case 'piece':
-      return message.blob instanceof Blob ? { type: 'piece', blob: message.blob } : null;
+      if (message.blob instanceof Blob && message.bytes === undefined) return { type: 'piece', blob: message.blob };
+      if (message.bytes instanceof Uint8Array && message.blob === undefined) return { type: 'piece', bytes: message.bytes };
+      return null;
     case 'end':
       return { type: 'end' };
     case 'failed':

@@ -6,12 +6,27 @@ import { parseFileReadRequest, type FileReadReply } from './file-read-messages.t
 export interface FileReadDeps {
   /** The live file, `'unknown-workspace'` when this browser has not joined `ns`, null when no such file. */
   lookup(ns: NamespaceId, path: FilePath): Promise<FileRecord | null | 'unknown-workspace'>;
-  /** Makes blocks `indexes` of `file` present, fetching missing ones first (fetchBlocksNow). */
-  fetchNow(ns: NamespaceId, file: FileRecord, indexes: number[], signal: AbortSignal): Promise<void>;
+  /**
+   * Makes blocks `indexes` of `file` present, fetching missing ones first (fetchBlocksNow);
+   * `from`: where the reader's bytes start in the first of them (peers send those first).
+   */
+  fetchNow(ns: NamespaceId, file: FileRecord, indexes: number[], signal: AbortSignal, from?: number): Promise<void>;
   /** A stored block as a (disk-backed) Blob. */
   blob(hash: BlockHash): Promise<Blob | undefined>;
   /** Whether every block of `file` is stored. */
   complete(file: FileRecord): Promise<boolean>;
+  /**
+   * Early, verified pieces of block `index` while a peer sends it (piece-taps.ts); null when
+   * the block is stored already or this tab cannot watch peers (no engine). Optional.
+   */
+  pieces?(ns: NamespaceId, file: FileRecord, index: number): Promise<PieceLease | null>;
+}
+
+/** A reader's hold on a block's verified pieces, until `close`. */
+export interface PieceLease {
+  /** Verified bytes from `offset` in the block to the end of their piece, once checked. */
+  read(offset: number, signal: AbortSignal): Promise<Uint8Array>;
+  close(): void;
 }
 
 /**
@@ -19,15 +34,31 @@ export interface FileReadDeps {
  * the file up, maps the Range to blocks (every client cuts files into fixed 4 MiB blocks),
  * and hands over each piece as a slice of the stored block (a Blob: no copy here) once that
  * block is present. The block after the one being read is asked for ahead (read-ahead), so
- * a stream does not wait a whole block fetch between pieces.
+ * a stream does not wait a whole block fetch between pieces. While a block is still arriving
+ * from a peer, a piece of it checked against the server's piece hash may be handed over
+ * first (bytes), whichever is ready sooner: the block stored, or the piece verified.
  */
 export function serveFileRead(port: MessagePort, deps: FileReadDeps): void {
   const abort = new AbortController();
   let read: { ns: NamespaceId; file: FileRecord; next: number; end: number } | null = null;
   let opened = false;
   let busy = false;
+  /** Pieces of the block being read, while it arrives. */
+  let lease: { index: number; held: Promise<PieceLease | null> } | null = null;
   const post = (reply: FileReadReply) => port.postMessage(reply);
+  const leaseFor = (ns: NamespaceId, file: FileRecord, index: number): Promise<PieceLease | null> => {
+    if (lease?.index === index) return lease.held;
+    closeLease();
+    const held = deps.pieces ? deps.pieces(ns, file, index).catch(() => null) : Promise.resolve(null);
+    lease = { index, held };
+    return held;
+  };
+  const closeLease = () => {
+    void lease?.held.then((held) => held?.close());
+    lease = null;
+  };
   const finish = () => {
+    closeLease();
     abort.abort(new Error('the read ended'));
     port.onmessage = null;
     port.close();
@@ -60,8 +91,11 @@ export function serveFileRead(port: MessagePort, deps: FileReadDeps): void {
     const start = wanted?.start ?? 0;
     const end = wanted?.end ?? file.size - 1;
     read = { ns, file, next: start, end };
-    // The first block is asked for before the first pull arrives.
-    if (end >= start) void deps.fetchNow(ns, file, [blockIndexAt(start)], abort.signal).catch(() => {});
+    // The first block is asked for before the first pull arrives (its pieces watched from the start).
+    if (end >= start) {
+      await leaseFor(ns, file, blockIndexAt(start));
+      void deps.fetchNow(ns, file, [blockIndexAt(start)], abort.signal, start % MAX_BLOCK_SIZE).catch(() => {});
+    }
     post({ type: 'head', status: wanted ? 206 : 200, size: file.size, start, end, synced: await deps.complete(file) });
   }
 
@@ -75,18 +109,44 @@ export function serveFileRead(port: MessagePort, deps: FileReadDeps): void {
     const index = blockIndexAt(read.next);
     const last = blockIndexAt(read.end);
     if (index + 1 <= last) void deps.fetchNow(ns, file, [index + 1], abort.signal).catch(() => {});
-    await deps.fetchNow(ns, file, [index], abort.signal);
+    const blockStart = index * MAX_BLOCK_SIZE;
+    const stored = deps.fetchNow(ns, file, [index], abort.signal, read.next - blockStart);
+    const early = await earlyPiece(await leaseFor(ns, file, index), read.next - blockStart, stored);
+    if (early) {
+      const length = Math.min(early.length, read.end + 1 - read.next);
+      read.next += length;
+      post({ type: 'piece', bytes: early.slice(0, length) });
+      return;
+    }
+    closeLease();
     const blob = await deps.blob(file.blocks[index]);
     if (!blob) throw new Error(`block ${index} of ${file.path} went missing from this device's storage`);
     const expected = expectedBlockSize(file.size, file.blocks.length, index);
     if (blob.size !== expected) {
       throw new ValidationError('block', `${index} of ${file.path} holds ${blob.size} bytes where a file of ${file.size} bytes cut into 4 MiB blocks has ${expected}`);
     }
-    const blockStart = index * MAX_BLOCK_SIZE;
     const from = read.next - blockStart;
     const to = Math.min(read.end + 1 - blockStart, blob.size);
     read.next = blockStart + to;
     post({ type: 'piece', blob: blob.slice(from, to) });
+  }
+
+  /** A verified piece from `offset`, if one is checked before the block is stored; null once it is stored. */
+  async function earlyPiece(held: PieceLease | null, offset: number, stored: Promise<void>): Promise<Uint8Array | null> {
+    if (!held) {
+      await stored;
+      return null;
+    }
+    const giveUp = new AbortController();
+    const onEnd = () => giveUp.abort(abort.signal.reason);
+    abort.signal.addEventListener('abort', onEnd, { once: true });
+    try {
+      const piece = held.read(offset, giveUp.signal).catch(() => new Promise<never>(() => {}));
+      return await Promise.race([stored.then(() => null), piece]);
+    } finally {
+      abort.signal.removeEventListener('abort', onEnd);
+      giveUp.abort(new Error('no longer waiting for the piece'));
+    }
   }
 
   port.onmessage = (event: MessageEvent) => {

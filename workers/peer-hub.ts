@@ -1,3 +1,4 @@
+import type { PieceTaps } from '../src/engine/piece-taps.ts';
 import type { BlockBufferPool } from '../src/engine/block-buffers.ts';
 import { BlockServer } from '../src/engine/block-server.ts';
 import { frameChannelOf, type DataChannelLike } from '../src/engine/frame-channel.ts';
@@ -92,6 +93,8 @@ export interface PeerHubOptions {
   onChange: () => void;
   /** Buffers that large blocks from peers are received into (see PeerLinkOptions.buffers). */
   buffers?: BlockBufferPool;
+  /** Blocks readers wait for: peer fetches feed them piece by piece (piece-taps.ts). */
+  taps?: PieceTaps;
 }
 
 /**
@@ -261,7 +264,7 @@ export class PeerHub {
         this.options.onChange();
       },
     });
-    const source = new PeerBlockSource(peer.peerId, link);
+    const source = new PeerBlockSource(peer.peerId, link, { taps: this.options.taps ?? null });
     const advert = this.adverts.get(peer.peerId);
     if (advert) source.setAdvert(ns, advert.cursor);
     this.connected.set(peer.peerId, { label: advert?.label ?? peer.label, link, source });

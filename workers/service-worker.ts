@@ -117,7 +117,7 @@ async function answer(request: Request, url: URL, clientId: string): Promise<Res
         send(port1, { type: 'pull' });
         const reply = await replies.next(PIECE_TIMEOUT_MS).catch((error: unknown) => ({ type: 'failed', message: describeError(error) }) as FileReadReply);
         if (reply.type === 'piece') {
-          const bytes = new Uint8Array(await reply.blob.arrayBuffer());
+          const bytes = 'bytes' in reply ? reply.bytes : new Uint8Array(await reply.blob.arrayBuffer());
           if (bytes.length === 0 || bytes.length > expected) {
             replies.close();
             controller.error(new Error(`the page sent ${bytes.length} bytes where at most ${expected} were left`));

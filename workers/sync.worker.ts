@@ -1,7 +1,7 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
 import { ServerApi } from '../src/engine/server-api.ts';
-import { DEFAULT_PEER_LABEL, describeError, parseBlockHash, inviteFromLink, parseBridgeReadOut, parseCursor, parseDeviceLabel, parseFilePath, parseNamespaceId, type BlockHash, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
+import { DEFAULT_PEER_LABEL, describeError, parseBlockHash, inviteFromLink, parseBridgeReadOut, parseCursor, parseDeviceLabel, parseFilePath, parseNamespaceId, REQUEST_FROM_ALIGNMENT, type BlockHash, type BridgeReadOut, type BridgeReadReply, type NamespaceId } from '../src/protocol/index.ts';
 import { fetchVersionBlocks } from '../src/engine/version-blocks.ts';
 import { sha256 } from './web-crypto.ts';
 import { BlockFiles } from './block-files.ts';
@@ -317,9 +317,10 @@ const api: SyncWorkerApi = {
         const session = sessions.get(ns);
         return (session ? await session.fileRecord(path) : await state.file(ns, path)) ?? null;
       },
-      fetchNow: (ns, file, indexes, signal) => fetchNow(ns, blockWants(ns, file, indexes), signal),
+      fetchNow: (ns, file, indexes, signal, from) => fetchNow(ns, blockWants(ns, file, indexes, from), signal),
       blob: (hash) => blocks.getBlob(hash),
       complete: async (file) => (await blocks.hasBlocks(file.blocks)).size === new Set(file.blocks).size,
+      pieces: async (ns, file, index) => (await sessions.get(ns)?.pieceReader(blockWants(ns, file, [index])[0])) ?? null,
     });
   },
 
@@ -416,8 +417,14 @@ async function fetchNow(ns: NamespaceId, wants: WantedBlock[], signal?: AbortSig
   return fetchFromServerNow(ns, wants.map((want) => want.hash), await apiFor(ns), ready().blocks, sha256, signal);
 }
 
-function blockWants(ns: NamespaceId, file: FileRecord, indexes: number[]): WantedBlock[] {
-  return indexes.map((index) => ({ ns, hash: file.blocks[index], sjid: file.sjid, sizeHint: expectedBlockSize(file.size, file.blocks.length, index) }));
+/** `from`: where a reader's bytes start in the first of these blocks (rounded down to a piece). */
+function blockWants(ns: NamespaceId, file: FileRecord, indexes: number[], from?: number): WantedBlock[] {
+  return indexes.map((index, i) => {
+    const sizeHint = expectedBlockSize(file.size, file.blocks.length, index);
+    const want: WantedBlock = { ns, hash: file.blocks[index], sjid: file.sjid, sizeHint };
+    if (i === 0 && from !== undefined) want.from = Math.min(Math.floor(from / REQUEST_FROM_ALIGNMENT), Math.floor((sizeHint - 1) / REQUEST_FROM_ALIGNMENT)) * REQUEST_FROM_ALIGNMENT;
+    return want;
+  });
 }
 
 /** What a zip of `folder` of an open workspace reads. */

@@ -7,6 +7,7 @@ import { restoreVersion } from '../src/engine/restore-version.ts';
 import { commitWithBlocks } from '../src/engine/uploader.ts';
 import type { BlockSource, FileRecord, WantedBlock } from '../src/engine/types.ts';
 import { fetchFromServerNow } from '../src/engine/server-fetch-now.ts';
+import { PieceTaps } from '../src/engine/piece-taps.ts';
 import { parseFilePath, type BridgeReadOut, type BridgeReadReply, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { IdbBlockStore, IdbStateStore, WorkspaceRecord } from './idb-store.ts';
 import { KeepPolicy, type KeepMode, type KeepSetting } from '../src/engine/keep-policy.ts';
@@ -20,6 +21,7 @@ import { storageEstimate } from './storage-estimate.ts';
 import { sha256 } from './web-crypto.ts';
 import { WorkspaceTree, type FileDelta } from './workspace-tree.ts';
 import type { ZipSource } from './zip-export.ts';
+import type { PieceLease } from './file-reads.ts';
 import { allFileViews, changedFileDeltas, emptySharedView, fullView, sharedViewOf, type SharedView } from './workspace-view.ts';
 
 export interface WorkspaceSessionDeps {
@@ -95,6 +97,8 @@ export class WorkspaceSession {
   private readonly uploads: UploadQueue;
   private readonly server: BlockSource;
   private readonly peers: PeerHub;
+  /** Blocks file reads wait for, watched piece by piece as peers send them. */
+  private readonly taps = new PieceTaps(sha256);
   private closed = false;
   /** This device's keep settings as last read or written. */
   private keep: KeepSetting[] = [];
@@ -112,6 +116,7 @@ export class WorkspaceSession {
       onBlocksChanged: (hashes) => this.engine?.blocksChanged(hashes),
       onChange: () => this.schedulePush(),
       buffers: blockBuffers,
+      taps: this.taps,
     });
     this.server = this.peers.gateServer(new ServerBlockSource(deps.api, undefined, blockBuffers));
     this.uploads = new UploadQueue({
@@ -207,6 +212,37 @@ export class WorkspaceSession {
   fetchBlocksNow(wants: readonly WantedBlock[], signal?: AbortSignal): Promise<void> {
     if (this.engine) return this.engine.fetchBlocksNow(wants, signal);
     return fetchFromServerNow(this.namespaceId, wants.map((want) => want.hash), this.deps.api, this.deps.blocks, sha256, signal);
+  }
+
+  /**
+   * A file read's early view of a block while a peer sends it (piece-taps.ts): the server's
+   * piece hashes are asked for at once, and each piece is readable once it matches. Null when
+   * the block is stored already, or this tab does not lead (its engine asks no peers).
+   */
+  async pieceReader(want: WantedBlock): Promise<PieceLease | null> {
+    if (!this.engine || (await this.deps.blocks.hasBlocks([want.hash])).size > 0) return null;
+    const tap = this.taps.open(want.hash, want.sizeHint);
+    const stop = new AbortController();
+    if (!tap.hasPieces) {
+      void this.deps.api
+        .pieceHashes(this.namespaceId, [want.hash], stop.signal)
+        .then((pieces) => {
+          const found = pieces.get(want.hash);
+          if (found) tap.setPieces(found);
+        })
+        // Without the list no piece is readable early: the read waits for the whole block.
+        .catch(() => {});
+    }
+    let closed = false;
+    return {
+      read: (offset, signal) => tap.read(offset, signal),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        stop.abort(new Error('the read moved on'));
+        this.taps.close(tap);
+      },
+    };
   }
 
   /** The newest journal entry this tab knows: every live block is covered by it (a want's sjid when its file is not known). */

@@ -1,5 +1,6 @@
 import {
   BLOCK_CHUNK_SIZE,
+  FEATURE_RANGE_REQUESTS,
   MAX_BLOCK_SIZE,
   MAX_DATA_BYTES,
   MAX_HAVE_HASHES,
@@ -77,11 +78,27 @@ export interface PeerLinkOptions {
   now?: () => number;
 }
 
+/** Watches one request's answer as it arrives. */
+export interface ChunkWatch {
+  /** Each chunk, in order: its offset in the block and a view valid only during the call. */
+  onChunk(offset: number, bytes: Uint8Array): void;
+  /** Set by the link while the request is in flight: copies of the runs received so far, in arrival order. */
+  receivedSoFar?: () => Array<{ offset: number; bytes: Uint8Array }>;
+}
+
 interface ClientRequest {
   id: number;
+  watch: ChunkWatch | null;
   sizeHint: number;
   buffer: Uint8Array | null;
+  /** Bytes received in all. */
   received: number;
+  /** REQUEST_FROM: where the answer starts (0 for a plain REQUEST, or a reader's request from 0). */
+  from: number;
+  /** Offset the next chunk must have (or 0 once, at the block's end, when `from` > 0). */
+  next: number;
+  /** The block's length, once a rotated answer wrapped to 0. */
+  wrappedAt: number | null;
   sentAt: number;
   lastFrameAt: number;
   resolve: (bytes: Uint8Array) => void;
@@ -93,6 +110,8 @@ interface ServedRequest {
   id: number;
   ns: NamespaceId;
   hash: BlockHash;
+  /** REQUEST_FROM: a reader waits (served before plain requests), bytes from here first. */
+  from: number | null;
   cancelled: boolean;
   lookup: Promise<BlockLookup> | null;
 }
@@ -138,10 +157,13 @@ export class PeerLink {
    * channel with a dataSink), and whether it finished meanwhile: its buffer then goes back to
    * the pool only once the channel stopped writing into it.
    */
-  private direct: { request: ClientRequest; length: number; finished: boolean } | null = null;
+  private direct: { request: ClientRequest; offset: number; length: number; finished: boolean } | null = null;
 
   /** `${ns}/${hash}` of blocks the peer announced, oldest first. */
   private readonly announced = new Set<string>();
+  /** The peer announced FEATURE_RANGE_REQUESTS: it understands REQUEST_FROM. */
+  private peerTakesRangeRequests = false;
+  private featuresAnnounced = false;
 
   bytesReceived = 0;
   bytesSent = 0;
@@ -170,8 +192,23 @@ export class PeerLink {
       this.channel.dataSink = { begin: (id, offset, length) => this.beginDirectData(id, offset, length), end: () => this.endDirectData() };
     }
     this.channel.onopen = () => {
-      if (!this.closed) this.options.onOpen?.();
+      if (this.closed) return;
+      this.announceFeatures();
+      this.options.onOpen?.();
     };
+    if (this.channel.isOpen) queueMicrotask(() => this.announceFeatures());
+  }
+
+  /** Whether the peer said it understands REQUEST_FROM (reader requests, served first, from an offset). */
+  get takesRangeRequests(): boolean {
+    return this.peerTakesRangeRequests;
+  }
+
+  /** Tells the peer, once per link, that we understand REQUEST_FROM (a HAVE of the feature hash). */
+  private announceFeatures(): void {
+    if (this.featuresAnnounced || !this.isOpen) return;
+    this.featuresAnnounced = true;
+    for (const ns of this.shared) this.sendRaw(encodeFrame({ type: 'have', ns, hashes: [FEATURE_RANGE_REQUESTS] }));
   }
 
   get isOpen(): boolean {
@@ -217,8 +254,11 @@ export class PeerLink {
   /**
    * Fetches one block's bytes (unverified: the caller checks the hash). Rejects with
    * PeerNackError, PeerLinkError, or the signal's reason on abort (the peer is told to stop).
+   * `from` (a multiple of REQUEST_FROM_ALIGNMENT) marks a reader's request: to a peer that
+   * takes range requests it goes as REQUEST_FROM (served before the peer's queue, its bytes
+   * from `from` first); to others as a plain REQUEST.
    */
-  request(ns: NamespaceId, hash: BlockHash, signal?: AbortSignal, sizeHint = 0): Promise<Uint8Array> {
+  request(ns: NamespaceId, hash: BlockHash, signal?: AbortSignal, sizeHint = 0, watch: ChunkWatch | null = null, from: number | null = null): Promise<Uint8Array> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (!this.isOpen) return Promise.reject(new PeerLinkError(this.closed ? 'closed' : 'not_open', 'peer link is not open'));
     if (this.requests.size >= this.opts.maxRequests) {
@@ -227,7 +267,7 @@ export class PeerLink {
     const id = this.takeId();
     let frame: Uint8Array<ArrayBuffer>;
     try {
-      frame = encodeFrame({ type: 'request', id, ns, hash });
+      frame = from !== null && this.peerTakesRangeRequests ? encodeFrame({ type: 'request-from', id, from, ns, hash }) : encodeFrame({ type: 'request', id, ns, hash });
     } catch (error) {
       return Promise.reject(error);
     }
@@ -241,9 +281,13 @@ export class PeerLink {
       };
       const request: ClientRequest = {
         id,
+        watch,
         sizeHint: Number.isInteger(sizeHint) && sizeHint > 0 ? Math.min(sizeHint, MAX_BLOCK_SIZE) : 0,
         buffer: null,
         received: 0,
+        from: from !== null && this.peerTakesRangeRequests ? from : 0,
+        next: from !== null && this.peerTakesRangeRequests ? from : 0,
+        wrappedAt: null,
         sentAt: now,
         lastFrameAt: now,
         resolve,
@@ -251,6 +295,7 @@ export class PeerLink {
         cleanup: () => signal?.removeEventListener('abort', onAbort),
       };
       this.requests.set(id, request);
+      if (watch) watch.receivedSoFar = () => this.receivedRuns(request);
       signal?.addEventListener('abort', onAbort, { once: true });
       this.armStallTimer();
       if (!this.sendRaw(frame)) {
@@ -310,7 +355,9 @@ export class PeerLink {
   private dispatch(frame: Frame): void {
     switch (frame.type) {
       case 'request':
-        return this.onRequest(frame.id, frame.ns, frame.hash);
+        return this.onRequest(frame.id, frame.ns, frame.hash, null);
+      case 'request-from':
+        return this.onRequest(frame.id, frame.ns, frame.hash, frame.from);
       case 'cancel':
         return this.onCancel(frame.id);
       case 'data':
@@ -351,20 +398,23 @@ export class PeerLink {
     const request = this.answeredRequest(frame.id, 'data');
     if (!request) return;
     const buffer = this.receiveBuffer(request, frame.offset, frame.bytes.length);
-    buffer.set(frame.bytes, request.received);
-    this.received(request, frame.bytes.length);
+    buffer.set(frame.bytes, frame.offset);
+    this.received(request, frame.offset, frame.bytes.length);
   }
 
   /**
    * The buffer a request's next `length` bytes at `offset` go into (pooled, or grown to fit).
-   * Throws ValidationError for a chunk out of order or past the largest block.
+   * Throws ValidationError for a chunk out of order or past the largest block. An answer to
+   * REQUEST_FROM wraps to 0 once (the block's end), then must not pass where it began.
    */
   private receiveBuffer(request: ClientRequest, offset: number, length: number): Uint8Array {
-    if (offset !== request.received) {
-      throw new ValidationError('data.offset', `must be ${request.received}: chunks arrive in order without gaps`);
+    if (offset !== request.next) {
+      if (request.from > 0 && request.wrappedAt === null && request.received > 0 && offset === 0) request.wrappedAt = request.next;
+      else throw new ValidationError('data.offset', `must be ${request.next}: chunks arrive in order without gaps`);
     }
     if (length < 1 || offset > MAX_BLOCK_SIZE - length) throw new ValidationError('data.offset', `chunk ends past ${MAX_BLOCK_SIZE} bytes`);
-    const end = request.received + length;
+    const end = offset + length;
+    if (request.wrappedAt !== null && end > request.from) throw new ValidationError('data.offset', `passes ${request.from}, where the answer began`);
     let buffer = request.buffer;
     const pool = this.options.buffers;
     if (!buffer && pool && request.sizeHint >= POOLED_BLOCK_MIN && request.sizeHint <= pool.size) {
@@ -373,17 +423,29 @@ export class PeerLink {
     if (!buffer || end > buffer.length) {
       const size = Math.min(MAX_BLOCK_SIZE, Math.max(end, request.sizeHint, buffer ? buffer.length * 2 : 0));
       const grown = new Uint8Array(size);
-      if (buffer) grown.set(buffer.subarray(0, request.received));
+      // A rotated answer holds bytes past `received`: keep the whole buffer.
+      if (buffer) grown.set(buffer);
       if (buffer) this.options.buffers?.give(buffer);
       buffer = request.buffer = grown;
     }
     return buffer;
   }
 
-  private received(request: ClientRequest, length: number): void {
+  private received(request: ClientRequest, offset: number, length: number): void {
     request.received += length;
+    request.next = offset + length;
     request.lastFrameAt = this.lastFrameAt;
     this.bytesReceived += length;
+    if (request.watch && request.buffer) {
+      try {
+        request.watch.onChunk(offset, request.buffer.subarray(offset, offset + length));
+      } catch (error) {
+        // The listener's fault, not the peer's: report it elsewhere.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
   }
 
   /**
@@ -398,7 +460,7 @@ export class PeerLink {
       const request = this.answeredRequest(id, 'data');
       if (!request) return null;
       const buffer = this.receiveBuffer(request, offset, length);
-      this.direct = { request, length, finished: false };
+      this.direct = { request, offset, length, finished: false };
       return buffer.subarray(offset, offset + length);
     } catch (error) {
       if (error instanceof ValidationError) this.fail(error);
@@ -418,7 +480,7 @@ export class PeerLink {
       direct.request.buffer = null;
       return;
     }
-    this.received(direct.request, direct.length);
+    this.received(direct.request, direct.offset, direct.length);
   }
 
   private onEnd(frame: EndFrame): void {
@@ -426,6 +488,9 @@ export class PeerLink {
     if (!request) return;
     if (frame.totalLength !== request.received) {
       throw new ValidationError('end.totalLength', `is ${frame.totalLength} but ${request.received} bytes arrived`);
+    }
+    if (request.from > 0 && (request.wrappedAt !== frame.totalLength || request.next !== request.from)) {
+      throw new ValidationError('end', `an answer from ${request.from} must end where it began, after wrapping at the block's end`);
     }
     const buffer = request.buffer ?? new Uint8Array(0);
     const pooled = this.options.buffers?.owns(buffer) === true;
@@ -438,9 +503,12 @@ export class PeerLink {
     else request.resolve(buffer.length === request.received && !pooled ? buffer : buffer.slice(0, request.received));
   }
 
-  private onHaveFrame(ns: NamespaceId, hashes: readonly BlockHash[]): void {
+  private onHaveFrame(ns: NamespaceId, announced: readonly BlockHash[]): void {
     // The relay may tell the two sides about a namespace at slightly different moments.
     if (!this.shared.has(ns)) return;
+    const hashes = announced.filter((hash) => hash !== FEATURE_RANGE_REQUESTS);
+    if (hashes.length < announced.length) this.peerTakesRangeRequests = true;
+    if (hashes.length === 0) return;
     for (const hash of hashes) {
       const key = `${ns}/${hash}`;
       this.announced.delete(key);
@@ -470,6 +538,17 @@ export class PeerLink {
       this.nextId = id + 1;
     }
     return id;
+  }
+
+  /** Copies of what a request received so far, as runs in arrival order (two once a rotated answer wrapped). */
+  private receivedRuns(request: ClientRequest): Array<{ offset: number; bytes: Uint8Array }> {
+    const buffer = request.buffer;
+    if (this.requests.get(request.id) !== request || !buffer || request.received === 0) return [];
+    if (request.wrappedAt === null) return [{ offset: request.from, bytes: buffer.slice(request.from, request.next) }];
+    return [
+      { offset: request.from, bytes: buffer.slice(request.from, request.wrappedAt) },
+      { offset: 0, bytes: buffer.slice(0, request.next) },
+    ];
   }
 
   private finishRequest(request: ClientRequest): void {
@@ -509,14 +588,19 @@ export class PeerLink {
 
   // ------------------------------------------------------------ serving
 
-  private onRequest(id: number, ns: NamespaceId, hash: BlockHash): void {
+  private onRequest(id: number, ns: NamespaceId, hash: BlockHash, from: number | null): void {
     if (this.serving.has(id)) throw new ValidationError('request.id', 'is already in use');
     if (!this.options.server) return this.sendQuietly({ type: 'nack', id, reason: 'forbidden' });
     if (!this.shared.has(ns)) return this.sendQuietly({ type: 'nack', id, reason: 'forbidden' });
     if (this.serving.size >= this.opts.maxServing) return this.sendQuietly({ type: 'nack', id, reason: 'busy' });
-    const served: ServedRequest = { id, ns, hash, cancelled: false, lookup: null };
+    const served: ServedRequest = { id, ns, hash, from, cancelled: false, lookup: null };
     this.serving.set(id, served);
-    this.serveQueue.push(served);
+    if (from === null) this.serveQueue.push(served);
+    else {
+      // A reader waits: before every plain request still queued, after earlier readers'.
+      const at = this.serveQueue.findIndex((queued) => queued.from === null);
+      this.serveQueue.splice(at < 0 ? this.serveQueue.length : at, 0, served);
+    }
     void this.serveLoop();
   }
 
@@ -561,12 +645,18 @@ export class PeerLink {
 
   private async sendBlock(served: ServedRequest, bytes: Uint8Array): Promise<void> {
     const { chunkSize, highWaterMark } = this.opts;
-    for (let offset = 0; offset < bytes.length; offset += chunkSize) {
-      if (this.channel.bufferedAmount > highWaterMark) await this.drained();
-      if (served.cancelled || this.closed) return;
-      const chunk = bytes.subarray(offset, Math.min(bytes.length, offset + chunkSize));
-      if (!this.sendDataFrame(served.id, offset, chunk)) return;
-      this.bytesSent += chunk.length;
+    const from = served.from ?? 0;
+    if (from >= bytes.length && from > 0) return this.sendQuietly({ type: 'nack', id: served.id, reason: 'bad_request' });
+    // From `from` to the end, then from the start up to `from`.
+    const runs = from > 0 ? [[from, bytes.length], [0, from]] : [[0, bytes.length]];
+    for (const [start, end] of runs) {
+      for (let offset = start; offset < end; offset += chunkSize) {
+        if (this.channel.bufferedAmount > highWaterMark) await this.drained();
+        if (served.cancelled || this.closed) return;
+        const chunk = bytes.subarray(offset, Math.min(end, offset + chunkSize));
+        if (!this.sendDataFrame(served.id, offset, chunk)) return;
+        this.bytesSent += chunk.length;
+      }
     }
     if (this.sendRaw(encodeFrame({ type: 'end', id: served.id, totalLength: bytes.length }))) this.blocksServed += 1;
   }

@@ -1,5 +1,6 @@
 import type { BlockHash, Cursor, NamespaceId } from '../protocol/index.ts';
-import { PeerLinkError, type PeerLink } from './peer-link.ts';
+import { PeerLinkError, type ChunkWatch, type PeerLink } from './peer-link.ts';
+import type { PieceTaps } from './piece-taps.ts';
 import { PipelineThroughput } from './pipeline-throughput.ts';
 import type { BlockSource, WantedBlock } from './types.ts';
 
@@ -8,6 +9,8 @@ export interface PeerBlockSourceOptions {
   maxInFlight?: number;
   /** Weight of the newest sample in the throughput average (0 … 1). */
   smoothing?: number;
+  /** Blocks readers wait for: a single-block fetch feeds its chunks to the block's tap (piece-taps.ts). */
+  taps?: PieceTaps | null;
   now?: () => number;
 }
 
@@ -28,6 +31,7 @@ export class PeerBlockSource implements BlockSource {
   private readonly adverts = new Map<NamespaceId, Cursor>();
   private readonly throughput: PipelineThroughput;
   private readonly now: () => number;
+  private readonly taps: PieceTaps | null;
 
   constructor(
     readonly id: string,
@@ -37,6 +41,7 @@ export class PeerBlockSource implements BlockSource {
     this.depth = options.maxInFlight ?? 6;
     this.throughput = new PipelineThroughput(options.smoothing);
     this.now = options.now ?? (() => Date.now());
+    this.taps = options.taps ?? null;
   }
 
   /** The peer's latest download advertisement for `ns` (from the relay). */
@@ -75,11 +80,32 @@ export class PeerBlockSource implements BlockSource {
     return Math.min(PEER_BATCH_BLOCKS, this.link.requestRoom);
   }
 
+  /**
+   * One block. While a reader has a tap on it, each chunk is fed to the tap as it arrives; a
+   * piece that fails its hash aborts the request with PieceMismatchError (the scheduler
+   * penalises the peer and asks elsewhere).
+   */
   async fetchBlock(want: WantedBlock, signal: AbortSignal): Promise<Uint8Array> {
     const started = this.now();
     this.calls += 1;
     try {
-      const bytes = await this.link.request(want.ns, want.hash, signal, want.sizeHint);
+      let bytes: Uint8Array;
+      if (this.taps) {
+        const taps = this.taps;
+        const feeder = {};
+        const bad = new AbortController();
+        const onBad = (error: Error) => bad.abort(error);
+        const watch: ChunkWatch = { onChunk: (offset, chunk) => taps.get(want.hash)?.feed(feeder, offset, chunk, onBad) };
+        // A reader that opens the block's tap while this fetch runs gets what arrived so far.
+        const unlist = taps.fetching(want.hash, () => ({ feeder, onBad, runs: watch.receivedSoFar?.() ?? [] }));
+        try {
+          bytes = await this.link.request(want.ns, want.hash, AbortSignal.any([signal, bad.signal]), want.sizeHint, watch, want.from ?? null);
+        } finally {
+          unlist();
+        }
+      } else {
+        bytes = await this.link.request(want.ns, want.hash, signal, want.sizeHint, null, want.from ?? null);
+      }
       this.throughput.record(bytes.length, started, this.now());
       return bytes;
     } finally {

@@ -1,4 +1,5 @@
 import type { BlockHash } from '../protocol/index.ts';
+import { PieceMismatchError } from './piece-taps.ts';
 import { MinHeap } from './min-heap.ts';
 import { isTransient } from './server-api.ts';
 import type { BlockSource, LocalBlockStore, Sha256, WantedBlock } from './types.ts';
@@ -254,6 +255,8 @@ export class BlockScheduler {
         block = newBlock(want);
         this.pending.set(want.hash, block);
       }
+      // Where the reader's bytes start: a peer that can serves them first (WantedBlock.from).
+      if (want.from !== undefined) block.want = { ...block.want, from: want.from };
       block.rank = URGENT_RANK_BASE + this.urgentSeq++;
       // A reader is waiting: no backoff left over from background failures.
       block.notBefore = 0;
@@ -274,6 +277,8 @@ export class BlockScheduler {
       if (!this.urgent.delete(hash)) continue;
       const block = this.pending.get(hash);
       if (!block) continue;
+      const { from: _readerOffset, ...background } = block.want;
+      block.want = background;
       block.rank = this.nextRank++;
       this.enqueue(block);
     }
@@ -337,6 +342,13 @@ export class BlockScheduler {
       this.recheck.push(waiting);
       this.boundRecheck();
     }
+  }
+
+  /** A peer sent bytes that do not match (a block or a piece): never asked again; the server is never penalised. */
+  private penaliseLiar(source: BlockSource): void {
+    if (source.kind !== 'peer' || this.penalisedSources.has(source.id)) return;
+    this.penalise(source.id);
+    this.options.events.penalised?.(source);
   }
 
   isPenalised(sourceId: string): boolean {
@@ -736,6 +748,8 @@ export class BlockScheduler {
           ? new Map([[wants[0].hash, await source.fetchBlock(wants[0], controller.signal)]])
           : await source.fetchBlocks!(wants, controller.signal);
     } catch (error) {
+      // A piece that failed the server's piece hash is a lie like a whole block that does not match.
+      if (error instanceof PieceMismatchError) this.penaliseLiar(source);
       for (const member of members.values()) this.fail(member, source, error);
       return;
     }
@@ -768,10 +782,7 @@ export class BlockScheduler {
       // A store that hashes and stores in one step (off this thread) stores only matching bytes.
       const actual = store.putVerified ? await store.putVerified(want.hash, bytes) : await this.options.sha256(bytes);
       if (actual !== want.hash) {
-        if (source.kind === 'peer' && !this.penalisedSources.has(source.id)) {
-          this.penalise(source.id);
-          this.options.events.penalised?.(source);
-        }
+        this.penaliseLiar(source);
         throw new HashMismatchError(want.hash, actual);
       }
       if (!store.putVerified) await store.putBlock(want.hash, bytes);

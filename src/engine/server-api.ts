@@ -17,6 +17,8 @@ import {
   parseCommitBatchResponse,
   parseCursor,
   parseJournalPage,
+  parsePieceHashResponse,
+  type BlockPieces,
   parseLanKeyResponse,
   parseNamespaceId,
   type BlockHash,
@@ -276,6 +278,15 @@ export class ServerApi implements UploadApi {
       throw error;
     }
     return blocks;
+  }
+
+  /**
+   * The server's piece hashes of blocks `ns` references (POST /ns/:ns/pieces), validated
+   * against the request; a block the server would not describe is absent from the map.
+   */
+  async pieceHashes(ns: NamespaceId, hashes: readonly BlockHash[], signal?: AbortSignal): Promise<Map<BlockHash, BlockPieces>> {
+    if (hashes.length === 0) return new Map();
+    return parsePieceHashResponse(await this.json('POST', `/api/v1/ns/${ns}/pieces`, { hashes }, signal), hashes);
   }
 
   /**

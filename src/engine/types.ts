@@ -75,6 +75,11 @@ export interface WantedBlock {
   sjid: number;
   /** Expected length when known from the file layout (4 MiB cut), for progress only. */
   sizeHint: number;
+  /**
+   * A reader waits for the bytes from here (a multiple of REQUEST_FROM_ALIGNMENT, below the
+   * block's size): a peer that takes range requests serves it before its queue, these bytes first.
+   */
+  from?: number;
 }
 
 /**

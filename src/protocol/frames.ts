@@ -15,6 +15,9 @@ import { MAX_BLOCK_SIZE } from './limits.ts';
  *   CANCEL   id u32
  *   HAVE     nsLength u8, ns (ASCII), count u16 (1 … MAX_HAVE_HASHES), count × hash (32 bytes)
  *   FETCHING same body as HAVE: "I am fetching these from the server; ask me after my HAVE"
+ *   REQUEST_FROM id u32, from u32 (a multiple of 65,536 below MAX_BLOCK_SIZE), nsLength u8, ns, hash:
+ *            a reader's request: served before queued ones, the DATA starting at `from`, then
+ *            wrapping to 0 (sent only to peers that announced FEATURE_RANGE_REQUESTS)
  *
  * The decoder checks every field and throws only ValidationError; it never reads past the
  * input and refuses trailing bytes, so a peer cannot smuggle anything through a frame.
@@ -30,7 +33,18 @@ export const FrameType = {
   cancel: 5,
   have: 6,
   fetching: 7,
+  requestFrom: 8,
 } as const;
+
+/**
+ * A HAVE hash that announces a capability, not a block: "I understand REQUEST_FROM". Carried
+ * in HAVE so that peers that do not know it (version 1 without type 8) take it as a block
+ * nobody holds, and ignore it; a new frame type would make them close the link. No block has
+ * this hash (a SHA-256 of all one bits has no known preimage).
+ */
+export const FEATURE_RANGE_REQUESTS = 'f'.repeat(64) as BlockHash;
+/** REQUEST_FROM's `from` is a multiple of this (the piece size of POST /ns/:ns/pieces). */
+export const REQUEST_FROM_ALIGNMENT = 64 * 1024;
 
 export const NACK_REASONS = ['not_found', 'forbidden', 'busy', 'shutting_down', 'bad_request'] as const;
 export type NackReason = (typeof NACK_REASONS)[number];
@@ -57,6 +71,14 @@ const MAX_NS_LENGTH = 64;
 export interface RequestFrame {
   type: 'request';
   id: number;
+  ns: NamespaceId;
+  hash: BlockHash;
+}
+/** A reader's request: answered before queued requests, its DATA from `from` to the end, then from 0. */
+export interface RequestFromFrame {
+  type: 'request-from';
+  id: number;
+  from: number;
   ns: NamespaceId;
   hash: BlockHash;
 }
@@ -88,7 +110,7 @@ export interface HaveFrame {
   hashes: BlockHash[];
 }
 
-export type Frame = RequestFrame | DataFrame | EndFrame | NackFrame | CancelFrame | HaveFrame;
+export type Frame = RequestFrame | RequestFromFrame | DataFrame | EndFrame | NackFrame | CancelFrame | HaveFrame;
 
 // ---------------------------------------------------------------- encoding
 
@@ -97,6 +119,12 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'
 function checkId(id: number, field: string): void {
   if (!Number.isInteger(id) || id < 1 || id > MAX_REQUEST_ID) {
     throw new ValidationError(field, `must be an integer from 1 to ${MAX_REQUEST_ID}`);
+  }
+}
+
+function checkFrom(from: number): void {
+  if (!Number.isInteger(from) || from < 0 || from >= MAX_BLOCK_SIZE || from % REQUEST_FROM_ALIGNMENT !== 0) {
+    throw new ValidationError('request.from', `must be a multiple of ${REQUEST_FROM_ALIGNMENT} below ${MAX_BLOCK_SIZE}`);
   }
 }
 
@@ -147,6 +175,17 @@ export function encodeFrame(frame: Frame): Uint8Array<ArrayBuffer> {
       const { bytes, view } = frameBuffer(FrameType.request, 4 + 1 + frame.ns.length + HASH_BYTES);
       view.setUint32(2, frame.id);
       const at = writeNamespace(bytes, 6, frame.ns);
+      writeHash(bytes, at, frame.hash, 'request.hash');
+      return bytes;
+    }
+    case 'request-from': {
+      checkId(frame.id, 'request.id');
+      checkFrom(frame.from);
+      checkNamespace(frame.ns, 'request.ns');
+      const { bytes, view } = frameBuffer(FrameType.requestFrom, 8 + 1 + frame.ns.length + HASH_BYTES);
+      view.setUint32(2, frame.id);
+      view.setUint32(6, frame.from);
+      const at = writeNamespace(bytes, 10, frame.ns);
       writeHash(bytes, at, frame.hash, 'request.hash');
       return bytes;
     }
@@ -285,6 +324,15 @@ export function decodeFrame(message: Uint8Array): Frame {
     case FrameType.request: {
       const r = new Reader(message, 'request');
       frame = { type: 'request', id: r.id(), ns: r.namespace(), hash: r.hash('hash') };
+      r.end();
+      break;
+    }
+    case FrameType.requestFrom: {
+      const r = new Reader(message, 'request');
+      const id = r.id();
+      const from = r.u32('from');
+      checkFrom(from);
+      frame = { type: 'request-from', id, from, ns: r.namespace(), hash: r.hash('hash') };
       r.end();
       break;
     }

@@ -22,3 +22,4 @@ export * from './file-url.ts';
 export * from './byte-range.ts';
 export * from './served-types.ts';
 export * from './folder-safe-name.ts';
+export * from './piece-hashes.ts';

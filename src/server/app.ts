@@ -22,6 +22,8 @@ import type { JournalNotifier } from './notifier.ts';
 import { LanBridge, type LanBridgeOptions } from './lan-bridge/lan-bridge.ts';
 import { RelayServer, type RelayOptions } from './relay/relay-server.ts';
 import { blockRoutes } from './routes/blocks.ts';
+import { pieceRoutes } from './routes/pieces.ts';
+import { PieceHashes } from './storage/piece-hashes.ts';
 import { blockUploadBatchRoutes } from './routes/block-upload-batch.ts';
 import { commitRoutes } from './routes/commit.ts';
 import { configRoutes } from './routes/config.ts';
@@ -102,6 +104,7 @@ export function buildRouter(): Router<Handler> {
   deletedRoutes(router);
   blockRoutes(router);
   blockUploadBatchRoutes(router);
+  pieceRoutes(router);
   metricsRoutes(router);
   configRoutes(router);
   lanRoutes(router);
@@ -127,6 +130,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const deps: ServerDeps = {
     metadata,
     blocks,
+    pieceHashes: new PieceHashes(blocks),
     notifier: options.notifier ?? backends.notifier,
     historyMs: blockGc.settings.historyMs,
     gcGeneration: new GcGenerationWatch(blocks),

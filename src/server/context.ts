@@ -6,6 +6,7 @@ import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { JournalNotifier } from './notifier.ts';
 import type { BlockStore } from './storage/block-store.ts';
+import type { PieceHashes } from './storage/piece-hashes.ts';
 import type { SharedReads } from './shared-reads.ts';
 import type { Slots } from './slots.ts';
 import type { JournalRead, MetadataStore } from './storage/metadata-store.ts';
@@ -14,6 +15,8 @@ import type { JournalRead, MetadataStore } from './storage/metadata-store.ts';
 export interface ServerDeps {
   metadata: MetadataStore;
   blocks: BlockStore;
+  /** Per-piece hashes of stored blocks, computed on first ask and cached (piece-hashes.ts). */
+  pieceHashes: PieceHashes;
   notifier: JournalNotifier;
   /** HISTORY_DAYS in ms: how long old versions and deleted files keep their blocks. */
   historyMs: number;

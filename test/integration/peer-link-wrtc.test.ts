@@ -4,7 +4,7 @@ import { BlockServer } from '../../src/engine/block-server.ts';
 import { frameChannelOf, type FrameChannel } from '../../src/engine/frame-channel.ts';
 import { PeerLink, PeerNackError, type PeerLinkOptions } from '../../src/engine/peer-link.ts';
 import { PeerBlockSource } from '../../src/engine/peer-source.ts';
-import { BLOCK_CHUNK_SIZE, MAX_BLOCK_SIZE, MAX_DATA_BYTES, type BlockHash, type NamespaceId } from '../../src/protocol/index.ts';
+import { BLOCK_CHUNK_SIZE, MAX_BLOCK_SIZE, MAX_DATA_BYTES, decodeFrame, type BlockHash, type NamespaceId } from '../../src/protocol/index.ts';
 import { MemoryBlockStore, hashOf } from '../support/memory-stores.ts';
 import { until } from '../support/until.ts';
 
@@ -128,7 +128,8 @@ function stuckAfterFirstSend(inner: FrameChannel): FrameChannel {
       return inner.isOpen;
     },
     send: (bytes) => {
-      sent += 1;
+      // Block data counts; the link's own announcement when it opens (a HAVE) does not.
+      if (decodeFrame(bytes).type === 'data') sent += 1;
       inner.send(bytes);
     },
     get bufferedAmount() {

@@ -113,7 +113,7 @@ describe('block frames: malformed input', () => {
   it('rejects an unknown version or type', () => {
     const bytes = encodeFrame({ type: 'cancel', id: 1 });
     for (const version of [0, 2, 255]) rejects(Uint8Array.of(version, ...bytes.subarray(1)));
-    for (const type of [0, 8, 255]) expect(rejects(Uint8Array.of(1, type, 0, 0, 0, 1)).field).toBe('frame.type');
+    for (const type of [0, 9, 255]) expect(rejects(Uint8Array.of(1, type, 0, 0, 0, 1)).field).toBe('frame.type');
   });
 
   it('rejects a frame larger than the maximum', () => {

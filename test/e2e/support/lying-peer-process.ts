@@ -40,6 +40,10 @@ export interface LyingPeerOptions {
   label?: string;
   /** Also claim (FETCHING) to be fetching every block from the server, never sending HAVE. */
   claimFetching?: boolean;
+  /** Flip the byte at this offset of each block (default: the middle one). */
+  flipAt?: number;
+  /** Send true bytes, but none at or past this offset of a block, and never END. */
+  stallAfter?: number;
   readyTimeoutMs?: number;
 }
 
@@ -54,6 +58,8 @@ export async function startLyingPeer(ns: Netns, options: LyingPeerOptions): Prom
       NEARSYNC_NS: options.namespaceId,
       NEARSYNC_LABEL: options.label ?? 'Lying peer',
       NEARSYNC_CLAIM_FETCHING: options.claimFetching ? '1' : '0',
+      ...(options.flipAt !== undefined ? { NEARSYNC_FLIP_AT: String(options.flipAt) } : {}),
+      ...(options.stallAfter !== undefined ? { NEARSYNC_STALL_AFTER: String(options.stallAfter) } : {}),
     },
   });
   const events: LyingPeerEvent[] = [];

@@ -12,7 +12,9 @@
  *
  * Optional: NEARSYNC_LABEL (default "Lying peer"); NEARSYNC_CLAIM_FETCHING=1 also sends a
  * FETCHING frame for every block when a link opens ("I am fetching these from the server",
- * and it never follows up with HAVE).
+ * and it never follows up with HAVE). NEARSYNC_FLIP_AT=<offset> flips the byte at that offset
+ * of each block (default: the middle one). NEARSYNC_STALL_AFTER=<bytes> sends the true bytes,
+ * but none at or past that offset and no END: the answer never completes.
  *
  * stdout: one JSON object per line —
  *   {"event":"ready","peerId","cursor","blocks"}   joined, advertised, lies prepared
@@ -62,6 +64,8 @@ const token = env('NEARSYNC_TOKEN');
 const ns = parseNamespaceId(env('NEARSYNC_NS'));
 const label = process.env.NEARSYNC_LABEL || 'Lying peer';
 const claimFetching = process.env.NEARSYNC_CLAIM_FETCHING === '1';
+const flipAt = process.env.NEARSYNC_FLIP_AT ? Number(process.env.NEARSYNC_FLIP_AT) : null;
+const stallAfter = process.env.NEARSYNC_STALL_AFTER ? Number(process.env.NEARSYNC_STALL_AFTER) : null;
 
 function emit(event: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
@@ -84,13 +88,22 @@ class CorruptingStore implements LocalBlockStore {
   }
 }
 
+/** With NEARSYNC_STALL_AFTER: holds back every DATA frame at or past that offset, and every END. */
+function stalled(bytes: Uint8Array): boolean {
+  if (stallAfter === null) return false;
+  const frame = decodeFrame(bytes);
+  return frame.type === 'end' || (frame.type === 'data' && frame.offset + frame.bytes.length > stallAfter);
+}
+
 /** Passes frames through unchanged, counting the peer's REQUEST frames on the way in. */
 function countingRequests(inner: FrameChannel, onRequest: (hash: BlockHash) => void): FrameChannel {
   const outer: FrameChannel = {
     get isOpen() {
       return inner.isOpen;
     },
-    send: (bytes) => inner.send(bytes),
+    send: (bytes) => {
+      if (!stalled(bytes)) inner.send(bytes);
+    },
     get bufferedAmount() {
       return inner.bufferedAmount;
     },
@@ -162,7 +175,7 @@ async function main(): Promise<void> {
   // The real bytes, one byte flipped: the same length as the block, so only the hash tells.
   for (const hash of blocks) {
     const bytes = (await api.getBlock(ns, hash)).slice();
-    bytes[bytes.length >> 1] ^= 0xff;
+    if (stallAfter === null) bytes[Math.min(bytes.length - 1, flipAt ?? bytes.length >> 1)] ^= 0xff;
     store.lies.set(hash, bytes);
   }
   const server = new BlockServer(store, async (requested, hash) => requested === ns && store.lies.has(hash));
