@@ -10,19 +10,11 @@ import { BlockServer } from '../../src/engine/block-server.ts';
 import { ValidationError, type BlockHash, type NamespaceId } from '../../src/protocol/index.ts';
 import { MemoryChannel } from '../support/memory-channel.ts';
 import { MemoryBlockStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
+import { blockOf } from '../support/seeded-block.ts';
 
 const NS = 'nsnsnsnsnsnsnsnsnsnsns' as NamespaceId;
 const MiB = 1024 * 1024;
 
-function blockOf(length: number, seed: number): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(length);
-  let x = seed * 2654435761;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    bytes[i] = x >>> 24;
-  }
-  return bytes;
-}
 
 /** A byte stream that hands out `bytes` in chunks of `chunk` (BYOB reads fill the caller's buffer). */
 function byteStream(bytes: Uint8Array, chunk = 64 * 1024): ReadableStream<Uint8Array> {

@@ -8,18 +8,10 @@ import { MAX_BLOCK_SIZE, PIECE_SIZE, decodeFrame, encodeFrame, type BlockPieces,
 import { MemoryChannel } from '../support/memory-channel.ts';
 import { MemoryBlockStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
 import { until } from '../support/until.ts';
+import { blockOf } from '../support/seeded-block.ts';
 
 const NS = 'nsnsnsnsnsnsnsnsnsnsns' as NamespaceId;
 
-function blockOf(length: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let x = seed * 2654435761;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    bytes[i] = x >>> 24;
-  }
-  return bytes;
-}
 
 /** What the server's POST /ns/:ns/pieces says about `bytes` (its route has its own tests). */
 function piecesOf(bytes: Uint8Array): BlockPieces {

@@ -17,21 +17,13 @@ import {
 import { MemoryChannel } from '../support/memory-channel.ts';
 import { MemoryBlockStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
 import { until } from '../support/until.ts';
+import { blockOf } from '../support/seeded-block.ts';
 
 /** REQUEST_FROM: a reader's request, served first and from its offset, to peers that announced it. */
 
 const NS = 'nsnsnsnsnsnsnsnsnsnsns' as NamespaceId;
 const HASH = 'b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9' as BlockHash;
 
-function blockOf(length: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let x = seed * 2654435761;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    bytes[i] = x >>> 24;
-  }
-  return bytes;
-}
 
 const links: PeerLink[] = [];
 afterEach(() => {
