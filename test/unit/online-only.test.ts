@@ -3,10 +3,11 @@ import { LruBlockCache } from '../../src/engine/block-cache.ts';
 import { KeepPolicy, parseKeepSettings } from '../../src/engine/keep-policy.ts';
 import { LiveBlocks } from '../../src/engine/live-blocks.ts';
 import { NamespaceSync } from '../../src/engine/namespace-sync.ts';
-import type { BlockSource, FileRecord, JournalClient, WantedBlock } from '../../src/engine/types.ts';
+import type { BlockSource, FileRecord, WantedBlock } from '../../src/engine/types.ts';
 import type { BlockHash, FilePath, JournalPage, NamespaceId } from '../../src/protocol/index.ts';
 import { MemoryBlockStore, MemoryStateStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
 import { until } from '../support/until.ts';
+import { onePageJournal } from '../support/one-page-journal.ts';
 
 const NS = 'nsnsnsnsnsnsnsnsnsnsns' as NamespaceId;
 const h = (name: string) => hashOf(new TextEncoder().encode(name));
@@ -156,19 +157,6 @@ class CountingServer implements BlockSource {
   }
 }
 
-function journalOf(page: JournalPage): JournalClient {
-  let served = false;
-  return {
-    async readPage(_cursor, options) {
-      if (!served) {
-        served = true;
-        return page;
-      }
-      await new Promise<void>((resolve) => options?.signal?.addEventListener('abort', () => resolve()));
-      return { entries: [], cursor: page.cursor, more: false } as unknown as JournalPage;
-    },
-  };
-}
 
 describe('NamespaceSync with online-only files', () => {
   const bytesOf = (name: string) => new TextEncoder().encode(name.repeat(100));
@@ -185,7 +173,7 @@ describe('NamespaceSync with online-only files', () => {
     let caughtUp = false;
     const engine = new NamespaceSync({
       ns: NS,
-      journal: journalOf({
+      journal: onePageJournal({
         entries: [
           { sjid: 1, path: 'kept.txt', size: 200, mtime: 1, blocks: [k1], deleted: false },
           { sjid: 2, path: 'cloud/big.bin', size: 600, mtime: 1, blocks: [o1, o2, o3], deleted: false },

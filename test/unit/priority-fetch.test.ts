@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { NamespaceSync } from '../../src/engine/namespace-sync.ts';
 import { BlockScheduler } from '../../src/engine/scheduler.ts';
 import { ApiError } from '../../src/engine/server-api.ts';
-import type { BlockSource, JournalClient, WantedBlock } from '../../src/engine/types.ts';
+import type { BlockSource, WantedBlock } from '../../src/engine/types.ts';
 import type { BlockHash, JournalPage, NamespaceId } from '../../src/protocol/index.ts';
 import { MemoryBlockStore, MemoryStateStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
 import { until } from '../support/until.ts';
+import { onePageJournal } from '../support/one-page-journal.ts';
 
 const NS = 'nsnsnsnsnsnsnsnsnsnsns' as NamespaceId;
 const BIG = 1024 * 1024;
@@ -168,20 +169,6 @@ describe('priority fetch (BlockScheduler.prioritise)', () => {
   });
 });
 
-/** A journal with one page of entries, then long polls that end only when aborted. */
-function journalOf(page: JournalPage): JournalClient {
-  let served = false;
-  return {
-    async readPage(_cursor, options) {
-      if (!served) {
-        served = true;
-        return page;
-      }
-      await new Promise<void>((resolve) => options?.signal?.addEventListener('abort', () => resolve()));
-      return { entries: [], cursor: page.cursor, more: false } as unknown as JournalPage;
-    },
-  };
-}
 
 describe('NamespaceSync.fetchBlocksNow', () => {
   async function engineWith(table: Map<BlockHash, Uint8Array>, refuse: Set<BlockHash> = new Set()) {
@@ -190,7 +177,7 @@ describe('NamespaceSync.fetchBlocksNow', () => {
     const store = new MemoryBlockStore();
     const engine = new NamespaceSync({
       ns: NS,
-      journal: journalOf({
+      journal: onePageJournal({
         entries: [{ sjid: 1, path: 'big.bin', size: hashes.length * 64, mtime: 1, blocks: hashes, deleted: false }],
         cursor: 1,
         more: false,
