@@ -2,6 +2,7 @@
 import { describeError, looksLikeFileUrlPath, looksLikeZipDownloadPath, parseFileUrlPath, servedTypeFor, type NamespaceId } from '../src/protocol/index.ts';
 import { parseFileReadReply, type FileReadReply, type FileReadRequest } from './file-read-messages.ts';
 import { serveFileReadFromServer } from './file-reads-from-server.ts';
+import { contentDisposition } from './content-disposition.ts';
 import { ZipDownloads, isZipDownloadAnnouncement } from './zip-downloads.ts';
 
 /**
@@ -101,7 +102,7 @@ async function answer(request: Request, url: URL, clientId: string): Promise<Res
     'Content-Type': served.contentType,
     'Content-Length': String(head.end - head.start + 1),
     'Accept-Ranges': 'bytes',
-    'Content-Disposition': `${served.disposition}; filename*=UTF-8''${rfc5987(name)}`,
+    'Content-Disposition': contentDisposition(served.disposition, name),
     'X-Nearsync-Synced': head.synced ? '1' : '0',
   };
   if (head.status === 206) headers['Content-Range'] = `bytes ${head.start}-${head.end}/${head.size}`;
@@ -157,11 +158,6 @@ async function pageFor(ns: NamespaceId, clientId: string): Promise<Client | null
     (client.id === clientId ? 8 : 0) + (new URL(client.url).pathname === `/w/${ns}` ? 4 : 0) + (client.focused ? 2 : 0) + (client.visibilityState === 'visible' ? 1 : 0);
   appPages.sort((a, b) => score(b) - score(a));
   return appPages[0] ?? null;
-}
-
-/** A name as an RFC 5987 value: encodeURIComponent leaves ' ( ) * as they are, which that syntax does not allow. */
-function rfc5987(name: string): string {
-  return encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 /** The app's own pages (its routes): other documents of the origin (a file, an API response) run no sync worker. */

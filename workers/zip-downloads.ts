@@ -1,4 +1,5 @@
 /// <reference lib="webworker" />
+import { contentDisposition } from './content-disposition.ts';
 import { describeError, isZipJobId, parseNamespaceId, parseZipDownloadPath, type NamespaceId } from '../src/protocol/index.ts';
 
 /**
@@ -104,7 +105,7 @@ export class ZipDownloads {
       headers: {
         ...headersForAll,
         'Content-Type': 'application/zip',
-        'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(target.name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`,
+        'Content-Disposition': contentDisposition('attachment', target.name),
       },
     });
   }
