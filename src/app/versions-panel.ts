@@ -4,6 +4,9 @@ import { formatBytes, formatTime } from './format.ts';
 import { errorMessage } from './message-page.ts';
 import { ModalDialog } from './modal-dialog.ts';
 
+/** A device's modification time this far from the commit is worth showing (a copy of an old file, a wrong clock). */
+const DEVICE_TIME_SHOWN_MS = 60 * 60_000;
+
 /** What the Versions panel asks of the page (which asks the worker). */
 export interface VersionActions {
   history(path: string, before?: number): Promise<HistoryResponse>;
@@ -72,7 +75,12 @@ export class VersionsPanel {
   }
 
   private row(version: VersionEntry, isCurrent: boolean): HTMLElement {
-    const when = formatTime(version.mtime);
+    // The server's commit time orders a team's versions; a device's clock (mtime) can be off by
+    // years. An older server sends no commit time: then the device's is all there is.
+    const when = formatTime(version.committedAt ?? version.mtime);
+    const deviceTime = version.committedAt !== null && !version.deleted && Math.abs(version.mtime - version.committedAt) > DEVICE_TIME_SHOWN_MS
+      ? h('small', { class: 'version-mtime', 'data-testid': 'version-mtime' }, `modified ${formatTime(version.mtime)} on the device`)
+      : null;
     const device = version.device ?? 'an unnamed device';
     const item = h(
       'li',
@@ -83,7 +91,7 @@ export class VersionsPanel {
         'data-deleted': String(version.deleted),
         'data-current': String(isCurrent),
       },
-      h('span', { class: 'version-when' }, when),
+      h('span', { class: 'version-when' }, when, deviceTime),
       h('span', { class: 'version-device', 'data-testid': 'version-device' }, version.device ?? 'Unnamed device'),
       h('span', { class: 'version-size' }, version.deleted ? h('strong', { class: 'version-deleted' }, 'Deleted') : formatBytes(version.size)),
       isCurrent ? h('span', { class: 'version-badge' }, 'Current') : null,

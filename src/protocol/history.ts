@@ -1,7 +1,7 @@
 import { ValidationError } from './errors.ts';
-import { expectArray, expectBoolean, expectRecord } from './fields.ts';
+import { expectArray, expectBoolean, expectInteger, expectRecord } from './fields.ts';
 import type { FilePath } from './file-path.ts';
-import { parseDeviceLabel, parseJournalEntry, type JournalEntry } from './journal.ts';
+import { MAX_MTIME, parseDeviceLabel, parseJournalEntry, type JournalEntry } from './journal.ts';
 
 /**
  * Version history (GET /api/v1/ns/:ns/history) and the conflict answer of a conditional
@@ -9,9 +9,15 @@ import { parseDeviceLabel, parseJournalEntry, type JournalEntry } from './journa
  * committed them.
  */
 
-/** A journal entry as history shows it: who committed it (null: a client that sent no label). */
+/**
+ * A journal entry as history shows it: who committed it (null: a client that sent no label)
+ * and when the server took the commit (ms since the epoch; null from a server that does not
+ * say). `mtime` is the committing device's clock and may be far off; the commit time is the
+ * one order a team shares.
+ */
 export interface VersionEntry extends JournalEntry {
   device: string | null;
+  committedAt: number | null;
 }
 
 export interface HistoryResponse {
@@ -28,7 +34,8 @@ export function parseVersionEntry(value: unknown, field = 'version'): VersionEnt
   const record = expectRecord(value, field);
   const entry = parseJournalEntry(record, field);
   const device = record.device === null || record.device === undefined ? null : parseDeviceLabel(record.device, `${field}.device`);
-  return { ...entry, device };
+  const committedAt = record.committedAt === null || record.committedAt === undefined ? null : expectInteger(record.committedAt, `${field}.committedAt`, 0, MAX_MTIME);
+  return { ...entry, device, committedAt };
 }
 
 /**

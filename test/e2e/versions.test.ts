@@ -322,6 +322,10 @@ describe('versions, recently deleted and conflicted copies in the browser', () =
     await openVersions(pageB, 'many.txt');
     const rows = pageB.getByTestId('version-row');
     await expect.poll(() => rows.count()).toBe(100);
+    // Rows say when the server took each commit (today); the devices' 2023 clocks show as a detail.
+    const first = rows.first();
+    expect((await first.locator('.version-when').innerText()).split('\n')[0]).toContain(String(new Date().getFullYear()));
+    expect(await first.getByTestId('version-mtime').innerText()).toMatch(/^modified .*2023.* on the device$/);
     await pageB.getByTestId('versions-more').click();
     await expect.poll(() => rows.count()).toBe(101);
     expect(await pageB.getByTestId('versions-more').isHidden()).toBe(true);

@@ -45,7 +45,7 @@ describe.each([sqliteFiles, postgresFiles])('conditional commits and history on 
       expect(stale.body).toEqual({
         error: 'conflict',
         message: expect.stringContaining('a.txt is live at entry 2'),
-        current: { sjid: 2, path: 'a.txt', size: 200, mtime: 1_700_000_000_000, blocks: [v2.hash], deleted: false, device: 'Bob desk' },
+        current: { sjid: 2, path: 'a.txt', size: 200, mtime: 1_700_000_000_000, blocks: [v2.hash], deleted: false, device: 'Bob desk', committedAt: expect.any(Number) },
       });
       const exists = await commit(m, file('a.txt', v3, { parent: 0 }));
       expect(exists.status).toBe(409);
@@ -181,7 +181,7 @@ describe.each([sqliteFiles, postgresFiles])('conditional commits and history on 
         error: 'conflict',
         message: expect.stringContaining('commits[1]: y is live at entry 2'),
         index: 1,
-        current: { sjid: 2, path: 'y', size: 20, mtime: 1_700_000_000_000, blocks: [y.hash], deleted: false, device: null },
+        current: { sjid: 2, path: 'y', size: 20, mtime: 1_700_000_000_000, blocks: [y.hash], deleted: false, device: null, committedAt: expect.any(Number) },
       });
       expect(await storedState(h)).toEqual(before);
       expect(await head(h.url, m)).toBe(2);
@@ -201,7 +201,7 @@ describe.each([sqliteFiles, postgresFiles])('conditional commits and history on 
       expect(twice.body).toMatchObject({
         error: 'conflict',
         index: 1,
-        current: { sjid: 4, path: 'q', size: 11, blocks: [a.hash], deleted: false, device: 'Ann' },
+        current: { sjid: 4, path: 'q', size: 11, blocks: [a.hash], deleted: false, device: 'Ann', committedAt: expect.any(Number) },
       });
       expect(await head(h.url, m)).toBe(3);
     });
@@ -210,6 +210,7 @@ describe.each([sqliteFiles, postgresFiles])('conditional commits and history on 
   describe('history', () => {
     it('lists every version of a path newest first, deletions included, with the device that committed each', async () => {
       const m = await createWorkspace(h.url);
+      const startedAt = Date.now();
       const [v1, v2, other] = [makeBlock(1000), makeBlock(2000), makeBlock(30)];
       await stored(m, v1, v2, other);
       await commit(m, file('docs/plan.txt', v1, { device: 'Ann laptop' }));
@@ -223,13 +224,18 @@ describe.each([sqliteFiles, postgresFiles])('conditional commits and history on 
       expect(res.headers.get('cache-control')).toBe('no-store');
       expect(res.body).toEqual({
         versions: [
-          { sjid: 5, path: 'docs/plan.txt', size: 1000, mtime: 1_700_000_000_000, blocks: [v1.hash], deleted: false, device: null },
-          { sjid: 4, path: 'docs/plan.txt', size: 0, mtime: 1_700_000_000_001, blocks: [], deleted: true, device: 'Ann laptop' },
-          { sjid: 3, path: 'docs/plan.txt', size: 2000, mtime: 1_700_000_000_000, blocks: [v2.hash], deleted: false, device: 'Bob desk' },
-          { sjid: 1, path: 'docs/plan.txt', size: 1000, mtime: 1_700_000_000_000, blocks: [v1.hash], deleted: false, device: 'Ann laptop' },
+          { sjid: 5, path: 'docs/plan.txt', size: 1000, mtime: 1_700_000_000_000, blocks: [v1.hash], deleted: false, device: null, committedAt: expect.any(Number) },
+          { sjid: 4, path: 'docs/plan.txt', size: 0, mtime: 1_700_000_000_001, blocks: [], deleted: true, device: 'Ann laptop', committedAt: expect.any(Number) },
+          { sjid: 3, path: 'docs/plan.txt', size: 2000, mtime: 1_700_000_000_000, blocks: [v2.hash], deleted: false, device: 'Bob desk', committedAt: expect.any(Number) },
+          { sjid: 1, path: 'docs/plan.txt', size: 1000, mtime: 1_700_000_000_000, blocks: [v1.hash], deleted: false, device: 'Ann laptop', committedAt: expect.any(Number) },
         ],
         more: false,
       });
+      // The server's clock, not the device's mtime (which these commits set to 2023): in order, and now.
+      const times = (res.body.versions as { committedAt: number }[]).map((v) => v.committedAt).reverse();
+      expect(times).toEqual([...times].sort((a, b) => a - b));
+      expect(times[0]).toBeGreaterThanOrEqual(startedAt - 1_000);
+      expect(times.at(-1)).toBeLessThanOrEqual(Date.now() + 1_000);
       expect((await history(m, 'path=nothing-here')).body).toEqual({ versions: [], more: false });
       // Journal entries keep their shape: the label is history's.
       const page = await api(h.url, 'GET', `/api/v1/ns/${m.ns}/journal`, { token: m.token });

@@ -57,7 +57,7 @@ describe('fetching an old version\'s blocks', () => {
   const ns = 'gLYh2GuQa-XXMRoUUKJCRg' as NamespaceId;
   const bytes = [new Uint8Array([1, 2, 3]), new Uint8Array([4, 5])];
   const hashes = bytes.map(hashOf);
-  const version: VersionEntry = { sjid: 3, path: 'a.txt' as VersionEntry['path'], size: 5, mtime: 1, blocks: hashes, deleted: false, device: null };
+  const version: VersionEntry = { sjid: 3, path: 'a.txt' as VersionEntry['path'], size: 5, mtime: 1, blocks: hashes, deleted: false, device: null, committedAt: null };
 
   it('refuses bytes that do not match their hash and stores nothing of them', async () => {
     const store = new MemoryBlockStore();

@@ -45,6 +45,11 @@ const GC_PASS_LOCK = 0x6e736770;
 /** Journal rows read per step of a GC scan. */
 const GC_SCAN_PAGE = 2_000;
 
+/** A timestamptz column read as ms since the epoch (a bigint, so a string in node-postgres). */
+function committedAtMs(column: string): string {
+  return `floor(extract(epoch FROM ${column}) * 1000)::bigint AS committed_at`;
+}
+
 interface JournalRow {
   sjid: number;
   path: string;
@@ -57,6 +62,8 @@ interface JournalRow {
 
 interface VersionRow extends Omit<JournalRow, 'candidates'> {
   device: string | null;
+  /** ms since the epoch, as a string (bigint). */
+  committed_at: string;
 }
 
 /**
@@ -396,10 +403,12 @@ export class PgMetadataStore implements MetadataStore, GcMetadata {
   ): Promise<VersionEntry> {
     if (sjid >= first) {
       const { path, size, mtime, blocks, deleted, device } = requests[sjid - first];
-      return { sjid, path, size, mtime, blocks, deleted, device: device ?? null };
+      // Not written yet: the transaction's time is what committed_at will say.
+      const now = await client.query<{ at: string }>('SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS at');
+      return { sjid, path, size, mtime, blocks, deleted, device: device ?? null, committedAt: Number(now.rows[0].at) };
     }
     const result = await client.query<VersionRow>(
-      'SELECT sjid, path, size, mtime, blocks, deleted, device FROM journal WHERE ns = $1 AND sjid = $2',
+      `SELECT sjid, path, size, mtime, blocks, deleted, device, ${committedAtMs('committed_at')} FROM journal WHERE ns = $1 AND sjid = $2`,
       [ns, sjid],
     );
     return toVersion(result.rows[0]);
@@ -420,7 +429,7 @@ export class PgMetadataStore implements MetadataStore, GcMetadata {
          ORDER BY sjid DESC
          LIMIT $4::integer + 1
        )
-       SELECT j.sjid, j.path, j.size, j.mtime, j.blocks, j.deleted, j.device, (SELECT count(*) FROM candidates) AS candidates
+       SELECT j.sjid, j.path, j.size, j.mtime, j.blocks, j.deleted, j.device, ${committedAtMs('j.committed_at')}, (SELECT count(*) FROM candidates) AS candidates
        FROM candidates c JOIN journal j ON j.ns = $1 AND j.sjid = c.sjid
        WHERE c.n <= $4::integer AND (c.n = 1 OR c.hashes <= $5::integer)
        ORDER BY j.sjid DESC`,
@@ -554,7 +563,7 @@ function digest(hex: string): Buffer {
 }
 
 function toVersion(row: VersionRow): VersionEntry {
-  return { ...toEntry(row), device: row.device };
+  return { ...toEntry(row), device: row.device, committedAt: Number(row.committed_at) };
 }
 
 function toEntry(row: Omit<JournalRow, 'candidates'>): JournalEntry {

@@ -46,6 +46,7 @@ interface DeletionRow {
 
 interface VersionRow extends JournalRow {
   device: string | null;
+  committed_at: number;
 }
 
 /** Journal rows read per step of a GC scan: the event loop gets a turn between steps. */
@@ -323,10 +324,10 @@ function prepareStatements(db: Database.Database) {
     insertEntry: db.prepare(
       'INSERT INTO journal (ns, sjid, path, size, mtime, blocks, deleted, committed_at, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
-    entryAt: db.prepare('SELECT sjid, path, size, mtime, blocks, deleted, device FROM journal WHERE ns = ? AND sjid = ?'),
+    entryAt: db.prepare('SELECT sjid, path, size, mtime, blocks, deleted, device, committed_at FROM journal WHERE ns = ? AND sjid = ?'),
     // journal_path (ns, path, sjid) walked backwards.
     history: db.prepare(
-      'SELECT sjid, path, size, mtime, blocks, deleted, device FROM journal WHERE ns = ? AND path = ? AND sjid < ? AND (superseded_at IS NULL OR superseded_at >= ?) ORDER BY sjid DESC LIMIT ?',
+      'SELECT sjid, path, size, mtime, blocks, deleted, device, committed_at FROM journal WHERE ns = ? AND path = ? AND sjid < ? AND (superseded_at IS NULL OR superseded_at >= ?) ORDER BY sjid DESC LIMIT ?',
     ),
     // journal_deletions (ns, sjid) WHERE deleted = 1 walked backwards; a deletion counts only
     // while it is its path's latest entry (journal_path answers that).
@@ -380,7 +381,7 @@ class Conflict extends Error {
 }
 
 function toVersion(row: VersionRow): VersionEntry {
-  return { ...toEntry(row), device: row.device };
+  return { ...toEntry(row), device: row.device, committedAt: row.committed_at };
 }
 
 function toEntry(row: JournalRow): JournalEntry {
