@@ -23,6 +23,10 @@ describe('history answers from a server are checked', () => {
     ]);
     expect(page.more).toBe(true);
     expect(parseHistoryResponse({ versions: [], more: false }, path)).toEqual({ versions: [], more: false });
+    // The server's commit time when it says one; null from an older server that does not.
+    const timed = parseHistoryResponse({ versions: [version(9, { committedAt: 1_765_011_000_000 }), version(4, { committedAt: null })], more: false }, path);
+    expect(timed.versions.map((v) => v.committedAt)).toEqual([1_765_011_000_000, null]);
+    expect(page.versions[0].committedAt).toBeNull();
   });
 
   it('refuses another path, a wrong order, a page past `before`, bad labels and malformed entries', () => {
@@ -33,6 +37,10 @@ describe('history answers from a server are checked', () => {
       { versions: [version(3, { device: 'a\u202eb' })], more: false },
       { versions: [version(3, { device: 'x'.repeat(41) })], more: false },
       { versions: [version(3, { blocks: ['nope'] })], more: false },
+      { versions: [version(3, { committedAt: -1 })], more: false },
+      { versions: [version(3, { committedAt: 1.5 })], more: false },
+      { versions: [version(3, { committedAt: '1765011000000' })], more: false },
+      { versions: [version(3, { committedAt: 1e300 })], more: false },
       { versions: [version(0)], more: false },
       { versions: [version(3)] },
       { versions: Array.from({ length: 1001 }, (_, i) => version(2000 - i)), more: false },
