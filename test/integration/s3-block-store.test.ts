@@ -1,7 +1,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -311,6 +311,62 @@ describe('S3BlockStore', () => {
       expect(s3.requests.byMethod).toEqual({ HEAD: 200 });
     } finally {
       await store.close();
+    }
+  });
+
+  it('removes blocks in DeleteObjects batches, absent ones included, and forgets them', async () => {
+    const prefix = uniquePrefix('remove');
+    // 1,000 keys a request in production; 10 here, so three batches need only 23 blocks.
+    const store = await S3BlockStore.open(new S3Client(s3ClientConfig(s3.settings, silentLogger)), { bucket: s3.bucket, prefix, deleteBatch: 10 });
+    try {
+      const blocks = Array.from({ length: 21 }, (_, i) => makeBlock(10 + i));
+      await store.putMany(blocks);
+      const kept = makeBlock(4321);
+      await put(store, kept);
+      s3.resetRequests();
+      await store.remove([...blocks.map((b) => b.hash), unknownHash(), unknownHash()]);
+      expect(s3.requests.byMethod).toEqual({ POST: 3 });
+      expect((await s3.keys()).filter((key) => key.startsWith(prefix))).toEqual([`${prefix}blocks/${kept.hash.slice(0, 2)}/${kept.hash}`]);
+      expect(await store.stat(blocks[0].hash)).toBeNull();
+      expect(await store.stat(kept.hash)).toBe(4321);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('falls back to one DeleteObject per block on a store that refuses DeleteObjects, and stays with it', async () => {
+    // An S3-compatible front that implements everything but the multi-object delete (501), as some do.
+    const front = createServer((req, res) => {
+      if (req.method === 'POST' && /[?&]delete(=|&|$)/.test(req.url ?? '')) {
+        req.resume();
+        res.writeHead(501, { 'content-type': 'application/xml' });
+        res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>not here</Message></Error>');
+        return;
+      }
+      const upstream = new URL(s3.endpoint);
+      const forward = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      req.pipe(forward);
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+    const prefix = uniquePrefix('remove-single');
+    const store = await S3BlockStore.open(new S3Client(s3ClientConfig({ ...s3.settings, endpoint }, silentLogger)), { bucket: s3.bucket, prefix });
+    try {
+      const blocks = [makeBlock(11), makeBlock(12), makeBlock(13)];
+      await store.putMany(blocks);
+      s3.resetRequests();
+      await store.remove([blocks[0].hash, blocks[1].hash, unknownHash()]);
+      expect(s3.requests.byMethod).toEqual({ DELETE: 3 });
+      await store.remove([blocks[2].hash]);
+      expect(s3.requests.byMethod).toEqual({ DELETE: 4 });
+      expect((await s3.keys()).filter((key) => key.startsWith(prefix))).toEqual([]);
+    } finally {
+      await store.close();
+      front.closeAllConnections();
+      await new Promise((resolve) => front.close(resolve));
     }
   });
 

@@ -1,5 +1,6 @@
 import {
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -26,6 +27,8 @@ export interface S3BlockStoreOptions {
   sizeCacheLimit?: number;
   /** A download whose endpoint sends nothing for this long, while the reader waits, is cut. */
   readStallMs?: number;
+  /** Keys per DeleteObjects request (S3 allows at most 1,000). */
+  deleteBatch?: number;
   /**
    * Uploads received into memory at once (each up to one block); more wait, unread, for a
    * turn, so a burst of uploads costs at most this many blocks of memory.
@@ -38,8 +41,10 @@ const DEFAULT_SIZE_CACHE_LIMIT = 100_000;
 const DEFAULT_READ_STALL_MS = 30_000;
 /** PutObject requests one putMany() keeps outstanding. */
 const PUT_MANY_CONCURRENCY = 8;
-/** DeleteObject requests block GC keeps outstanding. */
+/** DeleteObjects requests (or single DeleteObjects, where batches are refused) block GC keeps outstanding. */
 const DELETE_CONCURRENCY = 8;
+/** Keys per DeleteObjects request: S3's own limit. */
+const DELETE_BATCH = 1000;
 /** 64 × 4 MiB: 256 MiB at most of upload buffers per instance. */
 const DEFAULT_UPLOADS_IN_MEMORY = 64;
 
@@ -57,6 +62,7 @@ export class S3BlockStore implements BlockStore {
   private readonly statConcurrency: number;
   private readonly sizeCacheLimit: number;
   private readonly readStallMs: number;
+  private readonly deleteBatch: number;
   private readonly uploadSlots: Slots;
   /**
    * Sizes of blocks known to be stored (insertion order = eviction order). Only GC removes
@@ -65,6 +71,8 @@ export class S3BlockStore implements BlockStore {
   private readonly sizes = new Map<string, number>();
   /** Grows at each forgetSizes: a request that began before must not fill the cache. */
   private sizesEpoch = 0;
+  /** False once the store refused a DeleteObjects request as unsupported. */
+  private batchDeletes = true;
   /** HeadObject requests under way, shared by every caller asking about the same block. */
   private readonly statsInFlight = new Map<string, Promise<number | null>>();
   /** PutObject requests under way: a second upload of the same block waits for the first. */
@@ -79,6 +87,7 @@ export class S3BlockStore implements BlockStore {
     this.statConcurrency = options.statConcurrency ?? DEFAULT_STAT_CONCURRENCY;
     this.sizeCacheLimit = options.sizeCacheLimit ?? DEFAULT_SIZE_CACHE_LIMIT;
     this.readStallMs = options.readStallMs ?? DEFAULT_READ_STALL_MS;
+    this.deleteBatch = Math.min(Math.max(1, options.deleteBatch ?? DELETE_BATCH), DELETE_BATCH);
     this.uploadSlots = new Slots(options.uploadsInMemory ?? DEFAULT_UPLOADS_IN_MEMORY);
   }
 
@@ -215,18 +224,52 @@ export class S3BlockStore implements BlockStore {
     } while (token);
   }
 
-  /** One DeleteObject per block (every S3-compatible store has it; GC is not in a hurry). */
+  /**
+   * DeleteObjects, 1,000 keys a request: a GC pass removing a million blocks makes a thousand
+   * requests, not a million. A store that does not implement the batch call (some
+   * S3-compatible ones answer 501 or 405) gets one DeleteObject per block from then on.
+   */
   async remove(hashes: readonly BlockHash[]): Promise<void> {
+    const batches: BlockHash[][] = [];
+    for (let i = 0; i < hashes.length; i += this.deleteBatch) batches.push(hashes.slice(i, i + this.deleteBatch));
     try {
-      await mapBounded(hashes, DELETE_CONCURRENCY, async (hash) => {
-        try {
-          await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(hash) }));
-        } catch (err) {
-          if (!isS3NotFound(err)) throw asStoreError(err, `removing block ${hash}`);
+      await mapBounded(batches, DELETE_CONCURRENCY, async (batch) => {
+        if (this.batchDeletes) {
+          try {
+            await this.removeBatch(batch);
+            return;
+          } catch (err) {
+            if (!isBatchDeleteRefused(err)) throw asStoreError(err, `removing ${batch.length} blocks`);
+            this.batchDeletes = false;
+          }
         }
+        await mapBounded(batch, DELETE_CONCURRENCY, (hash) => this.removeOne(hash));
       });
     } finally {
       this.forgetSizes();
+    }
+  }
+
+  private async removeBatch(batch: readonly BlockHash[]): Promise<void> {
+    const answer = await this.client.send(
+      new DeleteObjectsCommand({
+        Bucket: this.bucket,
+        Delete: { Objects: batch.map((hash) => ({ Key: this.keyOf(hash) })), Quiet: true },
+      }),
+    );
+    // Quiet: only failures are listed. An absent key is not one (S3 reports it deleted).
+    const failed = (answer.Errors ?? []).filter((error) => error.Code !== 'NoSuchKey');
+    if (failed.length > 0) {
+      const first = failed[0];
+      throw new Error(`S3 refused to delete ${failed.length} of ${batch.length} blocks, e.g. ${first.Key}: ${first.Code} ${first.Message ?? ''}`.trim());
+    }
+  }
+
+  private async removeOne(hash: BlockHash): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(hash) }));
+    } catch (err) {
+      if (!isS3NotFound(err)) throw asStoreError(err, `removing block ${hash}`);
     }
   }
 
@@ -322,4 +365,11 @@ function storedSize(contentLength: unknown, operation: string, hash: BlockHash):
     throw new Error(`S3 ${operation} for block ${hash} gave no valid Content-Length (${String(contentLength)})`);
   }
   return contentLength;
+}
+
+/** A store without the multi-object delete: 501 NotImplemented or 405 MethodNotAllowed. */
+function isBatchDeleteRefused(err: unknown): boolean {
+  const status = s3Status(err);
+  const name = (err as { name?: unknown } | null)?.name;
+  return status === 501 || status === 405 || name === 'NotImplemented' || name === 'MethodNotAllowed';
 }
