@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { GcPassReport } from '../../src/server/gc/block-collector.ts';
@@ -19,7 +19,7 @@ afterEach(async () => {
   while (harnesses.length > 0) await harnesses.pop()!.stop();
 });
 
-async function harness(backendCase: BackendCase, settings: { historyMs: number; graceMs: number }): Promise<Harness> {
+async function harness(backendCase: BackendCase, settings: { historyMs: number; graceMs: number; retainedInMemory?: number }): Promise<Harness> {
   const h = await startHarness({ backends: backendCase, blockGc: { ...settings, intervalMs: 0 } });
   harnesses.push(h);
   return h;
@@ -74,6 +74,7 @@ describe.each(BACKEND_CASES)('block GC on $name', (backendCase) => {
 
     const before = h.server.metrics();
     const first = await collect(h);
+    expect(first.retainedOnDisk).toBe(false);
     expect(first.blocksCollected).toBe(1);
     expect(first.bytesCollected).toBe(700);
     let present = await stored(h);
@@ -124,6 +125,25 @@ describe.each(BACKEND_CASES)('block GC on $name', (backendCase) => {
     expect(text).toContain(`nearsync_blocks_collected_total ${metrics.blocksCollected}`);
     expect(text).toContain(`nearsync_block_bytes_collected_total ${metrics.blockBytesCollected}`);
     expect(text).toContain(`nearsync_block_gc_passes_total ${metrics.blockGcPasses}`);
+  });
+
+  it('gives the same verdicts with the retained set moved to disk, and leaves no temp file behind', async () => {
+    const h = await harness(backendCase, { historyMs: 60_000, graceMs: 0, retainedInMemory: 3 });
+    const m = await createWorkspace(h.url);
+    const live = [600, 601, 602, 603, 604, 605, 606].map(makeBlock);
+    const orphans = [700, 701].map(makeBlock);
+    for (const [i, block] of live.entries()) await commitFile(h.url, m, `f${i}`, [block]);
+    for (const block of orphans) await putBlock(h.url, m.token, block);
+    await sleep(STORED_AT_SLACK_MS);
+    const spillDirs = async () => (await readdir(tmpdir())).filter((name) => name.startsWith('nearsync-gc-retained-')).length;
+    const dirsBefore = await spillDirs();
+
+    const pass = await collect(h);
+    expect(pass.retainedOnDisk).toBe(true);
+    expect(pass.blocksCollected).toBe(2);
+    expect(pass.blocksKept).toBe(7);
+    expect(await stored(h)).toEqual(new Set(live.map((block) => block.hash)));
+    expect(await spillDirs()).toBe(dirsBefore);
   });
 
   it('never collects a block stored within the grace period, and with HISTORY_DAYS 0 keeps no old version', async () => {

@@ -1,11 +1,14 @@
 import type { BlockStore, StoredBlock } from '../storage/block-store.ts';
 import { digestKey, type GcMetadata } from '../storage/gc-metadata.ts';
+import { RetainedBlockSet } from './retained-set.ts';
 
 export interface RetentionSettings {
   /** Superseded versions (and deleted files) keep their blocks this long; 0 keeps none. */
   historyMs: number;
   /** Blocks stored more recently than this are never removed: uploads on their way to a commit. */
   graceMs: number;
+  /** Retained blocks a pass keeps in memory before it moves the set to a temp file (default 1,000,000). */
+  retainedInMemory?: number;
 }
 
 /** A pass that ran: to its end, or `stopped` by shutdown between batches. */
@@ -15,6 +18,8 @@ export interface GcPassReport {
   bytesCollected: number;
   /** Blocks looked at and kept (retained, or within the grace period). */
   blocksKept: number;
+  /** The retained set outgrew memory and was answered from a temp file. */
+  retainedOnDisk: boolean;
   /** This process's clock, ms: when the pass held the pass lock. */
   startedAt: number;
   endedAt: number;
@@ -30,7 +35,7 @@ const BATCH = 256;
  * One block GC pass. Under the pass lock (one pass at a time across instances):
  *
  * 1. read the namespaces' heads, then the blocks of every retained entry (live versions, and
- *    versions superseded within `historyMs`) into a set;
+ *    versions superseded within `historyMs`) into a set (on disk once it outgrows memory);
  * 2. list the store; a block stored before `startedAt - graceMs` and not in the set is a
  *    candidate;
  * 3. per batch of candidates, with commits held off: add the blocks of entries committed
@@ -52,12 +57,10 @@ export async function collectBlocks(
   let blocksCollected = 0;
   let bytesCollected = 0;
   let blocksKept = 0;
+  const retained = new RetainedBlockSet(settings.retainedInMemory);
   try {
     const heads = await session.heads();
-    const retained = new Set<string>();
-    const addAll = (digests: Buffer) => {
-      for (let i = 0; i + 32 <= digests.length; i += 32) retained.add(digests.toString('latin1', i, i + 32));
-    };
+    const addAll = (digests: Buffer) => retained.addDigests(digests);
     await session.retainedBlocks(settings.historyMs, addAll);
 
     let batch: StoredBlock[] = [];
@@ -86,8 +89,9 @@ export async function collectBlocks(
     if (batch.length > 0 && !signal?.aborted) await flush();
     // Taken before the pass lock goes, so passes' [startedAt, endedAt] never overlap.
     const endedAt = Date.now();
-    return { status: signal?.aborted ? 'stopped' : 'done', blocksCollected, bytesCollected, blocksKept, startedAt, endedAt };
+    return { status: signal?.aborted ? 'stopped' : 'done', blocksCollected, bytesCollected, blocksKept, retainedOnDisk: retained.spilled, startedAt, endedAt };
   } finally {
+    retained.close();
     await session.end();
   }
 }

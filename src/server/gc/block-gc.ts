@@ -59,7 +59,7 @@ export class BlockGc {
   }
 
   private async pass(): Promise<GcPassResult> {
-    if (this.stopping.signal.aborted) return { status: 'stopped', blocksCollected: 0, bytesCollected: 0, blocksKept: 0, startedAt: 0, endedAt: 0 };
+    if (this.stopping.signal.aborted) return { status: 'stopped', blocksCollected: 0, bytesCollected: 0, blocksKept: 0, retainedOnDisk: false, startedAt: 0, endedAt: 0 };
     const { metadata, blocks, metrics, logger } = this.deps;
     const result = await collectBlocks(metadata, blocks, this.settings, this.stopping.signal);
     if (result.status === 'busy') {
