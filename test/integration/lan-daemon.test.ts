@@ -132,6 +132,48 @@ async function storedBlocks(stateDir: string): Promise<string[]> {
 }
 
 describe('nearsync peer: restarts, conflicts, cache-only', () => {
+  it('uploads a folder of many small files in batches, and deletes them in batches', { timeout: 300_000 }, async () => {
+    const member = await createWorkspace(harness.url, 'lan batches');
+    const dir = await folder('batches/a');
+    const files = Array.from({ length: 120 }, (_, i) => ({ name: `small/${String(i).padStart(3, '0')}.txt`, bytes: randomBytes(100 + ((i * 37) % 3000)) }));
+    await mkdir(join(dir, 'small'));
+    for (const file of files) await writeFile(join(dir, file.name), file.bytes);
+    const large = randomBytes(6 * 1024 * 1024); // two blocks above the batch limit: single PUTs
+    await writeFile(join(dir, 'large.bin'), large);
+    const requests = async () => {
+      const text = (await api(harness.url, 'GET', '/metrics')).body.toString() as string;
+      const count = (method: string, route: string) => {
+        // Every 2xx answer (a PUT that stores a new block is 201).
+        const prefix = `nearsync_http_requests_total{method="${method}",route="${route}",status="2`;
+        return text.split('\n').filter((line) => line.startsWith(prefix)).reduce((n, line) => n + Number(line.split(' ')[1]), 0);
+      };
+      return {
+        put: count('PUT', '/api/v1/blocks/:hash'),
+        batch: count('POST', '/api/v1/blocks/batch'),
+        commit: count('POST', '/api/v1/ns/:ns/commit'),
+        commits: count('POST', '/api/v1/ns/:ns/commits'),
+      };
+    };
+    const before = await requests();
+
+    const daemon = daemons.start({ server: harness.url, invite: member.inviteUrl, dir });
+    await until(async () => (await liveJournal(member)).size === 121, 4 * SYNC_MS, 'every file committed');
+    const live = await liveJournal(member);
+    for (const file of files) expect(live.get(file.name)).toEqual([sha256(file.bytes)]);
+    const after = await requests();
+    // 120 small blocks in batch uploads (4 MiB each at most), two single PUTs, and one batch commit.
+    expect(after.put - before.put).toBe(2);
+    expect(after.batch - before.batch).toBeGreaterThanOrEqual(1);
+    expect(after.batch - before.batch).toBeLessThanOrEqual(3);
+    expect(after.commits - before.commits).toBe(1);
+    expect(after.commit - before.commit).toBe(0);
+
+    await rm(join(dir, 'small'), { recursive: true });
+    await until(async () => (await liveJournal(member)).size === 1, 4 * SYNC_MS, 'the deletions committed');
+    expect((await requests()).commits - after.commits).toBe(1);
+    expect(daemon.output).not.toMatch(/failed/);
+  });
+
   it('resumes after SIGKILL mid-download without fetching a stored block again', async () => {
     // Paced downloads (8 MB/s) so the kill lands mid-transfer on any machine.
     const slow = await startHarness({ egressBytesPerSecond: 8_000_000 });

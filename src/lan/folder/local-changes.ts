@@ -1,11 +1,10 @@
 import type { Dirent } from 'node:fs';
 import { lstat, readdir, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { CommitConflictError } from '../../engine/commit-conflict.ts';
-import { ApiError } from '../../engine/server-api.ts';
+import type { CommitConflictError } from '../../engine/commit-conflict.ts';
 import type { FileRecord, LocalBlockStore, UploadApi } from '../../engine/types.ts';
-import { commitWithBlocks } from '../../engine/uploader.ts';
-import { MAX_MISSING_QUERY, parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../../protocol/index.ts';
+import { parseFilePath, type BlockHash, type FilePath, type NamespaceId } from '../../protocol/index.ts';
+import { FolderCommitBatch } from './commit-batch.ts';
 import type { SqliteStateStore } from '../store/sqlite-state-store.ts';
 import { cutFile, sameBlocks } from './file-blocks.ts';
 import { matches, printable } from './materialiser.ts';
@@ -29,7 +28,8 @@ export interface LocalChangesOptions {
 /**
  * Finds what changed in the folder since the daemon last wrote or committed it, and
  * commits it: new and edited files are cut into blocks, kept locally, uploaded where the
- * server lacks them and committed; vanished files are committed as deletions. A rename is
+ * server lacks them and committed; vanished files are committed as deletions. Both go in
+ * batches (`commit-batch.ts`: batch uploads, up to 1,000 commits a request). A rename is
  * the two (the new path's blocks are already on the server, so nothing is sent again).
  * A path whose journal entry moved on since the local version was based on it is left to
  * the materialiser, which keeps both versions. Every commit names the entry the local
@@ -39,7 +39,7 @@ export interface LocalChangesOptions {
  */
 export class LocalChanges {
   private readonly warned = new Set<string>();
-  /** Blocks of the file being cut, uploaded and committed now: the block GC must leave them. */
+  /** Blocks of files cut and queued, until their batch is committed: the block GC must leave them. */
   private readonly inProgress = new Set<BlockHash>();
   private readonly startedAt = Date.now();
 
@@ -51,25 +51,35 @@ export class LocalChanges {
   }
 
   async scan(): Promise<void> {
-    const seen = new Set<FilePath>();
-    for await (const { path, absolute } of this.walk(this.options.root, '')) {
-      seen.add(path);
-      await this.checkFile(path, absolute);
-    }
-    for (const record of this.options.state.folderRecords()) {
-      if (!seen.has(record.path)) await this.checkDeleted(record.path);
-    }
-  }
-
-  private async checkFile(path: FilePath, absolute: string): Promise<void> {
+    const { ns, api, blocks } = this.options;
+    const batch = new FolderCommitBatch({ ns, api, blocks, settleTogether: (settleAll) => this.options.state.inOneTransaction(settleAll) });
+    const send = async () => {
+      try {
+        await batch.flush();
+      } finally {
+        this.inProgress.clear();
+      }
+    };
     try {
-      await this.commitIfChanged(path, absolute);
+      const seen = new Set<FilePath>();
+      for await (const { path, absolute } of this.walk(this.options.root, '')) {
+        seen.add(path);
+        await this.queueIfChanged(path, absolute, batch);
+        if (batch.full) await send();
+      }
+      for (const record of this.options.state.folderRecords()) {
+        if (seen.has(record.path)) continue;
+        this.queueIfDeleted(record.path, batch);
+        if (batch.full) await send();
+      }
+      await send();
     } finally {
       this.inProgress.clear();
     }
   }
 
-  private async commitIfChanged(path: FilePath, absolute: string): Promise<void> {
+  /** Cuts a new or changed file into blocks (kept here) and queues its commit. */
+  private async queueIfChanged(path: FilePath, absolute: string, batch: FolderCommitBatch): Promise<void> {
     const { state, log } = this.options;
     const before = await lstat(absolute).catch(() => null);
     if (!before || !before.isFile()) return;
@@ -90,31 +100,26 @@ export class LocalChanges {
       state.putFolderRecord({ ...record, size, mtimeMs: after.mtimeMs });
       return;
     }
-    await this.uploadMissing(blocks);
-    // Checked again: a remote version may have arrived while the blocks went up. One the
-    // engine has not read yet is caught by the server (parent).
-    if (this.remoteMovedOn(path, record?.sjid)) return;
     // Based on what the daemon last wrote or committed here; a path it deleted, or never had, must not be live.
     const parent = record && !record.deleted ? record.sjid : 0;
-    let sjid: number;
-    try {
-      sjid = await commitWithBlocks(
-        this.options.ns,
-        { path, size, mtime: Math.max(0, Math.floor(after.mtimeMs)), blocks, deleted: false, parent },
-        this.options.api,
-        this.options.blocks,
-      );
-    } catch (error) {
-      if (!(error instanceof CommitConflictError)) throw error;
-      // The materialiser settles it once the engine reads the entry: a newer version makes the
-      // local one a conflicted copy; a deletion leaves the local file to be uploaded as new.
-      const outcome = error.current === null ? 'it will be uploaded again as a new file' : 'it will be kept as a conflicted copy';
-      log(`conflict on ${printable(path)}: ${conflictDescription(error)}; the local version is not committed now, ${outcome}`);
-      return;
-    }
-    state.putFolderRecord({ path, size, mtimeMs: after.mtimeMs, blocks, sjid, deleted: false });
-    this.options.onCommitted?.(sjid, blocks);
-    log(`uploaded ${printable(path)} (${size} bytes, entry ${sjid})`);
+    batch.add({
+      request: { path, size, mtime: Math.max(0, Math.floor(after.mtimeMs)), blocks, deleted: false, parent },
+      // Checked again: a remote version may have arrived while the blocks went up. One the
+      // engine has not read yet is caught by the server (parent).
+      stillWanted: () => !this.remoteMovedOn(path, record?.sjid),
+      settle: (outcome) => {
+        if (outcome.status === 'committed') {
+          state.putFolderRecord({ path, size, mtimeMs: after.mtimeMs, blocks, sjid: outcome.sjid, deleted: false });
+          this.options.onCommitted?.(outcome.sjid, blocks);
+          log(`uploaded ${printable(path)} (${size} bytes, entry ${outcome.sjid})`);
+        } else if (outcome.status === 'conflict') {
+          // The materialiser settles it once the engine reads the entry: a newer version makes the
+          // local one a conflicted copy; a deletion leaves the local file to be uploaded as new.
+          const next = outcome.error.current === null ? 'it will be uploaded again as a new file' : 'it will be kept as a conflicted copy';
+          log(`conflict on ${printable(path)}: ${conflictDescription(outcome.error)}; the local version is not committed now, ${next}`);
+        }
+      },
+    });
   }
 
   private remoteMovedOn(path: FilePath, basedOn: number | undefined): boolean {
@@ -122,7 +127,8 @@ export class LocalChanges {
     return live !== undefined && (basedOn === undefined || live.sjid > basedOn);
   }
 
-  private async checkDeleted(path: FilePath): Promise<void> {
+  /** Queues the deletion of a file the folder no longer has, unless the journal moved on. */
+  private queueIfDeleted(path: FilePath, batch: FolderCommitBatch): void {
     const { state, log } = this.options;
     const record = state.folderRecord(path);
     if (!record) return;
@@ -137,34 +143,21 @@ export class LocalChanges {
       state.deleteFolderRecord(path);
       return;
     }
-    let result;
-    try {
-      result = await this.options.api.commit(this.options.ns, { path, size: 0, mtime: Date.now(), blocks: [], deleted: true, parent: record.sjid });
-    } catch (error) {
-      if (error instanceof CommitConflictError && error.current !== null) {
-        // Changed elsewhere since this copy was written: that version wins over the local delete (the materialiser writes it back).
-        log(`not deleting ${printable(path)} on the server: ${conflictDescription(error)}`);
-        return;
-      }
-      // Deleted already (conflict with nothing live, or not_live from a server without conditional commits).
-      if (!(error instanceof CommitConflictError || (error instanceof ApiError && error.code === 'not_live'))) throw error;
-      state.deleteFolderRecord(path);
-      return;
-    }
-    if (!('sjid' in result)) throw new Error('the server asked for blocks for a deletion');
-    state.putFolderRecord({ ...record, sjid: result.sjid, deleted: true });
-    log(`deleted ${printable(path)} on the server (entry ${result.sjid})`);
-  }
-
-  private async uploadMissing(blocks: readonly BlockHash[]): Promise<void> {
-    const unique = [...new Set(blocks)];
-    for (let i = 0; i < unique.length; i += MAX_MISSING_QUERY) {
-      for (const hash of await this.options.api.missingBlocks(unique.slice(i, i + MAX_MISSING_QUERY))) {
-        const bytes = await this.options.blocks.getBlock(hash);
-        if (!bytes) throw new Error(`block ${hash.slice(0, 12)}… vanished from the block cache`);
-        await this.options.api.putBlock(hash, bytes);
-      }
-    }
+    batch.add({
+      request: { path, size: 0, mtime: Date.now(), blocks: [], deleted: true, parent: record.sjid },
+      settle: (outcome) => {
+        if (outcome.status === 'committed') {
+          state.putFolderRecord({ ...record, sjid: outcome.sjid, deleted: true });
+          log(`deleted ${printable(path)} on the server (entry ${outcome.sjid})`);
+        } else if (outcome.status === 'conflict' && outcome.error.current !== null) {
+          // Changed elsewhere since this copy was written: that version wins over the local delete (the materialiser writes it back).
+          log(`not deleting ${printable(path)} on the server: ${conflictDescription(outcome.error)}`);
+        } else if (outcome.status !== 'dropped') {
+          // Deleted already (conflict with nothing live, or not_live from a server without conditional commits).
+          state.deleteFolderRecord(path);
+        }
+      },
+    });
   }
 
   /**

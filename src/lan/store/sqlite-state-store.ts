@@ -143,6 +143,11 @@ export class SqliteStateStore implements SyncStateStore {
     this.onFolderRecord?.(record.path, record);
   }
 
+  /** Runs `work` (folder record puts and deletes) as one transaction: one fsync, not one per record. */
+  inOneTransaction(work: () => void): void {
+    this.db.transaction(work)();
+  }
+
   deleteFolderRecord(path: FilePath): void {
     this.db.prepare('DELETE FROM folder_files WHERE path = ?').run(path);
     this.onFolderRecord?.(path, undefined);
