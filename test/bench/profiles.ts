@@ -1,6 +1,8 @@
 import type { BrowserContext, Page } from 'playwright-core';
 import type { NetnsHarness } from '../netns/harness.ts';
 import type { BrowserKind } from './flags.ts';
+import { markerSwitch } from './chromium-rss.ts';
+import { chromiumThreadCpu, type TreeCpu } from './process-cpu.ts';
 
 /**
  * One browser profile of a benchmark (own IndexedDB, localStorage and Web Locks): its own
@@ -11,6 +13,11 @@ import type { BrowserKind } from './flags.ts';
 export interface Profile {
   context: BrowserContext;
   page: Page;
+  /**
+   * CPU so far of this profile's Chromium (all its processes, from /proc); null for a context
+   * of a shared process (its CPU is not this profile's alone) or where /proc cannot tell.
+   */
+  cpu(): Promise<TreeCpu | null>;
   close(): Promise<void>;
 }
 
@@ -22,8 +29,11 @@ export interface ProfileOptions {
 export async function openProfile(harness: NetnsHarness, kind: BrowserKind, options: ProfileOptions = {}): Promise<Profile> {
   let context: BrowserContext;
   let close: () => Promise<void>;
+  let cpu: () => Promise<TreeCpu | null> = async () => null;
   if (kind === 'processes') {
-    const browser = await harness.launchSeparateBrowser();
+    const tag = `profile-${process.pid}-${++launched}`;
+    const browser = await harness.launchSeparateBrowser([markerSwitch(tag)]);
+    cpu = async () => chromiumThreadCpu(tag);
     context = await browser.newContext({ acceptDownloads: false });
     close = () => browser.close();
   } else {
@@ -32,8 +42,11 @@ export async function openProfile(harness: NetnsHarness, kind: BrowserKind, opti
   }
   for (const content of options.initScripts ?? []) await context.addInitScript({ content });
   const page = await context.newPage();
-  return { context, page, close };
+  return { context, page, cpu, close };
 }
+
+/** Browsers launched by this process, for unique tags. */
+let launched = 0;
 
 export async function openProfiles(harness: NetnsHarness, kind: BrowserKind, count: number, options: ProfileOptions = {}): Promise<Profile[]> {
   // One at a time: launching several Chromium processes at once on two cores only slows each.
