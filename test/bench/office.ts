@@ -14,6 +14,7 @@ import type { BrowserKind } from './flags.ts';
 import { cpuBetween, describeThreads, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
 import { closeProfiles, collectPageErrors, openProfile, openProfiles, type Profile } from './profiles.ts';
 import type { RawChannelResult } from './raw-channel.ts';
+import { profileWorkers } from './worker-profiler.ts';
 import type { BenchRow } from './report.ts';
 
 /**
@@ -53,6 +54,8 @@ export interface OfficeContext {
   measureRawChannel(): Promise<RawChannelResult | null>;
   /** Progress and diagnostics (stderr). */
   log(message: string): void;
+  /** --profile: V8 CPU profiles of the first joiner's page and workers (peer runs) into PREFIX-<run>-*.cpuprofile. */
+  profile?: string;
   /** Everything recorded in each joining run (timelines, block GETs), for --trace. */
   trace?(record: { name: string; run: unknown }): void;
 }
@@ -314,6 +317,8 @@ export async function runJoiners(
     const before = ctx.server.server.metrics();
     const cpuBefore = await cpuTimes();
     const joinerCpuBefore = await Promise.all(profiles.map((profile) => profile.cpu()));
+    const browser = profiles[0].context.browser();
+    const profiler = ctx.profile && peers && browser ? await profileWorkers(browser) : null;
     const startedAt = Date.now();
     sampler = setInterval(() => {
       serverTimeline.push([Date.now(), ctx.server.server.metrics().blockBytesServed - before.blockBytesServed]);
@@ -335,6 +340,9 @@ export async function runJoiners(
     }
     const cpuAfter = await cpuTimes();
     const joinerCpuAfter = await Promise.all(profiles.map((profile) => profile.cpu()));
+    for (const { file, top } of (await profiler?.stop(`${ctx.profile}-${name.replace(/\W+/g, '-')}`)) ?? []) {
+      ctx.log(`${name}: joiner 1 profile ${file}; heaviest self time:\n${top.map((t) => `  ${String(t.selfMs).padStart(7)} ms  ${t.fn}`).join('\n')}`);
+    }
     const joiners = await Promise.all(profiles.map(readRecorded));
     const doneAt = Math.max(...joiners.map((joiner) => joiner.done!));
     // Let the last write callbacks of the server's block responses land before reading.

@@ -7,8 +7,10 @@ import { chromiumThreadCpu, type TreeCpu } from './process-cpu.ts';
 /**
  * One browser profile of a benchmark (own IndexedDB, localStorage and Web Locks): its own
  * Chromium process inside the namespace (`processes`, the realistic case: one machine per
- * person), or a context of one shared Chromium process (`contexts`, lighter on a small
- * machine). Both kinds are closed by `close()` and, failing that, by the harness.
+ * person), the same with an on-disk profile (`disk`: Playwright's contexts are off the record,
+ * so their IndexedDB and origin private files live in the browser process's memory and every
+ * block written crosses to it), or a context of one shared Chromium process (`contexts`,
+ * lighter on a small machine). All are closed by `close()` and, failing that, by the harness.
  */
 export interface Profile {
   context: BrowserContext;
@@ -36,12 +38,18 @@ export async function openProfile(harness: NetnsHarness, kind: BrowserKind, opti
     cpu = async () => chromiumThreadCpu(tag);
     context = await browser.newContext({ acceptDownloads: false });
     close = () => browser.close();
+  } else if (kind === 'disk') {
+    const tag = `profile-${process.pid}-${++launched}`;
+    context = await harness.newProfileBrowser([markerSwitch(tag)]);
+    cpu = async () => chromiumThreadCpu(tag);
+    close = () => context.close();
   } else {
     context = await harness.newBrowser();
     close = () => context.close();
   }
   for (const content of options.initScripts ?? []) await context.addInitScript({ content });
-  const page = await context.newPage();
+  // A persistent context opens with a blank tab: use it rather than start another renderer.
+  const page = context.pages()[0] ?? (await context.newPage());
   return { context, page, cpu, close };
 }
 

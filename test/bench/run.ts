@@ -97,6 +97,7 @@ if (wants('office-warm') || wants('office-cold') || wants('office-lan')) {
           joiners: flags.joiners,
           browsers: flags.browsers,
           measureRawChannel: measureRawChannelOnce,
+          profile: flags.profile,
           log,
           trace: flags.trace ? (record) => appendFileSync(flags.trace!, `${JSON.stringify(record)}\n`) : undefined,
         };
