@@ -130,6 +130,7 @@ export async function benchOfficeWarm(ctx: OfficeContext): Promise<BenchRow> {
     let run: JoinRun;
     let namespaceId: NamespaceId;
     let shareLink: string;
+    let seederCpuPerGiB: number | null = null;
     try {
       const created = await createWorkspace(seeder.page, ctx.server.origin, 'bench office-warm');
       namespaceId = parseNamespaceId(created.namespaceId);
@@ -141,14 +142,23 @@ export async function benchOfficeWarm(ctx: OfficeContext): Promise<BenchRow> {
       ctx.log(`office-warm: seeder holds everything after ${((performance.now() - uploadStarted) / 1000).toFixed(1)} s; waiting for its advert`);
       const lastEntry = await waitForAdvert(ctx.server, shareLink, namespaceId, FILES);
       ctx.log(`office-warm: the relay lists the seeder at cursor ${lastEntry}; ${ctx.joiners} joiners start`);
+      const seederCpuBefore = await seeder.cpu();
       run = await runJoiners(ctx, { shareLink, namespaceId, total, peers: true, online: 1, name: 'office-warm', errors });
+      const seederCpuAfter = await seeder.cpu();
+      if (seederCpuBefore && seederCpuAfter) {
+        const cpu = cpuBetween(seederCpuBefore, seederCpuAfter);
+        seederCpuPerGiB = secondsPerGiB(cpu.seconds, total * ctx.joiners);
+        ctx.log(`office-warm: seeder browser CPU ${cpu.seconds.toFixed(2)} s, ${seederCpuPerGiB.toFixed(2)} s per GiB served (${describeThreads(cpu)})`);
+      }
       reportDuplicates(ctx, 'office-warm', run, total);
     } finally {
       await seeder.close();
     }
     const baseline = await runJoiners(ctx, { shareLink, namespaceId, total, peers: false, online: 0, name: 'office-warm baseline', errors });
     reportErrors(ctx, 'office-warm', errors);
-    return officeRow(ctx, 'office-warm', total, run, baseline, rawChannel);
+    return officeRow(ctx, 'office-warm', total, run, baseline, rawChannel, {
+      seeder_cpu_s_per_gib: seederCpuPerGiB === null ? null : round(seederCpuPerGiB),
+    });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -463,7 +473,9 @@ function onOrigin(link: string, origin: string): string {
  *   start to the last completion: receiving, hashing, storing, serving other joiners, the UI)
  *   per GiB they received from peers; raw_cpu_s_per_gib: the bare channel's receiving browser
  *   per GiB received, same run; peer_cpu_ratio = the first over the second. Null with
- *   `--browsers contexts` (one process holds every profile).
+ *   `--browsers contexts` (one process holds every profile). office-warm adds
+ *   seeder_cpu_s_per_gib: the seeder's browser over the same span, per GiB it could have
+ *   served (S per joiner; the joiners also trade among themselves).
  * - cpu_busy: the machine's CPU busy share over the span (all processes, `cores` cores).
  * - `extra`: a scenario's own columns, placed before cpu_busy.
  *
