@@ -56,7 +56,7 @@ export function cpuBetween(before: TreeCpu, after: TreeCpu): TreeCpu {
 }
 
 /** The heaviest thread groups, as "type/name 1.23 s", for logs. */
-export function describeThreads(cpu: TreeCpu, count = 10): string {
+export function describeThreads(cpu: TreeCpu, count = 16): string {
   return [...cpu.threads]
     .sort((a, b) => b[1] - a[1])
     .slice(0, count)
