@@ -472,7 +472,8 @@ function onOrigin(link: string, origin: string): string {
  * - peer_cpu_s_per_gib: the joiners' browsers' CPU seconds (every process of each, from /proc,
  *   start to the last completion: receiving, hashing, storing, serving other joiners, the UI)
  *   per GiB they received from peers; raw_cpu_s_per_gib: the bare channel's receiving browser
- *   per GiB received, same run; peer_cpu_ratio = the first over the second. Null with
+ *   per GiB received, same run; peer_cpu_ratio = the first over the second (in office-cold
+ *   the CPU also covers what came from the server, so compare office-warm's). Null with
  *   `--browsers contexts` (one process holds every profile). office-warm adds
  *   seeder_cpu_s_per_gib: the seeder's browser over the same span, per GiB it could have
  *   served (S per joiner; the joiners also trade among themselves).
