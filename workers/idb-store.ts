@@ -240,7 +240,8 @@ export class IdbBlockStore implements LocalBlockStore {
 
   /**
    * The block's bytes by the fastest way there is: a block file through a read-only sync
-   * access handle (BlockFiles.read), else as getBlock. For reading many blocks in a row (a zip).
+   * access handle (BlockFiles.read), else as getBlock. For reading many blocks in a row (a zip,
+   * serving peers).
    */
   async readBlock(hash: BlockHash): Promise<Uint8Array | null> {
     if (await this.files.has(hash)) {

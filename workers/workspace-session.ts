@@ -16,6 +16,7 @@ import type { FileView, FolderListing, JoinAnswer, JoinQuestion, ListingRow, Fol
 import { blockBuffers } from './block-buffers.ts';
 import { PeerHub } from './peer-hub.ts';
 import { UploadQueue } from './upload-queue.ts';
+import { ViewPacer } from './view-pacer.ts';
 import { walkFolders } from './folder-walk.ts';
 import { storageEstimate } from './storage-estimate.ts';
 import { sha256 } from './web-crypto.ts';
@@ -55,7 +56,10 @@ type TabMessage =
   /** The keep settings changed in some tab (read them from storage). */
   | { type: 'keep' };
 
+/** Views for changes someone looks for (an action's result, a role, a question): at most this often… */
 const VIEW_INTERVAL_MS = 200;
+/** …and for progress (bytes moving, counters, the tick): see ViewPacer. */
+const PROGRESS_VIEW_INTERVAL_MS = 500;
 const STORED_SJIDS_FOR_MS = 5_000;
 const TICK_MS = 1000;
 /** How often the storage figures shown are refreshed. */
@@ -84,7 +88,7 @@ export class WorkspaceSession {
   private readonly channel: BroadcastChannel;
   private readonly lockAbort = new AbortController();
   private releaseLeadership: (() => void) | null = null;
-  private pushTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly pacer = new ViewPacer(() => this.push());
   /** Follower: the stored table's sjids by path, read for a drop's parents (see knownSjids). */
   private storedSjids: { at: number; sjids: Promise<Map<string, number>> } | null = null;
   /** Leader: whether another tab has said it mirrors this workspace, and whether deltas went unsent since the last `full`. */
@@ -92,7 +96,6 @@ export class WorkspaceSession {
   private deltasUnsent = false;
   /** Follower: a `hello` is out and its `full` not yet in. */
   private awaitingFull = false;
-  private lastPushAt = -Infinity;
   private tickTimer: ReturnType<typeof setInterval> | null = null;
   private readonly uploads: UploadQueue;
   private readonly server: BlockSource;
@@ -114,7 +117,7 @@ export class WorkspaceSession {
       engine: () => this.engine,
       onSourcesChanged: () => this.engine?.sourcesChanged(),
       onBlocksChanged: (hashes) => this.engine?.blocksChanged(hashes),
-      onChange: () => this.schedulePush(),
+      onChange: () => this.schedulePush(true),
       buffers: blockBuffers,
       taps: this.taps,
     });
@@ -126,7 +129,7 @@ export class WorkspaceSession {
       knownSjids: (paths) => this.knownSjids(paths),
       blocks: deps.blocks,
       sha256,
-      onChange: () => this.schedulePush(),
+      onChange: () => this.schedulePush(true),
       onCommitted: (hashes) => void this.engine?.noteStoredBlocks(hashes),
     });
     this.channel = new BroadcastChannel(`nearsync:workspace:${ns}`);
@@ -151,7 +154,7 @@ export class WorkspaceSession {
     void this.refreshStorage();
     this.tickTimer = setInterval(() => {
       if (++this.ticks % STORAGE_EVERY_TICKS === 0) void this.refreshStorage();
-      this.schedulePush();
+      this.schedulePush(true);
     }, TICK_MS);
   }
 
@@ -169,7 +172,7 @@ export class WorkspaceSession {
     this.closed = true;
     this.lockAbort.abort();
     if (this.tickTimer) clearInterval(this.tickTimer);
-    if (this.pushTimer) clearTimeout(this.pushTimer);
+    this.pacer.stop();
     this.channel.close();
     this.listeners.clear();
     this.peers.close();
@@ -180,7 +183,7 @@ export class WorkspaceSession {
 
   private async refreshStorage(): Promise<void> {
     this.storage = await storageEstimate().catch(() => null);
-    this.schedulePush();
+    this.schedulePush(true);
   }
 
   /** Rows of the folder view; folder rows carry this device's keep mode for them. */
@@ -417,7 +420,7 @@ export class WorkspaceSession {
       sha256,
       sources: () => [...this.peers.sources(), this.server],
       trackFileChanges: true,
-      onChange: () => this.schedulePush(),
+      onChange: () => this.schedulePush(true),
       // A device holding online-only files claims nothing by cursor (advertisedCursor).
       onSynced: () => this.peers.advertise(engine.advertisedCursor),
       onBlockStored: (hash, bytes, sourceId) => this.peers.blockStored(hash, bytes, sourceId),
@@ -544,19 +547,13 @@ export class WorkspaceSession {
     return fullView(this.shared, this.role, { list: this.uploads.list(), totals: this.uploads.summary() }, this.tree.version, this.storage, this.keep);
   }
 
-  /** At most one view per interval; the first change after a quiet spell goes out at once. */
-  private schedulePush(): void {
-    if (this.pushTimer || this.closed) return;
-    const wait = Math.max(0, this.lastPushAt + VIEW_INTERVAL_MS - performance.now());
-    this.pushTimer = setTimeout(() => {
-      this.pushTimer = null;
-      this.push();
-    }, wait);
+  /** A view soon: within VIEW_INTERVAL_MS of the last, or PROGRESS_VIEW_INTERVAL_MS for progress. */
+  private schedulePush(progress = false): void {
+    if (!this.closed) this.pacer.request(progress ? PROGRESS_VIEW_INTERVAL_MS : VIEW_INTERVAL_MS);
   }
 
   private push(): void {
     if (this.closed) return;
-    this.lastPushAt = performance.now();
     if (this.role === 'leader' && this.engine) {
       const deltas = changedFileDeltas(this.engine);
       this.tree.apply(deltas);

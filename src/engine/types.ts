@@ -26,6 +26,11 @@ export interface LocalBlockStore {
   putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void>;
   getBlock(hash: BlockHash): Promise<Uint8Array | null>;
   /**
+   * The same bytes as `getBlock`, by the cheapest way the store has for whole blocks read one
+   * after another (serving peers, a zip). Optional: without it `getBlock` is used.
+   */
+  readBlock?(hash: BlockHash): Promise<Uint8Array | null>;
+  /**
    * Hashes `bytes` and stores them only if the hash is `hash`; resolves with the actual hash.
    * Optional: a store that can do both off the caller's thread offers it (the browser's block
    * writer), and the scheduler then uses it instead of its own hash and `putBlock`. The bytes

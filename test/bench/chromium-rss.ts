@@ -66,7 +66,7 @@ function rssBytes(pid: string): number {
 }
 
 /** The processes of the Chromium launched with `markerSwitch(tag)`: its browser process and all descendants. */
-function chromiumProcesses(tag: string): { pid: string; type: ProcessType }[] {
+export function chromiumProcesses(tag: string): { pid: string; type: ProcessType }[] {
   const processes = listProcesses();
   const marker = markerSwitch(tag);
   const root = processes.find((entry) => entry.args.includes(marker) && !entry.args.includes('--type='));

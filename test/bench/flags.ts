@@ -13,13 +13,18 @@
  *                       file's size (default 256)
  *   --joiners K         joining browsers in the office scenarios (default 3)
  *   --egress-mbps M     server block egress cap in megabits/s (default 100)
- *   --browsers processes|contexts
- *                       each joiner its own Chromium process (default) or a context of one
+ *   --browsers processes|disk|contexts
+ *                       each joiner its own Chromium process with an off-the-record profile
+ *                       (default), its own process with an on-disk profile as a user's browser
+ *                       has (disk: IndexedDB and block files on disk, not in the browser
+ *                       process's memory), or a context of one shared process
  *   --repeats N         app-transfer rounds (default 3)
  *   --channel-mib N     MiB per bare data-channel transfer (default 32; five, after a warm-up)
  *   --files N,N,…       many-files: workspace sizes joined, one row each (default 10000,30000,100000)
  *   --profile PREFIX    many-files: CPU-profile the sync worker during each join into
  *                       PREFIX-<files>-worker0.cpuprofile and print its heaviest functions
+ *                       office-warm, office-cold: the first joiner's page and workers during the
+ *                       peer run (PREFIX-<scenario>-*.cpuprofile; the sampling costs CPU itself)
  *   --many-files-rows join,upload
  *                       which rows of many-files (default: both; upload drops a folder of
  *                       --files small files into a fresh browser)
@@ -60,7 +65,7 @@ export const SCENARIOS = ['office-warm', 'office-cold', 'office-lan', 'app-trans
 /** Scenarios run only when named: they take long or need a lot of disk. */
 const ON_REQUEST: readonly Scenario[] = ['big-file', 'many-files', 'block-batch', 'native-pair', 'folder-sync', 'range-read', 'zip', 'online-open', 'webtorrent'];
 export type Scenario = (typeof SCENARIOS)[number];
-export type BrowserKind = 'processes' | 'contexts';
+export type BrowserKind = 'processes' | 'disk' | 'contexts';
 export const BIG_FILE_ROWS = ['download', 'upload', 'peer'] as const;
 export type BigFileRow = (typeof BIG_FILE_ROWS)[number];
 export const RANGE_READ_ROWS = ['server', 'peer'] as const;
@@ -144,7 +149,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
       // Run in the canonical order whatever order they were given in.
       flags.scenarios = SCENARIOS.filter((scenario) => names.includes(scenario));
     } else if (name === 'browsers') {
-      if (value !== 'processes' && value !== 'contexts') throw new Error('--browsers is processes or contexts');
+      if (value !== 'processes' && value !== 'disk' && value !== 'contexts') throw new Error('--browsers is processes, disk or contexts');
       flags.browsers = value;
     } else if (name === 'files') {
       const counts = value.split(',').map((part) => Number(part.trim()));

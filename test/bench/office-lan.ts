@@ -58,7 +58,7 @@ export async function benchOfficeLan(context: Omit<OfficeContext, 'server'>): Pr
     const errors: string[] = [];
     // The ceilings first, with nothing else running.
     const rawTcp = await measureRawTcpOnce(ctx, Math.max(RAW_TCP_MIN_BYTES, total));
-    const rawChannelMbps = await ctx.measureRawChannel();
+    const rawChannel = await ctx.measureRawChannel();
 
     ctx.log(`office-lan: uploading ${FILES} files (${mib(total)} MiB) from Node`);
     const { writer, shareLink } = await uploadFromNode(ctx.server, files, 'bench office-lan');
@@ -102,7 +102,7 @@ export async function benchOfficeLan(context: Omit<OfficeContext, 'server'>): Pr
 
     const baseline = await runJoiners(ctx, { shareLink, namespaceId: writer.namespaceId, total, peers: false, online: 0, name: 'office-lan baseline', errors });
     reportErrors(ctx, 'office-lan', errors);
-    return officeRow(ctx, 'office-lan', total, run, baseline, rawChannelMbps, {
+    return officeRow(ctx, 'office-lan', total, run, baseline, rawChannel, {
       warmup_seconds: round(warmUpSeconds),
       warmup_server_bytes: warmUpServerBytes,
       ...bridgeColumns(run, bridge.bytesLanToBrowsers, rawTcp),

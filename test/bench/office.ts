@@ -11,7 +11,10 @@ import { createWorkspace, joinWithLink, uploadThroughPicker, waitForAllSynced, w
 import type { NetnsHarness, NetnsTestServer } from '../netns/harness.ts';
 import { nodeSha256 } from '../support/memory-stores.ts';
 import type { BrowserKind } from './flags.ts';
+import { cpuBetween, describeThreads, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
 import { closeProfiles, collectPageErrors, openProfile, openProfiles, type Profile } from './profiles.ts';
+import type { RawChannelResult } from './raw-channel.ts';
+import { profileWorkers } from './worker-profiler.ts';
 import type { BenchRow } from './report.ts';
 
 /**
@@ -44,12 +47,15 @@ export interface OfficeContext {
   joiners: number;
   browsers: BrowserKind;
   /**
-   * Measures the bare data channel between two profiles of the same kind (MB/s), or null if
-   * that failed. Each scenario calls it first, with no other browser running.
+   * Measures the bare data channel between two profiles of the same kind (MB/s, and the
+   * receiver's CPU per GiB), or null if that failed. Each scenario calls it first, with no
+   * other browser running.
    */
-  measureRawChannel(): Promise<number | null>;
+  measureRawChannel(): Promise<RawChannelResult | null>;
   /** Progress and diagnostics (stderr). */
   log(message: string): void;
+  /** --profile: V8 CPU profiles of the first joiner's page and workers (peer runs) into PREFIX-<run>-*.cpuprofile. */
+  profile?: string;
   /** Everything recorded in each joining run (timelines, block GETs), for --trace. */
   trace?(record: { name: string; run: unknown }): void;
 }
@@ -103,6 +109,11 @@ export interface JoinRun {
   serverTimeline: [number, number][];
   /** Share of the machine's CPU time busy (all processes, all cores) from start to the last completion; null off Linux. */
   cpuBusy: number | null;
+  /**
+   * Each joiner's browser CPU (all its processes, from /proc) from the start to the last
+   * completion; null per joiner where it cannot be read (contexts of one process, not Linux).
+   */
+  joinerCpu: (TreeCpu | null)[];
 }
 
 export async function benchOfficeWarm(ctx: OfficeContext): Promise<BenchRow> {
@@ -111,7 +122,7 @@ export async function benchOfficeWarm(ctx: OfficeContext): Promise<BenchRow> {
     const files = await writeWorkspaceFiles(dir, ctx.sizeMiB);
     const total = files.reduce((sum, file) => sum + file.bytes.length, 0);
     const errors: string[] = [];
-    const rawChannelMbps = await ctx.measureRawChannel();
+    const rawChannel = await ctx.measureRawChannel();
 
     ctx.log(`office-warm: seeder uploads ${FILES} files (${mib(total)} MiB) through the UI`);
     const seeder = await openProfile(ctx.harness, ctx.browsers);
@@ -119,6 +130,7 @@ export async function benchOfficeWarm(ctx: OfficeContext): Promise<BenchRow> {
     let run: JoinRun;
     let namespaceId: NamespaceId;
     let shareLink: string;
+    let seederCpuPerGiB: number | null = null;
     try {
       const created = await createWorkspace(seeder.page, ctx.server.origin, 'bench office-warm');
       namespaceId = parseNamespaceId(created.namespaceId);
@@ -130,14 +142,23 @@ export async function benchOfficeWarm(ctx: OfficeContext): Promise<BenchRow> {
       ctx.log(`office-warm: seeder holds everything after ${((performance.now() - uploadStarted) / 1000).toFixed(1)} s; waiting for its advert`);
       const lastEntry = await waitForAdvert(ctx.server, shareLink, namespaceId, FILES);
       ctx.log(`office-warm: the relay lists the seeder at cursor ${lastEntry}; ${ctx.joiners} joiners start`);
+      const seederCpuBefore = await seeder.cpu();
       run = await runJoiners(ctx, { shareLink, namespaceId, total, peers: true, online: 1, name: 'office-warm', errors });
+      const seederCpuAfter = await seeder.cpu();
+      if (seederCpuBefore && seederCpuAfter) {
+        const cpu = cpuBetween(seederCpuBefore, seederCpuAfter);
+        seederCpuPerGiB = secondsPerGiB(cpu.seconds, total * ctx.joiners);
+        ctx.log(`office-warm: seeder browser CPU ${cpu.seconds.toFixed(2)} s, ${seederCpuPerGiB.toFixed(2)} s per GiB served (${describeThreads(cpu)})`);
+      }
       reportDuplicates(ctx, 'office-warm', run, total);
     } finally {
       await seeder.close();
     }
     const baseline = await runJoiners(ctx, { shareLink, namespaceId, total, peers: false, online: 0, name: 'office-warm baseline', errors });
     reportErrors(ctx, 'office-warm', errors);
-    return officeRow(ctx, 'office-warm', total, run, baseline, rawChannelMbps);
+    return officeRow(ctx, 'office-warm', total, run, baseline, rawChannel, {
+      seeder_cpu_s_per_gib: seederCpuPerGiB === null ? null : round(seederCpuPerGiB),
+    });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -149,7 +170,7 @@ export async function benchOfficeCold(ctx: OfficeContext): Promise<BenchRow> {
     const files = await writeWorkspaceFiles(dir, ctx.sizeMiB);
     const total = files.reduce((sum, file) => sum + file.bytes.length, 0);
     const errors: string[] = [];
-    const rawChannelMbps = await ctx.measureRawChannel();
+    const rawChannel = await ctx.measureRawChannel();
 
     ctx.log(`office-cold: uploading ${FILES} files (${mib(total)} MiB) from Node; no browser holds them`);
     const { writer, shareLink } = await uploadFromNode(ctx.server, files, 'bench office-cold');
@@ -166,7 +187,7 @@ export async function benchOfficeCold(ctx: OfficeContext): Promise<BenchRow> {
       errors,
     });
     reportErrors(ctx, 'office-cold', errors);
-    return officeRow(ctx, 'office-cold', total, run, baseline, rawChannelMbps);
+    return officeRow(ctx, 'office-cold', total, run, baseline, rawChannel);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -305,6 +326,9 @@ export async function runJoiners(
     const timeout = Math.max(120_000, (4 * ctx.joiners * total * 1000) / ctx.egressBytesPerSecond);
     const before = ctx.server.server.metrics();
     const cpuBefore = await cpuTimes();
+    const joinerCpuBefore = await Promise.all(profiles.map((profile) => profile.cpu()));
+    const browser = profiles[0].context.browser();
+    const profiler = ctx.profile && peers && browser ? await profileWorkers(browser) : null;
     const startedAt = Date.now();
     sampler = setInterval(() => {
       serverTimeline.push([Date.now(), ctx.server.server.metrics().blockBytesServed - before.blockBytesServed]);
@@ -325,6 +349,10 @@ export async function runJoiners(
       throw new Error(`${name}: not every joiner synced within ${Math.round(timeout / 1000)} s (${last.join('; ')}): ${String(error)}`);
     }
     const cpuAfter = await cpuTimes();
+    const joinerCpuAfter = await Promise.all(profiles.map((profile) => profile.cpu()));
+    for (const { file, top } of (await profiler?.stop(`${ctx.profile}-${name.replace(/\W+/g, '-')}`)) ?? []) {
+      ctx.log(`${name}: joiner 1 profile ${file}; heaviest self time:\n${top.map((t) => `  ${String(t.selfMs).padStart(7)} ms  ${t.fn}`).join('\n')}`);
+    }
     const joiners = await Promise.all(profiles.map(readRecorded));
     const doneAt = Math.max(...joiners.map((joiner) => joiner.done!));
     // Let the last write callbacks of the server's block responses land before reading.
@@ -340,6 +368,10 @@ export async function runJoiners(
       gets,
       serverTimeline,
       cpuBusy: cpuBefore && cpuAfter ? (cpuAfter.busy - cpuBefore.busy) / (cpuAfter.total - cpuBefore.total) : null,
+      joinerCpu: joinerCpuAfter.map((after, i) => {
+        const before = joinerCpuBefore[i];
+        return before && after ? cpuBetween(before, after) : null;
+      }),
     };
     logJoiners(ctx, name, run, total);
     ctx.trace?.({ name, run });
@@ -437,6 +469,14 @@ function onOrigin(link: string, origin: string): string {
  *   anywhere to the last completion.
  * - raw_channel_mbps: median of the bare data channel between two profiles of the same kind,
  *   measured just before; peer_throughput_ratio = peer_mbps / raw_channel_mbps.
+ * - peer_cpu_s_per_gib: the joiners' browsers' CPU seconds (every process of each, from /proc,
+ *   start to the last completion: receiving, hashing, storing, serving other joiners, the UI)
+ *   per GiB they received from peers; raw_cpu_s_per_gib: the bare channel's receiving browser
+ *   per GiB received, same run; peer_cpu_ratio = the first over the second (in office-cold
+ *   the CPU also covers what came from the server, so compare office-warm's). Null with
+ *   `--browsers contexts` (one process holds every profile). office-warm adds
+ *   seeder_cpu_s_per_gib: the seeder's browser over the same span, per GiB it could have
+ *   served (S per joiner; the joiners also trade among themselves).
  * - cpu_busy: the machine's CPU busy share over the span (all processes, `cores` cores).
  * - `extra`: a scenario's own columns, placed before cpu_busy.
  *
@@ -448,9 +488,10 @@ export function officeRow(
   total: number,
   run: JoinRun,
   baseline: JoinRun,
-  rawChannelMbps: number | null,
+  rawChannel: RawChannelResult | null,
   extra: BenchRow = {},
 ): BenchRow {
+  const rawChannelMbps = rawChannel?.mbps ?? null;
   const idealSeconds = total / ctx.egressBytesPerSecond;
   const egressRatio = run.serverBytes / total;
   const peerBytes = run.joiners.map((joiner) => joiner.final!.peer);
@@ -461,6 +502,9 @@ export function officeRow(
   const peerTotal = peerBytes.reduce((sum, bytes) => sum + bytes, 0);
   const aggregate = Number.isFinite(firstPeer) && lastDone > firstPeer ? peerTotal / 1e6 / ((lastDone - firstPeer) / 1000) : null;
   const throughputRatio = peerMbps === null || rawChannelMbps === null ? null : peerMbps / rawChannelMbps;
+  const joinerCpu = run.joinerCpu.every((cpu) => cpu !== null) ? run.joinerCpu.reduce((sum, cpu) => sum + cpu!.seconds, 0) : null;
+  const peerCpuPerGiB = joinerCpu === null || peerTotal === 0 ? null : secondsPerGiB(joinerCpu, peerTotal);
+  const rawCpuPerGiB = rawChannel?.receiverCpuSecondsPerGiB ?? null;
   const timeGoal = 1.25 * idealSeconds;
   // office-lan's holder is a daemon behind the bridge: its goal is that the server's store serves nothing.
   const goal =
@@ -494,6 +538,9 @@ export function officeRow(
     peer_aggregate_mbps: aggregate === null ? null : round(aggregate),
     raw_channel_mbps: rawChannelMbps === null ? null : round(rawChannelMbps),
     peer_throughput_ratio: throughputRatio === null ? null : round(throughputRatio),
+    peer_cpu_s_per_gib: peerCpuPerGiB === null ? null : round(peerCpuPerGiB),
+    raw_cpu_s_per_gib: rawCpuPerGiB === null ? null : round(rawCpuPerGiB),
+    peer_cpu_ratio: peerCpuPerGiB === null || rawCpuPerGiB === null ? null : round(peerCpuPerGiB / rawCpuPerGiB),
     ...extra,
     cpu_busy: run.cpuBusy === null ? null : round(run.cpuBusy, 2),
     cores: cpus().length,
@@ -532,6 +579,8 @@ function logJoiners(ctx: OfficeContext, name: string, run: JoinRun, total: numbe
         `${rate === null ? '' : `, ${rate.toFixed(1)} MB/s from peers`}; block GETs ${gets.filter((g) => g.outcome === 'ok').length} ok, ` +
         `${gets.filter((g) => g.outcome !== 'ok').length} failed/aborted`,
     );
+    const cpu = run.joinerCpu[index];
+    if (cpu) ctx.log(`  joiner ${index + 1}: browser CPU ${cpu.seconds.toFixed(2)} s (${describeThreads(cpu)})`);
     // The per-peer cells (browser and LAN peers) and the bytes-from-peers counter should tell the same story.
     const listed = joiner.final!.peer + joiner.final!.lan;
     const counter = uiBytes(joiner.final!.fromPeersText);

@@ -1,16 +1,25 @@
 import type { BrowserContext, Page } from 'playwright-core';
 import type { NetnsHarness } from '../netns/harness.ts';
 import type { BrowserKind } from './flags.ts';
+import { markerSwitch } from './chromium-rss.ts';
+import { chromiumThreadCpu, type TreeCpu } from './process-cpu.ts';
 
 /**
  * One browser profile of a benchmark (own IndexedDB, localStorage and Web Locks): its own
  * Chromium process inside the namespace (`processes`, the realistic case: one machine per
- * person), or a context of one shared Chromium process (`contexts`, lighter on a small
- * machine). Both kinds are closed by `close()` and, failing that, by the harness.
+ * person), the same with an on-disk profile (`disk`: Playwright's contexts are off the record,
+ * so their IndexedDB and origin private files live in the browser process's memory and every
+ * block written crosses to it), or a context of one shared Chromium process (`contexts`,
+ * lighter on a small machine). All are closed by `close()` and, failing that, by the harness.
  */
 export interface Profile {
   context: BrowserContext;
   page: Page;
+  /**
+   * CPU so far of this profile's Chromium (all its processes, from /proc); null for a context
+   * of a shared process (its CPU is not this profile's alone) or where /proc cannot tell.
+   */
+  cpu(): Promise<TreeCpu | null>;
   close(): Promise<void>;
 }
 
@@ -22,18 +31,30 @@ export interface ProfileOptions {
 export async function openProfile(harness: NetnsHarness, kind: BrowserKind, options: ProfileOptions = {}): Promise<Profile> {
   let context: BrowserContext;
   let close: () => Promise<void>;
+  let cpu: () => Promise<TreeCpu | null> = async () => null;
   if (kind === 'processes') {
-    const browser = await harness.launchSeparateBrowser();
+    const tag = `profile-${process.pid}-${++launched}`;
+    const browser = await harness.launchSeparateBrowser([markerSwitch(tag)]);
+    cpu = async () => chromiumThreadCpu(tag);
     context = await browser.newContext({ acceptDownloads: false });
     close = () => browser.close();
+  } else if (kind === 'disk') {
+    const tag = `profile-${process.pid}-${++launched}`;
+    context = await harness.newProfileBrowser([markerSwitch(tag)]);
+    cpu = async () => chromiumThreadCpu(tag);
+    close = () => context.close();
   } else {
     context = await harness.newBrowser();
     close = () => context.close();
   }
   for (const content of options.initScripts ?? []) await context.addInitScript({ content });
-  const page = await context.newPage();
-  return { context, page, close };
+  // A persistent context opens with a blank tab: use it rather than start another renderer.
+  const page = context.pages()[0] ?? (await context.newPage());
+  return { context, page, cpu, close };
 }
+
+/** Browsers launched by this process, for unique tags. */
+let launched = 0;
 
 export async function openProfiles(harness: NetnsHarness, kind: BrowserKind, count: number, options: ProfileOptions = {}): Promise<Profile[]> {
   // One at a time: launching several Chromium processes at once on two cores only slows each.

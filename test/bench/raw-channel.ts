@@ -3,6 +3,7 @@ import type { Page } from 'playwright-core';
 import { BLOCK_CHUNK_SIZE } from '../../src/protocol/index.ts';
 import type { NetnsHarness } from '../netns/harness.ts';
 import type { BrowserKind } from './flags.ts';
+import { cpuBetween, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
 import { closeProfiles, collectPageErrors, openProfiles } from './profiles.ts';
 import { median } from './report.ts';
 
@@ -45,6 +46,12 @@ export interface RawChannelResult {
   bytesPerTransfer: number;
   /** Whether the channel was transferred into the worker (else relayed through a MessagePort). */
   transferred: boolean;
+  /**
+   * The receiving browser's CPU (all its processes) over the measured transfers, per GiB
+   * received, and where it went by thread; null when it cannot be read (contexts, not Linux).
+   */
+  receiverCpuSecondsPerGiB: number | null;
+  receiverCpu: TreeCpu | null;
 }
 
 export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind, bytesPerTransfer: number): Promise<RawChannelResult> {
@@ -79,7 +86,9 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
 
     const samples: number[] = [];
     let transferred = true;
+    let cpuBefore: TreeCpu | null = null;
     for (let i = -1; i < TRANSFERS; i++) {
+      if (i === 0) cpuBefore = await profiles[1].cpu();
       const id = FIRST_CHANNEL_ID + 1 + i;
       const mbps = await withTimeout(
         transferOnce(sender, receiver, id, i < 0 ? WARM_UP_BYTES : bytesPerTransfer).then((result) => {
@@ -98,7 +107,17 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
       );
       if (i >= 0) samples.push(mbps);
     }
-    return { mbps: median(samples), samples, messageBytes: BLOCK_CHUNK_SIZE, bytesPerTransfer, transferred };
+    const cpuAfter = await profiles[1].cpu();
+    const receiverCpu = cpuBefore && cpuAfter ? cpuBetween(cpuBefore, cpuAfter) : null;
+    return {
+      mbps: median(samples),
+      samples,
+      messageBytes: BLOCK_CHUNK_SIZE,
+      bytesPerTransfer,
+      transferred,
+      receiverCpuSecondsPerGiB: receiverCpu ? secondsPerGiB(receiverCpu.seconds, TRANSFERS * bytesPerTransfer) : null,
+      receiverCpu,
+    };
   } finally {
     await closeProfiles(profiles);
   }

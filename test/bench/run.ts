@@ -16,7 +16,8 @@ import { benchManyFiles } from './many-files.ts';
 import { benchManyFilesUpload } from './many-files-upload.ts';
 import { benchOfficeLan } from './office-lan.ts';
 import { benchNativePair } from './native-pair.ts';
-import { measureRawChannel } from './raw-channel.ts';
+import { describeThreads } from './process-cpu.ts';
+import { measureRawChannel, type RawChannelResult } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
 import { measureWebTorrent } from './webtorrent.ts';
 import { benchZip } from './zip.ts';
@@ -70,16 +71,19 @@ if (wants('office-warm') || wants('office-cold') || wants('office-lan')) {
         const egressBytesPerSecond = (flags.egressMbps * 1e6) / 8;
         log(`server block egress capped at ${flags.egressMbps} Mbit/s (${(egressBytesPerSecond / 1e6).toFixed(2)} MB/s); browsers: ${flags.browsers}`);
         // A stalled or failed measurement gets one more try with fresh browsers.
-        const measureRawChannelOnce = async (): Promise<number | null> => {
+        const measureRawChannelOnce = async (): Promise<RawChannelResult | null> => {
           for (let attempt = 1; attempt <= 2; attempt++) {
             try {
               const raw = await measureRawChannel(harness, flags.browsers, Math.round(flags.channelMiB * MiB));
               log(
                 `bare data channel (${flags.browsers}, ${raw.messageBytes / 1024} KiB messages, worker to worker` +
                   `${raw.transferred ? '' : ', MessagePort relay'}): ${raw.samples.map((mbps) => mbps.toFixed(1)).join(', ')} MB/s, ` +
-                  `median ${raw.mbps.toFixed(1)}`,
+                  `median ${raw.mbps.toFixed(1)}` +
+                  (raw.receiverCpu
+                    ? `; receiver CPU ${raw.receiverCpuSecondsPerGiB!.toFixed(2)} s/GiB (${describeThreads(raw.receiverCpu)})`
+                    : ''),
               );
-              return raw.mbps;
+              return raw;
             } catch (error) {
               log(`bare data channel, attempt ${attempt} failed: ${error instanceof Error ? error.message : String(error)}`);
             }
@@ -93,6 +97,7 @@ if (wants('office-warm') || wants('office-cold') || wants('office-lan')) {
           joiners: flags.joiners,
           browsers: flags.browsers,
           measureRawChannel: measureRawChannelOnce,
+          profile: flags.profile,
           log,
           trace: flags.trace ? (record) => appendFileSync(flags.trace!, `${JSON.stringify(record)}\n`) : undefined,
         };

@@ -194,6 +194,23 @@ describe('peer link: serving rule', () => {
     await expect(a.request(NS, hash)).rejects.toMatchObject({ reason: 'busy' });
   });
 
+  it("serves through the store's readBlock when it has one, getBlock otherwise", async () => {
+    const device = new Device();
+    const bytes = blockOf(MAX_BLOCK_SIZE, 7);
+    const hash = await device.add(NS, bytes);
+    const reads: string[] = [];
+    const getBlock = device.store.getBlock.bind(device.store);
+    device.store.getBlock = async (h) => (reads.push('getBlock'), getBlock(h));
+    const withRead = device.store as typeof device.store & { readBlock?: (h: BlockHash) => Promise<Uint8Array | null> };
+    withRead.readBlock = async (h) => (reads.push('readBlock'), getBlock(h));
+    const { a } = connected(device);
+    expect(hashOf(await a.request(NS, hash, undefined, bytes.length))).toBe(hash);
+    expect(reads).toEqual(['readBlock']);
+    delete withRead.readBlock;
+    expect(hashOf(await a.request(NS, hash, undefined, bytes.length))).toBe(hash);
+    expect(reads).toEqual(['readBlock', 'getBlock']);
+  });
+
   it('tells the peer shutting_down for what it still waits for when closing', async () => {
     const device = new Device();
     device.liveDelayMs = 50;

@@ -1,0 +1,86 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { chromiumProcesses } from './chromium-rss.ts';
+
+/**
+ * CPU time of one Chromium instance (found by its marker switch, chromium-rss.ts) with a
+ * per-thread breakdown, from /proc. The office benchmarks compare the CPU seconds per GiB a
+ * joining browser spends against the bare data channel's receiving browser in the same run,
+ * and log where it went by thread (the network service's IO thread, WebRTC's thread, the
+ * workers, …). Linux only: elsewhere there is nothing to read.
+ */
+
+/** Clock ticks per second of /proc's utime and stime (USER_HZ: 100 on every Linux we run on). */
+const TICKS_PER_SECOND = 100;
+
+export interface TreeCpu {
+  /** CPU seconds (user + system) of every process of the instance, ended threads included. */
+  seconds: number;
+  /** CPU seconds by `<process type>/<thread name>` (live threads only), for where it went. */
+  threads: Map<string, number>;
+}
+
+/** CPU so far of the Chromium launched with `markerSwitch(tag)`; null when /proc shows none of it. */
+export function chromiumThreadCpu(tag: string): TreeCpu | null {
+  const processes = chromiumProcesses(tag);
+  if (processes.length === 0) return null;
+  let seconds = 0;
+  const threads = new Map<string, number>();
+  for (const { pid, type } of processes) {
+    const process = readStat(`/proc/${pid}/stat`);
+    if (!process) continue;
+    seconds += process.seconds;
+    let tids: string[] = [];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue; // the process exited meanwhile
+    }
+    for (const tid of tids) {
+      const thread = readStat(`/proc/${pid}/task/${tid}/stat`);
+      if (!thread || thread.seconds === 0) continue;
+      const key = `${type}/${thread.name}`;
+      threads.set(key, (threads.get(key) ?? 0) + thread.seconds);
+    }
+  }
+  return { seconds, threads };
+}
+
+/** `after - before`, per thread name too (a thread that ended in between counts only in the total). */
+export function cpuBetween(before: TreeCpu, after: TreeCpu): TreeCpu {
+  const threads = new Map<string, number>();
+  for (const [key, seconds] of after.threads) {
+    const spent = seconds - (before.threads.get(key) ?? 0);
+    if (spent > 0) threads.set(key, spent);
+  }
+  return { seconds: after.seconds - before.seconds, threads };
+}
+
+/** The heaviest thread groups, as "type/name 1.23 s", for logs. */
+export function describeThreads(cpu: TreeCpu, count = 16): string {
+  return [...cpu.threads]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([key, seconds]) => `${key} ${seconds.toFixed(2)} s`)
+    .join(', ');
+}
+
+/** CPU seconds per GiB (2^30 bytes). */
+export function secondsPerGiB(seconds: number, bytes: number): number {
+  return seconds / (bytes / 2 ** 30);
+}
+
+function readStat(path: string): { name: string; seconds: number } | null {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+  // The name is in parentheses and may hold spaces: the fields follow the last ')'.
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open) return null;
+  const fields = text.slice(close + 2).split(' ');
+  // fields[0] is field 3 (state): utime is field 14, stime 15.
+  return { name: text.slice(open + 1, close), seconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND };
+}
