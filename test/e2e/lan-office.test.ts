@@ -7,6 +7,7 @@ import { MAX_BLOCK_SIZE, PIECE_SIZE, lanKeyBytes, type BlockHash, type LanBridge
 import { LanAdvertiser } from '../../src/lan/discovery/index.ts';
 import { LanBlockServer } from '../../src/lan/tcp/lan-block-server.ts';
 import { api, commitFile, createWorkspace } from '../integration/helpers.ts';
+import { RelayClient } from '../integration/relay-helpers.ts';
 import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
 import { isRoot } from '../netns/netns.ts';
 import { DaemonPool, type DaemonProcess } from '../support/lan-daemon.ts';
@@ -123,10 +124,11 @@ describe.skipIf(!isRoot())('an office: two LAN daemons and a browser through the
     const blocks = [0, MAX_BLOCK_SIZE, 2 * MAX_BLOCK_SIZE].map((at) => file.subarray(at, at + MAX_BLOCK_SIZE));
     await commitFile(server.hostUrl, member, 'plan.bin', blocks.map((bytes) => ({ bytes, hash: sha256(bytes) as BlockHash })));
     // A member's LAN peer (it holds the LAN key) that claims the file and streams every block
-    // whole but for one flipped byte in piece 20: only the bridge's verdict can tell.
+    // whole but for one flipped byte in piece 20 (the last piece of the short block): only the
+    // bridge's verdict can tell.
     const lies = new Map(blocks.map((bytes) => {
       const lie = Buffer.from(bytes);
-      lie[20 * PIECE_SIZE + 7] ^= 1;
+      lie[Math.min(20 * PIECE_SIZE + 7, lie.length - 1)] ^= 1;
       return [sha256(bytes), new Uint8Array(lie)];
     }));
     const lanKey = lanKeyBytes((await api(server.hostUrl, 'GET', `/api/v1/ns/${member.ns}/lan-key`, { token: member.token })).body);
@@ -143,8 +145,13 @@ describe.skipIf(!isRoot())('an office: two LAN daemons and a browser through the
     const { port } = await hostile.listen();
     const advertiser = new LanAdvertiser({ tcpPort: port, broadcastAddress: broadcast, port: udpPort, bindAddress: harness.ns.hostAddress, peerId });
     advertiser.setNamespace(member.ns, lanKey, 1);
+    // A socket of the workspace first, so the bridge listens with its key before the peer advertises.
+    const namespacesBefore = bridge().namespaces;
+    const watcher = await RelayClient.connect(server.hostUrl, { tokens: [member.token] });
     try {
+      await until(() => bridge().namespaces > namespacesBefore, 10_000, 'the workspace bridged');
       await advertiser.start();
+      await watcher.next('advert', (a) => a.lan === true && a.ns === member.ns, SYNC_MS);
       const before = bridge();
       const servedBefore = served();
       const page = await (await harness.newBrowser()).newPage();
@@ -160,6 +167,7 @@ describe.skipIf(!isRoot())('an office: two LAN daemons and a browser through the
       // Every block came from the server in the end.
       expect(served() - servedBefore).toBeGreaterThanOrEqual(file.length);
     } finally {
+      watcher.close();
       await advertiser.close();
       await hostile.close();
     }
