@@ -80,6 +80,19 @@ describe.skipIf(!isRoot())('an office: two LAN daemons and a browser through the
     await b.waitFor(/in sync at journal entry 1\b/, SYNC_MS);
 
     // The browser joins: the relay lists A and B as LAN peers, and the bridge carries their blocks.
+    // A socket of the workspace first, so that the bridge has heard A and B before the page
+    // asks (on a loaded machine the page's wait for LAN adverts, 1.5 s, can run out first).
+    const watcher = await RelayClient.connect(server.hostUrl, { tokens: [member.token] });
+    const lanPeersListed = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 200)); // a peers request is an event: keep under the rate limit
+      return (await watcher.peers(member.ns)).peers.filter((p: { lan?: boolean }) => p.lan === true).length === 2;
+    };
+    await until(lanPeersListed, SYNC_MS, 'A and B bridged').catch(
+      (error: Error) => {
+        throw withOutput(error, ['A', a], ['B', b]);
+      },
+    );
+    watcher.close();
     const page = await (await harness.newBrowser()).newPage();
     const shareLink = `${server.origin}${new URL(member.inviteUrl).pathname}${new URL(member.inviteUrl).hash}`;
     await joinWithLink(page, shareLink, member.ns);
