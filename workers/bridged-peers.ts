@@ -1,4 +1,6 @@
-import { BridgedBlockSource } from '../src/engine/bridged-source.ts';
+import * as Comlink from 'comlink';
+import { BridgedBlockSource, type BridgePieceSink } from '../src/engine/bridged-source.ts';
+import type { PieceTaps } from '../src/engine/piece-taps.ts';
 import type { BlockHash, NamespaceId } from '../src/protocol/index.ts';
 import type { PeerAdvert, PeerTransport } from './sync-api.ts';
 
@@ -10,7 +12,10 @@ export class BridgedPeers {
   private readonly sources = new Map<string, BridgedBlockSource>();
   private transport: PeerTransport | null = null;
 
-  constructor(private readonly ns: NamespaceId) {}
+  constructor(
+    private readonly ns: NamespaceId,
+    private readonly taps: PieceTaps | null = null,
+  ) {}
 
   attachTransport(transport: PeerTransport | null): void {
     this.transport = transport;
@@ -24,7 +29,7 @@ export class BridgedPeers {
       seen.add(advert.peerId);
       const source = this.sources.get(advert.peerId);
       if (source) source.setCursor(advert.cursor);
-      else this.sources.set(advert.peerId, new BridgedBlockSource(advert.peerId, this.ns, advert.cursor, (hash) => this.fetch(advert.peerId, hash)));
+      else this.sources.set(advert.peerId, new BridgedBlockSource(advert.peerId, this.ns, advert.cursor, (hash, sink) => this.fetch(advert.peerId, hash, sink), { taps: this.taps }));
     }
     for (const peerId of [...this.sources.keys()]) if (!seen.has(peerId)) this.sources.delete(peerId);
   }
@@ -38,8 +43,9 @@ export class BridgedPeers {
     return this.sources.has(peerId);
   }
 
-  private fetch(peerId: string, hash: BlockHash): Promise<Uint8Array> {
+  /** The page streams the pieces into `sink` (transferred, one call each) and awaits each call before acknowledging it to the bridge. */
+  private fetch(peerId: string, hash: BlockHash, sink: BridgePieceSink): Promise<number> {
     if (!this.transport) return Promise.reject(new Error('the page is not connected to the relay'));
-    return this.transport.bridgeFetch(peerId, hash);
+    return this.transport.bridgeFetch(peerId, hash, Comlink.proxy(sink));
   }
 }

@@ -142,7 +142,7 @@ export class PeerHub {
       return ns === options.ns && (options.engine()?.holdsLiveBlock(hash) ?? false);
     });
     this.wantTimer = setInterval(() => this.askForPeers(), WANT_INTERVAL_MS);
-    this.bridged = new BridgedPeers(options.ns);
+    this.bridged = new BridgedPeers(options.ns, options.taps ?? null);
     this.bridgeReads = new BridgeReads(options.ns, options.blocks, (hash) => options.engine()?.holdsLiveBlock(hash) ?? false);
   }
 

@@ -1,4 +1,5 @@
 import type { KeepMode, KeepSetting } from '../src/engine/keep-policy.ts';
+import type { BridgePieceSink } from '../src/engine/bridged-source.ts';
 
 export type { KeepMode, KeepSetting };
 import type { BlockHash, BridgeReadOut, BridgeReadReply, DeletedFilesResponse, HistoryResponse, NamespaceId } from '../src/protocol/index.ts';
@@ -126,8 +127,12 @@ export interface PeerTransport {
   advertise(cursor: number): void;
   /** Connect to these peers (most wanted first); the transport caps how many. */
   wantPeers(peerIds: string[]): void;
-  /** One block from a LAN peer through the server's bridge (bytes unverified: the engine checks them). */
-  bridgeFetch(peerId: string, hash: string): Promise<Uint8Array>;
+  /**
+   * One block from a LAN peer through the server's bridge, streamed: each piece goes to `sink`
+   * (a Comlink proxy; the page awaits each call) as it arrives, unverified; resolves with the
+   * block's size once the bridge vouched for all of it (the engine checks the hash again).
+   */
+  bridgeFetch(peerId: string, hash: string, sink: BridgePieceSink): Promise<number>;
 }
 
 export interface WorkspaceView {

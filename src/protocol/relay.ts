@@ -4,6 +4,7 @@ import { expectArray, expectInteger, expectOnlyKeys, expectRecord, expectString 
 import { parseBlockHash, type BlockHash } from './block-hash.ts';
 import { parseCursor, type Cursor } from './journal.ts';
 import { MAX_BLOCK_SIZE } from './limits.ts';
+import { PIECE_SIZE } from './piece-hashes.ts';
 import { parseDisplayLabel } from './display-label.ts';
 
 /**
@@ -22,6 +23,7 @@ export const RelayEvent = {
   peerLeft: 'peer-left',
   error: 'relay-error',
   bridgeFetch: 'bridge-fetch',
+  bridgePiece: 'bridge-piece',
   bridgeRead: 'bridge-read',
 } as const;
 
@@ -139,6 +141,33 @@ export interface BridgeFetchIn {
   ns: NamespaceId;
   peerId: PeerId;
   hash: BlockHash;
+  /**
+   * Present: stream the block (docs/protocol.md "Streamed bridge fetches"). Its pieces come as
+   * `bridge-piece` events carrying this id, and the ack is a BridgeStreamReply (the verdict)
+   * instead of the block. Unique among this socket's streams in flight.
+   */
+  stream?: number;
+}
+
+/** Stream ids a socket may pick: 1 … 2^31 − 1. */
+export const MAX_BRIDGE_STREAM_ID = 2 ** 31 - 1;
+/** Pieces of one streamed bridge fetch the bridge sends ahead of the browser's acknowledgements (1 MiB). */
+export const BRIDGE_PIECE_WINDOW = 16;
+
+/**
+ * Relay → peer, with an acknowledgement: piece `offset / PIECE_SIZE` of streamed fetch
+ * `stream`, in order. Every piece is PIECE_SIZE bytes but the block's last. Unverified until
+ * the fetch's verdict (the ack of its `bridge-fetch`) says the whole block matched.
+ */
+export interface BridgePieceOut {
+  stream: number;
+  offset: number;
+  data: Uint8Array;
+}
+
+/** The peer's ack of a `bridge-piece`: `true` for more, `false` to stop the stream (it gave up). */
+export interface BridgePieceAck {
+  ok: boolean;
 }
 
 export const BRIDGE_ERROR_CODES = ['invalid', 'forbidden', 'not_found', 'busy', 'unavailable', 'bad_block'] as const;
@@ -152,6 +181,13 @@ export interface BridgeFailure {
 
 /** The ack of `bridge-fetch`: the block's bytes (hash checked by the bridge, and again by the peer), or why not. */
 export type BridgeFetchReply = { ok: true; data: Uint8Array } | BridgeFailure;
+
+/**
+ * The ack of a streamed `bridge-fetch`, sent once every piece was acknowledged: `size` bytes
+ * came as pieces and the whole block hashed to its name at the bridge; or why not (then the
+ * pieces already received are to be thrown away).
+ */
+export type BridgeStreamReply = { ok: true; size: number } | BridgeFailure;
 
 /**
  * Relay → peer, with an acknowledgement: the bridge reads part of block `hash` of `ns` for a
@@ -275,12 +311,39 @@ export function parseAdvertOut(value: unknown, field = 'advert'): AdvertOut {
 
 export function parseBridgeFetchIn(value: unknown): BridgeFetchIn {
   const record = expectRecord(value, 'bridge-fetch');
-  expectOnlyKeys(record, 'bridge-fetch', ['ns', 'peerId', 'hash']);
-  return {
+  expectOnlyKeys(record, 'bridge-fetch', ['ns', 'peerId', 'hash', 'stream']);
+  const request: BridgeFetchIn = {
     ns: parseNamespaceId(record.ns, 'bridge-fetch.ns'),
     peerId: parsePeerId(record.peerId, 'bridge-fetch.peerId'),
     hash: parseBlockHash(record.hash, 'bridge-fetch.hash'),
   };
+  if (record.stream !== undefined) request.stream = expectInteger(record.stream, 'bridge-fetch.stream', 1, MAX_BRIDGE_STREAM_ID);
+  return request;
+}
+
+/**
+ * A `bridge-piece` as received: a known field set, an id in range, an offset on a piece
+ * boundary and 1 … PIECE_SIZE bytes within the largest block. Whether it is the piece the
+ * stream expects next is the receiver's check.
+ */
+export function parseBridgePieceOut(value: unknown): BridgePieceOut {
+  const field = 'bridge-piece';
+  const record = expectRecord(value, field);
+  expectOnlyKeys(record, field, ['stream', 'offset', 'data']);
+  const stream = expectInteger(record.stream, `${field}.stream`, 1, MAX_BRIDGE_STREAM_ID);
+  const offset = expectInteger(record.offset, `${field}.offset`, 0, MAX_BLOCK_SIZE - 1);
+  if (offset % PIECE_SIZE !== 0) throw new ValidationError(`${field}.offset`, `must be a multiple of ${PIECE_SIZE}`);
+  const data = parseBinary(record.data, `${field}.data`, PIECE_SIZE);
+  if (data.byteLength === 0) throw new ValidationError(`${field}.data`, 'must not be empty');
+  if (offset + data.byteLength > MAX_BLOCK_SIZE) throw new ValidationError(`${field}.data`, 'must end within the largest block');
+  return { stream, offset, data };
+}
+
+/** The peer's ack of a `bridge-piece`, as the bridge receives it. */
+export function parseBridgePieceAck(value: unknown): BridgePieceAck {
+  const record = expectRecord(value, 'bridge-piece ack');
+  expectOnlyKeys(record, 'bridge-piece ack', ['ok']);
+  return { ok: expectOk(record, 'bridge-piece ack') };
 }
 
 export function parseBridgeReadOut(value: unknown): BridgeReadOut {
@@ -323,6 +386,14 @@ export function parseBridgeFetchReply(value: unknown): BridgeFetchReply {
   if (!expectOk(record, field)) return parseBridgeFailure(record, field);
   expectOnlyKeys(record, field, ['ok', 'data']);
   return { ok: true, data: parseBinary(record.data, `${field}.data`, MAX_BLOCK_SIZE) };
+}
+
+export function parseBridgeStreamReply(value: unknown): BridgeStreamReply {
+  const field = 'bridge-fetch reply';
+  const record = expectRecord(value, field);
+  if (!expectOk(record, field)) return parseBridgeFailure(record, field);
+  expectOnlyKeys(record, field, ['ok', 'size']);
+  return { ok: true, size: expectInteger(record.size, `${field}.size`, 1, MAX_BLOCK_SIZE) };
 }
 
 export function parseBridgeReadReply(value: unknown, asked: BridgeReadOut): BridgeReadReply {

@@ -222,7 +222,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // Clients poll the journal back to back: keep idle connections a little longer than the default.
     server.keepAliveTimeout = 10_000;
     if (options.lanBridge) {
-      bridge = new LanBridge(options.lanBridge, { metadata, logger });
+      bridge = new LanBridge(options.lanBridge, { metadata, logger, knownPieces: (hash) => deps.pieceHashes.known(hash) });
       await bridge.start();
       const started = bridge;
       metrics.lanBridgeFigures = () => started.metrics();

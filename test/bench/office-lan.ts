@@ -19,6 +19,7 @@ import {
   type OfficeContext,
   type Recorded,
 } from './office.ts';
+import { probeBridge, type BridgeProbeResult } from './bridge-probe.ts';
 import { measureRawTcp, type RawTcpResult } from './raw-tcp.ts';
 import type { BenchRow } from './report.ts';
 
@@ -93,6 +94,18 @@ export async function benchOfficeLan(context: Omit<OfficeContext, 'server'>): Pr
     }
     const bridge = bridgeDelta(bridgeBefore, bridgeMetrics(ctx));
     reportDuplicates(ctx, 'office-lan', run, total);
+    // The bridge alone, both ways of carrying a block, while the daemon still runs.
+    const hashes = [...new Set(journal.entries.flatMap((entry) => entry.blocks))];
+    const probe = await probeBridge(ctx.server.hostUrl, writer.token, writer.namespaceId, hashes).catch((error: unknown) => {
+      ctx.log(`office-lan: the bridge probe failed: ${error instanceof Error ? error.message : String(error)}`);
+      return null;
+    });
+    if (probe) {
+      ctx.log(
+        `office-lan: bridge probe over ${probe.blocks} blocks: store-and-forward ${probe.storeForwardMbps.toFixed(1)} MB/s, ` +
+          `streamed ${probe.streamedMbps.toFixed(1)} MB/s; first byte ${probe.storeForwardFirstByteMs.toFixed(1)} ms vs ${probe.streamedFirstByteMs.toFixed(1)} ms`,
+      );
+    }
     ctx.log(
       `office-lan: the bridge carried ${mib(bridge.bytesLanToBrowsers)} MiB LAN → browsers in ${bridge.fetchesOk} fetches ` +
         `(failed: ${JSON.stringify(bridge.fetchesFailed)}), ${mib(bridge.bytesBrowsersToLan)} MiB browsers → LAN`,
@@ -105,7 +118,8 @@ export async function benchOfficeLan(context: Omit<OfficeContext, 'server'>): Pr
     return officeRow(ctx, 'office-lan', total, run, baseline, rawChannel, {
       warmup_seconds: round(warmUpSeconds),
       warmup_server_bytes: warmUpServerBytes,
-      ...bridgeColumns(run, bridge.bytesLanToBrowsers, rawTcp),
+      ...bridgeColumns(run, bridge.bytesLanToBrowsers, rawTcp, rawChannelMbps),
+      ...probeColumns(probe, rawChannelMbps),
     });
   } finally {
     await daemons.stopAll();
@@ -137,8 +151,9 @@ async function measureRawTcpOnce(ctx: OfficeContext, bytes: number): Promise<Raw
  *   anywhere to the last completion: what the bridge's one link to the daemon carried.
  * - raw_tcp_mbps: median bare TCP transfer namespace → host over the same veth, this run.
  * - bridge_ratio = bridge_mbps / raw_tcp_mbps; bridge_aggregate_ratio likewise.
+ * - bridge_channel_ratio = bridge_mbps / raw_channel_mbps (the bare data channel, this run).
  */
-function bridgeColumns(run: JoinRun, bridgeServerBytes: number, rawTcp: RawTcpResult | null): BenchRow {
+function bridgeColumns(run: JoinRun, bridgeServerBytes: number, rawTcp: RawTcpResult | null, rawChannelMbps: number | null): BenchRow {
   const bridgeBytes = run.joiners.reduce((sum, joiner) => sum + joiner.final!.lan, 0);
   const perJoiner = meanOf(run.joiners.map(lanRate).filter((rate): rate is number => rate !== null));
   const firstLan = Math.min(...run.joiners.map((joiner) => joiner.firstLan ?? Infinity));
@@ -154,6 +169,30 @@ function bridgeColumns(run: JoinRun, bridgeServerBytes: number, rawTcp: RawTcpRe
     raw_tcp_mbps: raw === null ? null : round(raw),
     bridge_ratio: ratio(perJoiner),
     bridge_aggregate_ratio: ratio(aggregate),
+    bridge_channel_ratio: perJoiner === null || rawChannelMbps === null ? null : round(perJoiner / rawChannelMbps),
+  };
+}
+
+/**
+ * The bridge probe (bridge-probe.ts: one Node socket.io client on the host, every block of
+ * the workspace, 4 in flight; then one at a time for the first byte):
+ * - probe_sf_mbps / probe_stream_mbps: store-and-forward and streamed bridge fetches;
+ * - probe_stream_vs_sf = probe_stream_mbps / probe_sf_mbps (same run, same blocks);
+ * - probe_*_channel_ratio: each against raw_channel_mbps (the bare Chromium data channel);
+ * - probe_sf_first_byte_ms / probe_stream_first_byte_ms: median time from asking to the first
+ *   byte of a block in hand (the whole block, or its first piece).
+ */
+function probeColumns(probe: BridgeProbeResult | null, rawChannelMbps: number | null): BenchRow {
+  if (!probe) return {};
+  const vsChannel = (mbps: number) => (rawChannelMbps === null ? null : round(mbps / rawChannelMbps));
+  return {
+    probe_sf_mbps: round(probe.storeForwardMbps),
+    probe_stream_mbps: round(probe.streamedMbps),
+    probe_stream_vs_sf: round(probe.streamedMbps / probe.storeForwardMbps),
+    probe_sf_channel_ratio: vsChannel(probe.storeForwardMbps),
+    probe_stream_channel_ratio: vsChannel(probe.streamedMbps),
+    probe_sf_first_byte_ms: round(probe.storeForwardFirstByteMs),
+    probe_stream_first_byte_ms: round(probe.streamedFirstByteMs),
   };
 }
 

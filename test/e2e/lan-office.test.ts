@@ -3,8 +3,11 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LanBridgeMetrics } from '../../src/protocol/index.ts';
-import { createWorkspace } from '../integration/helpers.ts';
+import { MAX_BLOCK_SIZE, PIECE_SIZE, lanKeyBytes, type BlockHash, type LanBridgeMetrics } from '../../src/protocol/index.ts';
+import { LanAdvertiser } from '../../src/lan/discovery/index.ts';
+import { LanBlockServer } from '../../src/lan/tcp/lan-block-server.ts';
+import { api, commitFile, createWorkspace } from '../integration/helpers.ts';
+import { RelayClient } from '../integration/relay-helpers.ts';
 import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
 import { isRoot } from '../netns/netns.ts';
 import { DaemonPool, type DaemonProcess } from '../support/lan-daemon.ts';
@@ -77,6 +80,19 @@ describe.skipIf(!isRoot())('an office: two LAN daemons and a browser through the
     await b.waitFor(/in sync at journal entry 1\b/, SYNC_MS);
 
     // The browser joins: the relay lists A and B as LAN peers, and the bridge carries their blocks.
+    // A socket of the workspace first, so that the bridge has heard A and B before the page
+    // asks (on a loaded machine the page's wait for LAN adverts, 1.5 s, can run out first).
+    const watcher = await RelayClient.connect(server.hostUrl, { tokens: [member.token] });
+    const lanPeersListed = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 200)); // a peers request is an event: keep under the rate limit
+      return (await watcher.peers(member.ns)).peers.filter((p: { lan?: boolean }) => p.lan === true).length === 2;
+    };
+    await until(lanPeersListed, SYNC_MS, 'A and B bridged').catch(
+      (error: Error) => {
+        throw withOutput(error, ['A', a], ['B', b]);
+      },
+    );
+    watcher.close();
     const page = await (await harness.newBrowser()).newPage();
     const shareLink = `${server.origin}${new URL(member.inviteUrl).pathname}${new URL(member.inviteUrl).hash}`;
     await joinWithLink(page, shareLink, member.ns);
@@ -113,5 +129,60 @@ describe.skipIf(!isRoot())('an office: two LAN daemons and a browser through the
     );
     expect(await a.stop()).toBe(0);
     expect(await b.stop()).toBe(0);
+  }, 240_000);
+
+  it('a LAN peer that streams a block with one bad piece is banned, the browser stores nothing of it and takes the block from the server', async () => {
+    const member = await createWorkspace(server.hostUrl, 'lan office hostile');
+    const file = randomBytes(2 * MAX_BLOCK_SIZE + 4321);
+    const blocks = [0, MAX_BLOCK_SIZE, 2 * MAX_BLOCK_SIZE].map((at) => file.subarray(at, at + MAX_BLOCK_SIZE));
+    await commitFile(server.hostUrl, member, 'plan.bin', blocks.map((bytes) => ({ bytes, hash: sha256(bytes) as BlockHash })));
+    // A member's LAN peer (it holds the LAN key) that claims the file and streams every block
+    // whole but for one flipped byte in piece 20 (the last piece of the short block): only the
+    // bridge's verdict can tell.
+    const lies = new Map(blocks.map((bytes) => {
+      const lie = Buffer.from(bytes);
+      lie[Math.min(20 * PIECE_SIZE + 7, lie.length - 1)] ^= 1;
+      return [sha256(bytes), new Uint8Array(lie)];
+    }));
+    const lanKey = lanKeyBytes((await api(server.hostUrl, 'GET', `/api/v1/ns/${member.ns}/lan-key`, { token: member.token })).body);
+    const peerId = new Uint8Array(randomBytes(16));
+    const hostile = new LanBlockServer({
+      host: harness.ns.hostAddress,
+      port: 0,
+      peerId,
+      store: { getBlock: async (hash) => lies.get(hash) ?? null, hasBlocks: async () => new Set(), putBlock: async () => undefined },
+      isLiveBlock: async () => true,
+      cursorOf: () => 1,
+    });
+    hostile.setNamespace(member.ns, lanKey);
+    const { port } = await hostile.listen();
+    const advertiser = new LanAdvertiser({ tcpPort: port, broadcastAddress: broadcast, port: udpPort, bindAddress: harness.ns.hostAddress, peerId });
+    advertiser.setNamespace(member.ns, lanKey, 1);
+    // A socket of the workspace first, so the bridge listens with its key before the peer advertises.
+    const namespacesBefore = bridge().namespaces;
+    const watcher = await RelayClient.connect(server.hostUrl, { tokens: [member.token] });
+    try {
+      await until(() => bridge().namespaces > namespacesBefore, 10_000, 'the workspace bridged');
+      await advertiser.start();
+      await watcher.next('advert', (a) => a.lan === true && a.ns === member.ns, SYNC_MS);
+      const before = bridge();
+      const servedBefore = served();
+      const page = await (await harness.newBrowser()).newPage();
+      const shareLink = `${server.origin}${new URL(member.inviteUrl).pathname}${new URL(member.inviteUrl).hash}`;
+      await joinWithLink(page, shareLink, member.ns);
+      await waitForAllSynced(page, file.length, SYNC_MS);
+      // The file the browser holds is the committed one: no piece of the lie was stored.
+      expect((await saveFileAndHash(page, 'plan.bin')).sha256).toBe(sha256(file));
+      const after = bridge();
+      expect(after.fetchesFailed.bad_block - before.fetchesFailed.bad_block).toBeGreaterThanOrEqual(1);
+      expect(after.lanPeersBanned).toBeGreaterThan(before.lanPeersBanned);
+      expect(after.fetchesOk).toBe(before.fetchesOk);
+      // Every block came from the server in the end.
+      expect(served() - servedBefore).toBeGreaterThanOrEqual(file.length);
+    } finally {
+      watcher.close();
+      await advertiser.close();
+      await hostile.close();
+    }
   }, 240_000);
 });

@@ -8,10 +8,15 @@ import {
   MAX_BLOCK_SIZE,
   MAX_BRIDGE_FETCHES_PER_SOCKET,
   lanKeyBytes,
+  PIECE_SIZE,
   parseBridgeFetchReply,
+  parseBridgePieceOut,
   parseBridgeReadOut,
+  parseBridgeStreamReply,
   type BlockHash,
   type BridgeFetchReply,
+  type BridgePieceOut,
+  type BridgeStreamReply,
   type LanBridgeMetrics,
 } from '../../src/protocol/index.ts';
 import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
@@ -64,6 +69,30 @@ class BridgeBrowser {
   async fetch(payload: unknown): Promise<BridgeFetchReply> {
     return parseBridgeFetchReply(await this.relay.socket.timeout(SYNC_MS).emitWithAck('bridge-fetch', payload));
   }
+
+  /**
+   * A streamed fetch as the page makes it: every bridge-piece of the stream is recorded and
+   * acknowledged (or, from `stopAfter` pieces on, refused); resolves with the verdict and the pieces.
+   */
+  async stream(payload: { ns: string; peerId: string; hash: string }, stopAfter = Infinity): Promise<{ reply: BridgeStreamReply; pieces: BridgePieceOut[] }> {
+    const stream = this.nextStream++;
+    const pieces: BridgePieceOut[] = [];
+    const onPiece = (raw: unknown, ack: (reply: unknown) => void) => {
+      const piece = parseBridgePieceOut(raw);
+      if (piece.stream !== stream) return;
+      pieces.push({ ...piece, data: Buffer.from(piece.data) });
+      ack({ ok: pieces.length <= stopAfter });
+    };
+    this.relay.socket.on('bridge-piece', onPiece);
+    try {
+      const reply = parseBridgeStreamReply(await this.relay.socket.timeout(SYNC_MS).emitWithAck('bridge-fetch', { ...payload, stream }));
+      return { reply, pieces };
+    } finally {
+      this.relay.socket.off('bridge-piece', onPiece);
+    }
+  }
+
+  private nextStream = 1;
 
   close(): void {
     this.relay.close();
@@ -156,6 +185,21 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
     expect(bridge().bytesLanToBrowsers).toBe(MAX_BLOCK_SIZE);
     expect(bridge().links).toBeGreaterThanOrEqual(1);
 
+    // Streamed: the same bytes, as 64 KiB pieces in order, then the verdict; still none from the server's store.
+    for (const block of [first, big.subarray(MAX_BLOCK_SIZE)]) {
+      const { reply: verdict, pieces } = await browser.stream({ ns: member.ns, peerId: advert.peerId, hash: sha256(block) });
+      expect(verdict).toEqual({ ok: true, size: block.length });
+      expect(pieces.map((p) => p.offset)).toEqual(Array.from({ length: block.length / PIECE_SIZE }, (_, i) => i * PIECE_SIZE));
+      expect(Buffer.concat(pieces.map((p) => p.data)).equals(block)).toBe(true);
+    }
+    expect(served()).toBe(servedBefore);
+    expect(bridge().fetchesOk).toBe(3);
+    // A stream the browser stops: the bridge stops sending and says so.
+    const stopped = await browser.stream({ ns: member.ns, peerId: advert.peerId, hash }, 3);
+    expect(stopped.reply).toMatchObject({ ok: false, code: 'unavailable' });
+    expect(stopped.pieces.length).toBeLessThanOrEqual(4 + 16);
+    expect(stopped.pieces.length).toBeLessThan(MAX_BLOCK_SIZE / PIECE_SIZE);
+
     // Refusals. Malformed: answered `invalid`, and a relay-error (a strike).
     const malformed = await browser.fetch({ ns: member.ns, peerId: advert.peerId, hash: 'not-a-hash' });
     expect(malformed).toMatchObject({ ok: false, code: 'invalid' });
@@ -177,7 +221,7 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
     expect(served()).toBe(servedBefore);
 
     const figures = bridge();
-    expect(figures.fetchesFailed).toMatchObject({ invalid: 1, forbidden: 1, not_found: 2 });
+    expect(figures.fetchesFailed).toMatchObject({ invalid: 1, forbidden: 1, not_found: 2, unavailable: 1 });
     expect(figures.fetchesFailed.busy).toBe(busy);
     expect(figures.udpDatagrams.accepted).toBeGreaterThan(0);
     const prometheus = await (await fetch(`${server.hostUrl}/metrics`)).text();
@@ -278,6 +322,86 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
     } finally {
       await advertiser.close();
       await hostile.close();
+    }
+  }, 120_000);
+
+  /** A member's LAN peer (it holds the LAN key) that answers every request with `answer`'s bytes. */
+  async function hostileLanPeer(member: Member, cursor: number, answer: () => Uint8Array) {
+    const keyResponse = await api(server.hostUrl, 'GET', `/api/v1/ns/${member.ns}/lan-key`, { token: member.token });
+    const lanKey = lanKeyBytes(keyResponse.body);
+    const peerId = new Uint8Array(randomBytes(16));
+    const hostile = new LanBlockServer({
+      host: harness.ns.hostAddress,
+      port: 0,
+      peerId,
+      store: { getBlock: async () => answer(), hasBlocks: async () => new Set(), putBlock: async () => undefined },
+      isLiveBlock: async () => true,
+      cursorOf: () => cursor,
+    });
+    hostile.setNamespace(member.ns, lanKey);
+    const { port } = await hostile.listen();
+    const advertiser = new LanAdvertiser({ tcpPort: port, broadcastAddress: broadcast, port: udpPort, bindAddress: harness.ns.hostAddress, peerId });
+    advertiser.setNamespace(member.ns, lanKey, cursor);
+    await advertiser.start();
+    return {
+      close: async () => {
+        await advertiser.close();
+        await hostile.close();
+      },
+    };
+  }
+
+  it('streamed: a LAN peer that slips a bad piece or a truncated block into the stream is found out at the verdict, and banned', async () => {
+    const member = await createWorkspace(server.hostUrl, 'bridge stream hostile');
+    const browser = await connect(member);
+    await until(() => bridge().namespaces >= 1 && browser.relay.received.some((r) => r.event === 'peers'), 10_000, 'namespace bridged');
+    const block = randomBytes(MAX_BLOCK_SIZE);
+    const hash = sha256(block) as BlockHash;
+    const badPiece = Buffer.from(block);
+    badPiece[40 * PIECE_SIZE + 3] ^= 1;
+    const truncated = block.subarray(0, 40 * PIECE_SIZE + 1000);
+    for (const [lie, cursor] of [[badPiece, 11], [truncated, 12]] as const) {
+      const peer = await hostileLanPeer(member, cursor, () => lie);
+      try {
+        const advert = await browser.relay.next('advert', (a) => a.lan === true && a.ns === member.ns && a.cursor === cursor, SYNC_MS);
+        const bannedBefore = bridge().lanPeersBanned;
+        const { reply, pieces } = await browser.stream({ ns: member.ns, peerId: advert.peerId, hash });
+        // The server holds no piece hashes for this block: the pieces pass, the verdict refuses them.
+        expect(reply).toMatchObject({ ok: false, code: 'bad_block' });
+        expect(pieces.length).toBeGreaterThan(0);
+        await browser.relay.next('peer-left', (left) => left.peerId === advert.peerId && left.ns === member.ns, 10_000);
+        expect(bridge().lanPeersBanned).toBe(bannedBefore + 1);
+        expect(await browser.stream({ ns: member.ns, peerId: advert.peerId, hash })).toMatchObject({ reply: { ok: false, code: 'not_found' }, pieces: [] });
+      } finally {
+        await peer.close();
+      }
+    }
+  }, 120_000);
+
+  it("streamed: when the server knows the block's piece hashes, the bad piece never leaves the bridge", async () => {
+    const member = await createWorkspace(server.hostUrl, 'bridge stream pieces');
+    const browser = await connect(member);
+    await until(() => bridge().namespaces >= 1 && browser.relay.received.some((r) => r.event === 'peers'), 10_000, 'namespace bridged');
+    const block = randomBytes(MAX_BLOCK_SIZE);
+    const hash = sha256(block) as BlockHash;
+    await commitFile(server.hostUrl, member, 'held.bin', [{ bytes: block, hash }]);
+    // A reader asked the server for the piece hashes (the server computes and keeps them).
+    const listed = await api(server.hostUrl, 'POST', `/api/v1/ns/${member.ns}/pieces`, { token: member.token, json: { hashes: [hash] } });
+    expect(listed.body.blocks[0].size).toBe(MAX_BLOCK_SIZE);
+    const lie = Buffer.from(block);
+    lie[9 * PIECE_SIZE] ^= 0xff;
+    const peer = await hostileLanPeer(member, 13, () => lie);
+    try {
+      const advert = await browser.relay.next('advert', (a) => a.lan === true && a.ns === member.ns && a.cursor === 13, SYNC_MS);
+      const { reply, pieces } = await browser.stream({ ns: member.ns, peerId: advert.peerId, hash });
+      expect(reply).toMatchObject({ ok: false, code: 'bad_block' });
+      expect(reply.ok === false && reply.message).toMatch(/piece 9 /);
+      // Pieces 0-8 matched and went; piece 9 and later did not.
+      expect(pieces.map((p) => p.offset / PIECE_SIZE)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(Buffer.concat(pieces.map((p) => p.data)).equals(block.subarray(0, 9 * PIECE_SIZE))).toBe(true);
+      await browser.relay.next('peer-left', (left) => left.peerId === advert.peerId && left.ns === member.ns, 10_000);
+    } finally {
+      await peer.close();
     }
   }, 120_000);
 

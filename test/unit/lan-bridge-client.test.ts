@@ -1,21 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { BridgedBlockSource } from '../../src/engine/bridged-source.ts';
+import { BridgedBlockSource, type BridgeFetch } from '../../src/engine/bridged-source.ts';
+import { PieceMismatchError, PieceTaps } from '../../src/engine/piece-taps.ts';
 import { PipelineThroughput } from '../../src/engine/pipeline-throughput.ts';
 import {
   MAX_BLOCK_SIZE,
   MAX_BRIDGE_READ_BYTES,
+  PIECE_SIZE,
   ValidationError,
   parseAdvertOut,
   parseBridgeFetchIn,
   parseBridgeFetchReply,
+  parseBridgePieceAck,
+  parseBridgePieceOut,
   parseBridgeReadOut,
+  parseBridgeStreamReply,
   parseBridgeReadReply,
   parseWelcome,
   type BlockHash,
   type NamespaceId,
 } from '../../src/protocol/index.ts';
 import { BridgeReads } from '../../workers/bridge-reads.ts';
-import { MemoryBlockStore, hashOf } from '../support/memory-stores.ts';
+import { MemoryBlockStore, hashOf, nodeSha256 } from '../support/memory-stores.ts';
+import { blockOf } from '../support/seeded-block.ts';
 
 const NS = 'gLYh2GuQa-XXMRoUUKJCRg' as NamespaceId;
 const OTHER_NS = 'hMZi3HvRb-YYNSpVVLKDSh' as NamespaceId;
@@ -44,6 +50,33 @@ describe('bridge relay events', () => {
     expect(() => parseBridgeFetchIn({ ns: NS, peerId: 'peer', hash: HASH })).toThrow(ValidationError);
     expect(() => parseBridgeFetchIn({ ns: NS, peerId: PEER, hash: 'AB'.repeat(32) })).toThrow(ValidationError);
     expect(() => parseBridgeFetchIn(null)).toThrow(ValidationError);
+  });
+
+  it('takes a stream id on bridge-fetch, within 1 … 2^31 - 1', () => {
+    expect(parseBridgeFetchIn({ ns: NS, peerId: PEER, hash: HASH, stream: 7 })).toEqual({ ns: NS, peerId: PEER, hash: HASH, stream: 7 });
+    for (const stream of [0, -1, 2 ** 31, 1.5, '7']) expect(() => parseBridgeFetchIn({ ns: NS, peerId: PEER, hash: HASH, stream })).toThrow(ValidationError);
+  });
+
+  it('holds a bridge-piece to one piece on a piece boundary inside the largest block', () => {
+    const data = new Uint8Array(PIECE_SIZE);
+    expect(parseBridgePieceOut({ stream: 1, offset: PIECE_SIZE, data: Buffer.from(data) })).toMatchObject({ stream: 1, offset: PIECE_SIZE });
+    expect(parseBridgePieceOut({ stream: 1, offset: 0, data: new Uint8Array(5).buffer }).data.byteLength).toBe(5);
+    expect(() => parseBridgePieceOut({ stream: 1, offset: 1000, data })).toThrow(/multiple of 65536/);
+    expect(() => parseBridgePieceOut({ stream: 1, offset: 0, data: new Uint8Array(PIECE_SIZE + 1) })).toThrow(ValidationError);
+    expect(() => parseBridgePieceOut({ stream: 1, offset: 0, data: new Uint8Array(0) })).toThrow(/empty/);
+    expect(() => parseBridgePieceOut({ stream: 1, offset: MAX_BLOCK_SIZE, data })).toThrow(ValidationError);
+    expect(() => parseBridgePieceOut({ stream: 0, offset: 0, data })).toThrow(ValidationError);
+    expect(() => parseBridgePieceOut({ stream: 1, offset: 0, data, more: 1 })).toThrow(ValidationError);
+    expect(parseBridgePieceAck({ ok: false })).toEqual({ ok: false });
+    expect(() => parseBridgePieceAck({ ok: 'yes' })).toThrow(ValidationError);
+  });
+
+  it('reads a streamed fetch verdict: a size, or a failure with a known code', () => {
+    expect(parseBridgeStreamReply({ ok: true, size: 42 })).toEqual({ ok: true, size: 42 });
+    expect(parseBridgeStreamReply({ ok: false, code: 'bad_block', message: 'lied' })).toMatchObject({ ok: false, code: 'bad_block' });
+    expect(() => parseBridgeStreamReply({ ok: true, size: 0 })).toThrow(ValidationError);
+    expect(() => parseBridgeStreamReply({ ok: true, size: MAX_BLOCK_SIZE + 1 })).toThrow(ValidationError);
+    expect(() => parseBridgeStreamReply({ ok: true, data: new Uint8Array(3) })).toThrow(ValidationError);
   });
 
   it('reads a fetch reply from a Buffer or an ArrayBuffer, and a failure only with a known code', () => {
@@ -79,10 +112,21 @@ describe('bridge relay events', () => {
 });
 
 describe('BridgedBlockSource', () => {
-  const want = (sjid: number, ns = NS) => ({ ns, hash: HASH, sjid, sizeHint: 4 });
+  const want = (sjid: number, ns = NS, hash = HASH, sizeHint = 4) => ({ ns, hash, sjid, sizeHint });
+  /** A bridge that streams `block` in pieces, then gives `verdict` (the size it vouches for, or an error). */
+  const streaming =
+    (block: Uint8Array, verdict: number | Error = block.length, between?: (index: number) => Promise<void>): BridgeFetch =>
+    async (_hash, sink) => {
+      for (let at = 0, i = 0; at < block.length; at += PIECE_SIZE, i++) {
+        await between?.(i);
+        if (!sink(at, block.slice(at, at + PIECE_SIZE))) throw new Error('stopped');
+      }
+      if (verdict instanceof Error) throw verdict;
+      return verdict;
+    };
 
   it('claims what its advert covers in its namespace, and follows the advert', () => {
-    const source = new BridgedBlockSource(PEER, NS, 5, async () => new Uint8Array(4));
+    const source = new BridgedBlockSource(PEER, NS, 5, async () => 4);
     expect(source.kind).toBe('peer');
     expect(source.canServe(want(5))).toBe(true);
     expect(source.canServe(want(6))).toBe(false);
@@ -91,26 +135,90 @@ describe('BridgedBlockSource', () => {
     expect(source.canServe(want(6))).toBe(true);
   });
 
+  it('puts a streamed block together byte for byte, whatever its size hint', async () => {
+    const block = blockOf(MAX_BLOCK_SIZE - 12_345, 3);
+    for (const hint of [0, 1000, block.length, MAX_BLOCK_SIZE]) {
+      const source = new BridgedBlockSource(PEER, NS, 5, streaming(block));
+      const bytes = await source.fetchBlock(want(1, NS, hashOf(block), hint), new AbortController().signal);
+      expect(bytes.length).toBe(block.length);
+      expect(hashOf(bytes)).toBe(hashOf(block));
+    }
+  });
+
+  it('returns nothing when the bridge does not vouch for what it streamed (bad block, or a size that differs)', async () => {
+    const block = blockOf(3 * PIECE_SIZE, 4);
+    const refused = new BridgedBlockSource(PEER, NS, 5, streaming(block, new Error('bad_block')));
+    await expect(refused.fetchBlock(want(1), new AbortController().signal)).rejects.toThrow('bad_block');
+    const short = new BridgedBlockSource(PEER, NS, 5, streaming(block, block.length + 1));
+    await expect(short.fetchBlock(want(1), new AbortController().signal)).rejects.toThrow(/vouched for/);
+    expect(refused.bytesReceived + short.bytesReceived).toBe(0);
+  });
+
   it('measures throughput from the blocks it fetched', async () => {
     let now = 0;
-    const source = new BridgedBlockSource(PEER, NS, 5, async () => {
-      now += 100;
-      return new Uint8Array(1000);
-    }, { now: () => now });
+    const block = new Uint8Array(1000);
+    const source = new BridgedBlockSource(PEER, NS, 5, streaming(block, block.length, async () => void (now += 100)), { now: () => now });
     expect(source.bytesPerSecond()).toBe(0);
     await source.fetchBlock(want(1), new AbortController().signal);
     expect(source.bytesPerSecond()).toBe(10_000);
     expect(source.bytesReceived).toBe(1000);
   });
 
-  it('gives up at once when the scheduler aborts, though the bridge has not answered', async () => {
-    const source = new BridgedBlockSource(PEER, NS, 5, () => new Promise<Uint8Array>(() => undefined));
+  it('gives up at once when the scheduler aborts, and stops the stream at its next piece', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let stopped = false;
+    const source = new BridgedBlockSource(PEER, NS, 5, async (_hash, sink) => {
+      sink(0, new Uint8Array(PIECE_SIZE));
+      await held;
+      stopped = !sink(PIECE_SIZE, new Uint8Array(PIECE_SIZE));
+      return 2 * PIECE_SIZE;
+    });
     const controller = new AbortController();
     const fetching = source.fetchBlock(want(1), controller.signal);
     controller.abort(new Error('unwanted'));
     await expect(fetching).rejects.toThrow('unwanted');
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(stopped).toBe(true);
+  });
+
+  it("hands a reader's tap each piece as it comes, usable once it matches the server's piece hash, before the verdict", async () => {
+    const block = blockOf(4 * PIECE_SIZE, 5);
+    const hash = hashOf(block);
+    const taps = new PieceTaps(nodeSha256);
+    const tap = taps.open(hash, block.length);
+    tap.setPieces(piecesOf(block));
+    let verdict!: (size: number) => void;
+    const source = new BridgedBlockSource(PEER, NS, 5, async (_hash, sink) => {
+      for (let at = 0; at < block.length; at += PIECE_SIZE) sink(at, block.slice(at, at + PIECE_SIZE));
+      return new Promise<number>((resolve) => (verdict = resolve));
+    }, { taps });
+    const fetching = source.fetchBlock(want(1, NS, hash, block.length), new AbortController().signal);
+    // The verdict has not come, yet the reader reads piece 2, checked against the server's hash.
+    const piece = await tap.read(2 * PIECE_SIZE + 10, new AbortController().signal);
+    expect(hashOf(piece)).toBe(hashOf(block.subarray(2 * PIECE_SIZE + 10, 3 * PIECE_SIZE)));
+    verdict(block.length);
+    expect(hashOf(await fetching)).toBe(hash);
+  });
+
+  it('aborts with PieceMismatchError (the scheduler penalises the peer) when a piece fails its trusted hash', async () => {
+    const block = blockOf(4 * PIECE_SIZE, 6);
+    const hash = hashOf(block);
+    const lie = block.slice();
+    lie[PIECE_SIZE + 1] ^= 1;
+    const taps = new PieceTaps(nodeSha256);
+    taps.open(hash, block.length).setPieces(piecesOf(block));
+    const source = new BridgedBlockSource(PEER, NS, 5, streaming(lie, lie.length, () => new Promise((resolve) => setTimeout(resolve, 5))), { taps });
+    await expect(source.fetchBlock(want(1, NS, hash, block.length), new AbortController().signal)).rejects.toBeInstanceOf(PieceMismatchError);
   });
 });
+
+function piecesOf(bytes: Uint8Array) {
+  const pieces = [];
+  for (let at = 0; at < bytes.length; at += PIECE_SIZE) pieces.push(hashOf(bytes.subarray(at, at + PIECE_SIZE)));
+  return { hash: hashOf(bytes), size: bytes.length, pieces };
+}
 
 describe('PipelineThroughput', () => {
   it('times overlapping blocks from the end of the previous one', () => {

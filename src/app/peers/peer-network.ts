@@ -8,7 +8,11 @@ import {
   type PeerId,
   type SignalData,
 } from '../../protocol/index.ts';
+import type { PeerTransport } from '../../../workers/sync-api.ts';
 import type { SyncApi } from '../sync-client.ts';
+
+/** Where the worker takes a streamed bridge fetch's pieces. */
+type BridgePieceSink = Parameters<PeerTransport['bridgeFetch']>[2];
 import { isTransferUnsupported, relayThroughPort } from './channel-handoff.ts';
 import { PeerConnections } from './peer-connections.ts';
 import { RelayClient } from './relay-client.ts';
@@ -60,11 +64,17 @@ export class PeerNetwork {
         wantPeers: (peerIds: string[]) => {
           for (const peerId of peerIds) if (!this.adverts.get(peerId as PeerId)?.lan) this.connections?.want(peerId);
         },
-        // The page only passes the bytes on: the worker verifies and stores them.
-        bridgeFetch: async (peerId: string, hash: string) => {
-          if (!this.relay) throw new Error('not connected to the relay');
-          const bytes = await this.relay.bridgeFetch(this.ns, peerId as PeerId, hash as BlockHash);
-          return Comlink.transfer(bytes, [bytes.buffer]);
+        // The page only passes the pieces on, by transfer, each as it comes: the worker
+        // verifies and stores them. Awaiting each hand-off before the ack carries the worker's
+        // pace back to the bridge.
+        bridgeFetch: async (peerId: string, hash: string, sink: BridgePieceSink) => {
+          const remote = sink as unknown as Comlink.Remote<BridgePieceSink>;
+          try {
+            if (!this.relay) throw new Error('not connected to the relay');
+            return await this.relay.bridgeStream(this.ns, peerId as PeerId, hash as BlockHash, (offset, bytes) => remote(offset, Comlink.transfer(bytes, [bytes.buffer])));
+          } finally {
+            remote[Comlink.releaseProxy]();
+          }
         },
       }),
     );

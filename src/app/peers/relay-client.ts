@@ -1,12 +1,15 @@
 import { io, type Socket } from 'socket.io-client';
 import {
   MAX_BRIDGE_FETCHES_PER_SOCKET,
+  MAX_BRIDGE_STREAM_ID,
+  PIECE_SIZE,
   RELAY_PATH,
   RelayEvent,
   ValidationError,
   parseAdvertOut,
-  parseBridgeFetchReply,
+  parseBridgePieceOut,
   parseBridgeReadOut,
+  parseBridgeStreamReply,
   parsePeerLeft,
   parsePeersOut,
   parseRelayError,
@@ -15,6 +18,7 @@ import {
   type AdvertOut,
   type BlockHash,
   type BridgeErrorCode,
+  type BridgePieceOut,
   type BridgeReadOut,
   type BridgeReadReply,
   type Cursor,
@@ -56,6 +60,24 @@ export class BridgeFetchError extends Error {
 const BRIDGE_FETCH_TIMEOUT_MS = 60_000;
 
 /**
+ * Takes one verified-later piece of a streamed bridge fetch (`offset` in the block, in order).
+ * Resolves false (or rejects) to stop the stream; the bridge gets the next piece's ack only
+ * after this settled, so a slow taker slows the bridge down.
+ */
+export type BridgePieceSink = (offset: number, bytes: Uint8Array) => boolean | Promise<boolean>;
+
+/** One streamed fetch in flight: what its pieces must look like next, and where they go. */
+interface BridgeStream {
+  sink: BridgePieceSink;
+  /** Bytes taken so far (the next piece's offset). */
+  received: number;
+  /** A piece shorter than PIECE_SIZE came: it was the last. */
+  ended: boolean;
+  /** Set when the stream broke on our side: the fetch fails with it whatever the verdict. */
+  failure: BridgeFetchError | null;
+}
+
+/**
  * The page's connection to the relay: adverts and WebRTC signalling. Every event the relay
  * sends is validated before anyone sees it; an invalid one is dropped with a console warning.
  */
@@ -71,6 +93,8 @@ export class RelayClient {
   /** Bridge fetches in flight, and those waiting for a slot (the relay allows 8 per socket). */
   private bridgeFetches = 0;
   private readonly bridgeQueue: Array<() => void> = [];
+  private readonly streams = new Map<number, BridgeStream>();
+  private nextStream = 1;
 
   constructor(origin: string, tokens: string[], label: string, events: RelayClientEvents) {
     this.socket = io(origin, { path: RELAY_PATH, auth: { tokens, label }, transports: ['websocket'] });
@@ -112,6 +136,9 @@ export class RelayClient {
         reply({ ok: false, code: 'unavailable', message: error instanceof Error ? error.message : String(error) }),
       );
     });
+    this.socket.on(RelayEvent.bridgePiece, (payload: unknown, ack: unknown) => {
+      if (typeof ack === 'function') void this.onPiece(payload).then((more) => (ack as (value: unknown) => void)({ ok: more }));
+    });
     this.socket.on('disconnect', (reason) => events.disconnected(String(reason)));
     this.socket.on('connect', () => (this.retryMs = RETRY_FIRST_MS));
     this.socket.on('connect_error', (error) => {
@@ -136,29 +163,82 @@ export class RelayClient {
     this.socket.emit(RelayEvent.signal, { to, data });
   }
 
-  /** One block from LAN peer `peerId` through the server's bridge; queued beyond the relay's per-socket limit. */
-  async bridgeFetch(ns: NamespaceId, peerId: PeerId, hash: BlockHash): Promise<Uint8Array> {
+  /**
+   * One block from LAN peer `peerId`, streamed: each 64 KiB piece goes to `sink` as the bridge
+   * forwards it, and this resolves with the block's size once the bridge says the whole block
+   * hashed to `hash`. Until then the pieces are unverified: on a failure (BridgeFetchError)
+   * whatever `sink` took must be thrown away. At most 8 in flight per socket (the relay's
+   * limit); more wait here.
+   */
+  async bridgeStream(ns: NamespaceId, peerId: PeerId, hash: BlockHash, sink: BridgePieceSink): Promise<number> {
+    await this.bridgeSlot();
+    const id = this.nextStream;
+    this.nextStream = id >= MAX_BRIDGE_STREAM_ID ? 1 : id + 1;
+    const stream: BridgeStream = { sink, received: 0, ended: false, failure: null };
+    this.streams.set(id, stream);
+    try {
+      const reply = this.parsed(parseBridgeStreamReply, await this.ask({ ns, peerId, hash, stream: id }));
+      if (stream.failure) throw stream.failure;
+      if (!reply.ok) throw new BridgeFetchError(reply.code, reply.message);
+      if (reply.size !== stream.received) throw new BridgeFetchError('malformed', `the bridge vouched for ${reply.size} bytes but sent ${stream.received}`);
+      return reply.size;
+    } finally {
+      this.streams.delete(id);
+      this.releaseBridgeSlot();
+    }
+  }
+
+  /** A piece of a streamed fetch: checked against what the stream expects, handed on, and the answer for the bridge. */
+  private async onPiece(payload: unknown): Promise<boolean> {
+    let piece: BridgePieceOut;
+    try {
+      piece = parseBridgePieceOut(payload);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      // Its stream cannot be trusted to be known: any stream it named stops at its next piece.
+      return false;
+    }
+    const stream = this.streams.get(piece.stream);
+    if (!stream || stream.failure) return false;
+    if (piece.offset !== stream.received || stream.ended) {
+      stream.failure = new BridgeFetchError('malformed', `bridge-piece at ${piece.offset} where ${stream.received} was next`);
+      return false;
+    }
+    stream.received += piece.data.byteLength;
+    stream.ended = piece.data.byteLength < PIECE_SIZE;
+    try {
+      if (await stream.sink(piece.offset, piece.data)) return true;
+      stream.failure = new BridgeFetchError('unavailable', 'the fetch was given up');
+    } catch (error) {
+      stream.failure = new BridgeFetchError('unavailable', `the piece could not be taken: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    return false;
+  }
+
+  private async bridgeSlot(): Promise<void> {
     if (this.bridgeFetches >= MAX_BRIDGE_FETCHES_PER_SOCKET) await new Promise<void>((resolve) => this.bridgeQueue.push(resolve));
     this.bridgeFetches += 1;
+  }
+
+  private releaseBridgeSlot(): void {
+    this.bridgeFetches -= 1;
+    this.bridgeQueue.shift()?.();
+  }
+
+  private async ask(request: Record<string, unknown>): Promise<unknown> {
     try {
-      let answer: unknown;
-      try {
-        answer = await this.socket.timeout(BRIDGE_FETCH_TIMEOUT_MS).emitWithAck(RelayEvent.bridgeFetch, { ns, peerId, hash });
-      } catch {
-        throw new BridgeFetchError('timeout', `the bridge did not answer within ${BRIDGE_FETCH_TIMEOUT_MS / 1000} s`);
-      }
-      let reply;
-      try {
-        reply = parseBridgeFetchReply(answer);
-      } catch (error) {
-        if (!(error instanceof ValidationError)) throw error;
-        throw new BridgeFetchError('malformed', `malformed bridge-fetch reply: ${error.message}`);
-      }
-      if (!reply.ok) throw new BridgeFetchError(reply.code, reply.message);
-      return reply.data;
-    } finally {
-      this.bridgeFetches -= 1;
-      this.bridgeQueue.shift()?.();
+      return await this.socket.timeout(BRIDGE_FETCH_TIMEOUT_MS).emitWithAck(RelayEvent.bridgeFetch, request);
+    } catch {
+      throw new BridgeFetchError('timeout', `the bridge did not answer within ${BRIDGE_FETCH_TIMEOUT_MS / 1000} s`);
+    }
+  }
+
+  private parsed<T>(parse: (value: unknown) => T, answer: unknown): T {
+    try {
+      return parse(answer);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      throw new BridgeFetchError('malformed', `malformed bridge-fetch reply: ${error.message}`);
     }
   }
 

@@ -2,10 +2,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   ADVERT_TTL_MS,
   BRIDGE_ERROR_CODES,
+  BRIDGE_PIECE_WINDOW,
   LAN_PEER_ID_BYTES,
   MAX_BRIDGE_FETCHES_PER_SOCKET,
+  parseBridgePieceAck,
   type AdvertOut,
+  type BlockHash,
+  type BlockPieces,
   type BridgeErrorCode,
+  type BridgeFailure,
+  type BridgeStreamReply,
   type BridgeFetchIn,
   type BridgeFetchReply,
   type Cursor,
@@ -13,7 +19,7 @@ import {
   type NamespaceId,
   type PeerId,
 } from '../../protocol/index.ts';
-import { PeerLinkError, PeerNackError } from '../../engine/peer-link.ts';
+import { PeerLinkError, PeerNackError, type PeerLink } from '../../engine/peer-link.ts';
 import { LanAdvertListener, LanAdvertiser, NewcomerAnswer, type LanPeerAdvert } from '../../lan/discovery/index.ts';
 import { LanBlockServer } from '../../lan/tcp/lan-block-server.ts';
 import { MAX_KEYRING_NAMESPACES } from '../../lan/tcp/psk.ts';
@@ -24,8 +30,9 @@ import type { MetadataStore } from '../storage/metadata-store.ts';
 import { BrowserAdverts } from './browser-adverts.ts';
 import { BrowserBlockStore } from './browser-block-store.ts';
 import { LanLinks, LinkUnavailableError } from './lan-links.ts';
-import { LanPeerAdverts } from './lan-peer-adverts.ts';
+import { LanPeerAdverts, type BridgedLanPeer } from './lan-peer-adverts.ts';
 import { LanRelayIds } from './relay-peer-ids.ts';
+import { PieceRelay, PieceRelayError } from './piece-relay.ts';
 import { Slots } from '../slots.ts';
 
 /** Where the bridge listens and announces (LAN_PORT, LAN_TCP_PORT, LAN_BIND, LAN_BROADCAST). */
@@ -57,12 +64,16 @@ export interface LanBridgeOptions {
 
 export interface LanBridgeDeps {
   metadata: Pick<MetadataStore, 'lanKey' | 'namespaceReferencesBlock'>;
+  /** Piece hashes the server already computed for a block it holds (trusted): streamed pieces are checked as they pass. */
+  knownPieces?: (hash: BlockHash) => BlockPieces | null;
   logger: Logger;
 }
 
 
 const zeroes = <K extends string>(keys: readonly K[]) => Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
 const short = (peerId: string) => peerId.slice(0, 8);
+/** A browser that holds a piece unacknowledged this long is taken to be gone: the stream stops. */
+const PIECE_ACK_TIMEOUT_MS = 30_000;
 
 /**
  * The server's LAN bridge (docs/protocol.md "LAN bridge"). For the namespaces of the relay
@@ -92,6 +103,8 @@ export class LanBridge implements RelayBridge {
   private readonly advertised = new Set<NamespaceId>();
   private readonly banned = new Set<string>();
   private readonly fetchesOf = new Map<BridgeSocket, number>();
+  /** Stream ids of each socket's streamed fetches in flight. */
+  private readonly streamsOf = new Map<BridgeSocket, Set<number>>();
   private outlet: RelayOutlet | null = null;
   private readonly answer = new NewcomerAnswer(() => void this.advertiser?.send());
   private warnedFull = false;
@@ -238,6 +251,7 @@ export class LanBridge implements RelayBridge {
 
   socketLeft(socket: BridgeSocket): void {
     this.fetchesOf.delete(socket);
+    this.streamsOf.delete(socket);
     for (const ns of this.browsers.remove(socket)) this.advertiseCursor(ns);
     for (const ns of socket.namespaces) {
       const sockets = this.members.get(ns);
@@ -266,7 +280,72 @@ export class LanBridge implements RelayBridge {
     return this.lanPeers.has(peerId);
   }
 
-  async fetch(socket: BridgeSocket, request: BridgeFetchIn): Promise<BridgeFetchReply> {
+  /** Store-and-forward: the whole block over the link, its hash checked, then all of it in the ack. */
+  fetch(socket: BridgeSocket, request: BridgeFetchIn): Promise<BridgeFetchReply> {
+    const { ns, hash } = request;
+    return this.fetchThrough(socket, request, async (target, link) => {
+      const bytes = await link.request(ns, hash, socket.gone);
+      if (createHash('sha256').update(bytes).digest('hex') !== hash) return this.badBlock(target, `sent bytes that do not hash to ${hash}`);
+      this.counts.fetchesOk += 1;
+      this.counts.bytesLanToBrowsers += bytes.byteLength;
+      return { ok: true, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+    });
+  }
+
+  /**
+   * Streamed (docs/protocol.md "Streamed bridge fetches"): each 64 KiB piece leaves for the
+   * browser as soon as the link has it, at most BRIDGE_PIECE_WINDOW unacknowledged; the
+   * whole block is hashed on the way and the reply is the verdict. Pieces the server can
+   * check (it knows the block's piece hashes) are checked before they leave.
+   */
+  async fetchStream(socket: BridgeSocket, request: BridgeFetchIn & { stream: number }): Promise<BridgeStreamReply> {
+    const { ns, hash, stream } = request;
+    let streams = this.streamsOf.get(socket);
+    if (streams?.has(stream)) return this.failed('invalid', `stream ${stream} is already in flight on this connection`);
+    if (!streams) this.streamsOf.set(socket, (streams = new Set()));
+    streams.add(stream);
+    try {
+      return await this.fetchThrough(socket, request, async (target, link) => {
+        const send = async (offset: number, bytes: Uint8Array) => {
+          const ack = await socket.piece({ stream, offset, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) }, PIECE_ACK_TIMEOUT_MS);
+          return parseBridgePieceAck(ack).ok;
+        };
+        const relay = new PieceRelay(hash, send, BRIDGE_PIECE_WINDOW, this.deps.knownPieces?.(hash) ?? null);
+        const stopped = (error: unknown): BridgeFailure => {
+          if (!(error instanceof PieceRelayError)) throw error;
+          if (error.reason === 'bad_piece') return this.badBlock(target, `sent a piece that does not match the block's piece hash (${error.message})`);
+          return this.failed('unavailable', `the stream stopped: ${error.message}`);
+        };
+        let bytes: Uint8Array;
+        try {
+          bytes = await link.request(ns, hash, AbortSignal.any([socket.gone, relay.signal]), 0, { onChunk: (offset, chunk) => relay.take(offset, chunk) });
+        } catch (error) {
+          if (relay.signal.aborted && error === relay.signal.reason) return stopped(error);
+          throw error;
+        }
+        let matched: boolean;
+        try {
+          matched = await relay.finish(bytes.byteLength);
+        } catch (error) {
+          return stopped(error);
+        }
+        if (!matched) return this.badBlock(target, `sent bytes that do not hash to ${hash}`);
+        this.counts.fetchesOk += 1;
+        this.counts.bytesLanToBrowsers += bytes.byteLength;
+        return { ok: true, size: bytes.byteLength };
+      });
+    } finally {
+      streams.delete(stream);
+      if (streams.size === 0 && this.streamsOf.get(socket) === streams) this.streamsOf.delete(socket);
+    }
+  }
+
+  /** The checks and bookkeeping every bridge fetch shares, and the mapping of link failures to codes. */
+  private async fetchThrough<T extends BridgeFetchReply | BridgeStreamReply>(
+    socket: BridgeSocket,
+    request: BridgeFetchIn,
+    fetch: (target: BridgedLanPeer, link: PeerLink) => Promise<T | BridgeFailure>,
+  ): Promise<T | BridgeFailure> {
     const { ns, peerId, hash } = request;
     if (!socket.namespaces.includes(ns)) return this.failed('forbidden', `this connection holds no token of namespace ${ns}`);
     const target = this.lanPeers.find(peerId, ns);
@@ -276,14 +355,7 @@ export class LanBridge implements RelayBridge {
     this.fetchesOf.set(socket, inFlight + 1);
     try {
       const peer = await this.links.linkTo(target);
-      const bytes = await peer.link.request(ns, hash, socket.gone);
-      if (createHash('sha256').update(bytes).digest('hex') !== hash) {
-        this.ban(target.peerId, target.address, 'sent a block that does not match its hash');
-        return this.failed('bad_block', `LAN peer ${peerId} sent bytes that do not hash to ${hash}`);
-      }
-      this.counts.fetchesOk += 1;
-      this.counts.bytesLanToBrowsers += bytes.byteLength;
-      return { ok: true, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+      return await fetch(target, peer.link);
     } catch (error) {
       if (error instanceof PeerNackError) {
         if (error.reason === 'busy') return this.failed('busy', 'the LAN peer is busy; ask again shortly');
@@ -398,7 +470,13 @@ export class LanBridge implements RelayBridge {
     this.links.closePeerAt(peerId, address);
   }
 
-  private failed(code: BridgeErrorCode, message: string): BridgeFetchReply {
+  /** The LAN peer's bytes failed their hash: banned, and the browser told. */
+  private badBlock(target: BridgedLanPeer, why: string): BridgeFailure {
+    this.ban(target.peerId, target.address, why.startsWith('sent a piece') ? why : 'sent a block that does not match its hash');
+    return this.failed('bad_block', `LAN peer ${target.relayId} ${why}`);
+  }
+
+  private failed(code: BridgeErrorCode, message: string): BridgeFailure {
     this.counts.fetchesFailed[code] += 1;
     return { ok: false, code, message };
   }

@@ -1,4 +1,4 @@
-import type { AdvertOut, BridgeErrorCode, BridgeFetchIn, BridgeFetchReply, BridgeReadOut, Cursor, NamespaceId, PeerId, PeerLeft } from '../../protocol/index.ts';
+import type { AdvertOut, BridgeErrorCode, BridgeFetchIn, BridgeFetchReply, BridgePieceOut, BridgeReadOut, BridgeStreamReply, Cursor, NamespaceId, PeerId, PeerLeft } from '../../protocol/index.ts';
 
 /** A relay socket connected to this instance, as the LAN bridge sees it. */
 export interface BridgeSocket {
@@ -12,6 +12,11 @@ export interface BridgeSocket {
    * caller checks it with parseBridgeReadReply); rejects after `timeoutMs` or on disconnect.
    */
   read(request: BridgeReadOut, timeoutMs: number): Promise<unknown>;
+  /**
+   * Emits one `bridge-piece` of a streamed fetch and resolves with its acknowledgement as
+   * received (unvalidated: parseBridgePieceAck); rejects after `timeoutMs` or on disconnect.
+   */
+  piece(piece: BridgePieceOut, timeoutMs: number): Promise<unknown>;
 }
 
 /** How the bridge reaches this instance's browsers: events to the members of a namespace here. */
@@ -37,6 +42,8 @@ export interface RelayBridge {
   /** Whether `peerId` is a LAN peer's relay id (they are never signalled). */
   isLanPeer(peerId: PeerId): boolean;
   fetch(socket: BridgeSocket, request: BridgeFetchIn): Promise<BridgeFetchReply>;
+  /** A streamed fetch (`request.stream` set): pieces go to the socket as they pass; the reply is the verdict. */
+  fetchStream(socket: BridgeSocket, request: BridgeFetchIn & { stream: number }): Promise<BridgeStreamReply>;
   /** The relay refused a bridge-fetch itself (malformed, another namespace): for the bridge's counters. */
   refused(code: BridgeErrorCode): void;
 }

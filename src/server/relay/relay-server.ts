@@ -16,7 +16,9 @@ import {
   parseSignalIn,
   type AdvertOut,
   type BridgeFetchReply,
+  type BridgePieceOut,
   type BridgeReadOut,
+  type BridgeStreamReply,
   type NamespaceId,
   type PeerId,
   type PeerLeft,
@@ -70,6 +72,7 @@ interface ServerToClientEvents {
   'peer-left': (left: PeerLeft) => void;
   'relay-error': (error: RelayError) => void;
   'bridge-read': (read: BridgeReadOut, ack: (reply: unknown) => void) => void;
+  'bridge-piece': (piece: BridgePieceOut, ack: (reply: unknown) => void) => void;
 }
 // Peers' events are all taken by one onAny() dispatcher, which validates each payload.
 type ClientToServerEvents = Record<string, never>;
@@ -255,6 +258,7 @@ export class RelayServer {
         namespaces: socket.data.namespaces,
         gone: gone.signal,
         read: (request, timeoutMs) => socket.timeout(timeoutMs).emitWithAck(RelayEvent.bridgeRead, request),
+        piece: (piece, timeoutMs) => socket.timeout(timeoutMs).emitWithAck(RelayEvent.bridgePiece, piece),
       },
     };
     this.peers.set(peer.id, peer);
@@ -336,7 +340,7 @@ export class RelayServer {
    * (malformed, another namespace) are also relay errors that count as strikes.
    */
   private async onBridgeFetch(peer: Peer, args: unknown[], ack?: (reply: unknown) => void): Promise<void> {
-    const reply = (answer: BridgeFetchReply) => {
+    const reply = (answer: BridgeFetchReply | BridgeStreamReply) => {
       if (ack && peer.socket.connected) ack(answer);
     };
     const refuse = (code: 'invalid' | 'forbidden', message: string): never => {
@@ -359,9 +363,10 @@ export class RelayServer {
       reply({ ok: false, code: 'unavailable', message: 'this server runs no LAN bridge' });
       return;
     }
-    let answer: BridgeFetchReply;
+    let answer: BridgeFetchReply | BridgeStreamReply;
     try {
-      answer = await bridge.fetch(peer.bridged, request);
+      const stream = request.stream;
+      answer = stream === undefined ? await bridge.fetch(peer.bridged, request) : await bridge.fetchStream(peer.bridged, { ...request, stream });
     } catch (err) {
       // A fault of ours: the browser still gets its answer rather than waiting for a timeout.
       reply({ ok: false, code: 'unavailable', message: 'the LAN bridge failed; try another source' });

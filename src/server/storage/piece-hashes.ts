@@ -27,6 +27,11 @@ export class PieceHashes {
     private readonly maxEntries = 4096,
   ) {}
 
+  /** The block's pieces if already computed (no read, no LRU bump): for checks that must not wait. */
+  known(hash: BlockHash): BlockPieces | null {
+    return this.cache.get(hash) ?? null;
+  }
+
   /** The block's pieces, or null when it is not stored. */
   get(hash: BlockHash): Promise<BlockPieces | null> {
     const cached = this.cache.get(hash);

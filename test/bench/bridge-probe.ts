@@ -1,0 +1,132 @@
+import { io, type Socket } from 'socket.io-client';
+import {
+  RelayEvent,
+  parseAdvertOut,
+  parseBridgeFetchReply,
+  parseBridgePieceOut,
+  parseBridgeStreamReply,
+  parsePeersOut,
+  type BlockHash,
+  type NamespaceId,
+} from '../../src/protocol/index.ts';
+import { median } from './report.ts';
+
+/**
+ * The bridge's own figures, in the bench process: one socket.io client (a member token, as
+ * a page) fetches every block of the workspace from the LAN peer behind the bridge, first
+ * store-and-forward (the whole block in the bridge-fetch ack), then streamed (bridge-piece
+ * events, acknowledged at once, then the verdict), and again in that order, so both modes see
+ * the same machine. Two figures per mode:
+ * - mbps: all blocks with `depth` fetches in flight (a BridgedBlockSource keeps 4);
+ * - first-byte ms: one block at a time, from the emit to the first byte of the block in hand
+ *   (store-and-forward: the whole block; streamed: the first piece), median over the blocks.
+ */
+export interface BridgeProbeResult {
+  storeForwardMbps: number;
+  streamedMbps: number;
+  storeForwardFirstByteMs: number;
+  streamedFirstByteMs: number;
+  blocks: number;
+}
+
+type Mode = 'store-forward' | 'streamed';
+
+export async function probeBridge(url: string, token: string, ns: NamespaceId, hashes: readonly BlockHash[], depth = 4): Promise<BridgeProbeResult> {
+  const client = await BridgeClient.connect(url, token, ns);
+  try {
+    const peerId = await client.lanPeer(30_000);
+    const rates: Record<Mode, number[]> = { 'store-forward': [], streamed: [] };
+    const firstBytes: Record<Mode, number[]> = { 'store-forward': [], streamed: [] };
+    const latencyBlocks = hashes.slice(0, Math.min(hashes.length, 16));
+    for (let round = 0; round < 2; round++) {
+      for (const mode of ['store-forward', 'streamed'] as const) {
+        const started = performance.now();
+        let bytes = 0;
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: depth }, async () => {
+            while (next < hashes.length) bytes += (await client.fetch(mode, peerId, hashes[next++])).size;
+          }),
+        );
+        rates[mode].push(bytes / 1e6 / ((performance.now() - started) / 1000));
+        for (const hash of latencyBlocks) firstBytes[mode].push((await client.fetch(mode, peerId, hash)).firstByteMs);
+      }
+    }
+    return {
+      storeForwardMbps: median(rates['store-forward']),
+      streamedMbps: median(rates.streamed),
+      storeForwardFirstByteMs: median(firstBytes['store-forward']),
+      streamedFirstByteMs: median(firstBytes.streamed),
+      blocks: hashes.length,
+    };
+  } finally {
+    client.close();
+  }
+}
+
+class BridgeClient {
+  private nextStream = 1;
+  private readonly streams = new Map<number, (offset: number, length: number) => void>();
+
+  private constructor(
+    private readonly socket: Socket,
+    private readonly ns: NamespaceId,
+  ) {
+    socket.on(RelayEvent.bridgePiece, (payload: unknown, ack: (reply: unknown) => void) => {
+      const piece = parseBridgePieceOut(payload);
+      const take = this.streams.get(piece.stream);
+      take?.(piece.offset, piece.data.byteLength);
+      ack({ ok: take !== undefined });
+    });
+  }
+
+  static connect(url: string, token: string, ns: NamespaceId): Promise<BridgeClient> {
+    const socket = io(url, { auth: { tokens: [token], label: 'bench bridge probe' }, transports: ['websocket'], reconnection: false, forceNew: true });
+    return new Promise((resolve, reject) => {
+      socket.once('connect_error', reject);
+      socket.once(RelayEvent.welcome, () => resolve(new BridgeClient(socket, ns)));
+    });
+  }
+
+  /** The relay id of the first LAN peer advertised in the namespace. */
+  async lanPeer(timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const list = parsePeersOut(await this.socket.timeout(5_000).emitWithAck(RelayEvent.peers, { ns: this.ns }));
+      const lan = list.peers.map((p) => parseAdvertOut(p)).find((p) => p.lan);
+      if (lan) return lan.peerId;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    throw new Error('the bridge probe saw no LAN peer');
+  }
+
+  async fetch(mode: Mode, peerId: string, hash: BlockHash): Promise<{ size: number; firstByteMs: number }> {
+    const started = performance.now();
+    const request = { ns: this.ns, peerId, hash };
+    if (mode === 'store-forward') {
+      const reply = parseBridgeFetchReply(await this.socket.timeout(60_000).emitWithAck(RelayEvent.bridgeFetch, request));
+      if (!reply.ok) throw new Error(`bridge-fetch failed: ${reply.code} ${reply.message}`);
+      return { size: reply.data.byteLength, firstByteMs: performance.now() - started };
+    }
+    const stream = this.nextStream++;
+    let firstByteMs = 0;
+    let received = 0;
+    this.streams.set(stream, (offset, length) => {
+      if (offset !== received) throw new Error(`piece at ${offset}, expected ${received}`);
+      if (received === 0) firstByteMs = performance.now() - started;
+      received += length;
+    });
+    try {
+      const reply = parseBridgeStreamReply(await this.socket.timeout(60_000).emitWithAck(RelayEvent.bridgeFetch, { ...request, stream }));
+      if (!reply.ok) throw new Error(`streamed bridge-fetch failed: ${reply.code} ${reply.message}`);
+      if (reply.size !== received) throw new Error(`the verdict says ${reply.size} bytes, ${received} came`);
+      return { size: reply.size, firstByteMs };
+    } finally {
+      this.streams.delete(stream);
+    }
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
