@@ -118,8 +118,8 @@ export async function benchOfficeLan(context: Omit<OfficeContext, 'server'>): Pr
     return officeRow(ctx, 'office-lan', total, run, baseline, rawChannel, {
       warmup_seconds: round(warmUpSeconds),
       warmup_server_bytes: warmUpServerBytes,
-      ...bridgeColumns(run, bridge.bytesLanToBrowsers, rawTcp, rawChannelMbps),
-      ...probeColumns(probe, rawChannelMbps),
+      ...bridgeColumns(run, bridge.bytesLanToBrowsers, rawTcp, rawChannel?.mbps ?? null),
+      ...probeColumns(probe, rawChannel?.mbps ?? null),
     });
   } finally {
     await daemons.stopAll();
