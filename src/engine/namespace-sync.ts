@@ -1,4 +1,4 @@
-import { describeError, type BlockHash, type FilePath, type NamespaceId } from '../protocol/index.ts';
+import { MAX_BLOCK_SIZE, describeError, type BlockHash, type FilePath, type NamespaceId } from '../protocol/index.ts';
 import { BlockStoreError } from './block-store-error.ts';
 import { FileChangeFeed } from './file-change-feed.ts';
 import { foldEntries } from './file-table.ts';
@@ -303,7 +303,7 @@ export class NamespaceSync {
    * stored, when the engine stops, or with `signal`'s reason (the reader went away: the
    * blocks go back to the background order).
    */
-  async fetchBlocksNow(wants: readonly WantedBlock[], signal?: AbortSignal): Promise<void> {
+  async fetchBlocksNow(wants: readonly WantedBlock[], signal?: AbortSignal, options: { ahead?: boolean } = {}): Promise<void> {
     if (wants.length === 0) return;
     this.recentReads.push(wants.map((want) => want.hash));
     if (this.recentReads.length > RECENT_READS_SPARED) this.recentReads.shift();
@@ -344,7 +344,7 @@ export class NamespaceSync {
       this.unprioritise(abandoned);
     };
     signal?.addEventListener('abort', giveUp, { once: true });
-    this.scheduler.prioritise(missing);
+    this.scheduler.prioritise(missing, options);
     try {
       await Promise.all(waits);
     } finally {
@@ -362,6 +362,16 @@ export class NamespaceSync {
     this.unprioritise([hash]);
     const reason = new Error(`could not fetch block ${hash.slice(0, 12)}…: ${messageOf(error)}`, { cause: error });
     for (const reader of set) reader.reject(reason);
+  }
+
+  /**
+   * How many blocks a sequential reader of a file may ask for ahead of the one it reads
+   * (fetchBlocksNow with `ahead`): up to 8 (32 MiB), and at most a quarter of the cache, so
+   * the blocks read ahead never push out the ones being read (an online-only file's blocks
+   * are cache blocks).
+   */
+  readAheadBlocks(): number {
+    return Math.max(1, Math.min(MAX_READ_AHEAD_BLOCKS, Math.floor(this.cache.limit / MAX_BLOCK_SIZE / 4)));
   }
 
   /** Readers gave up on these blocks: back to the background order, or not fetched at all when no kept file wants them. */
@@ -715,6 +725,8 @@ const MAX_JOURNAL_PAGE = 1000;
 
 /** Cache of online-only blocks: 1 GiB unless the device says otherwise. */
 const DEFAULT_CACHE_LIMIT = 1024 * 1024 * 1024;
+/** Blocks a sequential reader may read ahead at most (readAheadBlocks). */
+const MAX_READ_AHEAD_BLOCKS = 8;
 
 /** The blocks of this many recent reads are never evicted (their readers are still at them). */
 const RECENT_READS_SPARED = 4;
