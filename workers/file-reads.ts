@@ -103,6 +103,9 @@ export function serveFileRead(port: MessagePort, deps: FileReadDeps): void {
     const end = wanted?.end ?? file.size - 1;
     read = { ns, file, next: start, end };
     maxAhead = Math.max(1, deps.readAhead?.(ns) ?? 1);
+    // The window grows only once the reader moves on from its first block (a player reading
+    // a file's header and then seeking has asked for one block ahead, no more).
+    lastIndex = blockIndexAt(start);
     // The first block is asked for before the first pull arrives (its pieces watched from the start).
     if (end >= start) {
       await leaseFor(ns, file, blockIndexAt(start));
