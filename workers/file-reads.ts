@@ -8,9 +8,12 @@ export interface FileReadDeps {
   lookup(ns: NamespaceId, path: FilePath): Promise<FileRecord | null | 'unknown-workspace'>;
   /**
    * Makes blocks `indexes` of `file` present, fetching missing ones first (fetchBlocksNow);
-   * `from`: where the reader's bytes start in the first of them (peers send those first).
+   * `from`: where the reader's bytes start in the first of them (peers send those first);
+   * `ahead`: the reader will want them soon, not now (they yield to any block read now).
    */
-  fetchNow(ns: NamespaceId, file: FileRecord, indexes: number[], signal: AbortSignal, from?: number): Promise<void>;
+  fetchNow(ns: NamespaceId, file: FileRecord, indexes: number[], signal: AbortSignal, from?: number, ahead?: boolean): Promise<void>;
+  /** How many blocks a sequential read may ask for ahead at most (default 1: what the caller can hold). */
+  readAhead?(ns: NamespaceId): number;
   /** A stored block as a (disk-backed) Blob. */
   blob(hash: BlockHash): Promise<Blob | undefined>;
   /** Whether every block of `file` is stored. */
@@ -33,14 +36,22 @@ export interface PieceLease {
  * Answers one file read from the service worker on `port` (file-read-messages.ts): looks
  * the file up, maps the Range to blocks (every client cuts files into fixed 4 MiB blocks),
  * and hands over each piece as a slice of the stored block (a Blob: no copy here) once that
- * block is present. The block after the one being read is asked for ahead (read-ahead), so
- * a stream does not wait a whole block fetch between pieces. While a block is still arriving
+ * block is present. Blocks after the one being read are asked for ahead (read-ahead), so a
+ * stream does not wait a whole block fetch between pieces: one at first, twice as many each
+ * time the reader moves on to the next block, up to `readAhead` (the engine bounds it by its
+ * cache). They are asked as `ahead`: a block read now, by this read or a seek's, goes first,
+ * and a read that ends (a seek cancels the old one) gives them up. While a block is still arriving
  * from a peer, a piece of it checked against the server's piece hash may be handed over
  * first (bytes), whichever is ready sooner: the block stored, or the piece verified.
  */
 export function serveFileRead(port: MessagePort, deps: FileReadDeps): void {
   const abort = new AbortController();
   let read: { ns: NamespaceId; file: FileRecord; next: number; end: number } | null = null;
+  /** Read-ahead: blocks asked for ahead so far (up to this index), the block last read, and how far ahead to ask now. */
+  let askedUpTo = -1;
+  let lastIndex = -1;
+  let window = 1;
+  let maxAhead = 1;
   let opened = false;
   let busy = false;
   /** Pieces of the block being read, while it arrives. */
@@ -91,6 +102,10 @@ export function serveFileRead(port: MessagePort, deps: FileReadDeps): void {
     const start = wanted?.start ?? 0;
     const end = wanted?.end ?? file.size - 1;
     read = { ns, file, next: start, end };
+    maxAhead = Math.max(1, deps.readAhead?.(ns) ?? 1);
+    // The window grows only once the reader moves on from its first block (a player reading
+    // a file's header and then seeking has asked for one block ahead, no more).
+    lastIndex = blockIndexAt(start);
     // The first block is asked for before the first pull arrives (its pieces watched from the start).
     if (end >= start) {
       await leaseFor(ns, file, blockIndexAt(start));
@@ -108,7 +123,7 @@ export function serveFileRead(port: MessagePort, deps: FileReadDeps): void {
     const { ns, file } = read;
     const index = blockIndexAt(read.next);
     const last = blockIndexAt(read.end);
-    if (index + 1 <= last) void deps.fetchNow(ns, file, [index + 1], abort.signal).catch(() => {});
+    readAhead(ns, file, index, last);
     const blockStart = index * MAX_BLOCK_SIZE;
     const stored = deps.fetchNow(ns, file, [index], abort.signal, read.next - blockStart);
     const early = await earlyPiece(await leaseFor(ns, file, index), read.next - blockStart, stored);
@@ -129,6 +144,20 @@ export function serveFileRead(port: MessagePort, deps: FileReadDeps): void {
     const to = Math.min(read.end + 1 - blockStart, blob.size);
     read.next = blockStart + to;
     post({ type: 'piece', blob: blob.slice(from, to) });
+  }
+
+  /** Asks for the blocks after `index` ahead, twice as many each time the read moves to the next block. */
+  function readAhead(ns: NamespaceId, file: FileRecord, index: number, last: number): void {
+    if (index !== lastIndex) {
+      if (index === lastIndex + 1) window = Math.min(maxAhead, window * 2);
+      lastIndex = index;
+    }
+    const upTo = Math.min(last, index + window);
+    const fresh: number[] = [];
+    for (let next = Math.max(index + 1, askedUpTo + 1); next <= upTo; next++) fresh.push(next);
+    if (fresh.length === 0) return;
+    askedUpTo = upTo;
+    void deps.fetchNow(ns, file, fresh, abort.signal, undefined, true).catch(() => {});
   }
 
   /** A verified piece from `offset`, if one is checked before the block is stored; null once it is stored. */

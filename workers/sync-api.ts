@@ -251,6 +251,11 @@ export interface FolderSyncView {
   lastScanAt: number | null;
   /** Paths looked at alone because FileSystemObserver reported them changed (no full scan needed). */
   pathsChecked: number;
+  /**
+   * Live journal files the journal → folder passes looked at, in all: a pass looks at the
+   * files that changed since the last one, the whole table only when it must.
+   */
+  journalLooked: number;
   /** How folder changes are noticed: FileSystemObserver, or scans on a timer and on page focus. */
   watching: 'observer' | 'scan';
 }

@@ -317,7 +317,8 @@ const api: SyncWorkerApi = {
         const session = sessions.get(ns);
         return (session ? await session.fileRecord(path) : await state.file(ns, path)) ?? null;
       },
-      fetchNow: (ns, file, indexes, signal, from) => fetchNow(ns, blockWants(ns, file, indexes, from), signal),
+      fetchNow: (ns, file, indexes, signal, from, ahead) => fetchNow(ns, blockWants(ns, file, indexes, from), signal, ahead),
+      readAhead: (ns) => sessions.get(ns)?.readAheadBlocks() ?? 1,
       blob: (hash) => blocks.getBlob(hash),
       complete: async (file) => (await blocks.hasBlocks(file.blocks)).size === new Set(file.blocks).size,
       pieces: async (ns, file, index) => (await sessions.get(ns)?.pieceReader(blockWants(ns, file, [index])[0])) ?? null,
@@ -411,9 +412,9 @@ async function evictUnlessKept(ns: NamespaceId, hashes: readonly BlockHash[]): P
 }
 
 /** The session's priority fetch when the workspace is open in this tab, else straight from the server. */
-async function fetchNow(ns: NamespaceId, wants: WantedBlock[], signal?: AbortSignal): Promise<void> {
+async function fetchNow(ns: NamespaceId, wants: WantedBlock[], signal?: AbortSignal, ahead = false): Promise<void> {
   const session = sessions.get(ns);
-  if (session) return session.fetchBlocksNow(wants, signal);
+  if (session) return session.fetchBlocksNow(wants, signal, { ahead });
   return fetchFromServerNow(ns, wants.map((want) => want.hash), await apiFor(ns), ready().blocks, sha256, signal);
 }
 

@@ -202,6 +202,11 @@ export class WorkspaceSession {
     this.uploads.addWalk(walkFolders(folders));
   }
 
+  /** Blocks a sequential file read may ask for ahead (the engine's bound; one without an engine, as the server-only path keeps none). */
+  readAheadBlocks(): number {
+    return this.engine?.readAheadBlocks() ?? 1;
+  }
+
   /** A live file's record: from the running engine when this tab leads, else read from storage. */
   async fileRecord(path: FilePath): Promise<FileRecord | undefined> {
     return this.engine?.file(path) ?? (await this.deps.state.file(this.namespaceId, path));
@@ -212,8 +217,8 @@ export class WorkspaceSession {
    * through the engine when this tab leads (peers first, then the server), else straight
    * from the server (another tab's engine is not reachable from here).
    */
-  fetchBlocksNow(wants: readonly WantedBlock[], signal?: AbortSignal): Promise<void> {
-    if (this.engine) return this.engine.fetchBlocksNow(wants, signal);
+  fetchBlocksNow(wants: readonly WantedBlock[], signal?: AbortSignal, options: { ahead?: boolean } = {}): Promise<void> {
+    if (this.engine) return this.engine.fetchBlocksNow(wants, signal, options);
     return fetchFromServerNow(this.namespaceId, wants.map((want) => want.hash), this.deps.api, this.deps.blocks, sha256, signal);
   }
 

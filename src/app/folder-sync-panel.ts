@@ -154,6 +154,7 @@ export class FolderSyncPanel {
       conflicts: String(view.conflicts),
       lastScan: String(view.lastScanAt ?? 0),
       pathsChecked: String(view.pathsChecked),
+      journalLooked: String(view.journalLooked),
     });
     const parts = [
       view.state === 'other-tab' ? `Syncing with the folder ${view.folderName} waits: another tab of this browser syncs this workspace.` : `Syncing with the folder ${view.folderName}: ${view.trackedFiles} files.`,

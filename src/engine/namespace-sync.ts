@@ -1,5 +1,6 @@
-import { describeError, type BlockHash, type FilePath, type NamespaceId } from '../protocol/index.ts';
+import { MAX_BLOCK_SIZE, describeError, type BlockHash, type FilePath, type NamespaceId } from '../protocol/index.ts';
 import { BlockStoreError } from './block-store-error.ts';
+import { FileChangeFeed } from './file-change-feed.ts';
 import { foldEntries } from './file-table.ts';
 import { spreadFetchOrder } from './fetch-order.ts';
 import { LruBlockCache } from './block-cache.ts';
@@ -119,7 +120,9 @@ export class NamespaceSync {
    * Files whose progress or status changed since the last drainChangedFiles(); null unless
    * the owner asked for it (`trackFileChanges`), so a caller that never drains keeps nothing.
    */
-  private readonly changedFiles: Set<FilePath> | null;
+  private readonly changedFiles: FileChangeFeed | null;
+  /** Every follower's feed (`changedFiles` and those of `watchFileChanges`). */
+  private readonly feeds = new Set<FileChangeFeed>();
   private fileRates = new Map<FilePath, RateMeter>();
   private totalRate = new RateMeter();
   private cursorValue = 0;
@@ -152,7 +155,7 @@ export class NamespaceSync {
     this.held = options.holdFetching ?? false;
     this.cache = new LruBlockCache(options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT);
     this.live = new LiveBlocks(options.ns, (path) => this.policy.isKept(path));
-    this.changedFiles = options.trackFileChanges ? new Set() : null;
+    this.changedFiles = options.trackFileChanges ? this.watchFileChanges() : null;
     this.scheduler = new BlockScheduler({
       store: options.blocks,
       sha256: options.sha256,
@@ -228,7 +231,7 @@ export class NamespaceSync {
    */
   setKeepPolicy(policy: KeepPolicy): void {
     this.policy = policy;
-    for (const path of this.files.keys()) this.changedFiles?.add(path);
+    this.noteAllChanged();
     this.plan(this.live.setKeep((path) => this.policy.isKept(path)));
     if (this.live.missingCount > 0 && this.syncedCursorValue > 0) {
       // Files that just became kept are not all here: the old claim no longer holds.
@@ -278,7 +281,7 @@ export class NamespaceSync {
     // A block a kept file took up since it was cached only leaves the accounting, never the store.
     const evicted = (all ? this.cache.evictAll(spare) : this.cache.evictOverflow(spare)).filter((hash) => !this.live.isKeptBlock(hash));
     if (evicted.length === 0) return 0;
-    for (const path of this.live.dropped(evicted)) this.changedFiles?.add(path);
+    for (const path of this.live.dropped(evicted)) this.noteChanged(path);
     void this.options.evictBlocks(evicted).catch(() => undefined);
     this.options.onChange?.();
     return evicted.length;
@@ -300,7 +303,7 @@ export class NamespaceSync {
    * stored, when the engine stops, or with `signal`'s reason (the reader went away: the
    * blocks go back to the background order).
    */
-  async fetchBlocksNow(wants: readonly WantedBlock[], signal?: AbortSignal): Promise<void> {
+  async fetchBlocksNow(wants: readonly WantedBlock[], signal?: AbortSignal, options: { ahead?: boolean } = {}): Promise<void> {
     if (wants.length === 0) return;
     this.recentReads.push(wants.map((want) => want.hash));
     if (this.recentReads.length > RECENT_READS_SPARED) this.recentReads.shift();
@@ -341,7 +344,7 @@ export class NamespaceSync {
       this.unprioritise(abandoned);
     };
     signal?.addEventListener('abort', giveUp, { once: true });
-    this.scheduler.prioritise(missing);
+    this.scheduler.prioritise(missing, options);
     try {
       await Promise.all(waits);
     } finally {
@@ -359,6 +362,16 @@ export class NamespaceSync {
     this.unprioritise([hash]);
     const reason = new Error(`could not fetch block ${hash.slice(0, 12)}…: ${messageOf(error)}`, { cause: error });
     for (const reader of set) reader.reject(reason);
+  }
+
+  /**
+   * How many blocks a sequential reader of a file may ask for ahead of the one it reads
+   * (fetchBlocksNow with `ahead`): up to 8 (32 MiB), and at most a quarter of the cache, so
+   * the blocks read ahead never push out the ones being read (an online-only file's blocks
+   * are cache blocks).
+   */
+  readAheadBlocks(): number {
+    return Math.max(1, Math.min(MAX_READ_AHEAD_BLOCKS, Math.floor(this.cache.limit / MAX_BLOCK_SIZE / 4)));
   }
 
   /** Readers gave up on these blocks: back to the background order, or not fetched at all when no kept file wants them. */
@@ -410,7 +423,7 @@ export class NamespaceSync {
    */
   forgetBlocks(hashes: readonly BlockHash[]): void {
     if (hashes.length === 0) return;
-    for (const path of this.files.keys()) this.changedFiles?.add(path);
+    this.noteAllChanged();
     this.plan(this.live.forget(hashes));
   }
 
@@ -449,9 +462,27 @@ export class NamespaceSync {
    */
   drainChangedFiles(): FilePath[] {
     if (!this.changedFiles) throw new Error('drainChangedFiles needs the trackFileChanges option');
-    const paths = [...this.changedFiles];
-    this.changedFiles.clear();
-    return paths;
+    const { all, paths } = this.changedFiles.drain();
+    return all ? [...new Set([...paths, ...this.files.keys()])] : paths;
+  }
+
+  /**
+   * A feed of its own for one more follower of the file table (folder sync): the paths that
+   * changed since its last `drain()`, so it works per change, not per workspace. Close it when done.
+   */
+  watchFileChanges(): FileChangeFeed {
+    const feed = new FileChangeFeed((closed) => this.feeds.delete(closed));
+    this.feeds.add(feed);
+    return feed;
+  }
+
+  private noteChanged(path: FilePath): void {
+    for (const feed of this.feeds) feed.add(path);
+  }
+
+  /** Every file changed (a keep policy, forgotten blocks): each feed says 'all' once. */
+  private noteAllChanged(): void {
+    for (const feed of this.feeds) feed.addAll();
   }
 
   /** One live file's progress, or undefined when the path is not live. */
@@ -499,7 +530,7 @@ export class NamespaceSync {
     const removed: BlockHash[] = [];
     for (const hash of hashes) {
       const wanted = this.live.isWanted(hash);
-      for (const path of this.live.stored(hash)) this.changedFiles?.add(path);
+      for (const path of this.live.stored(hash)) this.noteChanged(path);
       if (wanted) removed.push(hash);
     }
     this.plan({ added: [], removed });
@@ -568,7 +599,7 @@ export class NamespaceSync {
       ...removed.map((path) => ({ path, next: null })),
       ...[...changed].sort((a, b) => a.sjid - b.sjid).map((file) => ({ path: file.path, next: file })),
     ];
-    for (const { path } of changes) this.changedFiles?.add(path);
+    for (const { path } of changes) this.noteChanged(path);
     this.plan(this.live.apply(changes));
     await this.keepHeldBlocks(changed).catch(() => undefined);
   }
@@ -641,7 +672,7 @@ export class NamespaceSync {
   }
 
   private noteFilesOf(hash: BlockHash): void {
-    for (const path of this.live.filesWaitingFor(hash)) this.changedFiles?.add(path);
+    for (const path of this.live.filesWaitingFor(hash)) this.noteChanged(path);
   }
 
   private onBlockStored(hash: BlockHash, bytes: number, source: BlockSource): void {
@@ -657,7 +688,7 @@ export class NamespaceSync {
       this.evictCache();
     }
     for (const path of paths) {
-      this.changedFiles?.add(path);
+      this.noteChanged(path);
       let meter = this.fileRates.get(path);
       if (!meter) this.fileRates.set(path, (meter = new RateMeter()));
       meter.add(bytes, now);
@@ -694,6 +725,8 @@ const MAX_JOURNAL_PAGE = 1000;
 
 /** Cache of online-only blocks: 1 GiB unless the device says otherwise. */
 const DEFAULT_CACHE_LIMIT = 1024 * 1024 * 1024;
+/** Blocks a sequential reader may read ahead at most (readAheadBlocks). */
+const MAX_READ_AHEAD_BLOCKS = 8;
 
 /** The blocks of this many recent reads are never evicted (their readers are still at them). */
 const RECENT_READS_SPARED = 4;

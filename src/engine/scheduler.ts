@@ -71,6 +71,10 @@ interface ActiveRequest {
   released: boolean;
   /** A block a reader waits for (prioritise): its source takes no background request meanwhile. */
   urgent: boolean;
+  /** A block a reader will want soon (prioritise with `ahead`): yields to a reader's block that starts fresh. */
+  ahead: boolean;
+  /** A reader's block started on its own (not an ahead fetch promoted): a seek; ahead fetches wait for it. */
+  seek: boolean;
 }
 
 /** A batch being filled during one pump, its slot already reserved. */
@@ -120,6 +124,11 @@ const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
  * turn, first asked first served, still ahead of every background block.
  */
 const MAX_URGENT_IN_FLIGHT = 4;
+/**
+ * Read-ahead requests in flight at once (prioritise with `ahead`), beside the urgent ones: a
+ * stream of an online-only file keeps this many blocks coming while it reads the current one.
+ */
+const MAX_AHEAD_IN_FLIGHT = 4;
 /** Ranks of urgent blocks: below every background rank, first asked first served. */
 const URGENT_RANK_BASE = -Number.MAX_SAFE_INTEGER;
 
@@ -168,6 +177,10 @@ export class BlockScheduler {
   /** Urgent requests in flight per source: while any, the source starts no background request. */
   private urgentBySource = new Map<string, number>();
   private urgentInFlight = 0;
+  /** Urgent blocks a reader only reads ahead (a subset of `urgent`): they start after the others, and never during a seek. */
+  private ahead = new Set<BlockHash>();
+  private aheadInFlight = 0;
+  private seeksInFlight = 0;
   private readonly now: () => number;
   private readonly batchBlockMaxBytes: number;
   private readonly maxBatchBlocks: number;
@@ -243,11 +256,16 @@ export class BlockScheduler {
    */
   private backgroundHeld = false;
 
-  prioritise(wants: readonly WantedBlock[]): void {
+  prioritise(wants: readonly WantedBlock[], options: { ahead?: boolean } = {}): void {
     for (const want of wants) {
+      const ahead = options.ahead === true;
+      // A block read now that was read ahead becomes a reader's block; one read now stays so.
+      if (ahead && this.urgent.has(want.hash) && !this.ahead.has(want.hash)) continue;
+      if (ahead) this.ahead.add(want.hash);
+      else this.ahead.delete(want.hash);
       this.urgent.add(want.hash);
       if (this.rewant(want.hash)) {
-        this.promote(this.active.get(want.hash)!);
+        this.promote(this.active.get(want.hash)!, ahead);
         continue;
       }
       let block = this.pending.get(want.hash);
@@ -274,6 +292,7 @@ export class BlockScheduler {
   /** The reader gave up on these blocks: they go back to the background order (if still wanted at all). */
   unprioritise(hashes: readonly BlockHash[]): void {
     for (const hash of hashes) {
+      this.ahead.delete(hash);
       if (!this.urgent.delete(hash)) continue;
       const block = this.pending.get(hash);
       if (!block) continue;
@@ -285,10 +304,19 @@ export class BlockScheduler {
     this.pump();
   }
 
-  /** A background request already carrying an urgent block: its source now serves it alone. */
-  private promote(request: ActiveRequest): void {
-    if (request.urgent || request.released) return;
+  /** A background request already carrying an urgent block: its source now serves it alone. A read-ahead one becomes a reader's. */
+  private promote(request: ActiveRequest, ahead: boolean): void {
+    if (request.released) return;
+    if (request.urgent) {
+      if (request.ahead && !ahead) {
+        request.ahead = false;
+        this.aheadInFlight -= 1;
+      }
+      return;
+    }
     request.urgent = true;
+    request.ahead = ahead;
+    if (ahead) this.aheadInFlight += 1;
     this.urgentBySource.set(request.source.id, (this.urgentBySource.get(request.source.id) ?? 0) + 1);
     this.urgentInFlight += 1;
     this.yieldBackground(request.source);
@@ -544,29 +572,53 @@ export class BlockScheduler {
    * asks for at once bound what this adds to the load.
    */
   private startUrgent(sources: readonly BlockSource[], now: number): void {
+    // Readers' blocks first (first asked first served), then the blocks read ahead.
     for (const hash of this.urgent) {
-      if (this.urgentInFlight >= MAX_URGENT_IN_FLIGHT) return;
-      const block = this.pending.get(hash);
-      if (!block || block.notBefore > now) continue;
-      const able = sources.filter((source) => source.canServe(block.want));
-      let untried = able.filter((source) => !block.tried.has(source.id));
-      if (able.length === 0) continue;
-      if (untried.length === 0) {
-        // Every source failed it once: a new round after a short backoff (a reader is waiting).
-        block.tried.clear();
-        block.notBefore = now + Math.min(MAX_BACKOFF_MS, 250 * 2 ** Math.min(block.attempts, 6));
-        this.enqueue(block);
-        continue;
-      }
-      const peers = untried.filter((source) => source.kind === 'peer');
-      untried = peers.length > 0 ? peers : untried;
-      let best = untried[0];
-      for (const source of untried) if ((source.bytesPerSecond?.() ?? 0) > (best.bytesPerSecond?.() ?? 0)) best = source;
-      this.yieldBackground(best);
-      this.reserveSlot(best);
-      this.urgentBySource.set(best.id, (this.urgentBySource.get(best.id) ?? 0) + 1);
-      this.urgentInFlight += 1;
-      this.startRequest(best, [block], true);
+      if (this.urgentInFlight - this.aheadInFlight >= MAX_URGENT_IN_FLIGHT) break;
+      if (!this.ahead.has(hash)) this.startUrgentBlock(hash, sources, now, false);
+    }
+    if (this.ahead.size === 0) return;
+    for (const hash of this.ahead) {
+      // Read-ahead waits while a seek's block is fetched, and is bounded in flight and in memory.
+      if (this.seeksInFlight > 0 || this.aheadInFlight >= MAX_AHEAD_IN_FLIGHT || this.processingBytes >= MAX_PROCESSING_BYTES) return;
+      this.startUrgentBlock(hash, sources, now, true);
+    }
+  }
+
+  private startUrgentBlock(hash: BlockHash, sources: readonly BlockSource[], now: number, ahead: boolean): void {
+    const block = this.pending.get(hash);
+    if (!block || block.notBefore > now) return;
+    const able = sources.filter((source) => source.canServe(block.want));
+    let untried = able.filter((source) => !block.tried.has(source.id));
+    if (able.length === 0) return;
+    if (untried.length === 0) {
+      // Every source failed it once: a new round after a short backoff (a reader is waiting).
+      block.tried.clear();
+      block.notBefore = now + Math.min(MAX_BACKOFF_MS, 250 * 2 ** Math.min(block.attempts, 6));
+      this.enqueue(block);
+      return;
+    }
+    const peers = untried.filter((source) => source.kind === 'peer');
+    untried = peers.length > 0 ? peers : untried;
+    let best = untried[0];
+    for (const source of untried) if ((source.bytesPerSecond?.() ?? 0) > (best.bytesPerSecond?.() ?? 0)) best = source;
+    this.yieldBackground(best);
+    // A reader's block that starts on its own is a seek: the link is its, reads ahead step aside.
+    if (!ahead) this.yieldReadAhead(best);
+    this.reserveSlot(best);
+    this.urgentBySource.set(best.id, (this.urgentBySource.get(best.id) ?? 0) + 1);
+    this.urgentInFlight += 1;
+    this.startRequest(best, [block], ahead ? 'ahead' : 'seek');
+  }
+
+  /** Read-ahead requests on `source` go back to the queue (not failures): a seek needs the link. */
+  private yieldReadAhead(source: BlockSource): void {
+    for (const [hash, request] of this.active) {
+      if (request.source.id !== source.id || !request.ahead || request.released) continue;
+      const member = request.members.get(hash)!;
+      if (member.unwanted || member.yielded) continue;
+      member.yielded = true;
+      this.abortIfAbandoned(request, new Error('a seek of this device needs the source first'));
     }
   }
 
@@ -694,9 +746,11 @@ export class BlockScheduler {
   // ------------------------------------------------------------ fetching
 
   /** Sends one request for `blocks` (one block: fetchBlock; more: fetchBlocks). Its slot is reserved already. */
-  private startRequest(source: BlockSource, blocks: PendingBlock[], urgent = false): void {
+  private startRequest(source: BlockSource, blocks: PendingBlock[], urgent: 'seek' | 'ahead' | false = false): void {
     const controller = new AbortController();
-    const request: ActiveRequest = { source, controller, members: new Map(), settled: Promise.resolve(), released: false, urgent };
+    const request: ActiveRequest = { source, controller, members: new Map(), settled: Promise.resolve(), released: false, urgent: urgent !== false, ahead: urgent === 'ahead', seek: urgent === 'seek' };
+    if (request.ahead) this.aheadInFlight += 1;
+    if (request.seek) this.seeksInFlight += 1;
     for (const block of blocks) {
       this.pending.delete(block.want.hash);
       request.members.set(block.want.hash, { block, unwanted: false, yielded: false });
@@ -722,6 +776,8 @@ export class BlockScheduler {
     request.released = true;
     this.requestsInFlight -= 1;
     this.loadBySource.set(request.source.id, (this.loadBySource.get(request.source.id) ?? 1) - 1);
+    if (request.ahead) this.aheadInFlight -= 1;
+    if (request.seek) this.seeksInFlight -= 1;
     if (request.urgent) {
       this.urgentInFlight -= 1;
       const left = (this.urgentBySource.get(request.source.id) ?? 1) - 1;
@@ -790,6 +846,7 @@ export class BlockScheduler {
       return this.fail(member, source, error);
     }
     this.urgent.delete(want.hash);
+    this.ahead.delete(want.hash);
     this.options.events.stored?.(want, length, source);
   }
 

@@ -45,7 +45,8 @@
  *                       --repeats runs alternating, plus bare TCP; see native-pair.ts
  *   folder-sync         (on request) the first --files count of small files and 3 large ones
  *                       written into a folder by folder sync vs a bare write loop, same page;
- *                       then a rescan with nothing changed and one after touching 100 files
+ *                       then a rescan with nothing changed, one after touching 100 files, and
+ *                       one file another device commits until it is written into the folder
  *                       (time and Chromium RSS growth per process)
  *   --bare-files N      folder-sync: the bare loop writes only the first N small files (and the
  *                       large ones), compared per file (default: all; a 100,000-file bare loop

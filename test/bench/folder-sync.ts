@@ -16,12 +16,15 @@ import type { BenchRow } from './report.ts';
  * write / close, one file after another) in a bare loop in the same page, run before and after
  * (over the first `bareFiles` small files when given: compared per file). Then the folder is
  * scanned again with nothing changed (a page focus asks for it), and 100 files are edited in
- * the folder and timed until folder sync has committed them; both with the growth of
- * Chromium's RSS per process over the idle figure just before.
+ * the folder and timed until folder sync has committed them, and one file another device
+ * commits is timed until it is written into the folder; each with the growth of Chromium's
+ * RSS per process over the idle figure just before.
  */
 
-/** Files edited in the folder for the last row. */
+/** Files edited in the folder for the touched row. */
 const TOUCHED = 100;
+/** The file another device adds for the remote-entry row. */
+const REMOTE_PATH = 'from-another-device/new.txt';
 
 const LARGE_FILES = 3;
 const LARGE_BYTES = 8 * 1024 * 1024 + 12_345;
@@ -200,6 +203,13 @@ export async function benchFolderSync(harness: E2eHarness, files: number, log: (
     () => touchFiles(page, SYNCED_FOLDER, touched),
     async () => (await panelCount(page, 'uploaded')) >= uploadedBefore + TOUCHED,
   );
+  // One entry from another device (a new file), timed until folder sync has written it.
+  const writtenBefore = await panelCount(page, 'written');
+  const remote = await rescanRow(
+    'folder-sync-remote-entry',
+    () => commitBytes(api, workspace.namespaceId, REMOTE_PATH, printableBytes(7, 1000)).then(() => undefined),
+    async () => (await panelCount(page, 'written')) > writtenBefore,
+  );
 
   const bareAfter = await bareLoopSeconds(page, 'bench-bare-2', bareCount);
   log(`folder-sync: bare loop again ${bareAfter.toFixed(2)} s`);
@@ -235,5 +245,6 @@ export async function benchFolderSync(harness: E2eHarness, files: number, log: (
     },
     rescan,
     touch,
+    remote,
   ];
 }

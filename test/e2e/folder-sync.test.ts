@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ServerApi } from '../../src/engine/server-api.ts';
 import { MAX_BLOCK_SIZE, parseFilePath, parseNamespaceId, type BlockHash, type JournalEntry, type NamespaceId } from '../../src/protocol/index.ts';
 import { E2eHarness, randomBuffer, sha256, type TestServer } from './harness.ts';
-import { createWorkspace, waitForAllSynced } from './ui.ts';
+import { manyFilesBytes, manyFilesPath, seedManyFiles } from './support/seed-many-files.ts';
+import { createWorkspace, joinWithLink, waitForAllSynced } from './ui.ts';
 
 /**
  * Sync to a folder, both ways, in real Chromium against a real server. The folder is an
@@ -398,3 +399,77 @@ test('a browser without the File System Access API hides the option and says why
   await expect.poll(() => page.getByTestId('folder-sync-unavailable').textContent()).toContain('File System Access API');
   expect(await page.getByTestId('folder-sync-pick').count()).toBe(0);
 }, 60_000);
+
+describe('folder sync of a large workspace works per change', () => {
+  const FILES = 2_000;
+  let server: TestServer;
+  let context: BrowserContext;
+
+  beforeAll(async () => {
+    server = await harness.startServer();
+    context = await harness.newBrowser();
+    await context.addInitScript((name) => {
+      window.showDirectoryPicker = async () => (await navigator.storage.getDirectory()).getDirectoryHandle(name, { create: true });
+    }, FOLDER);
+  }, 120_000);
+
+  afterAll(async () => {
+    await context?.close();
+  });
+
+  /** One file of the synced folder's SHA-256, or null while it is not there. */
+  async function folderFile(page: Page, path: string): Promise<string | null> {
+    return page.evaluate(
+      async ({ name, path }) => {
+        try {
+          let dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(name);
+          const parts = path.split('/');
+          for (const part of parts.slice(0, -1)) dir = await dir.getDirectoryHandle(part);
+          const bytes = await (await (await dir.getFileHandle(parts[parts.length - 1])).getFile()).arrayBuffer();
+          return [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((byte) => byte.toString(16).padStart(2, '0')).join('');
+        } catch {
+          return null;
+        }
+      },
+      { name: FOLDER, path },
+    );
+  }
+
+  test('an entry from another device and a few files edited in the folder cost those files, not the whole journal', async () => {
+    const workspace = await seedManyFiles(server.origin, FILES);
+    const page = await context.newPage();
+    await joinWithLink(page, workspace.shareLink, workspace.namespaceId);
+    await waitForAllSynced(page, workspace.totalBytes, 120_000);
+    const panel = page.getByTestId('folder-sync');
+    await page.getByTestId('folder-sync-pick').click();
+    await expect.poll(async () => Number(await panel.getAttribute('data-written')), { timeout: 180_000, interval: 250 }).toBe(FILES);
+    await afterNextScan(page);
+    const other = new OtherDevice(new ServerApi(server.origin, workspace.token), workspace.namespaceId);
+    const looked = async () => Number(await panel.getAttribute('data-journal-looked'));
+    // The whole journal was looked at once (the first pass).
+    expect(await looked()).toBeGreaterThanOrEqual(FILES);
+
+    // One entry from another device: written into the folder by looking at that file alone.
+    const lookedBefore = await looked();
+    const remote = manyFilesPath(7);
+    const remoteBytes = text('changed on another device\n');
+    await other.write(remote, remoteBytes);
+    await expect.poll(() => folderFile(page, remote), { timeout: 30_000, interval: 100 }).toBe(sha256(remoteBytes));
+    expect((await looked()) - lookedBefore).toBeLessThan(10);
+
+    // Three files edited in the folder: exactly those are committed, and the journal passes look at little more.
+    const head = await other.head();
+    const uploaded = Number(await panel.getAttribute('data-uploaded'));
+    const lookedBeforeEdits = await looked();
+    const edited = [manyFilesPath(11), manyFilesPath(1_000), manyFilesPath(FILES - 1)];
+    await editFolder(page, { write: Object.fromEntries(edited.map((path) => [path, `${path} edited in the folder\n`])) });
+    await expect.poll(async () => Number(await panel.getAttribute('data-uploaded')), { timeout: 60_000, interval: 100 }).toBe(uploaded + edited.length);
+    const committed = await other.api.readJournal(other.ns, head, { limit: 1000 });
+    expect(committed.entries.map((entry) => entry.path).sort()).toEqual([...edited].sort());
+    for (const entry of committed.entries) expect(entry.blocks).toEqual([sha256(text(`${entry.path} edited in the folder\n`))]);
+    await afterNextScan(page);
+    expect((await looked()) - lookedBeforeEdits).toBeLessThan(30);
+    expect(await folderFile(page, manyFilesPath(12))).toBe(sha256(manyFilesBytes(12)));
+    await page.close();
+  }, 600_000);
+});

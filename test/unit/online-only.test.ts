@@ -255,4 +255,18 @@ describe('NamespaceSync with online-only files', () => {
     expect(engine.summary()).toMatchObject({ totalBytes: 800, doneBytes: 800, onlineFileCount: 0, cacheBytes: 0 });
     await engine.stop();
   });
+
+  it('reads ahead at most a quarter of the cache, from one block up to eight', async () => {
+    const MiB = 1024 * 1024;
+    for (const [limit, blocks] of [
+      [1000, 1],
+      [32 * MiB, 2],
+      [64 * MiB, 4],
+      [1024 * MiB, 8],
+    ] as const) {
+      const { engine } = await engineWith({ cacheLimitBytes: limit });
+      expect(engine.readAheadBlocks(), `a cache of ${limit} bytes`).toBe(blocks);
+      await engine.stop();
+    }
+  });
 });

@@ -150,6 +150,52 @@ describe('priority fetch (BlockScheduler.prioritise)', () => {
     expect(stored.slice(0, 20)).toEqual(urgent);
   });
 
+  it('reads ahead with at most four requests in flight beside the reader’s, and a block read now that was asked ahead keeps its fetch', async () => {
+    const table = blocks(12);
+    const hashes = [...table.keys()];
+    const server = new TracedSource('server', 'server', table, 2, 30);
+    const stored: BlockHash[] = [];
+    const scheduler = new BlockScheduler({ store: new MemoryBlockStore(), sha256: nodeSha256, sources: () => [server], maxInFlight: 2, events: { stored: (want) => stored.push(want.hash) } });
+    scheduler.prioritise(wantsOf(hashes.slice(0, 8)), { ahead: true });
+    const starts = () => server.log.filter((line) => line.startsWith('start'));
+    expect(starts()).toEqual(hashes.slice(0, 4).map((hash) => `start ${hash}`));
+    // The reader now reads block 1, already on its way: no second fetch, nothing given up;
+    // it counts as the reader's now, so one more block is read ahead.
+    scheduler.prioritise(wantsOf([hashes[1]]));
+    expect(starts()).toEqual(hashes.slice(0, 5).map((hash) => `start ${hash}`));
+    await until(() => hashes.slice(0, 8).every((hash) => stored.includes(hash)));
+    expect(server.aborted).toBe(0);
+    expect(starts()).toHaveLength(8);
+  });
+
+  it('a seek’s block starts at once and read-ahead of the old position steps aside until it is stored', async () => {
+    const table = blocks(20);
+    const hashes = [...table.keys()];
+    const server = new TracedSource('server', 'server', table, 2, 40);
+    const stored: BlockHash[] = [];
+    const failures: BlockHash[] = [];
+    const scheduler = new BlockScheduler({
+      store: new MemoryBlockStore(),
+      sha256: nodeSha256,
+      sources: () => [server],
+      maxInFlight: 2,
+      events: { stored: (want) => stored.push(want.hash), failed: (want) => failures.push(want.hash) },
+    });
+    scheduler.prioritise(wantsOf(hashes.slice(0, 8)), { ahead: true });
+    await until(() => server.log.filter((line) => line.startsWith('start')).length === 4);
+    const seek = hashes[15];
+    scheduler.prioritise(wantsOf([seek]));
+    expect(server.log.at(-1)).toBe(`start ${seek}`);
+    await until(() => stored.includes(seek));
+    // The four reads ahead were given up for it (not as failures), and none started while it was fetched.
+    expect(server.aborted).toBe(4);
+    expect(server.startsDuring(seek)).toEqual([]);
+    expect(stored[0]).toBe(seek);
+    expect(failures).toEqual([]);
+    // Then the read-ahead goes on.
+    await until(() => hashes.slice(0, 8).every((hash) => stored.includes(hash)));
+  });
+
   it('goes back to the background order when the reader gives up', async () => {
     const table = blocks(10);
     const hashes = [...table.keys()];

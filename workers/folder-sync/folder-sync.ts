@@ -1,7 +1,8 @@
 import { expectedBlockSize } from '../../src/engine/block-layout.ts';
 import type { NamespaceSync } from '../../src/engine/namespace-sync.ts';
 import type { FileRecord, Sha256, UploadApi } from '../../src/engine/types.ts';
-import { describeError, foldTwins, foldedName, isFolderWorkName, unsafePathReason, type FilePath, type FolderPlatform, type NamespaceId } from '../../src/protocol/index.ts';
+import type { FileChangeFeed } from '../../src/engine/file-change-feed.ts';
+import { describeError, isFolderWorkName, type FilePath, type FolderPlatform, type NamespaceId } from '../../src/protocol/index.ts';
 import type { FolderSyncView } from '../sync-api.ts';
 import type { BlobBlockStore } from '../upload-queue.ts';
 import { FolderDirs } from './folder-dirs.ts';
@@ -9,6 +10,7 @@ import { FolderRecords } from './folder-records.ts';
 import { FolderScanner, type JournalSide, type ScanResult } from './folder-scanner.ts';
 import type { FolderRecord, FolderSyncStore } from './folder-sync-store.ts';
 import { FolderWriter } from './folder-writer.ts';
+import { JournalNames, foldedPath, type NamedEntry } from './journal-names.ts';
 
 export interface FolderSyncDeps {
   ns: NamespaceId;
@@ -81,9 +83,16 @@ export class FolderSync {
   private retryAt = 0;
   /** Paths this loop wrote since the last scan: their observer events are our own. */
   private readonly ownWrites = new Set<string>();
-  /** Live journal paths by folded name, oldest entry first (for the scan's twin check). */
-  private journalOwners = new Map<string, string>();
-  private journalRefused = new Map<string, string>();
+  /** Live journal paths the folder cannot hold, and which path holds each folded name (for the scan's twin check). */
+  private readonly names: JournalNames;
+  /** The engine's change feed this loop follows (a new engine, a new feed and a full pass). */
+  private feed: { engine: NamespaceSync; feed: FileChangeFeed } | null = null;
+  /** The next journal pass looks at every live file. */
+  private fullPlanWanted = true;
+  /** Live files not written yet because blocks are missing (the panel's "waiting"). */
+  private readonly waitingPaths = new Set<string>();
+  /** Files whose write failed, with the reason: looked at again on every pass. */
+  private readonly failedPaths = new Map<string, string>();
   private folderRefused = new Map<string, string>();
   private readonly view: Omit<FolderSyncView, 'refused' | 'refusedCount' | 'watching' | 'folderName' | 'trackedFiles'> = {
     state: 'starting',
@@ -96,6 +105,7 @@ export class FolderSync {
     error: null,
     lastScanAt: null,
     pathsChecked: 0,
+    journalLooked: 0,
   };
 
   private constructor(
@@ -103,6 +113,7 @@ export class FolderSync {
     private readonly records: FolderRecords,
   ) {
     this.dirs = new FolderDirs(deps.root);
+    this.names = new JournalNames(deps.platform);
     this.writer = new FolderWriter({ dirs: this.dirs, records, blocks: deps.blocks, sha256: deps.sha256, device: deps.device });
     this.scanner = new FolderScanner({ ns: deps.ns, dirs: this.dirs, records, api: deps.api, blocks: deps.blocks, sha256: deps.sha256, device: deps.device, platform: deps.platform });
   }
@@ -115,7 +126,7 @@ export class FolderSync {
   }
 
   status(): FolderSyncView {
-    const refused = [...this.journalRefused, ...this.folderRefused];
+    const refused = [...this.names.refused, ...this.folderRefused];
     return {
       ...this.view,
       failed: this.view.failed.slice(0, SHOW_REFUSED),
@@ -139,6 +150,7 @@ export class FolderSync {
     this.observer?.disconnect();
     this.wake();
     await this.loop;
+    this.feed?.feed.close();
     await this.records.flush().catch(() => undefined);
   }
 
@@ -155,6 +167,7 @@ export class FolderSync {
             await this.records.reload();
             this.followed = false;
             this.journalMark = '';
+            this.fullPlanWanted = true;
             this.scanWanted = true;
           }
           this.view.state = 'syncing';
@@ -174,6 +187,7 @@ export class FolderSync {
           this.view.state = 'error';
           this.dirs.forget();
           this.journalMark = '';
+          this.fullPlanWanted = true;
           // The retry is a full scan: the error stays until one gets through the folder.
           this.scanWanted = true;
           this.retryAt = performance.now() + this.backoffMs;
@@ -197,74 +211,108 @@ export class FolderSync {
    * Journal → folder: deletions first, then every live file this device holds whole and the
    * folder lacks. An online-only file is fetched for the folder (priority fetch) as it is
    * written: the folder holds it, the browser keeps its blocks only in the evictable cache.
+   * Work per change: only the paths the engine's change feed names (and files whose write
+   * failed) are looked at; the whole table only at start, after another tab synced the
+   * folder, after a failed pass, on a keep-policy change, or when twins are involved.
    */
   private async writeJournal(engine: NamespaceSync): Promise<void> {
-    let planned = performance.now();
-    const live: FileRecord[] = [...engine.liveFiles()];
-    this.noteJournalNames(live);
-    let planMs = performance.now() - planned;
-    // Only the records to remove are listed (removing changes the table being iterated).
+    const planned = performance.now();
+    const { full, paths } = this.journalChanges(engine);
     const gone: FolderRecord[] = [];
-    for (const record of this.records.all()) {
-      if (!record.deleted && record.sjid !== 0 && !engine.file(record.path) && engine.cursor >= record.sjid) gone.push(record);
+    let candidates: FileRecord[];
+    if (full) {
+      candidates = [...engine.liveFiles()];
+      this.names.rebuild(candidates.map(namedEntry));
+      this.waitingPaths.clear();
+      // Only the records to remove are listed (removing changes the table being iterated).
+      for (const record of this.records.all()) if (this.leftJournal(engine, record)) gone.push(record);
+    } else {
+      candidates = [];
+      for (const path of new Set<string>([...paths, ...this.failedPaths.keys()])) {
+        const file = engine.file(path);
+        if (file) candidates.push(file);
+        else {
+          this.waitingPaths.delete(path);
+          this.failedPaths.delete(path);
+          const record = this.records.get(path as FilePath);
+          if (record && this.leftJournal(engine, record)) gone.push(record);
+        }
+      }
     }
     for (const record of gone) {
       if (await this.writer.remove(record)) this.view.deleted += 1;
     }
-    let waiting = 0;
-    const failed: FolderSyncView['failed'] = [];
     const ready: FileRecord[] = [];
-    planned = performance.now();
-    for (const file of live) {
-      if (this.journalRefused.has(file.path)) continue;
+    this.view.journalLooked += candidates.length;
+    for (const file of candidates) {
+      this.waitingPaths.delete(file.path);
+      if (this.names.refused.has(file.path)) {
+        this.failedPaths.delete(file.path);
+        continue;
+      }
       const record = this.records.get(file.path);
-      if (record && record.sjid >= file.sjid) continue;
+      if (record && record.sjid >= file.sjid) {
+        this.failedPaths.delete(file.path);
+        continue;
+      }
       const progress = engine.fileProgress(file.path);
       if (progress?.status === 'synced' || progress?.onlineOnly) ready.push(file);
-      else waiting += 1;
+      else this.waitingPaths.add(file.path);
     }
-    this.planMs = planMs + performance.now() - planned;
+    this.planMs = performance.now() - planned;
     let denied: unknown = null;
     // A few files at once: each costs several round trips to the browser process, which overlap.
     await eachOf(ready, WRITES_AT_ONCE, async (file) => {
-      if (this.stopped || denied) return;
+      if (this.stopped || denied) {
+        // Not tried: the next pass looks at it again.
+        this.failedPaths.set(file.path, 'not written yet');
+        return;
+      }
       try {
         this.ownWrites.add(file.path);
         if (engine.fileProgress(file.path)?.onlineOnly) {
           await engine.fetchBlocksNow(file.blocks.map((hash, index) => ({ ns: this.deps.ns, hash, sjid: file.sjid, sizeHint: expectedBlockSize(file.size, file.blocks.length, index) })));
         }
         const outcome = await this.writer.write(file);
+        this.failedPaths.delete(file.path);
         if (outcome === 'written' || outcome === 'kept-aside') this.view.written += 1;
         if (outcome === 'kept-aside') {
           this.view.conflicts += 1;
           this.scanWanted = true; // The copy kept aside goes up as a new file.
         }
       } catch (error) {
-        failed.push({ path: file.path, error: describeError(error) });
+        this.failedPaths.set(file.path, describeError(error));
         // A missing folder or revoked access fails every file: stop here and say so.
         if (error instanceof DOMException && (error.name === 'NotAllowedError' || error.name === 'SecurityError')) denied = error;
       }
     });
-    if (denied) throw denied;
     await this.records.flush();
-    this.view.waiting = waiting;
-    this.view.failed = failed;
-    // Files still arriving: check again when the engine moves (the mark changes with doneBytes).
+    this.view.waiting = this.waitingPaths.size;
+    this.view.failed = [...this.failedPaths].slice(0, SHOW_REFUSED).map(([path, error]) => ({ path, error }));
+    if (denied) throw denied;
+    // Files still arriving: check again when the engine moves (the feed names them as their blocks come).
   }
 
-  /** Which live paths the folder cannot hold (unsafe names, case and Unicode twins: the oldest entry keeps the name). */
-  private noteJournalNames(live: readonly FileRecord[]): void {
-    const twins = foldTwins(live.map((file) => ({ path: file.path, order: file.sjid })));
-    const refused = new Map<string, string>();
-    const owners = new Map<string, string>();
-    for (const file of live) {
-      const twin = twins.get(file.path);
-      const reason = unsafePathReason(file.path, this.deps.platform) ?? (twin === undefined ? null : `differs only by case or Unicode form from "${twin}", an older entry`);
-      if (reason) refused.set(file.path, `not written into the folder: ${reason}`);
-      else owners.set(foldedPath(file.path), file.path);
+  /**
+   * What changed in the journal since the last pass: `full` when the whole table must be
+   * looked at (a new engine, a first pass, a reload, a failed pass, a change to every file,
+   * or a change near case or Unicode twins).
+   */
+  private journalChanges(engine: NamespaceSync): { full: boolean; paths: FilePath[] } {
+    if (this.feed?.engine !== engine) {
+      this.feed?.feed.close();
+      this.feed = { engine, feed: engine.watchFileChanges() };
+      this.fullPlanWanted = true;
     }
-    this.journalRefused = refused;
-    this.journalOwners = owners;
+    const { all, paths } = this.feed.feed.drain();
+    const full = this.fullPlanWanted || all || !this.names.update(paths.map((path) => ({ path, entry: entryOf(engine.file(path)) })));
+    this.fullPlanWanted = false;
+    return { full, paths };
+  }
+
+  /** A record whose path the journal no longer has (and whose commit the engine has seen): the folder's file goes. */
+  private leftJournal(engine: NamespaceSync, record: FolderRecord): boolean {
+    return !record.deleted && record.sjid !== 0 && !engine.file(record.path) && engine.cursor >= record.sjid;
   }
 
   private async scan(engine: NamespaceSync): Promise<void> {
@@ -322,7 +370,7 @@ export class FolderSync {
       },
       noteStoredBlocks: (hashes) => void engine.noteStoredBlocks(hashes),
       twinOf: (path) => {
-        const owner = this.journalOwners.get(foldedPath(path));
+        const owner = this.names.owners.get(foldedPath(path));
         return owner === undefined || owner === path ? undefined : owner;
       },
     };
@@ -415,8 +463,12 @@ function journalMark(engine: NamespaceSync): string {
   return `${summary.cursor}:${summary.doneBytes}:${summary.fileCount}`;
 }
 
-function foldedPath(path: string): string {
-  return path.split('/').map(foldedName).join('/');
+function namedEntry(file: FileRecord): NamedEntry {
+  return { path: file.path, order: file.sjid };
+}
+
+function entryOf(file: FileRecord | undefined): NamedEntry | undefined {
+  return file && namedEntry(file);
 }
 
 export type { FilePath };

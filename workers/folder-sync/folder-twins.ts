@@ -37,7 +37,7 @@ export class FolderTwins {
     const order = sjid ?? UNTRACKED_ORDER + this.untracked++;
     claim(this.listed, path, order);
     let waits = false;
-    for (const { folded, exact } of prefixes(path)) {
+    for (const { folded, exact } of foldedPrefixes(path)) {
       const owner = this.listed.get(folded)!;
       if (owner.exact !== exact) return { twin: owner.path };
       const record = this.tracked.get(folded);
@@ -48,7 +48,7 @@ export class FolderTwins {
 
   /** For a file that waited: its twin among every listed file, or null when it keeps its name. */
   twinAfterWalk(path: string): string | null {
-    for (const { folded, exact } of prefixes(path)) {
+    for (const { folded, exact } of foldedPrefixes(path)) {
       const owner = this.listed.get(folded);
       if (owner && owner.exact !== exact) return owner.path;
     }
@@ -65,7 +65,7 @@ export function trackedFolds(records: Iterable<{ path: string; sjid: number; del
 
 /** Makes `path` (at `order`) the owner of each of its folded prefixes that no lower order owns. */
 export function claim(owners: Map<string, FoldOwner>, path: string, order: number): void {
-  for (const { folded, exact } of prefixes(path)) {
+  for (const { folded, exact } of foldedPrefixes(path)) {
     const owner = owners.get(folded);
     const mixed = owner !== undefined && (owner.mixed || owner.exact !== exact);
     if (!owner || order < owner.order) owners.set(folded, { exact, path, order, mixed });
@@ -73,7 +73,8 @@ export function claim(owners: Map<string, FoldOwner>, path: string, order: numbe
   }
 }
 
-function* prefixes(path: string): Generator<{ folded: string; exact: string }> {
+/** Each prefix of `path` (folder by folder, then the file), folded and as spelled. */
+export function* foldedPrefixes(path: string): Generator<{ folded: string; exact: string }> {
   let folded = '';
   let exact = '';
   for (const segment of path.split('/')) {
