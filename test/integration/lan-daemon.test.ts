@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_BLOCK_SIZE } from '../../src/protocol/index.ts';
 import { DaemonPool } from '../support/lan-daemon.ts';
+import { tempFileBlocks } from '../support/temp-file-blocks.ts';
 import { api, commitFile, createWorkspace, makeBlock, sha256, startHarness, until, type Harness, type Member, type TestBlock } from './helpers.ts';
 
 /** The native peer (`nearsync peer`) as a child process against the real server on loopback. */
@@ -120,20 +121,10 @@ describe('nearsync peer: folder sync through the server', () => {
   });
 });
 
-/**
- * The blocks of `blocks` a folder-mode daemon holds: staged in its state dir, or written into
- * a temp file in `dir` at their 4 MiB offsets (what a restarted daemon resumes from).
- */
+/** The blocks of `blocks` a folder-mode daemon holds: staged in its state dir, or in a temp file in `dir`. */
 async function heldBlocks(stateDir: string, dir: string, blocks: readonly TestBlock[]): Promise<Set<string>> {
-  const held = new Set(await storedBlocks(stateDir));
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (!name.startsWith('.nearsync-tmp-')) continue;
-    const bytes = await readFile(join(dir, name)).catch(() => Buffer.alloc(0));
-    blocks.forEach((block, i) => {
-      if (sha256(bytes.subarray(i * MAX_BLOCK_SIZE, i * MAX_BLOCK_SIZE + block.bytes.length)) === block.hash) held.add(block.hash);
-    });
-  }
-  return held;
+  const held = new Set([...(await storedBlocks(stateDir)), ...(await tempFileBlocks(dir))]);
+  return new Set(blocks.map((block) => block.hash).filter((hash) => held.has(hash)));
 }
 
 /** Block files in a daemon's state dir (`blocks/ab/<hash>`), not counting temp files. */
