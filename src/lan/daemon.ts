@@ -19,7 +19,6 @@ import { collectUnusedBlocks } from './store/block-gc.ts';
 import { DiskBlockStore } from './store/disk-block-store.ts';
 import { nodeSha256 } from './store/node-sha256.ts';
 import { SqliteStateStore } from './store/sqlite-state-store.ts';
-import { servingBuffers } from './tcp/serving-buffers.ts';
 
 export interface PeerDaemonOptions {
   membership: Membership;
@@ -143,9 +142,7 @@ export class PeerDaemon {
         for (const listener of this.penalisedListeners) listener(sourceId);
       },
     });
-    // Blocks served from the folder are read into the LAN links' pooled buffers (used again once sent).
-    const served = this.folderBlocks?.servingView(servingBuffers) ?? blocks;
-    this.blockServer = new BlockServer(served, async (ns, hash) => ns === this.ns && this.holdsLiveBlock(hash));
+    this.blockServer = new BlockServer(blocks, async (ns, hash) => ns === this.ns && this.holdsLiveBlock(hash));
     this.materialiser = options.cacheOnly ? null : new FolderMaterialiser({ root: options.dir, state, blocks, log, host: this.device, assembly: this.assembly ?? undefined });
     this.localChanges = options.cacheOnly
       ? null

@@ -5,7 +5,6 @@ import { expectedBlockSize } from '../../engine/block-layout.ts';
 import type { FileRecord } from '../../engine/types.ts';
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../protocol/index.ts';
 import { sha256Hex } from '../store/node-sha256.ts';
-import { OWN_BUFFERS, type BlockReadBuffers } from './folder-block-index.ts';
 import { TEMP_PREFIX, UnsafePathError, resolveInFolder } from './safe-path.ts';
 
 /**
@@ -175,16 +174,15 @@ export class FileAssembly {
    * The bytes of `hash` read back from a temp file, or null. A region whose bytes no longer
    * hash right (changed under the daemon) is a miss, and no longer counts as written.
    */
-  async read(hash: BlockHash, buffers: BlockReadBuffers = OWN_BUFFERS): Promise<Uint8Array | null> {
+  async read(hash: BlockHash): Promise<Uint8Array | null> {
     for (;;) {
       const place = this.placeOf(hash);
       if (!place) return null;
       const { partial, index } = place;
       const temp = partial.temp as { handle: FileHandle };
-      const bytes = buffers.take(expectedBlockSize(partial.size, partial.blocks.length, index));
+      const bytes = new Uint8Array(expectedBlockSize(partial.size, partial.blocks.length, index));
       const ok = await readFully(temp.handle, bytes, index * MAX_BLOCK_SIZE).catch(() => false);
       if (ok && sha256Hex(bytes) === hash) return bytes;
-      buffers.giveBack(bytes);
       // Taken by the materialiser meanwhile (handle closed) or changed under us: try elsewhere.
       if (this.files.get(partial.path) === partial && partial.temp === temp) partial.written.delete(index);
       else return null;

@@ -6,15 +6,6 @@ import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../protocol/in
 import { sha256Hex } from '../store/node-sha256.ts';
 import type { FolderRecord } from '../store/sqlite-state-store.ts';
 
-/** Where block reads get their buffers: fresh ones, or a pool's for blocks about to be served. */
-export interface BlockReadBuffers {
-  take(length: number): Uint8Array;
-  /** A taken buffer not handed on (the read failed or the bytes did not check out). */
-  giveBack(bytes: Uint8Array): void;
-}
-
-export const OWN_BUFFERS: BlockReadBuffers = { take: (length) => new Uint8Array(length), giveBack: () => undefined };
-
 /** Where a block lies in the folder, and the file as the daemon last wrote or committed it. */
 interface BlockPlace {
   path: FilePath;
@@ -104,17 +95,16 @@ export class FolderBlockIndex {
    * The bytes of `hash` read from a file that holds it, or null: every place is tried, and a
    * file whose size, mtime or bytes no longer match is dropped from the index (a miss).
    */
-  async read(hash: BlockHash, buffers: BlockReadBuffers = OWN_BUFFERS): Promise<Uint8Array | null> {
+  async read(hash: BlockHash): Promise<Uint8Array | null> {
     for (const place of [...(this.byHash.get(hash) ?? [])]) {
-      const bytes = await this.readPlace(place, buffers);
+      const bytes = await this.readPlace(place);
       if (bytes && sha256Hex(bytes) === hash) return bytes;
-      if (bytes) buffers.giveBack(bytes);
       this.changed(place.path);
     }
     return null;
   }
 
-  private async readPlace(place: BlockPlace, buffers: BlockReadBuffers): Promise<Uint8Array | null> {
+  private async readPlace(place: BlockPlace): Promise<Uint8Array | null> {
     let handle;
     try {
       // A symlink put in the file's place is not followed (its target's bytes would fail the hash anyway).
@@ -125,17 +115,11 @@ export class FolderBlockIndex {
     try {
       const info = await handle.stat();
       if (!info.isFile() || info.size !== place.size || info.mtimeMs !== place.mtimeMs) return null;
-      const bytes = buffers.take(place.length);
+      const bytes = new Uint8Array(place.length);
       let filled = 0;
       while (filled < place.length) {
-        const { bytesRead } = await handle.read(bytes, filled, place.length - filled, place.offset + filled).catch((error: unknown) => {
-          buffers.giveBack(bytes);
-          throw error;
-        });
-        if (bytesRead === 0) {
-          buffers.giveBack(bytes);
-          return null;
-        }
+        const { bytesRead } = await handle.read(bytes, filled, place.length - filled, place.offset + filled);
+        if (bytesRead === 0) return null;
         filled += bytesRead;
       }
       return bytes;

@@ -5,7 +5,7 @@ import type { DiskBlockStore } from '../store/disk-block-store.ts';
 import { sha256Hex } from '../store/node-sha256.ts';
 import type { SqliteStateStore } from '../store/sqlite-state-store.ts';
 import type { FileAssembly } from './file-assembly.ts';
-import { FolderBlockIndex, type BlockReadBuffers } from './folder-block-index.ts';
+import { FolderBlockIndex } from './folder-block-index.ts';
 
 /**
  * A folder-mode daemon's blocks as the engine and its LAN peers see them:
@@ -56,18 +56,6 @@ export class FolderBlockStore implements LocalBlockStore {
 
   async getBlock(hash: BlockHash): Promise<Uint8Array | null> {
     return (await this.assembly.read(hash)) ?? (await this.staging.getBlock(hash)) ?? (await this.index.read(hash));
-  }
-
-  /**
-   * The same blocks read into `buffers` (the LAN links' serving pool, whose buffers are used
-   * again once sent): what the daemon's BlockServer reads from.
-   */
-  servingView(buffers: BlockReadBuffers): LocalBlockStore {
-    return {
-      hasBlocks: (hashes) => this.hasBlocks(hashes),
-      putBlock: (hash, bytes) => this.putBlock(hash, bytes),
-      getBlock: async (hash) => (await this.assembly.read(hash, buffers)) ?? (await this.staging.getBlock(hash)) ?? (await this.index.read(hash, buffers)),
-    };
   }
 
   /**

@@ -2,7 +2,6 @@ import type { Socket } from 'node:net';
 import type { FrameChannel } from '../../engine/frame-channel.ts';
 import { FRAME_VERSION, FrameType, NACK_REASONS, ValidationError, type NackReason } from '../../protocol/index.ts';
 import { MAX_STREAM_MESSAGE, StreamDecoder, streamHeader, type DataPayloadSink } from '../../protocol/lan-stream.ts';
-import { servingBuffers } from './serving-buffers.ts';
 
 export interface SocketChannelOptions {
   /**
@@ -122,10 +121,7 @@ export class SocketFrameChannel implements FrameChannel {
     this.socket.cork();
     this.socket.write(streamHeader(length));
     this.socket.write(head);
-    // A served block's pooled buffer is used again only once the socket took every byte of it.
-    this.socket.write(payload, (error) => {
-      if (!error) servingBuffers.written(payload);
-    });
+    this.socket.write(payload);
     this.socket.uncork();
     this.sent(4 + length);
   }
