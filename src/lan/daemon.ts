@@ -109,7 +109,13 @@ export class PeerDaemon {
     // The label goes with every commit (version history) and names this peer's conflicted copies.
     this.api = new ServerApi(membership.server, membership.token, undefined, this.device);
     this.serverSource = new ServerBlockSource(this.api);
-    this.assembly = options.cacheOnly ? null : new FileAssembly(options.dir, log);
+    this.assembly = options.cacheOnly
+      ? null
+      : new FileAssembly(options.dir, log, {
+          wanted: (hash) => this.sync.isLiveBlock(hash),
+          keep: (hash, bytes) => staging.putHashed(hash, bytes),
+          lost: (hashes) => this.sync.forgetBlocks(hashes),
+        });
     // A file changed under us serves no blocks until scanned (and committed) again.
     this.folderBlocks = this.assembly
       ? new FolderBlockStore(staging, this.assembly, options.dir, state, () => this.runner.request('scan', options.debounceMs ?? 300))
@@ -149,6 +155,7 @@ export class PeerDaemon {
           liveFile: (path) => this.sync.file(path),
           cursor: () => this.sync.cursor,
           onCommitted: (sjid, hashes) => this.committed(sjid, hashes),
+          tempInUse: (absolute) => this.assembly?.ownsTemp(absolute) ?? false,
           log,
         });
     this.runner = new TaskRunner(
@@ -170,6 +177,8 @@ export class PeerDaemon {
 
   async start(): Promise<void> {
     const { log } = this.options;
+    // Before the engine asks which blocks are here: those in a killed run's temp files are.
+    await this.resumeTempFiles();
     await this.sync.start();
     this.startBlockGc();
     const before = this.sync.snapshot();
@@ -284,6 +293,15 @@ export class PeerDaemon {
       this.inSyncPending = null;
       this.logInSync(pending);
     }
+  }
+
+  /** Adopts the temp files an earlier run left for files not in place yet, keeping their verified blocks. */
+  private async resumeTempFiles(): Promise<void> {
+    if (!this.assembly) return;
+    const { files } = await this.state.load(this.ns);
+    const incomplete = files.filter((file) => (this.state.folderRecord(file.path)?.sjid ?? 0) < file.sjid);
+    const found = await this.assembly.recover(incomplete);
+    if (found > 0) this.options.log(`resuming ${found} blocks from temp files a previous run left`);
   }
 
   /** Blocks now in recorded files leave the staging store (the folder holds them). */

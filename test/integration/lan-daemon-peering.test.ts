@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
 import { isRoot } from '../netns/netns.ts';
 import { DaemonPool } from '../support/lan-daemon.ts';
+import { tempFileBlocks } from '../support/temp-file-blocks.ts';
 import { createWorkspace, sha256, until } from './helpers.ts';
 
 /**
@@ -186,7 +187,8 @@ describe.skipIf(!isRoot())('nearsync peer --lan: two daemons on one LAN', () => 
       await until(
         async () => {
           if ((b.output.match(/LAN: connected to /g) ?? []).length < 2) return false;
-          storedAtKill = await storedBlocks(`${dirB}.nearsync`);
+          // Staged, or written into the temp files of files being assembled (the usual place).
+          storedAtKill = (await storedBlocks(`${dirB}.nearsync`)) + (await tempFileBlocks(dirB)).size;
           return storedAtKill > 0;
         },
         SYNC_MS,

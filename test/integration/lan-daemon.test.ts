@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_BLOCK_SIZE } from '../../src/protocol/index.ts';
 import { DaemonPool } from '../support/lan-daemon.ts';
-import { api, commitFile, createWorkspace, makeBlock, sha256, startHarness, until, type Harness, type Member } from './helpers.ts';
+import { tempFileBlocks } from '../support/temp-file-blocks.ts';
+import { api, commitFile, createWorkspace, makeBlock, sha256, startHarness, until, type Harness, type Member, type TestBlock } from './helpers.ts';
 
 /** The native peer (`nearsync peer`) as a child process against the real server on loopback. */
 
@@ -120,6 +121,12 @@ describe('nearsync peer: folder sync through the server', () => {
   });
 });
 
+/** The blocks of `blocks` a folder-mode daemon holds: staged in its state dir, or in a temp file in `dir`. */
+async function heldBlocks(stateDir: string, dir: string, blocks: readonly TestBlock[]): Promise<Set<string>> {
+  const held = new Set([...(await storedBlocks(stateDir)), ...(await tempFileBlocks(dir))]);
+  return new Set(blocks.map((block) => block.hash).filter((hash) => held.has(hash)));
+}
+
 /** Block files in a daemon's state dir (`blocks/ab/<hash>`), not counting temp files. */
 async function storedBlocks(stateDir: string): Promise<string[]> {
   const root = join(stateDir, 'blocks');
@@ -185,10 +192,10 @@ describe('nearsync peer: restarts, conflicts, cache-only', () => {
       const state = `${dir}.nearsync`;
 
       const first = daemons.start({ server: slow.url, invite: member.inviteUrl, dir });
-      await until(async () => (await storedBlocks(state)).length >= 2, SYNC_MS, 'two blocks stored');
+      await until(async () => (await heldBlocks(state, dir, blocks)).size >= 2, SYNC_MS, 'two blocks stored');
       first.kill('SIGKILL');
       await first.exited;
-      const storedAtKill = (await storedBlocks(state)).length;
+      const storedAtKill = (await heldBlocks(state, dir, blocks)).size;
       expect(storedAtKill).toBeLessThan(8);
       expect(await exists(join(dir, 'eight.bin'))).toBe(false);
       // Let the server count the requests the kill cut short.

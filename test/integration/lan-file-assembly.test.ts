@@ -142,7 +142,7 @@ describe('nearsync peer: files are written while their blocks arrive', () => {
     expect(served() - servedBefore).toBe(block.bytes.length);
   });
 
-  it('a daemon killed mid-file leaves no partial file under the name; the next run completes it and removes the leftover temp file', async () => {
+  it('a daemon killed mid-file leaves no partial file under the name; the next run resumes from the temp file\'s verified blocks and removes a stale one', async () => {
     const member = await createWorkspace(harness.url, 'assembly crash');
     const big = blocksOf(6, 777_777);
     await commitFile(harness.url, member, 'big.bin', big);
@@ -155,19 +155,34 @@ describe('nearsync peer: files are written while their blocks arrive', () => {
     let leftover: string | null = null;
     await until(
       async () => {
-        const found = (await temps(dir)).find((temp) => temp.size >= 2 * MAX_BLOCK_SIZE);
+        const found = (await temps(dir)).find((temp) => temp.size >= 3 * MAX_BLOCK_SIZE);
         leftover = found?.name ?? null;
         return leftover !== null;
       },
       SYNC_MS,
-      'a temp file with two blocks in it',
+      'a temp file with three blocks in it',
     ).catch((error: Error) => {
       throw new Error(`${error.message}\n--- daemon ---\n${first.output}`);
     });
     first.kill('SIGKILL');
     await first.exited;
     expect(await sizeOf(target)).toBeNull();
-    expect((await temps(dir)).map((temp) => temp.name)).toContain(leftover);
+    // Named after its journal entry, so the next run finds it.
+    expect(leftover).toBe(`${TEMP_PREFIX}e1`);
+
+    // The regions that hold their block; one of them is then torn (a power cut, say): it must be fetched again.
+    const temp = Buffer.from(await readFile(join(dir, leftover!)));
+    const held = big.filter((block, i) => sha256(temp.subarray(i * MAX_BLOCK_SIZE, i * MAX_BLOCK_SIZE + block.bytes.length)) === block.hash);
+    expect(held.length).toBeGreaterThanOrEqual(2);
+    const tornIndex = big.indexOf(held[0]);
+    temp.fill(7, tornIndex * MAX_BLOCK_SIZE, tornIndex * MAX_BLOCK_SIZE + 1000);
+    await writeFile(join(dir, leftover!), temp);
+    // A temp file of an entry no longer live (an older run's): removed, never synced.
+    const stale = `${TEMP_PREFIX}0123456789abcdef`;
+    await writeFile(join(dir, stale), 'half a file');
+    // Let the server finish counting what the kill cut short.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const servedBefore = served();
 
     const second: DaemonProcess = daemons.start({ server: harness.url, dir });
     await until(async () => (await readFile(target).then(sha256, () => null)) === sha256(expected), SYNC_MS, 'big.bin complete after the restart').catch(
@@ -175,9 +190,13 @@ describe('nearsync peer: files are written while their blocks arrive', () => {
         throw new Error(`${error.message}\n--- daemon ---\n${second.output}`);
       },
     );
-    await until(async () => (await temps(dir)).length === 0, SYNC_MS, 'the leftover temp file removed').catch((error: Error) => {
+    await until(async () => (await temps(dir)).length === 0, SYNC_MS, 'no temp file left').catch((error: Error) => {
       throw new Error(`${error.message}\n--- daemon ---\n${second.output}`);
     });
-    expect(second.output).toMatch(/removed \.nearsync-tmp-[0-9a-f]+, left behind by a run that stopped mid-file/);
+    expect(second.output).toContain(`resuming ${held.length - 1} blocks from temp files a previous run left`);
+    expect(second.output).toContain(`removed ${stale}, left behind by a run that stopped mid-file`);
+    // Only the blocks the temp file did not hold intact came from the server again.
+    const refetched = big.filter((block) => !held.includes(block) || block === held[0]);
+    expect(served() - servedBefore).toBe(refetched.reduce((sum, block) => sum + block.bytes.length, 0));
   });
 });

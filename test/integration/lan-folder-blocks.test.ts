@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -154,5 +154,32 @@ describe('blocks served from the folder\'s files', () => {
     await symlink(join(root, 'outside.txt'), join(folder, 'linked.txt'));
     expect(await store.getBlock(linked)).toBeNull();
     expect(changed).toEqual(['gone.txt', 'linked.txt']);
+  });
+
+  it('a received block of a file being assembled is written once, into its temp file, and served from there; a region changed under the daemon is a miss', async () => {
+    const bytes = randomBytes(MAX_BLOCK_SIZE + 5000);
+    const parts = [bytes.subarray(0, MAX_BLOCK_SIZE), bytes.subarray(MAX_BLOCK_SIZE)];
+    const hashes = parts.map((part) => sha256(part) as BlockHash);
+    assembly.plan([{ path: 'sub/arriving.bin' as FilePath, size: bytes.length, mtime: Date.now(), blocks: hashes, sjid: 7 }]);
+    for (const [i, hash] of hashes.entries()) expect(await store.putVerified(hash, parts[i])).toBe(hash);
+
+    // Nothing staged: the temp file named after the entry holds both blocks at their offsets.
+    expect(await stagedCount()).toBe(0);
+    const temp = join(folder, 'sub', '.nearsync-tmp-e7');
+    expect(Buffer.from(await readFile(temp)).equals(bytes)).toBe(true);
+    expect(await store.hasBlocks(hashes)).toEqual(new Set(hashes));
+    for (const [i, hash] of hashes.entries()) {
+      const lookup = await blockServer().lookup(NS, hash, new Set([NS]));
+      expect(lookup.ok && Buffer.from(lookup.bytes).equals(parts[i])).toBe(true);
+    }
+
+    // Torn under the daemon: that block is not served (NACK not_found, nobody penalised) nor claimed; the other still is.
+    const handle = await open(temp, 'r+');
+    await handle.write(Buffer.alloc(100, 9), 0, 100, 1000);
+    await handle.close();
+    expect(await blockServer().lookup(NS, hashes[0], new Set([NS]))).toEqual({ ok: false, reason: 'not_found' });
+    expect(await store.hasBlocks(hashes)).toEqual(new Set([hashes[1]]));
+    const second = await blockServer().lookup(NS, hashes[1], new Set([NS]));
+    expect(second.ok && Buffer.from(second.bytes).equals(parts[1])).toBe(true);
   });
 });

@@ -1,25 +1,31 @@
-import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { expectedBlockSize } from '../../engine/block-layout.ts';
 import type { FileRecord } from '../../engine/types.ts';
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../protocol/index.ts';
+import { sha256Hex } from '../store/node-sha256.ts';
 import { TEMP_PREFIX, UnsafePathError, resolveInFolder } from './safe-path.ts';
 
 /**
  * Writes the blocks of files still arriving into temp files beside their targets as each block
- * is stored, at its offset (block i at i × 4 MiB: every nearsync client cuts fixed 4 MiB
+ * is received, at its offset (block i at i × 4 MiB: every nearsync client cuts fixed 4 MiB
  * blocks), the way Syncthing's puller does. The materialiser then only fills what is missing,
- * fsyncs and renames: a file is in place right after its last block, not after every file's
- * blocks were copied a second time. Without this, a 256 MiB transfer ended with 1 s of file
- * writing after the last network byte.
+ * fsyncs and renames: a file is in place right after its last block.
  *
- * Only an optimisation: anything not written here (a block stored before the plan named its
- * file, a file beyond the open-file limit, a block of unexpected length) is read back from the
- * block store when the file is finished. Temp files carry the `.nearsync-tmp-` prefix, which the
- * scanner never syncs, so a killed daemon leaves no partial file under a final name.
+ * A block written here is written nowhere else (issue 14: a second write into the staging
+ * store cost three quarters of the receiver's write time), so the temp files are also a block
+ * store: `holds` and `read` answer for the blocks in them, read back and hash-checked. Each
+ * temp file is named after its journal entry (`.nearsync-tmp-e<sjid>`), so a daemon killed
+ * mid-transfer finds it again at start (`recover`), keeps the 4 MiB regions that hash to the
+ * entry's blocks and fetches only the rest. A temp file given up while a live file still needs
+ * some of its blocks (its entry was replaced, a write failed) hands those blocks to `keep`
+ * (the staging store) before it goes; any it could not keep are reported to `lost`, which the
+ * engine fetches again. Temp files carry the `.nearsync-tmp-` prefix, which the scanner never
+ * syncs, so no partial file ever shows under a final name.
  */
 
-/** Temp files open at once; files past this are written whole at the end, as before. */
+/** Temp files open at once; blocks of files past this go to the staging store. */
 const MAX_OPEN = 32;
 
 interface Partial {
@@ -29,7 +35,7 @@ interface Partial {
   size: number;
   /** null until the first block arrives (opened lazily); 'off' once refused or irregular. */
   temp: { path: string; handle: FileHandle } | null | 'off';
-  /** Indexes of blocks already written into the temp file. */
+  /** Indexes of blocks already written into (or recovered from) the temp file. */
   written: Set<number>;
   /** Every operation on this file, in order: opening, writes, the hand-over. */
   queue: Promise<void>;
@@ -42,16 +48,83 @@ export interface AssembledTemp {
   written: ReadonlySet<number>;
 }
 
+export interface FileAssemblyOptions {
+  /** Whether a live file still needs `hash` (a temp file given up saves only those). */
+  wanted?: (hash: BlockHash) => boolean;
+  /** Keeps a verified block elsewhere (the staging store) before its temp file goes. */
+  keep?: (hash: BlockHash, bytes: Uint8Array) => Promise<void>;
+  /** Blocks counted as stored that are gone now: fetch them again. */
+  lost?: (hashes: BlockHash[]) => void;
+}
+
+/** The temp file of journal entry `sjid` in `parent`: found again by a restarted daemon. */
+export function tempPathOf(parent: string, sjid: number): string {
+  return join(parent, `${TEMP_PREFIX}e${sjid}`);
+}
+
 export class FileAssembly {
   private readonly files = new Map<FilePath, Partial>();
   /** hash → paths of planned files using it. */
   private readonly byHash = new Map<BlockHash, Set<FilePath>>();
+  /** Absolute paths of the temp files this assembly holds (the scanner leaves them alone). */
+  private readonly tempPaths = new Set<string>();
   private open = 0;
 
   constructor(
     private readonly root: string,
     private readonly log: (line: string) => void,
+    private readonly options: FileAssemblyOptions = {},
   ) {}
+
+  /**
+   * Adopts the temp files a killed (or stopped) run left for `incomplete` (the live files not
+   * in place yet, from the state store), before the engine asks which blocks are stored: each
+   * 4 MiB region that hashes to its block counts as written. Resolves with how many blocks
+   * were found.
+   */
+  async recover(incomplete: readonly FileRecord[]): Promise<number> {
+    let found = 0;
+    const buffer = Buffer.allocUnsafe(MAX_BLOCK_SIZE);
+    for (const file of incomplete) {
+      if (this.files.has(file.path) || file.blocks.length === 0 || this.open >= MAX_OPEN) continue;
+      let parent: string;
+      try {
+        parent = (await resolveInFolder(this.root, file.path, { createParents: false })).parent;
+      } catch {
+        continue; // unsafe or its directory is gone: nothing to adopt
+      }
+      const path = tempPathOf(parent, file.sjid);
+      let handle: FileHandle;
+      try {
+        handle = await open(path, constants.O_RDWR | constants.O_NOFOLLOW);
+      } catch {
+        continue;
+      }
+      const partial = this.add(file);
+      partial.temp = { path, handle };
+      this.open += 1;
+      this.tempPaths.add(path);
+      try {
+        const info = await handle.stat();
+        if (!info.isFile()) throw new Error('not a regular file');
+        for (const [i, hash] of file.blocks.entries()) {
+          const length = expectedBlockSize(file.size, file.blocks.length, i);
+          if (info.size < i * MAX_BLOCK_SIZE + length) break;
+          const bytes = buffer.subarray(0, length);
+          if (!(await readFully(handle, bytes, i * MAX_BLOCK_SIZE))) break;
+          if (sha256Hex(bytes) === hash) {
+            partial.written.add(i);
+            found += 1;
+          }
+        }
+      } catch (error) {
+        this.log(`resuming ${JSON.stringify(file.path).slice(1, -1)} from its temp file failed: ${(error as Error).message}`);
+        partial.written.clear();
+        this.drop(partial);
+      }
+    }
+    return found;
+  }
 
   /**
    * The live files whose blocks are still arriving (the materialiser passes them on every run).
@@ -66,20 +139,17 @@ export class FileAssembly {
     }
     for (const file of incomplete) {
       if (this.files.has(file.path) || file.blocks.length === 0) continue;
-      const partial: Partial = { path: file.path, sjid: file.sjid, blocks: file.blocks, size: file.size, temp: null, written: new Set(), queue: Promise.resolve() };
-      this.files.set(file.path, partial);
-      for (const hash of file.blocks) {
-        let paths = this.byHash.get(hash);
-        if (!paths) this.byHash.set(hash, (paths = new Set()));
-        paths.add(file.path);
-      }
+      this.add(file);
     }
   }
 
-  /** A verified block was stored: write it wherever a planned file uses it. */
-  async blockArrived(hash: BlockHash, bytes: Uint8Array): Promise<void> {
+  /**
+   * A verified block was received: writes it wherever a planned file uses it. Resolves true
+   * if a temp file holds it now (then no other copy is needed), false if none took it.
+   */
+  async blockArrived(hash: BlockHash, bytes: Uint8Array): Promise<boolean> {
     const paths = this.byHash.get(hash);
-    if (!paths) return;
+    if (!paths) return false;
     const writes: Promise<void>[] = [];
     for (const path of paths) {
       const partial = this.files.get(path);
@@ -87,6 +157,36 @@ export class FileAssembly {
       writes.push(this.enqueue(partial, () => this.writeBlock(partial, hash, bytes)));
     }
     await Promise.all(writes);
+    return this.holds(hash);
+  }
+
+  /** Whether a temp file holds `hash` (written or recovered; the bytes are checked on read). */
+  holds(hash: BlockHash): boolean {
+    return this.placeOf(hash) !== null;
+  }
+
+  /** The absolute path is a temp file this assembly holds (the scanner must not remove it). */
+  ownsTemp(absolute: string): boolean {
+    return this.tempPaths.has(absolute);
+  }
+
+  /**
+   * The bytes of `hash` read back from a temp file, or null. A region whose bytes no longer
+   * hash right (changed under the daemon) is a miss, and no longer counts as written.
+   */
+  async read(hash: BlockHash): Promise<Uint8Array | null> {
+    for (;;) {
+      const place = this.placeOf(hash);
+      if (!place) return null;
+      const { partial, index } = place;
+      const temp = partial.temp as { handle: FileHandle };
+      const bytes = new Uint8Array(expectedBlockSize(partial.size, partial.blocks.length, index));
+      const ok = await readFully(temp.handle, bytes, index * MAX_BLOCK_SIZE).catch(() => false);
+      if (ok && sha256Hex(bytes) === hash) return bytes;
+      // Taken by the materialiser meanwhile (handle closed) or changed under us: try elsewhere.
+      if (this.files.get(partial.path) === partial && partial.temp === temp) partial.written.delete(index);
+      else return null;
+    }
   }
 
   /**
@@ -101,19 +201,51 @@ export class FileAssembly {
     const temp = partial.temp;
     if (temp === null || temp === 'off') return null;
     this.open -= 1;
+    this.tempPaths.delete(temp.path);
     return { path: temp.path, handle: temp.handle, written: partial.written };
   }
 
-  /** Closes and deletes every temp file (the daemon is stopping). */
+  /**
+   * The daemon is stopping: closes every temp file but keeps it, so the next run resumes from
+   * its blocks (or, if its entry is gone by then, the scanner removes it).
+   */
   async close(): Promise<void> {
     const all = [...this.files.values()];
-    for (const partial of all) this.drop(partial);
+    for (const partial of all) this.forget(partial);
     await Promise.all(all.map((partial) => partial.queue));
+    for (const partial of all) {
+      const temp = partial.temp;
+      if (temp === null || temp === 'off') continue;
+      partial.temp = 'off';
+      this.open -= 1;
+      this.tempPaths.delete(temp.path);
+      await temp.handle.close().catch(() => undefined);
+    }
+  }
+
+  private add(file: FileRecord): Partial {
+    const partial: Partial = { path: file.path, sjid: file.sjid, blocks: file.blocks, size: file.size, temp: null, written: new Set(), queue: Promise.resolve() };
+    this.files.set(file.path, partial);
+    for (const hash of file.blocks) {
+      let paths = this.byHash.get(hash);
+      if (!paths) this.byHash.set(hash, (paths = new Set()));
+      paths.add(file.path);
+    }
+    return partial;
+  }
+
+  private placeOf(hash: BlockHash, except?: Partial): { partial: Partial; index: number } | null {
+    for (const path of this.byHash.get(hash) ?? []) {
+      const partial = this.files.get(path);
+      if (!partial || partial === except || partial.temp === null || partial.temp === 'off') continue;
+      for (const index of partial.written) if (partial.blocks[index] === hash) return { partial, index };
+    }
+    return null;
   }
 
   private enqueue(partial: Partial, op: () => Promise<void>): Promise<void> {
     const next = partial.queue.then(op);
-    // A failed write only costs the optimisation: the materialiser writes the file whole.
+    // A failed write only costs the optimisation: the block goes to the staging store instead.
     partial.queue = next.catch((error: Error) => {
       this.log(`writing ${JSON.stringify(partial.path).slice(1, -1)} as its blocks arrive failed: ${error.message}; it is written whole once complete`);
       return this.turnOff(partial);
@@ -152,10 +284,13 @@ export class FileAssembly {
       }
       throw error;
     }
-    const path = join(parent, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    const handle = await open(path, 'wx', 0o644);
+    const path = tempPathOf(parent, partial.sjid);
+    // A leftover of this very entry that was not adopted (a failed resume): start it afresh.
+    await unlink(path).catch(() => undefined);
+    const handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
     this.open += 1;
     partial.temp = { path, handle };
+    this.tempPaths.add(path);
     // Dropped while opening: do not leave the file behind.
     if (this.files.get(partial.path) !== partial) {
       await this.discard(partial);
@@ -174,13 +309,32 @@ export class FileAssembly {
     void this.enqueue(partial, () => this.discard(partial));
   }
 
+  /** Deletes the temp file, first saving the blocks a live file still needs that no other copy here holds. */
   private async discard(partial: Partial): Promise<void> {
     const temp = partial.temp;
     if (temp === null || temp === 'off') return;
+    const lost: BlockHash[] = [];
+    for (const index of partial.written) {
+      const hash = partial.blocks[index];
+      if (this.placeOf(hash, partial) || !(this.options.wanted?.(hash) ?? false)) continue;
+      const bytes = new Uint8Array(expectedBlockSize(partial.size, partial.blocks.length, index));
+      const ok = await readFully(temp.handle, bytes, index * MAX_BLOCK_SIZE).catch(() => false);
+      if (ok && sha256Hex(bytes) === hash && this.options.keep) {
+        const kept = await this.options.keep(hash, bytes).then(
+          () => true,
+          () => false,
+        );
+        if (kept) continue;
+      }
+      lost.push(hash);
+    }
     partial.temp = 'off';
+    partial.written.clear();
     this.open -= 1;
+    this.tempPaths.delete(temp.path);
     await temp.handle.close().catch(() => undefined);
     await unlink(temp.path).catch(() => undefined);
+    if (lost.length > 0) this.options.lost?.(lost);
   }
 
   private forget(partial: Partial): void {
@@ -192,4 +346,15 @@ export class FileAssembly {
       if (paths?.size === 0) this.byHash.delete(hash);
     }
   }
+}
+
+/** Reads `bytes.length` bytes at `position`; false if the file ends first. */
+async function readFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<boolean> {
+  let filled = 0;
+  while (filled < bytes.length) {
+    const { bytesRead } = await handle.read(bytes, filled, bytes.length - filled, position + filled);
+    if (bytesRead === 0) return false;
+    filled += bytesRead;
+  }
+  return true;
 }

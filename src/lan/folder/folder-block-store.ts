@@ -12,15 +12,17 @@ import { FolderBlockIndex } from './folder-block-index.ts';
  *
  * - the folder's own files (FolderBlockIndex): every block of a file in place, read back and
  *   hash-checked when asked for; a file changed under the daemon is a miss;
- * - the staging store (DiskBlockStore in the state dir): blocks of files not in place yet, and
- *   of local files cut for upload. A received block goes there and, at its offset, into the
- *   temp file of every file being assembled that uses it (FileAssembly). Once a recorded file
- *   holds a staged block, the staged copy goes (`evictRecorded`).
+ * - the temp files of files being assembled (FileAssembly): a received block is written at its
+ *   offset into the temp file of every planned file that uses it, and nowhere else; read back
+ *   hash-checked; a killed daemon resumes from them (`FileAssembly.recover`);
+ * - the staging store (DiskBlockStore in the state dir): received blocks no temp file took (a
+ *   block that arrived before its file was planned, a file past the open-file limit), blocks
+ *   saved from a temp file given up, and local files cut for upload. Once a recorded file holds
+ *   a staged block, the staged copy goes (`evictRecorded`).
  *
- * So the state directory stays small once in sync. Why: a second copy of every block doubled the
- * disk a folder needs (issue 14); Syncthing serves from its files the same way. Staging during
- * the transfer is kept on purpose: a daemon killed mid-transfer resumes from it without fetching
- * a stored block again (temp files of a killed run are removed, their blocks unknown).
+ * So each received block is written once, and the state directory stays small. Why: a second
+ * copy of every block doubled the disk a folder needs, and the staging write was three quarters
+ * of the receiver's write time (issue 14); Syncthing serves from its files the same way.
  */
 export class FolderBlockStore implements LocalBlockStore {
   readonly index: FolderBlockIndex;
@@ -47,23 +49,29 @@ export class FolderBlockStore implements LocalBlockStore {
 
   async hasBlocks(hashes: readonly BlockHash[]): Promise<Set<BlockHash>> {
     const found = await this.staging.hasBlocks(hashes);
+    for (const hash of hashes) if (this.assembly.holds(hash)) found.add(hash);
     for (const hash of await this.index.present(hashes.filter((hash) => !found.has(hash)))) found.add(hash);
     return found;
   }
 
   async getBlock(hash: BlockHash): Promise<Uint8Array | null> {
-    return (await this.staging.getBlock(hash)) ?? (await this.index.read(hash));
+    return (await this.assembly.read(hash)) ?? (await this.staging.getBlock(hash)) ?? (await this.index.read(hash));
   }
 
+  /**
+   * A block of a local file cut for upload: always staged, since the upload reads it back
+   * (`isUploading` keeps it from eviction; a temp file may be taken and renamed meanwhile).
+   */
   async putBlock(hash: BlockHash, bytes: Uint8Array): Promise<void> {
     if (sha256Hex(bytes) !== hash) throw new Error(`block bytes do not hash to ${hash.slice(0, 12)}…`);
-    await this.place(hash, bytes);
+    await Promise.all([this.staging.putHashed(hash, bytes), this.assembly.blockArrived(hash, bytes)]);
   }
 
-  /** One SHA-256 per block (the staging store does not hash again). */
+  /** A received block: one SHA-256, and one write (its temp files, else the staging store). */
   async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
     const actual = sha256Hex(bytes);
-    if (actual === hash) await this.place(hash, bytes);
+    if (actual !== hash) return actual;
+    if (!(await this.assembly.blockArrived(hash, bytes))) await this.staging.putHashed(hash, bytes);
     return actual;
   }
 
@@ -87,9 +95,5 @@ export class FolderBlockStore implements LocalBlockStore {
       if (await this.staging.remove(hash)) removed += 1;
     }
     return removed;
-  }
-
-  private async place(hash: BlockHash, bytes: Uint8Array): Promise<void> {
-    await Promise.all([this.staging.putHashed(hash, bytes), this.assembly.blockArrived(hash, bytes)]);
   }
 }

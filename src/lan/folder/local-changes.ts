@@ -22,6 +22,8 @@ export interface LocalChangesOptions {
   cursor: () => number;
   /** A file was committed with these blocks (all stored here), before the engine reads its entry. */
   onCommitted?: (sjid: number, blocks: readonly BlockHash[]) => void;
+  /** A temp file still in use (a file being assembled, perhaps resumed from a killed run): never removed. */
+  tempInUse?: (absolute: string) => boolean;
   log: (line: string) => void;
 }
 
@@ -161,13 +163,13 @@ export class LocalChanges {
   }
 
   /**
-   * A temp file last changed before this daemon started is what a killed run was writing
-   * (files are assembled in temp files as their blocks arrive): never a file of the folder.
+   * A temp file last changed before this daemon started, and not resumed by it, is what an
+   * earlier run was writing for an entry since replaced: never a file of the folder.
    * Its status change time, since the materialiser sets a temp's mtime to the entry's.
    */
   private async removeLeftoverTemp(absolute: string): Promise<void> {
     const info = await lstat(absolute).catch(() => null);
-    if (!info?.isFile() || info.ctimeMs >= this.startedAt) return;
+    if (!info?.isFile() || info.ctimeMs >= this.startedAt || this.options.tempInUse?.(absolute)) return;
     await unlink(absolute).catch(() => undefined);
     this.options.log(`removed ${printable(relative(this.options.root, absolute))}, left behind by a run that stopped mid-file`);
   }

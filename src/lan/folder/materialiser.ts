@@ -151,6 +151,8 @@ export class FolderMaterialiser {
         await handle.truncate(0);
         await this.fillGaps(file, handle, new Set());
       }
+      // A resumed temp file may be longer than the entry (changed under the daemon while it was stopped).
+      await handle.truncate(file.size);
       await handle.sync();
     } catch (error) {
       await handle.close();
