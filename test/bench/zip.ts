@@ -81,7 +81,8 @@ async function readAllBlocks(page: Page, filesPerWrite: readonly number[]): Prom
   return page.evaluate(async (groupings) => {
     const source = `
       const values = (dir) => dir.values();
-      onmessage = async () => {
+      onmessage = async (event) => {
+        const groupings = event.data;
         const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('blocks');
         const handles = [];
         for await (const sub of values(root)) {
@@ -123,7 +124,7 @@ async function readAllBlocks(page: Page, filesPerWrite: readonly number[]): Prom
       return await new Promise<BlockReads>((resolve, reject) => {
         worker.onmessage = (event) => resolve(event.data);
         worker.onerror = (event) => reject(new Error(event.message));
-        worker.postMessage(null);
+        worker.postMessage(groupings);
       });
     } finally {
       worker.terminate();
