@@ -11,11 +11,17 @@ export interface BlockWriteRequest {
 }
 
 export type BlockWriteReply =
-  | { id: number; actual: BlockHash; buffer: ArrayBuffer }
+  | { id: number; actual: BlockHash; crc32?: number; buffer: ArrayBuffer }
   | { id: number; error: { name: string; message: string }; buffer: ArrayBuffer };
 
+/** What the writer did with a block: its actual hash, and its CRC-32 when stored (the hash matched). */
+export interface BlockWriteResult {
+  actual: BlockHash;
+  crc32?: number;
+}
+
 interface Pending {
-  resolve: (actual: BlockHash) => void;
+  resolve: (result: BlockWriteResult) => void;
   reject: (error: unknown) => void;
 }
 
@@ -56,14 +62,15 @@ export class BlockWriter {
   }
 
   /**
-   * Hashes and, when the hash is `hash`, stores the block; resolves with the actual hash. The
-   * bytes' buffer is transferred (`bytes` is empty afterwards) and returns to the pool.
+   * Hashes and, when the hash is `hash`, stores the block; resolves with the actual hash (and
+   * the CRC-32 of a block stored). The bytes' buffer is transferred (`bytes` is empty
+   * afterwards) and returns to the pool.
    */
-  hashAndPut(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
+  hashAndPut(hash: BlockHash, bytes: Uint8Array): Promise<BlockWriteResult> {
     const id = this.nextId++;
     const buffer = bytes.buffer as ArrayBuffer;
     const request: BlockWriteRequest = { id, hash, buffer, length: bytes.length, writerId: this.writerId };
-    return new Promise<BlockHash>((resolve, reject) => {
+    return new Promise<BlockWriteResult>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage(request, [buffer]);
     });
@@ -75,7 +82,7 @@ export class BlockWriter {
     const pending = this.pending.get(reply.id);
     if (!pending) return;
     this.pending.delete(reply.id);
-    if ('actual' in reply) pending.resolve(reply.actual);
+    if ('actual' in reply) pending.resolve({ actual: reply.actual, crc32: reply.crc32 });
     else pending.reject(new DOMException(reply.error.message, reply.error.name));
   }
 

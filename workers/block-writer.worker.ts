@@ -2,6 +2,7 @@
 import type { BlockHash } from '../src/protocol/index.ts';
 import { BlockFiles } from './block-files.ts';
 import { sha256 } from './web-crypto.ts';
+import { crc32 } from '../src/engine/zip/crc32.ts';
 import type { BlockWriteReply, BlockWriteRequest } from './block-writer.ts';
 
 /**
@@ -13,6 +14,10 @@ import type { BlockWriteReply, BlockWriteRequest } from './block-writer.ts';
  * worker's thread that work stopped it reading the server's responses meanwhile (measured:
  * 5 s of 17.7 s in `put`, 2 s in the digest for 1 GiB). The bytes come and go as transferred
  * buffers: nothing is copied, and the buffer returns to the sync worker's pool.
+ *
+ * A stored block's CRC-32 goes back with the answer (BlockCrcs keeps it): a zip then combines
+ * the blocks' CRCs per file and never reads their bytes. It costs about 7 ms per 4 MiB block on
+ * this thread (slice-by-8 at about 600 MB/s), off the sync worker's.
  */
 
 let files: Promise<BlockFiles> | null = null;
@@ -25,8 +30,12 @@ self.onmessage = async (event: MessageEvent<BlockWriteRequest>) => {
   let reply: BlockWriteReply;
   try {
     const actual: BlockHash = await sha256(bytes);
-    if (actual === hash) await (await files).put(hash, bytes);
-    reply = { id, actual, buffer };
+    if (actual === hash) {
+      await (await files).put(hash, bytes);
+      reply = { id, actual, crc32: crc32(bytes), buffer };
+    } else {
+      reply = { id, actual, buffer };
+    }
   } catch (error) {
     const name = error instanceof Error || error instanceof DOMException ? error.name : 'Error';
     const message = error instanceof Error || error instanceof DOMException ? error.message : String(error);

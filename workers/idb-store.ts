@@ -5,7 +5,8 @@ import { parseKeepSettings, type KeepSetting } from '../src/engine/keep-policy.t
 import { BlockStoreError } from '../src/engine/block-store-error.ts';
 import { foldFilePages, snapshotPages, worthCompacting, type FilePage } from '../src/engine/file-page-log.ts';
 import type { BlockFiles } from './block-files.ts';
-import type { BlockWriter } from './block-writer.ts';
+import type { BlockWriteResult, BlockWriter } from './block-writer.ts';
+import type { BlockCrc, BlockCrcs } from './block-crcs.ts';
 import type { CacheBlocks } from './cache-blocks.ts';
 import { INLINE_BLOCK_MAX, InlineBlocks, type PackIndexRecord } from './inline-blocks.ts';
 import { storageFullError } from './storage-errors.ts';
@@ -116,6 +117,8 @@ export class IdbBlockStore implements LocalBlockStore {
     private readonly writer: BlockWriter | null = null,
     /** Blocks read for online-only files, in a bucket the browser may clear; none: they stay here (bounded all the same). */
     private readonly cache: CacheBlocks | null = null,
+    /** CRC-32s of block files, for zips (block-crcs.ts); none: a zip computes them every time. */
+    private readonly crcs: BlockCrcs | null = null,
   ) {
     this.inline = new InlineBlocks(db);
   }
@@ -206,14 +209,18 @@ export class IdbBlockStore implements LocalBlockStore {
   async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
     // Cache blocks are hashed and written here: the block writer writes into the kept store only.
     if (this.writer && !(this.cache && this.cacheOnly(hash)) && bytes.length > INLINE_BLOCK_MAX && this.writer.accepts(bytes)) {
-      let actual: BlockHash;
+      const length = bytes.length;
+      let written: BlockWriteResult;
       try {
-        actual = await this.writer.hashAndPut(hash, bytes);
+        written = await this.writer.hashAndPut(hash, bytes);
       } catch (error) {
         throw storedError(hash, error);
       }
-      if (actual === hash) this.files.noteStored(hash);
-      return actual;
+      if (written.actual === hash) {
+        this.files.noteStored(hash);
+        if (written.crc32 !== undefined) this.crcs?.remember(hash, { crc32: written.crc32, size: length });
+      }
+      return written.actual;
     }
     const actual = await sha256(bytes);
     if (actual === hash) await this.putBlock(hash, bytes);
@@ -255,6 +262,27 @@ export class IdbBlockStore implements LocalBlockStore {
     return this.getBlock(hash);
   }
 
+  /**
+   * The CRC records of those blocks that are block files and have one (one look-up for a whole
+   * file's blocks; small blocks are read anyway, so they are not asked about).
+   */
+  async blockCrcs(hashes: readonly BlockHash[]): Promise<Map<BlockHash, BlockCrc>> {
+    if (!this.crcs) return new Map();
+    const inFiles: BlockHash[] = [];
+    for (const hash of new Set(hashes)) if (await this.files.has(hash)) inFiles.push(hash);
+    return inFiles.length > 0 ? this.crcs.get(inFiles) : new Map();
+  }
+
+  /** Whether a block of this length is a block file, whose CRC is worth keeping (rememberCrc). */
+  keepsCrcOf(length: number): boolean {
+    return this.crcs !== null && length > INLINE_BLOCK_MAX;
+  }
+
+  /** Keeps the CRC of a block file's bytes, checked against its hash by the caller. */
+  rememberCrc(hash: BlockHash, record: BlockCrc): void {
+    if (this.keepsCrcOf(record.size)) this.crcs?.remember(hash, record);
+  }
+
   /** The block as a disk-backed Blob (composes into a file by reference), if stored. */
   async getBlob(hash: BlockHash): Promise<Blob | undefined> {
     const file = await this.blockFile(hash);
@@ -287,7 +315,14 @@ export class IdbBlockStore implements LocalBlockStore {
     await this.cache?.delete(hashes);
     const inline = await this.inline.has(hashes);
     if (inline.size > 0) await this.inline.delete([...inline]);
-    for (const hash of hashes) if (!inline.has(hash)) await this.files.delete(hash);
+    const inFiles = hashes.filter((hash) => !inline.has(hash));
+    for (const hash of inFiles) await this.files.delete(hash);
+    await this.crcs?.forget(inFiles);
+  }
+
+  /** Drops the CRC records of block files removed by others (forgetting a workspace). */
+  forgetCrcs(hashes: readonly BlockHash[]): Promise<void> {
+    return this.crcs?.forget(hashes) ?? Promise.resolve();
   }
 
   /**
@@ -483,7 +518,9 @@ export class WorkspaceRegistry {
     await tx.done;
     const inline = await this.blocks.inlineHashes();
     await this.blocks.deleteInline(inline.filter((hash) => !stillUsed.has(hash)));
-    for (const hash of await this.files.list()) if (!stillUsed.has(hash)) await this.files.delete(hash);
+    const unused = (await this.files.list()).filter((hash) => !stillUsed.has(hash));
+    for (const hash of unused) await this.files.delete(hash);
+    await this.blocks.forgetCrcs(unused);
   }
 }
 

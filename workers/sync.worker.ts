@@ -7,6 +7,7 @@ import { sha256 } from './web-crypto.ts';
 import { BlockFiles } from './block-files.ts';
 import { blockBuffers } from './block-buffers.ts';
 import { BlockWriter } from './block-writer.ts';
+import { BlockCrcs } from './block-crcs.ts';
 import { CacheBlocks } from './cache-blocks.ts';
 import { holdWriterLock, writerIsGone } from './block-writer-lock.ts';
 import { IdbBlockStore, IdbStateStore, WorkspaceRegistry, openNearsyncDb, type NearsyncDb } from './idb-store.ts';
@@ -19,6 +20,7 @@ import { fetchFromServerNow } from '../src/engine/server-fetch-now.ts';
 import type { FileRecord, WantedBlock } from '../src/engine/types.ts';
 import type { KeepMode } from '../src/engine/keep-policy.ts';
 import { ZipJobs } from './zip-jobs.ts';
+import { ZipBlocks } from './zip-blocks.ts';
 import { FolderLinks, type LinkedWorkspace } from './folder-sync/folder-links.ts';
 
 /**
@@ -108,7 +110,7 @@ const api: SyncWorkerApi = {
     const writerId = crypto.randomUUID();
     await holdWriterLock(writerId);
     const files = await BlockFiles.open(writerId);
-    const blocks = new IdbBlockStore(db, files, BlockWriter.start(writerId, blockBuffers), CacheBlocks.open(writerId));
+    const blocks = new IdbBlockStore(db, files, BlockWriter.start(writerId, blockBuffers), CacheBlocks.open(writerId), new BlockCrcs());
     blocks.routeToCache(isCacheOnlyBlock);
     context = {
       base: apiBase.replace(/\/+$/, ''),
@@ -436,7 +438,7 @@ async function zipSourceFor(ns: NamespaceId, folder: string): Promise<ZipSource>
   const id = parseNamespaceId(ns);
   return {
     ...(await session.zipSource(path === '' ? '' : parseFilePath(path, 'folder'))),
-    blocks: ready().blocks,
+    blocks: new ZipBlocks(ready().blocks),
     fetchNow: (record, hashes, signal) => {
       // One want per missing hash (a file may repeat a block).
       const missing = new Set(hashes);

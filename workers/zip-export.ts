@@ -1,15 +1,17 @@
 import type { FileRecord } from '../src/engine/types.ts';
-import { zipArchive, type ZipBlobChunk, type ZipEntry } from '../src/engine/zip/zip-writer.ts';
+import { zipArchive, type ZipEntry, type ZipKnownPiece } from '../src/engine/zip/zip-writer.ts';
 import { coalesce, gatherIntoBlobs } from '../src/engine/zip/coalesce.ts';
 import type { BlockHash } from '../src/protocol/index.ts';
 import type { FileView, ZipProgressView } from './sync-api.ts';
+import type { BlockCrc } from './block-crcs.ts';
 
 /**
  * A folder of a workspace (or all of it) as a streamed .zip: the files below it from the
  * folder tree, in the order the folder view lists them, each read block by block from this
  * device's store and passed through the zip writer. The stream is pulled: nothing is read
  * before the consumer (a file being written, a download) asks for more, so memory stays at a
- * block or two whatever the archive's size.
+ * block or two whatever the archive's size. Entry CRCs come from the blocks' (ZipBlockStore.piece),
+ * so a block with a CRC on record is never read on this thread.
  */
 
 /** What a zip needs of the workspace. */
@@ -32,8 +34,14 @@ export interface ZipSource {
 
 export interface ZipBlockStore {
   hasBlocks(hashes: readonly BlockHash[]): Promise<Set<BlockHash>>;
-  readBlock(hash: BlockHash): Promise<Uint8Array | null>;
-  getBlob(hash: BlockHash): Promise<Blob | undefined>;
+  /** The CRC records there are for these blocks (one look-up for a file's blocks). */
+  blockCrcs(hashes: readonly BlockHash[]): Promise<Map<BlockHash, BlockCrc>>;
+  /**
+   * The stored block as a piece of the archive with its CRC-32 (`known`, when it fits the
+   * block, else computed): its File where it is a file on disk and `output` is `blobs`, else
+   * its bytes. Null when it is not stored.
+   */
+  piece(hash: BlockHash, output: ZipOutput, known: BlockCrc | undefined): Promise<ZipKnownPiece | null>;
 }
 
 /**
@@ -43,9 +51,6 @@ export interface ZipBlockStore {
  * Chromium 156 on a loaded 2-core machine).
  */
 export type ZipOutput = 'bytes' | 'blobs';
-
-/** Blocks from this size up go out as their File in `blobs` mode (smaller ones live in packs anyway). */
-const BLOB_MIN_BYTES = 256 * 1024;
 
 /** Small zip records gathered into writes of about this size (a write is a round trip to the browser process). */
 const WRITE_BYTES = 1024 * 1024;
@@ -187,7 +192,7 @@ async function* fileBytes(
   progress: ZipProgressView,
   report: (force?: boolean) => void,
   output: ZipOutput,
-): AsyncGenerator<Uint8Array | ZipBlobChunk> {
+): AsyncGenerator<ZipKnownPiece> {
   if (record.blocks.length === 0) return;
   const { blocks, fetchNow } = source;
   const onWait = () => {
@@ -202,13 +207,13 @@ async function* fileBytes(
     report(true);
   }
   const gone = (hash: BlockHash) => new Error(`${record.path}: block ${hash.slice(0, 12)}… is no longer stored on this device`);
-  const read = async (hash: BlockHash): Promise<Uint8Array | ZipBlobChunk> => {
-    const bytes = await blocks.readBlock(hash);
-    if (!bytes) throw gone(hash);
-    if (output === 'bytes' || bytes.length < BLOB_MIN_BYTES) return bytes;
-    const blob = await blocks.getBlob(hash);
-    if (!blob) throw gone(hash);
-    return { blob, bytes };
+  const crcs = await blocks.blockCrcs(record.blocks);
+  const read = async (hash: BlockHash): Promise<ZipKnownPiece> => {
+    const piece = await blocks.piece(hash, output, crcs.get(hash));
+    if (!piece) throw gone(hash);
+    // A block the file repeats is read once for its CRC, then found on record.
+    if (!crcs.has(hash)) crcs.set(hash, { crc32: piece.crc32, size: pieceSize(piece) });
+    return piece;
   };
   let next = read(record.blocks[0]);
   // A read ahead that fails after the archive stopped (cancelled) has no one left to tell.
@@ -220,7 +225,11 @@ async function* fileBytes(
       next.catch(() => undefined);
     }
     signal.throwIfAborted();
-    progress.bytesDone += piece instanceof Uint8Array ? piece.length : piece.bytes.length;
+    progress.bytesDone += pieceSize(piece);
     yield piece;
   }
+}
+
+function pieceSize(piece: ZipKnownPiece): number {
+  return piece.data instanceof Uint8Array ? piece.data.length : piece.data.size;
 }

@@ -58,6 +58,11 @@
  *                       in the same run; see webtorrent.ts. With office-warm or office-cold
  *                       in the same run (`--scenario office-warm,webtorrent`), their rows
  *                       gain webtorrent_mbps and peer_to_webtorrent_ratio.
+ *   --zip-files N       zip: also a row zipping a workspace of N small files (0.2–3 KiB each):
+ *                       time and RSS growth (default: no such row)
+ *   --sink-files-per-write N,N,…
+ *                       zip: the bare sink (block Files into a file stream) also with N Files
+ *                       composed into each write, one column each (default: 4, the zip's own)
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
@@ -97,9 +102,13 @@ export interface BenchFlags {
   bareFiles: number | undefined;
   /** Undefined: this checkout. */
   serverRoots: string[] | undefined;
+  /** zip: small files of the extra row; undefined: no such row. */
+  zipFiles: number | undefined;
+  /** zip: Files per write of the bare sink's variants. */
+  sinkFilesPerWrite: number[];
 }
 
-const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib', 'blocks', 'bare-files']);
+const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib', 'blocks', 'bare-files', 'zip-files']);
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
   const flags: BenchFlags = {
@@ -120,6 +129,8 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     blocks: 10_000,
     bareFiles: undefined,
     serverRoots: undefined,
+    zipFiles: undefined,
+    sinkFilesPerWrite: [4],
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -139,6 +150,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
         if (name === 'joiners') flags.joiners = number;
         else if (name === 'blocks') flags.blocks = number;
         else if (name === 'bare-files') flags.bareFiles = number;
+        else if (name === 'zip-files') flags.zipFiles = number;
         else flags.repeats = number;
       }
     } else if (name === 'scenario' || name === 'scenarios') {
@@ -156,6 +168,10 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
       const counts = value.split(',').map((part) => Number(part.trim()));
       if (counts.length === 0 || counts.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error('--files takes a comma-separated list of whole numbers, e.g. 10000,30000');
       flags.files = counts;
+    } else if (name === 'sink-files-per-write') {
+      const counts = value.split(',').map((part) => Number(part.trim()));
+      if (counts.length === 0 || counts.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error('--sink-files-per-write takes a comma-separated list of whole numbers, e.g. 1,4,16');
+      flags.sinkFilesPerWrite = counts;
     } else if (name === 'profile') {
       flags.profile = value;
       process.env.NEARSYNC_BUILD_UNMINIFIED = '1';

@@ -20,7 +20,7 @@ import { describeThreads } from './process-cpu.ts';
 import { measureRawChannel, type RawChannelResult } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
 import { measureWebTorrent } from './webtorrent.ts';
-import { benchZip } from './zip.ts';
+import { benchZip, benchZipManyFiles } from './zip.ts';
 import { benchOnlineOpen } from './online-open.ts';
 
 /**
@@ -236,7 +236,8 @@ if (wants('zip')) {
     log(`zip: Download as .zip of a ${sizeMiB} MiB workspace synced into the browser, vs reading its blocks`);
     const harness = await E2eHarness.start();
     try {
-      groups.push([await benchZip(harness, sizeMiB, log)]);
+      groups.push([await benchZip(harness, sizeMiB, log, flags.sinkFilesPerWrite)]);
+      if (flags.zipFiles !== undefined) groups.push([await benchZipManyFiles(harness, flags.zipFiles, log)]);
     } finally {
       await harness.close();
     }

@@ -4,6 +4,7 @@ import { ServerApi } from '../../src/engine/server-api.ts';
 import type { E2eHarness } from '../e2e/harness.ts';
 import { joinWithLink, waitForAllSynced } from '../e2e/ui.ts';
 import { PseudoRandomFile } from '../support/pseudo-random-file.ts';
+import { manyFilesBytes, manyFilesPath, seedManyFiles } from '../e2e/support/seed-many-files.ts';
 import { RssSampler, chromiumCpuSeconds, chromiumRss, markerSwitch, rssColumns, totalOf, PROCESS_TYPES, type ByProcessType } from './chromium-rss.ts';
 import type { BenchRow } from './report.ts';
 
@@ -19,6 +20,10 @@ import type { BenchRow } from './report.ts';
  *
  * The workspace: files of 16–64 MiB (multiples of 64 KiB, so every block is a block file the
  * baseline reads too) in four folders, S MiB in all.
+ *
+ * The bare sink is measured with the block Files grouped into one Blob per write, in each of
+ * `sinkFilesPerWrite` group sizes (`bare_write_mbps`: 4, the zip's 16 MiB writes; others as
+ * `bare_write_<n>_mbps`), to see whether larger writes raise the sink's own rate.
  */
 
 const MiB = 1024 * 1024;
@@ -47,13 +52,15 @@ function workspaceFiles(sizeMiB: number): { path: string; size: number }[] {
   return files;
 }
 
-/** The archive's exact length: stored entries with data descriptors, no zip64 below 4 GiB. */
+/** The archive's exact length: stored entries with data descriptors, no zip64 sizes or offsets below 4 GiB. */
 function expectedZipBytes(files: { path: string; size: number }[]): number {
   const encoder = new TextEncoder();
+  // From 65,535 entries on, the zip64 end record and its locator precede the end record.
+  const end = 22 + (files.length >= 0xffff ? 56 + 20 : 0);
   return files.reduce((sum, file) => {
     const name = encoder.encode(file.path).length;
     return sum + (30 + name + 9) + file.size + 16 + (46 + name + 9);
-  }, 22);
+  }, end);
 }
 
 /**
@@ -62,11 +69,20 @@ function expectedZipBytes(files: { path: string; size: number }[]): number {
  * File's arrayBuffer() (how Open and Save read, and how IndexedDB values read); then writes
  * them all into a file stream with nothing else (the sink's own ceiling). Seconds of each.
  */
-async function readAllBlocks(page: Page): Promise<{ syncSeconds: number; fileSeconds: number; writeSeconds: number; bytes: number }> {
-  return page.evaluate(async () => {
+interface BlockReads {
+  syncSeconds: number;
+  fileSeconds: number;
+  /** Seconds to write every block File into a file stream, by Files per write. */
+  writeSeconds: Record<number, number>;
+  bytes: number;
+}
+
+async function readAllBlocks(page: Page, filesPerWrite: readonly number[]): Promise<BlockReads> {
+  return page.evaluate(async (groupings) => {
     const source = `
       const values = (dir) => dir.values();
-      onmessage = async () => {
+      onmessage = async (event) => {
+        const groupings = event.data;
         const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('blocks');
         const handles = [];
         for await (const sub of values(root)) {
@@ -85,36 +101,43 @@ async function readAllBlocks(page: Page): Promise<{ syncSeconds: number; fileSec
         began = performance.now();
         for (const handle of handles) await (await handle.getFile()).arrayBuffer();
         const fileSeconds = (performance.now() - began) / 1000;
-        // The sink alone: the same block Files into a file stream, four per write, as the zip writes them.
+        // The sink alone: the same block Files into a file stream, n per write (the zip writes 16 MiB, four).
         const out = await (await navigator.storage.getDirectory()).getDirectoryHandle('zip-out', { create: true });
-        const target = await out.getFileHandle('write-baseline.bin', { create: true });
-        began = performance.now();
-        const writable = await target.createWritable();
-        for (let i = 0; i < handles.length; i += 4) {
-          const files = await Promise.all(handles.slice(i, i + 4).map((handle) => handle.getFile()));
-          await writable.write(new Blob(files));
+        const writeSeconds = {};
+        for (const n of groupings) {
+          const target = await out.getFileHandle('write-baseline.bin', { create: true });
+          began = performance.now();
+          const writable = await target.createWritable();
+          for (let i = 0; i < handles.length; i += n) {
+            const files = await Promise.all(handles.slice(i, i + n).map((handle) => handle.getFile()));
+            await writable.write(new Blob(files));
+          }
+          await writable.close();
+          writeSeconds[n] = (performance.now() - began) / 1000;
+          await out.removeEntry('write-baseline.bin');
         }
-        await writable.close();
-        const writeSeconds = (performance.now() - began) / 1000;
-        await out.removeEntry('write-baseline.bin');
         postMessage({ syncSeconds, fileSeconds, writeSeconds, bytes });
       };`;
     const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
     const worker = new Worker(url);
     try {
-      return await new Promise<{ syncSeconds: number; fileSeconds: number; writeSeconds: number; bytes: number }>((resolve, reject) => {
+      return await new Promise<BlockReads>((resolve, reject) => {
         worker.onmessage = (event) => resolve(event.data);
         worker.onerror = (event) => reject(new Error(event.message));
-        worker.postMessage(null);
+        worker.postMessage(groupings);
       });
     } finally {
       worker.terminate();
       URL.revokeObjectURL(url);
     }
-  });
+  }, [...filesPerWrite]);
 }
 
-export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log): Promise<BenchRow> {
+/** Files per write of the bare sink that `bare_write_mbps` reports: the zip's 16 MiB writes. */
+const ZIP_FILES_PER_WRITE = 4;
+
+export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log, sinkFilesPerWrite: readonly number[] = [ZIP_FILES_PER_WRITE]): Promise<BenchRow> {
+  const groupings = [...new Set([ZIP_FILES_PER_WRITE, ...sinkFilesPerWrite])];
   const server = await harness.startServer();
   const files = workspaceFiles(sizeMiB);
   const created = await new ServerApi(server.origin).createWorkspace('zip bench');
@@ -135,25 +158,11 @@ export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log): 
     // buffers are not the zip's memory. The one after runs in the page that zipped.
     const baselinePage = await browser.newPage();
     await baselinePage.goto(`${server.origin}/`);
-    const before = await readAllBlocks(baselinePage);
+    const before = await readAllBlocks(baselinePage, groupings);
     await baselinePage.close();
-    log(`zip: read every block file, before: ${before.syncSeconds.toFixed(1)} s (${(before.bytes / MiB).toFixed(0)} MiB; as Files ${before.fileSeconds.toFixed(1)} s; written to a file stream ${before.writeSeconds.toFixed(1)} s)`);
+    log(`zip: read every block file, before: ${before.syncSeconds.toFixed(1)} s (${(before.bytes / MiB).toFixed(0)} MiB; as Files ${before.fileSeconds.toFixed(1)} s; written to a file stream ${describeWrites(before.writeSeconds)})`);
 
-    await page.waitForTimeout(SETTLE_MS);
-    const idle = chromiumRss(tag);
-    const sampler = new RssSampler(tag);
-    sampler.start();
-    const cpuBefore = chromiumCpuSeconds(tag);
-    const began = performance.now();
-    await page.getByTestId('download-zip').click();
-    await page.getByTestId('notice-info').filter({ hasText: 'Saved zip bench.zip' }).waitFor({ timeout: ZIP_TIMEOUT_MS });
-    const zipSeconds = (performance.now() - began) / 1000;
-    const cpu = cpuColumns(cpuBefore, chromiumCpuSeconds(tag));
-    const peak = sampler.stop();
-    const zipBytes = await page.evaluate(async () => {
-      const root = await navigator.storage.getDirectory();
-      return (await (await (await root.getDirectoryHandle('zip-out')).getFileHandle('zip bench.zip')).getFile()).size;
-    });
+    const { zipSeconds, zipBytes, idle, peak, cpu } = await zipInPage(page, tag, 'zip bench.zip');
     log(`zip: ${(zipBytes / MiB).toFixed(0)} MiB written in ${zipSeconds.toFixed(1)} s; RSS ${(totalOf(idle) / MiB).toFixed(0)} → peak ${(peak.total / MiB).toFixed(0)} MiB`);
     // The same archive as a streamed download (the way out without a save dialog): the
     // page's service worker answers it; timed until the browser has the whole file.
@@ -176,8 +185,8 @@ export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log): 
     await downloadPage.close();
     log(`zip: the same as a streamed download: ${(downloadBytes / MiB).toFixed(0)} MiB in ${downloadSeconds.toFixed(1)} s${downloadFailure ? ` (failed: ${downloadFailure})` : ''}`);
 
-    const after = await readAllBlocks(page);
-    log(`zip: read every block file, after: ${after.syncSeconds.toFixed(1)} s (as Files ${after.fileSeconds.toFixed(1)} s; written to a file stream ${after.writeSeconds.toFixed(1)} s)`);
+    const after = await readAllBlocks(page, groupings);
+    log(`zip: read every block file, after: ${after.syncSeconds.toFixed(1)} s (as Files ${after.fileSeconds.toFixed(1)} s; written to a file stream ${describeWrites(after.writeSeconds)})`);
 
     const readSeconds = (before.syncSeconds + after.syncSeconds) / 2;
     const contentBytes = sizeMiB * MiB;
@@ -192,16 +201,82 @@ export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log): 
       read_after_seconds: after.syncSeconds,
       read_mbps: before.bytes / readSeconds / 1e6,
       read_as_files_mbps: (2 * before.bytes) / (before.fileSeconds + after.fileSeconds) / 1e6,
-      bare_write_mbps: (2 * before.bytes) / (before.writeSeconds + after.writeSeconds) / 1e6,
+      bare_write_mbps: (2 * before.bytes) / (before.writeSeconds[ZIP_FILES_PER_WRITE] + after.writeSeconds[ZIP_FILES_PER_WRITE]) / 1e6,
+      ...Object.fromEntries(
+        groupings.filter((n) => n !== ZIP_FILES_PER_WRITE).map((n) => [`bare_write_${n}_mbps`, (2 * before.bytes) / (before.writeSeconds[n] + after.writeSeconds[n]) / 1e6]),
+      ),
       ratio: readSeconds / zipSeconds,
       ratio_to_read_as_files: (before.fileSeconds + after.fileSeconds) / 2 / zipSeconds,
-      ratio_to_bare_write: (before.writeSeconds + after.writeSeconds) / 2 / zipSeconds,
+      ratio_to_bare_write: (before.writeSeconds[ZIP_FILES_PER_WRITE] + after.writeSeconds[ZIP_FILES_PER_WRITE]) / 2 / zipSeconds,
       archive_length_ok: zipBytes === expectedZipBytes(files) ? 'yes' : `NO (${zipBytes} vs ${expectedZipBytes(files)})`,
       download_seconds: downloadSeconds,
       download_mbps: contentBytes / downloadSeconds / 1e6,
       download_ratio: readSeconds / downloadSeconds,
       download_to_file_stream_ratio: zipSeconds / downloadSeconds,
       download_length_ok: downloadBytes === expectedZipBytes(files) ? 'yes' : `NO (${downloadBytes} vs ${expectedZipBytes(files)})`,
+      ...rssColumns(idle, peak),
+      ...cpu,
+    };
+  } finally {
+    await browser.close();
+  }
+}
+
+/** Clicks Download as .zip once the page has settled; time, archive length, RSS idle and peak, CPU by process type. */
+async function zipInPage(page: Page, tag: string, name: string) {
+  await page.waitForTimeout(SETTLE_MS);
+  const idle = chromiumRss(tag);
+  const sampler = new RssSampler(tag);
+  sampler.start();
+  const cpuBefore = chromiumCpuSeconds(tag);
+  const began = performance.now();
+  await page.getByTestId('download-zip').click();
+  await page.getByTestId('notice-info').filter({ hasText: `Saved ${name}` }).waitFor({ timeout: ZIP_TIMEOUT_MS });
+  const zipSeconds = (performance.now() - began) / 1000;
+  const cpu = cpuColumns(cpuBefore, chromiumCpuSeconds(tag));
+  const peak = sampler.stop();
+  const zipBytes = await page.evaluate(async (fileName) => {
+    const root = await navigator.storage.getDirectory();
+    return (await (await (await root.getDirectoryHandle('zip-out')).getFileHandle(fileName)).getFile()).size;
+  }, name);
+  return { zipSeconds, zipBytes, idle, peak, cpu };
+}
+
+function describeWrites(seconds: Record<number, number>): string {
+  return Object.entries(seconds)
+    .map(([n, s]) => `${s.toFixed(1)} s at ${n} per write`)
+    .join(', ');
+}
+
+/**
+ * Download as .zip of a workspace of `count` small files (0.2–3 KiB, one block each, in
+ * IndexedDB packs): time, files per second, and RSS of all the browser's processes from the
+ * idle page to the peak during the zip (what the central directory and the stream hold).
+ */
+export async function benchZipManyFiles(harness: E2eHarness, count: number, log: Log): Promise<BenchRow> {
+  const server = await harness.startServer();
+  log(`zip: seeding ${count} small files`);
+  const workspace = await seedManyFiles(server.origin, count, { log });
+  const tag = randomUUID();
+  const browser = await harness.newProfileBrowser([markerSwitch(tag)]);
+  try {
+    const page = await browser.newPage();
+    await page.addInitScript(SAVE_DIALOG_TO_OPFS);
+    await joinWithLink(page, workspace.shareLink, workspace.namespaceId);
+    await waitForAllSynced(page, workspace.totalBytes, ZIP_TIMEOUT_MS);
+    log(`zip: ${count} files synced into the browser`);
+    const name = `many files ${count}.zip`;
+    const { zipSeconds, zipBytes, idle, peak, cpu } = await zipInPage(page, tag, name);
+    const files = Array.from({ length: count }, (_, index) => ({ path: manyFilesPath(index), size: manyFilesBytes(index).length }));
+    const expected = expectedZipBytes(files);
+    log(`zip: ${count} files, ${(zipBytes / MiB).toFixed(1)} MiB in ${zipSeconds.toFixed(1)} s; RSS ${(totalOf(idle) / MiB).toFixed(0)} → peak ${(peak.total / MiB).toFixed(0)} MiB`);
+    return {
+      scenario: 'zip-many-files',
+      files: count,
+      content_mib: workspace.totalBytes / MiB,
+      zip_seconds: zipSeconds,
+      files_per_second: count / zipSeconds,
+      archive_length_ok: zipBytes === expected ? 'yes' : `NO (${zipBytes} vs ${expected})`,
       ...rssColumns(idle, peak),
       ...cpu,
     };

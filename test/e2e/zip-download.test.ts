@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import { crc32 as zlibCrc32 } from 'node:zlib';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ServerApi } from '../../src/engine/server-api.ts';
@@ -19,7 +20,10 @@ import { fileRow, joinWithLink, openFolder, showFileFolder, waitForAllSynced, wa
  * out and checks it with Debian's Info-ZIP `unzip` (not with the writer's own code): every
  * file byte-exact, names (Unicode, nested), times, an empty file, a multi-block file, a block
  * two files share, from the tab that syncs and from a second tab that mirrors it; 3,000 small
- * files. Then a zip that waits for a file still syncing, cancelled, and run again.
+ * files. Then a zip that waits for a file still syncing, cancelled, and run again. And the
+ * blocks' kept CRC-32s: recorded as blocks sync, combined per file by a zip (files of many
+ * blocks, a block repeated), computed and recorded again where a store has none, and a record
+ * that does not fit its block ignored.
  */
 
 const run = promisify(execFile);
@@ -125,6 +129,76 @@ async function downloadZip(page: Page, expectedName: string, timeout = 60_000): 
   expect(await page.evaluate(() => (window as unknown as { __zipPicked: string[] }).__zipPicked.at(-1))).toBe(expectedName);
 }
 
+/** The block CRC records in the page's origin (block-crcs.ts), by block hash. */
+async function crcRecords(page: Page): Promise<Record<string, unknown>> {
+  return page.evaluate(
+    () =>
+      new Promise<Record<string, unknown>>((resolve, reject) => {
+        const open = indexedDB.open('nearsync-block-crcs');
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const db = open.result;
+          const out: Record<string, unknown> = {};
+          if (!db.objectStoreNames.contains('crcs')) {
+            db.close();
+            resolve(out);
+            return;
+          }
+          const cursor = db.transaction('crcs').objectStore('crcs').openCursor();
+          cursor.onerror = () => reject(cursor.error);
+          cursor.onsuccess = () => {
+            const at = cursor.result;
+            if (!at) {
+              db.close();
+              resolve(out);
+              return;
+            }
+            out[String(at.key)] = at.value;
+            at.continue();
+          };
+        };
+      }),
+  );
+}
+
+/** Replaces the page's block CRC records (a store written by older code, or tampered with). */
+async function setCrcRecords(page: Page, records: Record<string, unknown> | null): Promise<void> {
+  await page.evaluate(
+    (entries) =>
+      new Promise<void>((resolve, reject) => {
+        // Deleting closes the sync worker's connection (it steps aside on versionchange); it reopens on its next use.
+        const deleted = indexedDB.deleteDatabase('nearsync-block-crcs');
+        deleted.onerror = () => reject(deleted.error);
+        deleted.onsuccess = () => {
+          if (!entries) return resolve();
+          const open = indexedDB.open('nearsync-block-crcs', 1);
+          open.onupgradeneeded = () => open.result.createObjectStore('crcs');
+          open.onerror = () => reject(open.error);
+          open.onsuccess = () => {
+            const tx = open.result.transaction('crcs', 'readwrite');
+            for (const [key, value] of entries) tx.objectStore('crcs').put(value, key);
+            tx.oncomplete = () => {
+              open.result.close();
+              resolve();
+            };
+            tx.onerror = () => reject(tx.error);
+          };
+        };
+      }),
+    records && Object.entries(records),
+  );
+}
+
+/** The 4 MiB blocks of `bytes` (as every client cuts): hash, CRC-32 and length of each. */
+function blocksOf(bytes: Uint8Array): { hash: string; crc32: number; size: number }[] {
+  const out = [];
+  for (let at = 0; at < bytes.length; at += 4 * MiB) {
+    const block = bytes.subarray(at, at + 4 * MiB);
+    out.push({ hash: createHash('sha256').update(block).digest('hex'), crc32: zlibCrc32(block), size: block.length });
+  }
+  return out;
+}
+
 describe('Download as .zip', () => {
   test('the whole workspace and one folder, from the syncing tab and a second one, checked by unzip byte for byte', { timeout: 180_000 }, async () => {
     const server = await harness.startServer();
@@ -168,6 +242,73 @@ describe('Download as .zip', () => {
     const inDocs = FILES.filter((file) => file.path.startsWith('docs/'));
     expect([...docs.keys()].sort()).toEqual(inDocs.map((file) => file.path.slice('docs/'.length)).sort());
     for (const file of inDocs) expect(Buffer.compare(docs.get(file.path.slice('docs/'.length))!, file.bytes)).toBe(0);
+  });
+
+  test('entry CRCs from the blocks\' kept CRCs: recorded as blocks sync, recomputed where missing, a record that does not fit ignored; unzip checks every byte', { timeout: 240_000 }, async () => {
+    const repeated = randomBytes(4 * MiB);
+    const files: SeedFile[] = [
+      // 11 blocks, the last 5 bytes long (that one is small: read, not recorded).
+      { path: 'long/eleven blocks.bin', bytes: randomBytes(40 * MiB + 5), mtime: MTIME },
+      // The same block twice, then a tail of a block file's size.
+      { path: 'long/repeats.bin', bytes: Buffer.concat([repeated, repeated, randomBytes(100_000)]), mtime: MTIME },
+      { path: 'long/one block.bin', bytes: randomBytes(4 * MiB), mtime: MTIME },
+      { path: 'note.txt', bytes: Buffer.from('small\n'), mtime: MTIME },
+    ];
+    const server = await harness.startServer();
+    const workspace = await seedWorkspace(server.origin, 'Crc', files);
+    const page = await newPage();
+    await joinWithLink(page, workspace.shareLink(server.origin), workspace.namespaceId);
+    await waitForAllSynced(page, totalBytes(files));
+    const large = new Map(files.flatMap((file) => blocksOf(file.bytes)).filter((block) => block.size > 48 * 1024).map((block) => [block.hash, block]));
+    expect(large.size).toBe(10 + 2 + 1);
+
+    // The block writer recorded a CRC for each 4 MiB block it stored (within a second of storing
+    // it; a smaller block may have been stored on the sync worker's thread, without one).
+    const full = [...large.values()].filter((block) => block.size === 4 * MiB);
+    expect(full).toHaveLength(12);
+    await expect
+      .poll(async () => {
+        const recorded = await crcRecords(page);
+        return full.filter((block) => recorded[block.hash] !== undefined).length;
+      }, { timeout: 10_000 })
+      .toBe(full.length);
+    const recorded = await crcRecords(page);
+    for (const block of full) expect(recorded[block.hash], block.hash).toEqual({ crc32: block.crc32, size: block.size });
+
+    const check = async (name: string) => {
+      await downloadZip(page, name);
+      const extracted = await unzipAll((await copyOutOfOpfs(page, name))!);
+      expect([...extracted.keys()].sort()).toEqual(files.map((file) => file.path).sort());
+      for (const file of files) expect(Buffer.compare(extracted.get(file.path)!, file.bytes), file.path).toBe(0);
+    };
+    // Entry CRCs combined from records (unzip -t checks each against the bytes); a block
+    // without one is read, checked and recorded.
+    await check('Crc.zip');
+    await expect.poll(async () => Object.keys(await crcRecords(page)).length, { timeout: 10_000 }).toBe(large.size);
+
+    // A store without records (as before they were kept): the zip computes them, and keeps them.
+    await setCrcRecords(page, null);
+    await page.evaluate(() => navigator.storage.getDirectory().then((root) => root.removeEntry('zip-out', { recursive: true })));
+    await check('Crc.zip');
+    await expect.poll(async () => Object.keys(await crcRecords(page)).length, { timeout: 10_000 }).toBe(large.size);
+    expect((await crcRecords(page))[[...large.keys()][0]]).toEqual({ crc32: [...large.values()][0].crc32, size: 4 * MiB });
+
+    // Records that do not fit their blocks (another length, not a record at all) are not used.
+    const [first, second] = [...large.values()];
+    await setCrcRecords(page, { [first.hash]: { crc32: first.crc32 ^ 1, size: first.size - 1 }, [second.hash]: 'not a record' });
+    await page.evaluate(() => navigator.storage.getDirectory().then((root) => root.removeEntry('zip-out', { recursive: true })));
+    await check('Crc.zip');
+    await expect.poll(async () => (await crcRecords(page))[first.hash], { timeout: 10_000 }).toEqual({ crc32: first.crc32, size: first.size });
+
+    // And a record of the right length is what the entry's CRC is made of (no byte is read):
+    // planted wrong, unzip finds that one entry's CRC bad.
+    const only = blocksOf(files[2].bytes)[0];
+    await setCrcRecords(page, { [only.hash]: { crc32: only.crc32 ^ 1, size: only.size } });
+    await downloadZip(page, 'Crc.zip');
+    const planted = (await copyOutOfOpfs(page, 'Crc.zip'))!;
+    const tested = await run('unzip', ['-t', planted]).then((result) => result.stdout, (error: { stdout: string }) => error.stdout);
+    expect(tested).toMatch(/long\/one block\.bin\s+bad CRC/);
+    expect(tested).toMatch(/long\/eleven blocks\.bin\s+OK/);
   });
 
   test('waits for a file still syncing; Cancel stops it and leaves no file; a second try completes', { timeout: 240_000 }, async () => {

@@ -99,15 +99,17 @@ describe('zipArchive', () => {
     expect(listing).toContain('6 files');
   });
 
-  it('checksums the bytes of a Blob piece and puts out the Blob itself', async () => {
+  it('combines the known CRCs of pieces (Blobs and bytes) with checksummed bytes and puts the Blobs out unread', async () => {
     const bytes = randomBytes(200_000);
     const pieces: ZipEntry = {
       name: 'pieces.bin',
       size: bytes.length,
       mtime: 0,
       async *data() {
-        yield { blob: new Blob([bytes.subarray(0, 150_000)]), bytes: bytes.subarray(0, 150_000) };
-        yield bytes.subarray(150_000);
+        yield { data: new Blob([bytes.subarray(0, 150_000)]), crc32: crc32(bytes.subarray(0, 150_000)) };
+        yield bytes.subarray(150_000, 160_000);
+        yield { data: new Blob([]), crc32: 0 };
+        yield { data: bytes.subarray(160_000), crc32: crc32(bytes.subarray(160_000)) };
       },
     };
     const out: (Uint8Array | Blob)[] = [];
@@ -116,6 +118,13 @@ describe('zipArchive', () => {
     const archive = await writeArchive('pieces.zip', [pieces]);
     expect((await run('unzip', ['-t', archive])).stdout).toContain('No errors detected');
     expect(Buffer.compare(await unzipped(archive, 'pieces.bin'), bytes)).toBe(0);
+  });
+
+  it('writes the CRC it is given: a wrong one makes unzip -t report the entry bad', async () => {
+    const bytes = randomBytes(1000);
+    const wrong: ZipEntry = { name: 'wrong.bin', size: bytes.length, mtime: 0, async *data() { yield { data: new Blob([bytes]), crc32: crc32(bytes) ^ 1 }; } };
+    const archive = await writeArchive('wrong.zip', [wrong]);
+    await expect(run('unzip', ['-t', archive])).rejects.toMatchObject({ stdout: expect.stringMatching(/wrong\.bin\s+bad CRC/) });
   });
 
   it('refuses a file that yields other than its size', async () => {

@@ -1,9 +1,11 @@
 import { crc32Update } from './crc32.ts';
+import { crc32Combine } from './crc32-combine.ts';
 
 /**
  * A streaming zip writer (PKWARE APPNOTE 6.3): entries are stored, not compressed (what a
  * workspace holds is mostly compressed already, and CPU is the limit), each one's CRC-32 is
- * computed while its bytes pass through, and the archive comes out as a sequence of chunks,
+ * computed while its bytes pass through or combined from its pieces' known CRCs
+ * (crc32Combine), and the archive comes out as a sequence of chunks,
  * never as one buffer. What it keeps until the end is the central directory: about 100 bytes
  * per entry, so 100,000 files cost some 10 MB whatever their size.
  *
@@ -16,13 +18,14 @@ import { crc32Update } from './crc32.ts';
  */
 
 /**
- * A piece of content whose bytes are also in a Blob (a disk-backed File): the writer checksums
- * `bytes` and puts out `blob`, so a consumer that takes Blobs (a file stream) can let the
- * browser copy file to file instead of taking the bytes back across from this thread.
+ * A piece of content whose CRC-32 is known already (a stored block's): the writer combines it
+ * into the entry's CRC and puts out `data` unread, so a consumer that takes Blobs (a file
+ * stream) can let the browser copy a disk-backed File without its bytes crossing this thread.
+ * The producer answers for `crc32` matching `data`.
  */
-export interface ZipBlobChunk {
-  blob: Blob;
-  bytes: Uint8Array;
+export interface ZipKnownPiece {
+  data: Uint8Array | Blob;
+  crc32: number;
 }
 
 export interface ZipFile {
@@ -32,7 +35,7 @@ export interface ZipFile {
   size: number;
   /** Milliseconds since the epoch. */
   mtime: number;
-  data(): AsyncIterable<Uint8Array | ZipBlobChunk>;
+  data(): AsyncIterable<Uint8Array | ZipKnownPiece>;
 }
 
 export interface ZipFolder {
@@ -89,7 +92,7 @@ const encoder = new TextEncoder();
 
 /**
  * The archive of `entries`, as chunks in order. File content chunks are passed through as
- * they come (not copied; a ZipBlobChunk as its Blob); headers are small chunks of their own.
+ * they come (not copied; a ZipKnownPiece as its data); headers are small chunks of their own.
  * Throws when a file yields a different number of bytes than its `size` says, or a name is
  * empty or too long for zip.
  */
@@ -114,14 +117,20 @@ export async function* zipArchive(
       let crc = 0;
       let count = 0;
       for await (const chunk of entry.data()) {
-        const bytes = chunk instanceof Uint8Array ? chunk : chunk.bytes;
-        if (!(chunk instanceof Uint8Array) && chunk.blob.size !== bytes.length) {
-          throw new Error(`${entry.name}: a piece's Blob holds ${chunk.blob.size} bytes, its bytes ${bytes.length}`);
+        let out: Uint8Array | Blob;
+        let length: number;
+        if (chunk instanceof Uint8Array) {
+          out = chunk;
+          length = chunk.length;
+          crc = crc32Update(crc, chunk);
+        } else {
+          out = chunk.data;
+          length = out instanceof Uint8Array ? out.length : out.size;
+          crc = crc32Combine(crc, chunk.crc32, length);
         }
-        crc = crc32Update(crc, bytes);
-        count += bytes.length;
+        count += length;
         if (count > size) throw new Error(`${entry.name}: has more than the ${size} bytes expected`);
-        if (bytes.length > 0) yield chunk instanceof Uint8Array ? chunk : chunk.blob;
+        if (length > 0) yield out;
       }
       if (count !== size) throw new Error(`${entry.name}: has ${count} bytes, ${size} expected`);
       record.crc = crc;
