@@ -28,7 +28,12 @@ interface CrcSchema extends DBSchema {
 }
 
 const DB_NAME = 'nearsync-block-crcs';
-const DB_VERSION = 1;
+/**
+ * 2: a database opened without a version by anything else (devtools, a test) is created at
+ * version 1 with no store; version 2 gives such a database its store instead of failing every
+ * write. The upgrade only ever adds the store where it is missing.
+ */
+const DB_VERSION = 2;
 /** Records waiting this long, or this many, go in one transaction. */
 const FLUSH_DELAY_MS = 1_000;
 const FLUSH_COUNT = 256;
@@ -105,7 +110,7 @@ export class BlockCrcs {
   private open(): Promise<IDBPDatabase<CrcSchema> | null> {
     this.db ??= openDB<CrcSchema>(DB_NAME, DB_VERSION, {
       upgrade(db) {
-        db.createObjectStore('crcs');
+        if (!db.objectStoreNames.contains('crcs')) db.createObjectStore('crcs');
       },
     }).then(
       (db) => {
@@ -116,7 +121,11 @@ export class BlockCrcs {
         });
         return db;
       },
-      () => null,
+      () => {
+        // Failed now (e.g. deleted while this open waited): the next use tries again.
+        this.db = null;
+        return null;
+      },
     );
     return this.db;
   }

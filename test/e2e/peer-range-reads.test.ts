@@ -107,7 +107,8 @@ describe.skipIf(!isRoot())('range reads from a peer, piece by piece', () => {
     // can only have come from the peer's pieces, each checked against the server's hashes.
     // (A request the peer stalls is given up after 15 s of silence; the read is long done.)
     expect(server.server.metrics().blockBytesServed - before).toBe(0);
-    expect((await peerRows(pageB)).find((row) => row.peerId === stalling.peerId)?.penalised).toBe(false);
+    // The peer list is a paced view (twice a second): wait for its row rather than read it once.
+    await expect.poll(async () => (await peerRows(pageB)).find((row) => row.peerId === stalling.peerId)?.penalised, { timeout: 10_000 }).toBe(false);
   }, 300_000);
 
   it('rejects a tampered piece: the peer is penalised and the read is byte-exact from the server', async () => {
@@ -128,8 +129,9 @@ describe.skipIf(!isRoot())('range reads from a peer, piece by piece', () => {
       expect(answer).toEqual({ status: 206, length: 1 * MiB, sha256: sha256(bytes.subarray(0, 1 * MiB)) });
       expect(liar.requests().length).toBeGreaterThanOrEqual(1);
       expect(liar.lies()).toBeGreaterThanOrEqual(1);
+      // The peer list is a paced view (twice a second): wait for the penalty to show.
+      await expect.poll(async () => (await peerRows(pageB)).find((r) => r.peerId === liar.peerId)?.penalised, { timeout: 10_000 }).toBe(true);
       const row = (await peerRows(pageB)).find((r) => r.peerId === liar.peerId);
-      expect(row?.penalised).toBe(true);
       expect(row?.bytesReceived).toBe(0);
       // The whole file, once synced, is the true one.
       await waitForAllSynced(pageB, bytes.length, 60_000);
