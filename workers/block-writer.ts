@@ -8,16 +8,24 @@ export interface BlockWriteRequest {
   buffer: ArrayBuffer;
   length: number;
   writerId: string;
+  /** Where a block whose hash matches goes: the kept store, or the evictable cache of online-only files' blocks. */
+  store: BlockStoreKind;
 }
 
+export type BlockStoreKind = 'kept' | 'cache';
+
 export type BlockWriteReply =
-  | { id: number; actual: BlockHash; crc32?: number; buffer: ArrayBuffer }
+  | { id: number; actual: BlockHash; crc32?: number; storedIn?: BlockStoreKind; buffer: ArrayBuffer }
   | { id: number; error: { name: string; message: string }; buffer: ArrayBuffer };
 
-/** What the writer did with a block: its actual hash, and its CRC-32 when stored (the hash matched). */
+/**
+ * What the writer did with a block: its actual hash, and when stored (the hash matched) its
+ * CRC-32 and where it went (a cache block the cache could not take goes to the kept store).
+ */
 export interface BlockWriteResult {
   actual: BlockHash;
   crc32?: number;
+  storedIn?: BlockStoreKind;
 }
 
 interface Pending {
@@ -62,14 +70,14 @@ export class BlockWriter {
   }
 
   /**
-   * Hashes and, when the hash is `hash`, stores the block; resolves with the actual hash (and
+   * Hashes and, when the hash is `hash`, stores the block in `store`; resolves with the actual hash (and
    * the CRC-32 of a block stored). The bytes' buffer is transferred (`bytes` is empty
    * afterwards) and returns to the pool.
    */
-  hashAndPut(hash: BlockHash, bytes: Uint8Array): Promise<BlockWriteResult> {
+  hashAndPut(hash: BlockHash, bytes: Uint8Array, store: BlockStoreKind = 'kept'): Promise<BlockWriteResult> {
     const id = this.nextId++;
     const buffer = bytes.buffer as ArrayBuffer;
-    const request: BlockWriteRequest = { id, hash, buffer, length: bytes.length, writerId: this.writerId };
+    const request: BlockWriteRequest = { id, hash, buffer, length: bytes.length, writerId: this.writerId, store };
     return new Promise<BlockWriteResult>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage(request, [buffer]);
@@ -82,7 +90,7 @@ export class BlockWriter {
     const pending = this.pending.get(reply.id);
     if (!pending) return;
     this.pending.delete(reply.id);
-    if ('actual' in reply) pending.resolve({ actual: reply.actual, crc32: reply.crc32 });
+    if ('actual' in reply) pending.resolve({ actual: reply.actual, crc32: reply.crc32, storedIn: reply.storedIn });
     else pending.reject(new DOMException(reply.error.message, reply.error.name));
   }
 

@@ -44,12 +44,17 @@ export class CacheBlocks {
       const files = await this.blockFiles();
       for (const hash of hashes) {
         // The index is cheap for misses; a hit is checked (the bucket may have been cleared).
-        if ((await files.has(hash)) && (await files.file(hash)) !== null) found.add(hash);
+        if ((await files.has(hash)) && (await this.file(hash)) !== null) found.add(hash);
       }
     } catch {
       this.files = null;
     }
     return found;
+  }
+
+  /** The block writer's thread stored this block in the bucket: the index learns of it. */
+  noteStored(hash: BlockHash): void {
+    void this.files?.then((files) => files.noteStored(hash)).catch(() => undefined);
   }
 
   async put(hash: BlockHash, bytes: Uint8Array): Promise<void> {
@@ -64,18 +69,35 @@ export class CacheBlocks {
   }
 
   async file(hash: BlockHash): Promise<File | null> {
-    try {
-      return await (await this.blockFiles()).file(hash);
-    } catch {
-      this.files = null;
-      return null;
-    }
+    return this.lookUp(hash, (files) => files.file(hash));
   }
 
   async read(hash: BlockHash): Promise<Uint8Array | null> {
+    return this.lookUp(hash, (files) => files.read(hash));
+  }
+
+  /**
+   * A lookup that survives the bucket being cleared and made again by another thread (the
+   * block writer stores cache blocks too): this thread's directory handles then point into
+   * the deleted bucket, so a block its index lists but the lookup misses is looked up once
+   * more through a freshly opened bucket before it counts as gone.
+   */
+  private async lookUp<T>(hash: BlockHash, get: (files: BlockFiles) => Promise<T | null>): Promise<T | null> {
+    let listed = false;
     try {
-      return await (await this.blockFiles()).read(hash);
+      const files = await this.blockFiles();
+      const found = await get(files);
+      if (found !== null) return found;
+      listed = await files.has(hash);
     } catch {
+      listed = true;
+    }
+    if (!listed) return null;
+    this.files = null;
+    try {
+      return await get(await this.blockFiles());
+    } catch {
+      this.files = null;
       return null;
     }
   }

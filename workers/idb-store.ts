@@ -207,17 +207,17 @@ export class IdbBlockStore implements LocalBlockStore {
    * buffer goes to the block writer, which does both on its own thread; others here.
    */
   async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
-    // Cache blocks are hashed and written here: the block writer writes into the kept store only.
-    if (this.writer && !(this.cache && this.cacheOnly(hash)) && bytes.length > INLINE_BLOCK_MAX && this.writer.accepts(bytes)) {
+    if (this.writer && bytes.length > INLINE_BLOCK_MAX && this.writer.accepts(bytes)) {
       const length = bytes.length;
       let written: BlockWriteResult;
       try {
-        written = await this.writer.hashAndPut(hash, bytes);
+        written = await this.writer.hashAndPut(hash, bytes, this.cache && this.cacheOnly(hash) ? 'cache' : 'kept');
       } catch (error) {
         throw storedError(hash, error);
       }
       if (written.actual === hash) {
-        this.files.noteStored(hash);
+        if (written.storedIn === 'cache') this.cache?.noteStored(hash);
+        else this.files.noteStored(hash);
         if (written.crc32 !== undefined) this.crcs?.remember(hash, { crc32: written.crc32, size: length });
       }
       return written.actual;
