@@ -390,7 +390,9 @@ describe('LAN block service over TLS-PSK', () => {
   }, 60_000);
 
   describe('a member that stops reading its answers', () => {
-    const STALL_MS = 1500;
+    // Long enough that a test process starved by a loaded machine for a second or two is not
+    // taken for a reader that stopped (the slow reader below was, at 1.5 s).
+    const STALL_MS = 4000;
     let stallServer: LanBlockServer;
     let stallPort: number;
 
@@ -439,7 +441,7 @@ describe('LAN block service over TLS-PSK', () => {
       await until(() => stallServer.stats.open === 0, 5000, 'the connection gone');
       // A congested link looks the same as a hostile reader: a plain refusal, not a protocol failure.
       expect(isProtocolFailure('stalled')).toBe(false);
-    }, 30_000);
+    }, 60_000);
 
     it('keeps serving a slow reader whose answers keep moving, to the last byte', async () => {
       const before = stallServer.stats.refused.stalled;
@@ -451,9 +453,10 @@ describe('LAN block service over TLS-PSK', () => {
         socket.on('error', reject);
         socket.on('close', () => reject(new Error('the server closed a slow but steady reader')));
         socket.on('data', (chunk: Buffer) => {
-          // Well under the socket buffers' pace, for far longer than the stall timeout.
+          // About 2 MB/s: well under the socket buffers' pace, and the 8 MiB take about twice
+          // the stall timeout, while every pause is far shorter than it.
           socket.pause();
-          setTimeout(() => socket.resume(), 3);
+          setTimeout(() => socket.resume(), Math.ceil(chunk.length / 2_000));
           for (const message of decoder.push(chunk)) {
             if (message[0] === 0x80) continue; // the server's hello
             const frame = decodeFrame(message);
