@@ -41,6 +41,10 @@ const MODES = ['store-forward', 'streamed', 'batched'] as const;
 
 export async function probeBridge(url: string, token: string, ns: NamespaceId, hashes: readonly BlockHash[], depth = 4): Promise<BridgeProbeResult> {
   const single = await BridgeClient.connect(url, token, ns, false);
+  // The joiners have left: without a browser advert the bridge stops advertising the namespace
+  // on the LAN, and the daemon drops its links once that advert expires (about 90 s), in the
+  // middle of a probe that runs longer than that under load. The probe keeps one up.
+  single.keepAdvertising();
   const batching = await BridgeClient.connect(url, token, ns, true).catch((error: unknown) => {
     single.close();
     throw error;
@@ -154,7 +158,17 @@ class BridgeClient {
     }
   }
 
+  private advertTimer: ReturnType<typeof setInterval> | null = null;
+
+  /** Advertises cursor 0 for the namespace now and every 20 s (the relay keeps an advert 90 s). */
+  keepAdvertising(): void {
+    const advertise = () => this.socket.emit(RelayEvent.advert, { ns: this.ns, cursor: 0 });
+    advertise();
+    this.advertTimer = setInterval(advertise, 20_000);
+  }
+
   close(): void {
+    if (this.advertTimer) clearInterval(this.advertTimer);
     this.socket.close();
   }
 }
