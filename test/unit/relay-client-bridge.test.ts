@@ -67,7 +67,7 @@ describe('RelayClient: streamed bridge fetches (the page side)', () => {
       { offset: 16 * PIECE_SIZE, length: 4 * PIECE_SIZE + 100 },
     ];
     const bridge = await bridgeServer(plan, size);
-    client = new RelayClient(bridge.origin, ['t'.repeat(43)], 'test', noEvents);
+    client = new RelayClient(bridge.origin, ['t'.repeat(43)], 'test', noEvents, { bridgeBatches: true });
     const got: Array<[number, number, number]> = [];
     const verdict = await client.bridgeStream(NS, PEER, HASH, (offset, bytes) => {
       got.push([offset, bytes.length, bytes[0]]);
@@ -83,13 +83,14 @@ describe('RelayClient: streamed bridge fetches (the page side)', () => {
     expect(bridge.acks).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
   });
 
-  it('takes single pieces (an older relay) as batches of one', async () => {
+  it('takes single pieces (an older relay, or not asked) as batches of one; asks only when told to', async () => {
     const plan: Plan = [0, 1, 2].map((i) => ({ offset: i * PIECE_SIZE, length: i === 2 ? 10 : PIECE_SIZE }));
     const bridge = await bridgeServer(plan, 2 * PIECE_SIZE + 10);
     client = new RelayClient(bridge.origin, ['t'.repeat(43)], 'test', noEvents);
     const offsets: number[] = [];
     expect(await client.bridgeStream(NS, PEER, HASH, (offset) => (offsets.push(offset), true))).toBe(2 * PIECE_SIZE + 10);
     expect(offsets).toEqual([0, PIECE_SIZE, 2 * PIECE_SIZE]);
+    expect(bridge.queries).toEqual([undefined]);
   });
 
   it('stops a stream whose event ended short (the block was over) when more comes, whatever the verdict says', async () => {
@@ -98,7 +99,7 @@ describe('RelayClient: streamed bridge fetches (the page side)', () => {
       { offset: 2 * PIECE_SIZE, length: PIECE_SIZE }, // on a boundary, but after the short end
     ];
     const bridge = await bridgeServer(plan, 3 * PIECE_SIZE);
-    client = new RelayClient(bridge.origin, ['t'.repeat(43)], 'test', noEvents);
+    client = new RelayClient(bridge.origin, ['t'.repeat(43)], 'test', noEvents, { bridgeBatches: true });
     const offsets: number[] = [];
     const fetch = client.bridgeStream(NS, PEER, HASH, (offset) => (offsets.push(offset), true));
     await expect(fetch).rejects.toBeInstanceOf(BridgeFetchError);

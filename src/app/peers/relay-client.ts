@@ -97,9 +97,15 @@ export class RelayClient {
   private readonly streams = new Map<number, BridgeStream>();
   private nextStream = 1;
 
-  constructor(origin: string, tokens: string[], label: string, events: RelayClientEvents) {
-    // The query asks for batched pieces; a relay that does not know it sends single ones (docs/protocol.md).
-    this.socket = io(origin, { path: RELAY_PATH, auth: { tokens, label }, query: { [BRIDGE_BATCH_QUERY]: '1' }, transports: ['websocket'] });
+  /**
+   * `options.bridgeBatches`: ask the relay for batched bridge pieces (a handshake query
+   * parameter a relay that does not know it ignores; docs/protocol.md). Pieces are taken
+   * either way. Off by default: measured so far, batches gave the page no throughput and a
+   * later first byte (docs/architecture.md "LAN bridge").
+   */
+  constructor(origin: string, tokens: string[], label: string, events: RelayClientEvents, options: { bridgeBatches?: boolean } = {}) {
+    const query = options.bridgeBatches ? { [BRIDGE_BATCH_QUERY]: '1' } : undefined;
+    this.socket = io(origin, { path: RELAY_PATH, auth: { tokens, label }, query, transports: ['websocket'] });
     const on = <T>(name: string, parse: (value: unknown) => T, handle: (value: T) => void) => {
       this.socket.on(name, (payload: unknown) => {
         let parsed: T;
