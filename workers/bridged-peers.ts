@@ -43,7 +43,7 @@ export class BridgedPeers {
     return this.sources.has(peerId);
   }
 
-  /** The page streams the pieces into `sink` (transferred, one call each) and awaits each call before acknowledging it to the bridge. */
+  /** The page streams the pieces into `sink` (transferred, one call per bridge event: a piece or a batch of them) and awaits each call before acknowledging it to the bridge. */
   private fetch(peerId: string, hash: BlockHash, sink: BridgePieceSink): Promise<number> {
     if (!this.transport) return Promise.reject(new Error('the page is not connected to the relay'));
     return this.transport.bridgeFetch(peerId, hash, Comlink.proxy(sink));

@@ -4,7 +4,8 @@ import { PipelineThroughput } from './pipeline-throughput.ts';
 import type { BlockSource, WantedBlock } from './types.ts';
 
 /**
- * Takes one piece of a streamed bridge fetch (`offset` in the block, in order, unverified);
+ * Takes the next bytes of a streamed bridge fetch: one piece or several whole pieces back to
+ * back, as one bridge event brought them (`offset` in the block, in order, unverified);
  * returns false to stop the stream (the fetch was given up).
  */
 export type BridgePieceSink = (offset: number, bytes: Uint8Array) => boolean;

@@ -151,13 +151,31 @@ export interface BridgeFetchIn {
 
 /** Stream ids a socket may pick: 1 … 2^31 − 1. */
 export const MAX_BRIDGE_STREAM_ID = 2 ** 31 - 1;
-/** Pieces of one streamed bridge fetch the bridge sends ahead of the browser's acknowledgements (1 MiB). */
+/**
+ * Pieces of one streamed bridge fetch the bridge sends ahead of the acknowledgements of a
+ * socket that did not ask for batches (1 MiB, one piece per event).
+ */
 export const BRIDGE_PIECE_WINDOW = 16;
 
 /**
- * Relay → peer, with an acknowledgement: piece `offset / PIECE_SIZE` of streamed fetch
- * `stream`, in order. Every piece is PIECE_SIZE bytes but the block's last. Unverified until
- * the fetch's verdict (the ack of its `bridge-fetch`) says the whole block matched.
+ * The socket.io handshake query parameter (`?bridgeBatch=1`) with which a client says it takes
+ * `bridge-piece` events of several whole pieces. A query parameter because a relay of an older
+ * version ignores it (it validates `auth` and refuses unknown keys there): such a relay keeps
+ * sending one piece per event, which a batching client takes as a batch of one.
+ */
+export const BRIDGE_BATCH_QUERY = 'bridgeBatch';
+/** Most bytes one `bridge-piece` carries to a socket that asked for batches (16 pieces). */
+export const MAX_BRIDGE_BATCH_BYTES = 16 * PIECE_SIZE;
+/** Bytes of one streamed fetch the bridge sends ahead of the acknowledgements of a batching socket. */
+export const BRIDGE_BATCH_WINDOW_BYTES = 2 * MAX_BRIDGE_BATCH_BYTES;
+
+/**
+ * Relay → peer, with an acknowledgement: pieces `offset / PIECE_SIZE` onwards of streamed
+ * fetch `stream`, in order: one piece, or (to a socket that asked with BRIDGE_BATCH_QUERY)
+ * several whole pieces back to back, at most MAX_BRIDGE_BATCH_BYTES. Every piece is
+ * PIECE_SIZE bytes but the block's last, so `data` is a multiple of PIECE_SIZE unless it ends
+ * the block. Unverified until the fetch's verdict (the ack of its `bridge-fetch`) says the
+ * whole block matched.
  */
 export interface BridgePieceOut {
   stream: number;
@@ -323,17 +341,17 @@ export function parseBridgeFetchIn(value: unknown): BridgeFetchIn {
 
 /**
  * A `bridge-piece` as received: a known field set, an id in range, an offset on a piece
- * boundary and 1 … PIECE_SIZE bytes within the largest block. Whether it is the piece the
- * stream expects next is the receiver's check.
+ * boundary and 1 … `maxBytes` bytes within the largest block (PIECE_SIZE for a client that
+ * did not ask for batches). Whether it is what the stream expects next is the receiver's check.
  */
-export function parseBridgePieceOut(value: unknown): BridgePieceOut {
+export function parseBridgePieceOut(value: unknown, maxBytes = MAX_BRIDGE_BATCH_BYTES): BridgePieceOut {
   const field = 'bridge-piece';
   const record = expectRecord(value, field);
   expectOnlyKeys(record, field, ['stream', 'offset', 'data']);
   const stream = expectInteger(record.stream, `${field}.stream`, 1, MAX_BRIDGE_STREAM_ID);
   const offset = expectInteger(record.offset, `${field}.offset`, 0, MAX_BLOCK_SIZE - 1);
   if (offset % PIECE_SIZE !== 0) throw new ValidationError(`${field}.offset`, `must be a multiple of ${PIECE_SIZE}`);
-  const data = parseBinary(record.data, `${field}.data`, PIECE_SIZE);
+  const data = parseBinary(record.data, `${field}.data`, maxBytes);
   if (data.byteLength === 0) throw new ValidationError(`${field}.data`, 'must not be empty');
   if (offset + data.byteLength > MAX_BLOCK_SIZE) throw new ValidationError(`${field}.data`, 'must end within the largest block');
   return { stream, offset, data };

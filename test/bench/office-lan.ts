@@ -103,7 +103,8 @@ export async function benchOfficeLan(context: Omit<OfficeContext, 'server'>): Pr
     if (probe) {
       ctx.log(
         `office-lan: bridge probe over ${probe.blocks} blocks: store-and-forward ${probe.storeForwardMbps.toFixed(1)} MB/s, ` +
-          `streamed ${probe.streamedMbps.toFixed(1)} MB/s; first byte ${probe.storeForwardFirstByteMs.toFixed(1)} ms vs ${probe.streamedFirstByteMs.toFixed(1)} ms`,
+          `streamed ${probe.streamedMbps.toFixed(1)} MB/s, batched ${probe.batchedMbps.toFixed(1)} MB/s (${probe.batchedEventsPerBlock.toFixed(1)} events a block); ` +
+          `first byte ${probe.storeForwardFirstByteMs.toFixed(1)} ms vs ${probe.streamedFirstByteMs.toFixed(1)} ms vs ${probe.batchedFirstByteMs.toFixed(1)} ms`,
       );
     }
     ctx.log(
@@ -188,11 +189,17 @@ function probeColumns(probe: BridgeProbeResult | null, rawChannelMbps: number | 
   return {
     probe_sf_mbps: round(probe.storeForwardMbps),
     probe_stream_mbps: round(probe.streamedMbps),
+    probe_batch_mbps: round(probe.batchedMbps),
     probe_stream_vs_sf: round(probe.streamedMbps / probe.storeForwardMbps),
+    probe_batch_vs_sf: round(probe.batchedMbps / probe.storeForwardMbps),
+    probe_batch_vs_stream: round(probe.batchedMbps / probe.streamedMbps),
     probe_sf_channel_ratio: vsChannel(probe.storeForwardMbps),
     probe_stream_channel_ratio: vsChannel(probe.streamedMbps),
+    probe_batch_channel_ratio: vsChannel(probe.batchedMbps),
     probe_sf_first_byte_ms: round(probe.storeForwardFirstByteMs),
     probe_stream_first_byte_ms: round(probe.streamedFirstByteMs),
+    probe_batch_first_byte_ms: round(probe.batchedFirstByteMs),
+    probe_batch_events_per_block: round(probe.batchedEventsPerBlock),
   };
 }
 

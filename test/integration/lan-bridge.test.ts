@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  BRIDGE_BATCH_QUERY,
+  BRIDGE_BATCH_WINDOW_BYTES,
   MAX_BLOCK_SIZE,
+  MAX_BRIDGE_BATCH_BYTES,
   MAX_BRIDGE_FETCHES_PER_SOCKET,
   lanKeyBytes,
   PIECE_SIZE,
@@ -57,8 +60,10 @@ class BridgeBrowser {
     });
   }
 
-  static async connect(url: string, member: Member, options: { lying?: boolean; label?: string } = {}): Promise<BridgeBrowser> {
-    const relay = await RelayClient.connect(url, { tokens: [member.token], label: options.label ?? 'Test browser' });
+  /** `batch`: asks for batched pieces as the page does (BRIDGE_BATCH_QUERY); without, as an older page. */
+  static async connect(url: string, member: Member, options: { lying?: boolean; label?: string; batch?: boolean } = {}): Promise<BridgeBrowser> {
+    const query = options.batch ? { [BRIDGE_BATCH_QUERY]: '1' } : undefined;
+    const relay = await RelayClient.connect(url, { tokens: [member.token], label: options.label ?? 'Test browser' }, { query });
     return new BridgeBrowser(relay, options.lying ?? false);
   }
 
@@ -71,8 +76,9 @@ class BridgeBrowser {
   }
 
   /**
-   * A streamed fetch as the page makes it: every bridge-piece of the stream is recorded and
-   * acknowledged (or, from `stopAfter` pieces on, refused); resolves with the verdict and the pieces.
+   * A streamed fetch as the page makes it: every bridge-piece event of the stream (one piece,
+   * or a batch when asked for) is recorded and acknowledged (or, from `stopAfter` events on,
+   * refused); resolves with the verdict and the events.
    */
   async stream(payload: { ns: string; peerId: string; hash: string }, stopAfter = Infinity): Promise<{ reply: BridgeStreamReply; pieces: BridgePieceOut[] }> {
     const stream = this.nextStream++;
@@ -133,7 +139,7 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
 
   const served = () => server.server.metrics().blockBytesServed;
   const bridge = (): LanBridgeMetrics => server.server.metrics().lanBridge!;
-  const connect = async (member: Member, options?: { lying?: boolean }) => {
+  const connect = async (member: Member, options?: { lying?: boolean; batch?: boolean }) => {
     const browser = await BridgeBrowser.connect(server.hostUrl, member, options);
     browsers.push(browser);
     return browser;
@@ -185,20 +191,42 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
     expect(bridge().bytesLanToBrowsers).toBe(MAX_BLOCK_SIZE);
     expect(bridge().links).toBeGreaterThanOrEqual(1);
 
-    // Streamed: the same bytes, as 64 KiB pieces in order, then the verdict; still none from the server's store.
+    // Streamed, to a socket that did not ask for batches (an older page): the same bytes, as
+    // 64 KiB pieces in order, then the verdict; still none from the server's store.
     for (const block of [first, big.subarray(MAX_BLOCK_SIZE)]) {
       const { reply: verdict, pieces } = await browser.stream({ ns: member.ns, peerId: advert.peerId, hash: sha256(block) });
       expect(verdict).toEqual({ ok: true, size: block.length });
       expect(pieces.map((p) => p.offset)).toEqual(Array.from({ length: block.length / PIECE_SIZE }, (_, i) => i * PIECE_SIZE));
       expect(Buffer.concat(pieces.map((p) => p.data)).equals(block)).toBe(true);
     }
+    // To a socket that asked for batches (the page): events of whole pieces back to back, at
+    // most 1 MiB each, fewer events than pieces (each LAN chunk of 256 KiB leaves as one).
+    const batching = await connect(member, { batch: true });
+    for (const block of [first, big.subarray(MAX_BLOCK_SIZE)]) {
+      const { reply: verdict, pieces: events } = await batching.stream({ ns: member.ns, peerId: advert.peerId, hash: sha256(block) });
+      expect(verdict).toEqual({ ok: true, size: block.length });
+      let offset = 0;
+      for (const event of events) {
+        expect(event.offset).toBe(offset);
+        expect(event.data.byteLength % PIECE_SIZE).toBe(0);
+        expect(event.data.byteLength).toBeLessThanOrEqual(MAX_BRIDGE_BATCH_BYTES);
+        offset += event.data.byteLength;
+      }
+      expect(events.length).toBeLessThan(block.length / PIECE_SIZE);
+      expect(Buffer.concat(events.map((p) => p.data)).equals(block)).toBe(true);
+    }
     expect(served()).toBe(servedBefore);
-    expect(bridge().fetchesOk).toBe(3);
+    expect(bridge().fetchesOk).toBe(5);
     // A stream the browser stops: the bridge stops sending and says so.
     const stopped = await browser.stream({ ns: member.ns, peerId: advert.peerId, hash }, 3);
     expect(stopped.reply).toMatchObject({ ok: false, code: 'unavailable' });
     expect(stopped.pieces.length).toBeLessThanOrEqual(4 + 16);
     expect(stopped.pieces.length).toBeLessThan(MAX_BLOCK_SIZE / PIECE_SIZE);
+    // Batched: stopped after the first event, the bridge sends at most its window (2 MiB) more.
+    const stoppedBatch = await batching.stream({ ns: member.ns, peerId: advert.peerId, hash }, 1);
+    expect(stoppedBatch.reply).toMatchObject({ ok: false, code: 'unavailable' });
+    const sentAfterStop = stoppedBatch.pieces.slice(1).reduce((n, p) => n + p.data.byteLength, 0);
+    expect(sentAfterStop).toBeLessThanOrEqual(BRIDGE_BATCH_WINDOW_BYTES);
 
     // Refusals. Malformed: answered `invalid`, and a relay-error (a strike).
     const malformed = await browser.fetch({ ns: member.ns, peerId: advert.peerId, hash: 'not-a-hash' });
@@ -221,7 +249,8 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
     expect(served()).toBe(servedBefore);
 
     const figures = bridge();
-    expect(figures.fetchesFailed).toMatchObject({ invalid: 1, forbidden: 1, not_found: 2, unavailable: 1 });
+    // Two stopped streams (single pieces, then batched).
+    expect(figures.fetchesFailed).toMatchObject({ invalid: 1, forbidden: 1, not_found: 2, unavailable: 2 });
     expect(figures.fetchesFailed.busy).toBe(busy);
     expect(figures.udpDatagrams.accepted).toBeGreaterThan(0);
     const prometheus = await (await fetch(`${server.hostUrl}/metrics`)).text();
@@ -353,7 +382,7 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
 
   it('streamed: a LAN peer that slips a bad piece or a truncated block into the stream is found out at the verdict, and banned', async () => {
     const member = await createWorkspace(server.hostUrl, 'bridge stream hostile');
-    const browser = await connect(member);
+    const browser = await connect(member, { batch: true });
     await until(() => bridge().namespaces >= 1 && browser.relay.received.some((r) => r.event === 'peers'), 10_000, 'namespace bridged');
     const block = randomBytes(MAX_BLOCK_SIZE);
     const hash = sha256(block) as BlockHash;
@@ -381,6 +410,7 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
   it("streamed: when the server knows the block's piece hashes, the bad piece never leaves the bridge", async () => {
     const member = await createWorkspace(server.hostUrl, 'bridge stream pieces');
     const browser = await connect(member);
+    const batching = await connect(member, { batch: true });
     await until(() => bridge().namespaces >= 1 && browser.relay.received.some((r) => r.event === 'peers'), 10_000, 'namespace bridged');
     const block = randomBytes(MAX_BLOCK_SIZE);
     const hash = sha256(block) as BlockHash;
@@ -393,12 +423,16 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
     const peer = await hostileLanPeer(member, 13, () => lie);
     try {
       const advert = await browser.relay.next('advert', (a) => a.lan === true && a.ns === member.ns && a.cursor === 13, SYNC_MS);
-      const { reply, pieces } = await browser.stream({ ns: member.ns, peerId: advert.peerId, hash });
+      // The page's socket, which asked for batches (the single-piece path checks pieces in the same place: unit tests).
+      const { reply, pieces } = await batching.stream({ ns: member.ns, peerId: advert.peerId, hash });
       expect(reply).toMatchObject({ ok: false, code: 'bad_block' });
       expect(reply.ok === false && reply.message).toMatch(/piece 9 /);
-      // Pieces 0-8 matched and went; piece 9 and later did not.
-      expect(pieces.map((p) => p.offset / PIECE_SIZE)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
-      expect(Buffer.concat(pieces.map((p) => p.data)).equals(block.subarray(0, 9 * PIECE_SIZE))).toBe(true);
+      // Only whole pieces before piece 9 went, as they were (those cut from the LAN chunk
+      // holding piece 9 stay behind with it); piece 9 and later did not.
+      const went = Buffer.concat(pieces.map((p) => p.data));
+      expect(went.length % PIECE_SIZE).toBe(0);
+      expect(went.length).toBeLessThanOrEqual(9 * PIECE_SIZE);
+      expect(went.equals(block.subarray(0, went.length))).toBe(true);
       await browser.relay.next('peer-left', (left) => left.peerId === advert.peerId && left.ns === member.ns, 10_000);
     } finally {
       await peer.close();

@@ -45,9 +45,10 @@ export class RelayClient {
   }
 
   /** Connects and resolves on `welcome`; rejects with the connect_error. */
-  static connect(url: string, auth: unknown, options: { transports?: string[] } = {}): Promise<RelayClient> {
+  static connect(url: string, auth: unknown, options: { transports?: string[]; query?: Record<string, string> } = {}): Promise<RelayClient> {
     const socket = io(url, {
       auth: auth as Record<string, unknown>,
+      query: options.query,
       transports: options.transports ?? ['websocket'],
       reconnection: false,
       forceNew: true,

@@ -4,6 +4,7 @@ import { PieceMismatchError, PieceTaps } from '../../src/engine/piece-taps.ts';
 import { PipelineThroughput } from '../../src/engine/pipeline-throughput.ts';
 import {
   MAX_BLOCK_SIZE,
+  MAX_BRIDGE_BATCH_BYTES,
   MAX_BRIDGE_READ_BYTES,
   PIECE_SIZE,
   ValidationError,
@@ -57,12 +58,15 @@ describe('bridge relay events', () => {
     for (const stream of [0, -1, 2 ** 31, 1.5, '7']) expect(() => parseBridgeFetchIn({ ns: NS, peerId: PEER, hash: HASH, stream })).toThrow(ValidationError);
   });
 
-  it('holds a bridge-piece to one piece on a piece boundary inside the largest block', () => {
+  it('holds a bridge-piece to a piece boundary, at most a batch (or one piece when asked so), inside the largest block', () => {
     const data = new Uint8Array(PIECE_SIZE);
     expect(parseBridgePieceOut({ stream: 1, offset: PIECE_SIZE, data: Buffer.from(data) })).toMatchObject({ stream: 1, offset: PIECE_SIZE });
     expect(parseBridgePieceOut({ stream: 1, offset: 0, data: new Uint8Array(5).buffer }).data.byteLength).toBe(5);
     expect(() => parseBridgePieceOut({ stream: 1, offset: 1000, data })).toThrow(/multiple of 65536/);
-    expect(() => parseBridgePieceOut({ stream: 1, offset: 0, data: new Uint8Array(PIECE_SIZE + 1) })).toThrow(ValidationError);
+    expect(parseBridgePieceOut({ stream: 1, offset: 0, data: new Uint8Array(MAX_BRIDGE_BATCH_BYTES) }).data.byteLength).toBe(MAX_BRIDGE_BATCH_BYTES);
+    expect(() => parseBridgePieceOut({ stream: 1, offset: 0, data: new Uint8Array(MAX_BRIDGE_BATCH_BYTES + 1) })).toThrow(ValidationError);
+    expect(() => parseBridgePieceOut({ stream: 1, offset: 0, data: new Uint8Array(PIECE_SIZE + 1) }, PIECE_SIZE)).toThrow(ValidationError);
+    expect(() => parseBridgePieceOut({ stream: 1, offset: MAX_BLOCK_SIZE - PIECE_SIZE, data: new Uint8Array(2 * PIECE_SIZE) })).toThrow(/within the largest block/);
     expect(() => parseBridgePieceOut({ stream: 1, offset: 0, data: new Uint8Array(0) })).toThrow(/empty/);
     expect(() => parseBridgePieceOut({ stream: 1, offset: MAX_BLOCK_SIZE, data })).toThrow(ValidationError);
     expect(() => parseBridgePieceOut({ stream: 0, offset: 0, data })).toThrow(ValidationError);

@@ -34,6 +34,7 @@ function browser(block: Uint8Array | null, answer?: (read: BridgeReadOut) => unk
       if (!block) return { ok: false, code: 'not_found', message: 'not here' };
       return { ok: true, data: Buffer.from(block.subarray(read.offset, read.offset + read.length)), size: block.length };
     },
+    batchPieces: false,
     piece: () => Promise.reject(new Error('no streamed fetches here')),
   };
 }

@@ -64,7 +64,7 @@ export class PeerNetwork {
         wantPeers: (peerIds: string[]) => {
           for (const peerId of peerIds) if (!this.adverts.get(peerId as PeerId)?.lan) this.connections?.want(peerId);
         },
-        // The page only passes the pieces on, by transfer, each as it comes: the worker
+        // The page only passes the pieces on, by transfer, each event's as they come: the worker
         // verifies and stores them. Awaiting each hand-off before the ack carries the worker's
         // pace back to the bridge.
         bridgeFetch: async (peerId: string, hash: string, sink: BridgePieceSink) => {

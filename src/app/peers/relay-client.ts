@@ -1,5 +1,6 @@
 import { io, type Socket } from 'socket.io-client';
 import {
+  BRIDGE_BATCH_QUERY,
   MAX_BRIDGE_FETCHES_PER_SOCKET,
   MAX_BRIDGE_STREAM_ID,
   PIECE_SIZE,
@@ -71,7 +72,7 @@ interface BridgeStream {
   sink: BridgePieceSink;
   /** Bytes taken so far (the next piece's offset). */
   received: number;
-  /** A piece shorter than PIECE_SIZE came: it was the last. */
+  /** A piece shorter than PIECE_SIZE came (an event not a multiple of it): it was the last. */
   ended: boolean;
   /** Set when the stream broke on our side: the fetch fails with it whatever the verdict. */
   failure: BridgeFetchError | null;
@@ -96,8 +97,15 @@ export class RelayClient {
   private readonly streams = new Map<number, BridgeStream>();
   private nextStream = 1;
 
-  constructor(origin: string, tokens: string[], label: string, events: RelayClientEvents) {
-    this.socket = io(origin, { path: RELAY_PATH, auth: { tokens, label }, transports: ['websocket'] });
+  /**
+   * `options.bridgeBatches`: ask the relay for batched bridge pieces (a handshake query
+   * parameter a relay that does not know it ignores; docs/protocol.md). Pieces are taken
+   * either way. Off by default: measured so far, batches gave the page no throughput and a
+   * later first byte (docs/architecture.md "LAN bridge").
+   */
+  constructor(origin: string, tokens: string[], label: string, events: RelayClientEvents, options: { bridgeBatches?: boolean } = {}) {
+    const query = options.bridgeBatches ? { [BRIDGE_BATCH_QUERY]: '1' } : undefined;
+    this.socket = io(origin, { path: RELAY_PATH, auth: { tokens, label }, query, transports: ['websocket'] });
     const on = <T>(name: string, parse: (value: unknown) => T, handle: (value: T) => void) => {
       this.socket.on(name, (payload: unknown) => {
         let parsed: T;
@@ -164,8 +172,8 @@ export class RelayClient {
   }
 
   /**
-   * One block from LAN peer `peerId`, streamed: each 64 KiB piece goes to `sink` as the bridge
-   * forwards it, and this resolves with the block's size once the bridge says the whole block
+   * One block from LAN peer `peerId`, streamed: each event's 64 KiB pieces (one, or a batch of
+   * whole pieces back to back) go to `sink` in one call as the bridge forwards them, and this resolves with the block's size once the bridge says the whole block
    * hashed to `hash`. Until then the pieces are unverified: on a failure (BridgeFetchError)
    * whatever `sink` took must be thrown away. At most 8 in flight per socket (the relay's
    * limit); more wait here.
@@ -188,7 +196,10 @@ export class RelayClient {
     }
   }
 
-  /** A piece of a streamed fetch: checked against what the stream expects, handed on, and the answer for the bridge. */
+  /**
+   * One `bridge-piece` event of a streamed fetch (one piece, or a batch of whole pieces):
+   * checked against what the stream expects, handed on whole, and the answer for the bridge.
+   */
   private async onPiece(payload: unknown): Promise<boolean> {
     let piece: BridgePieceOut;
     try {
@@ -205,7 +216,8 @@ export class RelayClient {
       return false;
     }
     stream.received += piece.data.byteLength;
-    stream.ended = piece.data.byteLength < PIECE_SIZE;
+    // An event is whole pieces, but for the block's last: a short tail ends the stream.
+    stream.ended = piece.data.byteLength % PIECE_SIZE !== 0;
     try {
       if (await stream.sink(piece.offset, piece.data)) return true;
       stream.failure = new BridgeFetchError('unavailable', 'the fetch was given up');

@@ -2,7 +2,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   ADVERT_TTL_MS,
   BRIDGE_ERROR_CODES,
-  BRIDGE_PIECE_WINDOW,
   LAN_PEER_ID_BYTES,
   MAX_BRIDGE_FETCHES_PER_SOCKET,
   parseBridgePieceAck,
@@ -32,7 +31,7 @@ import { BrowserBlockStore } from './browser-block-store.ts';
 import { LanLinks, LinkUnavailableError } from './lan-links.ts';
 import { LanPeerAdverts, type BridgedLanPeer } from './lan-peer-adverts.ts';
 import { LanRelayIds } from './relay-peer-ids.ts';
-import { PieceRelay, PieceRelayError } from './piece-relay.ts';
+import { BATCHED_PIECES, PieceRelay, PieceRelayError, SINGLE_PIECES } from './piece-relay.ts';
 import { Slots } from '../slots.ts';
 
 /** Where the bridge listens and announces (LAN_PORT, LAN_TCP_PORT, LAN_BIND, LAN_BROADCAST). */
@@ -294,7 +293,8 @@ export class LanBridge implements RelayBridge {
 
   /**
    * Streamed (docs/protocol.md "Streamed bridge fetches"): each 64 KiB piece leaves for the
-   * browser as soon as the link has it, at most BRIDGE_PIECE_WINDOW unacknowledged; the
+   * browser as soon as the link has it and the window allows, several to an event when the
+   * socket asked for batches (PieceRelay's pacing); the
    * whole block is hashed on the way and the reply is the verdict. Pieces the server can
    * check (it knows the block's piece hashes) are checked before they leave.
    */
@@ -310,7 +310,7 @@ export class LanBridge implements RelayBridge {
           const ack = await socket.piece({ stream, offset, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) }, PIECE_ACK_TIMEOUT_MS);
           return parseBridgePieceAck(ack).ok;
         };
-        const relay = new PieceRelay(hash, send, BRIDGE_PIECE_WINDOW, this.deps.knownPieces?.(hash) ?? null);
+        const relay = new PieceRelay(hash, send, socket.batchPieces ? BATCHED_PIECES : SINGLE_PIECES, this.deps.knownPieces?.(hash) ?? null);
         const stopped = (error: unknown): BridgeFailure => {
           if (!(error instanceof PieceRelayError)) throw error;
           if (error.reason === 'bad_piece') return this.badBlock(target, `sent a piece that does not match the block's piece hash (${error.message})`);

@@ -13,6 +13,11 @@ export interface BridgeSocket {
    */
   read(request: BridgeReadOut, timeoutMs: number): Promise<unknown>;
   /**
+   * It asked for batched pieces in its handshake (BRIDGE_BATCH_QUERY): a `bridge-piece` may
+   * carry several whole pieces. Without, one piece per event (an older page).
+   */
+  readonly batchPieces: boolean;
+  /**
    * Emits one `bridge-piece` of a streamed fetch and resolves with its acknowledgement as
    * received (unvalidated: parseBridgePieceAck); rejects after `timeoutMs` or on disconnect.
    */

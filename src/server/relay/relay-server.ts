@@ -17,6 +17,7 @@ import {
   type AdvertOut,
   type BridgeFetchReply,
   type BridgePieceOut,
+  BRIDGE_BATCH_QUERY,
   type BridgeReadOut,
   type BridgeStreamReply,
   type NamespaceId,
@@ -257,6 +258,8 @@ export class RelayServer {
         peerId: id,
         namespaces: socket.data.namespaces,
         gone: gone.signal,
+        // A hint, not a credential: any value but "1" is an older or other client, sent single pieces.
+        batchPieces: socket.handshake.query[BRIDGE_BATCH_QUERY] === '1',
         read: (request, timeoutMs) => socket.timeout(timeoutMs).emitWithAck(RelayEvent.bridgeRead, request),
         piece: (piece, timeoutMs) => socket.timeout(timeoutMs).emitWithAck(RelayEvent.bridgePiece, piece),
       },
