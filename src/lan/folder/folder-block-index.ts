@@ -3,7 +3,7 @@ import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expectedBlockSize } from '../../engine/block-layout.ts';
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../protocol/index.ts';
-import { sha256Hex } from '../store/node-sha256.ts';
+import { sharedBytes, sharedSha256Worker } from '../store/sha256-worker.ts';
 import type { FolderRecord } from '../store/sqlite-state-store.ts';
 
 /** Where a block lies in the folder, and the file as the daemon last wrote or committed it. */
@@ -98,7 +98,7 @@ export class FolderBlockIndex {
   async read(hash: BlockHash): Promise<Uint8Array | null> {
     for (const place of [...(this.byHash.get(hash) ?? [])]) {
       const bytes = await this.readPlace(place);
-      if (bytes && sha256Hex(bytes) === hash) return bytes;
+      if (bytes && (await sharedSha256Worker.hash(bytes)) === hash) return bytes;
       this.changed(place.path);
     }
     return null;
@@ -115,7 +115,8 @@ export class FolderBlockIndex {
     try {
       const info = await handle.stat();
       if (!info.isFile() || info.size !== place.size || info.mtimeMs !== place.mtimeMs) return null;
-      const bytes = new Uint8Array(place.length);
+      // Shared memory: the hash check runs on the hash worker without a copy.
+      const bytes = sharedBytes(place.length);
       let filled = 0;
       while (filled < place.length) {
         const { bytesRead } = await handle.read(bytes, filled, place.length - filled, place.offset + filled);

@@ -3,6 +3,7 @@ import type { LocalBlockStore } from '../../engine/types.ts';
 import type { BlockHash, FilePath } from '../../protocol/index.ts';
 import type { DiskBlockStore } from '../store/disk-block-store.ts';
 import { sha256Hex } from '../store/node-sha256.ts';
+import { sharedSha256Worker } from '../store/sha256-worker.ts';
 import type { SqliteStateStore } from '../store/sqlite-state-store.ts';
 import type { FileAssembly } from './file-assembly.ts';
 import { FolderBlockIndex } from './folder-block-index.ts';
@@ -67,9 +68,12 @@ export class FolderBlockStore implements LocalBlockStore {
     await Promise.all([this.staging.putHashed(hash, bytes), this.assembly.blockArrived(hash, bytes)]);
   }
 
-  /** A received block: one SHA-256, and one write (its temp files, else the staging store). */
+  /**
+   * A received block: one SHA-256 (on the hash worker when the bytes are in a shared LAN
+   * buffer), and one write (its temp files, else the staging store), only after the hash matched.
+   */
   async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
-    const actual = sha256Hex(bytes);
+    const actual = await sharedSha256Worker.hash(bytes);
     if (actual !== hash) return actual;
     if (!(await this.assembly.blockArrived(hash, bytes))) await this.staging.putHashed(hash, bytes);
     return actual;
