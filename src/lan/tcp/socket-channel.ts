@@ -42,21 +42,30 @@ export class ReusedReadBuffer {
     buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
     callback: (bytesRead: number, buffer: Buffer): boolean => this.arrived(buffer.subarray(0, bytesRead)),
   };
-  private early: Buffer[] = [];
+  private early: Buffer[] | null = [];
   private target: ((chunk: Uint8Array) => void) | null = null;
 
-  /** From now on each read goes to `target`, which must not keep the chunk past its return. */
+  /**
+   * From now on each read goes to `target`, which must not keep the chunk past its return.
+   * Bytes read before are delivered on the next tick (after the caller has set its handlers,
+   * as 'data' events would be), and later reads queue behind them.
+   */
   attach(target: (chunk: Uint8Array) => void): void {
     this.target = target;
-    const early = this.early;
-    this.early = [];
-    for (const chunk of early) target(chunk);
+    if (this.early!.length === 0) {
+      this.early = null;
+      return;
+    }
+    process.nextTick(() => {
+      const early = this.early!;
+      this.early = null;
+      for (const chunk of early) target(chunk);
+    });
   }
 
   private arrived(chunk: Buffer): boolean {
-    if (this.target) this.target(chunk);
-    else this.early.push(Buffer.from(chunk));
-    // Pausing goes through socket.pause(), which stops reading with onread too.
+    if (this.early) this.early.push(Buffer.from(chunk));
+    else this.target!(chunk);
     return true;
   }
 }
@@ -202,7 +211,8 @@ export class SocketFrameChannel implements FrameChannel {
     try {
       this.decoder.feed(chunk, (view) => {
         if (this.closed) return;
-        const message = reused && view.buffer === chunk.buffer ? view.slice() : view;
+        // A copy (not `slice`: on a Buffer that is a view too).
+        const message = reused && view.buffer === chunk.buffer ? new Uint8Array(view) : view;
         if (this.intercept?.(message)) return;
         this.onmessage?.(message);
       });
