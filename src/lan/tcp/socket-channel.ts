@@ -167,13 +167,16 @@ export class SocketFrameChannel implements FrameChannel {
   }
 
   /** One DATA frame as head and payload: the payload goes to the socket as it is (no copy into a frame). */
-  sendData(head: Uint8Array<ArrayBuffer>, payload: Uint8Array): void {
+  sendData(head: Uint8Array<ArrayBuffer>, payload: Uint8Array, onSent?: () => void): void {
     if (!this.isOpen) throw new Error('InvalidStateError: channel is not open');
     const length = head.length + payload.length;
     this.socket.cork();
     this.socket.write(streamHeader(length));
     this.socket.write(head);
-    this.socket.write(payload);
+    // The write callback comes once the socket has taken the chunk (TLS: encrypted it), in
+    // order; after an error the payload may still be queued, so it is not released then.
+    if (onSent) this.socket.write(payload, (error) => (error ? undefined : onSent()));
+    else this.socket.write(payload);
     this.socket.uncork();
     this.sent(4 + length);
   }
