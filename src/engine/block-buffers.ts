@@ -59,8 +59,10 @@ export class BlockBufferPool {
     const buffer = bytes.buffer as ArrayBuffer;
     if (!this.lent.has(buffer)) return;
     this.lent.delete(buffer);
-    // A detached buffer (transferred meanwhile) has no bytes any more.
-    if (buffer.byteLength !== this.size || this.free.length >= this.keep) return;
+    // A detached buffer (transferred meanwhile) has no bytes any more. Shared buffers are all
+    // kept (as many as were out at once): V8 does not count their memory towards collecting
+    // garbage, so dropped ones would pile up instead of being reused.
+    if (buffer.byteLength !== this.size || (this.free.length >= this.keep && !this.shared)) return;
     this.free.push(buffer);
     this.armTrim();
   }

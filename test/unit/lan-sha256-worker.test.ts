@@ -50,4 +50,14 @@ describe('Sha256Worker', () => {
     pool.give(block);
     expect(pool.freeCount).toBe(1);
   });
+
+  it('a shared pool keeps every buffer given back, past `keep` (dropped shared buffers would pile up uncollected)', () => {
+    const pool = new BlockBufferPool(1024 * 1024, 2, 10_000, true);
+    const taken = Array.from({ length: 5 }, () => pool.take());
+    for (const buffer of taken) pool.give(new Uint8Array(buffer));
+    expect(pool.freeCount).toBe(5);
+    const plain = new BlockBufferPool(1024 * 1024, 2, 10_000);
+    for (const buffer of Array.from({ length: 5 }, () => plain.take())) plain.give(new Uint8Array(buffer));
+    expect(plain.freeCount).toBe(2);
+  });
 });

@@ -5,7 +5,6 @@ import { expectedBlockSize } from '../../engine/block-layout.ts';
 import type { FileRecord } from '../../engine/types.ts';
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../protocol/index.ts';
 import { sha256Hex } from '../store/node-sha256.ts';
-import { sharedBytes, sharedSha256Worker } from '../store/sha256-worker.ts';
 import { TEMP_PREFIX, UnsafePathError, resolveInFolder } from './safe-path.ts';
 
 /**
@@ -181,10 +180,9 @@ export class FileAssembly {
       if (!place) return null;
       const { partial, index } = place;
       const temp = partial.temp as { handle: FileHandle };
-      // Shared memory: the hash check runs on the hash worker without a copy.
-      const bytes = sharedBytes(expectedBlockSize(partial.size, partial.blocks.length, index));
+      const bytes = new Uint8Array(expectedBlockSize(partial.size, partial.blocks.length, index));
       const ok = await readFully(temp.handle, bytes, index * MAX_BLOCK_SIZE).catch(() => false);
-      if (ok && (await sharedSha256Worker.hash(bytes)) === hash) return bytes;
+      if (ok && sha256Hex(bytes) === hash) return bytes;
       // Taken by the materialiser meanwhile (handle closed) or changed under us: try elsewhere.
       if (this.files.get(partial.path) === partial && partial.temp === temp) partial.written.delete(index);
       else return null;
