@@ -29,6 +29,11 @@ export class BlockBufferPool {
     private readonly keep = 16,
     /** Free buffers are dropped once none was taken for this long (an idle worker keeps none). */
     private readonly idleMs = 10_000,
+    /**
+     * Make SharedArrayBuffers: a Node LAN daemon hashes received blocks on a worker thread that
+     * reads the same memory (no copy, no transfer). Such buffers must never be transferred.
+     */
+    private readonly shared = false,
   ) {}
 
   /** A buffer of `size` bytes (old contents are not cleared). */
@@ -54,8 +59,10 @@ export class BlockBufferPool {
     const buffer = bytes.buffer as ArrayBuffer;
     if (!this.lent.has(buffer)) return;
     this.lent.delete(buffer);
-    // A detached buffer (transferred meanwhile) has no bytes any more.
-    if (buffer.byteLength !== this.size || this.free.length >= this.keep) return;
+    // A detached buffer (transferred meanwhile) has no bytes any more. Shared buffers are all
+    // kept (as many as were out at once): V8 does not count their memory towards collecting
+    // garbage, so dropped ones would pile up instead of being reused.
+    if (buffer.byteLength !== this.size || (this.free.length >= this.keep && !this.shared)) return;
     this.free.push(buffer);
     this.armTrim();
   }
@@ -83,7 +90,8 @@ export class BlockBufferPool {
 
   private make(): ArrayBuffer {
     this.created += 1;
-    return new ArrayBuffer(this.size);
+    // Typed as ArrayBuffer for the pool's users: a shared one is read and written the same way.
+    return this.shared ? (new SharedArrayBuffer(this.size) as unknown as ArrayBuffer) : new ArrayBuffer(this.size);
   }
 }
 

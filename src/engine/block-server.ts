@@ -17,6 +17,11 @@ export class BlockServer {
     private readonly isLiveBlock: LiveBlockCheck,
   ) {}
 
+  /** Bytes a lookup returned are no longer used (every byte sent): their buffer may be reused. */
+  release(bytes: Uint8Array): void {
+    this.store.releaseRead?.(bytes);
+  }
+
   async lookup(ns: NamespaceId, hash: BlockHash, shared: ReadonlySet<NamespaceId>): Promise<BlockLookup> {
     if (!shared.has(ns)) return { ok: false, reason: 'forbidden' };
     try {

@@ -29,9 +29,11 @@ export interface FrameChannel {
   /**
    * Present on channels over a byte stream: sends one DATA frame given as its head
    * (`encodeDataHead`) and payload, without joining them first. The payload is read later,
-   * when the stream takes it: it must not change until then.
+   * when the stream takes it: it must not change until then. `onSent`, if given, is called
+   * once the stream no longer needs the payload (nor any payload sent before it), or not at
+   * all if the channel closes first.
    */
-  sendData?(head: Uint8Array<ArrayBuffer>, payload: Uint8Array): void;
+  sendData?(head: Uint8Array<ArrayBuffer>, payload: Uint8Array, onSent?: () => void): void;
 }
 
 /** The part of RTCDataChannel that `frameChannelOf` uses (structural, so no DOM import). */

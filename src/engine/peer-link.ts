@@ -649,12 +649,16 @@ export class PeerLink {
     if (from >= bytes.length && from > 0) return this.sendQuietly({ type: 'nack', id: served.id, reason: 'bad_request' });
     // From `from` to the end, then from the start up to `from`.
     const runs = from > 0 ? [[from, bytes.length], [0, from]] : [[0, bytes.length]];
+    const last = runs[runs.length - 1];
     for (const [start, end] of runs) {
       for (let offset = start; offset < end; offset += chunkSize) {
         if (this.channel.bufferedAmount > highWaterMark) await this.drained();
         if (served.cancelled || this.closed) return;
-        const chunk = bytes.subarray(offset, Math.min(end, offset + chunkSize));
-        if (!this.sendDataFrame(served.id, offset, chunk)) return;
+        const chunkEnd = Math.min(end, offset + chunkSize);
+        const chunk = bytes.subarray(offset, chunkEnd);
+        // Once the stream is done with the block's last frame it is done with all of them.
+        const onSent = end === last[1] && chunkEnd === end ? () => this.options.server?.release(bytes) : undefined;
+        if (!this.sendDataFrame(served.id, offset, chunk, onSent)) return;
         this.bytesSent += chunk.length;
       }
     }
@@ -702,11 +706,11 @@ export class PeerLink {
   }
 
   /** One DATA frame; head and payload apart where the channel takes them so (no copy). */
-  private sendDataFrame(id: number, offset: number, chunk: Uint8Array): boolean {
+  private sendDataFrame(id: number, offset: number, chunk: Uint8Array, onSent?: () => void): boolean {
     if (!this.channel.sendData) return this.sendRaw(encodeFrame({ type: 'data', id, offset, bytes: chunk }));
     if (this.closed) return false;
     try {
-      this.channel.sendData(encodeDataHead(id, offset, chunk.length), chunk);
+      this.channel.sendData(encodeDataHead(id, offset, chunk.length), chunk, onSent);
       return true;
     } catch {
       this.teardown();

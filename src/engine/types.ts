@@ -31,6 +31,12 @@ export interface LocalBlockStore {
    */
   readBlock?(hash: BlockHash): Promise<Uint8Array | null>;
   /**
+   * Nothing refers any more to bytes `readBlock` returned (served to a peer, every byte on the
+   * wire): a store that reads into reused buffers may take the buffer back. Optional; bytes
+   * never handed back are left to the garbage collector.
+   */
+  releaseRead?(bytes: Uint8Array): void;
+  /**
    * Hashes `bytes` and stores them only if the hash is `hash`; resolves with the actual hash.
    * Optional: a store that can do both off the caller's thread offers it (the browser's block
    * writer), and the scheduler then uses it instead of its own hash and `putBlock`. The bytes

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { BlockSource, LocalBlockStore } from '../engine/types.ts';
-import { LAN_PEER_ID_BYTES, type BlockHash, type NamespaceId } from '../protocol/index.ts';
+import { LAN_PEER_ID_BYTES, MAX_BLOCK_SIZE, type BlockHash, type NamespaceId } from '../protocol/index.ts';
 import type { CommittedListener, SyncedListener } from './daemon.ts';
 import { LanAdvertListener, LanAdvertiser, NewcomerAnswer, type LanPeerAdvert, type ListenerCounters } from './discovery/index.ts';
 import { FreshEntryHold, nearbyCursor, type NearbyPeer } from './fresh-entry-hold.ts';
@@ -144,9 +144,10 @@ export class LanPeering {
   /**
    * Blocks from LAN peers are received into reused 4 MiB buffers: a fresh zero-filled buffer
    * per block (page faults, then the garbage collector) was the receiving daemon's largest
-   * cost after the copy itself.
+   * cost after the copy itself. They are shared memory, so the store hashes each block on a
+   * worker thread without copying it (store/sha256-worker.ts).
    */
-  private readonly buffers = new BlockBufferPool();
+  private readonly buffers = new BlockBufferPool(MAX_BLOCK_SIZE, 16, 10_000, true);
 
   constructor(private readonly options: LanPeeringOptions) {
     const { host } = options;

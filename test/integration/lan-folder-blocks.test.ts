@@ -61,6 +61,34 @@ const blockServer = () => new BlockServer(store, async () => true);
 const stagedCount = async () => (await staging.list()).length;
 
 describe('blocks served from the folder\'s files', () => {
+  it('serves blocks read into reused buffers: a buffer handed back is read into again, one still in use never is', async () => {
+    const bytes = randomBytes(3 * MAX_BLOCK_SIZE);
+    const blocks = await placeFile('served.bin', bytes);
+    const expected = (i: number) => bytes.subarray(i * MAX_BLOCK_SIZE, (i + 1) * MAX_BLOCK_SIZE);
+    const server = blockServer();
+    const serve = async (hash: BlockHash) => {
+      const lookup = await server.lookup(NS, hash, new Set([NS]));
+      if (!lookup.ok) throw new Error(`not served: ${lookup.reason}`);
+      return lookup.bytes;
+    };
+    const first = await serve(blocks[0]);
+    const second = await serve(blocks[1]);
+    // Both in use (queued on a link): two buffers, each with its own bytes.
+    expect(first.buffer).not.toBe(second.buffer);
+    expect(Buffer.from(first).equals(expected(0))).toBe(true);
+    expect(Buffer.from(second).equals(expected(1))).toBe(true);
+    // Every byte of the first was sent: its buffer holds the next block served.
+    server.release(first);
+    const third = await serve(blocks[2]);
+    expect(third.buffer).toBe(first.buffer);
+    expect(Buffer.from(third).equals(expected(2))).toBe(true);
+    expect(Buffer.from(second).equals(expected(1))).toBe(true);
+    // getBlock (the materialiser, uploads) never hands out a reused buffer.
+    const got = await store.getBlock(blocks[0]);
+    expect(got!.buffer).not.toBe(second.buffer);
+    expect(got!.buffer).not.toBe(third.buffer);
+  });
+
   it('reads every block of a file in place, bytes exact, and the staged copies go once the file holds them', async () => {
     const bytes = randomBytes(2 * MAX_BLOCK_SIZE + 4321);
     const blocks: BlockHash[] = [];

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { LocalBlockStore } from '../../engine/types.ts';
 import { MAX_BLOCK_SIZE, isBlockHash, type BlockHash } from '../../protocol/index.ts';
 import { sha256Hex } from './node-sha256.ts';
+import { sharedSha256Worker } from './sha256-worker.ts';
 
 /**
  * Blocks as files under `<root>/ab/<hash>`: the directory is the block index. A block is
@@ -69,7 +70,8 @@ export class DiskBlockStore implements LocalBlockStore {
    */
   async putVerified(hash: BlockHash, bytes: Uint8Array): Promise<BlockHash> {
     if (!isBlockHash(hash)) throw new Error('not a block hash');
-    const actual = sha256Hex(bytes);
+    // On the hash worker when the bytes are in a shared LAN buffer (sha256-worker.ts).
+    const actual = await sharedSha256Worker.hash(bytes);
     if (actual === hash) await this.storeChecked(hash, bytes);
     return actual;
   }

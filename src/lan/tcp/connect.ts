@@ -4,7 +4,7 @@ import type { LocalBlockStore } from '../../engine/types.ts';
 import type { Cursor, NamespaceId } from '../../protocol/index.ts';
 import { LAN_PEER_ID_BYTES } from '../../protocol/lan-stream.ts';
 import { makePskIdentity, namespaceSecrets } from './psk.ts';
-import { SocketFrameChannel, type SocketChannelOptions } from './socket-channel.ts';
+import { ReusedReadBuffer, SocketFrameChannel, type SocketChannelOptions } from './socket-channel.ts';
 import { startLanSession, type LanPeer, type LanSessionOptions, type SessionFailure } from './lan-session.ts';
 import { LAN_TLS_VERSION, lanTlsOptions } from './tls-profile.ts';
 
@@ -77,8 +77,12 @@ export function connectLanPeer(options: ConnectLanPeerOptions): Promise<LanPeer>
         reject(error);
       } else resolve(peer!);
     };
+    // Reads into one reused buffer, handed to the channel once the session starts.
+    const reader = new ReusedReadBuffer();
     const socket = tls.connect({
       ...lanTlsOptions,
+      // Node's tls.connect documents `onread` (used when it makes the socket); its types lack it.
+      ...({ onread: reader.onread } as object),
       host: options.host,
       port: options.port,
       // No certificate: the PSK authenticates both ends.
@@ -109,7 +113,7 @@ export function connectLanPeer(options: ConnectLanPeerOptions): Promise<LanPeer>
       socket.off('error', onHandshakeError);
       let failure: SessionFailure | null = null;
       startLanSession({
-        channel: new SocketFrameChannel(socket, options.channel),
+        channel: new SocketFrameChannel(socket, { ...options.channel, reader }),
         ns: options.ns,
         localPeerId: options.peerId,
         localCursor: options.cursor,
