@@ -1,9 +1,10 @@
 import type { FileRecord } from '../src/engine/types.ts';
 import { zipArchive, type ZipEntry, type ZipKnownPiece } from '../src/engine/zip/zip-writer.ts';
-import { coalesce, gatherIntoBlobs } from '../src/engine/zip/coalesce.ts';
+import { coalesce, gatherIntoWrites } from '../src/engine/zip/coalesce.ts';
 import type { BlockHash } from '../src/protocol/index.ts';
 import type { FileView, ZipProgressView } from './sync-api.ts';
 import type { BlockCrc } from './block-crcs.ts';
+import { GcNudge } from './gc-nudge.ts';
 
 /**
  * A folder of a workspace (or all of it) as a streamed .zip: the files below it from the
@@ -54,8 +55,14 @@ export type ZipOutput = 'bytes' | 'blobs';
 
 /** Small zip records gathered into writes of about this size (a write is a round trip to the browser process). */
 const WRITE_BYTES = 1024 * 1024;
-/** In `blobs` mode, the pieces of about this much archive go out as one Blob (one write). */
-const BLOB_WRITE_BYTES = 16 * 1024 * 1024;
+/**
+ * In `blobs` mode, the pieces of about this much archive go out as one Blob (one write): block
+ * Files are references, so this costs no memory; larger writes cost the browser process less
+ * CPU per byte (16 block Files per write: 2.6 s/GiB, four: 3.4, measured; see gatherIntoWrites).
+ */
+const BLOB_WRITE_BYTES = 64 * 1024 * 1024;
+/** Small files' content goes out as bytes, this much a write at most (see gatherIntoWrites). */
+const BYTES_WRITE_MAX = 8 * 1024 * 1024;
 const PROGRESS_EVERY_MS = 250;
 const WAIT_POLL_MS = 500;
 
@@ -137,7 +144,7 @@ export function zipStream(source: ZipSource, options: ZipStreamOptions): Readabl
     progress.filesDone += 1;
     report();
   });
-  const chunks = (output === 'blobs' ? gatherIntoBlobs(archive, BLOB_WRITE_BYTES) : coalesce(archive, WRITE_BYTES))[Symbol.asyncIterator]();
+  const chunks = (output === 'blobs' ? gatherIntoWrites(archive, BLOB_WRITE_BYTES, BYTES_WRITE_MAX) : coalesce(archive, WRITE_BYTES))[Symbol.asyncIterator]();
   return new ReadableStream<Uint8Array | Blob>(
     {
       async pull(controller) {
@@ -170,8 +177,12 @@ export function zipStream(source: ZipSource, options: ZipStreamOptions): Readabl
 
 async function* entries(source: ZipSource, signal: AbortSignal, progress: ZipProgressView, report: (force?: boolean) => void, output: ZipOutput): AsyncGenerator<ZipEntry> {
   const prefix = source.folder ? `${source.folder}/` : '';
+  // Each file costs small platform objects V8 does not weigh (IndexedDB requests and values,
+  // Files, Blobs): without a nudge they pile up over 100,000 files (gc-nudge.ts).
+  const nudge = new GcNudge();
   for (const view of source.files) {
     signal.throwIfAborted();
+    nudge.counted(1);
     const record = await source.record(view.path);
     // Deleted since the walk began: not in the archive (as if zipped a moment later).
     if (!record || !record.path.startsWith(prefix)) continue;

@@ -8,7 +8,8 @@
  *                       which run only when named)
  *   --size-mib N        workspace size S for the office scenarios (default 128) and file
  *                       size for app-transfer (default 64 there when not given), big-file and
- *                       range-read (default 4096); zip: the zipped workspace's size (default 2048);
+ *                       range-read (default 4096); zip: the zipped workspace's size (default 2048;
+ *                       0: no such row, only --zip-files);
  *                       online-open: the file opened (default 256); webtorrent: the seeded
  *                       file's size (default 256)
  *   --joiners K         joining browsers in the office scenarios (default 3)
@@ -141,7 +142,8 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     if (value === undefined) throw new Error(`--${name} needs a value`);
     if (NUMERIC.has(name)) {
       const number = Number(value);
-      if (!Number.isFinite(number) || number <= 0) throw new Error(`--${name} needs a positive number, not ${JSON.stringify(value)}`);
+      // --size-mib 0: the zip scenario's small-files row alone.
+      if (!Number.isFinite(number) || number < 0 || (number === 0 && name !== 'size-mib')) throw new Error(`--${name} needs a positive number, not ${JSON.stringify(value)}`);
       if (name === 'size-mib') flags.sizeMiB = number;
       else if (name === 'egress-mbps') flags.egressMbps = number;
       else if (name === 'channel-mib') flags.channelMiB = number;
