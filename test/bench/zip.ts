@@ -5,9 +5,10 @@ import type { E2eHarness } from '../e2e/harness.ts';
 import { joinWithLink, waitForAllSynced } from '../e2e/ui.ts';
 import { PseudoRandomFile } from '../support/pseudo-random-file.ts';
 import { manyFilesBytes, manyFilesPath, seedManyFiles } from '../e2e/support/seed-many-files.ts';
-import { RssSampler, chromiumCpuSeconds, chromiumRss, markerSwitch, rssColumns, totalOf, PROCESS_TYPES, type ByProcessType } from './chromium-rss.ts';
+import { RssSampler, chromiumCpuSeconds, chromiumProcesses, chromiumRss, markerSwitch, rssColumns, totalOf, PROCESS_TYPES, type ByProcessType } from './chromium-rss.ts';
 import type { BenchRow } from './report.ts';
 import { watchHeaps, type HeapReport } from './worker-heap.ts';
+import { startMemoryDumps } from './memory-dumps.ts';
 
 /**
  * Download as .zip of a workspace already synced into the browser (on-disk profile), written
@@ -281,7 +282,33 @@ export async function benchZipManyFiles(harness: E2eHarness, count: number, log:
     const name = `many files ${count}.zip`;
     // The JS heaps of the page and its workers during the zip: peak, and what is alive at the end.
     const heaps = await watchHeaps(browser.browser()!);
+    // NEARSYNC_BENCH_MEMORY_DUMPS=1: Chromium's memory-infra dumps (which allocator holds what) before and every 10 s during the zip.
+    const dumps = process.env.NEARSYNC_BENCH_MEMORY_DUMPS ? await startMemoryDumps(browser.browser()!) : null;
+    let dumping = Promise.resolve();
+    const dumpTimer = dumps ? setInterval(() => (dumping = dumping.then(() => dumps.dump()).catch(() => {})), 10_000) : null;
+    await dumps?.dump();
     const { zipSeconds, zipBytes, idle, peak, cpu } = await zipInPage(page, tag, name);
+    if (dumps) {
+      clearInterval(dumpTimer!);
+      await dumping;
+      await dumps.dump();
+      const types = new Map(chromiumProcesses(tag).map(({ pid, type }) => [Number(pid), type]));
+      const taken = await dumps.stop();
+      const total = (sizes: Record<string, number> | undefined) => Object.entries(sizes ?? {}).filter(([key]) => !key.includes('/')).reduce((sum, [, mib]) => sum + mib, 0);
+      for (const [pid, type] of types) {
+        if (type !== 'renderer' && type !== 'browser') continue;
+        const series = taken.map((dump) => dump.get(pid)).filter((sizes) => sizes !== undefined);
+        if (series.length < 2) continue;
+        const first = series[0]!;
+        const top = series.reduce((best, sizes) => (total(sizes) > total(best) ? sizes : best), first)!;
+        const growth = Object.keys(top)
+          .map((key) => [key, Math.round(((top[key] ?? 0) - (first[key] ?? 0)) * 10) / 10] as const)
+          .filter(([, mib]) => Math.abs(mib) >= 1)
+          .sort((a, b) => b[1] - a[1]);
+        log(`zip: memory-infra ${type} ${pid}, ${series.length} dumps: before ${total(first).toFixed(0)} MiB, largest ${total(top).toFixed(0)} MiB; growth by allocator: ${growth.map(([key, mib]) => `${key} ${mib}`).join(', ')}`);
+        log(`zip: memory-infra ${type} ${pid} at the largest: ${Object.entries(top).filter(([, mib]) => mib >= 1).map(([key, mib]) => `${key} ${mib}`).join(', ')}`);
+      }
+    }
     const heapReports = await heaps.stop();
     for (const report of heapReports) log(`zip: JS heap of ${report.type} ${report.url}: peak ${report.peakUsedMiB} MiB, end ${report.endUsedMiB} MiB; live at the end: ${report.liveTop.map((top) => `${top.fn} ${top.mib}`).join(', ')}`);
     const files = Array.from({ length: count }, (_, index) => ({ path: manyFilesPath(index), size: manyFilesBytes(index).length }));
