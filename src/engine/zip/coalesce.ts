@@ -32,16 +32,16 @@ export async function* coalesce<Chunk extends Uint8Array | Blob>(chunks: AsyncIt
  * Gathers the archive's chunks (bytes and Blobs) into writes for a file stream. Blobs (block
  * Files, disk-backed references) go out composed into one Blob of at least `minBytes`, with the
  * small bytes between them (headers, descriptors): a Blob of Files is copied inside the browser,
- * and fewer, larger writes cost the browser process less CPU per byte (measured in Chromium 156,
- * 4 MiB block Files into a FileSystemWritableFileStream, 2 cores: 4.1 s/GiB one per write,
- * 3.4 s four, 2.6–2.8 s sixteen or 64).
+ * and fewer writes mean fewer round trips (Chromium 156, 4 MiB block Files into a
+ * FileSystemWritableFileStream, 2 cores: one per write costs the browser process the most CPU
+ * per byte; from four per write on, the size barely matters; docs/architecture.md).
  *
  * Runs of bytes (small files' content) go out as bytes, at most `maxHeldBytes` a write, never
  * wrapped in a Blob: a Blob's bytes stay in Chromium's blob system until its JS object is
- * collected, which V8 does not hurry for a small object whatever it holds (a zip of 100,000
- * small files grew the renderer by 271 MiB that way), while an ArrayBuffer's memory is counted
- * by V8 and the file stream's own copy of written bytes is released when the write is done. A
- * run shorter than `BYTES_RUN` between Blobs (headers) rides in the Blob.
+ * collected, which V8 does not hurry for a small object whatever it holds, while an
+ * ArrayBuffer's memory is counted by V8 and the file stream's own copy of written bytes is
+ * released when the write is done. So a large write of block Files holds no more memory than a
+ * small one. A run shorter than `BYTES_RUN` between Blobs (headers) rides in the Blob.
  */
 export async function* gatherIntoWrites(chunks: AsyncIterable<Uint8Array | Blob>, minBytes: number, maxHeldBytes: number): AsyncGenerator<Blob | Uint8Array> {
   let group: BlobPart[] = [];
