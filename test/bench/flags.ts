@@ -60,10 +60,13 @@
  *                       in the same run (`--scenario office-warm,webtorrent`), their rows
  *                       gain webtorrent_mbps and peer_to_webtorrent_ratio.
  *   --zip-files N       zip: also a row zipping a workspace of N small files (0.2–3 KiB each):
- *                       time and RSS growth (default: no such row)
+ *                       time, RSS growth and the JS heaps' peaks (default: no such row); with
+ *                       NEARSYNC_BENCH_MEMORY_DUMPS=1 in the environment, Chromium's
+ *                       memory-infra dumps say which allocator grew
  *   --sink-files-per-write N,N,…
  *                       zip: the bare sink (block Files into a file stream) also with N Files
- *                       composed into each write, one column each (default: 4, the zip's own)
+ *                       composed into each write, one column each (default: 4; every File in
+ *                       one write is always measured: bare_write_one_blob_mbps, the ceiling)
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
