@@ -273,6 +273,11 @@ export class IdbBlockStore implements LocalBlockStore {
     return inFiles.length > 0 ? this.crcs.get(inFiles) : new Map();
   }
 
+  /** Small blocks kept in IndexedDB packs, each pack read once (InlineBlocks.getMany); others left out. */
+  inlineBlocks(hashes: readonly BlockHash[]): Promise<Map<BlockHash, Uint8Array>> {
+    return this.inline.getMany(hashes);
+  }
+
   /** Whether a block of this length is a block file, whose CRC is worth keeping (rememberCrc). */
   keepsCrcOf(length: number): boolean {
     return this.crcs !== null && length > INLINE_BLOCK_MAX;

@@ -27,6 +27,10 @@ export class ZipBlocks implements ZipBlockStore {
     return this.store.blockCrcs(hashes);
   }
 
+  smallBlocks(hashes: readonly BlockHash[]): Promise<Map<BlockHash, Uint8Array>> {
+    return this.store.inlineBlocks(hashes);
+  }
+
   async piece(hash: BlockHash, output: ZipOutput, known: BlockCrc | undefined): Promise<ZipKnownPiece | null> {
     if (known) {
       const data = output === 'blobs' ? await this.store.getBlob(hash) : await this.store.readBlock(hash);

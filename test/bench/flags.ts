@@ -8,7 +8,8 @@
  *                       which run only when named)
  *   --size-mib N        workspace size S for the office scenarios (default 128) and file
  *                       size for app-transfer (default 64 there when not given), big-file and
- *                       range-read (default 4096); zip: the zipped workspace's size (default 2048);
+ *                       range-read (default 4096); zip: the zipped workspace's size (default 2048;
+ *                       0: no such row, only --zip-files);
  *                       online-open: the file opened (default 256); webtorrent: the seeded
  *                       file's size (default 256)
  *   --joiners K         joining browsers in the office scenarios (default 3)
@@ -59,10 +60,13 @@
  *                       in the same run (`--scenario office-warm,webtorrent`), their rows
  *                       gain webtorrent_mbps and peer_to_webtorrent_ratio.
  *   --zip-files N       zip: also a row zipping a workspace of N small files (0.2–3 KiB each):
- *                       time and RSS growth (default: no such row)
+ *                       time, RSS growth and the JS heaps' peaks (default: no such row); with
+ *                       NEARSYNC_BENCH_MEMORY_DUMPS=1 in the environment, Chromium's
+ *                       memory-infra dumps say which allocator grew
  *   --sink-files-per-write N,N,…
  *                       zip: the bare sink (block Files into a file stream) also with N Files
- *                       composed into each write, one column each (default: 4, the zip's own)
+ *                       composed into each write, one column each (default: 4; every File in
+ *                       one write is always measured: bare_write_one_blob_mbps, the ceiling)
  *   --trace FILE        append what each office run recorded (per-joiner timelines, block
  *                       GETs with timing, server egress timeline) to FILE as JSON lines
  */
@@ -141,7 +145,8 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     if (value === undefined) throw new Error(`--${name} needs a value`);
     if (NUMERIC.has(name)) {
       const number = Number(value);
-      if (!Number.isFinite(number) || number <= 0) throw new Error(`--${name} needs a positive number, not ${JSON.stringify(value)}`);
+      // --size-mib 0: the zip scenario's small-files row alone.
+      if (!Number.isFinite(number) || number < 0 || (number === 0 && name !== 'size-mib')) throw new Error(`--${name} needs a positive number, not ${JSON.stringify(value)}`);
       if (name === 'size-mib') flags.sizeMiB = number;
       else if (name === 'egress-mbps') flags.egressMbps = number;
       else if (name === 'channel-mib') flags.channelMiB = number;

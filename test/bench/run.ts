@@ -236,7 +236,8 @@ if (wants('zip')) {
     log(`zip: Download as .zip of a ${sizeMiB} MiB workspace synced into the browser, vs reading its blocks`);
     const harness = await E2eHarness.start();
     try {
-      groups.push([await benchZip(harness, sizeMiB, log, flags.sinkFilesPerWrite)]);
+      // --size-mib 0: only the small-files row.
+      if (sizeMiB > 0) groups.push([await benchZip(harness, sizeMiB, log, flags.sinkFilesPerWrite)]);
       if (flags.zipFiles !== undefined) groups.push([await benchZipManyFiles(harness, flags.zipFiles, log)]);
     } finally {
       await harness.close();

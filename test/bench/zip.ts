@@ -5,8 +5,10 @@ import type { E2eHarness } from '../e2e/harness.ts';
 import { joinWithLink, waitForAllSynced } from '../e2e/ui.ts';
 import { PseudoRandomFile } from '../support/pseudo-random-file.ts';
 import { manyFilesBytes, manyFilesPath, seedManyFiles } from '../e2e/support/seed-many-files.ts';
-import { RssSampler, chromiumCpuSeconds, chromiumRss, markerSwitch, rssColumns, totalOf, PROCESS_TYPES, type ByProcessType } from './chromium-rss.ts';
+import { RssSampler, chromiumCpuSeconds, chromiumProcesses, chromiumRss, markerSwitch, rssColumns, totalOf, PROCESS_TYPES, type ByProcessType } from './chromium-rss.ts';
 import type { BenchRow } from './report.ts';
+import { watchHeaps, type HeapReport } from './worker-heap.ts';
+import { startMemoryDumps } from './memory-dumps.ts';
 
 /**
  * Download as .zip of a workspace already synced into the browser (on-disk profile), written
@@ -22,8 +24,9 @@ import type { BenchRow } from './report.ts';
  * baseline reads too) in four folders, S MiB in all.
  *
  * The bare sink is measured with the block Files grouped into one Blob per write, in each of
- * `sinkFilesPerWrite` group sizes (`bare_write_mbps`: 4, the zip's 16 MiB writes; others as
- * `bare_write_<n>_mbps`), to see whether larger writes raise the sink's own rate.
+ * `sinkFilesPerWrite` group sizes (`bare_write_mbps`: 4, 16 MiB writes; others as
+ * `bare_write_<n>_mbps`), to see whether larger writes raise the sink's own rate, and with all
+ * of them in one write (`bare_write_one_blob_mbps`: the sink's ceiling).
  */
 
 const MiB = 1024 * 1024;
@@ -108,8 +111,10 @@ async function readAllBlocks(page: Page, filesPerWrite: readonly number[]): Prom
           const target = await out.getFileHandle('write-baseline.bin', { create: true });
           began = performance.now();
           const writable = await target.createWritable();
-          for (let i = 0; i < handles.length; i += n) {
-            const files = await Promise.all(handles.slice(i, i + n).map((handle) => handle.getFile()));
+          // 0: every block File in one Blob, one write (the fewest round trips there can be).
+          const step = n === 0 ? handles.length : n;
+          for (let i = 0; i < handles.length; i += step) {
+            const files = await Promise.all(handles.slice(i, i + step).map((handle) => handle.getFile()));
             await writable.write(new Blob(files));
           }
           await writable.close();
@@ -136,8 +141,11 @@ async function readAllBlocks(page: Page, filesPerWrite: readonly number[]): Prom
 /** Files per write of the bare sink that `bare_write_mbps` reports: the zip's 16 MiB writes. */
 const ZIP_FILES_PER_WRITE = 4;
 
+/** The bare sink's ceiling: every block File in one write (`bare_write_one_blob_mbps`). */
+const ALL_IN_ONE_WRITE = 0;
+
 export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log, sinkFilesPerWrite: readonly number[] = [ZIP_FILES_PER_WRITE]): Promise<BenchRow> {
-  const groupings = [...new Set([ZIP_FILES_PER_WRITE, ...sinkFilesPerWrite])];
+  const groupings = [...new Set([ZIP_FILES_PER_WRITE, ...sinkFilesPerWrite, ALL_IN_ONE_WRITE])];
   const server = await harness.startServer();
   const files = workspaceFiles(sizeMiB);
   const created = await new ServerApi(server.origin).createWorkspace('zip bench');
@@ -203,8 +211,14 @@ export async function benchZip(harness: E2eHarness, sizeMiB: number, log: Log, s
       read_as_files_mbps: (2 * before.bytes) / (before.fileSeconds + after.fileSeconds) / 1e6,
       bare_write_mbps: (2 * before.bytes) / (before.writeSeconds[ZIP_FILES_PER_WRITE] + after.writeSeconds[ZIP_FILES_PER_WRITE]) / 1e6,
       ...Object.fromEntries(
-        groupings.filter((n) => n !== ZIP_FILES_PER_WRITE).map((n) => [`bare_write_${n}_mbps`, (2 * before.bytes) / (before.writeSeconds[n] + after.writeSeconds[n]) / 1e6]),
+        groupings
+          .filter((n) => n !== ZIP_FILES_PER_WRITE)
+          .map((n) => [n === ALL_IN_ONE_WRITE ? 'bare_write_one_blob_mbps' : `bare_write_${n}_mbps`, (2 * before.bytes) / (before.writeSeconds[n] + after.writeSeconds[n]) / 1e6]),
       ),
+      // The sink's ceiling against the goal's baseline: the bare file stream at its best (one
+      // write of every block File) over reading the same Files. Below 0.7, no zip into this sink meets the goal.
+      sink_ceiling_ratio_to_read_as_files: (before.fileSeconds + after.fileSeconds) / (before.writeSeconds[ALL_IN_ONE_WRITE] + after.writeSeconds[ALL_IN_ONE_WRITE]),
+      ratio_to_bare_one_blob: (before.writeSeconds[ALL_IN_ONE_WRITE] + after.writeSeconds[ALL_IN_ONE_WRITE]) / 2 / zipSeconds,
       ratio: readSeconds / zipSeconds,
       ratio_to_read_as_files: (before.fileSeconds + after.fileSeconds) / 2 / zipSeconds,
       ratio_to_bare_write: (before.writeSeconds[ZIP_FILES_PER_WRITE] + after.writeSeconds[ZIP_FILES_PER_WRITE]) / 2 / zipSeconds,
@@ -244,7 +258,7 @@ async function zipInPage(page: Page, tag: string, name: string) {
 
 function describeWrites(seconds: Record<number, number>): string {
   return Object.entries(seconds)
-    .map(([n, s]) => `${s.toFixed(1)} s at ${n} per write`)
+    .map(([n, s]) => `${s.toFixed(1)} s at ${n === String(ALL_IN_ONE_WRITE) ? 'all in one' : n} per write`)
     .join(', ');
 }
 
@@ -266,7 +280,37 @@ export async function benchZipManyFiles(harness: E2eHarness, count: number, log:
     await waitForAllSynced(page, workspace.totalBytes, ZIP_TIMEOUT_MS);
     log(`zip: ${count} files synced into the browser`);
     const name = `many files ${count}.zip`;
+    // The JS heaps of the page and its workers during the zip: peak, and what is alive at the end.
+    const heaps = await watchHeaps(browser.browser()!);
+    // NEARSYNC_BENCH_MEMORY_DUMPS=1: Chromium's memory-infra dumps (which allocator holds what) before and every 10 s during the zip.
+    const dumps = process.env.NEARSYNC_BENCH_MEMORY_DUMPS ? await startMemoryDumps(browser.browser()!) : null;
+    let dumping = Promise.resolve();
+    const dumpTimer = dumps ? setInterval(() => (dumping = dumping.then(() => dumps.dump()).catch(() => {})), 10_000) : null;
+    await dumps?.dump();
     const { zipSeconds, zipBytes, idle, peak, cpu } = await zipInPage(page, tag, name);
+    if (dumps) {
+      clearInterval(dumpTimer!);
+      await dumping;
+      await dumps.dump();
+      const types = new Map(chromiumProcesses(tag).map(({ pid, type }) => [Number(pid), type]));
+      const taken = await dumps.stop();
+      const total = (sizes: Record<string, number> | undefined) => Object.entries(sizes ?? {}).filter(([key]) => !key.includes('/')).reduce((sum, [, mib]) => sum + mib, 0);
+      for (const [pid, type] of types) {
+        if (type !== 'renderer' && type !== 'browser') continue;
+        const series = taken.map((dump) => dump.get(pid)).filter((sizes) => sizes !== undefined);
+        if (series.length < 2) continue;
+        const first = series[0]!;
+        const top = series.reduce((best, sizes) => (total(sizes) > total(best) ? sizes : best), first)!;
+        const growth = Object.keys(top)
+          .map((key) => [key, Math.round(((top[key] ?? 0) - (first[key] ?? 0)) * 10) / 10] as const)
+          .filter(([, mib]) => Math.abs(mib) >= 1)
+          .sort((a, b) => b[1] - a[1]);
+        log(`zip: memory-infra ${type} ${pid}, ${series.length} dumps: before ${total(first).toFixed(0)} MiB, largest ${total(top).toFixed(0)} MiB; growth by allocator: ${growth.map(([key, mib]) => `${key} ${mib}`).join(', ')}`);
+        log(`zip: memory-infra ${type} ${pid} at the largest: ${Object.entries(top).filter(([, mib]) => mib >= 1).map(([key, mib]) => `${key} ${mib}`).join(', ')}`);
+      }
+    }
+    const heapReports = await heaps.stop();
+    for (const report of heapReports) log(`zip: JS heap of ${report.type} ${report.url}: peak ${report.peakUsedMiB} MiB, end ${report.endUsedMiB} MiB; live at the end: ${report.liveTop.map((top) => `${top.fn} ${top.mib}`).join(', ')}`);
     const files = Array.from({ length: count }, (_, index) => ({ path: manyFilesPath(index), size: manyFilesBytes(index).length }));
     const expected = expectedZipBytes(files);
     log(`zip: ${count} files, ${(zipBytes / MiB).toFixed(1)} MiB in ${zipSeconds.toFixed(1)} s; RSS ${(totalOf(idle) / MiB).toFixed(0)} → peak ${(peak.total / MiB).toFixed(0)} MiB`);
@@ -276,6 +320,7 @@ export async function benchZipManyFiles(harness: E2eHarness, count: number, log:
       content_mib: workspace.totalBytes / MiB,
       zip_seconds: zipSeconds,
       files_per_second: count / zipSeconds,
+      ...heapColumns(heapReports),
       archive_length_ok: zipBytes === expected ? 'yes' : `NO (${zipBytes} vs ${expected})`,
       ...rssColumns(idle, peak),
       ...cpu,
@@ -283,6 +328,15 @@ export async function benchZipManyFiles(harness: E2eHarness, count: number, log:
   } finally {
     await browser.close();
   }
+}
+
+/** The peak JS heap of each worker and page, numbered in the order they were found. */
+function heapColumns(reports: HeapReport[]): Record<string, number> {
+  const columns: Record<string, number> = {};
+  reports.forEach((report, i) => {
+    columns[`heap_peak_mib_${report.type}${i}_${report.url.replace(/[^a-z0-9]+/gi, '_').slice(0, 24)}`] = report.peakUsedMiB;
+  });
+  return columns;
 }
 
 function cpuColumns(before: ByProcessType, after: ByProcessType): Record<string, number> {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crc32, crc32Update } from '../../src/engine/zip/crc32.ts';
-import { coalesce, gatherIntoBlobs } from '../../src/engine/zip/coalesce.ts';
+import { coalesce, gatherIntoWrites } from '../../src/engine/zip/coalesce.ts';
 import { zipArchive, type ZipEntry } from '../../src/engine/zip/zip-writer.ts';
 
 /**
@@ -189,17 +189,47 @@ describe('coalesce', () => {
   });
 });
 
-describe('gatherIntoBlobs', () => {
-  it('gathers bytes and Blobs in order into Blobs of at least the size asked', async () => {
+describe('gatherIntoWrites', () => {
+  const contents = async (chunk: Blob | Uint8Array) => (chunk instanceof Blob ? { blob: [...new Uint8Array(await chunk.arrayBuffer())] } : { bytes: [...chunk] });
+
+  it('composes Blobs with the short runs of bytes between them into Blobs of at least the size asked', async () => {
     async function* source() {
       yield Uint8Array.of(1, 2);
       yield new Blob([Uint8Array.of(3, 4, 5)]);
       yield Uint8Array.of(6);
-      yield Uint8Array.of(7, 8, 9, 10, 11);
+      yield new Blob([Uint8Array.of(7, 8, 9, 10, 11)]);
       yield Uint8Array.of(12);
     }
-    const out: number[][] = [];
-    for await (const blob of gatherIntoBlobs(source(), 5)) out.push([...new Uint8Array(await blob.arrayBuffer())]);
-    expect(out).toEqual([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [12]]);
+    const out = [];
+    for await (const chunk of gatherIntoWrites(source(), 5, 1024)) out.push(await contents(chunk));
+    expect(out).toEqual([{ blob: [1, 2, 3, 4, 5] }, { blob: [6, 7, 8, 9, 10, 11] }, { bytes: [12] }]);
+  });
+
+  it('writes runs of bytes as bytes, at most the held size at a time, never wrapped in a Blob', async () => {
+    const small = (from: number) => Uint8Array.of(from, from + 1);
+    async function* source() {
+      yield new Blob([Uint8Array.of(0)]);
+      // A run of small files' content: 6 bytes here, 300 KiB below.
+      yield small(1);
+      yield small(3);
+      yield small(5);
+      yield new Uint8Array(300 * 1024);
+      yield new Blob([Uint8Array.of(9)]);
+    }
+    const out: (Blob | Uint8Array)[] = [];
+    for await (const chunk of gatherIntoWrites(source(), 1024 * 1024, 200 * 1024)) out.push(chunk);
+    expect(out.map((chunk) => (chunk instanceof Blob ? `blob ${chunk.size}` : `bytes ${chunk.length}`))).toEqual(['blob 1', `bytes ${6 + 300 * 1024}`, 'blob 1']);
+    expect([...(out[1] as Uint8Array).subarray(0, 7)]).toEqual([1, 2, 3, 4, 5, 6, 0]);
+  });
+
+  it('puts out only bytes for an archive of small files', async () => {
+    async function* source() {
+      for (let i = 0; i < 10; i++) yield new Uint8Array(100).fill(i);
+    }
+    const out: (Blob | Uint8Array)[] = [];
+    for await (const chunk of gatherIntoWrites(source(), 1024, 250)) out.push(chunk);
+    expect(out.every((chunk) => chunk instanceof Uint8Array)).toBe(true);
+    expect(out.map((chunk) => (chunk as Uint8Array).length)).toEqual([300, 300, 300, 100]);
+    expect(Buffer.concat(out as Uint8Array[])).toEqual(Buffer.concat(Array.from({ length: 10 }, (_, i) => new Uint8Array(100).fill(i))));
   });
 });
