@@ -131,6 +131,12 @@ export class WorkspaceSession {
       sha256,
       onChange: () => this.schedulePush(true),
       onCommitted: (hashes) => void this.engine?.noteStoredBlocks(hashes),
+      keepAfterUpload: {
+        // Read now, not this.keep: a follower tab learns the settings only when they change.
+        keeps: async (path) => new KeepPolicy((await this.deps.keep.load().catch(() => undefined)) ?? this.keep).isKept(path),
+        begin: (hashes) => this.engine?.storingLocally(hashes),
+        end: (hashes, stored) => void this.engine?.localStoreEnded(hashes, stored),
+      },
     });
     this.channel = new BroadcastChannel(`nearsync:workspace:${ns}`);
     this.channel.onmessage = (event: MessageEvent<TabMessage>) => this.onTabMessage(event.data);

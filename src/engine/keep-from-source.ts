@@ -1,0 +1,71 @@
+import type { BlockHash } from '../protocol/index.ts';
+import type { LocalBlockStore, Sha256 } from './types.ts';
+
+/** One block of an uploaded file: where its bytes were in the source when it was hashed. */
+export interface SourceSlice {
+  hash: BlockHash;
+  offset: number;
+  length: number;
+}
+
+/** Reads the source's bytes `offset … offset + length` (fewer or more when it changed). */
+export type ReadSource = (offset: number, length: number) => Promise<Uint8Array>;
+
+/**
+ * Stores an uploaded file's blocks on this device from its source, after the upload: each is
+ * read again and hashed again (by the store's `putVerified` where it has one, else here), and
+ * stored only when it still has the hash it was uploaded under. A source changed meanwhile
+ * leaves that block out: it is fetched later like any missing block; bytes that do not match
+ * their hash are never stored. One block at a time, so it stays behind the uploads in
+ * importance. Resolves with the blocks stored here (including those already stored).
+ */
+export async function keepFromSource(
+  slices: readonly SourceSlice[],
+  read: ReadSource,
+  store: LocalBlockStore,
+  sha256: Sha256,
+): Promise<BlockHash[]> {
+  const present = await store.hasBlocks(slices.map((slice) => slice.hash));
+  const stored = new Set<BlockHash>(present);
+  for (const { hash, offset, length } of slices) {
+    if (stored.has(hash)) continue;
+    try {
+      const bytes = await read(offset, length);
+      if (bytes.length !== length) continue;
+      if (store.putVerified) {
+        if ((await store.putVerified(hash, bytes)) === hash) stored.add(hash);
+      } else if ((await sha256(bytes)) === hash) {
+        await store.putBlock(hash, bytes);
+        stored.add(hash);
+      }
+    } catch {
+      // Unreadable now, or the store refused it: the server has it, so it is fetched later.
+    }
+  }
+  return [...stored];
+}
+
+/**
+ * `store`, except that the blocks of `slices` are read from the source (and checked against
+ * their hash) when the store lacks them: an upload that keeps its local copy only after the
+ * commit can still answer the server's 409 need list.
+ */
+export function withSourceBlocks(
+  store: LocalBlockStore,
+  slices: readonly SourceSlice[],
+  read: ReadSource,
+  sha256: Sha256,
+): LocalBlockStore {
+  const byHash = new Map(slices.map((slice) => [slice.hash, slice]));
+  return {
+    hasBlocks: (hashes) => store.hasBlocks(hashes),
+    putBlock: (hash, bytes) => store.putBlock(hash, bytes),
+    getBlock: async (hash) => {
+      const stored = await store.getBlock(hash);
+      const slice = byHash.get(hash);
+      if (stored || !slice) return stored;
+      const bytes = await read(slice.offset, slice.length);
+      return (await sha256(bytes)) === hash ? bytes : null;
+    },
+  };
+}
