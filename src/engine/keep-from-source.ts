@@ -46,7 +46,7 @@ export async function keepFromSource(
 }
 
 /**
- * `store`, except that the blocks of `slices` are read from the source (and checked against
+ * `store`, except that the blocks of `slices` (which may still grow) are read from the source (and checked against
  * their hash) when the store lacks them: an upload that keeps its local copy only after the
  * commit can still answer the server's 409 need list.
  */
@@ -56,13 +56,19 @@ export function withSourceBlocks(
   read: ReadSource,
   sha256: Sha256,
 ): LocalBlockStore {
-  const byHash = new Map(slices.map((slice) => [slice.hash, slice]));
+  // Built when first asked: the upload adds slices as it reads the file.
+  const byHash = new Map<BlockHash, SourceSlice>();
+  let indexed = 0;
+  const sliceOf = (hash: BlockHash) => {
+    for (; indexed < slices.length; indexed++) if (!byHash.has(slices[indexed].hash)) byHash.set(slices[indexed].hash, slices[indexed]);
+    return byHash.get(hash);
+  };
   return {
     hasBlocks: (hashes) => store.hasBlocks(hashes),
     putBlock: (hash, bytes) => store.putBlock(hash, bytes),
     getBlock: async (hash) => {
       const stored = await store.getBlock(hash);
-      const slice = byHash.get(hash);
+      const slice = sliceOf(hash);
       if (stored || !slice) return stored;
       const bytes = await read(slice.offset, slice.length);
       return (await sha256(bytes)) === hash ? bytes : null;
