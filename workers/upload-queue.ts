@@ -27,7 +27,8 @@ export interface UploadQueueOptions {
   knownSjids(paths: readonly FilePath[]): Promise<ReadonlyMap<FilePath, number>>;
   blocks: BlobBlockStore;
   sha256: Sha256;
-  onChange: () => void;
+  /** `settled`: an upload finished or failed (a result someone waits for, not progress). */
+  onChange: (settled?: boolean) => void;
   /** Uploads committed; their blocks are stored on this device. */
   onCommitted: (hashes: BlockHash[]) => void;
   /** Large files uploading at once; each also pipelines its own blocks. */
@@ -431,7 +432,7 @@ export class UploadQueue {
     this.totals.doneFiles += 1;
     this.finished.push(view);
     if (this.finished.length > KEEP_FINISHED) this.finished = this.finished.slice(-KEEP_FINISHED);
-    this.options.onChange();
+    this.options.onChange(true);
   }
 
   private fail(view: UploadView, error: unknown): void {
@@ -441,7 +442,7 @@ export class UploadQueue {
     this.totals.failedFiles += 1;
     this.failed.push(view);
     if (this.failed.length > KEEP_FAILED) this.failed = this.failed.slice(-KEEP_FAILED);
-    this.options.onChange();
+    this.options.onChange(true);
   }
 }
 

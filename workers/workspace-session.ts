@@ -129,7 +129,8 @@ export class WorkspaceSession {
       knownSjids: (paths) => this.knownSjids(paths),
       blocks: deps.blocks,
       sha256,
-      onChange: () => this.schedulePush(true),
+      // A finished upload is the user's own action's result: the faster pace, not progress's.
+      onChange: (settled) => this.schedulePush(!settled),
       onCommitted: (hashes) => void this.engine?.noteStoredBlocks(hashes),
       keepAfterUpload: {
         // Read now, not this.keep: a follower tab learns the settings only when they change.
