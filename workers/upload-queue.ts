@@ -35,16 +35,18 @@ export interface UploadQueueOptions {
   parallelFiles?: number;
   /**
    * Large files are kept on this device after their upload, from the picked File (see
-   * `keepLater`), when given: `keeps(path)` says whether this device keeps the path at all
-   * (an online-only folder's uploads are not kept), `begin` is told the blocks about to be
-   * kept before the commit (the engine does not fetch them meanwhile), `end` which were
-   * stored. Without it a large file's blocks are kept while it uploads.
+   * `keepLater`), when this gives hooks for the file (asked as each starts): `keeps(path)`
+   * says whether this device keeps the path at all (an online-only folder's uploads are not
+   * kept), `begin` is told the blocks about to be kept before the commit (the engine does not
+   * fetch them meanwhile), `end` which were stored. Null or absent: kept while it uploads.
    */
-  keepAfterUpload?: {
-    keeps(path: FilePath): Promise<boolean>;
-    begin(hashes: readonly BlockHash[]): void;
-    end(hashes: readonly BlockHash[], stored: readonly BlockHash[]): void;
-  };
+  keepAfterUpload?: () => KeepAfterUpload | null;
+}
+
+export interface KeepAfterUpload {
+  keeps(path: FilePath): Promise<boolean>;
+  begin(hashes: readonly BlockHash[]): void;
+  end(hashes: readonly BlockHash[], stored: readonly BlockHash[]): void;
 }
 
 /** Files up to this size go up in batches (one block each, committed together). */
@@ -299,7 +301,7 @@ export class UploadQueue {
   private async runLarge({ view, file, path, parent }: Queued): Promise<void> {
     this.start(view);
     let parentSent = 0;
-    const keepAfter = this.options.keepAfterUpload;
+    const keepAfter = this.options.keepAfterUpload?.() ?? null;
     let announced: readonly BlockHash[] = [];
     try {
       const result = await uploadFile({
@@ -341,7 +343,7 @@ export class UploadQueue {
    * it were kept: the upload is done already (the server has every block and the commit), so
    * a tab closed meanwhile loses nothing; the blocks are then fetched like any missing ones.
    */
-  private keepLater(file: File, path: FilePath, slices: SourceSlice[], keepAfter: NonNullable<UploadQueueOptions['keepAfterUpload']>): void {
+  private keepLater(file: File, path: FilePath, slices: SourceSlice[], keepAfter: KeepAfterUpload): void {
     const hashes = slices.map((slice) => slice.hash);
     this.keeping = this.keeping.then(async () => {
       let stored: BlockHash[] = [];

@@ -52,11 +52,11 @@ describe('upload queue keeping local copies after the upload', () => {
       sha256: nodeSha256,
       onChange: () => {},
       onCommitted: () => {},
-      keepAfterUpload: {
+      keepAfterUpload: () => ({
         keeps: async (path) => !path.startsWith('cloud/'),
         begin: (hashes) => void begun.push([...hashes]),
         end: (hashes, stored) => void ended.push({ hashes, stored }),
-      },
+      }),
     });
     const here = new Uint8Array(randomBytes(2 * MAX_BLOCK_SIZE + 99));
     const cloud = new Uint8Array(randomBytes(MAX_BLOCK_SIZE + 5));
@@ -79,5 +79,32 @@ describe('upload queue keeping local copies after the upload', () => {
     expect(endedCloud.stored).toEqual([]);
     for (const hash of hereHashes) expect(hashOf((await blocks.getBlock(hash))!)).toBe(hash);
     expect((await blocks.hasBlocks(cloudHashes)).size).toBe(0);
+  });
+
+  it('keeps while uploading where it is given no hooks (a tab that does not sync the workspace)', async () => {
+    const created = await new ServerApi(server.url).createWorkspace('queue keep follower');
+    const api = new ServerApi(server.url, created.token);
+    const blocks = Object.assign(new MemoryBlockStore(), { getBlob: async () => undefined });
+    let asked = 0;
+    const queue = new UploadQueue({
+      ns: created.namespaceId,
+      api,
+      device: 'test device',
+      knownSjids: async () => new Map(),
+      blocks,
+      sha256: nodeSha256,
+      onChange: () => {},
+      onCommitted: () => {},
+      keepAfterUpload: () => {
+        asked += 1;
+        return null;
+      },
+    });
+    const bytes = new Uint8Array(randomBytes(MAX_BLOCK_SIZE + 321));
+    queue.add([{ file: new File([bytes as Uint8Array<ArrayBuffer>], 'f.bin'), path: 'f.bin' }]);
+    await until(() => queue.list()[0]?.state === 'done', 30_000, 'the upload');
+    expect(asked).toBe(1);
+    // Stored before the upload counted as done: the syncing tab finds the blocks here.
+    expect((await blocks.hasBlocks(blockHashes(bytes))).size).toBe(2);
   });
 });
