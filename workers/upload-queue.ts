@@ -1,5 +1,6 @@
 import { SMALL_FILE_BATCH_BYTES, SMALL_FILE_BATCH_FILES, uploadSmallFiles } from '../src/engine/small-file-batch.ts';
 import { uploadFile } from '../src/engine/uploader.ts';
+import { blobBlocks } from '../src/engine/chunker.ts';
 import { readBodyInto } from '../src/engine/block-buffers.ts';
 import { keepFromSource, type SourceSlice } from '../src/engine/keep-from-source.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
@@ -308,7 +309,7 @@ export class UploadQueue {
         ns: this.options.ns,
         path,
         mtime: mtimeOf(file),
-        stream: file.stream(),
+        stream: blobBlocks(file),
         bodyOf: (offset, length) => file.slice(offset, offset + length),
         api: this.sendingStoredCopies,
         blocks: this.options.blocks,
