@@ -51,9 +51,10 @@ export interface UploadFileOptions {
 /**
  * Uploads one file as it is read: each 4 MiB block is hashed, kept locally (so this device
  * never downloads its own upload; with `keepLater` by the caller after the commit), sent to
- * the server unless it already has it, and the file is committed once every block is there. At most `parallel` blocks are sent at once;
- * with `bodyOf` twice as many are in hand (kept, asked about, waiting to be sent), so the
- * link stays busy while questions are answered. Memory stays at about that many blocks + 2.
+ * the server unless it already has it, and the file is committed once every block is there.
+ * At most `parallel` blocks are sent at once; with `bodyOf` twice as many are in hand (kept,
+ * asked about, waiting to be sent), so the link stays busy while questions are answered.
+ * Memory stays at about that many blocks + 2.
  */
 export async function uploadFile(
   options: UploadFileOptions,
