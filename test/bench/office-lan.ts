@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServerApi } from '../../src/engine/server-api.ts';
 import type { LanBridgeMetrics } from '../../src/protocol/index.ts';
-import { DaemonPool } from '../support/lan-daemon.ts';
+import { DaemonPool, lanTestUdpPort } from '../support/lan-daemon.ts';
 import {
   FILES,
   meanOf,
@@ -43,7 +43,7 @@ const RAW_TCP_MIN_BYTES = 256 * MiB;
  */
 export async function benchOfficeLan(context: Omit<OfficeContext, 'server'>): Promise<BenchRow> {
   const { harness } = context;
-  const udpPort = 20_000 + Math.floor(Math.random() * 40_000);
+  const udpPort = lanTestUdpPort();
   // The /30 of the veth pair: host end, namespace end, then the broadcast address.
   const broadcast = harness.ns.broadcastAddress;
   const server = await harness.startServer({

@@ -10,7 +10,7 @@ import { api, commitFile, createWorkspace } from '../integration/helpers.ts';
 import { RelayClient } from '../integration/relay-helpers.ts';
 import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
 import { isRoot } from '../netns/netns.ts';
-import { DaemonPool, type DaemonProcess } from '../support/lan-daemon.ts';
+import { DaemonPool, type DaemonProcess, lanTestUdpPort } from '../support/lan-daemon.ts';
 import { until } from '../support/until.ts';
 import { waitForPeerRows } from './support/peer-view.ts';
 import { joinWithLink, saveFileAndHash, uploadThroughPicker, waitForAllSynced, waitForUploadsDone } from './ui.ts';
@@ -33,7 +33,7 @@ describe.skipIf(!isRoot())('an office: two LAN daemons and a browser through the
   let server: NetnsTestServer;
   let scratch: string;
   const daemons = new DaemonPool();
-  const udpPort = 20_000 + Math.floor(Math.random() * 40_000);
+  const udpPort = lanTestUdpPort();
   let broadcast: string;
 
   beforeAll(async () => {

@@ -26,7 +26,7 @@ import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
 import { isRoot } from '../netns/netns.ts';
 import { LanAdvertiser } from '../../src/lan/discovery/index.ts';
 import { LanBlockServer } from '../../src/lan/tcp/lan-block-server.ts';
-import { DaemonPool, type DaemonProcess } from '../support/lan-daemon.ts';
+import { DaemonPool, type DaemonProcess, lanTestUdpPort } from '../support/lan-daemon.ts';
 import { api, commitFile, createWorkspace, sha256, until, type Member } from './helpers.ts';
 import { RelayClient } from './relay-helpers.ts';
 
@@ -111,7 +111,7 @@ describe.skipIf(!isRoot())('the server LAN bridge between a --lan daemon and rel
   let scratch: string;
   const daemons = new DaemonPool();
   const browsers: BridgeBrowser[] = [];
-  const udpPort = 20_000 + Math.floor(Math.random() * 40_000);
+  const udpPort = lanTestUdpPort();
   /** The /30 broadcast address of the namespace's veth pair (host end + 2). */
   let broadcast: string;
 

@@ -10,7 +10,7 @@ import type { LanStatus } from '../../src/lan/lan-status.ts';
 import type { NamespaceId } from '../../src/protocol/index.ts';
 import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
 import { isRoot } from '../netns/netns.ts';
-import { DaemonPool, type DaemonProcess } from '../support/lan-daemon.ts';
+import { DaemonPool, type DaemonProcess, lanTestUdpPort } from '../support/lan-daemon.ts';
 import { createWorkspace, until } from './helpers.ts';
 
 /**
@@ -29,7 +29,7 @@ describe.skipIf(!isRoot())('nearsync peer --lan: the LAN key retried, the peer i
   let server: NetnsTestServer;
   let scratch: string;
   const daemons = new DaemonPool();
-  const udpPort = 20_000 + Math.floor(Math.random() * 40_000);
+  const udpPort = lanTestUdpPort();
   let refuseLanKey = true;
   let lanKeyRefusals = 0;
   let proxyUrl: string;

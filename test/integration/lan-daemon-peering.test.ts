@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
 import { isRoot } from '../netns/netns.ts';
-import { DaemonPool } from '../support/lan-daemon.ts';
+import { DaemonPool, lanTestUdpPort } from '../support/lan-daemon.ts';
 import { tempFileBlocks } from '../support/temp-file-blocks.ts';
 import { createWorkspace, sha256, until } from './helpers.ts';
 
@@ -34,7 +34,7 @@ describe.skipIf(!isRoot())('nearsync peer --lan: two daemons on one LAN', () => 
   let server: NetnsTestServer;
   let scratch: string;
   const daemons = new DaemonPool();
-  const udpPort = 20_000 + Math.floor(Math.random() * 40_000);
+  const udpPort = lanTestUdpPort();
 
   beforeAll(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'nearsync-lan-peering-'));

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeLanAdvert, encodeLanAdvert, lanAdvertEpoch, type LanAdvertDatagram, type NamespaceId } from '../../src/protocol/index.ts';
 import { LanAdvertListener, advertTag, deriveAdvertKey, type LanPeerAdvert } from '../../src/lan/discovery/index.ts';
 import { createNamespace, isRoot, stopProcess, type Netns } from '../netns/netns.ts';
+import { lanTestUdpPort } from '../support/lan-daemon.ts';
 import { until } from '../support/until.ts';
 
 /**
@@ -62,7 +63,7 @@ describe.skipIf(!isRoot())('LAN discovery over UDP broadcast in a network namesp
   let netns: Netns;
   let agent: Agent;
   let broadcast: string;
-  const port = 20_000 + Math.floor(Math.random() * 40_000);
+  const port = lanTestUdpPort();
   const lanKey = new Uint8Array(randomBytes(32));
   const listeners: LanAdvertListener[] = [];
   let sniffer: Socket;

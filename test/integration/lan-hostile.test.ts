@@ -16,7 +16,7 @@ import type { LanPeeringStatus } from '../../src/lan/lan-peering.ts';
 import { LAN_ADVERT_MAX_BYTES, encodeLanAdvert, lanAdvertEpoch, type NamespaceId } from '../../src/protocol/index.ts';
 import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
 import { isRoot, stopProcess, type Netns } from '../netns/netns.ts';
-import { DaemonPool, type DaemonProcess } from '../support/lan-daemon.ts';
+import { DaemonPool, type DaemonProcess, lanTestUdpPort } from '../support/lan-daemon.ts';
 import { createWorkspace, sha256, until } from './helpers.ts';
 
 /**
@@ -122,7 +122,7 @@ describe.skipIf(!isRoot())('nearsync peer --lan against a hostile host on the LA
   let scratch: string;
   let agent: HostileAgent;
   const daemons = new DaemonPool();
-  const udpPort = 20_000 + Math.floor(Math.random() * 40_000);
+  const udpPort = lanTestUdpPort();
 
   beforeAll(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'nearsync-lan-hostile-'));

@@ -93,3 +93,13 @@ export class DaemonPool {
     await Promise.all(this.daemons.splice(0).map((daemon) => daemon.stop()));
   }
 }
+
+/**
+ * A UDP discovery port for one test's daemons: random, so concurrent tests do not hear each
+ * other, and below Linux's ephemeral range (32768–60999). A daemon's advertiser sends from an
+ * ephemeral port without SO_REUSEADDR; a listener port drawn from that range collided with one
+ * (EADDRINUSE) in CI.
+ */
+export function lanTestUdpPort(): number {
+  return 20_000 + Math.floor(Math.random() * 12_000);
+}
