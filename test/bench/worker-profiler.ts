@@ -1,10 +1,10 @@
 import { writeFile } from 'node:fs/promises';
-import type { Browser, CDPSession } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { watchTargets } from './cdp-targets.ts';
 
 /**
  * V8 CPU profiles of a browser's dedicated workers (the sync worker does the block work, out of
- * reach of page tracing). Playwright has no CDP session for a worker, so this attaches to each
- * worker target from the browser session and talks to it through Target.sendMessageToTarget.
+ * reach of page tracing), attached through cdp-targets.ts.
  * Writes one .cpuprofile per worker (open in Chrome DevTools) and returns the heaviest
  * functions by self time.
  */
@@ -28,49 +28,24 @@ interface Profile {
 const PROFILED = new Set(['worker', 'page']);
 
 export async function profileWorkers(browser: Browser): Promise<WorkerProfiler> {
-  const session: CDPSession = await browser.newBrowserCDPSession();
-  const sessions = new Map<string, { sessionId: string; type: string }>();
-  let nextId = 1;
-  const pending = new Map<number, (result: unknown) => void>();
-  session.on('Target.receivedMessageFromTarget', (event: { sessionId: string; message: string }) => {
-    const message = JSON.parse(event.message) as { id?: number; result?: unknown };
-    if (message.id !== undefined) pending.get(message.id)?.(message.result);
+  const watch = await watchTargets(browser, PROFILED, async (target) => {
+    await target.send('Profiler.enable');
+    await target.send('Profiler.setSamplingInterval', { interval: 500 });
+    await target.send('Profiler.start');
   });
-  const send = (sessionId: string, method: string, params: object = {}) =>
-    new Promise<unknown>((resolve, reject) => {
-      const id = nextId++;
-      pending.set(id, resolve);
-      // A target that went away meanwhile (a worker of a page that navigated) has no session.
-      session.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) }).catch(reject);
-    });
-  const attach = async (targetId: string, type: string) => {
-    if (sessions.has(targetId)) return;
-    const { sessionId } = (await session.send('Target.attachToTarget', { targetId, flatten: false })) as { sessionId: string };
-    sessions.set(targetId, { sessionId, type });
-    await send(sessionId, 'Profiler.enable');
-    await send(sessionId, 'Profiler.setSamplingInterval', { interval: 500 });
-    await send(sessionId, 'Profiler.start');
-  };
-  session.on('Target.targetCreated', (event: { targetInfo: { targetId: string; type: string } }) => {
-    if (PROFILED.has(event.targetInfo.type)) attach(event.targetInfo.targetId, event.targetInfo.type).catch(() => {});
-  });
-  await session.send('Target.setDiscoverTargets', { discover: true });
-  const { targetInfos } = (await session.send('Target.getTargets')) as { targetInfos: Array<{ targetId: string; type: string }> };
-  for (const info of targetInfos) if (PROFILED.has(info.type)) await attach(info.targetId, info.type).catch(() => {});
-
   return {
     async stop(outputPrefix) {
       const results = [];
       let n = 0;
-      for (const { sessionId, type } of sessions.values()) {
-        const stopped = (await send(sessionId, 'Profiler.stop').catch(() => null)) as { profile: Profile } | null;
+      for (const { type, send } of watch.targets) {
+        const stopped = (await send('Profiler.stop').catch(() => null)) as { profile: Profile } | null;
         const profile = stopped?.profile;
         if (!profile) continue;
         const file = `${outputPrefix}-${type}${n++}.cpuprofile`;
         await writeFile(file, JSON.stringify(profile));
         results.push({ file, top: heaviest(profile) });
       }
-      await session.detach();
+      await watch.detach();
       return results;
     },
   };
