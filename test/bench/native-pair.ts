@@ -269,7 +269,7 @@ const round = (value: number, digits = 3) => Math.round(value * 10 ** digits) / 
 const describe = (f: TransferFigures) =>
   `network ${f.networkMbps.toFixed(0)} MB/s over ${f.networkSeconds.toFixed(2)} s, complete after ${f.completeSeconds.toFixed(2)} s ` +
   `(${f.tailSeconds.toFixed(2)} s after the network), receiver CPU ${f.cpuSecondsPerGiB.toFixed(2)} s/GiB in the transfer, ${f.cpuTotalSeconds.toFixed(2)} s in all ` +
-  `(by thread: ${Object.entries(f.threads)
+  `(by thread in the transfer: ${Object.entries(f.threads)
     .filter(([, seconds]) => seconds >= 0.01)
     .sort((a, b) => b[1] - a[1])
     .map(([name, seconds]) => `${name} ${seconds.toFixed(2)}`)

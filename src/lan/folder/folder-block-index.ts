@@ -125,12 +125,17 @@ export class FolderBlockIndex {
       if (!info.isFile() || info.size !== place.size || info.mtimeMs !== place.mtimeMs) return null;
       const bytes = pool && place.length >= POOLED_BLOCK_MIN && place.length <= pool.size ? new Uint8Array(pool.take(), 0, place.length) : new Uint8Array(place.length);
       let filled = 0;
-      while (filled < place.length) {
-        const { bytesRead } = await handle.read(bytes, filled, place.length - filled, place.offset + filled);
-        if (bytesRead === 0) return null;
-        filled += bytesRead;
+      try {
+        while (filled < place.length) {
+          const { bytesRead } = await handle.read(bytes, filled, place.length - filled, place.offset + filled);
+          if (bytesRead === 0) break;
+          filled += bytesRead;
+        }
+      } finally {
+        // A file cut short under us: the pooled buffer goes back (a lost shared one is not collected soon).
+        if (filled < place.length) pool?.give(bytes);
       }
-      return bytes;
+      return filled < place.length ? null : bytes;
     } catch {
       return null;
     } finally {

@@ -60,7 +60,8 @@ export async function receivedBytes(pid: number, iface: string): Promise<number>
 
 /**
  * CPU seconds of each thread of process `pid`, summed by thread name (`comm`: Node's main
- * thread is "node", libuv's pool "libuv-worker", V8's helpers "V8 DefaultWorke"…): where a
+ * thread is "main", libuv's pool "libuv-worker", V8's helpers "V8 DefaultWorke"…; Node 20 names
+ * none, so its other threads are all "node"), plus "(kernel)", the system time of them all: where a
  * receiver's time goes beyond what a JS profile of its main thread shows (file I/O, GC helpers).
  */
 export async function threadCpuSeconds(pid: number): Promise<Record<string, number>> {
@@ -68,9 +69,12 @@ export async function threadCpuSeconds(pid: number): Promise<Record<string, numb
   for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
     try {
       const text = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+      // Node 20 names none of its threads, so its main thread is told apart by its id.
+      const name = tid === String(pid) ? 'main' : text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
       const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
       byName[name] = (byName[name] ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+      // Kernel time of all threads (system calls: socket reads, file writes), counted apart too.
+      byName['(kernel)'] = (byName['(kernel)'] ?? 0) + Number(fields[12]) / CLOCK_TICKS;
     } catch {
       // the thread ended
     }

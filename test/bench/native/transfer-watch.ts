@@ -29,7 +29,7 @@ export interface TransferFigures {
   cpuTotalSeconds: number;
   /** Bytes the link received in all (framing, TLS, index exchange on top of the files). */
   linkBytes: number;
-  /** The receiver's CPU seconds by thread name, start → complete (its main process only). */
+  /** The receiver's CPU seconds by thread name, first MiB → complete, as the CPU per GiB (its main process only). */
   threads: Record<string, number>;
 }
 
@@ -55,6 +55,7 @@ export async function watchTransfer(options: {
   const rxAtStart = await receivedBytes(options.namespacePid, options.iface);
   let firstMiBAt: number | null = null;
   let cpuAtFirstMiB = 0;
+  let threadsAtFirstMiB: Record<string, number> = {};
   let mostAt: number | null = null;
   let rx = rxAtStart;
   const deadline = options.startedAt + options.timeoutMs;
@@ -65,11 +66,13 @@ export async function watchTransfer(options: {
     if (firstMiBAt === null && got >= MiB) {
       firstMiBAt = now;
       cpuAtFirstMiB = await treeCpuSeconds(options.receiverPid);
+      threadsAtFirstMiB = await threadCpuSeconds(options.receiverPid);
     }
     if (mostAt === null && got >= 0.999 * total) mostAt = now;
     if (await allComplete(options.folder, options.files)) {
       const cpu = await treeCpuSeconds(options.receiverPid);
-      const threads = await threadCpuSeconds(options.receiverPid);
+      const threadsNow = await threadCpuSeconds(options.receiverPid);
+      const threads = Object.fromEntries(Object.entries(threadsNow).map(([name, seconds]) => [name, seconds - (threadsAtFirstMiB[name] ?? 0)]));
       const completeAt = performance.now();
       await checkBytes(options.folder, options.files);
       if (firstMiBAt === null || mostAt === null) throw new Error(`the files are complete but the link received only ${got} bytes (${total} expected): not over the link?`);
