@@ -24,6 +24,8 @@ interface MovableFileHandle extends FileSystemFileHandle {
 }
 
 const ROOT = 'blocks';
+/** Bytes per write of canHold's probe file. */
+const PROBE_PIECE_BYTES = 1024 * 1024;
 const TEMP = 'tmp';
 
 export class BlockFiles {
@@ -152,9 +154,18 @@ export class BlockFiles {
     try {
       const access = await probe.createSyncAccessHandle();
       try {
-        // A real write: sizing a file up is not checked against the quota the same way.
-        const count = access.write(new Uint8Array(bytes), { at: 0 });
-        return count === bytes && access.getSize() === bytes;
+        // A real write: sizing a file up is not checked against the quota the same way. The
+        // bytes go in pieces from one small buffer: a fresh buffer of the whole size (16 MiB at a
+        // join) cost a page fault per 4 KiB, about 20–30 µs each on a loaded 2-core machine.
+        const piece = new Uint8Array(Math.min(bytes, PROBE_PIECE_BYTES));
+        let written = 0;
+        while (written < bytes) {
+          const want = Math.min(piece.length, bytes - written);
+          const count = access.write(want === piece.length ? piece : piece.subarray(0, want), { at: written });
+          if (count !== want) return false;
+          written += count;
+        }
+        return access.getSize() === bytes;
       } catch {
         return false;
       } finally {
