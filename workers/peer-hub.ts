@@ -34,16 +34,6 @@ const FETCHING_GRACE_MS = 30_000;
  * flight; the cap bounds what a peer that never follows with HAVE can hold back.
  */
 const MAX_FETCHING_CLAIMS_PER_PEER = 16;
-/**
- * A data channel's send buffer while serving a peer: refilled once it is down to the low mark,
- * up to the high one. With 1 MiB / 256 KiB (the link's defaults) the channel emptied whenever
- * the serving worker came back later than about 12 ms at 20 MB/s, which on a busy 2-core
- * machine it often did; the bare channel the bench measures against refills at 1 MiB. The high
- * mark bounds how long a control frame (FETCHING, HAVE) waits behind DATA: 2 MiB is about
- * 0.1 s at 20 MB/s.
- */
-const CHANNEL_HIGH_WATER = 2 * 1024 * 1024;
-const CHANNEL_LOW_WATER = 1024 * 1024;
 
 /**
  * A peer that advertised blocks we lack but is not connected yet. It claims those blocks
@@ -230,8 +220,6 @@ export class PeerHub {
       sharedNamespaces: [ns],
       server: this.server,
       buffers: this.options.buffers ?? null,
-      highWaterMark: CHANNEL_HIGH_WATER,
-      lowWaterMark: CHANNEL_LOW_WATER,
       onOpen: () => {
         this.announceHeldBlocks(link);
         // Server fetches that began before this link opened were announced to nobody here.
