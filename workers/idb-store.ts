@@ -3,6 +3,7 @@ import type { FileRecord, LocalBlockStore, NamespaceState, SyncStateStore } from
 import type { BlockHash, Cursor, FilePath, NamespaceId } from '../src/protocol/index.ts';
 import { parseKeepSettings, type KeepSetting } from '../src/engine/keep-policy.ts';
 import { BlockStoreError } from '../src/engine/block-store-error.ts';
+import { BlockBufferPool } from '../src/engine/block-buffers.ts';
 import { foldFilePages, snapshotPages, worthCompacting, type FilePage } from '../src/engine/file-page-log.ts';
 import type { BlockFiles } from './block-files.ts';
 import type { BlockWriteResult, BlockWriter } from './block-writer.ts';
@@ -109,6 +110,13 @@ export class IdbBlockStore implements LocalBlockStore {
   private legacyKeys: Promise<Set<BlockHash>> | null = null;
   /** Whether a block belongs in the evictable cache (only online-only files use it): set by the worker. */
   private cacheOnly: (hash: BlockHash) => boolean = () => false;
+  /**
+   * Buffers that readBlock reads block files into, taken back by releaseRead once a peer was
+   * sent every byte: a fresh zeroed 4 MiB buffer per block served cost its allocation and page
+   * faults on the serving thread, and left the collector 4 MiB per block. Its own pool, not the
+   * receiving one: callers that never hand buffers back (a zip) only leave them to the collector.
+   */
+  private readonly readBuffers = new BlockBufferPool(undefined, 4);
 
   constructor(
     private readonly db: NearsyncDb,
@@ -250,10 +258,15 @@ export class IdbBlockStore implements LocalBlockStore {
    * access handle (BlockFiles.read), else as getBlock. For reading many blocks in a row (a zip,
    * serving peers).
    */
+  /** Bytes readBlock returned are no longer used (LocalBlockStore.releaseRead). */
+  releaseRead(bytes: Uint8Array): void {
+    this.readBuffers.give(bytes);
+  }
+
   async readBlock(hash: BlockHash): Promise<Uint8Array | null> {
     if (await this.files.has(hash)) {
       try {
-        const bytes = await this.files.read(hash);
+        const bytes = await this.files.read(hash, this.readBuffers);
         if (bytes) return bytes;
       } catch {
         // Locked or unsupported: the File path below still reads it.

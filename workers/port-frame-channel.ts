@@ -16,6 +16,7 @@ export function frameChannelOfPort(port: MessagePort): FrameChannel {
       const copy = bytes.slice().buffer;
       port.postMessage(copy, [copy]);
     },
+    copiesOnSend: true,
     bufferedAmount: 0,
     bufferedAmountLowThreshold: 0,
     onopen: null,

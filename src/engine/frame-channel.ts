@@ -9,6 +9,12 @@ export interface FrameChannel {
   /** True once messages can be sent, false before and after. */
   readonly isOpen: boolean;
   send(bytes: Uint8Array<ArrayBuffer>): void;
+  /**
+   * True when `send` is done with the bytes once it returns (an RTCDataChannel copies them;
+   * a MessagePort relay sends a copy): the sender may then build every frame in one reused
+   * buffer and reuse a block's buffer as soon as its last frame is sent.
+   */
+  readonly copiesOnSend?: boolean;
   /** Bytes queued by `send` and not yet handed to the network. */
   readonly bufferedAmount: number;
   bufferedAmountLowThreshold: number;
@@ -56,6 +62,8 @@ export function frameChannelOf(dc: DataChannelLike): FrameChannel {
       return !closed && dc.readyState === 'open';
     },
     send: (bytes) => dc.send(bytes),
+    // Chromium's RTCDataChannel and @roamhq/wrtc copy the message before send returns.
+    copiesOnSend: true,
     get bufferedAmount() {
       return dc.bufferedAmount;
     },

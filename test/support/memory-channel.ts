@@ -10,6 +10,8 @@ export class MemoryChannel implements FrameChannel {
   isOpen = true;
   bufferedAmount = 0;
   bufferedAmountLowThreshold = 0;
+  /** `send` copies the message, as an RTCDataChannel does (FrameChannel.copiesOnSend). */
+  readonly copiesOnSend = true;
   /** Whether `bufferedamountlow` fires (@roamhq/wrtc never fires it). */
   firesLowEvent = true;
   /** Every message this end sent, in order. */

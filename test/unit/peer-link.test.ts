@@ -211,6 +211,32 @@ describe('peer link: serving rule', () => {
     expect(reads).toEqual(['readBlock', 'getBlock']);
   });
 
+  it('hands each read buffer back once the channel copied its last frame, and the peer gets every byte', async () => {
+    const device = new Device();
+    const blocks = [blockOf(MAX_BLOCK_SIZE, 31), blockOf(MAX_BLOCK_SIZE - 5, 32), blockOf(200_000, 33)];
+    const hashes = await Promise.all(blocks.map((bytes) => device.add(NS, bytes)));
+    const getBlock = device.store.getBlock.bind(device.store);
+    const lent = new Set<Uint8Array>();
+    const released: Uint8Array[] = [];
+    const store = device.store as typeof device.store & { readBlock?: (h: BlockHash) => Promise<Uint8Array | null>; releaseRead?: (bytes: Uint8Array) => void };
+    store.readBlock = async (h) => {
+      const bytes = (await getBlock(h))!.slice();
+      lent.add(bytes);
+      return bytes;
+    };
+    // A store reuses a buffer handed back at once: scribbling over it catches a release before the last frame is out.
+    store.releaseRead = (bytes) => {
+      expect(lent.has(bytes)).toBe(true);
+      released.push(bytes);
+      bytes.fill(0xee);
+    };
+    const { a, cb } = connected(device);
+    expect(cb.copiesOnSend).toBe(true);
+    const got = await Promise.all(hashes.map((hash, i) => a.request(NS, hash, undefined, blocks[i].length)));
+    expect(got.map(hashOf)).toEqual(hashes);
+    expect(released.length).toBe(3);
+  });
+
   it('tells the peer shutting_down for what it still waits for when closing', async () => {
     const device = new Device();
     device.liveDelayMs = 50;
