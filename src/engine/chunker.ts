@@ -1,5 +1,6 @@
 import { MAX_BLOCK_SIZE } from '../protocol/index.ts';
 import { BlockBufferPool, readBodyInto } from './block-buffers.ts';
+import { heldUntilSettled } from './held-while-pending.ts';
 
 /**
  * Cuts a byte stream into blocks of exactly `blockSize` bytes (the last one shorter), never
@@ -14,7 +15,8 @@ export async function* cutBlocks(
   let filled = 0;
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      // Held while the read waits (held-while-pending.ts): a pending read is no GC root of its own.
+      const { done, value } = await heldUntilSettled(stream, reader.read());
       if (done) break;
       // A whole block at a block boundary (blobBlocks) goes as it is: no copy.
       if (filled === 0 && value.length === blockSize) {
