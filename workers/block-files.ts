@@ -1,6 +1,7 @@
 /// <reference lib="webworker" />
 import { POOLED_BLOCK_MIN, type BlockBufferPool } from '../src/engine/block-buffers.ts';
 import type { BlockHash } from '../src/protocol/index.ts';
+import { heldUntilSettled } from '../src/engine/held-while-pending.ts';
 
 /**
  * Block bytes as files in the origin private file system: `blocks/<ab>/<hash>`.
@@ -239,8 +240,13 @@ export class BlockFiles {
 async function entryNames(directory: FileSystemDirectoryHandle): Promise<string[]> {
   const names: string[] = [];
   // TypeScript's DOM types lack the directory's async iterators, which Chromium has.
-  for await (const name of (directory as unknown as { keys(): AsyncIterable<string> }).keys()) names.push(name);
-  return names;
+  const entries = (directory as unknown as { keys(): AsyncIterableIterator<string> }).keys();
+  // Held while each step waits (held-while-pending.ts): a pending step is no GC root of its own.
+  for (;;) {
+    const next = await heldUntilSettled(entries, entries.next());
+    if (next.done) return names;
+    names.push(next.value);
+  }
 }
 
 function noSpace(hash: BlockHash, written: number, total: number): DOMException {

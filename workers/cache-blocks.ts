@@ -1,6 +1,7 @@
 /// <reference lib="webworker" />
 import type { BlockHash } from '../src/protocol/index.ts';
 import { BlockFiles } from './block-files.ts';
+import { heldUntilSettled } from '../src/engine/held-while-pending.ts';
 
 /** The storage bucket of blocks read for online-only files: not persisted, so the browser may clear it. */
 const BUCKET = 'nearsync-online-cache';
@@ -114,7 +115,8 @@ export class CacheBlocks {
   private blockFiles(): Promise<BlockFiles> {
     this.files ??= this.buckets
       .open(BUCKET, { persisted: false, durability: 'relaxed' })
-      .then((bucket) => bucket.getDirectory())
+      // Held while it opens its directory (held-while-pending.ts): nothing else refers to it.
+      .then((bucket) => heldUntilSettled(bucket, bucket.getDirectory()))
       .then((root) => BlockFiles.openIn(root, this.writerId));
     this.files.catch(() => (this.files = null));
     return this.files;

@@ -1,10 +1,14 @@
 import { SMALL_FILE_BATCH_BYTES, SMALL_FILE_BATCH_FILES, uploadSmallFiles } from '../src/engine/small-file-batch.ts';
 import { uploadFile } from '../src/engine/uploader.ts';
+import { blobBlocks } from '../src/engine/chunker.ts';
+import { readBodyInto } from '../src/engine/block-buffers.ts';
+import { keepFromSource, type SourceSlice } from '../src/engine/keep-from-source.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
 import { describeError, normaliseUserPath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { FoundFile } from './folder-walk.ts';
 import type { UploadInput, UploadPart, UploadTotals, UploadView } from './sync-api.ts';
 import { UploadParents } from './upload-parents.ts';
+import { blockBuffers } from './block-buffers.ts';
 
 /** The device's block store, which can also hand out a stored block as a disk-backed Blob. */
 export interface BlobBlockStore extends LocalBlockStore {
@@ -24,11 +28,26 @@ export interface UploadQueueOptions {
   knownSjids(paths: readonly FilePath[]): Promise<ReadonlyMap<FilePath, number>>;
   blocks: BlobBlockStore;
   sha256: Sha256;
-  onChange: () => void;
+  /** `settled`: an upload finished or failed (a result someone waits for, not progress). */
+  onChange: (settled?: boolean) => void;
   /** Uploads committed; their blocks are stored on this device. */
   onCommitted: (hashes: BlockHash[]) => void;
   /** Large files uploading at once; each also pipelines its own blocks. */
   parallelFiles?: number;
+  /**
+   * Large files are kept on this device after their upload, from the picked File (see
+   * `keepLater`), when this gives hooks for the file (asked as each starts): `keeps(path)`
+   * says whether this device keeps the path at all (an online-only folder's uploads are not
+   * kept), `begin` is told the blocks about to be kept before the commit (the engine does not
+   * fetch them meanwhile), `end` which were stored. Null or absent: kept while it uploads.
+   */
+  keepAfterUpload?: () => KeepAfterUpload | null;
+}
+
+export interface KeepAfterUpload {
+  keeps(path: FilePath): Promise<boolean>;
+  begin(hashes: readonly BlockHash[]): void;
+  end(hashes: readonly BlockHash[], stored: readonly BlockHash[]): void;
 }
 
 /** Files up to this size go up in batches (one block each, committed together). */
@@ -78,6 +97,8 @@ export class UploadQueue {
   private batchRunning = false;
   private nextId = 1;
   private readonly parents = new UploadParents();
+  /** Local copies still to keep after their upload, one file at a time (keepAfterUpload). */
+  private keeping: Promise<void> = Promise.resolve();
   /** Files a drop sent in parts has announced and not yet handed over, and when the last part came. */
   private filesOwed = 0;
   private lastPartAt = 0;
@@ -281,17 +302,20 @@ export class UploadQueue {
   private async runLarge({ view, file, path, parent }: Queued): Promise<void> {
     this.start(view);
     let parentSent = 0;
+    const keepAfter = this.options.keepAfterUpload?.() ?? null;
+    let announced: readonly BlockHash[] = [];
     try {
       const result = await uploadFile({
         ns: this.options.ns,
         path,
         mtime: mtimeOf(file),
-        stream: file.stream(),
+        stream: blobBlocks(file),
         bodyOf: (offset, length) => file.slice(offset, offset + length),
         api: this.sendingStoredCopies,
         blocks: this.options.blocks,
         sha256: this.options.sha256,
         conditions: { device: this.options.device, parentOf: async () => (parentSent = this.parents.resolve(path, await parent)) },
+        ...(keepAfter ? { keepLater: (hashes: readonly BlockHash[]) => keepAfter.begin((announced = hashes)) } : {}),
         onProgress: (progress) => {
           this.totals.bytesUploaded += progress.bytesUploaded - view.bytesUploaded;
           view.bytesHashed = progress.bytesHashed;
@@ -304,10 +328,37 @@ export class UploadQueue {
       if (result.conflicted) view.conflictedCopy = result.path;
       else this.parents.committed(path, parentSent, result.sjid);
       this.succeed(view);
-      this.options.onCommitted(result.blocks);
+      if (keepAfter) {
+        announced = [];
+        this.keepLater(file, path, result.slices, keepAfter);
+      } else this.options.onCommitted(result.blocks);
     } catch (error) {
       this.fail(view, error);
+      // Nothing will be kept: the engine fetches what it wants of them as usual.
+      if (keepAfter && announced.length > 0) keepAfter.end(announced, []);
     }
+  }
+
+  /**
+   * Stores an uploaded file's blocks on this device from the File, after the uploads before
+   * it were kept: the upload is done already (the server has every block and the commit), so
+   * a tab closed meanwhile loses nothing; the blocks are then fetched like any missing ones.
+   */
+  private keepLater(file: File, path: FilePath, slices: SourceSlice[], keepAfter: KeepAfterUpload): void {
+    const hashes = slices.map((slice) => slice.hash);
+    this.keeping = this.keeping.then(async () => {
+      let stored: BlockHash[] = [];
+      try {
+        if (await keepAfter.keeps(path)) {
+          // Into a pooled buffer the store's putVerified hashes and writes off this thread.
+          const read = (offset: number, length: number) => readBodyInto(file.slice(offset, offset + length).stream(), length, blockBuffers);
+          stored = await keepFromSource(slices, read, this.options.blocks, this.options.sha256);
+        }
+      } catch {
+        // Nothing kept: the server has it all.
+      }
+      keepAfter.end(hashes, stored);
+    });
   }
 
   private async runBatch(batch: Queued[]): Promise<void> {
@@ -384,7 +435,7 @@ export class UploadQueue {
     this.totals.doneFiles += 1;
     this.finished.push(view);
     if (this.finished.length > KEEP_FINISHED) this.finished = this.finished.slice(-KEEP_FINISHED);
-    this.options.onChange();
+    this.options.onChange(true);
   }
 
   private fail(view: UploadView, error: unknown): void {
@@ -394,7 +445,7 @@ export class UploadQueue {
     this.totals.failedFiles += 1;
     this.failed.push(view);
     if (this.failed.length > KEEP_FAILED) this.failed = this.failed.slice(-KEEP_FAILED);
-    this.options.onChange();
+    this.options.onChange(true);
   }
 }
 

@@ -129,8 +129,21 @@ export class WorkspaceSession {
       knownSjids: (paths) => this.knownSjids(paths),
       blocks: deps.blocks,
       sha256,
-      onChange: () => this.schedulePush(true),
+      // A finished upload is the user's own action's result: the faster pace, not progress's.
+      onChange: (settled) => this.schedulePush(!settled),
       onCommitted: (hashes) => void this.engine?.noteStoredBlocks(hashes),
+      // Only where this tab syncs the workspace: a follower keeps while it uploads, so the
+      // leader (another tab, not told of the keep) finds the blocks stored, not missing.
+      keepAfterUpload: () => {
+        const engine = this.engine;
+        if (!engine) return null;
+        return {
+          // Read now, not this.keep, which may be older than another tab's change.
+          keeps: async (path) => new KeepPolicy((await this.deps.keep.load().catch(() => undefined)) ?? this.keep).isKept(path),
+          begin: (hashes) => engine.storingLocally(hashes),
+          end: (hashes, stored) => void engine.localStoreEnded(hashes, stored),
+        };
+      },
     });
     this.channel = new BroadcastChannel(`nearsync:workspace:${ns}`);
     this.channel.onmessage = (event: MessageEvent<TabMessage>) => this.onTabMessage(event.data);

@@ -1,4 +1,5 @@
 import { MAX_BLOCK_SIZE, ValidationError } from '../protocol/index.ts';
+import { hold } from './held-while-pending.ts';
 
 /**
  * Block-sized buffers reused from one fetched block to the next.
@@ -113,6 +114,7 @@ export async function readBodyInto(body: ReadableStream<Uint8Array>, length: num
     // Not a byte stream: read chunks and copy them.
   }
   const reader = byob ?? body.getReader();
+  const release = hold(body);
   let buffer = pool.take();
   let filled = 0;
   try {
@@ -146,6 +148,7 @@ export async function readBodyInto(body: ReadableStream<Uint8Array>, length: num
     throw error;
   } finally {
     reader.releaseLock();
+    release();
   }
   pool.adopt(buffer);
   return new Uint8Array(buffer, 0, length);

@@ -1,4 +1,6 @@
 import { MAX_BLOCK_SIZE } from '../protocol/index.ts';
+import { BlockBufferPool, readBodyInto } from './block-buffers.ts';
+import { heldUntilSettled } from './held-while-pending.ts';
 
 /**
  * Cuts a byte stream into blocks of exactly `blockSize` bytes (the last one shorter), never
@@ -13,8 +15,14 @@ export async function* cutBlocks(
   let filled = 0;
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      // Held while the read waits (held-while-pending.ts): a pending read is no GC root of its own.
+      const { done, value } = await heldUntilSettled(stream, reader.read());
       if (done) break;
+      // A whole block at a block boundary (blobBlocks) goes as it is: no copy.
+      if (filled === 0 && value.length === blockSize) {
+        yield value;
+        continue;
+      }
       let offset = 0;
       while (offset < value.length) {
         const take = Math.min(blockSize - filled, value.length - offset);
@@ -32,4 +40,31 @@ export async function* cutBlocks(
   } finally {
     reader.releaseLock();
   }
+}
+
+/**
+ * A Blob (a picked File) as a stream of whole blocks, each read from its own slice straight
+ * into a buffer of its own (a BYOB read where the platform offers one), which `cutBlocks`
+ * passes on without copying. *Why:* cutting `File.stream()`'s 64 KiB chunks into blocks cost
+ * the sync worker 179 ms per 64 MiB upload (CPU profile, load about 13); reading a slice
+ * into one buffer cost 50 ms for the same bytes.
+ */
+export function blobBlocks(blob: Blob, blockSize = MAX_BLOCK_SIZE): ReadableStream<Uint8Array> {
+  let offset = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (offset >= blob.size) {
+          controller.close();
+          return;
+        }
+        const length = Math.min(blockSize, blob.size - offset);
+        // A buffer of its own, not a shared pool's: the block stays with the upload until sent.
+        const bytes = await readBodyInto(blob.slice(offset, offset + length).stream(), length, new BlockBufferPool(length, 0));
+        offset += length;
+        controller.enqueue(bytes);
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }

@@ -147,6 +147,12 @@ export class NamespaceSync {
   /** The blocks of the last few reads: never evicted, their readers may not have read them yet. */
   private recentReads: BlockHash[][] = [];
   private held: boolean;
+  /**
+   * Blocks this device is storing itself (an upload keeping its local copy after the commit):
+   * not fetched while that runs, so an upload is not downloaded again. Each holds the want
+   * planned meanwhile, handed to the scheduler if the keep did not store the block.
+   */
+  private readonly storedLocallySoon = new Map<BlockHash, WantedBlock | null>();
   private caughtUpOnce = false;
 
   constructor(private readonly options: NamespaceSyncOptions) {
@@ -525,6 +531,30 @@ export class NamespaceSync {
     };
   }
 
+  /**
+   * This device is about to store `hashes` itself (an upload keeping its copy after the
+   * commit): they are not fetched until `localStoreEnded` says how it went.
+   */
+  storingLocally(hashes: readonly BlockHash[]): void {
+    for (const hash of hashes) if (!this.storedLocallySoon.has(hash)) this.storedLocallySoon.set(hash, null);
+  }
+
+  /**
+   * The local keep of `hashes` is over: those in `stored` are noted as stored, the rest (the
+   * source changed, the store refused) are fetched like any missing block.
+   */
+  async localStoreEnded(hashes: readonly BlockHash[], stored: readonly BlockHash[]): Promise<void> {
+    const deferred: WantedBlock[] = [];
+    for (const hash of hashes) {
+      const want = this.storedLocallySoon.get(hash);
+      this.storedLocallySoon.delete(hash);
+      if (want) deferred.push(want);
+    }
+    await this.noteStoredBlocks(stored);
+    const still = deferred.filter((want) => this.live.isWanted(want.hash));
+    if (still.length > 0) this.plan({ added: still, removed: [] });
+  }
+
   /** Blocks stored on this device by someone else (an upload in this or another tab). */
   async noteStoredBlocks(hashes: readonly BlockHash[]): Promise<void> {
     const removed: BlockHash[] = [];
@@ -611,10 +641,18 @@ export class NamespaceSync {
     this.live.markStored(await this.options.blocks.hasBlocks([...unknown]));
   }
 
+  /** Whether `want` waits for this device's own keep of its block (storingLocally). */
+  private deferToLocalStore(want: WantedBlock): boolean {
+    if (!this.storedLocallySoon.has(want.hash)) return false;
+    this.storedLocallySoon.set(want.hash, want);
+    return true;
+  }
+
   /** Hands the scheduler what a change added to and removed from the wanted set. */
   private plan(delta: WantDelta): void {
     if (delta.removed.length > 0) this.scheduler.removeWanted(delta.removed);
-    if (delta.added.length > 0) this.scheduler.addWanted(spreadFetchOrder(delta.added, this.options.fetchOrderSeed ?? 0));
+    const added = this.storedLocallySoon.size === 0 ? delta.added : delta.added.filter((want) => !this.deferToLocalStore(want));
+    if (added.length > 0) this.scheduler.addWanted(spreadFetchOrder(added, this.options.fetchOrderSeed ?? 0));
     this.plannedCursor = this.cursorValue;
     // In sync is decided by the blocks stored, not by the scheduler going idle: a fetch it
     // still waits for (say, from a peer that vanished) must not hold back the advert.

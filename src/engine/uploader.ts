@@ -4,6 +4,7 @@ import { commitWithBlocks } from './commit-with-blocks.ts';
 import { MissingBlockQuestions } from './missing-block-questions.ts';
 import { ApiError } from './server-api.ts';
 import { commitKeepingBoth, type ConditionalCommits } from './conflict-copies.ts';
+import { withSourceBlocks, type SourceSlice } from './keep-from-source.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from './types.ts';
 
 export interface UploadProgress {
@@ -35,19 +36,37 @@ export interface UploadFileOptions {
    * unconditional (as before conditional commits).
    */
   conditions?: ConditionalCommits;
+  /**
+   * With `bodyOf`: the caller keeps the local copies after the upload, from the source
+   * (`keepFromSource`, with the returned `slices`); the upload neither writes them nor waits
+   * for them. Called with the file's blocks just before the commit, so the caller can tell
+   * the engine not to fetch what it is about to store. A 409 need list is answered from the
+   * source (checked against the hashes). *Why:* the local write was most of the sync
+   * worker's time in an upload, and the server holding the blocks and the commit is what
+   * makes the file safe.
+   */
+  keepLater?: (hashes: readonly BlockHash[]) => void;
 }
 
 /**
  * Uploads one file as it is read: each 4 MiB block is hashed, kept locally (so this device
- * never downloads its own upload), sent to the server unless it already has it, and the
- * file is committed once every block is there. At most `parallel` blocks are sent at once;
- * with `bodyOf` twice as many are in hand (kept, asked about, waiting to be sent), so the
- * link stays busy while questions are answered. Memory stays at about that many blocks + 2.
+ * never downloads its own upload; with `keepLater` by the caller after the commit), sent to
+ * the server unless it already has it, and the file is committed once every block is there.
+ * At most `parallel` blocks are sent at once; with `bodyOf` twice as many are in hand (kept,
+ * asked about, waiting to be sent), so the link stays busy while questions are answered.
+ * Memory stays at about that many blocks + 2.
  */
 export async function uploadFile(
   options: UploadFileOptions,
-): Promise<{ sjid: number; blocks: BlockHash[]; size: number; path: FilePath; conflicted: boolean }> {
-  const { api, blocks: store, sha256 } = options;
+): Promise<{ sjid: number; blocks: BlockHash[]; size: number; path: FilePath; conflicted: boolean; slices: SourceSlice[] }> {
+  const { api, sha256 } = options;
+  const source = options.bodyOf;
+  if (options.keepLater && !source) throw new Error('keepLater needs bodyOf: the blocks are kept from the source');
+  const slices: SourceSlice[] = [];
+  const store =
+    options.keepLater && source
+      ? withSourceBlocks(options.blocks, slices, async (offset, length) => new Uint8Array(await source(offset, length).arrayBuffer()), sha256)
+      : options.blocks;
   const parallel = options.parallel ?? 4;
   const progress: UploadProgress = { bytesHashed: 0, bytesUploaded: 0, phase: 'hashing' };
   const report = () => options.onProgress?.({ ...progress });
@@ -60,7 +79,8 @@ export async function uploadFile(
 
   const keepAndSend = async (hash: BlockHash, bytes: Uint8Array, offset: number) => {
     const { bodyOf } = options;
-    const kept = store.putBlock(hash, bytes);
+    // Kept later from the source (keepLater), or now: the write overlaps the question and the PUT.
+    const kept = options.keepLater ? Promise.resolve() : store.putBlock(hash, bytes);
     // Without a body of its own, kept first: an adapter may send the stored copy.
     if (!bodyOf) await kept;
     // The local write, the question and the upload overlap (measured in Chromium 156 on a
@@ -72,7 +92,8 @@ export async function uploadFile(
         if (!bodyOf) await api.putBlock(hash, bytes);
         else {
           await api.putBlock(hash, bodyOf(offset, bytes.length)).catch(async (error: unknown) => {
-            // The source changed since it was read: send what was read and hashed (the kept copy).
+            // The source changed since it was read: send what was read and hashed (the kept copy,
+            // or with keepLater the bytes in hand).
             if (!(error instanceof ApiError && error.code === 'hash_mismatch')) throw error;
             await kept;
             await api.putBlock(hash, bytes);
@@ -98,6 +119,7 @@ export async function uploadFile(
     const hash = await sha256(block);
     hashes.push(hash);
     const offset = size;
+    slices.push({ hash, offset, length: block.length });
     size += block.length;
     progress.bytesHashed += block.length;
     progress.phase = 'uploading';
@@ -117,13 +139,14 @@ export async function uploadFile(
 
   progress.phase = 'committing';
   report();
+  options.keepLater?.(hashes);
   const request: CommitRequest = { path: options.path, size, mtime: options.mtime, blocks: hashes, deleted: false };
   const landed = options.conditions
     ? await commitKeepingBoth(options.ns, request, api, store, options.conditions)
     : { sjid: await commitWithBlocks(options.ns, request, api, store), path: options.path, conflicted: false };
   progress.phase = 'done';
   report();
-  return { ...landed, blocks: hashes, size };
+  return { ...landed, blocks: hashes, size, slices };
 }
 
 /** At most `size` holders at once; the rest wait in turn. */

@@ -6,6 +6,7 @@ import type { E2eHarness, TestServer } from '../e2e/harness.ts';
 import { createWorkspace, joinWithLink, uploadThroughPicker, waitForRole } from '../e2e/ui.ts';
 import { nodeSha256 } from '../support/memory-stores.ts';
 import { median, type BenchRow } from './report.ts';
+import { profileWorkers } from './worker-profiler.ts';
 
 /**
  * Upload and download of one file through the app (UI → worker → server, and server →
@@ -15,10 +16,16 @@ import { median, type BenchRow } from './report.ts';
 
 const FETCH_PARALLEL = 4;
 
-export async function benchAppTransfer(harness: E2eHarness, sizeMiB: number, repeats: number): Promise<BenchRow[]> {
+export async function benchAppTransfer(
+  harness: E2eHarness,
+  sizeMiB: number,
+  repeats: number,
+  profilePrefix?: string,
+  log: (line: string) => void = () => {},
+): Promise<BenchRow[]> {
   const server = await harness.startServer();
   const bytes = sizeMiB * 1024 * 1024;
-  const upload = { app: [] as number[], fetch: [] as number[] };
+  const upload = { app: [] as number[], fetch: [] as number[], kept: [] as number[] };
   const download = { app: [] as number[], fetch: [] as number[] };
 
   for (let round = 0; round < repeats; round++) {
@@ -27,7 +34,15 @@ export async function benchAppTransfer(harness: E2eHarness, sizeMiB: number, rep
     const baselinePath = await harness.writeTempFile(`baseline-${round}.bin`, randomBytes(bytes));
     const { page, token } = await openFreshWorkspace(harness, server, `bench upload ${round}`);
     upload.fetch.push(await timePlainUpload(page, server, token, baselinePath));
-    upload.app.push(await timeAppUpload(page, uploadPath));
+    const profiler = profilePrefix ? await profileWorkers(harness.browser) : null;
+    const timed = await timeAppUpload(page, uploadPath);
+    if (profiler) {
+      for (const { file, top } of await profiler.stop(`${profilePrefix}-upload-${round}`)) {
+        log(`${file}: ${top.slice(0, 12).map(({ fn, selfMs }) => `${fn} ${selfMs.toFixed(0)} ms`).join(', ')}`);
+      }
+    }
+    upload.app.push(timed.done);
+    upload.kept.push(timed.kept);
     await page.context().close();
 
     download.app.push(await timeAppDownload(harness, server, bytes, round));
@@ -48,7 +63,11 @@ export async function benchAppTransfer(harness: E2eHarness, sizeMiB: number, rep
       app_to_fetch_ratio: fetchSeconds / appSeconds,
     };
   };
-  return [row('app-upload', upload.app, upload.fetch), row('app-download', download.app, download.fetch)];
+  return [
+    // kept: until the local copy is stored too (the file's row reads synced), which the upload no longer waits for.
+    { ...row('app-upload', upload.app, upload.fetch), app_kept_seconds: median(upload.kept) },
+    row('app-download', download.app, download.fetch),
+  ];
 }
 
 async function openFreshWorkspace(harness: E2eHarness, server: TestServer, name: string) {
@@ -62,8 +81,11 @@ async function openFreshWorkspace(harness: E2eHarness, server: TestServer, name:
   return { page, namespaceId, token };
 }
 
-/** Seconds from picking the file to the app reporting it committed. */
-async function timeAppUpload(page: Page, filePath: string): Promise<number> {
+/**
+ * Seconds from picking the file to the app reporting it committed (`done`), and to its local
+ * copy being stored as well (the file's row reads synced).
+ */
+async function timeAppUpload(page: Page, filePath: string): Promise<{ done: number; kept: number }> {
   const name = filePath.split('/').pop()!;
   const started = performance.now();
   await uploadThroughPicker(page, [filePath]);
@@ -72,7 +94,13 @@ async function timeAppUpload(page: Page, filePath: string): Promise<number> {
     name,
     { polling: 'raf', timeout: 300_000 },
   );
-  return (performance.now() - started) / 1000;
+  const done = (performance.now() - started) / 1000;
+  await page.waitForFunction(
+    (path) => document.querySelector(`[data-testid="file-row"][data-path="${path}"]`)?.getAttribute('data-status') === 'synced',
+    name,
+    { polling: 'raf', timeout: 300_000 },
+  );
+  return { done, kept: (performance.now() - started) / 1000 };
 }
 
 /** Seconds for the page to PUT a same-sized file's 4 MiB slices with fetch, no hashing. */

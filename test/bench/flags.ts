@@ -26,6 +26,8 @@
  *                       PREFIX-<files>-worker0.cpuprofile and print its heaviest functions
  *                       office-warm, office-cold: the first joiner's page and workers during the
  *                       peer run (PREFIX-<scenario>-*.cpuprofile; the sampling costs CPU itself)
+ *                       app-transfer: the page and workers during each app upload
+ *                       (PREFIX-upload-<round>-*.cpuprofile)
  *   --many-files-rows join,upload
  *                       which rows of many-files (default: both; upload drops a folder of
  *                       --files small files into a fresh browser)

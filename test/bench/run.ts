@@ -122,7 +122,7 @@ if (wants('app-transfer')) {
     log('app-transfer: app upload/download vs plain fetch on loopback');
     const harness = await E2eHarness.start();
     try {
-      groups.push(await benchAppTransfer(harness, flags.sizeMiB ?? APP_TRANSFER_DEFAULT_MIB, flags.repeats));
+      groups.push(await benchAppTransfer(harness, flags.sizeMiB ?? APP_TRANSFER_DEFAULT_MIB, flags.repeats, flags.profile, log));
     } finally {
       await harness.close();
     }

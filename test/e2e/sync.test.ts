@@ -62,9 +62,13 @@ describe('two browsers share a workspace', () => {
     await pageA.getByTestId('empty-state').waitFor();
 
     const paths = await Promise.all(originals.map((file) => harness.writeTempFile(file.name, file.bytes)));
+    const servedBefore = (await server.metrics()).blockBytesServed;
     await uploadThroughPicker(pageA, paths);
     await waitForUploadsDone(pageA, originals.map((file) => file.name));
     for (const file of originals) await waitForFileStatus(pageA, file.name, 'synced');
+    // A keeps its copy of big.bin from the picked file after the commit; its engine waits for
+    // that instead of downloading the upload back.
+    expect((await server.metrics()).blockBytesServed - servedBefore).toBe(0);
 
     const shareLink = await readShareLink(pageA);
     expect(shareLink).toContain('#invite=');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cutBlocks } from '../../src/engine/chunker.ts';
+import { blobBlocks, cutBlocks } from '../../src/engine/chunker.ts';
 import { expectedBlockSize } from '../../src/engine/block-layout.ts';
 import { foldEntries } from '../../src/engine/file-table.ts';
 import { BlockScheduler } from '../../src/engine/scheduler.ts';
@@ -82,6 +82,19 @@ describe('block cutting', () => {
     const exact: Uint8Array[] = [];
     for await (const block of cutBlocks(streamOf([new Uint8Array(8)]), 8)) exact.push(block);
     expect(exact.map((b) => b.length)).toEqual([8]);
+  });
+  it('cuts a Blob read slice by slice (blobBlocks) into the same blocks as its stream', async () => {
+    const data = new Uint8Array(3 * 1000 + 11).map((_, i) => (i * 7 + 3) & 255);
+    const blob = new Blob([data]);
+    const bySlices: Uint8Array[] = [];
+    for await (const block of cutBlocks(blobBlocks(blob, 1000), 1000)) bySlices.push(block.slice());
+    const byStream: Uint8Array[] = [];
+    for await (const block of cutBlocks(blob.stream(), 1000)) byStream.push(block.slice());
+    expect(bySlices.map((b) => b.length)).toEqual([1000, 1000, 1000, 11]);
+    expect(bySlices.map((b) => hashOf(b))).toEqual(byStream.map((b) => hashOf(b)));
+    const empty: Uint8Array[] = [];
+    for await (const block of cutBlocks(blobBlocks(new Blob([]), 1000), 1000)) empty.push(block);
+    expect(empty).toEqual([]);
   });
 });
 
