@@ -1,3 +1,5 @@
+import { concatBytes } from './bytes.ts';
+
 /**
  * Gathers small chunks into pieces of at least `minBytes` (large chunks and Blobs pass
  * through as they are, after what was gathered). A zip of many small files is a header, a few bytes and a
@@ -94,14 +96,3 @@ export async function* gatherIntoWrites(chunks: AsyncIterable<Uint8Array | Blob>
 
 /** Bytes between Blobs shorter than this ride in the next Blob (headers and descriptors); longer runs are written as bytes. */
 const BYTES_RUN = 256 * 1024;
-
-function concatBytes(parts: Uint8Array[], length: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
