@@ -380,30 +380,31 @@ describe('S3BlockStore', () => {
       const first = makeBlock(300_000);
       const second = makeBlock(300_000);
       const events: string[] = [];
-      let letFirstFinish!: () => void;
-      const firstMayFinish = new Promise<void>((resolve) => (letFirstFinish = resolve));
-      const firstBody: BlockBody = async (onChunk) => {
-        events.push('first read');
-        await onChunk(first.bytes.subarray(0, 1000));
-        await firstMayFinish;
-        await onChunk(first.bytes.subarray(1000));
-        return first.bytes.length;
-      };
-      const secondBody: BlockBody = async (onChunk) => {
-        events.push('second read');
-        await onChunk(second.bytes);
-        return second.bytes.length;
-      };
-      const putFirst = store.put(first.hash, firstBody, MAX_BLOCK_SIZE);
-      const putSecond = store.put(second.hash, secondBody, MAX_BLOCK_SIZE);
-      await until(() => events.length > 0 && store.uploadsBuffered === 1, 10_000, 'the first upload buffering');
-      // Both HEADs are done and the first body is half read: the second waits for its turn.
+      // Each body reads its first 1,000 bytes, then waits until the test lets it finish.
+      const gates = new Map<string, () => void>();
+      const bodyOf =
+        (name: string, block: ReturnType<typeof makeBlock>): BlockBody =>
+        async (onChunk) => {
+          events.push(name);
+          await onChunk(block.bytes.subarray(0, 1000));
+          await new Promise<void>((resolve) => gates.set(name, resolve));
+          await onChunk(block.bytes.subarray(1000));
+          return block.bytes.length;
+        };
+      const putFirst = store.put(first.hash, bodyOf('first', first), MAX_BLOCK_SIZE);
+      const putSecond = store.put(second.hash, bodyOf('second', second), MAX_BLOCK_SIZE);
+      // Whichever HEAD answers first takes the one slot: the order between the two is not the point.
+      await until(() => gates.size === 1 && store.uploadsBuffered === 1, 10_000, 'one upload buffering');
       await new Promise((resolve) => setTimeout(resolve, 200));
-      expect(events).toEqual(['first read']);
-      letFirstFinish();
+      expect(events).toHaveLength(1);
+      const [started] = events;
+      const other = started === 'first' ? 'second' : 'first';
+      gates.get(started)!();
+      await until(() => gates.has(other), 10_000, 'the other body read once the first upload is done');
+      expect(events).toEqual([started, other]);
+      gates.get(other)!();
       expect((await putFirst).status).toBe('created');
       expect((await putSecond).status).toBe('created');
-      expect(events).toEqual(['first read', 'second read']);
       expect(store.uploadsBuffered).toBe(0);
     } finally {
       await store.close();
