@@ -253,16 +253,16 @@ export class IdbBlockStore implements LocalBlockStore {
     return blob ? new Uint8Array(await blob.arrayBuffer()) : null;
   }
 
-  /**
-   * The block's bytes by the fastest way there is: a block file through a read-only sync
-   * access handle (BlockFiles.read), else as getBlock. For reading many blocks in a row (a zip,
-   * serving peers).
-   */
   /** Bytes readBlock returned are no longer used (LocalBlockStore.releaseRead). */
   releaseRead(bytes: Uint8Array): void {
     this.readBuffers.give(bytes);
   }
 
+  /**
+   * The block's bytes by the fastest way there is: a block file through a read-only sync
+   * access handle (BlockFiles.read), else as getBlock. For reading many blocks in a row (a zip,
+   * serving peers).
+   */
   async readBlock(hash: BlockHash): Promise<Uint8Array | null> {
     if (await this.files.has(hash)) {
       try {
