@@ -1,3 +1,4 @@
+import { SendBufferTarget } from './send-buffer-target.ts';
 import {
   BLOCK_CHUNK_SIZE,
   DATA_HEADER_SIZE,
@@ -52,10 +53,20 @@ export interface PeerLinkOptions {
   maxServing?: number;
   /** Our own requests outstanding at once. */
   maxRequests?: number;
-  /** Stop sending block data while the channel buffers more than this… */
+  /**
+   * Stop sending block data while the channel buffers more than this… (at most: on a channel
+   * that drains slower, what it takes in 50 ms, down to `minHighWaterMark`: SendBufferTarget)
+   */
   highWaterMark?: number;
+  minHighWaterMark?: number;
   /** …and resume once it is down to this (also the channel's bufferedAmountLowThreshold). */
   lowWaterMark?: number;
+  /**
+   * While a reader's request (REQUEST_FROM) waits for its block to be read, a block already
+   * being sent keeps at most this much in the channel's buffer: what is buffered when the
+   * reader's block is ready goes out ahead of it.
+   */
+  readerWaitMark?: number;
   /** How often to poll bufferedAmount while paused (some channels never fire the event). */
   pollMs?: number;
   /** Payload bytes per DATA frame when serving. */
@@ -115,6 +126,8 @@ interface ServedRequest {
   from: number | null;
   cancelled: boolean;
   lookup: Promise<BlockLookup> | null;
+  /** The lookup's answer once it settled (a reader's block is sent as soon as this is set). */
+  looked: BlockLookup | null;
 }
 
 const DEFAULTS = {
@@ -123,6 +136,8 @@ const DEFAULTS = {
   maxRequests: 16,
   highWaterMark: 1024 * 1024,
   lowWaterMark: 256 * 1024,
+  minHighWaterMark: 128 * 1024,
+  readerWaitMark: 64 * 1024,
   pollMs: 5,
   maxAnnounced: 100_000,
 };
@@ -150,8 +165,9 @@ export class PeerLink {
   private readonly serveQueue: ServedRequest[] = [];
   private readonly serving = new Map<number, ServedRequest>();
   private serveLoopRunning = false;
-  private drainWaiters: Array<() => void> = [];
+  private drainWaiters: Array<{ below: number; resolve: () => void }> = [];
   private drainTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly sendBuffer: SendBufferTarget;
   /** Where DATA frames are built on a channel that copies what it sends (`copiesOnSend`). */
   private frameScratch: Uint8Array<ArrayBuffer> | null = null;
 
@@ -181,6 +197,8 @@ export class PeerLink {
       maxRequests: options.maxRequests ?? DEFAULTS.maxRequests,
       highWaterMark: options.highWaterMark ?? DEFAULTS.highWaterMark,
       lowWaterMark: options.lowWaterMark ?? DEFAULTS.lowWaterMark,
+      minHighWaterMark: options.minHighWaterMark ?? DEFAULTS.minHighWaterMark,
+      readerWaitMark: Math.min(options.readerWaitMark ?? DEFAULTS.readerWaitMark, options.lowWaterMark ?? DEFAULTS.lowWaterMark),
       pollMs: options.pollMs ?? DEFAULTS.pollMs,
       maxAnnounced: options.maxAnnounced ?? DEFAULTS.maxAnnounced,
       chunkSize: Math.max(1, Math.min(MAX_DATA_BYTES, options.chunkSize ?? BLOCK_CHUNK_SIZE)),
@@ -188,6 +206,8 @@ export class PeerLink {
     this.shared = new Set(options.sharedNamespaces ?? []);
     this.lastFrameAt = this.now();
     this.channel.bufferedAmountLowThreshold = this.opts.lowWaterMark;
+    const highWaterMark = this.opts.highWaterMark;
+    this.sendBuffer = new SendBufferTarget(Math.min(this.opts.minHighWaterMark, highWaterMark), highWaterMark);
     this.channel.onmessage = (bytes) => this.receive(bytes);
     this.channel.onbufferedamountlow = () => this.checkDrained();
     this.channel.onclose = () => this.teardown();
@@ -596,13 +616,15 @@ export class PeerLink {
     if (!this.options.server) return this.sendQuietly({ type: 'nack', id, reason: 'forbidden' });
     if (!this.shared.has(ns)) return this.sendQuietly({ type: 'nack', id, reason: 'forbidden' });
     if (this.serving.size >= this.opts.maxServing) return this.sendQuietly({ type: 'nack', id, reason: 'busy' });
-    const served: ServedRequest = { id, ns, hash, from, cancelled: false, lookup: null };
+    const served: ServedRequest = { id, ns, hash, from, cancelled: false, lookup: null, looked: null };
     this.serving.set(id, served);
     if (from === null) this.serveQueue.push(served);
     else {
-      // A reader waits: before every plain request still queued, after earlier readers'.
+      // A reader waits: before every plain request still queued, after earlier readers'. Its
+      // block is read at once, and the block being sent steps aside for it (sendBlock).
       const at = this.serveQueue.findIndex((queued) => queued.from === null);
       this.serveQueue.splice(at < 0 ? this.serveQueue.length : at, 0, served);
+      void this.startLookup(served).then(() => this.wakeSenders());
     }
     void this.serveLoop();
   }
@@ -613,16 +635,49 @@ export class PeerLink {
     served.cancelled = true;
     this.serving.delete(id);
     const index = this.serveQueue.indexOf(served);
-    if (index >= 0) this.serveQueue.splice(index, 1);
+    if (index < 0) return;
+    this.serveQueue.splice(index, 1);
+    // A reader's block read ahead of its turn and never sent: the store may reuse its buffer.
+    if (served.looked?.ok) this.options.server?.release(served.looked.bytes);
   }
 
   private startLookup(served: ServedRequest): Promise<BlockLookup> {
     if (!served.lookup) {
       served.lookup = this.options.server!
         .lookup(served.ns, served.hash, this.shared)
-        .catch((): BlockLookup => ({ ok: false, reason: 'busy' }));
+        .catch((): BlockLookup => ({ ok: false, reason: 'busy' }))
+        .then((result) => (served.looked = result));
     }
     return served.lookup;
+  }
+
+  /** Answers one request whose block was looked up: the block, or why not. */
+  private async answer(served: ServedRequest, result: BlockLookup): Promise<void> {
+    if (served.cancelled || this.closed) return;
+    if (!this.shared.has(served.ns)) this.sendQuietly({ type: 'nack', id: served.id, reason: 'forbidden' });
+    else if (!result.ok) this.sendQuietly({ type: 'nack', id: served.id, reason: result.reason });
+    else await this.sendBlock(served, result.bytes);
+    if (this.serving.get(served.id) === served) this.serving.delete(served.id);
+  }
+
+  /** The first queued request if it is a reader's: plain requests never jump the queue. */
+  private waitingReader(): ServedRequest | null {
+    const first = this.serveQueue[0];
+    return first && first.from !== null ? first : null;
+  }
+
+  /**
+   * Between two chunks of a block: every reader queued since it started whose block is ready
+   * is answered now, whole, ahead of the rest of this block (DATA frames carry their request's
+   * id and offset, so answers may interleave). An earlier reader's block steps aside too: the
+   * newest reader is the one a user waits on now (the earlier one moved on, or is past its
+   * offset and finishing the wrap to the block's start).
+   */
+  private async answerReadyReaders(): Promise<void> {
+    for (let reader = this.waitingReader(); reader?.looked && !this.closed; reader = this.waitingReader()) {
+      this.serveQueue.shift();
+      await this.answer(reader, reader.looked);
+    }
   }
 
   private async serveLoop(): Promise<void> {
@@ -635,11 +690,7 @@ export class PeerLink {
         // Read the next block while this one is on the wire.
         if (this.serveQueue.length > 0) void this.startLookup(this.serveQueue[0]);
         const result = await lookup;
-        if (served.cancelled || this.closed) continue;
-        if (!this.shared.has(served.ns)) this.sendQuietly({ type: 'nack', id: served.id, reason: 'forbidden' });
-        else if (!result.ok) this.sendQuietly({ type: 'nack', id: served.id, reason: result.reason });
-        else await this.sendBlock(served, result.bytes);
-        if (this.serving.get(served.id) === served) this.serving.delete(served.id);
+        await this.answer(served, result);
       }
     } finally {
       this.serveLoopRunning = false;
@@ -647,7 +698,7 @@ export class PeerLink {
   }
 
   private async sendBlock(served: ServedRequest, bytes: Uint8Array): Promise<void> {
-    const { chunkSize, highWaterMark } = this.opts;
+    const { chunkSize } = this.opts;
     const from = served.from ?? 0;
     if (from >= bytes.length && from > 0) return this.sendQuietly({ type: 'nack', id: served.id, reason: 'bad_request' });
     // From `from` to the end, then from the start up to `from`.
@@ -655,7 +706,13 @@ export class PeerLink {
     const last = runs[runs.length - 1];
     for (const [start, end] of runs) {
       for (let offset = start; offset < end; offset += chunkSize) {
-        if (this.channel.bufferedAmount > highWaterMark) await this.drained();
+        await this.answerReadyReaders();
+        // While a reader's block is being read, keep little of this one ahead of it.
+        this.sampleSendBuffer();
+        while (!this.closed && this.channel.bufferedAmount > (this.waitingReader() ? this.opts.readerWaitMark : this.sendBuffer.highWaterMark)) {
+          await this.bufferBelow(this.waitingReader() ? this.opts.readerWaitMark : this.sendBuffer.lowWaterMark);
+          await this.answerReadyReaders();
+        }
         if (served.cancelled || this.closed) return;
         const chunkEnd = Math.min(end, offset + chunkSize);
         const chunk = bytes.subarray(offset, chunkEnd);
@@ -671,12 +728,21 @@ export class PeerLink {
     if (this.sendRaw(encodeFrame({ type: 'end', id: served.id, totalLength: bytes.length }))) this.blocksServed += 1;
   }
 
-  /** Resolves once the channel's buffer is down to the low-water mark, or the link closed. */
-  private drained(): Promise<void> {
+  /**
+   * Resolves once the channel buffers at most `below` bytes, the link closed, or a reader's
+   * block is ready to go out (wakeSenders): callers check again why they woke.
+   */
+  private bufferBelow(below: number): Promise<void> {
     return new Promise((resolve) => {
-      this.drainWaiters.push(resolve);
+      this.drainWaiters.push({ below, resolve });
       this.pollDrain();
     });
+  }
+
+  private wakeSenders(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const waiter of waiters) waiter.resolve();
   }
 
   private pollDrain(): void {
@@ -688,13 +754,21 @@ export class PeerLink {
     }, this.opts.pollMs);
   }
 
+  private sampleSendBuffer(): void {
+    this.sendBuffer.sample(this.now(), this.bytesSent, this.channel.bufferedAmount);
+  }
+
   private checkDrained(): void {
-    if (!this.closed && this.channel.bufferedAmount > this.opts.lowWaterMark) return;
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    if (this.drainTimer) clearTimeout(this.drainTimer);
-    this.drainTimer = null;
-    for (const resolve of waiters) resolve();
+    this.sampleSendBuffer();
+    const buffered = this.channel.bufferedAmount;
+    const ready = this.drainWaiters.filter((waiter) => this.closed || buffered <= waiter.below);
+    if (ready.length === 0) return;
+    this.drainWaiters = this.drainWaiters.filter((waiter) => !ready.includes(waiter));
+    if (this.drainWaiters.length === 0 && this.drainTimer) {
+      clearTimeout(this.drainTimer);
+      this.drainTimer = null;
+    }
+    for (const waiter of ready) waiter.resolve();
   }
 
   // ------------------------------------------------------------ sending and closing

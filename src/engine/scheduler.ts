@@ -294,6 +294,8 @@ export class BlockScheduler {
     for (const hash of hashes) {
       this.ahead.delete(hash);
       if (!this.urgent.delete(hash)) continue;
+      const active = this.active.get(hash);
+      if (active) this.demote(active);
       const block = this.pending.get(hash);
       if (!block) continue;
       const { from: _readerOffset, ...background } = block.want;
@@ -320,6 +322,26 @@ export class BlockScheduler {
     this.urgentBySource.set(request.source.id, (this.urgentBySource.get(request.source.id) ?? 0) + 1);
     this.urgentInFlight += 1;
     this.yieldBackground(request.source);
+  }
+
+  /**
+   * An urgent request none of whose blocks a reader waits for any more goes on as a background
+   * one: it no longer holds its source for itself nor counts against the urgent caps, so the
+   * next reader's block (a seek) starts at once, and it steps aside for it like any background
+   * request.
+   */
+  private demote(request: ActiveRequest): void {
+    if (request.released || !request.urgent) return;
+    for (const hash of request.members.keys()) if (this.urgent.has(hash)) return;
+    if (request.ahead) this.aheadInFlight -= 1;
+    if (request.seek) this.seeksInFlight -= 1;
+    request.ahead = request.seek = false;
+    // Asked again after stepping aside, it is a plain request: nobody reads from an offset.
+    for (const member of request.members.values()) {
+      const { from: _readerOffset, ...background } = member.block.want;
+      member.block.want = background;
+    }
+    this.endUrgent(request);
   }
 
   /** Stops wanting these blocks: queued ones are forgotten, fetches of them stop. */
@@ -778,20 +800,24 @@ export class BlockScheduler {
     this.loadBySource.set(request.source.id, (this.loadBySource.get(request.source.id) ?? 1) - 1);
     if (request.ahead) this.aheadInFlight -= 1;
     if (request.seek) this.seeksInFlight -= 1;
-    if (request.urgent) {
-      this.urgentInFlight -= 1;
-      const left = (this.urgentBySource.get(request.source.id) ?? 1) - 1;
-      this.urgentBySource.set(request.source.id, left);
-      // Everything that waited for the source while it served urgent blocks is looked at again
-      // (a freed slot unparks one block; the urgent fetch held back all of the source's slots).
-      const waiting = left === 0 ? this.parked.get(request.source.id) : undefined;
-      if (waiting) {
-        this.parked.delete(request.source.id);
-        this.recheck.push(waiting);
-        this.boundRecheck();
-      }
-    }
+    if (request.urgent) this.endUrgent(request);
     this.unpark(request.source);
+  }
+
+  /** `request` stops counting as urgent (answered, or its readers gone). */
+  private endUrgent(request: ActiveRequest): void {
+    request.urgent = false;
+    this.urgentInFlight -= 1;
+    const left = (this.urgentBySource.get(request.source.id) ?? 1) - 1;
+    this.urgentBySource.set(request.source.id, left);
+    // Everything that waited for the source while it served urgent blocks is looked at again
+    // (a freed slot unparks one block; the urgent fetch held back all of the source's slots).
+    const waiting = left === 0 ? this.parked.get(request.source.id) : undefined;
+    if (waiting) {
+      this.parked.delete(request.source.id);
+      this.recheck.push(waiting);
+      this.boundRecheck();
+    }
   }
 
   private async fetchAndStore(request: ActiveRequest): Promise<void> {

@@ -196,6 +196,30 @@ describe('priority fetch (BlockScheduler.prioritise)', () => {
     await until(() => hashes.slice(0, 8).every((hash) => stored.includes(hash)));
   });
 
+  it('a reader that gives up frees its urgent slots at once: the next seeks start without waiting, and the old blocks go on as background', async () => {
+    const table = blocks(12);
+    const hashes = [...table.keys()];
+    const peer = new TracedSource('peer', 'peer', table, 2, 60);
+    const wanted: WantedBlock[] = [];
+    const counting: BlockSource = { ...peer, id: peer.id, kind: peer.kind, maxInFlight: peer.maxInFlight, canServe: () => true, fetchBlock: (want, signal) => (wanted.push(want), peer.fetchBlock(want, signal)) };
+    const stored: BlockHash[] = [];
+    const scheduler = new BlockScheduler({ store: new MemoryBlockStore(), sha256: nodeSha256, sources: () => [counting], maxInFlight: 2, events: { stored: (want) => stored.push(want.hash) } });
+    // Four readers' blocks from offsets fill the urgent slots; then their readers move on.
+    const first = hashes.slice(0, 4).map((hash) => ({ ...wantsOf([hash])[0], from: 65_536 }));
+    scheduler.prioritise(first);
+    expect(wanted.map((want) => want.hash)).toEqual(hashes.slice(0, 4));
+    scheduler.unprioritise(hashes.slice(0, 4));
+    // A seek now starts at once: the given-up fetches no longer hold the urgent caps.
+    scheduler.prioritise(wantsOf([hashes[10]]));
+    expect(wanted.at(-1)?.hash).toBe(hashes[10]);
+    await until(() => [...hashes.slice(0, 4), hashes[10]].every((hash) => stored.includes(hash)));
+    // The old blocks stepped aside for the seek as background fetches do, and were asked for
+    // again without the reader's offset (nobody reads from there now).
+    const again = wanted.filter((want) => hashes.slice(0, 4).includes(want.hash)).slice(4);
+    expect(again.length).toBeGreaterThan(0);
+    expect(again.every((want) => want.from === undefined)).toBe(true);
+  });
+
   it('goes back to the background order when the reader gives up', async () => {
     const table = blocks(10);
     const hashes = [...table.keys()];

@@ -84,6 +84,7 @@ describe('peer link: reader requests', () => {
     const from = 40 * PIECE_SIZE;
     const reader = a.request(NS, hashOf(blocks[2]), undefined, MAX_BLOCK_SIZE, null, from);
     expect(hashOf(await reader)).toBe(hashOf(blocks[2]));
+    expect((await Promise.all(background)).map(hashOf)).toEqual([hashOf(blocks[0]), hashOf(blocks[1])]);
     const data = cb.sent.map((bytes) => decodeFrame(bytes)).filter((frame) => frame.type === 'data');
     const readerData = data.filter((frame) => frame.id === 3).map((frame) => (frame as { offset: number }).offset);
     // Block 1 (first in line) may have started before the reader's request arrived; block 2 waits.
@@ -93,6 +94,73 @@ describe('peer link: reader requests', () => {
     expect(readerData[0]).toBe(from);
     expect(readerData.indexOf(0)).toBe(readerData.findIndex((offset, i) => i > 0 && offset < readerData[i - 1]));
     expect((await Promise.all(background)).map(hashOf)).toEqual([hashOf(blocks[0]), hashOf(blocks[1])]);
+  });
+
+  it('answers a reader ahead of the rest of the block being sent, and a newer reader ahead of an older one', async () => {
+    const blocks = [blockOf(MAX_BLOCK_SIZE, 11), blockOf(MAX_BLOCK_SIZE, 12), blockOf(MAX_BLOCK_SIZE, 13)];
+    const [ca, cb] = MemoryChannel.pair();
+    const a = new PeerLink({ channel: ca, sharedNamespaces: [NS] });
+    const options = { chunkSize: 16 * 1024, highWaterMark: 128 * 1024, lowWaterMark: 32 * 1024, pollMs: 2 };
+    const b = new PeerLink({ channel: cb, sharedNamespaces: [NS], server: await servingDevice(blocks), ...options });
+    links.push(a, b);
+    await until(() => a.takesRangeRequests && b.takesRangeRequests);
+    const ends = (id: number) => cb.sent.findIndex((bytes) => { const frame = decodeFrame(bytes); return frame.type === 'end' && frame.id === id; });
+    const firstData = (id: number) => cb.sent.findIndex((bytes) => { const frame = decodeFrame(bytes); return frame.type === 'data' && frame.id === id; });
+    // B starts on a plain request; its channel stalls with the block part sent.
+    cb.pause();
+    const background = a.request(NS, hashOf(blocks[0]), undefined, MAX_BLOCK_SIZE);
+    await until(() => cb.bufferedAmount > 100 * 1024);
+    const older = a.request(NS, hashOf(blocks[1]), undefined, MAX_BLOCK_SIZE, null, 0);
+    await until(() => b.servingRequests === 2);
+    cb.resume();
+    await until(() => firstData(2) >= 0);
+    cb.pause();
+    const newer = a.request(NS, hashOf(blocks[2]), undefined, MAX_BLOCK_SIZE, null, 16 * PIECE_SIZE);
+    await until(() => b.servingRequests === 3);
+    cb.resume();
+    expect((await Promise.all([background, older, newer])).map(hashOf)).toEqual(blocks.map(hashOf));
+    // Each reader's block went out whole before the block it interrupted went on.
+    expect(firstData(2)).toBeLessThan(ends(1));
+    expect(ends(2)).toBeLessThan(ends(1));
+    expect(firstData(3)).toBeLessThan(ends(2));
+    expect(ends(3)).toBeLessThan(ends(2));
+    // What was buffered ahead of the newer reader's first byte is bounded by the high-water mark.
+    const between = cb.sent.slice(0, firstData(3)).filter((bytes) => { const frame = decodeFrame(bytes); return frame.type === 'data' && frame.id !== 3; });
+    const sentBeforeNewer = between.length;
+    expect(sentBeforeNewer).toBeLessThan(MAX_BLOCK_SIZE / (16 * 1024));
+  });
+
+  it('while a reader waits for its block to be read, keeps little of the block being sent ahead of it', async () => {
+    const blocks = [blockOf(MAX_BLOCK_SIZE, 21), blockOf(MAX_BLOCK_SIZE, 22)];
+    const server = await servingDevice(blocks);
+    const lookup = server.lookup.bind(server);
+    let openGate = () => {};
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    server.lookup = async (ns, hash, shared) => {
+      if (hash === hashOf(blocks[1])) await gate;
+      return lookup(ns, hash, shared);
+    };
+    const [ca, cb] = MemoryChannel.pair();
+    const a = new PeerLink({ channel: ca, sharedNamespaces: [NS] });
+    const b = new PeerLink({ channel: cb, sharedNamespaces: [NS], server, chunkSize: 16 * 1024, highWaterMark: 512 * 1024, lowWaterMark: 128 * 1024, readerWaitMark: 32 * 1024, pollMs: 2 });
+    links.push(a, b);
+    await until(() => a.takesRangeRequests && b.takesRangeRequests);
+    cb.pause();
+    const background = a.request(NS, hashOf(blocks[0]), undefined, MAX_BLOCK_SIZE);
+    await until(() => cb.bufferedAmount > 400 * 1024);
+    const reader = a.request(NS, hashOf(blocks[1]), undefined, MAX_BLOCK_SIZE, null, PIECE_SIZE);
+    await until(() => b.servingRequests === 2);
+    const before = b.bytesSent;
+    cb.resume();
+    // What was buffered drains; then, while the reader's block is still being read, the block
+    // being sent goes on a little at a time.
+    await until(() => b.bytesSent > before + 64 * 1024);
+    cb.peakBuffered = 0;
+    const sent = b.bytesSent;
+    await until(() => b.bytesSent > sent + 1024 * 1024);
+    expect(cb.peakBuffered).toBeLessThanOrEqual(32 * 1024 + 16 * 1024 + 64);
+    openGate();
+    expect((await Promise.all([background, reader])).map(hashOf)).toEqual(blocks.map(hashOf));
   });
 
   it('asks a peer that never announced range requests with a plain REQUEST (version 1 peers keep working)', async () => {
