@@ -47,22 +47,31 @@ export async function* cutBlocks(
  * into a buffer of its own (a BYOB read where the platform offers one), which `cutBlocks`
  * passes on without copying. *Why:* cutting `File.stream()`'s 64 KiB chunks into blocks cost
  * the sync worker 179 ms per 64 MiB upload (CPU profile, load about 13); reading a slice
- * into one buffer cost 50 ms for the same bytes.
+ * into one buffer cost 50 ms for the same bytes. Up to `readsAhead` slices are read at once
+ * while the consumer asks for more (the uploader hashes a few blocks ahead).
  */
-export function blobBlocks(blob: Blob, blockSize = MAX_BLOCK_SIZE): ReadableStream<Uint8Array> {
+export function blobBlocks(blob: Blob, blockSize = MAX_BLOCK_SIZE, readsAhead = 2): ReadableStream<Uint8Array> {
   let offset = 0;
+  const reads: Promise<Uint8Array>[] = [];
+  const readNext = () => {
+    const length = Math.min(blockSize, blob.size - offset);
+    // A buffer of its own, not a shared pool's: the block stays with the upload until sent.
+    const read = readBodyInto(blob.slice(offset, offset + length).stream(), length, new BlockBufferPool(length, 0));
+    // A read ahead that fails is reported when its turn comes; until then it is not unhandled.
+    read.catch(() => {});
+    reads.push(read);
+    offset += length;
+  };
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        if (offset >= blob.size) {
+        while (reads.length < readsAhead && offset < blob.size) readNext();
+        const next = reads.shift();
+        if (!next) {
           controller.close();
           return;
         }
-        const length = Math.min(blockSize, blob.size - offset);
-        // A buffer of its own, not a shared pool's: the block stays with the upload until sent.
-        const bytes = await readBodyInto(blob.slice(offset, offset + length).stream(), length, new BlockBufferPool(length, 0));
-        offset += length;
-        controller.enqueue(bytes);
+        controller.enqueue(await next);
       },
     },
     { highWaterMark: 0 },

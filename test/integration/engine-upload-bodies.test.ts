@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServerApi } from '../../src/engine/server-api.ts';
+import { blobBlocks } from '../../src/engine/chunker.ts';
 import { uploadFile } from '../../src/engine/uploader.ts';
 import { MAX_BLOCK_SIZE, parseFilePath, type BlockHash } from '../../src/protocol/index.ts';
 import { startServer, type RunningServer } from '../../src/server/app.ts';
@@ -99,5 +100,44 @@ describe('uploads with source slices as bodies', () => {
       sha256: nodeSha256,
     });
     expect(slices).toEqual([]);
+  });
+
+  it('reads and hashes a few blocks ahead, and the file is committed with its blocks in order however the hashes finish', async () => {
+    const created = await new ServerApi(server.url).createWorkspace('hashes ahead');
+    const api = new ServerApi(server.url, created.token);
+    const bytes = pattern(9 * MAX_BLOCK_SIZE + 77, 2);
+    let hashing = 0;
+    let most = 0;
+    let calls = 0;
+    // Each hash takes less time than the one before: they finish out of order.
+    const slowHash = async (block: Uint8Array) => {
+      const turn = calls++;
+      hashing += 1;
+      most = Math.max(most, hashing);
+      await new Promise((resolve) => setTimeout(resolve, 60 - turn * 5));
+      hashing -= 1;
+      return nodeSha256(block);
+    };
+    const source = new Blob([bytes as Uint8Array<ArrayBuffer>]);
+    const result = await uploadFile({
+      ns: created.namespaceId,
+      path: parseFilePath('ahead.bin'),
+      mtime: 1_700_000_000_000,
+      stream: blobBlocks(source),
+      bodyOf: (offset, length) => source.slice(offset, offset + length),
+      api,
+      blocks: new MemoryBlockStore(),
+      sha256: slowHash,
+    });
+    // Several at once (the next blocks' reads and hashes overlap), never more than three.
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(3);
+    expect(result.size).toBe(bytes.length);
+    expect(result.slices.map((slice) => slice.offset)).toEqual(Array.from({ length: 10 }, (_, i) => i * MAX_BLOCK_SIZE));
+    for (let index = 0; index < 10; index++) {
+      const expected = bytes.subarray(index * MAX_BLOCK_SIZE, (index + 1) * MAX_BLOCK_SIZE);
+      expect(result.blocks[index]).toBe(hashOf(expected));
+      expect(Buffer.compare(await api.getBlock(created.namespaceId, result.blocks[index]), expected)).toBe(0);
+    }
   });
 });
