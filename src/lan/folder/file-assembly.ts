@@ -5,6 +5,7 @@ import { expectedBlockSize } from '../../engine/block-layout.ts';
 import type { FileRecord } from '../../engine/types.ts';
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../protocol/index.ts';
 import { sha256Hex } from '../store/node-sha256.ts';
+import { ReusedWriteBuffers } from './reused-write-buffers.ts';
 import { TEMP_PREFIX, UnsafePathError, resolveInFolder } from './safe-path.ts';
 
 /**
@@ -69,6 +70,7 @@ export class FileAssembly {
   /** Absolute paths of the temp files this assembly holds (the scanner leaves them alone). */
   private readonly tempPaths = new Set<string>();
   private open = 0;
+  private readonly writes = new ReusedWriteBuffers();
 
   constructor(
     private readonly root: string,
@@ -266,7 +268,7 @@ export class FileAssembly {
         if (!opened) return;
       }
       const { handle } = partial.temp as { handle: FileHandle };
-      await handle.write(bytes, 0, bytes.length, i * MAX_BLOCK_SIZE);
+      await this.writes.write(handle, bytes, i * MAX_BLOCK_SIZE);
       partial.written.add(i);
     }
   }
