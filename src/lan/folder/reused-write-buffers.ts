@@ -6,11 +6,13 @@ import { MAX_BLOCK_SIZE } from '../../protocol/index.ts';
  * copied (one native memcpy) into a buffer that has just been written from, then `pwrite`n
  * from there.
  *
- * Why: the receiving daemon's blocks arrive in pooled 4 MiB buffers, dozens of them in turn,
+ * Why: the receiving daemon's blocks arrive in pooled 4 MiB buffers, many of them in turn,
  * and the kernel's copy of them into the page cache was half of the receiver's CPU on the bench
  * machine (a PVM guest): `perf record -a` counted 230–346 samples of `copy_folio_from_iter_atomic`
  * per 256 MiB received against Syncthing's 18–48 for the same bytes, which it writes from small
- * reused buffers. Written from a few reused buffers, ours counted BENCH_FIGURES (issue 14).
+ * reused buffers. Written from a few reused buffers, ours counted 33–249 (mean 152, 5 runs;
+ * Syncthing 26–278 in the same runs: the count swings with the machine), issue 14. Why the
+ * source matters is not known (the guest's shadow paging of a large working set, perhaps).
  * The memcpy costs about 30 ms per 256 MiB. When every buffer is busy, the bytes are written
  * as they are.
  */
