@@ -55,15 +55,29 @@ function workspaceFiles(sizeMiB: number): { path: string; size: number }[] {
   return files;
 }
 
-/** The archive's exact length: stored entries with data descriptors, no zip64 sizes or offsets below 4 GiB. */
+/**
+ * The archive's exact length: stored entries with data descriptors; an entry of 4 GiB or more
+ * has zip64 sizes (20 bytes in its local header, 8 more in its descriptor, 16 in its central
+ * header), an entry starting at 4 GiB or later a zip64 offset in its central header, and the
+ * zip64 end record and locator come before the end record from 65,535 entries or when the
+ * central directory starts (or is) 4 GiB or more (APPNOTE 4.5.3, 4.3.14).
+ */
 function expectedZipBytes(files: { path: string; size: number }[]): number {
   const encoder = new TextEncoder();
-  // From 65,535 entries on, the zip64 end record and its locator precede the end record.
-  const end = 22 + (files.length >= 0xffff ? 56 + 20 : 0);
-  return files.reduce((sum, file) => {
+  const MAX_32 = 0xffffffff;
+  let offset = 0;
+  let directory = 0;
+  // In the archive's order (the folder tree's, by path): it decides which entries start past 4 GiB.
+  for (const file of [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
     const name = encoder.encode(file.path).length;
-    return sum + (30 + name + 9) + file.size + 16 + (46 + name + 9);
-  }, end);
+    const bigSize = file.size >= MAX_32;
+    const bigOffset = offset >= MAX_32;
+    const zip64Central = (bigSize ? 16 : 0) + (bigOffset ? 8 : 0);
+    directory += 46 + name + 9 + (zip64Central > 0 ? 4 + zip64Central : 0);
+    offset += 30 + name + 9 + (bigSize ? 20 : 0) + file.size + (bigSize ? 24 : 16);
+  }
+  const zip64End = files.length >= 0xffff || offset >= MAX_32 || directory >= MAX_32;
+  return offset + directory + 22 + (zip64End ? 56 + 20 : 0);
 }
 
 /**
