@@ -707,10 +707,9 @@ export class PeerLink {
     for (const [start, end] of runs) {
       for (let offset = start; offset < end; offset += chunkSize) {
         await this.answerReadyReaders();
-        // While a reader's block is being read, keep little of this one ahead of it.
         this.sampleSendBuffer();
-        while (!this.closed && this.channel.bufferedAmount > (this.waitingReader() ? this.opts.readerWaitMark : this.sendBuffer.highWaterMark)) {
-          await this.bufferBelow(this.waitingReader() ? this.opts.readerWaitMark : this.sendBuffer.lowWaterMark);
+        for (let marks = this.bufferMarks(); !this.closed && this.channel.bufferedAmount > marks.stopAbove; marks = this.bufferMarks()) {
+          await this.bufferBelow(marks.resumeBelow);
           await this.answerReadyReaders();
         }
         if (served.cancelled || this.closed) return;
@@ -754,6 +753,13 @@ export class PeerLink {
     }, this.opts.pollMs);
   }
 
+  /** When block data stops and resumes: while a reader's block is being read, little of another stays ahead of it. */
+  private bufferMarks(): { stopAbove: number; resumeBelow: number } {
+    if (this.waitingReader()) return { stopAbove: this.opts.readerWaitMark, resumeBelow: this.opts.readerWaitMark };
+    return { stopAbove: this.sendBuffer.highWaterMark, resumeBelow: this.sendBuffer.lowWaterMark };
+  }
+
+  /** Payload bytes stand for all that was queued: frame heads and control frames are a rounding error in the rate. */
   private sampleSendBuffer(): void {
     this.sendBuffer.sample(this.now(), this.bytesSent, this.channel.bufferedAmount);
   }
