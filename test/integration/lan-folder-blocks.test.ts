@@ -194,7 +194,11 @@ describe('blocks served from the folder\'s files', () => {
     // Nothing staged: the temp file named after the entry holds both blocks at their offsets.
     expect(await stagedCount()).toBe(0);
     const temp = join(folder, 'sub', '.nearsync-tmp-e7');
-    expect(Buffer.from(await readFile(temp)).equals(bytes)).toBe(true);
+    // Its last block may be padded with zeros to 4 KiB (written past the page cache); the materialiser truncates.
+    const held = await readFile(temp);
+    expect(held.subarray(0, bytes.length).equals(bytes)).toBe(true);
+    expect(held.length - bytes.length).toBeLessThan(4096);
+    expect(held.subarray(bytes.length).every((byte) => byte === 0)).toBe(true);
     expect(await store.hasBlocks(hashes)).toEqual(new Set(hashes));
     for (const [i, hash] of hashes.entries()) {
       const lookup = await blockServer().lookup(NS, hash, new Set([NS]));

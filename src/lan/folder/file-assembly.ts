@@ -5,7 +5,7 @@ import { expectedBlockSize } from '../../engine/block-layout.ts';
 import type { FileRecord } from '../../engine/types.ts';
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../protocol/index.ts';
 import { sha256Hex } from '../store/node-sha256.ts';
-import { ReusedWriteBuffers } from './reused-write-buffers.ts';
+import { BlockFileWriter, type BlockFileTarget } from './block-file-writer.ts';
 import { TEMP_PREFIX, UnsafePathError, resolveInFolder } from './safe-path.ts';
 
 /**
@@ -35,11 +35,16 @@ interface Partial {
   blocks: readonly BlockHash[];
   size: number;
   /** null until the first block arrives (opened lazily); 'off' once refused or irregular. */
-  temp: { path: string; handle: FileHandle } | null | 'off';
+  temp: TempFile | null | 'off';
   /** Indexes of blocks already written into (or recovered from) the temp file. */
   written: Set<number>;
   /** Every operation on this file, in order: opening, writes, the hand-over. */
   queue: Promise<void>;
+}
+
+/** An open temp file: `direct` writes blocks past the page cache (BlockFileWriter). */
+interface TempFile extends BlockFileTarget {
+  path: string;
 }
 
 /** A file's partly written temp file, handed to the materialiser to finish. */
@@ -56,6 +61,8 @@ export interface FileAssemblyOptions {
   keep?: (hash: BlockHash, bytes: Uint8Array) => Promise<void>;
   /** Blocks counted as stored that are gone now: fetch them again. */
   lost?: (hashes: BlockHash[]) => void;
+  /** Write received blocks past the page cache where the file system allows (default true). */
+  direct?: boolean;
 }
 
 /** The temp file of journal entry `sjid` in `parent`: found again by a restarted daemon. */
@@ -70,13 +77,15 @@ export class FileAssembly {
   /** Absolute paths of the temp files this assembly holds (the scanner leaves them alone). */
   private readonly tempPaths = new Set<string>();
   private open = 0;
-  private readonly writes = new ReusedWriteBuffers();
+  private readonly writes: BlockFileWriter;
 
   constructor(
     private readonly root: string,
     private readonly log: (line: string) => void,
     private readonly options: FileAssemblyOptions = {},
-  ) {}
+  ) {
+    this.writes = new BlockFileWriter({ direct: options.direct, log });
+  }
 
   /**
    * Adopts the temp files a killed (or stopped) run left for `incomplete` (the live files not
@@ -102,8 +111,9 @@ export class FileAssembly {
       } catch {
         continue;
       }
+      const direct = await this.writes.openDirect(handle);
       const partial = this.add(file);
-      partial.temp = { path, handle };
+      partial.temp = { path, handle, direct };
       this.open += 1;
       this.tempPaths.add(path);
       try {
@@ -204,6 +214,7 @@ export class FileAssembly {
     if (temp === null || temp === 'off') return null;
     this.open -= 1;
     this.tempPaths.delete(temp.path);
+    await closeDirect(temp);
     return { path: temp.path, handle: temp.handle, written: partial.written };
   }
 
@@ -221,6 +232,7 @@ export class FileAssembly {
       partial.temp = 'off';
       this.open -= 1;
       this.tempPaths.delete(temp.path);
+      await closeDirect(temp);
       await temp.handle.close().catch(() => undefined);
     }
   }
@@ -267,8 +279,7 @@ export class FileAssembly {
         const opened = await this.openTemp(partial);
         if (!opened) return;
       }
-      const { handle } = partial.temp as { handle: FileHandle };
-      await this.writes.write(handle, bytes, i * MAX_BLOCK_SIZE);
+      await this.writes.write(partial.temp as TempFile, bytes, i * MAX_BLOCK_SIZE);
       partial.written.add(i);
     }
   }
@@ -290,8 +301,9 @@ export class FileAssembly {
     // A leftover of this very entry that was not adopted (a failed resume): start it afresh.
     await unlink(path).catch(() => undefined);
     const handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    const direct = await this.writes.openDirect(handle);
     this.open += 1;
-    partial.temp = { path, handle };
+    partial.temp = { path, handle, direct };
     this.tempPaths.add(path);
     // Dropped while opening: do not leave the file behind.
     if (this.files.get(partial.path) !== partial) {
@@ -334,6 +346,7 @@ export class FileAssembly {
     partial.written.clear();
     this.open -= 1;
     this.tempPaths.delete(temp.path);
+    await closeDirect(temp);
     await temp.handle.close().catch(() => undefined);
     await unlink(temp.path).catch(() => undefined);
     if (lost.length > 0) this.options.lost?.(lost);
@@ -348,6 +361,12 @@ export class FileAssembly {
       if (paths?.size === 0) this.byHash.delete(hash);
     }
   }
+}
+
+async function closeDirect(temp: TempFile): Promise<void> {
+  const direct = temp.direct;
+  temp.direct = null;
+  await direct?.close().catch(() => undefined);
 }
 
 /** Reads `bytes.length` bytes at `position`; false if the file ends first. */
