@@ -4,7 +4,7 @@ import { blobBlocks } from '../src/engine/chunker.ts';
 import { readBodyInto } from '../src/engine/block-buffers.ts';
 import { keepFromSource, type SourceSlice } from '../src/engine/keep-from-source.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from '../src/engine/types.ts';
-import { describeError, normaliseUserPath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
+import { MAX_BLOCK_SIZE, describeError, normaliseUserPath, type BlockHash, type FilePath, type NamespaceId } from '../src/protocol/index.ts';
 import type { FoundFile } from './folder-walk.ts';
 import type { UploadInput, UploadPart, UploadTotals, UploadView } from './sync-api.ts';
 import { UploadParents } from './upload-parents.ts';
@@ -309,7 +309,8 @@ export class UploadQueue {
         ns: this.options.ns,
         path,
         mtime: mtimeOf(file),
-        stream: blobBlocks(file),
+        stream: blobBlocks(file, MAX_BLOCK_SIZE, undefined, blockBuffers),
+        doneWith: (block) => blockBuffers.give(block),
         bodyOf: (offset, length) => file.slice(offset, offset + length),
         api: this.sendingStoredCopies,
         blocks: this.options.blocks,

@@ -48,6 +48,11 @@ export interface UploadFileOptions {
    * makes the file safe.
    */
   keepLater?: (hashes: readonly BlockHash[]) => void;
+  /**
+   * The upload is done with `block`, one of the blocks `stream` gave (sent, kept, or given up):
+   * its buffer may be read into again (blobBlocks' pool).
+   */
+  doneWith?: (block: Uint8Array) => void;
 }
 
 /**
@@ -80,9 +85,18 @@ export async function uploadFile(
   let failure: unknown = null;
 
   const keepAndSend = async (hash: BlockHash, bytes: Uint8Array, offset: number) => {
-    const { bodyOf } = options;
     // Kept later from the source (keepLater), or now: the write overlaps the question and the PUT.
     const kept = options.keepLater ? Promise.resolve() : store.putBlock(hash, bytes);
+    try {
+      await sendKept(hash, bytes, offset, kept);
+    } finally {
+      // Settled either way before the block's buffer may be read into again (doneWith).
+      await kept.catch(() => {});
+    }
+  };
+
+  const sendKept = async (hash: BlockHash, bytes: Uint8Array, offset: number, kept: Promise<void>) => {
+    const { bodyOf } = options;
     // Without a body of its own, kept first: an adapter may send the stored copy.
     if (!bodyOf) await kept;
     // The local write, the question and the upload overlap (measured in Chromium 156 on a
@@ -149,7 +163,10 @@ export async function uploadFile(
       .catch((error: unknown) => {
         failure ??= error;
       })
-      .finally(() => inFlight.delete(task));
+      .finally(() => {
+        inFlight.delete(task);
+        options.doneWith?.(block);
+      });
     inFlight.add(task);
     if (inFlight.size >= inHand) await Promise.race(inFlight);
   }

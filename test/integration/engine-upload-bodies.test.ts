@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServerApi } from '../../src/engine/server-api.ts';
+import { BlockBufferPool } from '../../src/engine/block-buffers.ts';
 import { blobBlocks } from '../../src/engine/chunker.ts';
 import { uploadFile } from '../../src/engine/uploader.ts';
 import { MAX_BLOCK_SIZE, parseFilePath, type BlockHash } from '../../src/protocol/index.ts';
@@ -138,6 +139,43 @@ describe('uploads with source slices as bodies', () => {
       const expected = bytes.subarray(index * MAX_BLOCK_SIZE, (index + 1) * MAX_BLOCK_SIZE);
       expect(result.blocks[index]).toBe(hashOf(expected));
       expect(Buffer.compare(await api.getBlock(created.namespaceId, result.blocks[index]), expected)).toBe(0);
+    }
+  });
+
+  it('reads blocks into reused buffers, each read into again only once its block is kept and sent (the fallback send included)', async () => {
+    const created = await new ServerApi(server.url).createWorkspace('reused reads');
+    const api = new ServerApi(server.url, created.token);
+    const read = pattern(24 * MAX_BLOCK_SIZE + 5, 3);
+    // Block 7 changed on disk after it was read: its PUT falls back to the bytes in the pooled buffer.
+    const onDisk = read.slice();
+    onDisk[7 * MAX_BLOCK_SIZE + 1] ^= 0xff;
+    const source = new Blob([read as Uint8Array<ArrayBuffer>]);
+    const diskBlob = new Blob([onDisk as Uint8Array<ArrayBuffer>]);
+    const pool = new BlockBufferPool(MAX_BLOCK_SIZE, 16);
+    const blocks = new MemoryBlockStore();
+    let given = 0;
+    const result = await uploadFile({
+      ns: created.namespaceId,
+      path: parseFilePath('reused.bin'),
+      mtime: 1_700_000_000_000,
+      stream: blobBlocks(source, MAX_BLOCK_SIZE, 2, pool),
+      bodyOf: (offset, length) => diskBlob.slice(offset, offset + length),
+      doneWith: (block) => {
+        given += 1;
+        pool.give(block);
+      },
+      api,
+      blocks,
+      sha256: nodeSha256,
+    });
+    expect(given).toBe(25);
+    // No more buffers than blocks in hand at once (8 being kept and sent, 3 hashed ahead, 2 read ahead): the rest were read into again.
+    expect(pool.created).toBeLessThanOrEqual(14);
+    for (let index = 0; index < 25; index++) {
+      const expected = read.subarray(index * MAX_BLOCK_SIZE, (index + 1) * MAX_BLOCK_SIZE);
+      expect(result.blocks[index]).toBe(hashOf(expected));
+      expect(Buffer.compare(await api.getBlock(created.namespaceId, result.blocks[index]), expected)).toBe(0);
+      expect(Buffer.compare(Buffer.from((await blocks.getBlock(result.blocks[index]))!), expected)).toBe(0);
     }
   });
 });
