@@ -1,5 +1,6 @@
 import { MAX_BLOCK_SIZE, ValidationError } from '../protocol/index.ts';
 import { hold } from './held-while-pending.ts';
+import { pageAlignedSharedBuffer } from './page-aligned.ts';
 
 /**
  * Block-sized buffers reused from one fetched block to the next.
@@ -91,8 +92,10 @@ export class BlockBufferPool {
 
   private make(): ArrayBuffer {
     this.created += 1;
+    if (!this.shared) return new ArrayBuffer(this.size);
     // Typed as ArrayBuffer for the pool's users: a shared one is read and written the same way.
-    return this.shared ? (new SharedArrayBuffer(this.size) as unknown as ArrayBuffer) : new ArrayBuffer(this.size);
+    // Page-aligned where it can be: the daemon writes received blocks from it past the page cache.
+    return (pageAlignedSharedBuffer(this.size) ?? new SharedArrayBuffer(this.size)) as unknown as ArrayBuffer;
   }
 }
 

@@ -4,6 +4,8 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { BlockBufferPool } from '../../src/engine/block-buffers.ts';
+import { writableInPlace } from '../../src/engine/page-aligned.ts';
 import { BlockFileWriter } from '../../src/lan/folder/block-file-writer.ts';
 import { MAX_BLOCK_SIZE } from '../../src/protocol/index.ts';
 
@@ -76,5 +78,35 @@ describe('BlockFileWriter', () => {
     const written = await readFile(path);
     expect(written.length).toBe(11_000);
     expect(written.subarray(1000).equals(Buffer.from(bytes))).toBe(true);
+  });
+
+  it('writes blocks in page-aligned pooled memory from where they are, a short one padded with zeros over what the buffer held before', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'block-file-writer-'));
+    const path = join(dir, 'file');
+    const handle = await open(path, 'w+');
+    const pool = new BlockBufferPool(MAX_BLOCK_SIZE, 4, 10_000, true);
+    const writer = new BlockFileWriter({ buffers: 1 });
+    const target = { handle, direct: await writer.openDirect(handle) };
+    expect(target.direct).not.toBeNull();
+    const blocks = fileBlocks().map((block) => {
+      const pooled = new Uint8Array(pool.take(), 0, block.length);
+      // What an earlier block left in the buffer past this one's bytes.
+      new Uint8Array(pooled.buffer).fill(0xee);
+      pooled.set(block);
+      return pooled;
+    });
+    expect(blocks.every((block) => writableInPlace(block, MAX_BLOCK_SIZE))).toBe(true);
+    try {
+      await Promise.all(blocks.map((block, i) => writer.write(target, block, i * MAX_BLOCK_SIZE)));
+      expect(cachedBytes(path)).toBe(0);
+    } finally {
+      await target.direct?.close();
+      await handle.close();
+    }
+    const written = await readFile(path);
+    const end = 4 * MAX_BLOCK_SIZE + blocks[4].length;
+    expect(written.length).toBe(4 * MAX_BLOCK_SIZE + Math.ceil(blocks[4].length / 4096) * 4096);
+    blocks.forEach((block, i) => expect(written.subarray(i * MAX_BLOCK_SIZE, i * MAX_BLOCK_SIZE + block.length).equals(Buffer.from(block))).toBe(true));
+    expect(written.subarray(end).every((byte) => byte === 0)).toBe(true);
   });
 });

@@ -1,9 +1,8 @@
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { DIRECT_IO_ALIGN as DIRECT_ALIGN, writableInPlace } from '../../engine/page-aligned.ts';
 import { MAX_BLOCK_SIZE } from '../../protocol/index.ts';
 
-/** What O_DIRECT asks of offsets, lengths and memory: 4 KiB covers 512-byte and 4Kn disks alike. */
-const DIRECT_ALIGN = 4096;
 const WASM_PAGE = 64 * 1024;
 
 /** A temp file being assembled: its ordinary handle, and a second one past the page cache where the file system allows. */
@@ -33,8 +32,10 @@ export interface BlockFileWriterOptions {
  * These are large files written once and read back rarely; the disk takes them at its own rate
  * (1.3 GB/s here), and the file's fsync before its rename has nothing left to flush.
  *
- * The buffers live in one WebAssembly.Memory, whose data V8 maps page-aligned (O_DIRECT needs
- * aligned memory; a Buffer's address cannot be chosen). A block shorter than a multiple of
+ * A block received into the LAN pool's page-aligned shared memory (`page-aligned.ts`) is
+ * written from where it is; any other block is copied into one of the writer's buffers, which
+ * live in one WebAssembly.Memory, whose data V8 maps page-aligned (O_DIRECT needs aligned
+ * memory; a Buffer's address cannot be chosen). A block shorter than a multiple of
  * 4 KiB (a file's last) is written padded with zeros: the materialiser truncates every temp
  * file to its entry's size before the rename. Where the file system refuses O_DIRECT (tmpfs,
  * some network file systems: EINVAL), blocks go through the page cache as before, from the same
@@ -69,23 +70,36 @@ export class BlockFileWriter {
   /** Writes `bytes` at `position` (a multiple of 4 KiB for a direct write; block i sits at i × 4 MiB). */
   async write(target: BlockFileTarget, bytes: Uint8Array, position: number): Promise<void> {
     if (bytes.length > MAX_BLOCK_SIZE) return writeFully(target.handle, bytes, position);
+    const padded = Math.ceil(bytes.length / DIRECT_ALIGN) * DIRECT_ALIGN;
+    // A block received into page-aligned pooled memory goes from there (the padding zeroed in
+    // place, past the block's own bytes): no copy, no buffer of ours.
+    if (target.direct && this.directEnabled && position % DIRECT_ALIGN === 0 && writableInPlace(bytes, padded)) {
+      new Uint8Array(bytes.buffer, bytes.byteOffset + bytes.length, padded - bytes.length).fill(0);
+      if (await this.writeDirect(target.direct, new Uint8Array(bytes.buffer, bytes.byteOffset, padded), position)) return;
+    }
     const buffer = await this.take();
     try {
       Buffer.prototype.fill.call(buffer, bytes, 0, bytes.length);
       if (target.direct && this.directEnabled && position % DIRECT_ALIGN === 0) {
-        const padded = Math.ceil(bytes.length / DIRECT_ALIGN) * DIRECT_ALIGN;
         buffer.fill(0, bytes.length, padded);
-        try {
-          return await writeFully(target.direct, buffer.subarray(0, padded), position);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
-          this.directEnabled = false;
-          this.options.log?.(`writing past the page cache failed (${(error as Error).message}); received blocks go through the page cache from now on`);
-        }
+        if (await this.writeDirect(target.direct, buffer.subarray(0, padded), position)) return;
       }
       await writeFully(target.handle, buffer.subarray(0, bytes.length), position);
     } finally {
       this.give(buffer);
+    }
+  }
+
+  /** False if the file system refused the direct write (EINVAL): then none are tried again. */
+  private async writeDirect(direct: FileHandle, bytes: Uint8Array, position: number): Promise<boolean> {
+    try {
+      await writeFully(direct, bytes, position);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
+      this.directEnabled = false;
+      this.options.log?.(`writing past the page cache failed (${(error as Error).message}); received blocks go through the page cache from now on`);
+      return false;
     }
   }
 
