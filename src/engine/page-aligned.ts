@@ -24,9 +24,10 @@ export function pageAlignedSharedBuffer(size: number): SharedArrayBuffer | null 
 }
 
 /**
- * Whether a direct write of `bytes` padded to `padded` bytes can go from where they are: they
- * start page-aligned in memory made by `pageAlignedSharedBuffer`, with room for the padding.
+ * Whether `bytes`, padded to `padded` bytes, can be the memory of a direct read or write where
+ * they are: they start page-aligned in memory made by `pageAlignedSharedBuffer`, with room for
+ * the padding.
  */
-export function writableInPlace(bytes: Uint8Array, padded: number): boolean {
+export function alignedForDirectIo(bytes: Uint8Array, padded: number): boolean {
   return pageAligned.has(bytes.buffer) && bytes.byteOffset % DIRECT_IO_ALIGN === 0 && bytes.byteOffset + padded <= bytes.buffer.byteLength;
 }

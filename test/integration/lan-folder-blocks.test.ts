@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -87,6 +88,24 @@ describe('blocks served from the folder\'s files', () => {
     const got = await store.getBlock(blocks[0]);
     expect(got!.buffer).not.toBe(second.buffer);
     expect(got!.buffer).not.toBe(third.buffer);
+  });
+
+  it('serves blocks of a file not in the page cache past it (the last one read padded), bytes exact, leaving the file uncached', async () => {
+    // The last block is pooled too (pooled from 1 MiB up; smaller ones go through the page cache).
+    const bytes = randomBytes(2 * MAX_BLOCK_SIZE + 1536 * 1024 + 5);
+    const blocks = await placeFile('cold.bin', bytes);
+    const path = join(folder, 'cold.bin');
+    // Out of the page cache, as a file the daemon wrote past it is.
+    execFileSync('dd', [`of=${path}`, 'oflag=nocache', 'conv=notrunc,fdatasync', 'count=0', 'status=none']);
+    const cached = () => Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' }).trim());
+    expect(cached()).toBe(0);
+    const server = blockServer();
+    for (const [i, hash] of blocks.entries()) {
+      const lookup = await server.lookup(NS, hash, new Set([NS]));
+      expect(lookup.ok && Buffer.from(lookup.bytes).equals(bytes.subarray(i * MAX_BLOCK_SIZE, (i + 1) * MAX_BLOCK_SIZE))).toBe(true);
+      if (lookup.ok) server.release(lookup.bytes);
+    }
+    expect(cached()).toBe(0);
   });
 
   it('reads every block of a file in place, bytes exact, and the staged copies go once the file holds them', async () => {

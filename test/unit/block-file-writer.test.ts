@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlockBufferPool } from '../../src/engine/block-buffers.ts';
-import { writableInPlace } from '../../src/engine/page-aligned.ts';
+import { alignedForDirectIo } from '../../src/engine/page-aligned.ts';
 import { BlockFileWriter } from '../../src/lan/folder/block-file-writer.ts';
 import { MAX_BLOCK_SIZE } from '../../src/protocol/index.ts';
 
@@ -95,7 +95,7 @@ describe('BlockFileWriter', () => {
       pooled.set(block);
       return pooled;
     });
-    expect(blocks.every((block) => writableInPlace(block, MAX_BLOCK_SIZE))).toBe(true);
+    expect(blocks.every((block) => alignedForDirectIo(block, MAX_BLOCK_SIZE))).toBe(true);
     try {
       await Promise.all(blocks.map((block, i) => writer.write(target, block, i * MAX_BLOCK_SIZE)));
       expect(cachedBytes(path)).toBe(0);

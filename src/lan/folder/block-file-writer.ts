@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { DIRECT_IO_ALIGN as DIRECT_ALIGN, writableInPlace } from '../../engine/page-aligned.ts';
+import { DIRECT_IO_ALIGN as DIRECT_ALIGN, alignedForDirectIo } from '../../engine/page-aligned.ts';
 import { MAX_BLOCK_SIZE } from '../../protocol/index.ts';
 
 const WASM_PAGE = 64 * 1024;
@@ -73,7 +73,7 @@ export class BlockFileWriter {
     const padded = Math.ceil(bytes.length / DIRECT_ALIGN) * DIRECT_ALIGN;
     // A block received into page-aligned pooled memory goes from there (the padding zeroed in
     // place, past the block's own bytes): no copy, no buffer of ours.
-    if (target.direct && this.directEnabled && position % DIRECT_ALIGN === 0 && writableInPlace(bytes, padded)) {
+    if (target.direct && this.directEnabled && position % DIRECT_ALIGN === 0 && alignedForDirectIo(bytes, padded)) {
       new Uint8Array(bytes.buffer, bytes.byteOffset + bytes.length, padded - bytes.length).fill(0);
       if (await this.writeDirect(target.direct, new Uint8Array(bytes.buffer, bytes.byteOffset, padded), position)) return;
     }
