@@ -20,9 +20,8 @@ export interface BlockFileWriterOptions {
 }
 
 /**
- * Writes received blocks into the temp files they belong to, each block copied (one memcpy)
- * into one of a few reused page-aligned buffers and written from there with O_DIRECT, straight
- * to the disk.
+ * Writes received blocks into the temp files they belong to with O_DIRECT, straight to the
+ * disk, from page-aligned memory: where the block already is, or one of a few reused buffers.
  *
  * Why past the page cache: on the bench machine (a PVM guest that hands freed memory back to
  * its host) the kernel's copy into fresh page-cache pages, `copy_folio_from_iter_atomic`, was

@@ -61,8 +61,6 @@ export interface FileAssemblyOptions {
   keep?: (hash: BlockHash, bytes: Uint8Array) => Promise<void>;
   /** Blocks counted as stored that are gone now: fetch them again. */
   lost?: (hashes: BlockHash[]) => void;
-  /** Write received blocks past the page cache where the file system allows (default true). */
-  direct?: boolean;
 }
 
 /** The temp file of journal entry `sjid` in `parent`: found again by a restarted daemon. */
@@ -84,7 +82,7 @@ export class FileAssembly {
     private readonly log: (line: string) => void,
     private readonly options: FileAssemblyOptions = {},
   ) {
-    this.writes = new BlockFileWriter({ direct: options.direct, log });
+    this.writes = new BlockFileWriter({ log });
   }
 
   /**
