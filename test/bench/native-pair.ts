@@ -311,6 +311,8 @@ function rows(sizeMiB: number, repeats: number, bare: number[], results: Results
       runs: repeats,
       ...ours,
       network_vs_syncthing: round(ours.network_mbps / theirs.network_mbps),
+      // Each run against Syncthing's right after it: how far the ratio swings within one bench.
+      network_vs_syncthing_runs: results.nearsync.map((f, i) => (f.networkMbps / results.syncthing[i].networkMbps).toFixed(2)).join(' '),
       complete_vs_syncthing: round(ours.complete_s / theirs.complete_s),
       cpu_vs_syncthing: round(ours.cpu_s_per_gib / theirs.cpu_s_per_gib),
       network_vs_bare_tcp: round(ours.network_mbps / bareMbps),
