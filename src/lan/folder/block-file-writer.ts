@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { DIRECT_IO_ALIGN as DIRECT_ALIGN, alignedForDirectIo } from '../../engine/page-aligned.ts';
 import { MAX_BLOCK_SIZE } from '../../protocol/index.ts';
+import { copyNatively } from '../tcp/socket-channel.ts';
 
 const WASM_PAGE = 64 * 1024;
 
@@ -78,7 +79,7 @@ export class BlockFileWriter {
     }
     const buffer = await this.take();
     try {
-      Buffer.prototype.fill.call(buffer, bytes, 0, bytes.length);
+      copyNatively(buffer, bytes, 0);
       if (target.direct && this.directEnabled && position % DIRECT_ALIGN === 0) {
         buffer.fill(0, bytes.length, padded);
         if (await this.writeDirect(target.direct, buffer.subarray(0, padded), position)) return;
