@@ -30,6 +30,8 @@ interface BlockPlace {
 export class FolderBlockIndex {
   private readonly byHash = new Map<BlockHash, BlockPlace[]>();
   private readonly byPath = new Map<FilePath, readonly BlockHash[]>();
+  /** Cleared once the file system refused a direct read: no failed open before every block after it. */
+  private directReads = constants.O_DIRECT !== undefined;
 
   constructor(
     private readonly root: string,
@@ -123,11 +125,14 @@ export class FolderBlockIndex {
     const pooled = pool !== undefined && place.length >= POOLED_BLOCK_MIN && place.length <= pool.size;
     const bytes = pooled ? new Uint8Array(pool.take(), 0, place.length) : new Uint8Array(place.length);
     const padded = Math.ceil(place.length / DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
-    const direct = constants.O_DIRECT !== undefined && place.offset % DIRECT_IO_ALIGN === 0 && alignedForDirectIo(bytes, padded);
+    const direct = this.directReads && place.offset % DIRECT_IO_ALIGN === 0 && alignedForDirectIo(bytes, padded);
     let read: ReadOutcome = 'refused';
     try {
       if (direct) read = await this.readInto(place, new Uint8Array(bytes.buffer, bytes.byteOffset, padded), constants.O_DIRECT);
-      if (read === 'refused') read = await this.readInto(place, bytes, 0);
+      if (read === 'refused') {
+        if (direct) this.directReads = false;
+        read = await this.readInto(place, bytes, 0);
+      }
     } finally {
       // A file cut short under us: the pooled buffer goes back (a lost shared one is not collected soon).
       if (read !== 'read') pool?.give(bytes);
