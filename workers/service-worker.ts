@@ -53,7 +53,7 @@ self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim(
 const zipDownloads = new ZipDownloads();
 
 self.addEventListener('message', (event) => {
-  if (isZipDownloadAnnouncement(event.data)) event.waitUntil(zipDownloads.announce(event.data, event.ports[0]));
+  if (isZipDownloadAnnouncement(event.data)) event.waitUntil(zipDownloads.announce(event.data, event.ports[0], event.ports[1]));
 });
 
 self.addEventListener('fetch', (event) => {

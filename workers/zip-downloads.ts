@@ -4,10 +4,14 @@ import { describeError, isZipJobId, parseNamespaceId, parseZipDownloadPath, type
 
 /**
  * The service worker's side of "Download as .zip" where the browser has no save dialog: a
- * page announces a job (`nearsync:zip-download`, with a port to its sync worker), then starts
- * a download of `/w/<ns>/zip/<jobId>/<name>`; the sync worker posts the archive as a byte
- * stream on the port, and this worker answers the download with it. Each job answers one
- * request, within a minute of being announced: a link to it from anywhere else finds nothing.
+ * page announces a job (`nearsync:zip-download`, with a port to its sync worker and a port
+ * for the answer), waits for `nearsync:zip-announced`, then starts a download of
+ * `/w/<ns>/zip/<jobId>/<name>`; the sync worker posts the archive as a byte stream on the
+ * port, and this worker answers the download with it. Each job answers one request, within a
+ * minute of being announced: a link to it from anywhere else finds nothing.
+ *
+ * The page waits for the answer because a message to this worker and a navigation's fetch
+ * event are not ordered: under load the download's request could arrive first and find no job.
  */
 
 /** How long an announced job waits for its download request. */
@@ -28,6 +32,9 @@ export interface ZipDownloadAnnouncement {
   jobId: string;
 }
 
+/** This worker's answer to an announcement, on its second port. */
+export type ZipAnnouncementAnswer = { type: 'nearsync:zip-announced'; jobId: string } | { type: 'nearsync:zip-refused'; jobId: string; message: string };
+
 export function isZipDownloadAnnouncement(data: unknown): data is ZipDownloadAnnouncement {
   return typeof data === 'object' && data !== null && (data as { type?: unknown }).type === 'nearsync:zip-download';
 }
@@ -36,19 +43,26 @@ export class ZipDownloads {
   private readonly pending = new Map<string, PendingZip>();
 
   /**
-   * Keeps an announced job until its download arrives. The promise settles when the job is
-   * claimed or expires: the message event waits on it, so the worker is not stopped meanwhile.
+   * Keeps an announced job until its download arrives, and says so on `answer` (or why not).
+   * The promise settles when the job is claimed or expires: the message event waits on it, so
+   * the worker is not stopped meanwhile.
    */
-  announce(data: ZipDownloadAnnouncement, port: MessagePort | undefined): Promise<void> {
-    if (!port) return Promise.resolve();
+  announce(data: ZipDownloadAnnouncement, port: MessagePort | undefined, answer?: MessagePort): Promise<void> {
+    const reply = (message: ZipAnnouncementAnswer) => {
+      answer?.postMessage(message);
+      answer?.close();
+    };
+    const jobId = typeof data.jobId === 'string' ? data.jobId.slice(0, 100) : '';
     let ns: NamespaceId;
     try {
+      if (!port) throw new Error('the announcement came without a port for the stream');
       ns = parseNamespaceId(data.ns, 'workspace');
       if (!isZipJobId(data.jobId)) throw new Error('the job id is not a UUID');
       if (this.pending.has(data.jobId)) throw new Error('the job was announced already');
     } catch (error) {
-      port.close();
+      port?.close();
       console.warn(`nearsync: a zip download was refused: ${describeError(error)}`);
+      reply({ type: 'nearsync:zip-refused', jobId, message: describeError(error) });
       return Promise.resolve();
     }
     const stream = new Promise<ReadableStream<Uint8Array>>((resolve, reject) => {
@@ -74,6 +88,7 @@ export class ZipDownloads {
           settled();
         },
       });
+      reply({ type: 'nearsync:zip-announced', jobId: data.jobId });
     });
   }
 

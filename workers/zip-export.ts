@@ -145,6 +145,8 @@ export function zipStream(source: ZipSource, options: ZipStreamOptions): Readabl
     ended = true;
     options.onEnd(error);
   };
+  // A stream never pulled (its download never started) ends when the job is cancelled, too.
+  signal.addEventListener('abort', () => end(signal.reason), { once: true });
   const progress: ZipProgressView = { files: source.totals.files, bytes: source.totals.bytes, filesDone: 0, bytesDone: 0, waitingFor: null, done: false };
   let reportedAt = 0;
   const report = (force = false) => {

@@ -28,6 +28,32 @@ function downloadWorker(): ServiceWorker | null {
   return 'serviceWorker' in navigator ? navigator.serviceWorker.controller : null;
 }
 
+/** How long the service worker may take to confirm it holds a zip job. */
+const ANNOUNCE_WITHIN_MS = 15_000;
+
+/**
+ * The service worker's answer to a job's announcement (workers/zip-downloads.ts). The download
+ * starts only after it: a navigation's fetch event is not ordered after a message to the
+ * worker, so without the wait a loaded browser could ask for a job the worker has not heard of.
+ */
+function announcementAnswer(port: MessagePort, jobId: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => finish(new Error(`the app's service worker did not answer within ${ANNOUNCE_WITHIN_MS / 1000} s; reload the page and try again`)), ANNOUNCE_WITHIN_MS);
+    const finish = (error?: Error) => {
+      clearTimeout(timer);
+      port.close();
+      if (error) reject(error);
+      else resolve();
+    };
+    port.onmessage = (event: MessageEvent) => {
+      const message = event.data as { type?: unknown; jobId?: unknown; message?: unknown } | null;
+      if (message?.jobId !== jobId) return finish(new Error('the service worker answered for another download'));
+      if (message.type === 'nearsync:zip-announced') return finish();
+      finish(new Error(`the app's service worker refused the download: ${typeof message.message === 'string' ? message.message : 'no reason given'}`));
+    };
+  });
+}
+
 /** Why there is no button where the browser has neither a save dialog nor service workers. */
 const NO_WAY_OUT = 'Download as .zip needs a browser that can save into a chosen file or stream a download (Chrome, Edge, Firefox or Safari over https).';
 
@@ -129,10 +155,19 @@ export class ZipDownload {
     const folder = this.folder;
     await this.run(
       name,
-      (jobId, onProgress) => {
+      async (jobId, onProgress) => {
         const { port1, port2 } = new MessageChannel();
-        worker.postMessage({ type: 'nearsync:zip-download', ns: this.namespaceId, jobId }, [port2]);
+        const answer = new MessageChannel();
+        const announced = announcementAnswer(answer.port1, jobId);
+        worker.postMessage({ type: 'nearsync:zip-download', ns: this.namespaceId, jobId }, [port2, answer.port2]);
         const done = this.api.zipToDownload(this.namespaceId, folder, jobId, Comlink.transfer(port1, [port1]), onProgress);
+        try {
+          await announced;
+        } catch (error) {
+          done.catch(() => undefined);
+          await this.api.cancelZip(jobId).catch(() => undefined);
+          throw error;
+        }
         // A navigation of a hidden frame, not a download link: Chromium hands `<a download>`
         // straight to its download manager, past the service worker (measured: the server's
         // page came back); a navigation is the worker's to answer, and an attachment saves.

@@ -392,6 +392,22 @@ describe('Download as .zip', () => {
     expect(refusals.slice(0, 4)).toEqual([404, 404, 400, 'sandbox']);
     expect(refusals[4]).toContain('expired or was used already');
 
+    // The worker answers every announcement, so the page starts a download only once the job is
+    // held: a job id that is not a UUID is refused with the reason, a good one confirmed.
+    const answers = await page.evaluate(async (ns) => {
+      const announce = (jobId: string) =>
+        new Promise<unknown>((resolve) => {
+          const stream = new MessageChannel();
+          const answer = new MessageChannel();
+          answer.port1.onmessage = (event) => resolve(event.data);
+          navigator.serviceWorker.controller!.postMessage({ type: 'nearsync:zip-download', ns, jobId }, [stream.port2, answer.port2]);
+        });
+      const good = crypto.randomUUID();
+      return [await announce('not-a-job'), await announce(good), good];
+    }, workspace.namespaceId);
+    expect(answers[0]).toEqual({ type: 'nearsync:zip-refused', jobId: 'not-a-job', message: 'the job id is not a UUID' });
+    expect(answers[1]).toEqual({ type: 'nearsync:zip-announced', jobId: answers[2] });
+
     // A file still arriving (2 MiB/s for 24 MiB): the zip waits for it inside the download;
     // cancelling the download in the browser stops the zip, and the page says so.
     await new PseudoRandomFile('zip download late', 24 * MiB).commitTo(new ServerApi(server.origin, workspace.token), workspace.namespaceId, 'late/zz-large.bin');
