@@ -125,6 +125,7 @@ export class UploadQueue {
       putBlock: async (hash, body) => api.putBlock(hash, body instanceof Blob ? body : ((await blocks.getBlob(hash)) ?? body)),
       // Batches carry only small blocks (a 409's need list), sent as bytes.
       ...(api.putBlocks ? { putBlocks: (batch) => api.putBlocks!(batch) } : {}),
+      ...(api.putUnnamedBlock ? { putUnnamedBlock: (body) => api.putUnnamedBlock!(body) } : {}),
     };
   }
 
@@ -305,6 +306,10 @@ export class UploadQueue {
     const keepAfter = this.options.keepAfterUpload?.() ?? null;
     let announced: readonly BlockHash[] = [];
     try {
+      // A path new to the workspace is sent unread, for the server to name its blocks (one read
+      // of the file instead of two); a new version of a known path is hashed first, so only
+      // the blocks the server lacks are sent.
+      const isNewPath = keepAfter !== null && (await parent.catch(() => -1)) === 0 && this.parents.resolve(path, 0) === 0;
       const result = await uploadFile({
         ns: this.options.ns,
         path,
@@ -312,6 +317,7 @@ export class UploadQueue {
         stream: blobBlocks(file, MAX_BLOCK_SIZE, undefined, blockBuffers),
         doneWith: (block) => blockBuffers.give(block),
         bodyOf: (offset, length) => file.slice(offset, offset + length),
+        ...(isNewPath ? { unreadSize: file.size } : {}),
         api: this.sendingStoredCopies,
         blocks: this.options.blocks,
         sha256: this.options.sha256,

@@ -58,6 +58,7 @@ export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>
 export class ServerApi implements UploadApi {
   /** Set once the server answered that it has no batch upload route (a server older than it). */
   private batchUploadUnsupported = false;
+  private unnamedUploadUnsupported = false;
   /**
    * Set once the server refused `parent` or `device` as unknown fields (a server from before
    * conditional commits): commits then go without them, unconditional, as that server expects.
@@ -143,6 +144,28 @@ export class ServerApi implements UploadApi {
       headers: { 'content-type': 'application/octet-stream' },
     });
     await response.body?.cancel();
+  }
+
+  /**
+   * A block the caller has not hashed (POST /api/v1/blocks): the server names it by its
+   * SHA-256, checked here for form and against the size sent. Null when the server has no such
+   * route (it answers 404 or 405): from then on this ServerApi answers null at once, and the
+   * caller hashes and sends blocks by name (putBlock).
+   */
+  async putUnnamedBlock(body: Blob): Promise<BlockHash | null> {
+    if (this.unnamedUploadUnsupported) return null;
+    let response: Response;
+    try {
+      response = await this.request('POST', '/api/v1/blocks', { body, headers: { 'content-type': 'application/octet-stream' } });
+    } catch (error) {
+      if (!(error instanceof ApiError && (error.status === 404 || error.status === 405))) throw error;
+      this.unnamedUploadUnsupported = true;
+      return null;
+    }
+    const answer = expectRecord(await response.json(), 'response');
+    const hash = parseBlockHash(answer.hash, 'hash');
+    if (answer.size !== body.size) throw new Error(`the server stored ${String(answer.size)} bytes of a ${body.size}-byte block`);
+    return hash;
   }
 
   /**

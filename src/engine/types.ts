@@ -129,6 +129,11 @@ export interface UploadApi {
   /** Sends a block: its bytes, or a Blob of them (a browser sends a stored block's disk-backed File). */
   putBlock(hash: BlockHash, body: Uint8Array | Blob): Promise<void>;
   /**
+   * Sends a block unread (a slice of a source file) for the server to name: its SHA-256 as the
+   * server computed it, or null when the server cannot (then hash and use putBlock). Optional.
+   */
+  putUnnamedBlock?(body: Blob): Promise<BlockHash | null>;
+  /**
    * Sends 1 … MAX_BLOCK_BATCH blocks (MAX_BLOCK_BATCH_BYTES together) in one request, stored
    * all or none; null when the server has no batch uploads (then use putBlock). Optional:
    * an api without it sends every block with putBlock.

@@ -1,10 +1,11 @@
-import type { BlockHash, CommitRequest, FilePath, NamespaceId } from '../protocol/index.ts';
+import { MAX_BLOCK_SIZE, type BlockHash, type CommitRequest, type FilePath, type NamespaceId } from '../protocol/index.ts';
 import { cutBlocks } from './chunker.ts';
 import { commitWithBlocks } from './commit-with-blocks.ts';
 import { MissingBlockQuestions } from './missing-block-questions.ts';
 import { ApiError } from './server-api.ts';
 import { commitKeepingBoth, type ConditionalCommits } from './conflict-copies.ts';
 import { withSourceBlocks, type SourceSlice } from './keep-from-source.ts';
+import { sendForServerToName } from './server-named-blocks.ts';
 import type { LocalBlockStore, Sha256, UploadApi } from './types.ts';
 
 export interface UploadProgress {
@@ -48,6 +49,14 @@ export interface UploadFileOptions {
    * makes the file safe.
    */
   keepLater?: (hashes: readonly BlockHash[]) => void;
+  /**
+   * The file's size, to send its blocks unread (slices from `bodyOf`) for the server to name
+   * (`api.putUnnamedBlock`, server-named-blocks.ts): the file is read once, by the upload
+   * itself, and nothing is asked first, so nothing is deduplicated. Needs `keepLater`, whose
+   * keeping from the source checks every name. Where the server cannot name blocks, the
+   * upload reads and hashes `stream` as without it.
+   */
+  unreadSize?: number;
   /**
    * The upload is done with `block`, one of the blocks `stream` gave (sent, kept, or given up):
    * its buffer may be read into again (blobBlocks' pool).
@@ -125,55 +134,27 @@ export async function uploadFile(
   };
 
   let size = 0;
-  const reader = cutBlocks(options.stream);
-  // Blocks are read and hashed a few ahead of the one being handed on: one at a time, each
-  // block's read and hash (50–90 ms and 20–50 ms per 4 MiB in Chromium 156 on 2 loaded cores)
-  // set the pace of the whole upload while the PUTs waited.
-  let readOffset = 0;
-  const readAndHash = (): Promise<{ block: Uint8Array; offset: number; hash: BlockHash } | null> =>
-    reader.next().then(async ({ done, value: block }) => {
-      if (done) return null;
-      // Reads settle in order, so offsets are handed out in order.
-      const offset = readOffset;
-      readOffset += block.length;
-      return { block, offset, hash: await sha256(block) };
-    });
-  const ahead = Array.from({ length: options.hashesAhead ?? HASHES_AHEAD }, readAndHash);
-  // What is read ahead after a failure is dropped: its errors are not the upload's.
-  const dropAhead = () => ahead.forEach((pending) => void pending.catch(() => {}));
-  for (;;) {
-    let next: Awaited<ReturnType<typeof readAndHash>>;
-    try {
-      next = await ahead.shift()!;
-    } catch (error) {
-      dropAhead();
-      throw error;
+  const named =
+    options.unreadSize !== undefined && source && options.keepLater && api.putUnnamedBlock
+      ? await sendForServerToName(options.unreadSize, source, (body) => api.putUnnamedBlock!(body), parallel, (length) => {
+          progress.bytesHashed += length;
+          progress.bytesUploaded += length;
+          progress.phase = 'uploading';
+          report();
+        })
+      : null;
+  if (named) {
+    let offset = 0;
+    for (const hash of named) {
+      const length = Math.min(MAX_BLOCK_SIZE, options.unreadSize! - offset);
+      hashes.push(hash);
+      slices.push({ hash, offset, length });
+      offset += length;
     }
-    if (!next || failure) break;
-    ahead.push(readAndHash());
-    const { block, offset, hash } = next;
-    hashes.push(hash);
-    slices.push({ hash, offset, length: block.length });
-    size += block.length;
-    progress.bytesHashed += block.length;
-    progress.phase = 'uploading';
-    report();
-    // Keeping the block locally and sending it overlap with reading the next ones.
-    const task: Promise<void> = keepAndSend(hash, block, offset)
-      .catch((error: unknown) => {
-        failure ??= error;
-      })
-      .finally(() => {
-        inFlight.delete(task);
-        options.doneWith?.(block);
-      });
-    inFlight.add(task);
-    if (inFlight.size >= inHand) await Promise.race(inFlight);
+    size = options.unreadSize!;
+  } else {
+    await readHashAndSend();
   }
-  dropAhead();
-  await reader.return(undefined);
-  await Promise.all(inFlight);
-  if (failure) throw failure;
 
   progress.phase = 'committing';
   report();
@@ -185,6 +166,58 @@ export async function uploadFile(
   progress.phase = 'done';
   report();
   return { ...landed, blocks: hashes, size, slices };
+
+  async function readHashAndSend(): Promise<void> {
+    const reader = cutBlocks(options.stream);
+    // Blocks are read and hashed a few ahead of the one being handed on: one at a time, each
+    // block's read and hash (50–90 ms and 20–50 ms per 4 MiB in Chromium 156 on 2 loaded cores)
+    // set the pace of the whole upload while the PUTs waited.
+    let readOffset = 0;
+    const readAndHash = (): Promise<{ block: Uint8Array; offset: number; hash: BlockHash } | null> =>
+      reader.next().then(async ({ done, value: block }) => {
+        if (done) return null;
+        // Reads settle in order, so offsets are handed out in order.
+        const offset = readOffset;
+        readOffset += block.length;
+        return { block, offset, hash: await sha256(block) };
+      });
+    const ahead = Array.from({ length: options.hashesAhead ?? HASHES_AHEAD }, readAndHash);
+    // What is read ahead after a failure is dropped: its errors are not the upload's.
+    const dropAhead = () => ahead.forEach((pending) => void pending.catch(() => {}));
+    for (;;) {
+      let next: Awaited<ReturnType<typeof readAndHash>>;
+      try {
+        next = await ahead.shift()!;
+      } catch (error) {
+        dropAhead();
+        throw error;
+      }
+      if (!next || failure) break;
+      ahead.push(readAndHash());
+      const { block, offset, hash } = next;
+      hashes.push(hash);
+      slices.push({ hash, offset, length: block.length });
+      size += block.length;
+      progress.bytesHashed += block.length;
+      progress.phase = 'uploading';
+      report();
+      // Keeping the block locally and sending it overlap with reading the next ones.
+      const task: Promise<void> = keepAndSend(hash, block, offset)
+        .catch((error: unknown) => {
+          failure ??= error;
+        })
+        .finally(() => {
+          inFlight.delete(task);
+          options.doneWith?.(block);
+        });
+      inFlight.add(task);
+      if (inFlight.size >= inHand) await Promise.race(inFlight);
+    }
+    dropAhead();
+    await reader.return(undefined);
+    await Promise.all(inFlight);
+    if (failure) throw failure;
+  }
 }
 
 const HASHES_AHEAD = 3;

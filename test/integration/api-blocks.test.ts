@@ -154,6 +154,41 @@ describe.each(BACKEND_CASES)('blocks API on $name', (backendCase) => {
     });
   });
 
+  describe('unnamed block upload', () => {
+    const post = (token: string | undefined, body?: Uint8Array) => api(h.url, 'POST', '/api/v1/blocks', { token, body });
+
+    it('names a block by its SHA-256: 201 when new, 200 when known, and the name is committable', async () => {
+      const block = makeBlock(MAX_BLOCK_SIZE);
+      const first = await post(a.token, block.bytes);
+      expect(first.status).toBe(201);
+      expect(first.body).toEqual({ hash: block.hash, size: MAX_BLOCK_SIZE });
+      expect((await post(b.token, block.bytes)).status).toBe(200);
+      // Also a block uploaded earlier by name.
+      const named = makeBlock(3000);
+      await putBlock(h.url, a.token, named);
+      expect(await post(a.token, named.bytes)).toMatchObject({ status: 200, body: { hash: named.hash, size: 3000 } });
+      expect((await storedState(h)).blocks).toEqual(expect.arrayContaining([block.hash, named.hash]));
+      // Committed under the name the server gave, with no upload by name.
+      const commit = await api(h.url, 'POST', `/api/v1/ns/${a.ns}/commit`, {
+        token: a.token,
+        json: { path: 'unnamed.bin', size: MAX_BLOCK_SIZE, mtime: 1_700_000_000_000, blocks: [first.body.hash] },
+      });
+      expect(commit.status).toBe(200);
+      const served = await get(a.token, block.hash, a.ns);
+      expect(served.status).toBe(200);
+      expect(Buffer.compare(served.body, block.bytes)).toBe(0);
+    });
+
+    it('refuses an empty body, one over MAX_BLOCK_SIZE and a missing token, keeping nothing', async () => {
+      const before = await storedState(h);
+      expect(await post(a.token, new Uint8Array(0))).toMatchObject({ status: 400, body: { error: 'empty' } });
+      expect(await post(a.token, makeBlock(MAX_BLOCK_SIZE + 1).bytes)).toMatchObject({ status: 413, body: { error: 'too_large' } });
+      expect((await post(undefined, makeBlock(10).bytes)).status).toBe(401);
+      await until(async () => (await storedState(h)).partial.length === 0);
+      expect(await storedState(h)).toEqual(before);
+    });
+  });
+
   describe('missing blocks query', () => {
     it('lists the hashes not stored, in order, without repeats', async () => {
       const [x, y, z] = [makeBlock(11), makeBlock(12), makeBlock(13)];

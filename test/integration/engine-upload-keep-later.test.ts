@@ -38,13 +38,28 @@ afterAll(async () => {
 
 const readBlob = (blob: Blob) => async (offset: number, length: number) => new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
 
-function countingApi(api: ServerApi, options: { tellNothingMissing?: boolean } = {}) {
-  const counts = { commits: 0 };
+function countingApi(api: ServerApi, options: { tellNothingMissing?: boolean; unnamed?: 'sent' | 'refused' } = {}) {
+  const counts = { commits: 0, questions: 0, named: 0, unnamed: 0 };
   return {
     counts,
     api: {
-      missingBlocks: (hashes: BlockHash[]) => (options.tellNothingMissing ? Promise.resolve([]) : api.missingBlocks(hashes)),
-      putBlock: (hash: BlockHash, body: Uint8Array | Blob) => api.putBlock(hash, body),
+      missingBlocks: (hashes: BlockHash[]) => {
+        counts.questions += 1;
+        return options.tellNothingMissing ? Promise.resolve([]) : api.missingBlocks(hashes);
+      },
+      putBlock: (hash: BlockHash, body: Uint8Array | Blob) => {
+        counts.named += 1;
+        return api.putBlock(hash, body);
+      },
+      ...(options.unnamed
+        ? {
+            putUnnamedBlock: (body: Blob) => {
+              counts.unnamed += 1;
+              // 'refused': as a server without POST /api/v1/blocks answers.
+              return options.unnamed === 'sent' ? api.putUnnamedBlock(body) : Promise.resolve(null);
+            },
+          }
+        : {}),
       commit: (...args: Parameters<ServerApi['commit']>) => {
         counts.commits += 1;
         return api.commit(...args);
@@ -99,6 +114,79 @@ describe('uploads that keep their local copy later', () => {
     expect(new Set(stored)).toEqual(new Set(expectedKept));
     expect(await blocks.getBlock(result.blocks[1])).toBeNull();
     for (const hash of expectedKept) expect(hashOf((await blocks.getBlock(hash))!)).toBe(hash);
+  });
+
+  it('send a new file unread for the server to name its blocks: no question, no read, names checked when kept', async () => {
+    const created = await new ServerApi(server.url).createWorkspace('unread upload');
+    const api = new ServerApi(server.url, created.token);
+    const bytes = new Uint8Array(randomBytes(3 * MAX_BLOCK_SIZE + 4321));
+    const source = new Blob([bytes as Uint8Array<ArrayBuffer>]);
+    const { api: counting, counts } = countingApi(api, { unnamed: 'sent' });
+    let pulled = false;
+    const stream = new ReadableStream<Uint8Array>({
+      pull() {
+        pulled = true;
+        throw new Error('an unread upload reads nothing of its stream');
+      },
+    }, { highWaterMark: 0 });
+    const blocks = new MemoryBlockStore();
+    let announced: readonly BlockHash[] = [];
+    const result = await uploadFile({
+      ns: created.namespaceId,
+      path: parseFilePath('unread.bin'),
+      mtime: 1_700_000_000_000,
+      stream,
+      bodyOf: (offset, length) => source.slice(offset, offset + length),
+      unreadSize: source.size,
+      api: counting,
+      blocks,
+      sha256: nodeSha256,
+      parallel: 2,
+      keepLater: (hashes) => {
+        announced = hashes;
+      },
+    });
+    expect(pulled).toBe(false);
+    expect(counts).toEqual({ commits: 1, questions: 0, named: 0, unnamed: 4 });
+    const expected = [0, 1, 2, 3].map((index) => hashOf(bytes.subarray(index * MAX_BLOCK_SIZE, (index + 1) * MAX_BLOCK_SIZE)));
+    expect(result.blocks).toEqual(expected);
+    expect(announced).toEqual(expected);
+    expect(result.size).toBe(bytes.length);
+    expect(result.slices.map(({ offset, length }) => [offset, length])).toEqual([[0, MAX_BLOCK_SIZE], [MAX_BLOCK_SIZE, MAX_BLOCK_SIZE], [2 * MAX_BLOCK_SIZE, MAX_BLOCK_SIZE], [3 * MAX_BLOCK_SIZE, 4321]]);
+    for (const [index, hash] of expected.entries()) {
+      expect(Buffer.compare(await api.getBlock(created.namespaceId, hash), bytes.subarray(index * MAX_BLOCK_SIZE, (index + 1) * MAX_BLOCK_SIZE))).toBe(0);
+    }
+    // Kept afterwards from a source that changed in block 2: only the names that still match are stored.
+    const onDisk = bytes.slice();
+    onDisk[2 * MAX_BLOCK_SIZE + 1] ^= 0xff;
+    const stored = await keepFromSource(result.slices, readBlob(new Blob([onDisk as Uint8Array<ArrayBuffer>])), blocks, nodeSha256);
+    expect(new Set(stored)).toEqual(new Set([expected[0], expected[1], expected[3]]));
+  });
+
+  it('read and hash as before where the server cannot name blocks', async () => {
+    const created = await new ServerApi(server.url).createWorkspace('unread refused');
+    const api = new ServerApi(server.url, created.token);
+    const bytes = new Uint8Array(randomBytes(2 * MAX_BLOCK_SIZE + 5));
+    const source = new Blob([bytes as Uint8Array<ArrayBuffer>]);
+    const { api: counting, counts } = countingApi(api, { unnamed: 'refused' });
+    const result = await uploadFile({
+      ns: created.namespaceId,
+      path: parseFilePath('refused.bin'),
+      mtime: 1_700_000_000_000,
+      stream: source.stream(),
+      bodyOf: (offset, length) => source.slice(offset, offset + length),
+      unreadSize: source.size,
+      api: counting,
+      blocks: new MemoryBlockStore(),
+      sha256: nodeSha256,
+      keepLater: () => {},
+    });
+    // One try, then by name: every block asked about and sent.
+    expect(counts.unnamed).toBe(1);
+    expect(counts.named).toBe(3);
+    expect(counts.questions).toBeGreaterThan(0);
+    expect(result.blocks).toEqual([0, 1, 2].map((index) => hashOf(bytes.subarray(index * MAX_BLOCK_SIZE, (index + 1) * MAX_BLOCK_SIZE))));
+    expect(await api.missingBlocks(result.blocks)).toEqual([]);
   });
 
   it('answers the server\'s need list from the source', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   MAX_BLOCK_BATCH_BYTES,
   MAX_BLOCK_SIZE,
@@ -52,6 +53,38 @@ const upload: Handler = async (ctx, deps) => {
   }
   deps.metrics.blockBytesReceived += result.size;
   ctx.stats.bytesOut = sendJson(ctx.res, result.status === 'created' ? 201 : 200, { hash, size: result.size });
+};
+
+/**
+ * POST /api/v1/blocks — raw bytes the client has not hashed: the server names the block by
+ * its SHA-256 and answers `{hash, size}`. A browser uploading a picked file sends each slice
+ * as it lies on disk, read once (by the network stack), instead of reading and hashing it
+ * first; it commits the names it is given. Held in memory (at most MAX_BLOCK_SIZE, a bounded
+ * number at once) because a store files a block under its name.
+ */
+const uploadUnnamed: Handler = async (ctx, deps) => {
+  await authenticate(ctx.req, deps);
+  const declared = ctx.req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > MAX_BLOCK_SIZE) throw tooLarge(MAX_BLOCK_SIZE);
+  // The body is not read until a slot is free: the client's bytes wait in TCP meanwhile.
+  const release = await deps.unnamedBlockUploads.acquire();
+  try {
+    const hasher = createHash('sha256');
+    const chunks: Buffer[] = [];
+    const size = await readBody(ctx.req, MAX_BLOCK_SIZE, (chunk) => {
+      hasher.update(chunk);
+      chunks.push(chunk);
+    });
+    if (size === 0) throw new HttpError(400, 'empty', 'a block is never empty');
+    const hash = hasher.digest('hex') as BlockHash;
+    const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+    chunks.length = 0;
+    const [result] = await deps.blocks.putMany([{ hash, bytes }]);
+    deps.metrics.blockBytesReceived += result.size;
+    ctx.stats.bytesOut = sendJson(ctx.res, result.status === 'created' ? 201 : 200, { hash, size: result.size });
+  } finally {
+    release();
+  }
 };
 
 /** GET /api/v1/blocks/:hash?ns=NS — the bytes, to a member of a namespace that references the block. */
@@ -144,6 +177,7 @@ async function sendRecords(
 
 export function blockRoutes(router: Router<Handler>): void {
   router.add('POST', '/api/v1/blocks/missing', missing);
+  router.add('POST', '/api/v1/blocks', uploadUnnamed);
   router.add('PUT', '/api/v1/blocks/:hash', upload);
   router.add('GET', '/api/v1/blocks/:hash', download);
   router.add('POST', '/api/v1/ns/:ns/blocks', downloadBatch);
