@@ -92,8 +92,6 @@ const CLOSE_GRACE_MS = 5_000;
 const DRAIN_LIMIT_BYTES = 8 * 1024 * 1024;
 /** Batch block uploads received into memory at once: 16 × 16 MiB = 256 MiB at most. */
 const BLOCK_UPLOAD_BATCHES_IN_MEMORY = 16;
-/** Unnamed block uploads received into memory at once: 64 × 4 MiB = 256 MiB at most. */
-const UNNAMED_BLOCK_UPLOADS_IN_MEMORY = 64;
 const DRAIN_LIMIT_MS = 5_000;
 const HOST_HEADER = /^[A-Za-z0-9.\-:[\]]+$/;
 
@@ -138,7 +136,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     gcGeneration: new GcGenerationWatch(blocks),
     journalReads: new SharedReads(),
     blockUploadBatches: new Slots(BLOCK_UPLOAD_BATCHES_IN_MEMORY),
-    unnamedBlockUploads: new Slots(UNNAMED_BLOCK_UPLOADS_IN_MEMORY),
     metrics,
     egress: options.egressBytesPerSecond ? new EgressLimiter(options.egressBytesPerSecond) : null,
     logger,

@@ -26,8 +26,6 @@ export interface ServerDeps {
   journalReads: SharedReads<JournalRead>;
   /** Batch block uploads held in memory at once (each up to 16 MiB); more wait, unread. */
   blockUploadBatches: Slots;
-  /** Unnamed block uploads (POST /api/v1/blocks) held in memory at once (each up to 4 MiB); more wait, unread. */
-  unnamedBlockUploads: Slots;
   metrics: Metrics;
   egress: EgressLimiter | null;
   logger: Logger;

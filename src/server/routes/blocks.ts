@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import {
   MAX_BLOCK_BATCH_BYTES,
   MAX_BLOCK_SIZE,
@@ -45,11 +44,7 @@ const upload: Handler = async (ctx, deps) => {
   try {
     result = await deps.blocks.put(hash, (onChunk) => readBody(ctx.req, MAX_BLOCK_SIZE, onChunk), MAX_BLOCK_SIZE);
   } catch (err) {
-    if (err instanceof BlockRejectedError) {
-      if (err.reason === 'too_large') throw tooLarge(MAX_BLOCK_SIZE);
-      throw new HttpError(400, err.reason, err.message);
-    }
-    throw err;
+    throw rejection(err);
   }
   deps.metrics.blockBytesReceived += result.size;
   ctx.stats.bytesOut = sendJson(ctx.res, result.status === 'created' ? 201 : 200, { hash, size: result.size });
@@ -59,33 +54,28 @@ const upload: Handler = async (ctx, deps) => {
  * POST /api/v1/blocks — raw bytes the client has not hashed: the server names the block by
  * its SHA-256 and answers `{hash, size}`. A browser uploading a picked file sends each slice
  * as it lies on disk, read once (by the network stack), instead of reading and hashing it
- * first; it commits the names it is given. Held in memory (at most MAX_BLOCK_SIZE, a bounded
- * number at once) because a store files a block under its name.
+ * first; it commits the names it is given.
  */
 const uploadUnnamed: Handler = async (ctx, deps) => {
   await authenticate(ctx.req, deps);
   const declared = ctx.req.headers['content-length'];
   if (declared !== undefined && Number(declared) > MAX_BLOCK_SIZE) throw tooLarge(MAX_BLOCK_SIZE);
-  // The body is not read until a slot is free: the client's bytes wait in TCP meanwhile.
-  const release = await deps.unnamedBlockUploads.acquire();
+  let result;
   try {
-    const hasher = createHash('sha256');
-    const chunks: Buffer[] = [];
-    const size = await readBody(ctx.req, MAX_BLOCK_SIZE, (chunk) => {
-      hasher.update(chunk);
-      chunks.push(chunk);
-    });
-    if (size === 0) throw new HttpError(400, 'empty', 'a block is never empty');
-    const hash = hasher.digest('hex') as BlockHash;
-    const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
-    chunks.length = 0;
-    const [result] = await deps.blocks.putMany([{ hash, bytes }]);
-    deps.metrics.blockBytesReceived += result.size;
-    ctx.stats.bytesOut = sendJson(ctx.res, result.status === 'created' ? 201 : 200, { hash, size: result.size });
-  } finally {
-    release();
+    result = await deps.blocks.putUnnamed((onChunk) => readBody(ctx.req, MAX_BLOCK_SIZE, onChunk), MAX_BLOCK_SIZE);
+  } catch (err) {
+    throw rejection(err);
   }
+  deps.metrics.blockBytesReceived += result.size;
+  ctx.stats.bytesOut = sendJson(ctx.res, result.status === 'created' ? 201 : 200, { hash: result.hash, size: result.size });
 };
+
+/** A refused block as the HTTP error to answer; any other error as it is. */
+function rejection(err: unknown): unknown {
+  if (!(err instanceof BlockRejectedError)) return err;
+  if (err.reason === 'too_large') return tooLarge(MAX_BLOCK_SIZE);
+  return new HttpError(400, err.reason, err.message);
+}
 
 /** GET /api/v1/blocks/:hash?ns=NS — the bytes, to a member of a namespace that references the block. */
 const download: Handler = async (ctx, deps) => {

@@ -13,6 +13,7 @@ export class BlockRejectedError extends Error {
 }
 
 export type PutResult = { status: 'created' | 'exists'; size: number };
+export type NamedPutResult = PutResult & { hash: BlockHash };
 
 /** A block in memory whose bytes the caller has already checked against its hash. */
 export interface VerifiedBlock {
@@ -52,6 +53,12 @@ export interface BlockStore {
    * block, or the body's own error when the upload breaks off; either way nothing is kept.
    */
   put(hash: BlockHash, body: BlockBody, maxBytes: number): Promise<PutResult>;
+  /**
+   * Receives a block that names no hash (POST /api/v1/blocks): hashes while reading `body`, at
+   * most `maxBytes`, and stores it under that SHA-256. Throws BlockRejectedError (`empty`,
+   * `too_large`) or the body's own error; either way nothing is kept.
+   */
+  putUnnamed(body: BlockBody, maxBytes: number): Promise<NamedPutResult>;
   /**
    * Stores many verified blocks (a batch upload) and resolves, aligned with the input, once
    * every one is durable: created now, or already stored. A hash given twice is stored once.

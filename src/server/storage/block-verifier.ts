@@ -10,8 +10,9 @@ export class BlockVerifier {
   private readonly hasher: Hash = createHash('sha256');
   private received = 0;
 
+  /** `hash` null: the body names no block, and `name()` says what it is. */
   constructor(
-    private readonly hash: BlockHash,
+    private readonly hash: BlockHash | null,
     private readonly maxBytes: number,
   ) {}
 
@@ -29,9 +30,14 @@ export class BlockVerifier {
 
   /** Call once, after the last chunk: throws `empty` or `hash_mismatch` unless the body is the block. */
   verify(): void {
-    if (this.received === 0) throw new BlockRejectedError('empty', 'a block is never empty');
-    const actual = this.hasher.digest('hex');
+    const actual = this.name();
     if (actual !== this.hash) throw new BlockRejectedError('hash_mismatch', `body hashes to ${actual}, not ${this.hash}`);
+  }
+
+  /** Call once, after the last chunk: the body's SHA-256; throws `empty` for no bytes. */
+  name(): BlockHash {
+    if (this.received === 0) throw new BlockRejectedError('empty', 'a block is never empty');
+    return this.hasher.digest('hex') as BlockHash;
   }
 }
 

@@ -3,7 +3,7 @@ import fs, { constants as fsConstants } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { BlockHash } from '../../protocol/index.ts';
-import type { BlockBody, BlockStore, OpenedBlock, PutResult, StoredBlock, VerifiedBlock } from './block-store.ts';
+import type { BlockBody, BlockStore, NamedPutResult, OpenedBlock, PutResult, StoredBlock, VerifiedBlock } from './block-store.ts';
 import { BlockVerifier, verifyKnownBlock } from './block-verifier.ts';
 import { mapBounded } from './bounded-map.ts';
 import { SmallFileReadPool } from './small-file-reads.ts';
@@ -86,17 +86,41 @@ export class FsBlockStore implements BlockStore {
   async put(hash: BlockHash, body: BlockBody, maxBytes: number): Promise<PutResult> {
     const known = await this.statFile(hash);
     const verifier = new BlockVerifier(hash, maxBytes);
-
     if (known !== null) return verifyKnownBlock(verifier, body);
+    return this.receive(body, verifier, () => {
+      verifier.verify();
+      return hash;
+    });
+  }
 
-    const tmp = join(this.tmpDir, `${hash}.${randomBytes(6).toString('hex')}`);
+  /** Streamed to a temp file like `put`, and filed under the hash only once the body has ended. */
+  async putUnnamed(body: BlockBody, maxBytes: number): Promise<NamedPutResult> {
+    const verifier = new BlockVerifier(null, maxBytes);
+    let named: BlockHash | null = null;
+    const result = await this.receive(body, verifier, () => (named = verifier.name()));
+    return { ...result, hash: named! };
+  }
+
+  /**
+   * Writes `body` to a temp file as it arrives, then asks `nameOf` (which throws to refuse the
+   * block), fsyncs and renames the temp file into place, unless the block is there already.
+   */
+  private async receive(body: BlockBody, verifier: BlockVerifier, nameOf: () => BlockHash): Promise<PutResult> {
+    const tmp = join(this.tmpDir, `upload.${randomBytes(8).toString('hex')}`);
     let file: FileHandle | null = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
     try {
       await body(async (chunk) => {
         verifier.update(chunk);
         await file!.write(chunk);
       });
-      verifier.verify();
+      const hash = nameOf();
+      if ((await this.statFile(hash)) !== null) {
+        // Stored already (an unnamed upload of a known block), or a concurrent upload won the race.
+        await file.close();
+        file = null;
+        await unlink(tmp);
+        return { status: 'exists', size: verifier.size };
+      }
       await file.sync();
       await file.close();
       file = null;

@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import type { BlockHash } from '../../protocol/index.ts';
-import type { BlockBody, BlockStore, PutResult, StoredBlock, VerifiedBlock } from './block-store.ts';
+import type { BlockBody, BlockStore, NamedPutResult, PutResult, StoredBlock, VerifiedBlock } from './block-store.ts';
 import { BlockVerifier, verifyKnownBlock } from './block-verifier.ts';
 import { mapBounded } from './bounded-map.ts';
 import { guardReadStall, type NetworkBody } from './read-stall-guard.ts';
@@ -156,6 +156,26 @@ export class S3BlockStore implements BlockStore {
       const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, verifier.size);
       chunks.length = 0;
       return { status: await this.upload(hash, bytes), size: bytes.length };
+    } finally {
+      release();
+    }
+  }
+
+  /** Held in memory until it ends (S3 files an object under its name), then sent like `put`'s. */
+  async putUnnamed(body: BlockBody, maxBytes: number): Promise<NamedPutResult> {
+    const verifier = new BlockVerifier(null, maxBytes);
+    const release = await this.uploadSlots.acquire();
+    try {
+      const chunks: Buffer[] = [];
+      await body((chunk) => {
+        verifier.update(chunk);
+        chunks.push(chunk);
+      });
+      const hash = verifier.name();
+      if ((await this.headObject(hash)) !== null) return { status: 'exists', size: verifier.size, hash };
+      const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, verifier.size);
+      chunks.length = 0;
+      return { status: await this.upload(hash, bytes), size: bytes.length, hash };
     } finally {
       release();
     }
