@@ -179,6 +179,26 @@ describe.each(BACKEND_CASES)('blocks API on $name', (backendCase) => {
       expect(Buffer.compare(served.body, block.bytes)).toBe(0);
     });
 
+    it('leaves no block and no temp file when the client aborts mid-body', async () => {
+      const block = makeBlock(MAX_BLOCK_SIZE);
+      const url = new URL(h.url);
+      const before = await storedState(h);
+      const req = httpRequest({
+        host: url.hostname,
+        port: url.port,
+        method: 'POST',
+        path: '/api/v1/blocks',
+        headers: { authorization: `Bearer ${a.token}`, 'content-length': block.bytes.length },
+      });
+      req.on('error', () => {});
+      await new Promise<void>((resolve) => req.write(block.bytes.subarray(0, 1024 * 1024), () => resolve()));
+      if (h.backendCase.blocks === 'files') await until(async () => (await storedState(h)).partial.length === 1, 5000, 'the upload to start');
+      req.socket!.destroy();
+      await until(async () => (await storedState(h)).partial.length === 0, 5000, 'the partial upload to go');
+      expect(await storedState(h)).toEqual(before);
+      expect(await post(a.token, block.bytes)).toMatchObject({ status: 201, body: { hash: block.hash } });
+    });
+
     it('refuses an empty body, one over MAX_BLOCK_SIZE and a missing token, keeping nothing', async () => {
       const before = await storedState(h);
       expect(await post(a.token, new Uint8Array(0))).toMatchObject({ status: 400, body: { error: 'empty' } });
