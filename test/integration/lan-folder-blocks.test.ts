@@ -187,6 +187,30 @@ describe('blocks served from the folder\'s files', () => {
     expect(await blockServer().lookup(NS, hash, new Set([NS]))).toEqual({ ok: false, reason: 'not_found' });
   });
 
+  it('after a block\'s first read (SHA-256) later reads are checked by its CRC-32: bytes changed under the same size and mtime are still a miss', async () => {
+    const bytes = randomBytes(2 * MAX_BLOCK_SIZE);
+    const [first, second] = await placeFile('read-twice.bin', bytes);
+    await writeFile(join(folder, 'copy.bin'), bytes.subarray(0, MAX_BLOCK_SIZE));
+    const copyInfo = await stat(join(folder, 'copy.bin'));
+    state.putFolderRecord({ path: 'copy.bin' as FilePath, size: copyInfo.size, mtimeMs: copyInfo.mtimeMs, blocks: [first], sjid: 2, deleted: false });
+    // Read once (hashed), twice (the CRC): the same bytes both times.
+    for (let round = 0; round < 2; round++) {
+      expect(Buffer.from((await store.getBlock(first))!).equals(bytes.subarray(0, MAX_BLOCK_SIZE))).toBe(true);
+      expect(Buffer.from((await store.getBlock(second))!).equals(bytes.subarray(MAX_BLOCK_SIZE))).toBe(true);
+    }
+    // One byte of the first block changed, size and mtime put back: the CRC no longer matches.
+    const before = await stat(join(folder, 'read-twice.bin'));
+    const handle = await open(join(folder, 'read-twice.bin'), 'r+');
+    await handle.write(Buffer.from([bytes[1234] ^ 0x20]), 0, 1, 1234);
+    await handle.close();
+    await utimes(join(folder, 'read-twice.bin'), before.atime, before.mtime);
+    expect((await stat(join(folder, 'read-twice.bin'))).mtimeMs).toBe(before.mtimeMs);
+    // The block is still served, from the other file that holds it; the changed file is dropped.
+    expect(Buffer.from((await store.getBlock(first))!).equals(bytes.subarray(0, MAX_BLOCK_SIZE))).toBe(true);
+    expect(changed).toEqual(['read-twice.bin']);
+    expect(await store.getBlock(second)).toBeNull();
+  });
+
   it('a file that is gone, or a symlink in its place, is a miss', async () => {
     const [gone] = await placeFile('gone.txt', randomBytes(100));
     await rm(join(folder, 'gone.txt'));
