@@ -24,8 +24,8 @@ interface BlockPlace {
  * offset, length, the file's size and mtime), derived from the folder records (the entry each
  * file holds, cut at fixed 4 MiB offsets like every nearsync client cuts). Why: keeping a second
  * copy of every block in the state directory doubled the disk a folder needs; the files are the
- * copy. Nothing is trusted: a read checks the file's size and mtime, then the bytes (SHA-256
- * on a block's first read, its CRC-32 after: `crcs`); a file changed under the daemon is a
+ * copy. Nothing is trusted: a read checks the file's size and mtime, then the bytes (SHA-256;
+ * for a peer, the CRC-32 once the block was read: `crcs`); a file changed under the daemon is a
  * miss (its places are dropped until its record is put again), never a bad block. Kept in
  * step by `recordChanged` (the state store's hook).
  */
@@ -35,9 +35,10 @@ export class FolderBlockIndex {
   /**
    * The CRC-32 of each block whose bytes were read from the folder and matched their SHA-256
    * (in memory only: after a restart a block's first read is hashed again). Later reads of the
-   * block are checked against it instead of hashed, as Syncthing checks what it reads against a
-   * weak hash: the check is there to notice a file changed under the daemon, and every receiver
-   * checks the SHA-256 itself. Hashing every read was 30 % of the serving daemon's CPU (bench
+   * block for a peer are checked against it instead of hashed, as Syncthing checks what it
+   * reads against a weak hash: the check is there to notice a file changed under the daemon,
+   * and every receiver checks the SHA-256 itself (reads for this daemon's own use are always
+   * hashed: their bytes go into its files unchecked). Hashing every read was 30 % of the serving daemon's CPU (bench
    * native-pair: 1.92–2.12 s per GiB served, 1.32–1.44 with the CRC); zlib's CRC-32 runs at
    * about twice SHA-256's speed here and needs no trip to the hash worker.
    */
@@ -109,12 +110,25 @@ export class FolderBlockIndex {
 
   /**
    * The bytes of `hash` read from a file that holds it, or null: every place is tried, and a
-   * file whose size, mtime or bytes no longer match is dropped from the index (a miss).
+   * file whose size, mtime or bytes no longer match is dropped from the index (a miss). The
+   * bytes are SHA-256-checked: they may be written into another file of the folder.
    */
-  async read(hash: BlockHash, pool?: BlockBufferPool): Promise<Uint8Array | null> {
+  async read(hash: BlockHash): Promise<Uint8Array | null> {
+    return this.readChecked(hash, undefined, false);
+  }
+
+  /**
+   * `read` for a peer, into a buffer of `pool`: after the block's first read the bytes are
+   * checked against its CRC-32 (`crcs`) instead, since the peer checks the SHA-256 itself.
+   */
+  async readForPeer(hash: BlockHash, pool: BlockBufferPool): Promise<Uint8Array | null> {
+    return this.readChecked(hash, pool, true);
+  }
+
+  private async readChecked(hash: BlockHash, pool: BlockBufferPool | undefined, crcWillDo: boolean): Promise<Uint8Array | null> {
     for (const place of [...(this.byHash.get(hash) ?? [])]) {
       const bytes = await this.readPlace(place, pool);
-      if (bytes && (await this.holds(hash, bytes))) return bytes;
+      if (bytes && (await this.holds(hash, bytes, crcWillDo))) return bytes;
       if (bytes) pool?.give(bytes);
       this.changed(place.path);
     }
@@ -122,8 +136,8 @@ export class FolderBlockIndex {
   }
 
   /** Whether `bytes`, read where the index places `hash`, are that block (the CRC-32 once known). */
-  private async holds(hash: BlockHash, bytes: Uint8Array): Promise<boolean> {
-    const known = this.crcs.get(hash);
+  private async holds(hash: BlockHash, bytes: Uint8Array, crcWillDo: boolean): Promise<boolean> {
+    const known = crcWillDo ? this.crcs.get(hash) : undefined;
     if (known !== undefined) return crc32(bytes) === known;
     if ((await sharedSha256Worker.hash(bytes)) !== hash) return false;
     // Still indexed: a block whose last place went meanwhile is not remembered for nothing.

@@ -70,7 +70,7 @@ export class FolderBlockStore implements LocalBlockStore {
    * collection (issue 14).
    */
   async readBlock(hash: BlockHash): Promise<Uint8Array | null> {
-    return (await this.assembly.read(hash)) ?? (await this.staging.getBlock(hash)) ?? (await this.index.read(hash, this.servePool));
+    return (await this.assembly.read(hash)) ?? (await this.staging.getBlock(hash)) ?? (await this.index.readForPeer(hash, this.servePool));
   }
 
   releaseRead(bytes: Uint8Array): void {
