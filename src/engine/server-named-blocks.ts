@@ -26,7 +26,12 @@ export async function sendForServerToName(
   const sendOne = async (index: number): Promise<boolean> => {
     const offset = index * blockSize;
     const length = Math.min(blockSize, size - offset);
-    const hash = await put(slice(offset, length));
+    const body = slice(offset, length);
+    // A file changed or removed since it was picked fails the request with a bare network
+    // error ("Failed to fetch"); the reason worth showing is the read's.
+    const hash = await put(body).catch(async (error: unknown) => {
+      throw (await readFailure(body)) ?? error;
+    });
     if (hash === null) return false;
     hashes[index] = hash;
     onSent(length);
@@ -49,4 +54,14 @@ export async function sendForServerToName(
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, count - 1)) }, sender));
   return hashes;
+}
+
+/** The error reading `body` gives now, or null when it reads. */
+async function readFailure(body: Blob): Promise<unknown> {
+  try {
+    await body.slice(0, 1).arrayBuffer();
+    return null;
+  } catch (error) {
+    return error;
+  }
 }
