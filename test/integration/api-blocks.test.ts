@@ -54,6 +54,24 @@ describe.each(BACKEND_CASES)('blocks API on $name', (backendCase) => {
     });
   }
 
+  /** Sends the first MiB of `bytes` as an upload's body, then drops the connection; resolves once nothing of it is left. */
+  async function abortMidBody(method: 'PUT' | 'POST', path: string, bytes: Uint8Array): Promise<void> {
+    const url = new URL(h.url);
+    const req = httpRequest({
+      host: url.hostname,
+      port: url.port,
+      method,
+      path,
+      headers: { authorization: `Bearer ${a.token}`, 'content-length': bytes.length },
+    });
+    req.on('error', () => {});
+    await new Promise<void>((resolve) => req.write(bytes.subarray(0, 1024 * 1024), () => resolve()));
+    // Block files show an upload under way as a temp file; S3 uploads wait in memory until verified.
+    if (h.backendCase.blocks === 'files') await until(async () => (await storedState(h)).partial.length === 1, 5000, 'the upload to start');
+    req.socket!.destroy();
+    await until(async () => (await storedState(h)).partial.length === 0, 5000, 'the partial upload to go');
+  }
+
   describe('block upload', () => {
     it('answers 201 for a new block and 200 for a known one', async () => {
       const block = makeBlock(10_000);
@@ -131,21 +149,8 @@ describe.each(BACKEND_CASES)('blocks API on $name', (backendCase) => {
 
     it('leaves no block and no temp file when the client aborts mid-body', async () => {
       const block = makeBlock(MAX_BLOCK_SIZE);
-      const url = new URL(h.url);
       const before = await storedState(h);
-      const req = httpRequest({
-        host: url.hostname,
-        port: url.port,
-        method: 'PUT',
-        path: `/api/v1/blocks/${block.hash}`,
-        headers: { authorization: `Bearer ${a.token}`, 'content-length': block.bytes.length },
-      });
-      req.on('error', () => {});
-      await new Promise<void>((resolve) => req.write(block.bytes.subarray(0, 1024 * 1024), () => resolve()));
-      // Block files show an upload under way as a temp file; S3 uploads wait in memory until verified.
-      if (h.backendCase.blocks === 'files') await until(async () => (await storedState(h)).partial.length === 1, 5000, 'the upload to start');
-      req.socket!.destroy();
-      await until(async () => (await storedState(h)).partial.length === 0, 5000, 'the partial upload to go');
+      await abortMidBody('PUT', `/api/v1/blocks/${block.hash}`, block.bytes);
       expect(await storedState(h)).toEqual(before);
       const missing = await api(h.url, 'POST', '/api/v1/blocks/missing', { token: a.token, json: { hashes: [block.hash] } });
       expect(missing.body.missing).toEqual([block.hash]);
@@ -181,20 +186,8 @@ describe.each(BACKEND_CASES)('blocks API on $name', (backendCase) => {
 
     it('leaves no block and no temp file when the client aborts mid-body', async () => {
       const block = makeBlock(MAX_BLOCK_SIZE);
-      const url = new URL(h.url);
       const before = await storedState(h);
-      const req = httpRequest({
-        host: url.hostname,
-        port: url.port,
-        method: 'POST',
-        path: '/api/v1/blocks',
-        headers: { authorization: `Bearer ${a.token}`, 'content-length': block.bytes.length },
-      });
-      req.on('error', () => {});
-      await new Promise<void>((resolve) => req.write(block.bytes.subarray(0, 1024 * 1024), () => resolve()));
-      if (h.backendCase.blocks === 'files') await until(async () => (await storedState(h)).partial.length === 1, 5000, 'the upload to start');
-      req.socket!.destroy();
-      await until(async () => (await storedState(h)).partial.length === 0, 5000, 'the partial upload to go');
+      await abortMidBody('POST', '/api/v1/blocks', block.bytes);
       expect(await storedState(h)).toEqual(before);
       expect(await post(a.token, block.bytes)).toMatchObject({ status: 201, body: { hash: block.hash } });
     });

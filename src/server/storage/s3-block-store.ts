@@ -144,26 +144,27 @@ export class S3BlockStore implements BlockStore {
     const verifier = new BlockVerifier(hash, maxBytes);
     if (known !== null) return verifyKnownBlock(verifier, body);
 
-    // The body is not read until a slot is free: the client's bytes wait in TCP meanwhile.
-    const release = await this.uploadSlots.acquire();
-    try {
-      const chunks: Buffer[] = [];
-      await body((chunk) => {
-        verifier.update(chunk);
-        chunks.push(chunk);
-      });
+    return this.receive(body, verifier, async (bytes) => {
       verifier.verify();
-      const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, verifier.size);
-      chunks.length = 0;
       return { status: await this.upload(hash, bytes), size: bytes.length };
-    } finally {
-      release();
-    }
+    });
   }
 
   /** Held in memory until it ends (S3 files an object under its name), then sent like `put`'s. */
   async putUnnamed(body: BlockBody, maxBytes: number): Promise<NamedPutResult> {
     const verifier = new BlockVerifier(null, maxBytes);
+    return this.receive(body, verifier, async (bytes) => {
+      const hash = verifier.name();
+      if ((await this.headObject(hash)) !== null) return { status: 'exists', size: bytes.length, hash };
+      return { status: await this.upload(hash, bytes), size: bytes.length, hash };
+    });
+  }
+
+  /**
+   * Reads `body` into memory through `verifier`, then hands the bytes to `store`. The body is
+   * not read until a slot is free: the client's bytes wait in TCP meanwhile.
+   */
+  private async receive<Result>(body: BlockBody, verifier: BlockVerifier, store: (bytes: Buffer) => Promise<Result>): Promise<Result> {
     const release = await this.uploadSlots.acquire();
     try {
       const chunks: Buffer[] = [];
@@ -171,11 +172,9 @@ export class S3BlockStore implements BlockStore {
         verifier.update(chunk);
         chunks.push(chunk);
       });
-      const hash = verifier.name();
-      if ((await this.headObject(hash)) !== null) return { status: 'exists', size: verifier.size, hash };
       const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, verifier.size);
       chunks.length = 0;
-      return { status: await this.upload(hash, bytes), size: bytes.length, hash };
+      return await store(bytes);
     } finally {
       release();
     }
