@@ -1,4 +1,5 @@
 import { MAX_BLOCK_SIZE, type BlockHash } from '../protocol/index.ts';
+import type { SourceSlice } from './keep-from-source.ts';
 
 /**
  * Sends a file's blocks as slices of its source, unread on this side, for the server to name
@@ -10,7 +11,8 @@ import { MAX_BLOCK_SIZE, type BlockHash } from '../protocol/index.ts';
  * keeps its local copy from the source.
  *
  * The first block goes alone: a server that cannot name blocks answers null, and nothing else
- * was sent. Then `parallel` at a time. Resolves with the hashes in file order, or null.
+ * was sent. Then `parallel` at a time. Resolves with the blocks in file order (each named and
+ * placed in the source), or null.
  */
 export async function sendForServerToName(
   size: number,
@@ -19,9 +21,9 @@ export async function sendForServerToName(
   parallel: number,
   onSent: (length: number) => void,
   blockSize = MAX_BLOCK_SIZE,
-): Promise<BlockHash[] | null> {
+): Promise<SourceSlice[] | null> {
   const count = Math.ceil(size / blockSize);
-  const hashes = new Array<BlockHash>(count);
+  const named = new Array<SourceSlice>(count);
   let stopped = false;
   const sendOne = async (index: number): Promise<boolean> => {
     const offset = index * blockSize;
@@ -33,7 +35,7 @@ export async function sendForServerToName(
       throw (await readFailure(body)) ?? error;
     });
     if (hash === null) return false;
-    hashes[index] = hash;
+    named[index] = { hash, offset, length };
     onSent(length);
     return true;
   };
@@ -53,7 +55,7 @@ export async function sendForServerToName(
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, count - 1)) }, sender));
-  return hashes;
+  return named;
 }
 
 /** The error reading `body` gives now, or null when it reads. */

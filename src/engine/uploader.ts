@@ -1,4 +1,4 @@
-import { MAX_BLOCK_SIZE, type BlockHash, type CommitRequest, type FilePath, type NamespaceId } from '../protocol/index.ts';
+import type { BlockHash, CommitRequest, FilePath, NamespaceId } from '../protocol/index.ts';
 import { cutBlocks } from './chunker.ts';
 import { commitWithBlocks } from './commit-with-blocks.ts';
 import { MissingBlockQuestions } from './missing-block-questions.ts';
@@ -144,14 +144,11 @@ export async function uploadFile(
         })
       : null;
   if (named) {
-    let offset = 0;
-    for (const hash of named) {
-      const length = Math.min(MAX_BLOCK_SIZE, options.unreadSize! - offset);
-      hashes.push(hash);
-      slices.push({ hash, offset, length });
-      offset += length;
+    for (const slice of named) {
+      hashes.push(slice.hash);
+      slices.push(slice);
+      size += slice.length;
     }
-    size = options.unreadSize!;
   } else {
     await readHashAndSend();
   }

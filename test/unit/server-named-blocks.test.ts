@@ -32,7 +32,7 @@ describe('sendForServerToName', () => {
       (length) => sent.push(length),
       1000,
     );
-    expect(hashes).toEqual(Array.from({ length: 11 }, (_, i) => hashOf(bytes.subarray(i * 1000, (i + 1) * 1000))));
+    expect(hashes).toEqual(Array.from({ length: 11 }, (_, i) => ({ hash: hashOf(bytes.subarray(i * 1000, (i + 1) * 1000)), offset: i * 1000, length: i < 10 ? 1000 : 7 })));
     expect(sent.reduce((a, b) => a + b, 0)).toBe(bytes.length);
   });
 
