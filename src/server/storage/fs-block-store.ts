@@ -96,16 +96,14 @@ export class FsBlockStore implements BlockStore {
   /** Streamed to a temp file like `put`, and filed under the hash only once the body has ended. */
   async putUnnamed(body: BlockBody, maxBytes: number): Promise<NamedPutResult> {
     const verifier = new BlockVerifier(null, maxBytes);
-    let named: BlockHash | null = null;
-    const result = await this.receive(body, verifier, () => (named = verifier.name()));
-    return { ...result, hash: named! };
+    return this.receive(body, verifier, () => verifier.name());
   }
 
   /**
    * Writes `body` to a temp file as it arrives, then asks `nameOf` (which throws to refuse the
    * block), fsyncs and renames the temp file into place, unless the block is there already.
    */
-  private async receive(body: BlockBody, verifier: BlockVerifier, nameOf: () => BlockHash): Promise<PutResult> {
+  private async receive(body: BlockBody, verifier: BlockVerifier, nameOf: () => BlockHash): Promise<NamedPutResult> {
     const tmp = join(this.tmpDir, `upload.${randomBytes(8).toString('hex')}`);
     let file: FileHandle | null = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
     try {
@@ -119,7 +117,7 @@ export class FsBlockStore implements BlockStore {
         await file.close();
         file = null;
         await unlink(tmp);
-        return { status: 'exists', size: verifier.size };
+        return { status: 'exists', size: verifier.size, hash };
       }
       await file.sync();
       await file.close();
@@ -135,12 +133,12 @@ export class FsBlockStore implements BlockStore {
       if ((await this.statFile(hash)) !== null) {
         // A concurrent upload of the same block won the race.
         await unlink(tmp);
-        return { status: 'exists', size: verifier.size };
+        return { status: 'exists', size: verifier.size, hash };
       }
       await rename(tmp, final);
       await fsyncDir(dir);
       this.remember(hash, verifier.size);
-      return { status: 'created', size: verifier.size };
+      return { status: 'created', size: verifier.size, hash };
     } catch (err) {
       if (file) await file.close().catch(() => {});
       await unlink(tmp).catch(() => {});
