@@ -44,7 +44,7 @@
  *                       between them (default: this one; e.g. a `git worktree` of the base commit
  *                       beside it, sharing node_modules, for a before/after in one sitting)
  *   native-pair         (scenario, on request) nearsync daemon → daemon against Syncthing over a
- *                       veth between two namespaces, --size-mib (default 256) as 4 files,
+ *                       veth between two namespaces, --size-mib (default 1024) as 4 files,
  *                       --repeats runs alternating, plus bare TCP; see native-pair.ts
  *   folder-sync         (on request) the first --files count of small files and 3 large ones
  *                       written into a folder by folder sync vs a bare write loop, same page;
