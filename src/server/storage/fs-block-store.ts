@@ -87,10 +87,11 @@ export class FsBlockStore implements BlockStore {
     const known = await this.statFile(hash);
     const verifier = new BlockVerifier(hash, maxBytes);
     if (known !== null) return verifyKnownBlock(verifier, body);
-    return this.receive(body, verifier, () => {
+    const { status, size } = await this.receive(body, verifier, () => {
       verifier.verify();
       return hash;
     });
+    return { status, size };
   }
 
   /** Streamed to a temp file like `put`, and filed under the hash only once the body has ended. */
