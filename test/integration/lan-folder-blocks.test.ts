@@ -272,39 +272,6 @@ describe('blocks served from the folder\'s files', () => {
     expect(changed).toEqual(['read-twice.bin', 'copy.bin', 'forged.bin']);
   });
 
-  it('a block received and verified is served from the folder by the CRC-32 taken at its hash check, from the first read on; bytes that failed the check leave no CRC', async () => {
-    const bytes = randomBytes(MAX_BLOCK_SIZE);
-    const hash = sha256(bytes) as BlockHash;
-    expect(await store.putVerified(hash, bytes)).toBe(hash);
-    // Its file lands, but with bytes forged to keep the CRC-32 (the only way to see which check
-    // ran): the first read for a peer is checked by the CRC and serves them; the daemon's own read
-    // is hashed, a miss.
-    const forged = Buffer.from(bytes);
-    forged[10] ^= 0x5a;
-    keepCrc32(forged, bytes, 100);
-    await writeFile(join(folder, 'received.bin'), forged);
-    const info = await stat(join(folder, 'received.bin'));
-    state.putFolderRecord({ path: 'received.bin' as FilePath, size: info.size, mtimeMs: info.mtimeMs, blocks: [hash], sjid: 1, deleted: false });
-    expect(await store.evictRecorded(() => false)).toBe(1); // the staged copy goes: reads come from the file
-    const read = await store.readBlock(hash);
-    expect(read && Buffer.from(read).equals(forged)).toBe(true);
-    store.releaseRead(read!);
-    expect(await store.getBlock(hash)).toBeNull();
-    expect(changed).toEqual(['received.bin']);
-
-    // A block whose bytes did not match its name: nothing stored, no CRC kept, so the same bytes
-    // in a file recorded under that name fail the SHA-256 on the first read for a peer.
-    const claimed = randomBytes(MAX_BLOCK_SIZE);
-    const wrong = sha256(claimed) as BlockHash;
-    const other = randomBytes(MAX_BLOCK_SIZE);
-    expect(await store.putVerified(wrong, other)).toBe(sha256(other));
-    await writeFile(join(folder, 'claimed.bin'), other);
-    const claimedInfo = await stat(join(folder, 'claimed.bin'));
-    state.putFolderRecord({ path: 'claimed.bin' as FilePath, size: claimedInfo.size, mtimeMs: claimedInfo.mtimeMs, blocks: [wrong], sjid: 2, deleted: false });
-    expect(await store.readBlock(wrong)).toBeNull();
-    expect(changed).toEqual(['received.bin', 'claimed.bin']);
-  });
-
   it('a file that is gone, or a symlink in its place, is a miss', async () => {
     const [gone] = await placeFile('gone.txt', randomBytes(100));
     await rm(join(folder, 'gone.txt'));

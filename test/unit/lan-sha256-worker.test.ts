@@ -1,5 +1,4 @@
 import { createHash, randomFillSync } from 'node:crypto';
-import { crc32 } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlockBufferPool } from '../../src/engine/block-buffers.ts';
 import { MAX_BLOCK_SIZE } from '../../src/protocol/index.ts';
@@ -29,14 +28,6 @@ describe('Sha256Worker', () => {
     expect(await worker.hash(plain)).toBe(hex(plain));
     expect(await worker.hash(small)).toBe(hex(small));
     expect(worker.offloaded).toBe(before);
-  });
-
-  it('gives the CRC-32 of the same bytes with the hash, on the worker and here alike', async () => {
-    const shared = randomFillSync(sharedBytes(MAX_BLOCK_SIZE)).subarray(7, MAX_BLOCK_SIZE - 5);
-    const plain = randomFillSync(new Uint8Array(300 * 1024));
-    const before = worker.offloaded;
-    for (const bytes of [shared, plain]) expect(await worker.hashAndCrc(bytes)).toEqual({ hash: hex(bytes), crc: crc32(bytes) });
-    expect(worker.offloaded).toBe(before + 1);
   });
 
   it('finishes the hashes in flight when closed, and starts again on the next call', async () => {

@@ -33,17 +33,14 @@ export class FolderBlockIndex {
   private readonly byHash = new Map<BlockHash, BlockPlace[]>();
   private readonly byPath = new Map<FilePath, readonly BlockHash[]>();
   /**
-   * The CRC-32 of each block whose bytes this daemon verified: read from the folder and matched
-   * their SHA-256, or received and verified before they were written (`verified`, so a block is
-   * not hashed again when a peer first asks for it: in an office a daemon serves what it has
-   * just received). In memory only: after a restart a block's first read is hashed again.
-   * Reads of the block for a peer are checked against it instead of hashed, as Syncthing checks
-   * what it reads against a weak hash: the check is there to notice a file changed under the
-   * daemon, and every receiver checks the SHA-256 itself (reads for this daemon's own use are
-   * always hashed: their bytes go into its files unchecked). The serving daemon's CPU per GiB
-   * served fell by a fifth with it (bench native-pair: 1.80–1.88 s, 1.44–1.48 after); zlib's
-   * CRC-32 runs at about 2.5 times SHA-256's speed here and needs no trip to the hash worker.
-   * A CRC is a property of the bytes its hash names, so it holds for every place of the hash.
+   * The CRC-32 of each block whose bytes were read from the folder and matched their SHA-256
+   * (in memory only: after a restart a block's first read is hashed again). Later reads of the
+   * block for a peer are checked against it instead of hashed, as Syncthing checks what it
+   * reads against a weak hash: the check is there to notice a file changed under the daemon,
+   * and every receiver checks the SHA-256 itself (reads for this daemon's own use are always
+   * hashed: their bytes go into its files unchecked). The serving daemon's CPU per GiB served
+   * fell by a fifth with it (bench native-pair: 1.80–1.88 s, 1.44–1.48 after); zlib's CRC-32
+   * runs at about twice SHA-256's speed here and needs no trip to the hash worker.
    */
   private readonly crcs = new Map<BlockHash, number>();
   /** Cleared once the file system refused a direct read: no failed open before every block after it. */
@@ -75,15 +72,6 @@ export class FolderBlockIndex {
       if (places) places.push(place);
       else this.byHash.set(hash, [place]);
     });
-  }
-
-  /**
-   * `crc` is the CRC-32 of bytes that hashed to `hash` (a block received and verified): the
-   * block's first read for a peer is then checked by it, not hashed. Kept for a block no file
-   * holds yet (its file is still arriving); dropped with the block's last place.
-   */
-  verified(hash: BlockHash, crc: number): void {
-    this.crcs.set(hash, crc);
   }
 
   /** Whether some indexed file holds `hash` (by its record; the bytes are checked on read). */

@@ -1,5 +1,4 @@
 import { Worker } from 'node:worker_threads';
-import { crc32 } from 'node:zlib';
 import type { BlockHash } from '../../protocol/index.ts';
 import { sha256Hex } from './node-sha256.ts';
 
@@ -27,24 +26,15 @@ const WORKER_MIN_BYTES = 256 * 1024;
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const { crc32 } = require('node:zlib');
-parentPort.on('message', ({ id, buffer, offset, length, withCrc }) => {
-  const bytes = new Uint8Array(buffer, offset, length);
-  const hash = createHash('sha256').update(bytes).digest('hex');
-  parentPort.postMessage({ id, hash, crc: withCrc ? crc32(bytes) : undefined });
+parentPort.on('message', ({ id, buffer, offset, length }) => {
+  const hash = createHash('sha256').update(new Uint8Array(buffer, offset, length)).digest('hex');
+  parentPort.postMessage({ id, hash });
 });
 `;
 
-/** A block's SHA-256 and the CRC-32 of the same bytes. */
-export interface HashAndCrc {
-  hash: BlockHash;
-  crc: number;
-}
-
 interface Pending {
   bytes: Uint8Array;
-  withCrc: boolean;
-  resolve: (result: HashAndCrc) => void;
+  resolve: (hash: BlockHash) => void;
 }
 
 export class Sha256Worker {
@@ -55,28 +45,15 @@ export class Sha256Worker {
   offloaded = 0;
 
   /** The hex SHA-256 of `bytes`: on the worker when they are shared and large enough. */
-  async hash(bytes: Uint8Array): Promise<BlockHash> {
-    return (await this.run(bytes, false)).hash;
-  }
-
-  /**
-   * The SHA-256 and the CRC-32 of `bytes` in one trip (the CRC while the bytes are still in
-   * the worker's cache): a LAN daemon keeps the CRC of every block it verified, so serving the
-   * block later checks its read by the CRC alone (FolderBlockIndex).
-   */
-  hashAndCrc(bytes: Uint8Array): Promise<HashAndCrc> {
-    return this.run(bytes, true);
-  }
-
-  private run(bytes: Uint8Array, withCrc: boolean): Promise<HashAndCrc> {
-    if (!(bytes.buffer instanceof SharedArrayBuffer) || bytes.length < WORKER_MIN_BYTES) return Promise.resolve(hashHere(bytes, withCrc));
+  hash(bytes: Uint8Array): Promise<BlockHash> {
+    if (!(bytes.buffer instanceof SharedArrayBuffer) || bytes.length < WORKER_MIN_BYTES) return Promise.resolve(sha256Hex(bytes));
     const worker = this.worker ?? this.start();
     const id = this.nextId++;
-    return new Promise<HashAndCrc>((resolve) => {
-      this.pending.set(id, { bytes, withCrc, resolve });
+    return new Promise<BlockHash>((resolve) => {
+      this.pending.set(id, { bytes, resolve });
       // A waiting hash keeps the process alive; an idle worker does not.
       if (this.pending.size === 1) worker.ref();
-      worker.postMessage({ id, buffer: bytes.buffer, offset: bytes.byteOffset, length: bytes.length, withCrc });
+      worker.postMessage({ id, buffer: bytes.buffer, offset: bytes.byteOffset, length: bytes.length });
     });
   }
 
@@ -92,14 +69,13 @@ export class Sha256Worker {
   private start(): Worker {
     const worker = new Worker(WORKER_SOURCE, { eval: true });
     worker.unref();
-    worker.on('message', (message: { id: number; hash: string; crc?: number }) => {
+    worker.on('message', (message: { id: number; hash: string }) => {
       const waiting = this.pending.get(message.id);
       if (!waiting) return;
       this.pending.delete(message.id);
       if (this.pending.size === 0) worker.unref();
       this.offloaded += 1;
-      // -1 (never a CRC-32) when the CRC was not asked for: `hash` drops it.
-      waiting.resolve({ hash: message.hash as BlockHash, crc: message.crc ?? -1 });
+      waiting.resolve(message.hash as BlockHash);
     });
     const lost = () => {
       if (this.worker !== worker) return;
@@ -116,12 +92,8 @@ export class Sha256Worker {
   private settleHere(): void {
     const waiting = [...this.pending.values()];
     this.pending.clear();
-    for (const { bytes, withCrc, resolve } of waiting) resolve(hashHere(bytes, withCrc));
+    for (const { bytes, resolve } of waiting) resolve(sha256Hex(bytes));
   }
-}
-
-function hashHere(bytes: Uint8Array, withCrc: boolean): HashAndCrc {
-  return { hash: sha256Hex(bytes), crc: withCrc ? crc32(bytes) : -1 };
 }
 
 /**
