@@ -51,6 +51,10 @@ export interface LanPeeringOptions {
   idleTimeoutMs?: number;
   /** How long a new entry no LAN peer claims yet waits for one before the server serves it; default 3 s, 0: never. */
   freshEntryHoldMs?: number;
+  /** Address the advert listener binds; default all interfaces (which broadcasts reach). */
+  udpBindAddress?: string;
+  /** A peer unheard this long is no longer dialled (LanAdvertListener's ttl); default 90 s. */
+  advertTtlMs?: number;
 }
 
 /** A peer id at an address that broke the protocol or sent bad data: not used again this run. */
@@ -111,8 +115,9 @@ const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
  * prove the workspace's LAN key, advertises its synced cursor over UDP, and, for each peer
  * whose advert covers journal entries we have not synced, connects and hands the peer to
  * the engine as a block source. One connection per peer (an accepted one counts), at most
- * `maxPeers` used as sources, reconnects with backoff while the peer keeps advertising,
- * dropped when its adverts stop (expiry); banned for the run when the engine penalises it or
+ * `maxPeers` used as sources, reconnects with backoff while the peer keeps advertising, no
+ * longer dialled once its adverts stop (expiry: its open links stay until they close, and it
+ * is forgotten with the last one); banned for the run when the engine penalises it or
  * a link with it fails for a protocol error (garbage, a lying hello), either direction.
  *
  * A ban names the peer id AND the IP address of the connection that failed. The peer id is
@@ -170,6 +175,8 @@ export class LanPeering {
     this.server.setNamespace(host.ns, options.lanKey);
     this.listener = new LanAdvertListener({
       port: options.udpPort,
+      bindAddress: options.udpBindAddress,
+      ttlMs: options.advertTtlMs,
       ownPeerId: this.peerId,
       onAdvert: (advert) => this.heard(advert),
       onExpired: (advert) => this.expired(advert),
@@ -327,11 +334,34 @@ export class LanPeering {
     if (this.advertiser) this.answer.request();
   }
 
+  /**
+   * A peer unheard for the advert ttl is no longer dialled or redialled, and is forgotten once
+   * it has no link. Its open links stay: adverts are datagrams and get lost (Wi-Fi drops
+   * broadcasts), a link carrying blocks says more of the peer than missing adverts do, and a dead
+   * link ends by its own stall and idle timeouts. A link the peer dialled (a LAN bridge, a daemon
+   * behind us) never rested on its adverts at all; closing those on expiry cut working transfers.
+   */
   private expired(advert: LanPeerAdvert): void {
     const remote = this.remotes.get(advert.peerId);
     if (!remote || advert.ns !== this.options.host.ns) return;
+    remote.advert = null;
+    remote.dialling?.abort();
+    remote.dialling = null;
+    if (remote.retry) clearTimeout(remote.retry);
+    remote.retry = null;
+    if (remote.links.size > 0) {
+      this.options.log(`LAN: peer ${short(remote.peerId)} not heard for a while: not dialled again; its open link stays`);
+      return;
+    }
     this.options.log(`LAN: peer ${short(remote.peerId)} not heard for a while: dropped`);
-    this.disconnect(remote);
+    this.remotes.delete(remote.peerId);
+  }
+
+  /** A peer with no advert heard and no link left (it went quiet, or only ever dialled us) is forgotten. */
+  private forgetIfGone(remote: RemotePeer): void {
+    if (remote.advert || remote.links.size > 0 || remote.dialling) return;
+    if (remote.retry) clearTimeout(remote.retry);
+    remote.retry = null;
     this.remotes.delete(remote.peerId);
   }
 
@@ -460,9 +490,10 @@ export class LanPeering {
     const lasting = Math.min(LASTING_LINK_MS, this.options.idleTimeoutMs || LASTING_LINK_MS);
     if (Date.now() - (this.linkSince.get(peer) ?? Date.now()) >= lasting) remote.failures = 0;
     this.dropLink(remote, peer);
-    if (!wasActive || remote.active) return;
+    if (!wasActive || remote.active) return this.forgetIfGone(remote);
     this.options.log(`LAN: connection to ${short(remote.peerId)} closed`);
-    if (this.isBanned(remote.peerId, remote.advert?.address ?? address)) return;
+    if (!remote.advert) return this.forgetIfGone(remote);
+    if (this.isBanned(remote.peerId, remote.advert.address)) return;
     remote.failures += 1;
     this.scheduleRetry(remote, this.backoff(remote));
   }
