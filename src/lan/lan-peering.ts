@@ -349,12 +349,9 @@ export class LanPeering {
     remote.dialling = null;
     if (remote.retry) clearTimeout(remote.retry);
     remote.retry = null;
-    if (remote.links.size > 0) {
-      this.options.log(`LAN: peer ${short(remote.peerId)} not heard for a while: not dialled again; its open link stays`);
-      return;
-    }
-    this.options.log(`LAN: peer ${short(remote.peerId)} not heard for a while: dropped`);
-    this.remotes.delete(remote.peerId);
+    const stays = remote.links.size > 0 ? 'not dialled again; its open link stays' : 'dropped';
+    this.options.log(`LAN: peer ${short(remote.peerId)} not heard for a while: ${stays}`);
+    this.forgetIfGone(remote);
   }
 
   /** A peer with no advert heard and no link left (it went quiet, or only ever dialled us) is forgotten. */
