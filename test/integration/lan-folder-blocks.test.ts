@@ -168,6 +168,34 @@ describe('blocks served from the folder\'s files', () => {
     expect(changed).toEqual([]);
   });
 
+  it('serves a block both staged and in a file in place from the file, and from the staged copy once the file changed', async () => {
+    const bytes = randomBytes(MAX_BLOCK_SIZE + 2048);
+    const first = bytes.subarray(0, MAX_BLOCK_SIZE);
+    const hash = sha256(first) as BlockHash;
+    // Received before its file was planned (staged), then the file went into place: both hold it until eviction.
+    expect(await store.putVerified(hash, first)).toBe(hash);
+    expect(await placeFile('both.bin', bytes)).toContain(hash);
+    expect(await stagedCount()).toBe(1);
+    const server = blockServer();
+    const fromFile = await server.lookup(NS, hash, new Set([NS]));
+    if (!fromFile.ok) throw new Error(`not served: ${fromFile.reason}`);
+    expect(Buffer.from(fromFile.bytes).equals(first)).toBe(true);
+    // Read from the file into the serving pool's shared buffers; the staging store reads into fresh ordinary ones.
+    expect(fromFile.bytes.buffer).toBeInstanceOf(SharedArrayBuffer);
+    server.release(fromFile.bytes);
+
+    // The file edited under the daemon: a miss there, so the staged copy serves.
+    const edited = Buffer.from(bytes);
+    edited[7] ^= 0xff;
+    await writeFile(join(folder, 'both.bin'), edited);
+    await utimes(join(folder, 'both.bin'), new Date(), new Date(Date.now() + 5000));
+    const fromStaging = await server.lookup(NS, hash, new Set([NS]));
+    if (!fromStaging.ok) throw new Error(`not served: ${fromStaging.reason}`);
+    expect(Buffer.from(fromStaging.bytes).equals(first)).toBe(true);
+    expect(fromStaging.bytes.buffer).not.toBeInstanceOf(SharedArrayBuffer);
+    expect(changed).toEqual(['both.bin']);
+  });
+
   it('keeps the staged copies of a file not cut at 4 MiB offsets (its blocks would be read from the wrong places)', async () => {
     const parts = [randomBytes(1000), randomBytes(1000)];
     const hashes = parts.map((part) => sha256(part) as BlockHash);
