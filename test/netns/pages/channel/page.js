@@ -39,13 +39,35 @@ function signal(json) {
 }
 
 async function describeConnection() {
+  // Right after 'connect' Chromium's stats may not yet name the selected pair (seen on a
+  // loaded 2-core machine), so ask again for a short while before reporting none.
+  for (let attempt = 0; ; attempt++) {
+    const found = await selectedPair();
+    if (found.pair || attempt >= 20) return describePair(found);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function selectedPair() {
   const stats = await state.peer._pc.getStats();
   const byId = new Map();
   stats.forEach((s) => byId.set(s.id, s));
   let pair = null;
   stats.forEach((s) => {
-    if (s.type === 'candidate-pair' && s.state === 'succeeded' && (s.nominated || !pair)) pair = s;
+    // The transport names the pair in use; a succeeded (nominated) pair is the fallback.
+    if (s.type === 'transport' && s.selectedCandidatePairId && byId.has(s.selectedCandidatePairId)) {
+      pair = byId.get(s.selectedCandidatePairId);
+    }
   });
+  if (!pair) {
+    stats.forEach((s) => {
+      if (s.type === 'candidate-pair' && s.state === 'succeeded' && (s.nominated || !pair)) pair = s;
+    });
+  }
+  return { pair, byId };
+}
+
+function describePair({ pair, byId }) {
   const local = pair && byId.get(pair.localCandidateId);
   const remote = pair && byId.get(pair.remoteCandidateId);
   return {
