@@ -204,6 +204,7 @@ export class PeerDaemon {
     await this.sync.stop();
     await this.runner.stop();
     await this.assembly?.close();
+    this.folderBlocks?.flush();
     this.state.close();
   }
 

@@ -283,7 +283,8 @@ const describe = (f: TransferFigures) =>
  * - cpu_s_per_gib: receiver CPU (all its processes, /proc) from the first MiB on the link to
  *   complete, per GiB of files; cpu_total_s: its CPU seconds start → complete, startup included.
  * - sender_cpu_s_per_gib: the sender's CPU (its process tree) from the receiver's start to
- *   complete, per GiB of files.
+ *   complete, per GiB of files (the median; `_runs`: each run's, the first one's being where a
+ *   nearsync sender reads each block for the first time).
  * - state_dir_vs_folder: the nearsync receiver's state directory / its folder, in bytes, once
  *   it said "in sync" (the largest of the runs).
  * - *_vs_syncthing: nearsync's figure / Syncthing's (network: higher is better; complete and CPU: lower).
@@ -318,6 +319,7 @@ function rows(sizeMiB: number, repeats: number, bare: number[], results: Results
       network_vs_bare_tcp: round(ours.network_mbps / bareMbps),
       server_block_bytes: Math.max(...results.serverBytes),
       sender_cpu_s_per_gib: round(median(results.senderCpu)),
+      sender_cpu_s_per_gib_runs: results.senderCpu.map((cpu) => cpu.toFixed(2)).join(' '),
       state_dir_vs_folder: round(Math.max(...results.stateRatio), 4),
     },
     {
@@ -328,6 +330,7 @@ function rows(sizeMiB: number, repeats: number, bare: number[], results: Results
       ...theirs,
       network_vs_bare_tcp: round(theirs.network_mbps / bareMbps),
       sender_cpu_s_per_gib: round(median(results.syncthingSenderCpu)),
+      sender_cpu_s_per_gib_runs: results.syncthingSenderCpu.map((cpu) => cpu.toFixed(2)).join(' '),
     },
     { scenario: 'native-pair', system: 'bare tcp', size_mib: sizeMiB, runs: bare.length, network_mbps: round(bareMbps, 1), network_mbps_runs: bare.map((mbps) => mbps.toFixed(0)).join(' ') },
   ];

@@ -7,8 +7,10 @@ import { crc32 } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BlockServer } from '../../src/engine/block-server.ts';
 import { FileAssembly } from '../../src/lan/folder/file-assembly.ts';
+import { cutFile } from '../../src/lan/folder/file-blocks.ts';
 import { FolderBlockStore } from '../../src/lan/folder/folder-block-store.ts';
 import { DiskBlockStore } from '../../src/lan/store/disk-block-store.ts';
+import { sharedSha256Worker } from '../../src/lan/store/sha256-worker.ts';
 import { SqliteStateStore } from '../../src/lan/store/sqlite-state-store.ts';
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath, type NamespaceId } from '../../src/protocol/index.ts';
 import { sha256 } from './helpers.ts';
@@ -298,6 +300,63 @@ describe('blocks served from the folder\'s files', () => {
     expect((await served(first))!.equals(forged)).toBe(true);
     expect(await store.getBlock(first)).toBeNull();
     expect(changed).toEqual(['read-twice.bin', 'copy.bin', 'forged.bin']);
+  });
+
+  it('keeps CRC-32s across a restart: a block cut in a scan, or read once, is served unhashed after it; bytes changed under the same size and mtime are still a miss, and CRCs of blocks no file holds go', async () => {
+    const bytes = randomBytes(2 * MAX_BLOCK_SIZE);
+    const [first, second] = [0, 1].map((i) => bytes.subarray(i * MAX_BLOCK_SIZE, (i + 1) * MAX_BLOCK_SIZE));
+    // Cut as a scan cuts it (SHA-256 and CRC-32 from the same bytes) and recorded with its CRCs, as local-changes does.
+    await writeFile(join(folder, 'scanned.bin'), bytes);
+    const cut = await cutFile(join(folder, 'scanned.bin'));
+    expect(cut.crcs).toEqual([crc32(first), crc32(second)]);
+    const info = await stat(join(folder, 'scanned.bin'));
+    state.putFolderRecord({ path: 'scanned.bin' as FilePath, size: info.size, mtimeMs: info.mtimeMs, blocks: cut.blocks, crcs: cut.crcs, sjid: 1, deleted: false });
+    // Another file recorded without CRCs (as one written from received blocks is).
+    const other = randomBytes(MAX_BLOCK_SIZE);
+    const [otherHash] = await placeFile('received.bin', other);
+
+    /**
+     * Serves `hash` to a peer: whether the bytes were `expected` (null: a miss), and how many
+     * SHA-256s the hash worker did meanwhile (no deep equality of 4 MiB: its diff alone hangs).
+     */
+    const served = async (hash: BlockHash, expected: Uint8Array | null) => {
+      const before = sharedSha256Worker.offloaded;
+      const read = await store.readBlock(hash);
+      const right = read === null ? expected === null : expected !== null && Buffer.from(read).equals(expected);
+      if (read) store.releaseRead(read);
+      return { right, hashed: sharedSha256Worker.offloaded - before };
+    };
+    expect(await served(cut.blocks[0], first)).toEqual({ right: true, hashed: 0 });
+    expect(await served(otherHash, other)).toEqual({ right: true, hashed: 1 });
+    expect(await served(otherHash, other)).toEqual({ right: true, hashed: 0 });
+
+    // A restart: the CRCs written on close are read back; nothing is hashed on the first serve.
+    const restart = async () => {
+      store.flush();
+      await assembly.close();
+      state.close();
+      state = new SqliteStateStore(join(root, 'state.db'));
+      assembly = new FileAssembly(folder, () => undefined);
+      store = new FolderBlockStore(staging, assembly, folder, state, (path) => changed.push(path));
+    };
+    await restart();
+    expect([...state.blockCrcs().keys()].sort()).toEqual([...cut.blocks, otherHash].sort());
+    expect(await served(cut.blocks[1], second)).toEqual({ right: true, hashed: 0 });
+    expect(await served(otherHash, other)).toEqual({ right: true, hashed: 0 });
+
+    // Bytes changed under the same size and mtime, while stopped: the kept CRC no longer matches, a miss.
+    const handle = await open(join(folder, 'received.bin'), 'r+');
+    await handle.write(Buffer.from([other[777] ^ 0x01]), 0, 1, 777);
+    await handle.close();
+    const otherInfo = await stat(join(folder, 'received.bin'));
+    await utimes(join(folder, 'received.bin'), otherInfo.atime, new Date(Math.round(otherInfo.mtimeMs)));
+    expect(await served(otherHash, null)).toEqual({ right: true, hashed: 0 });
+    expect(changed).toEqual(['received.bin']);
+
+    // No file holds that block now: its CRC goes (kept state too); the scanned file's stay.
+    state.deleteFolderRecord('scanned.bin' as FilePath);
+    store.flush();
+    expect(state.blockCrcs().size).toBe(0);
   });
 
   it('a file that is gone, or a symlink in its place, is a miss', async () => {

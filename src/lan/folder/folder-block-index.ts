@@ -8,6 +8,7 @@ import { DIRECT_IO_ALIGN, alignedForDirectIo } from '../../engine/page-aligned.t
 import { MAX_BLOCK_SIZE, type BlockHash, type FilePath } from '../../protocol/index.ts';
 import { sharedSha256Worker } from '../store/sha256-worker.ts';
 import type { FolderRecord } from '../store/sqlite-state-store.ts';
+import { BlockCrcBook } from './block-crc-book.ts';
 
 /** Where a block lies in the folder, and the file as the daemon last wrote or committed it. */
 interface BlockPlace {
@@ -33,16 +34,16 @@ export class FolderBlockIndex {
   private readonly byHash = new Map<BlockHash, BlockPlace[]>();
   private readonly byPath = new Map<FilePath, readonly BlockHash[]>();
   /**
-   * The CRC-32 of each block whose bytes were read from the folder and matched their SHA-256
-   * (in memory only: after a restart a block's first read is hashed again). Later reads of the
-   * block for a peer are checked against it instead of hashed, as Syncthing checks what it
-   * reads against a weak hash: the check is there to notice a file changed under the daemon,
-   * and every receiver checks the SHA-256 itself (reads for this daemon's own use are always
-   * hashed: their bytes go into its files unchecked). The serving daemon's CPU per GiB served
-   * fell by a fifth with it (bench native-pair: 1.80–1.88 s, 1.44–1.48 after); zlib's CRC-32
-   * runs at about twice SHA-256's speed here and needs no trip to the hash worker.
+   * The CRC-32 of each indexed block whose bytes this daemon saw hash to it (cut in a scan, or
+   * read from the folder and SHA-256-checked), kept across restarts (block-crc-book.ts). Later
+   * reads of the block for a peer are checked against it instead of hashed, as Syncthing checks
+   * what it reads against a weak hash: the check is there to notice a file changed under the
+   * daemon, and every receiver checks the SHA-256 itself (reads for this daemon's own use are
+   * always hashed: their bytes go into its files unchecked). The serving daemon's CPU per GiB
+   * served fell by a fifth with it (bench native-pair: 1.80–1.88 s, 1.44–1.48 after); zlib's
+   * CRC-32 runs at about twice SHA-256's speed here and needs no trip to the hash worker.
    */
-  private readonly crcs = new Map<BlockHash, number>();
+  private readonly crcs: BlockCrcBook;
   /** Cleared once the file system refused a direct read: no failed open before every block after it. */
   private directReads = constants.O_DIRECT !== undefined;
 
@@ -51,16 +52,30 @@ export class FolderBlockIndex {
     records: Iterable<FolderRecord>,
     /** A file was found changed under the daemon (its places are dropped already). */
     private readonly onChanged: (path: FilePath) => void = () => undefined,
+    crcs: BlockCrcBook = new BlockCrcBook(),
   ) {
+    this.crcs = crcs;
     for (const record of records) this.recordChanged(record.path, record);
+    // CRCs of blocks no file holds any more (changed while the daemon was stopped) go.
+    this.crcs.keepOnly((hash) => this.byHash.has(hash));
   }
 
-  /** The folder record of `path` was put (`record`) or deleted (undefined). */
+  /**
+   * The folder record of `path` was put (`record`) or deleted (undefined). Its `crcs`, when
+   * given, were taken from the very bytes that hashed to its blocks.
+   */
   recordChanged(path: FilePath, record: FolderRecord | undefined): void {
-    this.drop(path);
-    if (!record || record.deleted || record.blocks.length === 0) return;
+    const orphaned = this.drop(path);
+    if (record && !record.deleted && record.blocks.length > 0) this.place(path, record);
+    // A CRC stays while any file holds its block: a record put again keeps what was learned.
+    for (const hash of orphaned) if (!this.byHash.has(hash)) this.crcs.delete(hash);
+  }
+
+  private place(path: FilePath, record: FolderRecord): void {
     this.byPath.set(path, record.blocks);
+    const crcs = record.crcs?.length === record.blocks.length ? record.crcs : undefined;
     record.blocks.forEach((hash, i) => {
+      if (crcs) this.crcs.set(hash, crcs[i]);
       const place: BlockPlace = {
         path,
         offset: i * MAX_BLOCK_SIZE,
@@ -217,22 +232,25 @@ export class FolderBlockIndex {
 
   private changed(path: FilePath): void {
     if (!this.byPath.has(path)) return;
-    this.drop(path);
+    for (const hash of this.drop(path)) this.crcs.delete(hash);
     this.onChanged(path);
   }
 
-  private drop(path: FilePath): void {
+  /** Removes the places of `path`; returns the blocks that no file holds any more. */
+  private drop(path: FilePath): BlockHash[] {
     const hashes = this.byPath.get(path);
-    if (!hashes) return;
+    if (!hashes) return [];
     this.byPath.delete(path);
+    const orphaned: BlockHash[] = [];
     for (const hash of new Set(hashes)) {
       const places = this.byHash.get(hash)?.filter((place) => place.path !== path);
       if (places && places.length > 0) this.byHash.set(hash, places);
       else {
         this.byHash.delete(hash);
-        this.crcs.delete(hash);
+        orphaned.push(hash);
       }
     }
+    return orphaned;
   }
 }
 

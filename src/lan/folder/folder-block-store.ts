@@ -7,6 +7,7 @@ import { sha256Hex } from '../store/node-sha256.ts';
 import { sharedSha256Worker } from '../store/sha256-worker.ts';
 import type { SqliteStateStore } from '../store/sqlite-state-store.ts';
 import type { FileAssembly } from './file-assembly.ts';
+import { BlockCrcBook } from './block-crc-book.ts';
 import { FolderBlockIndex } from './folder-block-index.ts';
 
 /**
@@ -28,6 +29,7 @@ import { FolderBlockIndex } from './folder-block-index.ts';
  */
 export class FolderBlockStore implements LocalBlockStore {
   readonly index: FolderBlockIndex;
+  private readonly crcs: BlockCrcBook;
   /** Blocks of files recorded since the last eviction: their staged copies may go. */
   private readonly recorded = new Set<BlockHash>();
   /** Buffers for blocks served from the folder: about the blocks queued on the links. */
@@ -42,7 +44,8 @@ export class FolderBlockStore implements LocalBlockStore {
     onFileChanged: (path: FilePath) => void = () => undefined,
   ) {
     const records = state.folderRecords();
-    this.index = new FolderBlockIndex(root, records, onFileChanged);
+    this.crcs = new BlockCrcBook(state);
+    this.index = new FolderBlockIndex(root, records, onFileChanged, this.crcs);
     // Copies staged by an earlier run (or an earlier version, which kept every block) go too.
     for (const record of records) if (!record.deleted) for (const hash of record.blocks) this.recorded.add(hash);
     state.onFolderRecord = (path, record) => {
@@ -77,6 +80,11 @@ export class FolderBlockStore implements LocalBlockStore {
    */
   async readBlock(hash: BlockHash): Promise<Uint8Array | null> {
     return (await this.assembly.read(hash)) ?? (await this.index.readForPeer(hash, this.servePool)) ?? (await this.staging.getBlock(hash));
+  }
+
+  /** Writes the CRC-32s learned and not yet kept (before the state store closes). */
+  flush(): void {
+    this.crcs.flush();
   }
 
   releaseRead(bytes: Uint8Array): void {

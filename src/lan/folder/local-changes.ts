@@ -90,7 +90,7 @@ export class LocalChanges {
     // The journal has a version this file was not based on: the materialiser decides (conflict or same bytes).
     if (this.remoteMovedOn(path, record?.sjid)) return;
 
-    const { blocks, size } = await cutFile(absolute, (hash, bytes) => {
+    const { blocks, crcs, size } = await cutFile(absolute, (hash, bytes) => {
       this.inProgress.add(hash);
       return this.options.blocks.putBlock(hash, bytes);
     });
@@ -99,7 +99,7 @@ export class LocalChanges {
       return; // Still being written: the watcher or the next rescan comes back to it.
     }
     if (record && !record.deleted && sameBlocks(record.blocks, blocks)) {
-      state.putFolderRecord({ ...record, size, mtimeMs: after.mtimeMs });
+      state.putFolderRecord({ ...record, size, mtimeMs: after.mtimeMs, crcs });
       return;
     }
     // Based on what the daemon last wrote or committed here; a path it deleted, or never had, must not be live.
@@ -111,7 +111,7 @@ export class LocalChanges {
       stillWanted: () => !this.remoteMovedOn(path, record?.sjid),
       settle: (outcome) => {
         if (outcome.status === 'committed') {
-          state.putFolderRecord({ path, size, mtimeMs: after.mtimeMs, blocks, sjid: outcome.sjid, deleted: false });
+          state.putFolderRecord({ path, size, mtimeMs: after.mtimeMs, blocks, crcs, sjid: outcome.sjid, deleted: false });
           this.options.onCommitted?.(outcome.sjid, blocks);
           log(`uploaded ${printable(path)} (${size} bytes, entry ${outcome.sjid})`);
         } else if (outcome.status === 'conflict') {

@@ -20,6 +20,11 @@ export interface FolderRecord {
    * far yet, so the older live entry must not be written back meanwhile.
    */
   deleted: boolean;
+  /**
+   * The CRC-32 of each block, where the daemon just read the bytes that hash to them (a file cut
+   * in a scan): the folder's block index keeps them (block_crcs), they are not part of the row.
+   */
+  crcs?: readonly number[];
 }
 
 type Migration = (db: Database.Database) => void;
@@ -38,6 +43,7 @@ const MIGRATIONS: Migration[] = [
         blocks TEXT NOT NULL, sjid INTEGER NOT NULL, deleted INTEGER NOT NULL
       );
     `),
+  (db) => db.exec('CREATE TABLE block_crcs (hash TEXT PRIMARY KEY, crc INTEGER NOT NULL) WITHOUT ROWID'),
 ];
 
 interface FileRow {
@@ -158,6 +164,29 @@ export class SqliteStateStore implements SyncStateStore {
   deleteFolderRecord(path: FilePath): void {
     this.db.prepare('DELETE FROM folder_files WHERE path = ?').run(path);
     this.onFolderRecord?.(path, undefined);
+  }
+
+  /** The kept CRC-32 of each folder block (block-crc-book.ts); a malformed row is skipped. */
+  blockCrcs(): Map<BlockHash, number> {
+    const crcs = new Map<BlockHash, number>();
+    for (const row of this.db.prepare('SELECT hash, crc FROM block_crcs').all() as { hash: string; crc: number }[]) {
+      if (isBlockHash(row.hash) && Number.isInteger(row.crc) && row.crc >= 0 && row.crc <= 0xffffffff) crcs.set(row.hash, row.crc);
+    }
+    return crcs;
+  }
+
+  putBlockCrcs(entries: ReadonlyArray<readonly [BlockHash, number]>): void {
+    const put = this.db.prepare('INSERT INTO block_crcs (hash, crc) VALUES (?, ?) ON CONFLICT (hash) DO UPDATE SET crc = excluded.crc');
+    this.db.transaction(() => {
+      for (const [hash, crc] of entries) put.run(hash, crc);
+    })();
+  }
+
+  deleteBlockCrcs(hashes: readonly BlockHash[]): void {
+    const remove = this.db.prepare('DELETE FROM block_crcs WHERE hash = ?');
+    this.db.transaction(() => {
+      for (const hash of hashes) remove.run(hash);
+    })();
   }
 
   private migrate(): void {
