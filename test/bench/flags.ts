@@ -46,6 +46,11 @@
  *   native-pair         (scenario, on request) nearsync daemon → daemon against Syncthing over a
  *                       veth between two namespaces, --size-mib (default 1024) as 4 files,
  *                       --repeats runs alternating, plus bare TCP; see native-pair.ts
+ *   --native-sender pulled|scanned
+ *                       native-pair: the nearsync sender pulled the files from the server
+ *                       (default: it serves blocks it received, its first serve of each one
+ *                       hashed), or scanned them from its folder and uploaded them (it took each
+ *                       block's CRC-32 in the scan: no first serve is hashed)
  *   folder-sync         (on request) the first --files count of small files and 3 large ones
  *                       written into a folder by folder sync vs a bare write loop, same page;
  *                       then a rescan with nothing changed, one after touching 100 files, and
@@ -112,6 +117,8 @@ export interface BenchFlags {
   zipFiles: number | undefined;
   /** zip: Files per write of the bare sink's variants. */
   sinkFilesPerWrite: number[];
+  /** native-pair: how the nearsync sender came by the files. */
+  nativeSender: 'pulled' | 'scanned';
 }
 
 const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib', 'blocks', 'bare-files', 'zip-files']);
@@ -137,6 +144,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     serverRoots: undefined,
     zipFiles: undefined,
     sinkFilesPerWrite: [4],
+    nativeSender: 'pulled',
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -206,6 +214,9 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
       const roots = value.split(',').map((part) => part.trim()).filter(Boolean);
       if (roots.length === 0) throw new Error('--server-root takes a comma-separated list of checkouts');
       flags.serverRoots = roots;
+    } else if (name === 'native-sender') {
+      if (value !== 'pulled' && value !== 'scanned') throw new Error('--native-sender takes pulled or scanned');
+      flags.nativeSender = value;
     } else if (name === 'trace') {
       flags.trace = value;
     } else {

@@ -54,7 +54,13 @@ interface Side {
  * With `profile` (the bench's --profile PREFIX), each nearsync receiver runs with `--cpu-prof`
  * into PREFIX-native-<run>/, and its heaviest functions are logged.
  */
-export async function benchNativePair(sizeMiB: number, repeats: number, log: (message: string) => void, profile?: string): Promise<BenchRow[]> {
+export async function benchNativePair(
+  sizeMiB: number,
+  repeats: number,
+  log: (message: string) => void,
+  profile?: string,
+  senderFrom: 'pulled' | 'scanned' = 'pulled',
+): Promise<BenchRow[]> {
   installSyncthing(log);
   const harness = await NetnsHarness.start({ buildApp: false });
   const cleanups: (() => Promise<unknown>)[] = [];
@@ -82,7 +88,7 @@ export async function benchNativePair(sizeMiB: number, repeats: number, log: (me
 
     const server = await harness.startServer();
     const senderProfile = profile ? `${profile}-native-sender` : undefined;
-    const nearsync = await startNearsyncSender(server, written, a, link, dir, log, senderProfile);
+    const nearsync = await startNearsyncSender(server, written, source, senderFrom, a, link, dir, log, senderProfile);
     cleanups.push(async () => {
       await nearsync.pool.stopAll();
       if (senderProfile) await logProfile(senderProfile, log, 'sender');
@@ -108,7 +114,7 @@ export async function benchNativePair(sizeMiB: number, repeats: number, log: (me
       results.syncthing.push(theirs);
       log(`native-pair run ${run}: syncthing ${describe(theirs)}`);
     }
-    return rows(sizeMiB, repeats, bare, results);
+    return rows(sizeMiB, repeats, bare, results, senderFrom);
   } finally {
     while (cleanups.length > 0) await cleanups.pop()!().catch((error: Error) => log(`native-pair cleanup: ${error.message}`));
     await harness.close();
@@ -133,30 +139,43 @@ interface NearsyncSender {
   lastEntry: number;
 }
 
+/**
+ * The nearsync sender, in sync with the workspace: 'pulled', it fetched the files from the
+ * server (what a daemon serving what it just received does); 'scanned', it found them in its
+ * folder and uploaded them.
+ */
 async function startNearsyncSender(
   server: NetnsTestServer,
   written: Awaited<ReturnType<typeof writeWorkspaceFiles>>,
+  source: string,
+  senderFrom: 'pulled' | 'scanned',
   a: Side,
   link: NamespaceLink,
   dir: string,
   log: (message: string) => void,
   profileDir: string | undefined,
 ): Promise<NearsyncSender> {
-  const { writer } = await uploadFromNode(server, written, 'bench native-pair');
-  const journal = await new ServerApi(server.hostUrl, writer.token).readJournal(writer.namespaceId, 0, { limit: 1000 });
-  const lastEntry = Math.max(...journal.entries.map((entry) => entry.sjid));
+  const writer =
+    senderFrom === 'pulled' ? (await uploadFromNode(server, written, 'bench native-pair')).writer : await new ServerApi(server.hostUrl).createWorkspace('bench native-pair');
+  const folder = join(dir, 'nearsync-a');
+  if (senderFrom === 'scanned') await cp(source, folder, { recursive: true });
   const pool = new DaemonPool();
   const sender = pool.start({
     netns: a.ns,
     server: server.hostUrl,
     invite: writer.inviteUrl,
-    dir: join(dir, 'nearsync-a'),
+    dir: folder,
     lan: { port: UDP_PORT, tcpPort: 0, broadcast: link.broadcastAddress },
     env: DAEMON_ENV,
     nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
   });
+  if (senderFrom === 'scanned') {
+    for (const file of written) await sender.waitFor(new RegExp(`uploaded ${file.name.replace(/[.]/g, '\\.')} `), 600_000);
+  }
+  const journal = await new ServerApi(server.hostUrl, writer.token).readJournal(writer.namespaceId, 0, { limit: 1000 });
+  const lastEntry = Math.max(...journal.entries.map((entry) => entry.sjid));
   await sender.waitFor(new RegExp(`in sync at journal entry ${lastEntry}\\b`), 120_000);
-  log(`native-pair: the nearsync sender is in sync at entry ${lastEntry}`);
+  log(`native-pair: the nearsync sender (${senderFrom}) is in sync at entry ${lastEntry}`);
   return { pool, pid: sender.pid, invite: writer.inviteUrl, lastEntry };
 }
 
@@ -290,7 +309,7 @@ const describe = (f: TransferFigures) =>
  * - *_vs_syncthing: nearsync's figure / Syncthing's (network: higher is better; complete and CPU: lower).
  * - bare TCP: the same veth with nothing on top.
  */
-function rows(sizeMiB: number, repeats: number, bare: number[], results: Results): BenchRow[] {
+function rows(sizeMiB: number, repeats: number, bare: number[], results: Results, senderFrom: 'pulled' | 'scanned'): BenchRow[] {
   const summary = (runs: TransferFigures[]) => ({
     network_mbps: round(median(runs.map((f) => f.networkMbps)), 1),
     complete_s: round(median(runs.map((f) => f.completeSeconds))),
@@ -310,6 +329,7 @@ function rows(sizeMiB: number, repeats: number, bare: number[], results: Results
       system: 'nearsync',
       size_mib: sizeMiB,
       runs: repeats,
+      sender: senderFrom,
       ...ours,
       network_vs_syncthing: round(ours.network_mbps / theirs.network_mbps),
       // Each run against Syncthing's right after it: how far the ratio swings within one bench.

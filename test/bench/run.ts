@@ -194,7 +194,7 @@ if (wants('native-pair')) {
     failures.push('native-pair');
     log(`native-pair needs network namespaces: ${support.reason}`);
   } else {
-    await attempt('native-pair', async () => void groups.push(await benchNativePair(flags.sizeMiB ?? NATIVE_PAIR_DEFAULT_MIB, flags.repeats, log, flags.profile)));
+    await attempt('native-pair', async () => void groups.push(await benchNativePair(flags.sizeMiB ?? NATIVE_PAIR_DEFAULT_MIB, flags.repeats, log, flags.profile, flags.nativeSender)));
   }
 }
 
