@@ -52,6 +52,9 @@ export interface RawChannelResult {
    */
   receiverCpuSecondsPerGiB: number | null;
   receiverCpu: TreeCpu | null;
+  /** The same for the sending browser, per GiB sent: what an office seeder's CPU compares with. */
+  senderCpuSecondsPerGiB: number | null;
+  senderCpu: TreeCpu | null;
 }
 
 export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind, bytesPerTransfer: number): Promise<RawChannelResult> {
@@ -87,8 +90,9 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
     const samples: number[] = [];
     let transferred = true;
     let cpuBefore: TreeCpu | null = null;
+    let senderCpuBefore: TreeCpu | null = null;
     for (let i = -1; i < TRANSFERS; i++) {
-      if (i === 0) cpuBefore = await profiles[1].cpu();
+      if (i === 0) [senderCpuBefore, cpuBefore] = await Promise.all([profiles[0].cpu(), profiles[1].cpu()]);
       const id = FIRST_CHANNEL_ID + 1 + i;
       const mbps = await withTimeout(
         transferOnce(sender, receiver, id, i < 0 ? WARM_UP_BYTES : bytesPerTransfer).then((result) => {
@@ -107,8 +111,9 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
       );
       if (i >= 0) samples.push(mbps);
     }
-    const cpuAfter = await profiles[1].cpu();
+    const [senderCpuAfter, cpuAfter] = await Promise.all([profiles[0].cpu(), profiles[1].cpu()]);
     const receiverCpu = cpuBefore && cpuAfter ? cpuBetween(cpuBefore, cpuAfter) : null;
+    const senderCpu = senderCpuBefore && senderCpuAfter ? cpuBetween(senderCpuBefore, senderCpuAfter) : null;
     return {
       mbps: median(samples),
       samples,
@@ -117,6 +122,8 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
       transferred,
       receiverCpuSecondsPerGiB: receiverCpu ? secondsPerGiB(receiverCpu.seconds, TRANSFERS * bytesPerTransfer) : null,
       receiverCpu,
+      senderCpuSecondsPerGiB: senderCpu ? secondsPerGiB(senderCpu.seconds, TRANSFERS * bytesPerTransfer) : null,
+      senderCpu,
     };
   } finally {
     await closeProfiles(profiles);

@@ -81,7 +81,8 @@ if (wants('office-warm') || wants('office-cold') || wants('office-lan')) {
                   `median ${raw.mbps.toFixed(1)}` +
                   (raw.receiverCpu
                     ? `; receiver CPU ${raw.receiverCpuSecondsPerGiB!.toFixed(2)} s/GiB (${describeThreads(raw.receiverCpu)})`
-                    : ''),
+                    : '') +
+                  (raw.senderCpu ? `; sender CPU ${raw.senderCpuSecondsPerGiB!.toFixed(2)} s/GiB (${describeThreads(raw.senderCpu)})` : ''),
               );
               return raw;
             } catch (error) {
