@@ -148,6 +148,26 @@ describe('blocks served from the folder\'s files', () => {
     expect(cached()).toBe(0);
   });
 
+  it('serves blocks of a file just cut in a scan through the page cache (its pages are there), bytes exact', async () => {
+    const bytes = randomBytes(2 * MAX_BLOCK_SIZE + 1536 * 1024 + 5);
+    const path = join(folder, 'scanned.bin');
+    await writeFile(path, bytes);
+    const cut = await cutFile(path);
+    const info = await stat(path);
+    state.putFolderRecord({ path: 'scanned.bin' as FilePath, size: info.size, mtimeMs: info.mtimeMs, blocks: cut.blocks, crcs: cut.crcs, inPageCache: true, sjid: 1, deleted: false });
+    // Dropped from the cache here only to see the reads go through it (they fill it again).
+    execFileSync('dd', [`of=${path}`, 'oflag=nocache', 'conv=notrunc,fdatasync', 'count=0', 'status=none']);
+    const cached = () => Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' }).trim());
+    expect(cached()).toBe(0);
+    const server = blockServer();
+    for (const [i, hash] of cut.blocks.entries()) {
+      const lookup = await server.lookup(NS, hash, new Set([NS]));
+      expect(lookup.ok && Buffer.from(lookup.bytes).equals(bytes.subarray(i * MAX_BLOCK_SIZE, (i + 1) * MAX_BLOCK_SIZE))).toBe(true);
+      if (lookup.ok) server.release(lookup.bytes);
+    }
+    expect(cached()).toBeGreaterThanOrEqual(bytes.length); // whole pages
+  });
+
   it('reads every block of a file in place, bytes exact, and the staged copies go once the file holds them', async () => {
     const bytes = randomBytes(2 * MAX_BLOCK_SIZE + 4321);
     const blocks: BlockHash[] = [];

@@ -99,7 +99,7 @@ export class LocalChanges {
       return; // Still being written: the watcher or the next rescan comes back to it.
     }
     if (record && !record.deleted && sameBlocks(record.blocks, blocks)) {
-      state.putFolderRecord({ ...record, size, mtimeMs: after.mtimeMs, crcs });
+      state.putFolderRecord({ ...record, size, mtimeMs: after.mtimeMs, crcs, inPageCache: true });
       return;
     }
     // Based on what the daemon last wrote or committed here; a path it deleted, or never had, must not be live.
@@ -111,7 +111,7 @@ export class LocalChanges {
       stillWanted: () => !this.remoteMovedOn(path, record?.sjid),
       settle: (outcome) => {
         if (outcome.status === 'committed') {
-          state.putFolderRecord({ path, size, mtimeMs: after.mtimeMs, blocks, crcs, sjid: outcome.sjid, deleted: false });
+          state.putFolderRecord({ path, size, mtimeMs: after.mtimeMs, blocks, crcs, inPageCache: true, sjid: outcome.sjid, deleted: false });
           this.options.onCommitted?.(outcome.sjid, blocks);
           log(`uploaded ${printable(path)} (${size} bytes, entry ${outcome.sjid})`);
         } else if (outcome.status === 'conflict') {

@@ -129,7 +129,7 @@ export class FolderMaterialiser {
       const local = await cutFile(target.absolute);
       const after = await lstatOrNull(target.absolute);
       if (after && sameBlocks(local.blocks, file.blocks) && after.size === existing.size && after.mtimeMs === existing.mtimeMs) {
-        state.putFolderRecord({ path: file.path, size: after.size, mtimeMs: after.mtimeMs, blocks: file.blocks, crcs: local.crcs, sjid: file.sjid, deleted: false });
+        state.putFolderRecord({ path: file.path, size: after.size, mtimeMs: after.mtimeMs, blocks: file.blocks, crcs: local.crcs, inPageCache: true, sjid: file.sjid, deleted: false });
         return;
       }
       await this.keepAside(target, file.path);

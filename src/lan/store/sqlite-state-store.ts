@@ -25,6 +25,11 @@ export interface FolderRecord {
    * in a scan): the folder's block index keeps them (block_crcs), they are not part of the row.
    */
   crcs?: readonly number[];
+  /**
+   * The daemon has just read the whole file through the page cache (cut it in a scan), so its
+   * blocks are read back through the cache too; not part of the row (after a restart, unknown).
+   */
+  inPageCache?: boolean;
 }
 
 type Migration = (db: Database.Database) => void;
