@@ -174,9 +174,9 @@ export class FolderBlockIndex {
    * arrived, so they are seldom in the page cache when peers ask, and filling it cost the serving
    * daemon 0.20–0.26 s of system time per 256 MiB on the bench machine against 0.03 direct (0.05
    * from pages already cached). A file this run cut in a scan (`inPageCache`) was just read
-   * through the cache and is read through it: its pages are there, and a direct read would take
-   * the disk from the daemon's own writes (native-pair, a scanned sender: 501 and 538 MB/s
-   * against 442 and 474 direct). Where the file system refuses O_DIRECT, through the page cache.
+   * through the cache and is read through it: its pages are there, and a direct read would go
+   * to the disk for bytes in memory (no rate gain shown in the bench: the disk reads saved are
+   * the point). Where the file system refuses O_DIRECT, through the page cache.
    */
   private async readPlace(place: BlockPlace, pool?: BlockBufferPool): Promise<Uint8Array | null> {
     const pooled = pool !== undefined && place.length >= POOLED_BLOCK_MIN && place.length <= pool.size;
