@@ -56,6 +56,13 @@ type TabMessage =
   /** The keep settings changed in some tab (read them from storage). */
   | { type: 'keep' };
 
+/**
+ * An upload that finished or failed shows within this of the last view: the user is waiting
+ * for it, and an upload's progress views keep the 200 ms pace below busy, so a finished 64 MiB
+ * upload showed done up to 200 ms late (a third of its time on loopback). Settles come in
+ * bursts (a batch of small files commits at once), so this still bounds the views.
+ */
+const SETTLED_VIEW_INTERVAL_MS = 50;
 /** Views for changes someone looks for (an action's result, a role, a question): at most this often… */
 const VIEW_INTERVAL_MS = 200;
 /** …and for progress (bytes moving, counters, the tick): see ViewPacer. */
@@ -117,7 +124,7 @@ export class WorkspaceSession {
       engine: () => this.engine,
       onSourcesChanged: () => this.engine?.sourcesChanged(),
       onBlocksChanged: (hashes) => this.engine?.blocksChanged(hashes),
-      onChange: () => this.schedulePush(true),
+      onChange: () => this.schedulePush('progress'),
       buffers: blockBuffers,
       taps: this.taps,
     });
@@ -129,8 +136,8 @@ export class WorkspaceSession {
       knownSjids: (paths) => this.knownSjids(paths),
       blocks: deps.blocks,
       sha256,
-      // A finished upload is the user's own action's result: the faster pace, not progress's.
-      onChange: (settled) => this.schedulePush(!settled),
+      // A finished upload is the user's own action's result: the fastest pace, not progress's.
+      onChange: (settled) => this.schedulePush(settled ? 'settled' : 'progress'),
       onCommitted: (hashes) => void this.engine?.noteStoredBlocks(hashes),
       // Only where this tab syncs the workspace: a follower keeps while it uploads, so the
       // leader (another tab, not told of the keep) finds the blocks stored, not missing.
@@ -167,7 +174,7 @@ export class WorkspaceSession {
     void this.refreshStorage();
     this.tickTimer = setInterval(() => {
       if (++this.ticks % STORAGE_EVERY_TICKS === 0) void this.refreshStorage();
-      this.schedulePush(true);
+      this.schedulePush('progress');
     }, TICK_MS);
   }
 
@@ -196,7 +203,7 @@ export class WorkspaceSession {
 
   private async refreshStorage(): Promise<void> {
     this.storage = await storageEstimate().catch(() => null);
-    this.schedulePush(true);
+    this.schedulePush('progress');
   }
 
   /** Rows of the folder view; folder rows carry this device's keep mode for them. */
@@ -438,7 +445,7 @@ export class WorkspaceSession {
       sha256,
       sources: () => [...this.peers.sources(), this.server],
       trackFileChanges: true,
-      onChange: () => this.schedulePush(true),
+      onChange: () => this.schedulePush('progress'),
       // A device holding online-only files claims nothing by cursor (advertisedCursor).
       onSynced: () => this.peers.advertise(engine.advertisedCursor),
       onBlockStored: (hash, bytes, sourceId) => this.peers.blockStored(hash, bytes, sourceId),
@@ -565,9 +572,10 @@ export class WorkspaceSession {
     return fullView(this.shared, this.role, { list: this.uploads.list(), totals: this.uploads.summary() }, this.tree.version, this.storage, this.keep);
   }
 
-  /** A view soon: within VIEW_INTERVAL_MS of the last, or PROGRESS_VIEW_INTERVAL_MS for progress. */
-  private schedulePush(progress = false): void {
-    if (!this.closed) this.pacer.request(progress ? PROGRESS_VIEW_INTERVAL_MS : VIEW_INTERVAL_MS);
+  /** A view soon: within VIEW_INTERVAL_MS of the last, PROGRESS_VIEW_INTERVAL_MS for progress, SETTLED_VIEW_INTERVAL_MS for a finished upload. */
+  private schedulePush(pace: 'settled' | 'change' | 'progress' = 'change'): void {
+    if (this.closed) return;
+    this.pacer.request(pace === 'settled' ? SETTLED_VIEW_INTERVAL_MS : pace === 'progress' ? PROGRESS_VIEW_INTERVAL_MS : VIEW_INTERVAL_MS);
   }
 
   private push(): void {

@@ -150,6 +150,10 @@ export async function uploadFile(
       size += slice.length;
     }
   } else {
+    // Blocks named before a refusal count again when sent by name (the server finds them held).
+    progress.bytesHashed = 0;
+    progress.bytesUploaded = 0;
+    progress.phase = 'hashing';
     await readHashAndSend();
   }
 

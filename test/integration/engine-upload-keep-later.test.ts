@@ -38,7 +38,7 @@ afterAll(async () => {
 
 const readBlob = (blob: Blob) => async (offset: number, length: number) => new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
 
-function countingApi(api: ServerApi, options: { tellNothingMissing?: boolean; unnamed?: 'sent' | 'refused' } = {}) {
+function countingApi(api: ServerApi, options: { tellNothingMissing?: boolean; unnamed?: 'sent' | 'refused' | { namedFirst: number } } = {}) {
   const counts = { commits: 0, questions: 0, named: 0, unnamed: 0 };
   return {
     counts,
@@ -55,8 +55,11 @@ function countingApi(api: ServerApi, options: { tellNothingMissing?: boolean; un
         ? {
             putUnnamedBlock: (body: Blob) => {
               counts.unnamed += 1;
-              // 'refused': as a server without POST /api/v1/blocks answers.
-              return options.unnamed === 'sent' ? api.putUnnamedBlock(body) : Promise.resolve(null);
+              // 'refused': as a server without POST /api/v1/blocks answers; namedFirst: the first
+              // requests reach instances with the route, the rest one without (a rolling deploy).
+              const unnamed = options.unnamed!;
+              const sends = unnamed === 'sent' || (typeof unnamed === 'object' && counts.unnamed <= unnamed.namedFirst);
+              return sends ? api.putUnnamedBlock(body) : Promise.resolve(null);
             },
           }
         : {}),
@@ -181,12 +184,42 @@ describe('uploads that keep their local copy later', () => {
       sha256: nodeSha256,
       keepLater: () => {},
     });
-    // One try, then by name: every block asked about and sent.
-    expect(counts.unnamed).toBe(1);
+    // One wave (all three blocks at once), then by name: every block asked about and sent.
+    expect(counts.unnamed).toBe(3);
     expect(counts.named).toBe(3);
     expect(counts.questions).toBeGreaterThan(0);
     expect(result.blocks).toEqual([0, 1, 2].map((index) => hashOf(bytes.subarray(index * MAX_BLOCK_SIZE, (index + 1) * MAX_BLOCK_SIZE))));
     expect(await api.missingBlocks(result.blocks)).toEqual([]);
+  });
+
+  it('falls back to sending by name when the server stops naming blocks part-way, sending only what it lacks', async () => {
+    const created = await new ServerApi(server.url).createWorkspace('unread refused part-way');
+    const api = new ServerApi(server.url, created.token);
+    const bytes = new Uint8Array(randomBytes(6 * MAX_BLOCK_SIZE + 5));
+    const source = new Blob([bytes as Uint8Array<ArrayBuffer>]);
+    const { api: counting, counts } = countingApi(api, { unnamed: { namedFirst: 2 } });
+    const result = await uploadFile({
+      ns: created.namespaceId,
+      path: parseFilePath('part-way.bin'),
+      mtime: 1_700_000_000_000,
+      stream: source.stream(),
+      bodyOf: (offset, length) => source.slice(offset, offset + length),
+      unreadSize: source.size,
+      api: counting,
+      blocks: new MemoryBlockStore(),
+      sha256: nodeSha256,
+      keepLater: () => {},
+      parallel: 2,
+    });
+    const expected = Array.from({ length: 7 }, (_, index) => hashOf(bytes.subarray(index * MAX_BLOCK_SIZE, (index + 1) * MAX_BLOCK_SIZE)));
+    expect(result.blocks).toEqual(expected);
+    // The two named blocks are on the server: only the other five go again, by name. The
+    // refusal stops both senders (the other may have had one more request out).
+    expect(counts.unnamed).toBeGreaterThanOrEqual(3);
+    expect(counts.unnamed).toBeLessThanOrEqual(4);
+    expect(counts.named).toBe(5);
+    expect(await api.missingBlocks(result.blocks)).toEqual([]);
+    expect(result.size).toBe(bytes.length);
   });
 
   it('answers the server\'s need list from the source', async () => {

@@ -7,8 +7,8 @@ import type { BlockHash } from '../../src/protocol/index.ts';
  * The order and bookkeeping of an unread upload (the server side and the browser's use of it
  * are tested against the real server in engine-upload-keep-later, api-blocks and
  * uploads-at-once): names come back in file order however the sends finish, a server that
- * cannot name blocks is asked once, a failed send stops the others, and a source that can no
- * longer be read says so instead of the network error it causes.
+ * cannot name blocks costs at most one wave of sends, a failed send stops the others, and a
+ * source that can no longer be read says so instead of the network error it causes.
  */
 
 const name = async (body: Blob): Promise<BlockHash> => createHash('sha256').update(new Uint8Array(await body.arrayBuffer())).digest('hex') as BlockHash;
@@ -36,15 +36,45 @@ describe('sendForServerToName', () => {
     expect(sent.reduce((a, b) => a + b, 0)).toBe(bytes.length);
   });
 
-  it('asks a server that cannot name blocks once, and sends nothing more', async () => {
-    const source = new Blob([new Uint8Array(5000)]);
+  it('sends the first wave together, and stops at a server that cannot name blocks: one wave at most, then null', async () => {
+    const source = new Blob([new Uint8Array(10_000)]);
     let calls = 0;
+    let inFlight = 0;
+    let mostInFlight = 0;
     const result = await sendForServerToName(source.size, (offset, length) => source.slice(offset, offset + length), async () => {
       calls += 1;
+      inFlight += 1;
+      mostInFlight = Math.max(mostInFlight, inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      inFlight -= 1;
       return null;
     }, 4, () => {}, 1000);
     expect(result).toBeNull();
-    expect(calls).toBe(1);
+    expect(mostInFlight).toBe(4);
+    expect(calls).toBe(4);
+  });
+
+  it('answers null when the server stops naming blocks part-way (a mixed fleet), so the caller sends by name', async () => {
+    const source = new Blob([new Uint8Array(10_000).map((_, i) => i % 251)]);
+    let calls = 0;
+    const sent: number[] = [];
+    const result = await sendForServerToName(
+      source.size,
+      (offset, length) => source.slice(offset, offset + length),
+      async (body) => {
+        calls += 1;
+        // The sixth request reaches an instance without the route.
+        if (calls === 6) return null;
+        return name(body);
+      },
+      2,
+      (length) => sent.push(length),
+      1000,
+    );
+    expect(result).toBeNull();
+    expect(sent.length).toBeGreaterThanOrEqual(5);
+    // Both senders stop: at most the one already out finishes after the refusal.
+    expect(calls).toBeLessThanOrEqual(7);
   });
 
   it('stops the other senders after a failure, and reports a source that no longer reads rather than the network error', async () => {
