@@ -23,6 +23,12 @@ export interface FrameChannel {
   onmessage: ((bytes: Uint8Array) => void) | null;
   /** May never fire (@roamhq/wrtc does not): callers also poll `bufferedAmount`. */
   onbufferedamountlow: (() => void) | null;
+  /**
+   * True where onbufferedamountlow, once it has fired at all, fires whenever bufferedAmount
+   * falls to bufferedAmountLowThreshold (a browser's RTCDataChannel): a sender may then wait on
+   * it and poll only as a guard. A LAN socket's fires only once its buffer is empty.
+   */
+  readonly lowEventAtThreshold?: boolean;
   /** Fires once, after which nothing is delivered. */
   onclose: (() => void) | null;
   close(): void;
@@ -64,6 +70,8 @@ export function frameChannelOf(dc: DataChannelLike): FrameChannel {
     send: (bytes) => dc.send(bytes),
     // Chromium's RTCDataChannel and @roamhq/wrtc copy the message before send returns.
     copiesOnSend: true,
+    // As the WebRTC spec has it; @roamhq/wrtc never fires the event at all, so its link polls.
+    lowEventAtThreshold: true,
     get bufferedAmount() {
       return dc.bufferedAmount;
     },

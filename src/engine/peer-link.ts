@@ -59,7 +59,7 @@ export interface PeerLinkOptions {
    */
   highWaterMark?: number;
   minHighWaterMark?: number;
-  /** …and resume once it is down to this (also the channel's bufferedAmountLowThreshold). */
+  /** …and resume once it is down to this. */
   lowWaterMark?: number;
   /**
    * While a reader's request (REQUEST_FROM) waits for its block to be read, a block already
@@ -67,8 +67,13 @@ export interface PeerLinkOptions {
    * reader's block is ready goes out ahead of it.
    */
   readerWaitMark?: number;
-  /** How often to poll bufferedAmount while paused (some channels never fire the event). */
+  /**
+   * How often to poll bufferedAmount while paused, until the channel has fired
+   * bufferedamountlow once (some never do); after that the event leads and a poll every
+   * `eventPollMs` only guards against a missed one.
+   */
   pollMs?: number;
+  eventPollMs?: number;
   /** Payload bytes per DATA frame when serving. */
   chunkSize?: number;
   /** Block hashes remembered from the peer's HAVE frames (oldest forgotten first). */
@@ -139,6 +144,7 @@ const DEFAULTS = {
   minHighWaterMark: 128 * 1024,
   readerWaitMark: 64 * 1024,
   pollMs: 5,
+  eventPollMs: 50,
   maxAnnounced: 100_000,
 };
 
@@ -167,6 +173,8 @@ export class PeerLink {
   private serveLoopRunning = false;
   private drainWaiters: Array<{ below: number; resolve: () => void }> = [];
   private drainTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The channel has fired bufferedamountlow: on a channel that fires it at the threshold, waits are led by it, not by the poll. */
+  private lowEventsSeen = false;
   private readonly sendBuffer: SendBufferTarget;
   /** Where DATA frames are built on a channel that copies what it sends (`copiesOnSend`). */
   private frameScratch: Uint8Array<ArrayBuffer> | null = null;
@@ -200,16 +208,19 @@ export class PeerLink {
       minHighWaterMark: options.minHighWaterMark ?? DEFAULTS.minHighWaterMark,
       readerWaitMark: Math.min(options.readerWaitMark ?? DEFAULTS.readerWaitMark, options.lowWaterMark ?? DEFAULTS.lowWaterMark),
       pollMs: options.pollMs ?? DEFAULTS.pollMs,
+      eventPollMs: options.eventPollMs ?? DEFAULTS.eventPollMs,
       maxAnnounced: options.maxAnnounced ?? DEFAULTS.maxAnnounced,
       chunkSize: Math.max(1, Math.min(MAX_DATA_BYTES, options.chunkSize ?? BLOCK_CHUNK_SIZE)),
     };
     this.shared = new Set(options.sharedNamespaces ?? []);
     this.lastFrameAt = this.now();
-    this.channel.bufferedAmountLowThreshold = this.opts.lowWaterMark;
     const highWaterMark = this.opts.highWaterMark;
     this.sendBuffer = new SendBufferTarget(Math.min(this.opts.minHighWaterMark, highWaterMark), highWaterMark);
     this.channel.onmessage = (bytes) => this.receive(bytes);
-    this.channel.onbufferedamountlow = () => this.checkDrained();
+    this.channel.onbufferedamountlow = () => {
+      this.lowEventsSeen = true;
+      this.checkDrained();
+    };
     this.channel.onclose = () => this.teardown();
     if ('dataSink' in this.channel) {
       this.channel.dataSink = { begin: (id, offset, length) => this.beginDirectData(id, offset, length), end: () => this.endDirectData() };
@@ -734,8 +745,22 @@ export class PeerLink {
   private bufferBelow(below: number): Promise<void> {
     return new Promise((resolve) => {
       this.drainWaiters.push({ below, resolve });
-      this.pollDrain();
+      this.aimLowEvent();
+      // Drained already (before the threshold moved, so no event will come).
+      this.checkDrained();
+      if (this.drainWaiters.length > 0) this.pollDrain();
     });
+  }
+
+  /**
+   * The channel's bufferedamountlow fires where the lowest waiter wants to resume. *Why:* with
+   * a fixed threshold above the adaptive resume mark, the event came too early and a 5 ms poll
+   * did the waking, 200 wakeups a second of a serving worker for the whole transfer.
+   */
+  private aimLowEvent(): void {
+    let lowest = Infinity;
+    for (const waiter of this.drainWaiters) lowest = Math.min(lowest, waiter.below);
+    if (lowest !== Infinity && this.channel.bufferedAmountLowThreshold !== lowest) this.channel.bufferedAmountLowThreshold = lowest;
   }
 
   private wakeSenders(): void {
@@ -750,7 +775,7 @@ export class PeerLink {
       this.drainTimer = null;
       this.checkDrained();
       if (this.drainWaiters.length > 0) this.pollDrain();
-    }, this.opts.pollMs);
+    }, this.lowEventsSeen && this.channel.lowEventAtThreshold ? this.opts.eventPollMs : this.opts.pollMs);
   }
 
   /** When block data stops and resumes: while a reader's block is being read, little of another stays ahead of it. */

@@ -14,6 +14,8 @@ export class MemoryChannel implements FrameChannel {
   readonly copiesOnSend = true;
   /** Whether `bufferedamountlow` fires (@roamhq/wrtc never fires it). */
   firesLowEvent = true;
+  /** It fires as an RTCDataChannel's does, when bufferedAmount falls to the threshold. */
+  readonly lowEventAtThreshold = true;
   /** Every message this end sent, in order. */
   readonly sent: Uint8Array[] = [];
   /** Largest bufferedAmount seen. */

@@ -427,6 +427,54 @@ describe('peer link: backpressure', () => {
   });
 });
 
+describe('peer link: waiting for the channel to drain', () => {
+  it('once bufferedamountlow has fired, waits on it at the resume level instead of polling', async () => {
+    const device = new Device();
+    const first = blockOf(MAX_BLOCK_SIZE, 12);
+    const second = blockOf(MAX_BLOCK_SIZE, 13);
+    const [firstHash, secondHash] = [await device.add(NS, first), await device.add(NS, second)];
+    // A poll that would take a minute: only the event can wake the sender in this test's time.
+    const { a, cb } = connected(device, {
+      b: { chunkSize: 16 * 1024, highWaterMark: 128 * 1024, lowWaterMark: 32 * 1024, pollMs: 2, eventPollMs: 60_000 },
+    });
+    // The first block fills and drains the buffer many times: the event has fired.
+    expect(hashOf(await a.request(NS, firstHash))).toBe(firstHash);
+    let reads = 0;
+    let buffered = cb.bufferedAmount;
+    Object.defineProperty(cb, 'bufferedAmount', {
+      get: () => {
+        reads += 1;
+        return buffered;
+      },
+      set: (value: number) => (buffered = value),
+    });
+    const framesBefore = dataFrames(cb).length;
+    cb.pause();
+    const pending = a.request(NS, secondHash);
+    await until(() => dataFrames(cb).length >= framesBefore + 8);
+    await sleep(10);
+    const readsWhenPaused = reads;
+    await sleep(100);
+    // No poll every 2 ms while paused (about 50 reads in 100 ms): nothing looked at the buffer.
+    expect(reads - readsWhenPaused).toBeLessThanOrEqual(2);
+    // The event is aimed where the sender resumes (a quarter of the high-water mark here).
+    expect(cb.bufferedAmountLowThreshold).toBe(32 * 1024);
+    cb.resume();
+    expect(hashOf(await pending)).toBe(secondHash);
+  });
+
+  it('keeps polling where the event never fires (as with @roamhq/wrtc)', async () => {
+    const device = new Device();
+    const bytes = blockOf(MAX_BLOCK_SIZE, 14);
+    const hash = await device.add(NS, bytes);
+    const { a, cb } = connected(device, {
+      b: { chunkSize: 16 * 1024, highWaterMark: 128 * 1024, lowWaterMark: 32 * 1024, pollMs: 2, eventPollMs: 60_000 },
+    });
+    cb.firesLowEvent = false;
+    expect(hashOf(await a.request(NS, hash))).toBe(hash);
+  });
+});
+
 describe('peer link: HAVE', () => {
   it('announces blocks to the peer, which remembers and reports them', async () => {
     const device = new Device();
