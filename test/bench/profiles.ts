@@ -61,11 +61,37 @@ export async function openProfiles(harness: NetnsHarness, kind: BrowserKind, cou
   const profiles: Profile[] = [];
   try {
     for (let i = 0; i < count; i++) profiles.push(await openProfile(harness, kind, options));
+    await untilQuiet(profiles);
   } catch (error) {
     await closeProfiles(profiles);
     throw error;
   }
   return profiles;
+}
+
+/** A browser that used less than this share of a core over one look has finished starting. */
+const QUIET_SHARE = 0.05;
+const QUIET_LOOK_MS = 250;
+const QUIET_WITHIN_MS = 10_000;
+
+/**
+ * Waits until each freshly launched Chromium has finished its own start-up work, 10 s at most.
+ * *Why:* Chromium 156 loads the omnibox popup's WebUI in a renderer of its own in the first
+ * second or two after launch (0.4–0.7 s of CPU at rest, seen in a Chrome trace of an office
+ * joiner), and a joiner's CPU is counted from right after its launch, while the bare data
+ * channel's receiver is counted from its transfers, long after. That start-up is the
+ * browser's, not the app's: it counted as up to 3 s per GiB against a 256 MiB join.
+ */
+async function untilQuiet(profiles: Profile[]): Promise<void> {
+  const deadline = Date.now() + QUIET_WITHIN_MS;
+  let last = await Promise.all(profiles.map((profile) => profile.cpu()));
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, QUIET_LOOK_MS));
+    const now = await Promise.all(profiles.map((profile) => profile.cpu()));
+    const busy = now.some((cpu, i) => cpu && last[i] && cpu.seconds - last[i]!.seconds > (QUIET_SHARE * QUIET_LOOK_MS) / 1000);
+    last = now;
+    if (!busy) return;
+  }
 }
 
 export async function closeProfiles(profiles: Profile[]): Promise<void> {
