@@ -21,6 +21,9 @@
  *                       process's memory), or a context of one shared process
  *   --repeats N         app-transfer rounds (default 3)
  *   --channel-mib N     MiB per bare data-channel transfer (default 32; five, after a warm-up)
+ *   --pair-runs N       office-warm: N runs of fresh joiners syncing from the one seeder, each
+ *                       right after its own bare data-channel measurement (default 1); the row
+ *                       gives each figure's median and, in <figure>_runs, every run's
  *   --files N,N,…       many-files: workspace sizes joined, one row each (default 10000,30000,100000)
  *   --profile PREFIX    many-files: CPU-profile the sync worker during each join into
  *                       PREFIX-<files>-worker0.cpuprofile and print its heaviest functions
@@ -101,6 +104,7 @@ export interface BenchFlags {
   browsers: BrowserKind;
   repeats: number;
   channelMiB: number;
+  pairRuns: number;
   trace: string | undefined;
   files: number[];
   profile: string | undefined;
@@ -121,7 +125,7 @@ export interface BenchFlags {
   nativeSender: 'pulled' | 'scanned';
 }
 
-const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib', 'blocks', 'bare-files', 'zip-files']);
+const NUMERIC = new Set(['size-mib', 'joiners', 'egress-mbps', 'repeats', 'channel-mib', 'blocks', 'bare-files', 'zip-files', 'pair-runs']);
 
 export function parseBenchFlags(argv: string[]): BenchFlags {
   const flags: BenchFlags = {
@@ -132,6 +136,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
     browsers: 'processes',
     repeats: 3,
     channelMiB: 32,
+    pairRuns: 1,
     trace: undefined,
     files: [10_000, 30_000, 100_000],
     profile: undefined,
@@ -166,6 +171,7 @@ export function parseBenchFlags(argv: string[]): BenchFlags {
         else if (name === 'blocks') flags.blocks = number;
         else if (name === 'bare-files') flags.bareFiles = number;
         else if (name === 'zip-files') flags.zipFiles = number;
+        else if (name === 'pair-runs') flags.pairRuns = number;
         else flags.repeats = number;
       }
     } else if (name === 'scenario' || name === 'scenarios') {

@@ -97,6 +97,7 @@ if (wants('office-warm') || wants('office-cold') || wants('office-lan')) {
           sizeMiB: flags.sizeMiB ?? OFFICE_DEFAULT_MIB,
           joiners: flags.joiners,
           browsers: flags.browsers,
+          pairRuns: flags.pairRuns,
           measureRawChannel: measureRawChannelOnce,
           profile: flags.profile,
           log,
