@@ -162,14 +162,23 @@ async function editFolder(page: Page, edit: { write?: Record<string, string>; re
 async function afterNextScan(page: Page): Promise<Record<string, number>> {
   const before = Number((await page.getByTestId('folder-sync').getAttribute('data-last-scan')) ?? 0);
   await page.evaluate(() => window.dispatchEvent(new Event('focus')));
-  await page.waitForFunction(
-    (since) => {
-      const panel = document.querySelector<HTMLElement>('[data-testid="folder-sync"]');
-      return panel !== null && Number(panel.dataset.lastScan) > since && panel.dataset.state === 'idle';
-    },
-    before,
-    { timeout: 30_000, polling: 100 },
-  );
+  await page
+    .waitForFunction(
+      (since) => {
+        const panel = document.querySelector<HTMLElement>('[data-testid="folder-sync"]');
+        return panel !== null && Number(panel.dataset.lastScan) > since && panel.dataset.state === 'idle';
+      },
+      before,
+      { timeout: 30_000, polling: 100 },
+    )
+    .catch(async (error: unknown) => {
+      // Say where folder sync stood (seen once in CI: no scan after a reload within 30 s).
+      const panel = await page
+        .getByTestId('folder-sync')
+        .evaluate((element) => ({ ...(element as HTMLElement).dataset, text: element.textContent }))
+        .catch((reason: unknown) => String(reason));
+      throw new Error(`no folder scan finished after last-scan ${before}: the panel shows ${JSON.stringify(panel)}`, { cause: error });
+    });
   return page.getByTestId('folder-sync').evaluate((panel) => {
     const { written, uploaded, deleted, conflicts } = (panel as HTMLElement).dataset;
     return { written: Number(written), uploaded: Number(uploaded), deleted: Number(deleted), conflicts: Number(conflicts) };
