@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { io } from 'socket.io-client';
@@ -11,7 +11,8 @@ import { createWorkspace, joinWithLink, uploadThroughPicker, waitForAllSynced, w
 import type { NetnsHarness, NetnsTestServer } from '../netns/harness.ts';
 import { nodeSha256 } from '../support/memory-stores.ts';
 import type { BrowserKind } from './flags.ts';
-import { cpuBetween, describeThreads, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
+import { describeConnections, readConnectionStats, RECORD_CONNECTIONS_SCRIPT, type ConnectionStats } from './connection-stats.ts';
+import { busyBetween, cpuBetween, cpuTimes, describeThreads, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
 import { closeProfiles, collectPageErrors, openProfile, openProfiles, type Profile } from './profiles.ts';
 import type { RawChannelResult } from './raw-channel.ts';
 import { profileWorkers } from './worker-profiler.ts';
@@ -119,6 +120,8 @@ export interface JoinRun {
    * completion; null per joiner where it cannot be read (contexts of one process, not Linux).
    */
   joinerCpu: (TreeCpu | null)[];
+  /** Each joiner's WebRTC connections at completion (empty without peers). */
+  connections: ConnectionStats[][];
 }
 
 export async function benchOfficeWarm(ctx: OfficeContext): Promise<BenchRow> {
@@ -356,7 +359,7 @@ export async function runJoiners(
   const { shareLink, namespaceId, total, peers, name, errors } = options;
   // Peers each joiner can connect to: the other joiners and whoever is online already.
   const expectPeers = peers ? ctx.joiners - 1 + options.online : 0;
-  const scripts = [recorderScript(total, expectPeers)];
+  const scripts = [recorderScript(total, expectPeers), RECORD_CONNECTIONS_SCRIPT];
   if (!peers) scripts.unshift(PEERS_OFF_SCRIPT);
   const profiles = await openProfiles(ctx.harness, ctx.browsers, ctx.joiners, { initScripts: scripts });
   const gets: BlockGet[] = [];
@@ -399,6 +402,7 @@ export async function runJoiners(
       ctx.log(`${name}: joiner 1 profile ${file}; heaviest self time:\n${top.map((t) => `  ${String(t.selfMs).padStart(7)} ms  ${t.fn}`).join('\n')}`);
     }
     const joiners = await Promise.all(profiles.map(readRecorded));
+    const connections = peers ? await Promise.all(profiles.map((profile) => readConnectionStats(profile.page).catch(() => []))) : profiles.map(() => []);
     const doneAt = Math.max(...joiners.map((joiner) => joiner.done!));
     // Let the last write callbacks of the server's block responses land before reading.
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -412,7 +416,8 @@ export async function runJoiners(
       joiners,
       gets,
       serverTimeline,
-      cpuBusy: cpuBefore && cpuAfter ? (cpuAfter.busy - cpuBefore.busy) / (cpuAfter.total - cpuBefore.total) : null,
+      cpuBusy: busyBetween(cpuBefore, cpuAfter),
+      connections,
       joinerCpu: joinerCpuAfter.map((after, i) => {
         const before = joinerCpuBefore[i];
         return before && after ? cpuBetween(before, after) : null;
@@ -424,18 +429,6 @@ export async function runJoiners(
   } finally {
     clearInterval(sampler);
     await closeProfiles(profiles);
-  }
-}
-
-/** Cumulative CPU time of the whole machine from /proc/stat (all cores; busy = not idle or waiting for I/O). */
-async function cpuTimes(): Promise<{ busy: number; total: number } | null> {
-  try {
-    const fields = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const total = fields.reduce((sum, value) => sum + value, 0);
-    const idle = fields[3] + (fields[4] ?? 0);
-    return { busy: total - idle, total };
-  } catch {
-    return null;
   }
 }
 
@@ -645,6 +638,7 @@ function logJoiners(ctx: OfficeContext, name: string, run: JoinRun, total: numbe
     );
     const cpu = run.joinerCpu[index];
     if (cpu) ctx.log(`  joiner ${index + 1}: browser CPU ${cpu.seconds.toFixed(2)} s (${describeThreads(cpu)})`);
+    if (run.connections[index]?.length) ctx.log(`  joiner ${index + 1}: WebRTC ${describeConnections(run.connections[index], joiner.final!.peer)}`);
     // The per-peer cells (browser and LAN peers) and the bytes-from-peers counter should tell the same story.
     const listed = joiner.final!.peer + joiner.final!.lan;
     const counter = uiBytes(joiner.final!.fromPeersText);

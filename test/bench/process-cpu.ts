@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { chromiumProcesses } from './chromium-rss.ts';
 
 /**
@@ -83,4 +84,21 @@ function readStat(path: string): { name: string; seconds: number } | null {
   const fields = text.slice(close + 2).split(' ');
   // fields[0] is field 3 (state): utime is field 14, stime 15.
   return { name: text.slice(open + 1, close), seconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND };
+}
+
+/** Cumulative CPU time of the whole machine from /proc/stat (all cores; busy = not idle or waiting for I/O). */
+export async function cpuTimes(): Promise<{ busy: number; total: number } | null> {
+  try {
+    const fields = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.reduce((sum, value) => sum + value, 0);
+    const idle = fields[3] + (fields[4] ?? 0);
+    return { busy: total - idle, total };
+  } catch {
+    return null;
+  }
+}
+
+/** Share of the machine busy between two readings of cpuTimes (null if either is missing). */
+export function busyBetween(before: { busy: number; total: number } | null, after: { busy: number; total: number } | null): number | null {
+  return before && after && after.total > before.total ? (after.busy - before.busy) / (after.total - before.total) : null;
 }

@@ -3,7 +3,8 @@ import type { Page } from 'playwright-core';
 import { BLOCK_CHUNK_SIZE } from '../../src/protocol/index.ts';
 import type { NetnsHarness } from '../netns/harness.ts';
 import type { BrowserKind } from './flags.ts';
-import { cpuBetween, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
+import { readConnectionStats, RECORD_CONNECTIONS_SCRIPT, statsBetween, type ConnectionStats } from './connection-stats.ts';
+import { busyBetween, cpuBetween, cpuTimes, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
 import { closeProfiles, collectPageErrors, openProfiles } from './profiles.ts';
 import { median } from './report.ts';
 
@@ -55,6 +56,10 @@ export interface RawChannelResult {
   /** The same for the sending browser, per GiB sent: what an office seeder's CPU compares with. */
   senderCpuSecondsPerGiB: number | null;
   senderCpu: TreeCpu | null;
+  /** The receiving browser's connection over the measured transfers (packets, the pair in use). */
+  receiverConnection: ConnectionStats[];
+  /** Share of the machine's CPU busy (all processes, all cores) over the measured transfers; null off Linux. */
+  machineBusy: number | null;
 }
 
 export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind, bytesPerTransfer: number): Promise<RawChannelResult> {
@@ -65,7 +70,7 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
     '/simplepeer.min.js': SIMPLE_PEER_BUNDLE,
   });
   const errors: string[] = [];
-  const profiles = await openProfiles(harness, kind, 2);
+  const profiles = await openProfiles(harness, kind, 2, { initScripts: [RECORD_CONNECTIONS_SCRIPT] });
   try {
     const [sender, receiver] = profiles.map((profile) => profile.page);
     for (const [name, page, other] of [
@@ -91,8 +96,14 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
     let transferred = true;
     let cpuBefore: TreeCpu | null = null;
     let senderCpuBefore: TreeCpu | null = null;
+    let connectionBefore: ConnectionStats[] = [];
+    let machineBefore: Awaited<ReturnType<typeof cpuTimes>> = null;
     for (let i = -1; i < TRANSFERS; i++) {
-      if (i === 0) [senderCpuBefore, cpuBefore] = await Promise.all([profiles[0].cpu(), profiles[1].cpu()]);
+      if (i === 0) {
+        [senderCpuBefore, cpuBefore] = await Promise.all([profiles[0].cpu(), profiles[1].cpu()]);
+        connectionBefore = await readConnectionStats(receiver).catch(() => []);
+        machineBefore = await cpuTimes();
+      }
       const id = FIRST_CHANNEL_ID + 1 + i;
       const mbps = await withTimeout(
         transferOnce(sender, receiver, id, i < 0 ? WARM_UP_BYTES : bytesPerTransfer).then((result) => {
@@ -111,7 +122,9 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
       );
       if (i >= 0) samples.push(mbps);
     }
+    const machineBusy = busyBetween(machineBefore, await cpuTimes());
     const [senderCpuAfter, cpuAfter] = await Promise.all([profiles[0].cpu(), profiles[1].cpu()]);
+    const receiverConnection = statsBetween(connectionBefore, await readConnectionStats(receiver).catch(() => []));
     const receiverCpu = cpuBefore && cpuAfter ? cpuBetween(cpuBefore, cpuAfter) : null;
     const senderCpu = senderCpuBefore && senderCpuAfter ? cpuBetween(senderCpuBefore, senderCpuAfter) : null;
     return {
@@ -124,6 +137,8 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
       receiverCpu,
       senderCpuSecondsPerGiB: senderCpu ? secondsPerGiB(senderCpu.seconds, TRANSFERS * bytesPerTransfer) : null,
       senderCpu,
+      receiverConnection,
+      machineBusy,
     };
   } finally {
     await closeProfiles(profiles);

@@ -16,6 +16,7 @@ import { benchManyFiles } from './many-files.ts';
 import { benchManyFilesUpload } from './many-files-upload.ts';
 import { benchOfficeLan } from './office-lan.ts';
 import { benchNativePair } from './native-pair.ts';
+import { describeConnections } from './connection-stats.ts';
 import { describeThreads } from './process-cpu.ts';
 import { measureRawChannel, type RawChannelResult } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
@@ -79,10 +80,12 @@ if (wants('office-warm') || wants('office-cold') || wants('office-lan')) {
                 `bare data channel (${flags.browsers}, ${raw.messageBytes / 1024} KiB messages, worker to worker` +
                   `${raw.transferred ? '' : ', MessagePort relay'}): ${raw.samples.map((mbps) => mbps.toFixed(1)).join(', ')} MB/s, ` +
                   `median ${raw.mbps.toFixed(1)}` +
+                  (raw.machineBusy === null ? '' : `; machine CPU ${Math.round(raw.machineBusy * 100)}% busy`) +
                   (raw.receiverCpu
                     ? `; receiver CPU ${raw.receiverCpuSecondsPerGiB!.toFixed(2)} s/GiB (${describeThreads(raw.receiverCpu)})`
                     : '') +
-                  (raw.senderCpu ? `; sender CPU ${raw.senderCpuSecondsPerGiB!.toFixed(2)} s/GiB (${describeThreads(raw.senderCpu)})` : ''),
+                  (raw.senderCpu ? `; sender CPU ${raw.senderCpuSecondsPerGiB!.toFixed(2)} s/GiB (${describeThreads(raw.senderCpu)})` : '') +
+                  `; receiver WebRTC ${describeConnections(raw.receiverConnection, raw.samples.length * raw.bytesPerTransfer)}`,
               );
               return raw;
             } catch (error) {
