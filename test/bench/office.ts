@@ -12,7 +12,7 @@ import type { NetnsHarness, NetnsTestServer } from '../netns/harness.ts';
 import { nodeSha256 } from '../support/memory-stores.ts';
 import type { BrowserKind } from './flags.ts';
 import { describeConnections, readConnectionStats, RECORD_CONNECTIONS_SCRIPT, type ConnectionStats } from './connection-stats.ts';
-import { busyBetween, cpuBetween, cpuTimes, describeThreads, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
+import { cpuBetween, cpuTimes, describeMachine, describeThreads, machineShares, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
 import { closeProfiles, collectPageErrors, openProfile, openProfiles, type Profile } from './profiles.ts';
 import type { RawChannelResult } from './raw-channel.ts';
 import { profileWorkers } from './worker-profiler.ts';
@@ -115,6 +115,8 @@ export interface JoinRun {
   serverTimeline: [number, number][];
   /** Share of the machine's CPU time busy (all processes, all cores) from start to the last completion; null off Linux. */
   cpuBusy: number | null;
+  /** Share of the machine's CPU the host took (steal) over the same span; null off Linux. */
+  cpuSteal: number | null;
   /**
    * Each joiner's browser CPU (all its processes, from /proc) from the start to the last
    * completion; null per joiner where it cannot be read (contexts of one process, not Linux).
@@ -194,6 +196,7 @@ const PER_RUN_FIELDS = [
   'peer_cpu_ratio',
   'seeder_cpu_s_per_gib',
   'cpu_busy',
+  'cpu_steal',
 ] as const;
 
 /**
@@ -416,7 +419,8 @@ export async function runJoiners(
       joiners,
       gets,
       serverTimeline,
-      cpuBusy: busyBetween(cpuBefore, cpuAfter),
+      cpuBusy: machineShares(cpuBefore, cpuAfter)?.busy ?? null,
+      cpuSteal: machineShares(cpuBefore, cpuAfter)?.steal ?? null,
       connections,
       joinerCpu: joinerCpuAfter.map((after, i) => {
         const before = joinerCpuBefore[i];
@@ -582,6 +586,7 @@ export function officeRow(
     peer_cpu_ratio: peerCpuRatio === null ? null : round(peerCpuRatio),
     ...extra,
     cpu_busy: run.cpuBusy === null ? null : round(run.cpuBusy, 2),
+    cpu_steal: run.cpuSteal === null ? null : round(run.cpuSteal, 3),
     cores: cpus().length,
     goal,
     goal_status: met,
@@ -622,7 +627,7 @@ function logJoiners(ctx: OfficeContext, name: string, run: JoinRun, total: numbe
   ctx.log(
     `${name}: all ${run.joiners.length} synced in ${run.seconds.toFixed(1)} s; server sent ${mib(run.serverBytes)} MiB ` +
       `(${(run.serverBytes / total).toFixed(3)} x S) in ${run.serverRequests} block responses; ` +
-      `machine CPU ${run.cpuBusy === null ? '?' : `${Math.round(run.cpuBusy * 100)}%`} busy`,
+      `machine CPU ${run.cpuBusy === null ? '?' : describeMachine({ busy: run.cpuBusy, steal: run.cpuSteal ?? 0 })}`,
   );
   run.joiners.forEach((joiner, index) => {
     const at = (t: number | null) => (t === null ? '-' : `${((t - run.startedAt) / 1000).toFixed(1)}s`);

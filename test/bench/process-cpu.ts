@@ -86,19 +86,36 @@ function readStat(path: string): { name: string; seconds: number } | null {
   return { name: text.slice(open + 1, close), seconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND };
 }
 
-/** Cumulative CPU time of the whole machine from /proc/stat (all cores; busy = not idle or waiting for I/O). */
-export async function cpuTimes(): Promise<{ busy: number; total: number } | null> {
+/** Cumulative CPU time of the whole machine from /proc/stat, in clock ticks over all cores. */
+export interface MachineCpu {
+  /** Running anything (user, system, interrupts), steal excluded. */
+  busy: number;
+  /** Time the hypervisor ran something else while this guest wanted the core: the host's load, not ours. */
+  steal: number;
+  total: number;
+}
+
+export async function cpuTimes(): Promise<MachineCpu | null> {
   try {
-    const fields = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    const fields = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
     const total = fields.reduce((sum, value) => sum + value, 0);
     const idle = fields[3] + (fields[4] ?? 0);
-    return { busy: total - idle, total };
+    const steal = fields[7] ?? 0;
+    return { busy: total - idle - steal, steal, total };
   } catch {
     return null;
   }
 }
 
-/** Share of the machine busy between two readings of cpuTimes (null if either is missing). */
-export function busyBetween(before: { busy: number; total: number } | null, after: { busy: number; total: number } | null): number | null {
-  return before && after && after.total > before.total ? (after.busy - before.busy) / (after.total - before.total) : null;
+/** Shares of the machine busy and stolen between two readings of cpuTimes (null if either is missing). */
+export function machineShares(before: MachineCpu | null, after: MachineCpu | null): { busy: number; steal: number } | null {
+  if (!before || !after || after.total <= before.total) return null;
+  const total = after.total - before.total;
+  return { busy: (after.busy - before.busy) / total, steal: (after.steal - before.steal) / total };
+}
+
+/** "83% busy, 2% stolen by the host", or "?" where /proc/stat is missing. */
+export function describeMachine(shares: { busy: number; steal: number } | null): string {
+  return shares ? `${Math.round(shares.busy * 100)}% busy, ${Math.round(shares.steal * 100)}% stolen by the host` : '?';
 }

@@ -4,7 +4,7 @@ import { BLOCK_CHUNK_SIZE } from '../../src/protocol/index.ts';
 import type { NetnsHarness } from '../netns/harness.ts';
 import type { BrowserKind } from './flags.ts';
 import { readConnectionStats, RECORD_CONNECTIONS_SCRIPT, statsBetween, type ConnectionStats } from './connection-stats.ts';
-import { busyBetween, cpuBetween, cpuTimes, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
+import { cpuBetween, cpuTimes, machineShares, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
 import { closeProfiles, collectPageErrors, openProfiles } from './profiles.ts';
 import { median } from './report.ts';
 
@@ -58,8 +58,8 @@ export interface RawChannelResult {
   senderCpu: TreeCpu | null;
   /** The receiving browser's connection over the measured transfers (packets, the pair in use). */
   receiverConnection: ConnectionStats[];
-  /** Share of the machine's CPU busy (all processes, all cores) over the measured transfers; null off Linux. */
-  machineBusy: number | null;
+  /** Shares of the machine's CPU busy and stolen by the host (all cores) over the measured transfers; null off Linux. */
+  machine: { busy: number; steal: number } | null;
 }
 
 export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind, bytesPerTransfer: number): Promise<RawChannelResult> {
@@ -122,7 +122,7 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
       );
       if (i >= 0) samples.push(mbps);
     }
-    const machineBusy = busyBetween(machineBefore, await cpuTimes());
+    const machine = machineShares(machineBefore, await cpuTimes());
     const [senderCpuAfter, cpuAfter] = await Promise.all([profiles[0].cpu(), profiles[1].cpu()]);
     const receiverConnection = statsBetween(connectionBefore, await readConnectionStats(receiver).catch(() => []));
     const receiverCpu = cpuBefore && cpuAfter ? cpuBetween(cpuBefore, cpuAfter) : null;
@@ -138,7 +138,7 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
       senderCpuSecondsPerGiB: senderCpu ? secondsPerGiB(senderCpu.seconds, TRANSFERS * bytesPerTransfer) : null,
       senderCpu,
       receiverConnection,
-      machineBusy,
+      machine,
     };
   } finally {
     await closeProfiles(profiles);

@@ -17,7 +17,7 @@ import { benchManyFilesUpload } from './many-files-upload.ts';
 import { benchOfficeLan } from './office-lan.ts';
 import { benchNativePair } from './native-pair.ts';
 import { describeConnections } from './connection-stats.ts';
-import { describeThreads } from './process-cpu.ts';
+import { describeMachine, describeThreads } from './process-cpu.ts';
 import { measureRawChannel, type RawChannelResult } from './raw-channel.ts';
 import { printTable, type BenchRow } from './report.ts';
 import { measureWebTorrent } from './webtorrent.ts';
@@ -80,7 +80,7 @@ if (wants('office-warm') || wants('office-cold') || wants('office-lan')) {
                 `bare data channel (${flags.browsers}, ${raw.messageBytes / 1024} KiB messages, worker to worker` +
                   `${raw.transferred ? '' : ', MessagePort relay'}): ${raw.samples.map((mbps) => mbps.toFixed(1)).join(', ')} MB/s, ` +
                   `median ${raw.mbps.toFixed(1)}` +
-                  (raw.machineBusy === null ? '' : `; machine CPU ${Math.round(raw.machineBusy * 100)}% busy`) +
+                  `; machine CPU ${describeMachine(raw.machine)}` +
                   (raw.receiverCpu
                     ? `; receiver CPU ${raw.receiverCpuSecondsPerGiB!.toFixed(2)} s/GiB (${describeThreads(raw.receiverCpu)})`
                     : '') +
