@@ -127,6 +127,8 @@ export class PeerHub {
   private readonly penalisedPeers = new Set<string>();
   /** Verified bytes stored from each peer. */
   private readonly acceptedBytes = new Map<string, number>();
+  /** Block bytes sent on links to each peer that have closed (an open link counts its own). */
+  private readonly sentOnClosedLinks = new Map<string, number>();
   private pendingFetching: BlockHash[] = [];
   /** This page's relay id: decides which of two devices fetching the same block gives way. */
   private selfId: string | null = null;
@@ -257,6 +259,7 @@ export class PeerHub {
         this.options.engine()?.penalise(peer.peerId);
       },
       onClose: () => {
+        this.sentOnClosedLinks.set(peer.peerId, (this.sentOnClosedLinks.get(peer.peerId) ?? 0) + link.bytesSent);
         if (this.connected.get(peer.peerId)?.link === link) this.connected.delete(peer.peerId);
         this.forgetFetchingBy(peer.peerId);
         this.failedAt.set(peer.peerId, Date.now());
@@ -337,6 +340,7 @@ export class PeerHub {
           connected: advert?.lan ? this.transport !== null : (peer?.link.isOpen ?? false),
           lan: advert?.lan === true,
           bytesReceived: this.acceptedBytes.get(peerId) ?? 0,
+          bytesSent: (this.sentOnClosedLinks.get(peerId) ?? 0) + (peer?.link.bytesSent ?? 0),
           penalised: this.penalisedPeers.has(peerId),
         };
       })

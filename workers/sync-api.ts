@@ -107,6 +107,11 @@ export interface PeerView {
   lan: boolean;
   /** Bytes of blocks from it that passed the hash check and were stored. */
   bytesReceived: number;
+  /**
+   * Block bytes this browser sent it (DATA payloads, this workspace's; a block it cancelled
+   * part-way counts what went out). Zero for a LAN peer: the bridge only fetches from them.
+   */
+  bytesSent: number;
   /** It sent a block that failed its hash, or broke the protocol: not asked again this session. */
   penalised: boolean;
 }

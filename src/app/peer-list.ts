@@ -8,9 +8,10 @@ interface PeerRow {
   state: HTMLElement;
   cursor: HTMLElement;
   received: HTMLElement;
+  sent: HTMLElement;
 }
 
-/** The workspace's peers (browsers, and LAN peers behind the server's bridge): label, advertised cursor, reachable or not, bytes received. */
+/** The workspace's peers (browsers, and LAN peers behind the server's bridge): label, advertised cursor, reachable or not, bytes received from it and sent to it. */
 export class PeerList {
   readonly element: HTMLElement;
   private readonly list = h('ul', { class: 'peer-list', 'data-testid': 'peer-list' });
@@ -33,8 +34,9 @@ export class PeerList {
           state: h('span', { class: 'peer-state' }),
           cursor: h('span', { class: 'peer-cursor' }),
           received: h('span', { class: 'peer-received', 'data-testid': 'peer-bytes-received' }),
+          sent: h('span', { class: 'peer-sent', 'data-testid': 'peer-bytes-sent' }),
         };
-        row.element.append(row.label, row.state, row.cursor, row.received);
+        row.element.append(row.label, row.state, row.cursor, row.received, row.sent);
         this.rows.set(peer.peerId, row);
         this.list.append(row.element);
       }
@@ -48,6 +50,8 @@ export class PeerList {
       setText(row.cursor, peer.cursor === null ? 'no advert yet' : `synced to #${peer.cursor}`);
       setAttribute(row.received, 'data-bytes', String(peer.bytesReceived));
       setText(row.received, `${formatBytes(peer.bytesReceived)} received`);
+      setAttribute(row.sent, 'data-bytes', String(peer.bytesSent));
+      setText(row.sent, `${formatBytes(peer.bytesSent)} sent`);
     }
     for (const [peerId, row] of this.rows) {
       if (seen.has(peerId)) continue;

@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { io } from 'socket.io-client';
+import type { Page } from 'playwright-core';
 import { ServerApi } from '../../src/engine/server-api.ts';
 import type { LocalBlockStore } from '../../src/engine/types.ts';
 import { uploadFile } from '../../src/engine/uploader.ts';
@@ -36,6 +37,7 @@ import { median, type BenchRow } from './report.ts';
  */
 
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
 /** Files of every office workspace (S split into equal shares). */
 export const FILES = 4;
 
@@ -122,6 +124,8 @@ export interface JoinRun {
    * completion; null per joiner where it cannot be read (contexts of one process, not Linux).
    */
   joinerCpu: (TreeCpu | null)[];
+  /** Block bytes each joiner sent other browsers (its peer list's "sent" cells), read after every joiner completed. */
+  sentBytes: number[];
   /** Each joiner's WebRTC connections at completion (empty without peers). */
   connections: ConnectionStats[][];
 }
@@ -194,6 +198,7 @@ const PER_RUN_FIELDS = [
   'peer_cpu_s_per_gib',
   'raw_cpu_s_per_gib',
   'peer_cpu_ratio',
+  'peer_cpu_ratio_moved',
   'seeder_cpu_s_per_gib',
   'cpu_busy',
   'cpu_steal',
@@ -411,6 +416,9 @@ export async function runJoiners(
     await new Promise((resolve) => setTimeout(resolve, 300));
     clearInterval(sampler);
     const after = ctx.server.server.metrics();
+    // What each joiner sent other joiners: its page shows it within a view tick (1 s) and a pace (0.5 s).
+    if (peers && ctx.joiners > 1) await new Promise((resolve) => setTimeout(resolve, Math.max(0, doneAt + SENT_VIEW_LAG_MS - Date.now())));
+    const sentBytes = peers ? await Promise.all(profiles.map((profile) => bytesSentToPeers(profile.page))) : profiles.map(() => 0);
     const run: JoinRun = {
       startedAt,
       seconds: (doneAt - startedAt) / 1000,
@@ -422,6 +430,7 @@ export async function runJoiners(
       cpuBusy: machineShares(cpuBefore, cpuAfter)?.busy ?? null,
       cpuSteal: machineShares(cpuBefore, cpuAfter)?.steal ?? null,
       connections,
+      sentBytes,
       joinerCpu: joinerCpuAfter.map((after, i) => {
         const before = joinerCpuBefore[i];
         return before && after ? cpuBetween(before, after) : null;
@@ -434,6 +443,16 @@ export async function runJoiners(
     clearInterval(sampler);
     await closeProfiles(profiles);
   }
+}
+
+/** How late a joiner's page may show the last bytes it sent: the worker's view tick and its pace. */
+const SENT_VIEW_LAG_MS = 1_600;
+
+/** The sum of the page's "sent" cells: block bytes it sent to browser peers. */
+async function bytesSentToPeers(page: Page): Promise<number> {
+  return page
+    .locator('[data-testid="peer-row"]:not([data-lan="true"]) [data-testid="peer-bytes-sent"]')
+    .evaluateAll((cells) => cells.reduce((sum, cell) => sum + (Number(cell.getAttribute('data-bytes')) || 0), 0));
 }
 
 /** Block GETs to the server from any of the profile's pages or workers, with their timing. */
@@ -519,7 +538,12 @@ function onOrigin(link: string, origin: string): string {
  *   `--browsers contexts` (one process holds every profile). office-warm adds
  *   seeder_cpu_s_per_gib: the seeder's browser over the same span, per GiB it could have
  *   served (S per joiner; the joiners also trade among themselves).
- * - cpu_busy: the machine's CPU busy share over the span (all processes, `cores` cores).
+ * - peer_sent_bytes: block bytes the joiners sent each other (their peer lists' "sent" cells);
+ *   peer_cpu_ratio_moved: the joiners' CPU against what the bare channel's receiver and sender
+ *   spend per GiB for the bytes they received from peers and sent to them (K > 1 joiners also
+ *   serve each other, which peer_cpu_ratio counts against received bytes only).
+ * - cpu_busy: the machine's CPU busy share over the span (all processes, `cores` cores);
+ *   cpu_steal: the share the host took from this guest meanwhile.
  * - `extra`: a scenario's own columns, placed before cpu_busy.
  *
  * Peer figures count browser peers only (WebRTC); bytes from LAN peers are office-lan's own columns.
@@ -557,6 +581,12 @@ export function officeRow(
         : `egress_ratio <= 1.05; sync_seconds <= ${timeGoal.toFixed(1)} (1.25 x S / egress rate; without peers ${ctx.joiners} x that); ` +
           'peer_throughput_ratio >= 0.85';
   const peerCpuRatio = peerCpuPerGiB === null || rawCpuPerGiB === null ? null : peerCpuPerGiB / rawCpuPerGiB;
+  // Joiners that also serve each other (K > 1) against what the bare channel's two ends spend for the same bytes each way.
+  const peerSent = run.sentBytes.reduce((sum, bytes) => sum + bytes, 0);
+  const rawSendPerGiB = rawChannel?.senderCpuSecondsPerGiB ?? null;
+  const bareEquivalent =
+    rawCpuPerGiB === null || rawSendPerGiB === null ? null : (peerTotal * rawCpuPerGiB + peerSent * rawSendPerGiB) / GiB;
+  const movedCpuRatio = joinerCpu === null || bareEquivalent === null || bareEquivalent === 0 ? null : joinerCpu / bareEquivalent;
   const met = [
     `egress ${egressRatio <= (scenario === 'office-cold' ? 1.05 : 0.02) ? 'met' : 'missed'}`,
     ...(scenario === 'office-cold' ? [`time ${run.seconds <= timeGoal ? 'met' : 'missed'}`] : []),
@@ -584,6 +614,8 @@ export function officeRow(
     peer_cpu_s_per_gib: peerCpuPerGiB === null ? null : round(peerCpuPerGiB),
     raw_cpu_s_per_gib: rawCpuPerGiB === null ? null : round(rawCpuPerGiB),
     peer_cpu_ratio: peerCpuRatio === null ? null : round(peerCpuRatio),
+    peer_sent_bytes: peerSent,
+    peer_cpu_ratio_moved: movedCpuRatio === null ? null : round(movedCpuRatio),
     ...extra,
     cpu_busy: run.cpuBusy === null ? null : round(run.cpuBusy, 2),
     cpu_steal: run.cpuSteal === null ? null : round(run.cpuSteal, 3),
@@ -642,6 +674,7 @@ function logJoiners(ctx: OfficeContext, name: string, run: JoinRun, total: numbe
         `${gets.filter((g) => g.outcome !== 'ok').length} failed/aborted`,
     );
     const cpu = run.joinerCpu[index];
+    if (run.sentBytes[index] > 0) ctx.log(`  joiner ${index + 1}: sent ${mib(run.sentBytes[index])} MiB to other joiners`);
     if (cpu) ctx.log(`  joiner ${index + 1}: browser CPU ${cpu.seconds.toFixed(2)} s (${describeThreads(cpu)})`);
     if (run.connections[index]?.length) ctx.log(`  joiner ${index + 1}: WebRTC ${describeConnections(run.connections[index], joiner.final!.peer)}`);
     // The per-peer cells (browser and LAN peers) and the bytes-from-peers counter should tell the same story.

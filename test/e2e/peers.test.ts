@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { ServerApi } from '../../src/engine/server-api.ts';
 import { NetnsHarness, type NetnsTestServer } from '../netns/harness.ts';
 import { isRoot } from '../netns/netns.ts';
@@ -90,6 +91,12 @@ describe.skipIf(!isRoot())('peer-to-peer sync in the browser', () => {
         return rows.length === 2 && rows.every((row) => row.getAttribute('data-cursor') === '2');
       });
     }
+    // What B and C received from peers was sent by one: the senders' rows say so too, A's first.
+    const sentBy = (page: Page) =>
+      page.locator('[data-testid="peer-bytes-sent"]').evaluateAll((cells) => cells.reduce((sum, cell) => sum + Number(cell.getAttribute('data-bytes')), 0));
+    await expect.poll(async () => (await Promise.all([pageA, pageB, pageC].map(sentBy))).reduce((a, b) => a + b, 0), { timeout: 15_000 }).toBeGreaterThanOrEqual(2 * total);
+    expect(await sentBy(pageA)).toBeGreaterThan(0);
+    expect(await pageA.locator('[data-testid="peer-bytes-sent"]').first().textContent()).toMatch(/ sent$/);
   }, 240_000);
   it('A disconnects halfway through B\'s sync: B finishes from C, byte-identical, with no block from the server', async () => {
     // Big enough that B is still fetching for a couple of seconds after A and C each delivered a block.
