@@ -194,6 +194,7 @@ const PER_RUN_FIELDS = [
   'sync_seconds',
   'peer_mbps',
   'raw_channel_mbps',
+  'raw_channel_steal',
   'peer_throughput_ratio',
   'peer_cpu_s_per_gib',
   'raw_cpu_s_per_gib',
@@ -529,7 +530,8 @@ function onOrigin(link: string, origin: string): string {
  *   peer_aggregate_mbps: all joiners' peer bytes over the span from the first peer byte
  *   anywhere to the last completion.
  * - raw_channel_mbps: median of the bare data channel between two profiles of the same kind,
- *   measured just before; peer_throughput_ratio = peer_mbps / raw_channel_mbps.
+ *   measured just before; peer_throughput_ratio = peer_mbps / raw_channel_mbps;
+ *   raw_channel_steal: the share of the machine the host took during its transfers.
  * - peer_cpu_s_per_gib: the joiners' browsers' CPU seconds (every process of each, from /proc,
  *   start to the last completion: receiving, hashing, storing, serving other joiners, the UI)
  *   per GiB they received from peers; raw_cpu_s_per_gib: the bare channel's receiving browser
@@ -610,6 +612,7 @@ export function officeRow(
     peer_mbps: peerMbps === null ? null : round(peerMbps),
     peer_aggregate_mbps: aggregate === null ? null : round(aggregate),
     raw_channel_mbps: rawChannelMbps === null ? null : round(rawChannelMbps),
+    raw_channel_steal: rawChannel?.machine ? round(rawChannel.machine.steal, 3) : null,
     peer_throughput_ratio: throughputRatio === null ? null : round(throughputRatio),
     peer_cpu_s_per_gib: peerCpuPerGiB === null ? null : round(peerCpuPerGiB),
     raw_cpu_s_per_gib: rawCpuPerGiB === null ? null : round(rawCpuPerGiB),
