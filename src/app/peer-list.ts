@@ -52,6 +52,8 @@ export class PeerList {
       setText(row.received, `${formatBytes(peer.bytesReceived)} received`);
       setAttribute(row.sent, 'data-bytes', String(peer.bytesSent));
       setText(row.sent, `${formatBytes(peer.bytesSent)} sent`);
+      // The bridge only fetches from LAN peers: nothing is ever sent to one.
+      row.sent.hidden = peer.lan;
     }
     for (const [peerId, row] of this.rows) {
       if (seen.has(peerId)) continue;

@@ -10,6 +10,9 @@ export interface PeerRowView {
   cursor: number | null;
   /** Verified block bytes stored from that peer (the row's data-bytes). */
   bytesReceived: number;
+  /** Block bytes sent to that peer, and whether the row shows them (never for a LAN peer). */
+  bytesSent: number;
+  sentShown: boolean;
   /** Caught sending bad data: not asked again. */
   penalised: boolean;
 }
@@ -24,6 +27,8 @@ export async function peerRows(page: Page): Promise<PeerRowView[]> {
         connected: row.getAttribute('data-connected') === 'true',
         cursor: cursor === null || cursor === '' ? null : Number(cursor),
         bytesReceived: Number(row.querySelector('[data-testid="peer-bytes-received"]')?.getAttribute('data-bytes') ?? 'NaN'),
+        bytesSent: Number(row.querySelector('[data-testid="peer-bytes-sent"]')?.getAttribute('data-bytes') ?? 'NaN'),
+        sentShown: (row.querySelector('[data-testid="peer-bytes-sent"]') as HTMLElement | null)?.hidden === false,
         penalised: row.getAttribute('data-penalised') === 'true',
       };
     }),
