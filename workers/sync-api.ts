@@ -108,8 +108,9 @@ export interface PeerView {
   /** Bytes of blocks from it that passed the hash check and were stored. */
   bytesReceived: number;
   /**
-   * Block bytes this browser sent it (DATA payloads, this workspace's; a block it cancelled
-   * part-way counts what went out). Zero for a LAN peer: the bridge only fetches from them.
+   * Block bytes this browser sent it over WebRTC (DATA payloads, this workspace's; a block it
+   * cancelled part-way counts what went out). Zero for a LAN peer: the server's bridge reads
+   * blocks from this browser for the LAN without saying which LAN peer asked.
    */
   bytesSent: number;
   /** It sent a block that failed its hash, or broke the protocol: not asked again this session. */

@@ -52,7 +52,7 @@ export class PeerList {
       setText(row.received, `${formatBytes(peer.bytesReceived)} received`);
       setAttribute(row.sent, 'data-bytes', String(peer.bytesSent));
       setText(row.sent, `${formatBytes(peer.bytesSent)} sent`);
-      // The bridge only fetches from LAN peers: nothing is ever sent to one.
+      // What the server's bridge reads from this browser for the LAN is not told apart by LAN peer.
       row.sent.hidden = peer.lan;
     }
     for (const [peerId, row] of this.rows) {
