@@ -40,6 +40,12 @@ interface WorkerContext {
 
 let context: WorkerContext | null = null;
 const sessions = new Map<NamespaceId, WorkspaceSession>();
+/**
+ * Sessions being created. *Why:* the page opens a workspace and resumes its folder sync at
+ * once; two creations racing through sessionFor's awaits each made a session, and the one left
+ * out of `sessions` kept the sync lock, so the other (the folder sync's) waited for it forever.
+ */
+const sessionsStarting = new Map<NamespaceId, Promise<WorkspaceSession>>();
 const zips = new ZipJobs();
 const folders = new FolderLinks();
 
@@ -64,6 +70,15 @@ async function apiFor(ns: NamespaceId): Promise<ServerApi> {
 async function sessionFor(ns: NamespaceId): Promise<WorkspaceSession> {
   const existing = sessions.get(ns);
   if (existing) return existing;
+  let starting = sessionsStarting.get(ns);
+  if (!starting) {
+    starting = startSession(ns).finally(() => sessionsStarting.delete(ns));
+    sessionsStarting.set(ns, starting);
+  }
+  return starting;
+}
+
+async function startSession(ns: NamespaceId): Promise<WorkspaceSession> {
   const { registry, blocks, state } = ready();
   const record = await registry.get(ns);
   if (!record) throw new Error('this workspace is not known on this device');
@@ -177,6 +192,8 @@ const api: SyncWorkerApi = {
 
   async close(ns: NamespaceId) {
     await folders.stop(ns);
+    // One still being created is closed too, not left holding the sync lock.
+    await sessionsStarting.get(ns)?.catch(() => null);
     const session = sessions.get(ns);
     sessions.delete(ns);
     await session?.close();

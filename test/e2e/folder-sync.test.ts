@@ -177,7 +177,8 @@ async function afterNextScan(page: Page): Promise<Record<string, number>> {
         .getByTestId('folder-sync')
         .evaluate((element) => ({ ...(element as HTMLElement).dataset, text: element.textContent }))
         .catch((reason: unknown) => String(reason));
-      throw new Error(`no folder scan finished after last-scan ${before}: the panel shows ${JSON.stringify(panel)}`, { cause: error });
+      const role = await page.getByTestId('sync-role').getAttribute('data-role').catch(() => null);
+      throw new Error(`no folder scan finished after last-scan ${before}: the panel shows ${JSON.stringify(panel)}; this tab's sync role: ${role}`, { cause: error });
     });
   return page.getByTestId('folder-sync').evaluate((panel) => {
     const { written, uploaded, deleted, conflicts } = (panel as HTMLElement).dataset;
