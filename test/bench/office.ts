@@ -420,6 +420,7 @@ export async function runJoiners(
     // What each joiner sent other joiners: its page shows it within a view tick (1 s) and a pace (0.5 s).
     if (peers && ctx.joiners > 1) await new Promise((resolve) => setTimeout(resolve, Math.max(0, doneAt + SENT_VIEW_LAG_MS - Date.now())));
     const sentBytes = peers ? await Promise.all(profiles.map((profile) => bytesSentToPeers(profile.page))) : profiles.map(() => 0);
+    const machine = machineShares(cpuBefore, cpuAfter);
     const run: JoinRun = {
       startedAt,
       seconds: (doneAt - startedAt) / 1000,
@@ -428,8 +429,8 @@ export async function runJoiners(
       joiners,
       gets,
       serverTimeline,
-      cpuBusy: machineShares(cpuBefore, cpuAfter)?.busy ?? null,
-      cpuSteal: machineShares(cpuBefore, cpuAfter)?.steal ?? null,
+      cpuBusy: machine?.busy ?? null,
+      cpuSteal: machine?.steal ?? null,
       connections,
       sentBytes,
       joinerCpu: joinerCpuAfter.map((after, i) => {

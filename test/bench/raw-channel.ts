@@ -4,7 +4,7 @@ import { BLOCK_CHUNK_SIZE } from '../../src/protocol/index.ts';
 import type { NetnsHarness } from '../netns/harness.ts';
 import type { BrowserKind } from './flags.ts';
 import { readConnectionStats, RECORD_CONNECTIONS_SCRIPT, statsBetween, type ConnectionStats } from './connection-stats.ts';
-import { cpuBetween, cpuTimes, machineShares, secondsPerGiB, type TreeCpu } from './process-cpu.ts';
+import { cpuBetween, cpuTimes, machineShares, secondsPerGiB, type MachineCpu, type TreeCpu } from './process-cpu.ts';
 import { closeProfiles, collectPageErrors, openProfiles } from './profiles.ts';
 import { median } from './report.ts';
 
@@ -97,7 +97,7 @@ export async function measureRawChannel(harness: NetnsHarness, kind: BrowserKind
     let cpuBefore: TreeCpu | null = null;
     let senderCpuBefore: TreeCpu | null = null;
     let connectionBefore: ConnectionStats[] = [];
-    let machineBefore: Awaited<ReturnType<typeof cpuTimes>> = null;
+    let machineBefore: MachineCpu | null = null;
     for (let i = -1; i < TRANSFERS; i++) {
       if (i === 0) {
         [senderCpuBefore, cpuBefore] = await Promise.all([profiles[0].cpu(), profiles[1].cpu()]);
